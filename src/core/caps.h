@@ -1,0 +1,35 @@
+/*
+ * caps: every hard limit of rbee-hive in one place. Going over a cap is a
+ * clean error (413 or 400), never an unbounded allocation.
+ */
+#ifndef RBEE_CORE_CAPS_H
+#define RBEE_CORE_CAPS_H
+
+#define CAP_REQUEST_BODY (64 * 1024)        /* HTTP request body */
+#define CAP_REF_LEN 1024                    /* a model reference string */
+#define CAP_REPO_PATH_LEN 1024              /* a path inside a repo */
+#define CAP_REPO_PATH_DEPTH 32              /* components of a repo path */
+#define CAP_REPO_ID_LEN 96                  /* ORG or REPO name */
+#define CAP_REVISION_LEN 256                /* a branch, tag or commit */
+#define CAP_URL_LEN 4096                    /* a URL, ours or the CDN's */
+#define CAP_HEADER_VALUE 8192               /* one HTTP header we keep */
+#define CAP_LISTING_BYTES (16 * 1024 * 1024) /* one Hub listing answer */
+#define CAP_LISTING_PAGES 1000              /* pagination of a tree listing */
+#define CAP_REPO_FILES 100000               /* files in one repo listing */
+#define CAP_MODEL_FILES 4096                /* files in one model */
+#define CAP_JSON_DEPTH 32                   /* nesting of JSON we accept */
+#define CAP_JOBS_KEPT 1000                  /* finished jobs kept */
+#define CAP_JOB_EVENTS 4096                 /* events kept per job for replay */
+#define CAP_EVENT_LEN 4096                  /* one event's data */
+#define CAP_WATCHERS 1024                   /* stream watchers in all */
+#define CAP_CONNECTIONS 1024                /* HTTP connections at once */
+#define CAP_XFER_CONNECTIONS 64             /* transfer connections per file */
+#define CAP_XFER_RANGES 4096                /* done ranges kept per partial */
+#define CAP_GGUF_KV 65536                   /* key/values in a GGUF header */
+#define CAP_GGUF_STRING (1024 * 1024)       /* one GGUF string */
+#define CAP_GGUF_ARRAY (64 * 1024 * 1024)   /* elements of one GGUF array */
+#define CAP_GGUF_HEADER (256 * 1024 * 1024) /* bytes read of a GGUF header */
+#define CAP_CATALOG_MODELS 1000000          /* models in a catalog */
+#define CAP_TOKEN_LEN 4096                  /* a bearer token */
+
+#endif

@@ -1,0 +1,81 @@
+#include "core/sha256.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/cancel.h"
+#include "core/err.h"
+#include "core/util.h"
+
+void sha256_init(struct sha256 *h)
+{
+	if (!h->ctx)
+		h->ctx = EVP_MD_CTX_new();
+	if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
+		abort();
+}
+
+void sha256_update(struct sha256 *h, const void *data, size_t n)
+{
+	EVP_DigestUpdate(h->ctx, data, n);
+}
+
+void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1])
+{
+	unsigned char md[32];
+	unsigned int len = 0;
+	EVP_DigestFinal_ex(h->ctx, md, &len);
+	hex_encode(md, 32, out);
+}
+
+void sha256_cleanup(struct sha256 *h)
+{
+	EVP_MD_CTX_free(h->ctx);
+	h->ctx = NULL;
+}
+
+int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
+		uint64_t *size, struct err *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s: %s", path,
+			       strerror(errno));
+	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+	enum { BUF = 1 << 20 };
+	unsigned char *buf = xmalloc(BUF);
+	struct sha256 h = {0};
+	sha256_init(&h);
+	uint64_t total = 0;
+	int rc = 0;
+	for (;;) {
+		if (cancel_is_set(cancel)) {
+			rc = err_set(e, ERR_CANCELLED, "hashing %s: cancelled", path);
+			break;
+		}
+		ssize_t n = read(fd, buf, BUF);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = err_set(e, ERR_IO, "read %s: %s", path, strerror(errno));
+			break;
+		}
+		if (n == 0)
+			break;
+		sha256_update(&h, buf, (size_t)n);
+		total += (uint64_t)n;
+	}
+	if (rc == 0) {
+		sha256_final_hex(&h, out);
+		if (size)
+			*size = total;
+	}
+	sha256_cleanup(&h);
+	free(buf);
+	close(fd);
+	return rc;
+}

@@ -1,0 +1,34 @@
+/*
+ * sha256: SHA-256 over OpenSSL's EVP interface (which uses the CPU's SHA
+ * instructions where present). The caller owns a struct sha256 and must call
+ * sha256_cleanup() once it is done, also on error paths.
+ */
+#ifndef RBEE_CORE_SHA256_H
+#define RBEE_CORE_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SHA256_HEX_LEN 64
+
+struct cancel_token;
+struct err;
+
+struct sha256 {
+	void *ctx; /* EVP_MD_CTX */
+};
+
+void sha256_init(struct sha256 *h);
+void sha256_update(struct sha256 *h, const void *data, size_t n);
+/* Writes 64 lowercase hex digits and a NUL. h can be reused after sha256_init. */
+void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1]);
+void sha256_cleanup(struct sha256 *h);
+
+/*
+ * Hashes the file at path; fills out and *size. Stops with ERR_CANCELLED when
+ * cancel fires (cancel may be NULL). Errors name the path.
+ */
+int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
+		uint64_t *size, struct err *e);
+
+#endif

@@ -1,0 +1,35 @@
+/*
+ * util: small helpers every module uses. Small allocations abort the process
+ * on failure (as tmux's xmalloc does): an out-of-memory daemon cannot recover
+ * cleanly, and NULL checks after every strdup hide real errors. Large or
+ * size-from-input allocations must check caps first and use plain malloc.
+ */
+#ifndef RBEE_CORE_UTIL_H
+#define RBEE_CORE_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Milliseconds on the monotonic clock (for intervals). */
+int64_t now_ms(void);
+/* Milliseconds since the epoch (for timestamps that are stored or shown). */
+int64_t wall_ms(void);
+/* Sleeps ms milliseconds (restarts on EINTR). */
+void sleep_ms(long ms);
+
+/* 1 if s is exactly n lowercase hex digits. */
+int is_hex_lower(const char *s, size_t n);
+/* Writes 2*n lowercase hex digits and a NUL into out. */
+void hex_encode(const unsigned char *in, size_t n, char *out);
+
+/* snprintf that reports truncation: 0, or ERR_TOO_LARGE if it did not fit. */
+int fmt_buf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif

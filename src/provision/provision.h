@@ -1,0 +1,108 @@
+/*
+ * provision: the ArtifactProvisioner of rbee-hive. provision(ref, job_id,
+ * cancel) turns a model reference into a verified, published catalog entry,
+ * reporting each step as events and honouring the cancel token at every step.
+ *
+ * A multi-vendor provisioner routes a ref to its vendor (Hugging Face, URL,
+ * file) through a table; vendors live in vendor_*.c beside this file.
+ *
+ * Threads: one provisioner is shared by all job workers; provision() is
+ * called concurrently from several workers and blocks until the model is
+ * available, fails or is cancelled. Event callbacks are called on the
+ * worker's thread or on the transfer thread, must not block, and must not
+ * call back into the provisioner.
+ */
+#ifndef RBEE_PROVISION_PROVISION_H
+#define RBEE_PROVISION_PROVISION_H
+
+#include <stdint.h>
+
+#include "core/err.h"
+
+struct cancel_token;
+
+enum prov_phase {
+	PROV_RESOLVING = 0,
+	PROV_DOWNLOADING,
+	PROV_VERIFYING,
+	PROV_PUBLISHING,
+	PROV__PHASES
+};
+
+/* "resolving", "downloading", "verifying", "publishing". */
+const char *prov_phase_name(enum prov_phase p);
+
+struct prov_progress {
+	enum prov_phase phase;
+	const char *file; /* repo path of the current file; may be NULL */
+	int files_done;
+	int files_total;
+	uint64_t bytes_done; /* over all files of the model */
+	uint64_t bytes_total;
+	double rate_bps; /* smoothed */
+	double eta_s;    /* negative when unknown */
+};
+
+struct prov_events {
+	/* Several times a second while bytes move, and at each phase change. */
+	void (*progress)(void *arg, const struct prov_progress *p);
+	/* One human-readable line ("resolving hf:org/repo@main"). */
+	void (*narrate)(void *arg, const char *line);
+	void *arg;
+};
+
+struct prov_request {
+	const char *ref;    /* as the user gave it */
+	const char *job_id; /* for logs; may be NULL */
+	struct cancel_token *cancel;
+	const struct prov_events *events; /* may be NULL */
+};
+
+#define PROV_ID_MAX 1200
+
+struct prov_artifact {
+	char id[PROV_ID_MAX]; /* canonical catalog id of the model */
+	char path[4096];      /* absolute path of the first (or only) file */
+	uint64_t size;        /* bytes over all files */
+};
+
+struct prov_config {
+	const char *data_root; /* the data root; catalog.db lives here */
+	const char *hf_cache;  /* hub cache folder; NULL: <data_root>/hub */
+	const char *endpoint;  /* HF endpoint; NULL: $HF_ENDPOINT or https://huggingface.co */
+	const char *hf_token;  /* NULL: $HF_TOKEN or $HF_HOME/token */
+	int offline;           /* no network at all */
+	int connections;       /* per file; 0: default 8 */
+	uint64_t limit_rate;   /* bytes/s over all transfers; 0: none */
+	int stall_timeout_s;   /* 0: default 30 */
+};
+
+struct provisioner;
+
+struct provisioner_ops {
+	const char *name;
+	int (*provision)(struct provisioner *p, const struct prov_request *req,
+			 struct prov_artifact *out, struct err *e);
+	void (*free)(struct provisioner *p);
+};
+
+struct provisioner {
+	const struct provisioner_ops *ops;
+};
+
+/* The multi-vendor provisioner over the real vendors. */
+int provisioner_new(const struct prov_config *cfg, struct provisioner **out, struct err *e);
+
+static inline int provision(struct provisioner *p, const struct prov_request *req,
+			    struct prov_artifact *out, struct err *e)
+{
+	return p->ops->provision(p, req, out, e);
+}
+
+static inline void provisioner_free(struct provisioner *p)
+{
+	if (p)
+		p->ops->free(p);
+}
+
+#endif
