@@ -391,7 +391,6 @@ class Dropped(Exception):
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fakehub/1"
-    sys_version = ""
     # Bounds every blocking socket operation, so a vanished peer cannot pin a thread.
     timeout = 300
 
@@ -416,6 +415,9 @@ class Handler(BaseHTTPRequestHandler):
     @property
     def role(self):
         return self.server.role
+
+    def version_string(self):
+        return self.server_version
 
     def log_message(self, fmt, *args):
         if self.state.args.verbose:
@@ -473,7 +475,9 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("X-Request-Id", self.req_id)
         for k, v in headers:
-            self.send_header(k, v)
+            # Values can echo request paths: keep them one line of latin-1.
+            v = re.sub(r"[\x00-\x1f\x7f]", "?", str(v)).encode("latin-1", "backslashreplace")
+            self.send_header(k, v.decode("latin-1"))
         self.end_headers()
         self.note(status=status)
 

@@ -17,8 +17,10 @@ import hashlib
 import json
 import os
 import random
+import re
 import struct
 import subprocess
+import sys
 
 DEFAULT_TOKEN = "hf_test_token"
 
@@ -95,18 +97,24 @@ def write_gguf(path, size=1 << 20, seed=0, arch="llama", file_type="Q4_K_M", nam
     tool = _gguf_gen_tool() if use_tool in (None, True) else None
     if use_tool and tool is None:
         raise RuntimeError("gguf-gen is not built in $RBEE_BUILD")
+    ft = FILE_TYPES[file_type] if isinstance(file_type, str) else int(file_type)
     if tool is not None:
-        ft = file_type if isinstance(file_type, str) else str(file_type)
         cmd = [tool, "--out", path, "--size", str(size), "--seed", str(seed), "--arch", arch,
-               "--file-type", ft]
+               "--file-type", str(ft), "--context", str(context_length), "--print-sha256"]
         if name:
             cmd += ["--name", name]
-        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=300)
-        if r.returncode == 0 and os.path.getsize(path) == size:
-            return {"path": path, "size": size, "sha256": sha256_file(path)}
+        if split is not None:
+            cmd += ["--split-no", str(split[0]), "--split-count", str(split[1])]
+        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300)
+        digest = r.stdout.decode(errors="replace").strip()
+        ok = r.returncode == 0 and os.path.exists(path) and os.path.getsize(path) == size
+        if ok and re.fullmatch(r"[0-9a-f]{64}", digest):
+            return {"path": path, "size": size, "sha256": digest}
+        msg = "gguf-gen failed (%s): %s" % (r.returncode, r.stderr.decode(errors="replace").strip())
         if use_tool:
-            raise RuntimeError("gguf-gen failed: %s" % r.stderr.decode(errors="replace"))
-    header = gguf_header(arch, file_type, name or "test %s %d" % (arch, seed), context_length, split)
+            raise RuntimeError(msg)
+        sys.stderr.write("fixtures: %s; writing the GGUF in Python\n" % msg)
+    header = gguf_header(arch, ft, name or "test %s %d" % (arch, seed), context_length, split)
     if size < len(header):
         raise ValueError("size %d is smaller than the GGUF header (%d)" % (size, len(header)))
     block = random.Random(seed).randbytes(1 << 20)

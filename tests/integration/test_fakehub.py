@@ -449,5 +449,88 @@ class FakeHubTest(unittest.TestCase):
         self.assertEqual(self.resolve("README.md")[0], 200)
 
 
+    def test_drop_rst(self):
+        self.hub.set_faults("model.Q4_K_M.gguf", {"drop_after_bytes": {"bytes": 100, "mode": "rst"}})
+        try:
+            st, _, body, err = raw_get(self.cdn_url())
+            self.assertLess(len(body), GGUF_SIZE)
+        except ConnectionResetError:
+            pass
+        self.assertEqual(self.hub.requests(host="cdn")[0]["error"], "dropped")
+
+    def test_redirect_body_and_cdn_rejecting_authorization(self):
+        cfg = dict(self.cfg, redirect_body=True, cdn_reject_authorization=True)
+        self.hub.reload(cfg)
+        self.addCleanup(self.hub.reload, self.cfg)
+        st, h, body = self.resolve("model.Q4_K_M.gguf", "GET")
+        self.assertEqual(st, 302)
+        self.assertTrue(body.startswith(b"Found. Redirecting to http://127.0.0.2:"))
+        self.assertEqual(h["Content-Length"], str(len(body)))
+        self.assertEqual(h["X-Linked-Size"], str(GGUF_SIZE))
+        st, _, body = fetch(h["Location"], headers={"Authorization": "Bearer " + TOKEN, "Range": "bytes=0-0"})
+        self.assertEqual(st, 400)
+        self.assertIn(b"InvalidArgument", body)
+
+    def test_since_and_host_filters(self):
+        self.resolve("README.md")
+        last = self.hub.requests()[-1]["seq"]
+        self.resolve("README.md", "GET")
+        reqs = self.hub.requests(since=last)
+        self.assertEqual([r["method"] for r in reqs], ["GET"])
+        self.assertEqual(self.hub.requests(host="cdn"), [])
+
+
+class FixturesAndClientTest(unittest.TestCase):
+    def test_python_gguf_header(self):
+        import struct
+        with tempfile.TemporaryDirectory() as d:
+            g = fixtures.write_gguf(os.path.join(d, "a.gguf"), size=4096, seed=1, arch="qwen2",
+                                    file_type="Q8_0", split=(1, 3), use_tool=False)
+            with open(g["path"], "rb") as f:
+                data = f.read()
+            self.assertEqual(len(data), 4096)
+            self.assertEqual(hashlib.sha256(data).hexdigest(), g["sha256"])
+            magic, ver, ntens, nkv = struct.unpack_from("<4sIQQ", data)
+            self.assertEqual((magic, ver, ntens, nkv), (b"GGUF", 3, 0, 7))
+            pos, kv = 24, {}
+            for _ in range(nkv):
+                (klen,) = struct.unpack_from("<Q", data, pos)
+                key = data[pos + 8:pos + 8 + klen].decode()
+                (t,) = struct.unpack_from("<I", data, pos + 8 + klen)
+                pos += 12 + klen
+                if t == 8:
+                    (vlen,) = struct.unpack_from("<Q", data, pos)
+                    kv[key] = data[pos + 8:pos + 8 + vlen].decode()
+                    pos += 8 + vlen
+                else:
+                    fmt = {2: "<H", 4: "<I", 5: "<i"}[t]
+                    (kv[key],) = struct.unpack_from(fmt, data, pos)
+                    pos += struct.calcsize(fmt)
+            self.assertEqual(kv["general.architecture"], "qwen2")
+            self.assertEqual(kv["general.file_type"], 7)
+            self.assertEqual(kv["qwen2.context_length"], 4096)
+            self.assertEqual((kv["split.no"], kv["split.count"]), (1, 3))
+            g2 = fixtures.write_gguf(os.path.join(d, "b.gguf"), size=4096, seed=1, arch="qwen2",
+                                     file_type="Q8_0", split=(1, 3), use_tool=False)
+            self.assertEqual(g2["sha256"], g["sha256"])
+
+    def test_bad_config_fails_fast(self):
+        t = time.monotonic()
+        with self.assertRaises(client.FakeHubError):
+            client.start({"repos": [{"id": "a/b", "revisions": {"main": "0" * 40}}]}, timeout=10)
+        self.assertLess(time.monotonic() - t, 5)
+
+    def test_fixed_ports_and_stop(self):
+        hub = client.start(fixtures.make_config([]), hub_port=18150, cdn_port=18151)
+        try:
+            self.assertEqual((hub.hub_url, hub.cdn_url), ("http://127.0.0.1:18150", "http://127.0.0.2:18151"))
+            st, _, body = fetch(hub.hub_url + "/_fake/health")
+            self.assertEqual(st, 200)
+        finally:
+            hub.stop()
+        self.assertIsNone(hub.proc)
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", 18150), timeout=2).close()
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
