@@ -25,11 +25,15 @@
 #define CAP_CONNECTIONS 1024                /* HTTP connections at once */
 #define CAP_XFER_CONNECTIONS 64             /* transfer connections per file */
 #define CAP_XFER_RANGES 4096                /* done ranges kept per partial */
+#define CAP_XFER_ACTIVE 256                 /* transfers queued or running in one engine */
+#define CAP_XFER_REDIRECTS 5                /* redirects followed by one transfer */
+#define CAP_XFER_REFRESHES 3                /* URL refreshes after 403 without progress */
 #define CAP_GGUF_KV 65536                   /* key/values in a GGUF header */
 #define CAP_GGUF_STRING (1024 * 1024)       /* one GGUF string */
 #define CAP_GGUF_ARRAY (64 * 1024 * 1024)   /* elements of one GGUF array */
 #define CAP_GGUF_HEADER (256 * 1024 * 1024) /* bytes read of a GGUF header */
 #define CAP_CATALOG_MODELS 1000000          /* models in a catalog */
 #define CAP_TOKEN_LEN 4096                  /* a bearer token */
+#define CAP_CLIENT_ANSWER (64 * 1024 * 1024) /* one daemon answer read by the CLI */
 
 #endif

@@ -1,0 +1,119 @@
+/*
+ * ranges: the pure byte-range bookkeeping of the transfer engine, kept apart
+ * from libcurl so it can be tested on its own.
+ *
+ * Two structures:
+ *   - struct xfer_rangeset: the byte ranges of a file that are written to the
+ *     partial, sorted, merged, half-open [start, end). It is what the resume
+ *     state saves and loads, and its first range gives the contiguous prefix
+ *     that the hasher may read.
+ *   - struct xfer_plan: the work still to do, as segments [pos, end) each
+ *     owned by at most one connection. An idle connection takes the largest
+ *     unowned segment, or else steals the upper half of the largest owned one
+ *     (work stealing: no slow tail). Segments live in stable slots, so a
+ *     connection can keep the index of its segment while others are added.
+ *
+ * Both have a hard capacity fixed at init. Neither is thread-safe: the
+ * transfer thread owns them.
+ */
+#ifndef RBEE_FETCH_RANGES_H
+#define RBEE_FETCH_RANGES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct err;
+
+struct xfer_range {
+	uint64_t start; /* first byte */
+	uint64_t end;   /* one past the last byte */
+};
+
+struct xfer_rangeset {
+	struct xfer_range *r; /* sorted by start, disjoint, not adjacent */
+	size_t n;
+	size_t cap;
+	uint64_t bytes; /* sum of the lengths */
+};
+
+void xfer_ranges_init(struct xfer_rangeset *s, size_t cap);
+void xfer_ranges_cleanup(struct xfer_rangeset *s);
+void xfer_ranges_clear(struct xfer_rangeset *s);
+
+/*
+ * Adds [start, end), merging with overlapping or adjacent ranges. An empty
+ * range is a no-op. Returns 0, or ERR_TOO_LARGE when the set would need more
+ * than cap ranges (the set is then unchanged).
+ */
+int xfer_ranges_add(struct xfer_rangeset *s, uint64_t start, uint64_t end);
+
+/* End of the range that starts at 0, or 0 when byte 0 is not done. */
+uint64_t xfer_ranges_prefix(const struct xfer_rangeset *s);
+
+/* 1 when [0, total) is done. */
+int xfer_ranges_complete(const struct xfer_rangeset *s, uint64_t total);
+
+/*
+ * Replaces the set with ranges loaded from resume state, after checking them
+ * against the file's total size: every range must satisfy start < end <=
+ * total. Input may be unsorted and overlapping. Returns 0, ERR_INVALID (with
+ * the reason) or ERR_TOO_LARGE; on error the set is left empty.
+ */
+int xfer_ranges_load(struct xfer_rangeset *s, const struct xfer_range *in, size_t n,
+		     uint64_t total, struct err *e);
+
+/*
+ * Writes the missing ranges of [0, total) into out (at most max). Returns how
+ * many gaps there are (which may exceed max: then only max were written).
+ */
+size_t xfer_ranges_gaps(const struct xfer_rangeset *s, uint64_t total, struct xfer_range *out,
+			size_t max);
+
+#define XFER_SEG_FREE (-2) /* slot holds no segment */
+#define XFER_SEG_NONE (-1) /* segment waits for a connection */
+
+struct xfer_seg {
+	uint64_t pos; /* next byte to fetch */
+	uint64_t end; /* one past the last byte; shrinks when stolen from */
+	int owner;    /* connection index, XFER_SEG_NONE or XFER_SEG_FREE */
+};
+
+struct xfer_plan {
+	struct xfer_seg *s;
+	size_t n;   /* slots in use or freed: the high-water mark */
+	size_t cap;
+	uint64_t min_split; /* each half of a split is at least this long */
+	uint64_t align;     /* split points are multiples of this (power of two) */
+};
+
+void xfer_plan_init(struct xfer_plan *p, size_t cap, uint64_t min_split);
+void xfer_plan_cleanup(struct xfer_plan *p);
+
+/*
+ * Rebuilds the plan from the gaps of done in [0, total): one unowned segment
+ * per gap. Returns 0 or ERR_TOO_LARGE (more gaps than slots).
+ */
+int xfer_plan_reset(struct xfer_plan *p, const struct xfer_rangeset *done, uint64_t total);
+
+/*
+ * Gives connection owner a segment: the largest unowned one, else the upper
+ * half of the largest owned segment whose remaining bytes are at least
+ * 2 * min_split (the victim's end shrinks to the split point). Returns the
+ * slot index, or -1 when there is nothing worth taking. When victim is not
+ * NULL it receives the owner stolen from, or -1.
+ */
+int xfer_plan_take(struct xfer_plan *p, int owner, int *victim);
+
+/* Marks slot i finished (its owner is done with it) and frees it. */
+void xfer_plan_finish(struct xfer_plan *p, int i);
+
+/* Returns slot i to the pool of unowned segments (its owner gave up). */
+void xfer_plan_release(struct xfer_plan *p, int i);
+
+/* Bytes not yet fetched over all segments. */
+uint64_t xfer_plan_remaining(const struct xfer_plan *p);
+
+/* Number of live segments (owned or not). */
+size_t xfer_plan_live(const struct xfer_plan *p);
+
+#endif

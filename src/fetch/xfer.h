@@ -1,0 +1,143 @@
+/*
+ * xfer: the transfer engine. It moves the bytes of one file from an HTTP(S)
+ * URL into a partial file on disk, over several Range connections at once,
+ * verifies size and SHA-256 while it downloads, and keeps the finished byte
+ * ranges durable through caller-supplied resume callbacks.
+ *
+ * Threads and ownership:
+ *   - One transfer thread per engine owns the libcurl multi handle, every
+ *     easy handle, and the range bookkeeping of every active transfer. Other
+ *     threads hand it new transfers through a queue and cancellations through
+ *     the cancel token; both wake it with curl_multi_wakeup.
+ *   - Each transfer has one helper thread that hashes the contiguous done
+ *     prefix by reading it back (pread, 512 KiB at a time), fdatasyncs the
+ *     partial and calls the resume save callback, calls refresh_url after a
+ *     403, and finishes the transfer (final checks, rename, result). So the
+ *     transfer thread never blocks on the disk's sync, on the caller's
+ *     catalog, or on the vendor.
+ *   - The caller owns the struct xfer returned by xfer_start and frees it
+ *     with xfer_free (which cancels it first if it still runs).
+ *
+ * Callbacks (resume ops, refresh_url) run on the transfer's helper thread
+ * and may block; on_progress runs on the transfer thread and must not.
+ * The engine does not touch the catalog: the caller wires the resume ops.
+ */
+#ifndef RBEE_FETCH_XFER_H
+#define RBEE_FETCH_XFER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/err.h"
+#include "core/sha256.h"
+#include "fetch/ranges.h"
+
+struct cancel_token;
+
+struct xfer_config {
+	int connections;            /* per file; 0: 8; at most CAP_XFER_CONNECTIONS */
+	uint64_t split_threshold;   /* files at least this large use several connections; 0: 16 MiB */
+	uint64_t min_split;         /* smallest half of a stolen range; 0: 1 MiB */
+	int stall_timeout_s;        /* no bytes for this long cuts a connection; 0: 30 */
+	uint64_t limit_rate;        /* bytes/s over all transfers of the engine; 0: none */
+	int max_retries;            /* consecutive failures of a connection without progress; 0: 5 */
+	long retry_base_ms;         /* first backoff; 0: 1000 (doubles, with jitter) */
+	long retry_max_ms;          /* backoff ceiling; 0: 8000 */
+	long retry_after_max_ms;    /* ceiling on a server's Retry-After; 0: 120000 */
+	uint64_t flush_bytes;       /* resume state saved at least every this many bytes; 0: 8 MiB */
+	long flush_ms;              /* ... or this often; 0: 2000 */
+	const char *user_agent;     /* NULL: "rbee-hive/VERSION" */
+	const char *ca_file;        /* NULL: the system's CA store */
+};
+
+/* URLs are https://, or http:// to a loopback host only (the tests' fake hub). */
+
+/*
+ * Resume state: the done byte ranges [start, end) of the blob with this
+ * sha256 (or, when the sha256 is unknown, of the dest path). load fills a
+ * malloc'd array (the engine frees it) and returns 0, or ERR_NOT_FOUND when
+ * there is none; save and discard return 0 or a negative code.
+ */
+struct xfer_resume_ops {
+	int (*load)(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+		    size_t *n);
+	int (*save)(void *arg, const char *key, uint64_t total, const struct xfer_range *r,
+		    size_t n);
+	void (*discard)(void *arg, const char *key);
+	void *arg;
+};
+
+struct xfer_progress {
+	uint64_t bytes_done; /* bytes written to the partial, resumed ones included */
+	uint64_t total;      /* 0 when unknown */
+	uint64_t hashed;     /* bytes of the prefix hashed so far */
+	double rate_bps;     /* smoothed over about 2 s */
+	int connections;     /* connections moving bytes now */
+	int finished;        /* 1 once xfer_wait would return 1 */
+};
+
+/*
+ * Called after a 403 from the content host: write a fresh URL for the same
+ * content into url_out. Returns 0, or a negative code with e filled (the
+ * transfer then fails with that message).
+ */
+typedef int (*xfer_refresh_fn)(void *arg, char *url_out, size_t size, struct err *e);
+typedef void (*xfer_progress_fn)(void *arg, const struct xfer_progress *p);
+
+struct xfer_request {
+	const char *url;          /* where the bytes are (a CDN URL, or one that redirects to it) */
+	const char *origin_host;  /* the host the token belongs to; NULL: send no token */
+	const char *auth_token;   /* bearer token, sent only to origin_host; may be NULL */
+	const char *dest;         /* the partial file (created, or resumed) */
+	const char *rename_to;    /* when set: renamed to this after success */
+	uint64_t size;            /* expected size; 0: unknown (one connection, no resume) */
+	const char *sha256;       /* expected, 64 lowercase hex; NULL or "": computed */
+	const struct xfer_resume_ops *resume; /* may be NULL */
+	xfer_refresh_fn refresh_url;          /* may be NULL: a 403 then fails */
+	void *refresh_arg;
+	struct cancel_token *cancel; /* may be NULL; the transfer takes a reference */
+	int purge_on_cancel;         /* 1: a cancel deletes the partial and its resume state */
+	xfer_progress_fn on_progress; /* may be NULL; about 4 times a second */
+	void *progress_arg;
+	const char *log_id;           /* job id for logs; may be NULL */
+};
+
+struct xfer_engine;
+struct xfer;
+
+/* Starts the transfer thread. cfg is copied (strings too). */
+int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, struct err *e);
+/* Cancels every transfer still running, stops the thread. NULL is a no-op. */
+void xfer_engine_free(struct xfer_engine *eng);
+
+/*
+ * Prepares the partial (resume state, free-space check, preallocation) on
+ * the calling thread, then hands the transfer to the engine. The request's
+ * strings are copied. Errors: ERR_INVALID (bad URL, size or sha256),
+ * ERR_NOSPACE (not enough free space for what is still missing), ERR_IO,
+ * ERR_TOO_LARGE (too many transfers), ERR_SHUTDOWN.
+ */
+int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct xfer **out,
+	       struct err *e);
+
+/* Asks the transfer to stop, as its cancel token would. purge: see purge_on_cancel. */
+void xfer_cancel(struct xfer *x, int purge);
+
+/* Waits up to timeout_ms (negative: forever). Returns 1 when finished, 0 when not yet. */
+int xfer_wait(struct xfer *x, long timeout_ms);
+
+/* A consistent-enough snapshot, without blocking the transfer thread. */
+void xfer_progress(struct xfer *x, struct xfer_progress *p);
+
+/*
+ * The outcome of a finished transfer: 0 or a negative code (ERR_CANCELLED,
+ * ERR_DIGEST, ERR_NOSPACE, ERR_NETWORK, ERR_FORBIDDEN, ERR_NOT_FOUND, ERR_IO,
+ * ...) with e filled. sha256_out (may be NULL) receives the hash of the bytes
+ * on success. ERR_CONFLICT when the transfer has not finished.
+ */
+int xfer_result(struct xfer *x, struct err *e, char sha256_out[SHA256_HEX_LEN + 1]);
+
+/* Cancels if still running, waits for the end, frees. NULL is a no-op. */
+void xfer_free(struct xfer *x);
+
+#endif

@@ -1,0 +1,339 @@
+/*
+ * xfer-get: a small command line over the transfer engine, for integration
+ * tests and benchmarks. It downloads URL into DEST (the partial file) and
+ * prints one JSON line with the outcome.
+ *
+ *   xfer-get URL DEST [--sha256 HEX] [--size N] [--connections N]
+ *            [--state-file F] [--auth-token T] [--origin-host H]
+ *            [--cancel-after-ms N | --cancel-after-bytes N] [--purge]
+ *            [--limit-rate N] [--split-threshold N] [--min-split N]
+ *            [--stall-timeout S] [--retry-base-ms N] [--retry-max-ms N]
+ *            [--max-retries N] [--flush-ms N] [--rename-to PATH]
+ *            [--refresh-from URL] [--progress]
+ *
+ * --state-file keeps the resume ranges in a text file ("KEY TOTAL" then one
+ * "START END" per line, replaced atomically): a stand-in for the catalog.
+ * --refresh-from answers the engine's 403 callback by asking URL (a Hub
+ * /resolve URL) again with HEAD and taking its Location.
+ * Exit status: 0 success, 1 failure, 2 usage, 130 cancelled.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "core/cancel.h"
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/util.h"
+#include "fetch/xfer.h"
+
+struct opts {
+	const char *url;
+	const char *dest;
+	const char *sha256;
+	uint64_t size;
+	const char *state_file;
+	const char *auth_token;
+	const char *origin_host;
+	const char *rename_to;
+	const char *refresh_from;
+	uint64_t cancel_after_ms;
+	uint64_t cancel_after_bytes;
+	int purge;
+	int progress;
+	struct xfer_config cfg;
+};
+
+/* File-based resume ops */
+
+static int state_load(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+		      size_t *n)
+{
+	const char *path = arg;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return ERR_NOT_FOUND;
+	char k[4200];
+	unsigned long long t = 0, a, b;
+	if (fscanf(f, "%4199s %llu", k, &t) != 2 || strcmp(k, key) != 0 || t != total) {
+		fclose(f);
+		return ERR_NOT_FOUND;
+	}
+	struct xfer_range *r = xcalloc(CAP_XFER_RANGES, sizeof(*r));
+	size_t c = 0;
+	while (c < CAP_XFER_RANGES && fscanf(f, "%llu %llu", &a, &b) == 2)
+		r[c++] = (struct xfer_range){a, b};
+	fclose(f);
+	*ranges = r;
+	*n = c;
+	return 0;
+}
+
+static int state_save(void *arg, const char *key, uint64_t total, const struct xfer_range *r,
+		      size_t n)
+{
+	const char *path = arg;
+	char tmp[4200];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return ERR_IO;
+	fprintf(f, "%s %llu\n", key, (unsigned long long)total);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, "%llu %llu\n", (unsigned long long)r[i].start,
+			(unsigned long long)r[i].end);
+	int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
+	bad |= fclose(f) != 0;
+	if (bad || rename(tmp, path) != 0)
+		return ERR_IO;
+	return 0;
+}
+
+static void state_discard(void *arg, const char *key)
+{
+	(void)key;
+	unlink((const char *)arg);
+}
+
+/* 403 callback: HEAD the resolve URL again, take its Location. */
+
+struct refresh_ctx {
+	const struct opts *o;
+	int calls;
+};
+
+static int refresh(void *arg, char *url_out, size_t size, struct err *e)
+{
+	struct refresh_ctx *rc = arg;
+	const struct opts *o = rc->o;
+	rc->calls++;
+	if (!o->refresh_from)
+		return err_set(e, ERR_FORBIDDEN, "no --refresh-from given");
+	CURL *h = curl_easy_init();
+	curl_easy_setopt(h, CURLOPT_URL, o->refresh_from);
+	curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
+	if (o->auth_token) {
+		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
+		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, o->auth_token);
+	}
+	CURLcode res = curl_easy_perform(h);
+	char *loc = NULL;
+	int rv = 0;
+	if (res != CURLE_OK)
+		rv = err_set(e, ERR_NETWORK, "refresh: %s", curl_easy_strerror(res));
+	else if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) != CURLE_OK || !loc)
+		rv = err_set(e, ERR_NETWORK, "refresh: no Location");
+	else if (fmt_buf(url_out, size, "%s", loc) < 0)
+		rv = err_set(e, ERR_TOO_LARGE, "refresh: URL too long");
+	curl_easy_cleanup(h);
+	return rv;
+}
+
+static void on_progress(void *arg, const struct xfer_progress *p)
+{
+	(void)arg;
+	fprintf(stderr,
+		"{\"progress\":{\"bytes_done\":%llu,\"total\":%llu,\"hashed\":%llu,\"rate_bps\":%.0f,"
+		"\"connections\":%d}}\n",
+		(unsigned long long)p->bytes_done, (unsigned long long)p->total,
+		(unsigned long long)p->hashed, p->rate_bps, p->connections);
+}
+
+/* Command line */
+
+enum opt_kind { O_STR, O_U64, O_INT, O_LONG, O_FLAG };
+
+struct opt_def {
+	const char *name;
+	enum opt_kind kind;
+	size_t off;
+	int in_cfg;
+};
+
+#define OPT(n, k, f) {n, k, offsetof(struct opts, f), 0}
+#define CFG(n, k, f) {n, k, offsetof(struct xfer_config, f), 1}
+
+static const struct opt_def opt_table[] = {
+	OPT("--sha256", O_STR, sha256),
+	OPT("--size", O_U64, size),
+	OPT("--state-file", O_STR, state_file),
+	OPT("--auth-token", O_STR, auth_token),
+	OPT("--origin-host", O_STR, origin_host),
+	OPT("--rename-to", O_STR, rename_to),
+	OPT("--refresh-from", O_STR, refresh_from),
+	OPT("--cancel-after-ms", O_U64, cancel_after_ms),
+	OPT("--cancel-after-bytes", O_U64, cancel_after_bytes),
+	OPT("--purge", O_FLAG, purge),
+	OPT("--progress", O_FLAG, progress),
+	CFG("--connections", O_INT, connections),
+	CFG("--limit-rate", O_U64, limit_rate),
+	CFG("--split-threshold", O_U64, split_threshold),
+	CFG("--min-split", O_U64, min_split),
+	CFG("--stall-timeout", O_INT, stall_timeout_s),
+	CFG("--retry-base-ms", O_LONG, retry_base_ms),
+	CFG("--retry-max-ms", O_LONG, retry_max_ms),
+	CFG("--max-retries", O_INT, max_retries),
+	CFG("--flush-ms", O_LONG, flush_ms),
+};
+
+static int parse_args(int argc, char **argv, struct opts *o, struct err *e)
+{
+	int pos = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strncmp(a, "--", 2) != 0) {
+			if (pos == 0)
+				o->url = a;
+			else if (pos == 1)
+				o->dest = a;
+			else
+				return err_set(e, ERR_INVALID, "unexpected argument '%s'", a);
+			pos++;
+			continue;
+		}
+		const struct opt_def *d = NULL;
+		for (size_t k = 0; k < sizeof(opt_table) / sizeof(opt_table[0]); k++) {
+			if (!strcmp(opt_table[k].name, a))
+				d = &opt_table[k];
+		}
+		if (!d)
+			return err_set(e, ERR_INVALID, "unknown option '%s'", a);
+		char *base = d->in_cfg ? (char *)&o->cfg : (char *)o;
+		void *field = base + d->off;
+		if (d->kind == O_FLAG) {
+			*(int *)field = 1;
+			continue;
+		}
+		if (++i >= argc)
+			return err_set(e, ERR_INVALID, "%s needs a value", a);
+		uint64_t v = 0;
+		switch (d->kind) {
+		case O_STR:
+			*(const char **)field = argv[i];
+			break;
+		case O_U64:
+			if (parse_size(argv[i], UINT64_MAX, &v, a, e) < 0)
+				return e->code;
+			*(uint64_t *)field = v;
+			break;
+		case O_INT:
+			if (parse_u64_str(argv[i], 0, 1 << 30, &v, a, e) < 0)
+				return e->code;
+			*(int *)field = (int)v;
+			break;
+		case O_LONG:
+			if (parse_u64_str(argv[i], 0, 1ull << 40, &v, a, e) < 0)
+				return e->code;
+			*(long *)field = (long)v;
+			break;
+		case O_FLAG:
+			break;
+		}
+	}
+	if (pos != 2)
+		return err_set(e, ERR_INVALID, "usage: xfer-get URL DEST [options]");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {0};
+	struct err e;
+	err_clear(&e);
+	log_init_from_env();
+	if (parse_args(argc, argv, &o, &e) < 0) {
+		fprintf(stderr, "xfer-get: %s\n", e.msg);
+		return 2;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	struct xfer_engine *eng = NULL;
+	struct xfer *x = NULL;
+	struct cancel_token *cancel = cancel_new();
+	struct xfer_resume_ops ops = {state_load, state_save, state_discard, (void *)o.state_file};
+	struct refresh_ctx rctx = {&o, 0};
+	int64_t t0 = now_ms();
+	int rc = xfer_engine_new(&o.cfg, &eng, &e);
+	if (rc == 0) {
+		struct xfer_request req = {
+			.url = o.url,
+			.origin_host = o.origin_host,
+			.auth_token = o.auth_token,
+			.dest = o.dest,
+			.rename_to = o.rename_to,
+			.size = o.size,
+			.sha256 = o.sha256,
+			.resume = o.state_file ? &ops : NULL,
+			.refresh_url = refresh,
+			.refresh_arg = &rctx,
+			.cancel = cancel,
+			.purge_on_cancel = o.purge,
+			.on_progress = o.progress ? on_progress : NULL,
+		};
+		rc = xfer_start(eng, &req, &x, &e);
+	}
+	json_t *out = json_object();
+	if (rc == 0) {
+		/* Fire the cancel when asked, then watch how soon the bytes stop. */
+		int64_t fired_at = 0, last_change = 0, finished_at = 0;
+		uint64_t at_fire = 0, last = 0;
+		struct xfer_progress p;
+		for (;;) {
+			int fin = xfer_wait(x, fired_at ? 1 : 5);
+			int64_t now = now_ms();
+			xfer_progress(x, &p);
+			if (fired_at && p.bytes_done != last)
+				last_change = now;
+			last = p.bytes_done;
+			if (fin && !finished_at)
+				finished_at = now;
+			if (fin && (!fired_at || now - fired_at > 200))
+				break;
+			if (!fired_at && ((o.cancel_after_ms && now - t0 >= (int64_t)o.cancel_after_ms) ||
+					  (o.cancel_after_bytes && p.bytes_done >= o.cancel_after_bytes))) {
+				at_fire = p.bytes_done;
+				fired_at = now_ms();
+				cancel_fire(cancel);
+			}
+		}
+		char sha[SHA256_HEX_LEN + 1] = "";
+		rc = xfer_result(x, &e, sha);
+		if (rc == 0)
+			json_set_str(out, "sha256", sha);
+		json_set_int(out, "bytes_done", (long long)p.bytes_done);
+		json_set_int(out, "total", (long long)p.total);
+		json_set_int(out, "hashed", (long long)p.hashed);
+		if (fired_at) {
+			json_set_int(out, "bytes_at_cancel", (long long)at_fire);
+			json_set_int(out, "bytes_after_cancel", (long long)(p.bytes_done - at_fire));
+			json_set_int(out, "cancel_stop_ms",
+				     last_change ? (long long)(last_change - fired_at) : 0);
+			json_set_int(out, "cancel_finish_ms", (long long)(finished_at - fired_at));
+		}
+		json_set_int(out, "refreshes", rctx.calls);
+	}
+	json_set_int(out, "elapsed_ms", (long long)(now_ms() - t0));
+	json_set_str(out, "result", err_name(rc));
+	json_set_int(out, "code", rc);
+	if (rc < 0)
+		json_set_str(out, "error", err_msg(&e));
+	char *line = json_dump_compact(out);
+	printf("%s\n", line);
+	fflush(stdout);
+	free(line);
+	json_decref(out);
+	xfer_free(x);
+	xfer_engine_free(eng);
+	cancel_unref(cancel);
+	curl_global_cleanup();
+	return rc == 0 ? 0 : rc == ERR_CANCELLED ? 130 : 1;
+}
