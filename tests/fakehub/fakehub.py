@@ -247,6 +247,7 @@ class State:
             self.url_ttl = float(cfg.get("url_ttl_seconds") or self.args.url_ttl)
             self.redirect_body = bool(cfg.get("redirect_body", False))
             self.cdn_reject_auth = bool(cfg.get("cdn_reject_authorization", False))
+            self.reject_invalid_tokens = bool(cfg.get("reject_invalid_tokens", False))
             self.faults = faults
             self.fault_counts = {}
         if self.args.hash_cache and self.persistent_cache is not None:
@@ -515,8 +516,12 @@ class Handler(BaseHTTPRequestHandler):
             repo = st.repos.get(rid)
             new = st.aliases.get(rid)
             tokens = list(st.tokens)
+            reject_invalid = st.reject_invalid_tokens
         tok = self.token()
         valid = tok is not None and tok in tokens
+        if reject_invalid and tok is not None and not valid:
+            self.hub_error(401, None, "Invalid credentials in Authorization header")
+            return None
         if repo is None and new is not None:
             prefix = "/api/models/" if self.raw_path.startswith("/api/models/") else "/"
             old_q = urllib.parse.quote(org) + "/" + urllib.parse.quote(name)

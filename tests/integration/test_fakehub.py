@@ -471,6 +471,16 @@ class FakeHubTest(unittest.TestCase):
         self.assertEqual(st, 400)
         self.assertIn(b"InvalidArgument", body)
 
+    def test_reject_invalid_tokens(self):
+        self.assertEqual(self.resolve("README.md", headers={"Authorization": "Bearer bad"})[0], 200)
+        self.hub.reload(dict(self.cfg, reject_invalid_tokens=True))
+        self.addCleanup(self.hub.reload, self.cfg)
+        st, h, _ = self.resolve("README.md", headers={"Authorization": "Bearer bad"})
+        self.assertEqual((st, h["X-Error-Message"]), (401, "Invalid credentials in Authorization header"))
+        self.assertIsNone(h["X-Error-Code"])
+        self.assertEqual(self.resolve("README.md", headers={"Authorization": "Bearer " + TOKEN})[0], 200)
+        self.assertEqual(self.resolve("README.md")[0], 200)
+
     def test_since_and_host_filters(self):
         self.resolve("README.md")
         last = self.hub.requests()[-1]["seq"]
