@@ -1,0 +1,115 @@
+// The web UI served by the real daemon (`rbee-hive serve`), downloading from
+// the fake hub (tests/ui/hub.py), in headless Chromium. Saves a screenshot
+// of the page mid-download to $RBEE_BUILD/ui-screenshot.png.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { openBrowser } from './browser.mjs';
+import { runStory, assertLocalOnly, until } from './scenario.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const buildDir = path.resolve(process.env.RBEE_BUILD || path.join(here, '../../build'));
+const binary = path.join(buildDir, 'rbee-hive');
+const PYTHON = process.env.PYTHON3 || 'python3';
+const STARTUP_MS = 30000;
+
+// Reads a child's output line by line, keeping it for failure messages.
+function lines(child, log) {
+  const wanted = [];
+  for (const s of [child.stdout, child.stderr]) {
+    readline.createInterface({ input: s }).on('line', (l) => {
+      log.push(l);
+      for (const w of wanted) w(l);
+    });
+  }
+  return (match, what) => new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`timed out waiting for ${what}:\n${log.join('\n')}`)), STARTUP_MS);
+    const check = (l) => {
+      const m = match(l);
+      if (m) { clearTimeout(t); resolve(m); }
+    };
+    log.forEach(check);
+    wanted.push(check);
+    child.on('exit', (code) => { clearTimeout(t); reject(new Error(`${what}: exited with ${code}:\n${log.join('\n')}`)); });
+  });
+}
+
+function stop(child) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const k = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => { clearTimeout(k); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+function serveAvailable() {
+  if (!fs.existsSync(binary)) return false;
+  const r = spawnSync(binary, ['serve', '--help'], { encoding: 'utf8', timeout: 10000 });
+  return !/unknown command/.test(`${r.stdout}${r.stderr}`);
+}
+
+let tmp;
+let hub;
+let daemon;
+let browser;
+const logs = { hub: [], daemon: [] };
+let url;
+
+const skip = serveAvailable() ? false : `${binary} has no 'serve' command`;
+
+before(async () => {
+  if (skip) return;
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-ui-'));
+  hub = spawn(PYTHON, [path.join(here, 'hub.py'), path.join(tmp, 'hub')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const ready = await lines(hub, logs.hub)((l) => { try { return JSON.parse(l).hub; } catch { return null; } },
+    'the fake hub');
+  daemon = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(tmp, 'data')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HF_ENDPOINT: ready, HF_TOKEN: '', HF_HOME: path.join(tmp, 'hf-home'),
+      RBEE_HIVE_HOME: path.join(tmp, 'data') },
+  });
+  const port = await lines(daemon, logs.daemon)((l) =>
+    (/https?:\/\/(?:127\.0\.0\.1|localhost):(\d+)/.exec(l) || /\bport[= ](\d+)/.exec(l))?.[1], 'the daemon port');
+  url = `http://127.0.0.1:${port}`;
+  await until('the daemon health', async () => {
+    try { return (await fetch(`${url}/health`)).ok; } catch { return false; }
+  }, STARTUP_MS, 100);
+  browser = await openBrowser();
+});
+
+after(async () => {
+  await browser?.close();
+  await stop(daemon);
+  await stop(hub);
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+test('the daemon serves the page and its assets', { skip, timeout: 30000 }, async () => {
+  for (const [p, type] of [['/', 'text/html'], ['/app.js', 'javascript'], ['/style.css', 'text/css']]) {
+    const r = await fetch(`${url}${p}`);
+    assert.equal(r.status, 200, p);
+    assert.match(r.headers.get('content-type'), new RegExp(type), p);
+  }
+});
+
+test('pull, watch, cancel, retry, delete through the real daemon', { skip, timeout: 240000 }, async () => {
+  try {
+    await runStory(browser.page, {
+      url, repo: 'test-org/tiny-GGUF', firstTag: 'Q4_K_M', secondTag: 'Q8_0',
+      expectResume: true, screenshot: path.join(buildDir, 'ui-screenshot.png'), ms: 90000,
+    });
+    assertLocalOnly(browser.seen, url);
+    assert.deepEqual(browser.seen.errors, []);
+  } catch (e) {
+    await browser.page.screenshot({ path: path.join(buildDir, 'ui-failure.png'), fullPage: true }).catch(() => {});
+    e.message += `\n--- daemon log (last 40 lines) ---\n${logs.daemon.slice(-40).join('\n')}`;
+    throw e;
+  }
+});

@@ -1,0 +1,94 @@
+// The page's pure modules under node, without a browser: the SSE frame
+// parser, the terminal lines, number formatting and the answer normalisers.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SseParser, terminalOf } from '../../ui/sse.js';
+import { formatBytes, formatRate, formatEta, percent } from '../../ui/format.js';
+import { normListing, normModel, normJob, repoOf, splitId } from '../../ui/api.js';
+
+function parseAll(chunks) {
+  const out = [];
+  const p = new SseParser((ev) => out.push(ev));
+  for (const c of chunks) p.feed(c);
+  p.end();
+  return out;
+}
+
+test('SSE frames: fields, multi-line data, comments, ids', () => {
+  const text = ': keep-alive\n\nid: 1\nevent: progress\ndata: {"a":1}\n\n' +
+    'id: 2\ndata: line one\ndata: line two\n\nid: 3\ndata:[DONE]\n\n';
+  const evs = parseAll([text]);
+  assert.deepEqual(evs, [
+    { event: 'progress', data: '{"a":1}', id: '1' },
+    { event: 'message', data: 'line one\nline two', id: '2' },
+    { event: 'message', data: '[DONE]', id: '3' },
+  ]);
+});
+
+test('SSE frames split anywhere, CRLF and CR line ends', () => {
+  const text = 'id: 7\r\nevent: progress\r\ndata: {"b":2}\r\n\r\nid: 8\rdata: x\r\r';
+  const whole = parseAll([text]);
+  for (let i = 1; i < text.length; i++) {
+    assert.deepEqual(parseAll([text.slice(0, i), text.slice(i)]), whole, `split at ${i}`);
+  }
+  assert.equal(whole.length, 2);
+  assert.equal(whole[1].id, '8');
+  // An event without a blank line after it is not dispatched yet.
+  assert.deepEqual(parseAll(['data: half\n']), []);
+});
+
+test('terminal lines', () => {
+  assert.deepEqual(terminalOf('[DONE]'), { state: 'done', error: '' });
+  assert.deepEqual(terminalOf('[CANCELLED]'), { state: 'cancelled', error: '' });
+  assert.deepEqual(terminalOf('[ERROR] disk full'), { state: 'failed', error: 'disk full' });
+  assert.equal(terminalOf('downloading x'), null);
+});
+
+test('formatting', () => {
+  assert.equal(formatBytes(0), '0 B');
+  assert.equal(formatBytes(999), '999 B');
+  assert.equal(formatBytes(1500), '1.50 kB');
+  assert.equal(formatBytes(4_100_000_000), '4.10 GB');
+  assert.equal(formatBytes(123_456_789), '123 MB');
+  assert.equal(formatBytes(undefined), '–');
+  assert.equal(formatRate(35_200_000), '35.2 MB/s');
+  assert.equal(formatRate(0), '–');
+  assert.equal(formatEta(42), '42 s');
+  assert.equal(formatEta(80), '1 min 20 s');
+  assert.equal(formatEta(7500), '2 h 5 min');
+  assert.equal(formatEta(null), '–');
+  assert.equal(percent(5, 10), 50);
+  assert.equal(percent(5, 0), null);
+  assert.equal(percent(20, 10), 100);
+});
+
+test('refs: which repo to list', () => {
+  assert.deepEqual(repoOf('org/repo'), { repo: 'org/repo', revision: '' });
+  assert.deepEqual(repoOf('hf:org/repo:Q4_K_M@v1.0'), { repo: 'org/repo', revision: 'v1.0' });
+  assert.deepEqual(repoOf(' org/repo:sub/x.gguf '), { repo: 'org/repo', revision: '' });
+  assert.equal(repoOf('https://host/x.gguf'), null);
+  assert.equal(repoOf('file:///tmp/x.gguf'), null);
+  assert.equal(repoOf('justaname'), null);
+  assert.deepEqual(splitId('hf:org/repo:q8/x.Q8_0-00001-of-00002.gguf'),
+    { repo: 'org/repo', file: 'x.Q8_0-00001-of-00002.gguf' });
+});
+
+test('normalisers: listing groups, model facts, job states', () => {
+  const l = normListing({ repo: 'o/r', commit: 'c1', groups: [
+    { quantization: 'Q4_K_M', files: [{ path: 'a.Q4_K_M.gguf', size: 10 }] },
+    { quantization: '', files: [{ path: 'README.md', size: 1 }] },
+  ] });
+  assert.equal(l.groups.length, 1);
+  assert.equal(l.groups[0].size, 10);
+  assert.equal(l.otherFiles, 1);
+  const flat = normListing({ files: [{ path: 'a.Q8_0.gguf', size: 3, quantization: 'Q8_0' },
+    { path: 'b.Q8_0.gguf', size: 4, quantization: 'Q8_0' }] });
+  assert.deepEqual(flat.groups.map((g) => [g.tag, g.size, g.files.length]), [['Q8_0', 7, 2]]);
+  const m = normModel({ id: 'hf:o/r:a.gguf', repo: 'o/r', size: 5, status: 'available',
+    gguf: { architecture: 'llama', quantization: 'Q4_K_M', context_length: 4096 } });
+  assert.equal(m.architecture, 'llama');
+  assert.equal(m.context, 4096);
+  assert.equal(normJob({ job_id: 'job-1', state: 'succeeded', error: null }).state, 'done');
+  assert.equal(normJob({ job_id: 'job-1', state: 'failed', error: 'x' }).error, 'x');
+});
