@@ -1,0 +1,160 @@
+/*
+ * hfapi: the small requests of the Hugging Face Hub protocol
+ * (docs HF_PROTOCOL.md): revision -> commit, the recursive tree listing with
+ * its pagination, and HEAD .../resolve/... for one file's commit, etag, size
+ * and CDN location. Bytes themselves move through fetch/xfer, not here.
+ *
+ * Each request is one libcurl easy handle on the caller's thread, with a
+ * capped answer (CAP_LISTING_BYTES), no redirect following except same-host
+ * ones (repo renames), Authorization only to the Hub's own host, and the
+ * cancel token checked while it runs. Hub error codes become plain
+ * messages through one table (hf_map_error).
+ *
+ * struct hf_client is caller-owned and read-only after hf_client_init, so
+ * one client may be used from several threads at once.
+ */
+#ifndef RBEE_PROVISION_HFAPI_H
+#define RBEE_PROVISION_HFAPI_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/caps.h"
+
+struct cancel_token;
+struct err;
+struct hf_listing;
+struct prov_config;
+
+struct hf_client {
+	char endpoint[CAP_URL_LEN + 1]; /* without trailing '/' */
+	char *token;                    /* NULL: none; never logged */
+	int offline;
+	int endpoint_loopback; /* plain http:// to loopback hosts is allowed */
+	char user_agent[64];
+};
+
+/*
+ * Resolves the environment the way huggingface_hub does: endpoint from cfg,
+ * else $HF_ENDPOINT, else https://huggingface.co; token from cfg, else
+ * $HF_TOKEN, else the file $HF_HOME/token; offline from cfg or
+ * $HF_HUB_OFFLINE (1/ON/YES/TRUE). Returns 0 or ERR_INVALID (bad endpoint).
+ */
+int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct err *e);
+void hf_client_cleanup(struct hf_client *c);
+
+/*
+ * The hub cache folder: cfg->hf_cache, else $HF_HUB_CACHE, else $HF_HOME/hub
+ * when HF_HOME is set, else <data_root>/hub. Returns 0 or ERR_TOO_LARGE.
+ */
+int hf_hub_cache_dir(const struct prov_config *cfg, char *buf, size_t size);
+
+/* 1 if v is a true value of HF_HUB_OFFLINE ("1", "ON", "YES", "TRUE", any case). */
+int hf_env_true(const char *v);
+
+/* One answer. Strings are empty when the header was absent. */
+struct hf_resp {
+	long status;
+	char *body; /* NUL-terminated, malloc'd; NULL for HEAD */
+	size_t len;
+	char commit[64];        /* X-Repo-Commit */
+	char etag[128];         /* X-Linked-Etag, else ETag, W/ and quotes stripped */
+	uint64_t size;          /* X-Linked-Size, else Content-Length of a non-redirect */
+	int has_size;
+	char location[CAP_URL_LEN + 1]; /* absolute; of a redirect not followed */
+	char error_code[64];    /* X-Error-Code */
+	char error_message[256]; /* X-Error-Message */
+	char request_id[128];   /* X-Request-Id */
+	char next[CAP_URL_LEN + 1]; /* Link: <...>; rel="next" */
+	long retry_after_s;     /* -1 when absent */
+	int accept_ranges;      /* Accept-Ranges: bytes */
+	char final_url[CAP_URL_LEN + 1]; /* after same-host redirects */
+};
+
+void hf_resp_cleanup(struct hf_resp *r);
+
+enum hf_redirects {
+	HF_REDIRECT_SAME_HOST = 0, /* Hub requests: follow same-host ones, read the rest */
+	HF_REDIRECT_ANY,          /* plain URLs: follow to any https host (or loopback in tests) */
+};
+
+/*
+ * One GET or HEAD. Retries 408/429/5xx and dropped connections a few times
+ * with backoff (honouring Retry-After, waking on cancel). A 4xx answer is
+ * not an error here: it is returned in r for the caller to map. Errors:
+ * ERR_OFFLINE, ERR_CANCELLED, ERR_NETWORK (with curl's reason),
+ * ERR_TOO_LARGE (answer over the cap), ERR_FORBIDDEN (redirect to a
+ * non-HTTPS URL).
+ */
+int hf_request(const struct hf_client *c, const char *method, const char *url,
+	       enum hf_redirects redir, struct cancel_token *cancel, struct hf_resp *r,
+	       struct err *e);
+
+/* The host of url (no port) into buf; 0, or ERR_INVALID if url is not a URL. */
+int hf_url_host(const char *url, char *buf, size_t size);
+
+/* 1 if url is https, or http to a loopback host while the endpoint is loopback. */
+int hf_url_allowed(const struct hf_client *c, const char *url);
+
+/* What a Hub error is about, for its message. */
+struct hf_what {
+	const char *repo;     /* "org/repo" */
+	const char *revision; /* may be NULL */
+	const char *path;     /* may be NULL */
+	int have_token;
+};
+
+/*
+ * Maps a Hub answer (status, X-Error-Code, X-Error-Message) to an ERR_* and a
+ * plain message: "repo 'a/b' not found", "'a/b' is gated: set HF_TOKEN after
+ * accepting its terms", "revision 'x' not found in a/b", "file 'p' not found
+ * in a/b". Returns the code (never 0).
+ */
+int hf_map_error(long status, const char *error_code, const char *error_message,
+		 const struct hf_what *w, struct err *e);
+
+/*
+ * revision -> commit sha (40 hex) through GET /api/models/ORG/REPO/revision/REV.
+ * When names is not NULL it also receives the repo's file names (siblings,
+ * without sizes): enough to choose files, in the same single request.
+ */
+int hf_resolve_commit(const struct hf_client *c, const char *org, const char *repo,
+		      const char *revision, struct cancel_token *cancel, char commit[41],
+		      struct hf_listing *names, struct err *e);
+
+/*
+ * Every file of the repo at commit through the recursive tree listing,
+ * following Link rel="next" (at most CAP_LISTING_PAGES pages). Each path goes
+ * through path_check_repo; a bad one fails the whole listing.
+ */
+int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
+		 const char *commit, struct cancel_token *cancel, struct hf_listing *out,
+		 struct err *e);
+
+/* One file's facts from HEAD E/ORG/REPO/resolve/REV/PATH. */
+struct hf_file_meta {
+	char commit[41];
+	char etag[65];  /* sha256 (64 hex) of an LFS file, or git sha1 (40 hex) */
+	uint64_t size;
+	char url[CAP_URL_LEN + 1]; /* where the bytes are: the CDN location or the resolve URL */
+	int url_is_hub;            /* the bytes come from the Hub host itself (small files) */
+};
+
+int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
+		 const char *revision, const char *path, struct cancel_token *cancel,
+		 struct hf_file_meta *out, struct err *e);
+
+/*
+ * For GET /v1/sources/hf/ORG/REPO: the repo's files at revision (NULL: main)
+ * with sizes, grouped by quantization tag:
+ *   {"repo":"org/repo","revision":"main","commit":"<sha>",
+ *    "files":[{"path","size","sha256"|null,"quant"|null,"shard"|null,"shards"|null}],
+ *    "quants":[{"tag":"Q4_K_M","size":N,"files":["a-00001-of-00002.gguf",...],
+ *               "ref":"hf:org/repo:Q4_K_M"}]}
+ * *out is a new reference. Errors as for provisioning (not found, gated, offline).
+ */
+int hf_repo_files_json(const struct prov_config *cfg, const char *org, const char *repo,
+		       const char *revision, json_t **out, struct err *e);
+
+#endif

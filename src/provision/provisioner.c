@@ -1,0 +1,298 @@
+/*
+ * The multi-vendor provisioner: parses the ref, routes it to its vendor
+ * through a table, and runs plan -> fetch -> publish with events and cancel
+ * checks between every step.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/cancel.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "fetch/xfer.h"
+#include "provision/provision.h"
+#include "provision/share.h"
+#include "provision/vendor.h"
+#include "store/catalog.h"
+#include "store/layout.h"
+
+#define PROV_EMIT_INTERVAL_MS 200
+
+static const char *const phase_names[PROV__PHASES] = {
+	[PROV_RESOLVING] = "resolving",
+	[PROV_DOWNLOADING] = "downloading",
+	[PROV_VERIFYING] = "verifying",
+	[PROV_PUBLISHING] = "publishing",
+};
+
+const char *prov_phase_name(enum prov_phase p)
+{
+	return (unsigned)p < PROV__PHASES ? phase_names[p] : "unknown";
+}
+
+static const struct prov_vendor *const vendors[] = {
+	&prov_vendor_hf,
+	&prov_vendor_url,
+	&prov_vendor_file,
+};
+
+struct multi_provisioner {
+	struct provisioner base;
+	struct prov_ctx ctx;
+};
+
+static void emit(struct prov_job *j)
+{
+	const struct prov_events *ev = j->req->events;
+	if (!ev || !ev->progress)
+		return;
+	struct prov_progress p = {
+		.phase = j->phase,
+		.file = j->file,
+		.files_done = j->files_done,
+		.files_total = j->files_total,
+		.bytes_done = j->bytes_before + j->file_bytes,
+		.bytes_total = j->bytes_total,
+		.rate_bps = j->rate_bps,
+		.eta_s = -1,
+	};
+	if (p.bytes_done > p.bytes_total && p.bytes_total)
+		p.bytes_done = p.bytes_total;
+	if (j->rate_bps > 1 && j->bytes_total >= p.bytes_done)
+		p.eta_s = (double)(j->bytes_total - p.bytes_done) / j->rate_bps;
+	ev->progress(ev->arg, &p);
+	j->last_emit_ms = now_ms();
+}
+
+void prov_job_phase(struct prov_job *j, enum prov_phase ph, const char *file)
+{
+	j->phase = ph;
+	j->file = file;
+	if (ph != PROV_DOWNLOADING)
+		j->rate_bps = 0;
+	emit(j);
+}
+
+void prov_job_bytes(struct prov_job *j, uint64_t file_done, double rate_bps, int force)
+{
+	j->rate_bps = rate_bps;
+	j->file_bytes = file_done;
+	if (!force && now_ms() - j->last_emit_ms < PROV_EMIT_INTERVAL_MS)
+		return;
+	emit(j);
+}
+
+void prov_narrate(struct prov_job *j, const char *fmt, ...)
+{
+	const struct prov_events *ev = j->req->events;
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	log_msg(LOG_INFO, j->req->job_id, "%s", line);
+	if (ev && ev->narrate)
+		ev->narrate(ev->arg, line);
+}
+
+int prov_check_cancel(struct prov_job *j, struct err *e)
+{
+	if (j->req->cancel && cancel_is_set(j->req->cancel))
+		return err_set(e, ERR_CANCELLED, "cancelled");
+	return 0;
+}
+
+void prov_plan_cleanup(struct prov_plan *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n; i++) {
+		free(p->files[i].path);
+		free(p->files[i].url);
+	}
+	free(p->files);
+	p->files = NULL;
+	p->n = 0;
+}
+
+struct prov_file *prov_plan_add(struct prov_plan *p, const char *path, uint64_t size,
+				int size_known, const char *sha256, const char *url)
+{
+	p->files = xrealloc(p->files, (p->n + 1) * sizeof(*p->files));
+	struct prov_file *f = &p->files[p->n++];
+	memset(f, 0, sizeof(*f));
+	f->path = xstrdup(path);
+	f->size = size;
+	f->size_known = size_known;
+	snprintf(f->sha256, sizeof(f->sha256), "%s", sha256 ? sha256 : "");
+	f->url = url ? xstrdup(url) : NULL;
+	p->total += size;
+	return f;
+}
+
+static const struct prov_vendor *vendor_for(enum ref_kind kind)
+{
+	for (size_t i = 0; i < sizeof(vendors) / sizeof(vendors[0]); i++)
+		if (vendors[i]->kind == kind)
+			return vendors[i];
+	return NULL;
+}
+
+static int multi_provision(struct provisioner *base, const struct prov_request *req,
+			   struct prov_artifact *out, struct err *e)
+{
+	struct multi_provisioner *mp = (struct multi_provisioner *)base;
+	struct prov_job j = {.ctx = &mp->ctx, .req = req};
+	struct prov_plan plan = {0};
+	int rc;
+	memset(out, 0, sizeof(*out));
+	err_clear(e);
+	rc = ref_parse(req->ref, &j.ref, e);
+	if (rc)
+		return rc;
+	const struct prov_vendor *v = vendor_for(j.ref.kind);
+	if (!v)
+		return err_set(e, ERR_UNPROCESSABLE, "model ref '%.80s': no vendor provides it", req->ref);
+	rc = catalog_open(mp->ctx.db_path, &j.cat, e);
+	if (rc)
+		return rc;
+	prov_job_phase(&j, PROV_RESOLVING, NULL);
+	prov_narrate(&j, "resolving %s", req->ref);
+	rc = prov_check_cancel(&j, e);
+	if (rc)
+		goto out;
+	rc = v->plan(&j, &plan, out, e);
+	if (rc < 0)
+		goto out;
+	if (rc == 1) {
+		rc = 0;
+		prov_narrate(&j, "%s is already available", out->id);
+		goto out;
+	}
+	j.files_total = (int)plan.n;
+	j.bytes_total = plan.total;
+	rc = prov_check_cancel(&j, e);
+	if (rc)
+		goto out;
+	rc = (v->fetch ? v->fetch : prov_fetch_http)(&j, &plan, e);
+	if (rc)
+		goto out;
+	rc = prov_check_cancel(&j, e);
+	if (rc)
+		goto out;
+	rc = prov_publish(&j, &plan, out, e);
+	if (rc == 0)
+		prov_narrate(&j, "%s is available (%llu bytes)", out->id, (unsigned long long)out->size);
+out:
+	if (rc && rc != ERR_CANCELLED)
+		log_msg(LOG_WARN, req->job_id, "provisioning %.200s failed: %s", req->ref, err_msg(e));
+	prov_plan_cleanup(&plan);
+	catalog_close(j.cat);
+	return rc;
+}
+
+static void multi_free(struct provisioner *base)
+{
+	struct multi_provisioner *mp = (struct multi_provisioner *)base;
+	prov_share_free(mp->ctx.share);
+	xfer_engine_free(mp->ctx.engine);
+	layout_free(mp->ctx.layout);
+	hf_client_cleanup(&mp->ctx.hf);
+	free(mp);
+}
+
+static const struct provisioner_ops multi_ops = {
+	.name = "multi",
+	.provision = multi_provision,
+	.free = multi_free,
+};
+
+/* mkdir -p for the data root (the hub folder is the layout's to create). */
+static int mkdirs(const char *path, struct err *e)
+{
+	char buf[4096];
+	if (fmt_buf(buf, sizeof(buf), "%s", path))
+		return err_set(e, ERR_TOO_LARGE, "path too long: %.80s", path);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char c = *p;
+		*p = '\0';
+		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+			return err_set(e, ERR_IO, "cannot create %s: %s", buf, strerror(errno));
+		*p = c;
+		if (c == '\0')
+			break;
+	}
+	return 0;
+}
+
+static int data_root(const struct prov_config *cfg, char *buf, size_t size)
+{
+	const char *v;
+	if (cfg->data_root && *cfg->data_root)
+		return fmt_buf(buf, size, "%s", cfg->data_root);
+	if ((v = getenv("RBEE_HIVE_HOME")) && *v)
+		return fmt_buf(buf, size, "%s", v);
+	if ((v = getenv("XDG_CACHE_HOME")) && *v)
+		return fmt_buf(buf, size, "%s/rbee-hive", v);
+	if ((v = getenv("HOME")) && *v)
+		return fmt_buf(buf, size, "%s/.cache/rbee-hive", v);
+	return ERR_INVALID;
+}
+
+int provisioner_new(const struct prov_config *cfg, struct provisioner **out, struct err *e)
+{
+	struct multi_provisioner *mp = xcalloc(1, sizeof(*mp));
+	struct prov_ctx *ctx = &mp->ctx;
+	struct catalog *cat = NULL;
+	mp->base.ops = &multi_ops;
+	*out = NULL;
+	int rc = data_root(cfg, ctx->data_root, sizeof(ctx->data_root));
+	if (rc) {
+		rc = err_set(e, ERR_INVALID, "no data folder: set --data-dir or RBEE_HIVE_HOME");
+		goto fail;
+	}
+	struct prov_config c = *cfg;
+	c.data_root = ctx->data_root;
+	if (hf_hub_cache_dir(&c, ctx->hub_dir, sizeof(ctx->hub_dir)) ||
+	    fmt_buf(ctx->db_path, sizeof(ctx->db_path), "%s/catalog.db", ctx->data_root)) {
+		rc = err_set(e, ERR_TOO_LARGE, "data folder path too long");
+		goto fail;
+	}
+	rc = mkdirs(ctx->data_root, e);
+	if (rc)
+		goto fail;
+	rc = hf_client_init(&ctx->hf, &c, e);
+	if (rc)
+		goto fail;
+	/* Opening once migrates the schema before any worker opens its own connection. */
+	rc = catalog_open(ctx->db_path, &cat, e);
+	if (rc)
+		goto fail;
+	catalog_close(cat);
+	rc = layout_open(ctx->hub_dir, &ctx->layout, e);
+	if (rc)
+		goto fail;
+	struct xfer_config xc = {
+		.connections = cfg->connections,
+		.stall_timeout_s = cfg->stall_timeout_s,
+		.limit_rate = cfg->limit_rate,
+		.user_agent = ctx->hf.user_agent,
+	};
+	rc = xfer_engine_new(&xc, &ctx->engine, e);
+	if (rc)
+		goto fail;
+	prov_share_new(ctx, &ctx->share);
+	log_info("provisioner: data %s, hub cache %s, endpoint %s%s", ctx->data_root, ctx->hub_dir,
+		 ctx->hf.endpoint, ctx->hf.offline ? ", offline" : "");
+	*out = &mp->base;
+	return 0;
+fail:
+	multi_free(&mp->base);
+	return rc;
+}

@@ -1,0 +1,272 @@
+/*
+ * The vendor-independent half of provisioning: fetch a plan's files through
+ * the shared-transfer table, link them into the snapshot, read the GGUF facts
+ * and record the model in the catalog, plus the already-available check.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cancel.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "provision/hfselect.h"
+#include "provision/share.h"
+#include "provision/vendor.h"
+#include "store/catalog.h"
+#include "store/gguf.h"
+#include "store/layout.h"
+
+#define PROV_POLL_MS 100
+/* How long publishing waits for a blob lock another program holds. */
+#define PROV_LOCK_TIMEOUT_MS 60000
+
+/* Makes blobs/<sha256> of the plan's repo folder present, taken from where it was committed. */
+static int adopt_into(struct prov_job *j, struct prov_plan *p, struct prov_file *f,
+		      const char *from_dir, struct err *e)
+{
+	struct layout *l = j->ctx->layout;
+	int fd = -1;
+	enum layout_adopt how = LAYOUT_ADOPT_NONE;
+	int rc = layout_blob_lock(l, p->repo_dir, f->sha256, PROV_LOCK_TIMEOUT_MS, j->req->cancel,
+				  &fd, e);
+	if (rc)
+		return rc;
+	rc = layout_adopt_blob(l, p->repo_dir, f->sha256, f->size, from_dir, &how, e);
+	layout_blob_unlock(fd);
+	if (rc == 0 && how == LAYOUT_ADOPT_NONE)
+		rc = err_set(e, ERR_CONFLICT, "blob of '%s' vanished from the cache; try again",
+			     f->path);
+	return rc;
+}
+
+static int fetch_one(struct prov_job *j, struct prov_plan *p, struct prov_file *f, struct err *e)
+{
+	struct prov_blob_req req = {
+		.repo_dir = p->repo_dir,
+		.sha256 = f->sha256,
+		.size = f->size,
+		.size_known = f->size_known,
+		.url = f->url,
+		.url_is_hub = f->url_is_hub,
+		.org = p->kind == REF_HF ? p->org : NULL,
+		.repo = p->kind == REF_HF ? p->name : NULL,
+		.commit = p->kind == REF_HF ? p->commit : NULL,
+		.path = p->kind == REF_HF ? f->path : NULL,
+		.log_id = j->req->job_id,
+	};
+	struct prov_blob *b = NULL;
+	int started = 0;
+	int rc = prov_share_join(j->ctx->share, &req, &b, &started, e);
+	if (rc)
+		return rc;
+	if (!started)
+		prov_narrate(j, "'%s' is already being downloaded for another job; sharing it",
+			     f->path);
+	struct xfer_progress xp;
+	for (;;) {
+		int done = prov_share_wait(b, PROV_POLL_MS);
+		prov_share_progress(b, &xp);
+		if (!f->size_known && xp.total) {
+			j->bytes_total += xp.total;
+			f->size = xp.total;
+			f->size_known = 1;
+		}
+		prov_job_bytes(j, xp.bytes_done, xp.rate_bps, done);
+		if (done)
+			break;
+		if (prov_check_cancel(j, e)) {
+			/* Leaving cancels the transfer only when no other job waits for it. */
+			prov_share_leave(b);
+			return ERR_CANCELLED;
+		}
+	}
+	char sha[65], dir[256];
+	int adopted = 0;
+	rc = prov_share_result(b, sha, dir, &adopted, e);
+	prov_share_leave(b);
+	if (rc) {
+		if (rc == ERR_CANCELLED && !prov_check_cancel(j, NULL))
+			err_set(e, ERR_CANCELLED, "the transfer of '%s' was cancelled", f->path);
+		return rc;
+	}
+	if (f->sha256[0] && strcmp(f->sha256, sha) != 0)
+		return err_set(e, ERR_DIGEST, "'%s': expected sha256 %s, got %s", f->path, f->sha256,
+			       sha);
+	snprintf(f->sha256, sizeof(f->sha256), "%s", sha);
+	/* The engine hashed while downloading; what is left is checking the stored blob. */
+	prov_job_phase(j, PROV_VERIFYING, f->path);
+	if (strcmp(dir, p->repo_dir) != 0) {
+		rc = adopt_into(j, p, f, dir, e);
+		if (rc)
+			return rc;
+	}
+	uint64_t have = 0;
+	if (layout_blob_exists(j->ctx->layout, p->repo_dir, f->sha256, &have) != 1 ||
+	    (f->size_known && have != f->size))
+		return err_set(e, ERR_DIGEST, "'%s': stored blob has %llu bytes, expected %llu",
+			       f->path, (unsigned long long)have, (unsigned long long)f->size);
+	f->size = have;
+	f->size_known = 1;
+	f->present = 1;
+	j->file_bytes = have;
+	if (adopted)
+		prov_narrate(j, "'%s' was already in the cache; linked, not downloaded", f->path);
+	return 0;
+}
+
+int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e)
+{
+	int rc = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		struct prov_file *f = &p->files[i];
+		rc = prov_check_cancel(j, e);
+		if (rc)
+			return rc;
+		if (!f->present) {
+			prov_job_phase(j, PROV_DOWNLOADING, f->path);
+			prov_narrate(j, "downloading %s (file %zu of %zu)", f->path, i + 1, p->n);
+			rc = fetch_one(j, p, f, e);
+			if (rc)
+				return rc;
+		}
+		j->files_done++;
+		j->bytes_before += f->size;
+		j->file_bytes = 0;
+	}
+	return 0;
+}
+
+int prov_artifact_fill(struct prov_job *j, const char *repo_dir, const char *commit,
+		       const char *first_path, const char *id, uint64_t size,
+		       struct prov_artifact *out, struct err *e)
+{
+	if (fmt_buf(out->id, sizeof(out->id), "%s", id))
+		return err_set(e, ERR_TOO_LARGE, "catalog id too long");
+	out->size = size;
+	return layout_snapshot_path(j->ctx->layout, repo_dir, commit, first_path, out->path,
+				    sizeof(out->path), e);
+}
+
+int prov_lookup_available(struct prov_job *j, const char *id, const char *commit,
+			  struct prov_artifact *out)
+{
+	struct catalog_model m = {0};
+	int found = 0;
+	if (catalog_model_get(j->cat, id, &m, NULL))
+		return 0;
+	if (m.status != CATALOG_AVAILABLE || m.nfiles == 0 || (commit && strcmp(m.commit, commit)))
+		goto out;
+	for (size_t i = 0; i < m.nfiles; i++) {
+		uint64_t size = 0;
+		if (layout_blob_exists(j->ctx->layout, m.repo_dir, m.files[i].sha256, &size) != 1 ||
+		    size != m.files[i].size)
+			goto out;
+	}
+	found = prov_artifact_fill(j, m.repo_dir, m.commit, m.files[0].path, m.id, m.size, out,
+				   NULL) == 0;
+out:
+	catalog_model_cleanup(&m);
+	return found;
+}
+
+/* The first GGUF of the plan: the model's facts come from it (shard 1 of a split). */
+static const struct prov_file *facts_file(const struct prov_plan *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (hf_is_gguf(p->files[i].path))
+			return &p->files[i];
+	return p->n ? &p->files[0] : NULL;
+}
+
+static void read_facts(struct prov_job *j, const struct prov_plan *p, struct catalog_gguf *g)
+{
+	const struct prov_file *f = facts_file(p);
+	char path[4096];
+	struct gguf_facts facts;
+	struct err e = {0};
+	memset(g, 0, sizeof(*g));
+	if (!f || layout_blob_path(j->ctx->layout, p->repo_dir, f->sha256, path, sizeof(path), &e))
+		return;
+	FILE *fp = fopen(path, "rb");
+	unsigned char magic[4] = {0};
+	size_t got = fp ? fread(magic, 1, 4, fp) : 0;
+	if (fp)
+		fclose(fp);
+	if (got != 4 || !gguf_is_gguf(magic, 4))
+		return;
+	if (gguf_read_file(path, &facts, &e)) {
+		log_msg(LOG_WARN, j->req->job_id, "GGUF facts of '%s': %s", f->path, err_msg(&e));
+		return;
+	}
+	catalog_gguf_from_facts(g, &facts);
+}
+
+int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
+		 struct err *e)
+{
+	struct layout *l = j->ctx->layout;
+	struct catalog_model m = {0};
+	struct catalog_removal orphans = {0};
+	int rc = 0;
+	prov_job_phase(j, PROV_PUBLISHING, NULL);
+	/* Links first, under each blob's lock, so a concurrent removal cannot take the blob away. */
+	for (size_t i = 0; i < p->n; i++) {
+		struct prov_file *f = &p->files[i];
+		int fd = -1;
+		enum layout_adopt how = LAYOUT_ADOPT_NONE;
+		rc = layout_blob_lock(l, p->repo_dir, f->sha256, PROV_LOCK_TIMEOUT_MS, j->req->cancel,
+				      &fd, e);
+		if (rc)
+			return rc;
+		rc = layout_adopt_blob(l, p->repo_dir, f->sha256, f->size, NULL, &how, e);
+		if (rc == 0 && how == LAYOUT_ADOPT_NONE)
+			rc = err_set(e, ERR_CONFLICT, "blob of '%s' vanished from the cache; try again",
+				     f->path);
+		if (rc == 0)
+			rc = layout_snapshot_link(l, p->repo_dir, p->commit, f->path, f->sha256, e);
+		layout_blob_unlock(fd);
+		if (rc)
+			return rc;
+	}
+	if (p->write_ref) {
+		rc = layout_ref_write(l, p->repo_dir, p->revision, p->commit, e);
+		if (rc)
+			return rc;
+	}
+	read_facts(j, p, &m.gguf);
+	m.id = p->id;
+	m.source = p->kind == REF_HF ? CATALOG_SRC_HF : p->kind == REF_URL ? CATALOG_SRC_URL
+									   : CATALOG_SRC_FILE;
+	m.repo = p->repo;
+	m.revision = p->revision;
+	m.commit = p->commit;
+	m.repo_dir = p->repo_dir;
+	m.status = CATALOG_AVAILABLE;
+	m.error = "";
+	m.nfiles = p->n;
+	m.files = xcalloc(p->n, sizeof(*m.files));
+	uint64_t total = 0;
+	for (size_t i = 0; i < p->n; i++) {
+		m.files[i].path = p->files[i].path;
+		memcpy(m.files[i].sha256, p->files[i].sha256, 65);
+		m.files[i].size = p->files[i].size;
+		total += p->files[i].size;
+	}
+	m.size = total;
+	rc = catalog_model_put(j->cat, &m, &orphans, e);
+	free(m.files);
+	if (rc)
+		return rc;
+	/* Files the model had before and no longer uses (a moved branch). */
+	if (orphans.nblobs || orphans.npaths) {
+		struct err oe = {0};
+		if (layout_remove_model(l, orphans.repo_dir, orphans.commit,
+					(const char *const *)orphans.paths, orphans.npaths,
+					(const char *const *)orphans.blobs, orphans.nblobs, NULL, &oe))
+			log_warn("cleaning up old files of %s: %s", p->id, err_msg(&oe));
+	}
+	catalog_removal_cleanup(&orphans);
+	j->files_done = (int)p->n;
+	return prov_artifact_fill(j, p->repo_dir, p->commit, p->files[0].path, p->id, total, out, e);
+}

@@ -1,0 +1,432 @@
+#include "provision/share.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cancel.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "core/util.h"
+#include "provision/vendor.h"
+#include "store/catalog.h"
+#include "store/layout.h"
+
+struct prov_blob {
+	struct prov_share *sh;
+	struct prov_blob *next; /* in the table while not done */
+	char key[80];
+	char repo_dir[256];
+	char sha256[65]; /* expected; the actual one once done */
+	char name[65];   /* blobs/<name>.partial: the sha256, or a hash of the URL */
+	uint64_t size;
+	int size_known;
+	char *url;
+	int url_is_hub;
+	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
+	char log_id[64];
+	struct cancel_token *cancel; /* the transfer's own token */
+	struct xfer *x;
+	/* guarded by sh->mu */
+	int refs;
+	int waiters;
+	int done;
+	int rc;
+	int adopted;
+	struct err err;
+};
+
+struct prov_share {
+	struct prov_ctx *ctx;
+	pthread_mutex_t mu;
+	pthread_cond_t cv; /* an entry got done, or a thread ended */
+	struct prov_blob *head;
+	int threads;
+};
+
+int prov_share_new(struct prov_ctx *ctx, struct prov_share **out)
+{
+	struct prov_share *sh = xcalloc(1, sizeof(*sh));
+	sh->ctx = ctx;
+	pthread_mutex_init(&sh->mu, NULL);
+	pthread_cond_init(&sh->cv, NULL);
+	*out = sh;
+	return 0;
+}
+
+void prov_share_free(struct prov_share *sh)
+{
+	if (!sh)
+		return;
+	pthread_mutex_lock(&sh->mu);
+	for (struct prov_blob *b = sh->head; b; b = b->next)
+		cancel_fire(b->cancel);
+	while (sh->threads > 0)
+		pthread_cond_wait(&sh->cv, &sh->mu);
+	pthread_mutex_unlock(&sh->mu);
+	pthread_cond_destroy(&sh->cv);
+	pthread_mutex_destroy(&sh->mu);
+	free(sh);
+}
+
+static void blob_free(struct prov_blob *b)
+{
+	xfer_free(b->x);
+	cancel_unref(b->cancel);
+	free(b->url);
+	free(b->org);
+	free(b->repo);
+	free(b->commit);
+	free(b->path);
+	free(b);
+}
+
+/* Drops one reference; call with sh->mu held. Returns 1 if the caller must free b. */
+static int blob_unref_locked(struct prov_blob *b)
+{
+	return --b->refs == 0;
+}
+
+/* Resume state of the partial, kept in the catalog through its own connection. */
+struct share_resume {
+	struct catalog *cat;
+	const char *repo_dir;
+	const char *name;
+};
+
+static int resume_load(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+		       size_t *n)
+{
+	struct share_resume *r = arg;
+	struct catalog_range *cr = NULL;
+	uint64_t stored_total = 0;
+	(void)key;
+	*ranges = NULL;
+	*n = 0;
+	int rc = catalog_partial_load(r->cat, r->repo_dir, r->name, &stored_total, &cr, n, NULL);
+	if (rc)
+		return rc;
+	if (stored_total != total) {
+		/* The state belongs to another size of this content: it cannot be trusted. */
+		free(cr);
+		*n = 0;
+		return ERR_NOT_FOUND;
+	}
+	*ranges = xcalloc(*n ? *n : 1, sizeof(**ranges));
+	for (size_t i = 0; i < *n; i++) {
+		(*ranges)[i].start = cr[i].start;
+		(*ranges)[i].end = cr[i].end;
+	}
+	free(cr);
+	return 0;
+}
+
+static int resume_save(void *arg, const char *key, uint64_t total, const struct xfer_range *rs,
+		       size_t n)
+{
+	struct share_resume *r = arg;
+	(void)key;
+	struct catalog_range *cr = xcalloc(n ? n : 1, sizeof(*cr));
+	for (size_t i = 0; i < n; i++) {
+		cr[i].start = rs[i].start;
+		cr[i].end = rs[i].end;
+	}
+	struct err e = {0};
+	int rc = catalog_partial_save(r->cat, r->repo_dir, r->name, total, cr, n, &e);
+	if (rc)
+		log_warn("saving resume state of %s/%s: %s", r->repo_dir, r->name, err_msg(&e));
+	free(cr);
+	return rc;
+}
+
+static void resume_discard(void *arg, const char *key)
+{
+	struct share_resume *r = arg;
+	(void)key;
+	catalog_partial_delete(r->cat, r->repo_dir, r->name, NULL);
+}
+
+/* After a 403 from the CDN: HEAD /resolve again for a freshly signed Location. */
+static int refresh_hf(void *arg, char *url_out, size_t size, struct err *e)
+{
+	struct prov_blob *b = arg;
+	struct hf_file_meta m;
+	int rc = hf_head_file(&b->sh->ctx->hf, b->org, b->repo, b->commit, b->path, b->cancel, &m, e);
+	if (rc)
+		return rc;
+	if (strcmp(m.etag, b->sha256) != 0)
+		return err_set(e, ERR_DIGEST, "'%s' changed on the Hub during the download", b->path);
+	return fmt_buf(url_out, size, "%s", m.url) ? err_set(e, ERR_TOO_LARGE, "URL too long") : 0;
+}
+
+/* The work of one entry: lock, adopt or transfer, commit. Fills b->rc / b->err. */
+static int blob_run(struct prov_blob *b, struct err *e)
+{
+	struct prov_ctx *ctx = b->sh->ctx;
+	struct catalog *cat = NULL;
+	int lock_fd = -1;
+	int known = b->sha256[0] != '\0';
+	char dest[4096];
+	int rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, -1, b->cancel, &lock_fd, e);
+	if (rc)
+		return rc;
+	if (catalog_open(ctx->db_path, &cat, NULL))
+		cat = NULL;
+	if (known) {
+		char hint[256] = "";
+		enum layout_adopt how = LAYOUT_ADOPT_NONE;
+		if (cat && catalog_blob_where(cat, b->sha256, hint, sizeof(hint), NULL))
+			hint[0] = '\0';
+		rc = layout_adopt_blob(ctx->layout, b->repo_dir, b->sha256, b->size,
+				       hint[0] ? hint : NULL, &how, e);
+		if (rc)
+			goto out;
+		if (how != LAYOUT_ADOPT_NONE) {
+			log_info("blob %.12s of %s: reused from the cache (%s)", b->sha256, b->repo_dir,
+				 how == LAYOUT_ADOPT_PRESENT ? "present"
+				 : how == LAYOUT_ADOPT_LINKED ? "hard link"
+							      : "copy");
+			b->adopted = 1;
+			goto out;
+		}
+	} else {
+		/* An unpinned URL: its content may have changed since a partial was left. */
+		layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
+	}
+	int fd = -1;
+	rc = layout_partial_open(ctx->layout, b->repo_dir, b->name, &fd, NULL, e);
+	if (rc)
+		goto out;
+	close(fd);
+	rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
+	if (rc)
+		goto out;
+	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
+	struct xfer_resume_ops ops = {
+		.load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
+	char origin[256] = "";
+	if (b->url_is_hub && hf_url_host(ctx->hf.endpoint, origin, sizeof(origin)))
+		origin[0] = '\0';
+	struct xfer_request req = {
+		.url = b->url,
+		.origin_host = b->url_is_hub && origin[0] ? origin : NULL,
+		.auth_token = b->url_is_hub ? ctx->hf.token : NULL,
+		.dest = dest,
+		.size = b->size_known ? b->size : 0,
+		.sha256 = known ? b->sha256 : NULL,
+		.resume = known && cat && b->size_known ? &ops : NULL,
+		.refresh_url = b->org ? refresh_hf : NULL,
+		.refresh_arg = b,
+		.cancel = b->cancel,
+		.purge_on_cancel = 0,
+		.log_id = b->log_id[0] ? b->log_id : NULL,
+	};
+	struct xfer *x = NULL;
+	rc = xfer_start(ctx->engine, &req, &x, e);
+	if (rc)
+		goto out;
+	pthread_mutex_lock(&b->sh->mu);
+	b->x = x;
+	pthread_mutex_unlock(&b->sh->mu);
+	xfer_wait(x, -1);
+	char got[SHA256_HEX_LEN + 1] = "";
+	rc = xfer_result(x, e, got);
+	if (rc)
+		goto out;
+	if (known) {
+		rc = layout_blob_commit(ctx->layout, b->repo_dir, b->sha256, e);
+	} else {
+		/* Named by the URL while unknown; now it gets its content's name. */
+		char sha[65];
+		uint64_t sz;
+		enum layout_adopt how;
+		rc = layout_import_file(ctx->layout, b->repo_dir, dest, b->cancel, sha, &sz, &how, e);
+		if (rc == 0) {
+			layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
+			snprintf(b->sha256, sizeof(b->sha256), "%s", sha);
+			if (got[0] && strcmp(got, sha) != 0)
+				rc = err_set(e, ERR_DIGEST, "content of %s changed while it was stored",
+					     b->url);
+		}
+	}
+out:
+	catalog_close(cat);
+	if (lock_fd >= 0)
+		layout_blob_unlock(lock_fd);
+	return rc;
+}
+
+static void *blob_thread(void *arg)
+{
+	struct prov_blob *b = arg;
+	struct prov_share *sh = b->sh;
+	struct err e = {0};
+	int rc = blob_run(b, &e);
+	pthread_mutex_lock(&sh->mu);
+	b->rc = rc;
+	b->err = e;
+	if (rc && !e.msg[0])
+		err_set(&b->err, rc, "%s", err_text(rc));
+	b->done = 1;
+	for (struct prov_blob **pp = &sh->head; *pp; pp = &(*pp)->next) {
+		if (*pp == b) {
+			*pp = b->next;
+			break;
+		}
+	}
+	int do_free = blob_unref_locked(b);
+	sh->threads--;
+	pthread_cond_broadcast(&sh->cv);
+	pthread_mutex_unlock(&sh->mu);
+	if (do_free)
+		blob_free(b);
+	return NULL;
+}
+
+static void blob_key(const struct prov_blob_req *req, char *key, size_t size, char name[65])
+{
+	if (req->sha256 && req->sha256[0]) {
+		snprintf(key, size, "%s", req->sha256);
+		snprintf(name, 65, "%s", req->sha256);
+		return;
+	}
+	struct sha256 h;
+	sha256_init(&h);
+	sha256_update(&h, req->url, strlen(req->url));
+	sha256_final_hex(&h, name);
+	sha256_cleanup(&h);
+	snprintf(key, size, "u:%s", name);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, struct prov_blob **out,
+		    int *started, struct err *e)
+{
+	char key[80], name[65];
+	blob_key(req, key, sizeof(key), name);
+	if (started)
+		*started = 0;
+	pthread_mutex_lock(&sh->mu);
+	for (struct prov_blob *b = sh->head; b; b = b->next) {
+		/* An entry everyone left is being cancelled: start afresh beside it. */
+		if (strcmp(b->key, key) == 0 && !b->done && !cancel_is_set(b->cancel)) {
+			b->refs++;
+			b->waiters++;
+			pthread_mutex_unlock(&sh->mu);
+			*out = b;
+			return 0;
+		}
+	}
+	struct prov_blob *b = xcalloc(1, sizeof(*b));
+	b->sh = sh;
+	snprintf(b->key, sizeof(b->key), "%s", key);
+	snprintf(b->name, sizeof(b->name), "%s", name);
+	snprintf(b->repo_dir, sizeof(b->repo_dir), "%s", req->repo_dir);
+	snprintf(b->sha256, sizeof(b->sha256), "%s", req->sha256 ? req->sha256 : "");
+	b->size = req->size;
+	b->size_known = req->size_known;
+	b->url = xstrdup(req->url);
+	b->url_is_hub = req->url_is_hub;
+	b->org = dup_or_null(req->org);
+	b->repo = dup_or_null(req->repo);
+	b->commit = dup_or_null(req->commit);
+	b->path = dup_or_null(req->path);
+	snprintf(b->log_id, sizeof(b->log_id), "%s", req->log_id ? req->log_id : "");
+	b->cancel = cancel_new();
+	b->refs = 2; /* the thread and this caller */
+	b->waiters = 1;
+	b->next = sh->head;
+	sh->head = b;
+	sh->threads++;
+	pthread_t t;
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int prc = pthread_create(&t, &attr, blob_thread, b);
+	pthread_attr_destroy(&attr);
+	if (prc != 0) {
+		sh->head = b->next;
+		sh->threads--;
+		pthread_mutex_unlock(&sh->mu);
+		blob_free(b);
+		return err_set(e, ERR_IO, "cannot start a transfer thread");
+	}
+	pthread_mutex_unlock(&sh->mu);
+	if (started)
+		*started = 1;
+	*out = b;
+	return 0;
+}
+
+int prov_share_wait(struct prov_blob *b, long timeout_ms)
+{
+	struct prov_share *sh = b->sh;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&sh->mu);
+	while (!b->done) {
+		if (pthread_cond_timedwait(&sh->cv, &sh->mu, &ts) != 0)
+			break;
+	}
+	int done = b->done;
+	pthread_mutex_unlock(&sh->mu);
+	return done;
+}
+
+void prov_share_progress(struct prov_blob *b, struct xfer_progress *p)
+{
+	memset(p, 0, sizeof(*p));
+	pthread_mutex_lock(&b->sh->mu);
+	struct xfer *x = b->x;
+	int adopted = b->adopted, done = b->done;
+	pthread_mutex_unlock(&b->sh->mu);
+	/* x stays valid while the caller holds its reference. */
+	if (x)
+		xfer_progress(x, p);
+	else if (adopted || done)
+		p->bytes_done = p->total = b->size;
+}
+
+int prov_share_result(struct prov_blob *b, char sha256_out[65], char repo_dir_out[256],
+		      int *adopted, struct err *e)
+{
+	pthread_mutex_lock(&b->sh->mu);
+	int rc = b->done ? b->rc : ERR_CONFLICT;
+	if (rc && e)
+		*e = b->err;
+	if (rc == 0) {
+		memcpy(sha256_out, b->sha256, 65);
+		memcpy(repo_dir_out, b->repo_dir, 256);
+		if (adopted)
+			*adopted = b->adopted;
+	}
+	pthread_mutex_unlock(&b->sh->mu);
+	return rc;
+}
+
+void prov_share_leave(struct prov_blob *b)
+{
+	if (!b)
+		return;
+	struct prov_share *sh = b->sh;
+	pthread_mutex_lock(&sh->mu);
+	if (--b->waiters == 0 && !b->done)
+		cancel_fire(b->cancel);
+	int do_free = blob_unref_locked(b);
+	pthread_mutex_unlock(&sh->mu);
+	if (do_free)
+		blob_free(b);
+}

@@ -1,0 +1,135 @@
+/*
+ * vendor: what the multi-vendor provisioner (provisioner.c) shares with its
+ * vendors (vendor_hf.c, vendor_url.c, vendor_file.c). Internal to
+ * src/provision.
+ *
+ * A vendor says which refs it supports and how to plan them (which files,
+ * where from, which digests); the common code then fetches the plan's files
+ * through the shared-transfer table (share.c), publishes them in the hub
+ * layout and records the model in the catalog (publish.c). A vendor whose
+ * files do not come over HTTP (file://) brings its own fetch.
+ *
+ * Ownership: struct prov_ctx belongs to the provisioner and lives as long as
+ * it; it is read-only after provisioner_new except for the share table,
+ * which has its own lock. struct prov_job lives on the stack of one
+ * provision() call, on one worker thread, with its own catalog connection.
+ */
+#ifndef RBEE_PROVISION_VENDOR_H
+#define RBEE_PROVISION_VENDOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/caps.h"
+#include "core/ref.h"
+#include "provision/hfapi.h"
+#include "provision/provision.h"
+
+struct catalog;
+struct layout;
+struct xfer_engine;
+struct prov_share;
+struct gguf_facts;
+
+struct prov_ctx {
+	char data_root[4096];
+	char hub_dir[4096];
+	char db_path[4096];
+	struct hf_client hf;
+	struct layout *layout;
+	struct xfer_engine *engine;
+	struct prov_share *share;
+};
+
+/* One file of a plan. */
+struct prov_file {
+	char *path;      /* path in the snapshot (checked) */
+	uint64_t size;   /* expected; 0 with size_known == 0 when unknown */
+	int size_known;
+	char sha256[65]; /* expected; "" when unknown until downloaded */
+	char *url;       /* where the bytes are; NULL until resolved */
+	int url_is_hub;  /* the bytes come from the Hub host: the token may go along */
+	int present;     /* already in the layout: nothing to fetch */
+};
+
+struct prov_plan {
+	enum ref_kind kind;
+	char repo_dir[256];
+	char repo[CAP_URL_LEN + 1]; /* "org/repo", the URL, or the local path */
+	char org[CAP_REPO_ID_LEN + 1];
+	char name[CAP_REPO_ID_LEN + 1];
+	char revision[CAP_REVISION_LEN + 1]; /* as asked; "" for URL and file models */
+	int write_ref;                       /* write refs/<revision> (not for a commit) */
+	char commit[65];                     /* snapshot folder name */
+	char id[PROV_ID_MAX];                /* catalog id */
+	struct prov_file *files;
+	size_t n;
+	uint64_t total;
+};
+
+void prov_plan_cleanup(struct prov_plan *p);
+/* Appends a file; path and url are copied (url may be NULL). */
+struct prov_file *prov_plan_add(struct prov_plan *p, const char *path, uint64_t size,
+				int size_known, const char *sha256, const char *url);
+
+/* Per-call state, including what the events report. */
+struct prov_job {
+	struct prov_ctx *ctx;
+	const struct prov_request *req;
+	struct model_ref ref;
+	struct catalog *cat;
+	/* progress */
+	enum prov_phase phase;
+	const char *file;
+	int files_done, files_total;
+	uint64_t bytes_before; /* bytes of the files already done */
+	uint64_t file_bytes;   /* bytes of the current file */
+	uint64_t bytes_total;
+	double rate_bps;
+	int64_t last_emit_ms;
+};
+
+struct prov_vendor {
+	const char *name;
+	enum ref_kind kind; /* the refs it supports */
+	/*
+	 * Fills the plan, or answers at once: returns 1 with out filled when the
+	 * model is already available (the fast path), 0 with a plan to fetch.
+	 */
+	int (*plan)(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
+		    struct err *e);
+	/* NULL: prov_fetch_http (the shared-transfer path). */
+	int (*fetch)(struct prov_job *j, struct prov_plan *p, struct err *e);
+};
+
+extern const struct prov_vendor prov_vendor_hf;
+extern const struct prov_vendor prov_vendor_url;
+extern const struct prov_vendor prov_vendor_file;
+
+/* Events (provisioner.c). */
+void prov_job_phase(struct prov_job *j, enum prov_phase ph, const char *file);
+void prov_job_bytes(struct prov_job *j, uint64_t file_done, double rate_bps, int force);
+void prov_narrate(struct prov_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* ERR_CANCELLED with the message "cancelled" when the job's token fired, else 0. */
+int prov_check_cancel(struct prov_job *j, struct err *e);
+
+/* Fetches every file of the plan not yet present (publish.c). */
+int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e);
+/*
+ * Links every file into snapshots/<commit>/, writes refs/<revision>, reads
+ * the GGUF facts of the first file and records the model as available.
+ */
+int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
+		 struct err *e);
+/*
+ * The fast path: 1 with out filled if the catalog holds id as available at
+ * commit (NULL: any) and every blob is still in the layout at its size.
+ */
+int prov_lookup_available(struct prov_job *j, const char *id, const char *commit,
+			  struct prov_artifact *out);
+/* Fills out from a catalog model id. */
+int prov_artifact_fill(struct prov_job *j, const char *repo_dir, const char *commit,
+		       const char *first_path, const char *id, uint64_t size,
+		       struct prov_artifact *out, struct err *e);
+
+#endif

@@ -1,0 +1,208 @@
+/*
+ * The Hugging Face vendor: hf:ORG/REPO[:SELECTOR][@REVISION].
+ *
+ * Plan: revision -> commit and the file names in one request (enough for
+ * the already-available check), then the recursive tree listing at that
+ * commit (sizes, LFS sha256), the selector rules of hfselect.h, and per file
+ * a HEAD .../resolve/<commit>/<path> for its etag, size and CDN location.
+ * Offline, the commit comes from refs/<revision> in the cache and the files
+ * from the catalog; nothing touches the network.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "provision/hfselect.h"
+#include "provision/vendor.h"
+#include "store/catalog.h"
+#include "store/layout.h"
+
+static int is_commit(const char *s)
+{
+	return strlen(s) == 40 && is_hex_lower(s, 40);
+}
+
+/* Chooses files from l and gives the catalog id of the choice. */
+static int select_id(struct prov_job *j, const struct hf_listing *l, const char *repo_id,
+		     size_t *idx, size_t *n, char *id, size_t idsize, struct err *e)
+{
+	const struct model_ref *r = &j->ref;
+	int rc = hf_select(l, r->sel, r->selector, repo_id, idx, CAP_MODEL_FILES, n, e);
+	if (rc)
+		return rc;
+	if (ref_catalog_id_hf(r->org, r->repo, l->files[idx[0]].path, id, idsize))
+		return err_set(e, ERR_TOO_LARGE, "catalog id of %s is too long", repo_id);
+	return 0;
+}
+
+/* Offline: the commit from the cache's refs, else from a catalog model of that revision. */
+static int offline_commit(struct prov_job *j, struct prov_plan *p, struct catalog_model *all,
+			  size_t nall, struct err *e)
+{
+	const struct model_ref *r = &j->ref;
+	if (is_commit(r->revision)) {
+		snprintf(p->commit, sizeof(p->commit), "%s", r->revision);
+		return 0;
+	}
+	if (layout_ref_read(j->ctx->layout, p->repo_dir, r->revision, p->commit, sizeof(p->commit),
+			    NULL) == 0)
+		return 0;
+	for (size_t i = 0; i < nall; i++) {
+		if (all[i].source == CATALOG_SRC_HF && strcasecmp(all[i].repo, p->repo) == 0 &&
+		    strcmp(all[i].revision, r->revision) == 0) {
+			snprintf(p->commit, sizeof(p->commit), "%s", all[i].commit);
+			return 0;
+		}
+	}
+	return err_set(e, ERR_OFFLINE, "offline: %s@%s is not in the local cache", p->repo,
+		       r->revision);
+}
+
+static int plan_offline(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
+			struct err *e)
+{
+	struct catalog_model *all = NULL;
+	size_t nall = 0, n = 0;
+	struct hf_listing l;
+	size_t *idx = NULL;
+	char id[PROV_ID_MAX];
+	hf_listing_init(&l);
+	int rc = catalog_model_list(j->cat, 0, 0, &all, &nall, e);
+	if (rc)
+		return rc;
+	rc = offline_commit(j, p, all, nall, e);
+	if (rc)
+		goto out;
+	for (size_t i = 0; i < nall; i++) {
+		if (all[i].source != CATALOG_SRC_HF || strcasecmp(all[i].repo, p->repo) != 0 ||
+		    strcmp(all[i].commit, p->commit) != 0)
+			continue;
+		for (size_t k = 0; k < all[i].nfiles; k++)
+			hf_listing_add(&l, all[i].files[k].path, all[i].files[k].size,
+				       all[i].files[k].sha256, NULL);
+	}
+	idx = xcalloc(CAP_MODEL_FILES, sizeof(*idx));
+	struct err se = {0};
+	if (select_id(j, &l, p->repo, idx, &n, id, sizeof(id), &se) == 0 &&
+	    prov_lookup_available(j, id, p->commit, out)) {
+		rc = 1;
+		goto out;
+	}
+	rc = err_set(e, ERR_OFFLINE, "offline: %s is not available locally%s%s", j->req->ref,
+		     se.msg[0] ? ": " : "", se.msg);
+out:
+	free(idx);
+	hf_listing_cleanup(&l);
+	catalog_model_list_free(all, nall);
+	return rc;
+}
+
+/* HEAD one selected file and check what the Hub says against the listing. */
+static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_file *lf,
+		     struct err *e)
+{
+	struct prov_ctx *ctx = j->ctx;
+	uint64_t have = 0;
+	/* An LFS blob the cache already holds (ours, huggingface_hub's, llama.cpp's) needs no request. */
+	if (lf->sha256[0] &&
+	    layout_blob_exists(ctx->layout, p->repo_dir, lf->sha256, &have) == 1 &&
+	    have == lf->size) {
+		struct prov_file *f = prov_plan_add(p, lf->path, lf->size, 1, lf->sha256, NULL);
+		f->present = 1;
+		return 0;
+	}
+	struct hf_file_meta m;
+	int rc = hf_head_file(&ctx->hf, p->org, p->name, p->commit, lf->path, j->req->cancel, &m, e);
+	if (rc)
+		return rc;
+	if (strcmp(m.commit, p->commit) != 0)
+		return err_set(e, ERR_NETWORK, "'%s' in %s: the Hub answered for commit %.12s, not %.12s",
+			       lf->path, p->repo, m.commit, p->commit);
+	if (m.size != lf->size)
+		return err_set(e, ERR_DIGEST,
+			       "'%s' in %s: the listing says %llu bytes but the file has %llu",
+			       lf->path, p->repo, (unsigned long long)lf->size,
+			       (unsigned long long)m.size);
+	int lfs = strlen(m.etag) == 64;
+	if (lf->sha256[0] && (!lfs || strcmp(m.etag, lf->sha256) != 0))
+		return err_set(e, ERR_DIGEST,
+			       "'%s' in %s: the listing's sha256 differs from the Hub's etag", lf->path,
+			       p->repo);
+	/* Small files are named by git's sha1; their sha256 is learnt while downloading. */
+	prov_plan_add(p, lf->path, m.size, 1, lfs ? m.etag : NULL, m.url)->url_is_hub = m.url_is_hub;
+	return 0;
+}
+
+static int hf_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
+		   struct err *e)
+{
+	const struct model_ref *r = &j->ref;
+	struct prov_ctx *ctx = j->ctx;
+	struct hf_listing names, tree;
+	size_t *idx = NULL, n = 0;
+	char id[PROV_ID_MAX];
+	int rc;
+	hf_listing_init(&names);
+	hf_listing_init(&tree);
+	p->kind = REF_HF;
+	snprintf(p->org, sizeof(p->org), "%s", r->org);
+	snprintf(p->name, sizeof(p->name), "%s", r->repo);
+	snprintf(p->repo, sizeof(p->repo), "%s/%s", r->org, r->repo);
+	snprintf(p->revision, sizeof(p->revision), "%s", r->revision);
+	rc = layout_repo_dir_hf(r->org, r->repo, p->repo_dir, sizeof(p->repo_dir), e);
+	if (rc)
+		return rc;
+	if (ctx->hf.offline)
+		return plan_offline(j, p, out, e);
+
+	idx = xcalloc(CAP_MODEL_FILES, sizeof(*idx));
+	rc = hf_resolve_commit(&ctx->hf, r->org, r->repo, r->revision, j->req->cancel, p->commit,
+			       &names, e);
+	if (rc)
+		goto out;
+	/* The one metadata request of an already-available model. */
+	struct err se = {0};
+	if (names.n && select_id(j, &names, p->repo, idx, &n, id, sizeof(id), &se) == 0 &&
+	    prov_lookup_available(j, id, p->commit, out)) {
+		if (!is_commit(r->revision))
+			layout_ref_write(ctx->layout, p->repo_dir, r->revision, p->commit, NULL);
+		rc = 1;
+		goto out;
+	}
+	rc = prov_check_cancel(j, e);
+	if (rc)
+		goto out;
+	rc = hf_list_tree(&ctx->hf, r->org, r->repo, p->commit, j->req->cancel, &tree, e);
+	if (rc)
+		goto out;
+	rc = select_id(j, &tree, p->repo, idx, &n, id, sizeof(id), e);
+	if (rc)
+		goto out;
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	prov_narrate(j, "%s@%.12s: %zu file%s", p->repo, p->commit, n, n == 1 ? "" : "s");
+	for (size_t i = 0; i < n; i++) {
+		rc = prov_check_cancel(j, e);
+		if (rc)
+			goto out;
+		rc = plan_file(j, p, &tree.files[idx[i]], e);
+		if (rc)
+			goto out;
+	}
+	/* A commit given as the revision is not a ref name (huggingface_hub writes none either). */
+	p->write_ref = !is_commit(r->revision);
+	rc = 0;
+out:
+	free(idx);
+	hf_listing_cleanup(&names);
+	hf_listing_cleanup(&tree);
+	return rc;
+}
+
+const struct prov_vendor prov_vendor_hf = {
+	.name = "huggingface",
+	.kind = REF_HF,
+	.plan = hf_plan,
+	.fetch = NULL,
+};

@@ -1,0 +1,239 @@
+/* Selector rules (DESIGN §3) and Hub error mapping of the provision module. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/err.h"
+#include "provision/hfapi.h"
+#include "provision/hfselect.h"
+
+static void test_quant_tag(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *path;
+		const char *tag; /* NULL: none */
+	} cases[] = {
+		{"Llama-3-8B-Instruct.Q4_K_M.gguf", "Q4_K_M"},
+		{"model-q8_0.gguf", "Q8_0"},
+		{"sub/dir/x.Q4_K_M.gguf", "Q4_K_M"},
+		{"Qwen2-7B-Instruct-Q5_K_S-00001-of-00003.gguf", "Q5_K_S"},
+		{"model-IQ2_XXS.gguf", "IQ2_XXS"},
+		{"model-f16.gguf", "F16"},
+		{"model.BF16.gguf", "BF16"},
+		{"llama_7b_Q4_0.gguf", "Q4_0"},
+		{"DeepSeek-UD-Q4_K_XL.gguf", "Q4_K_XL"},
+		{"Q8_0-Llama-Q4_K_M.gguf", "Q4_K_M"},
+		{"Qwen2-7B.gguf", NULL},
+		{"tokenizer.json", NULL},
+		{"model-Qwerty.gguf", NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char tag[HF_QUANT_MAX] = "";
+		int found = hf_quant_tag(cases[i].path, tag);
+		if (cases[i].tag) {
+			assert_int_equal(found, 1);
+			assert_string_equal(tag, cases[i].tag);
+		} else {
+			assert_int_equal(found, 0);
+		}
+	}
+}
+
+static void test_split_shard(void **state)
+{
+	(void)state;
+	unsigned no = 0, count = 0;
+	size_t stem = 0;
+	assert_int_equal(hf_split_shard("a/m-Q4_K_M-00002-of-00003.gguf", &no, &count, &stem), 1);
+	assert_int_equal(no, 2);
+	assert_int_equal(count, 3);
+	assert_int_equal(stem, strlen("a/m-Q4_K_M"));
+	assert_int_equal(hf_split_shard("m-00004-of-00003.gguf", &no, &count, &stem), 0);
+	assert_int_equal(hf_split_shard("m-00000-of-00003.gguf", &no, &count, &stem), 0);
+	assert_int_equal(hf_split_shard("m-00001-of-00003.bin", &no, &count, &stem), 0);
+	assert_int_equal(hf_split_shard("m-Q4_K_M.gguf", &no, &count, &stem), 0);
+}
+
+static void fill(struct hf_listing *l, const char *const *paths, size_t n)
+{
+	hf_listing_init(l);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(hf_listing_add(l, paths[i], 100 + i, NULL, NULL), 0);
+}
+
+static const char *const repo_files[] = {
+	"README.md",
+	"m-Q8_0.gguf",
+	"m-Q4_K_M-00002-of-00003.gguf",
+	"m-Q4_K_M-00001-of-00003.gguf",
+	"m-Q4_K_M-00003-of-00003.gguf",
+	"mmproj-Q4_K_M.gguf",
+	"sub/x.Q5_K_M.gguf",
+};
+
+static void test_select_quant_split_order(void **state)
+{
+	(void)state;
+	struct hf_listing l;
+	fill(&l, repo_files, 7);
+	size_t idx[16], n = 0;
+	struct err e = {0};
+	assert_int_equal(hf_select(&l, SEL_QUANT, "Q4_K_M", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(l.files[idx[0]].path, "m-Q4_K_M-00001-of-00003.gguf");
+	assert_string_equal(l.files[idx[1]].path, "m-Q4_K_M-00002-of-00003.gguf");
+	assert_string_equal(l.files[idx[2]].path, "m-Q4_K_M-00003-of-00003.gguf");
+	/* Case-insensitive tag. */
+	assert_int_equal(hf_select(&l, SEL_QUANT, "q5_k_m", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(l.files[idx[0]].path, "sub/x.Q5_K_M.gguf");
+	hf_listing_cleanup(&l);
+}
+
+static void test_select_default_preference(void **state)
+{
+	(void)state;
+	struct hf_listing l;
+	size_t idx[16], n = 0;
+	struct err e = {0};
+	fill(&l, repo_files, 7);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 3); /* Q4_K_M first, with its shards */
+	hf_listing_cleanup(&l);
+
+	static const char *const q8[] = {"m-Q6_K.gguf", "m-Q8_0.gguf", "mmproj-Q4_K_M.gguf"};
+	fill(&l, q8, 3);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 1);
+	/* An mmproj carrying Q4_K_M loses to the model. */
+	assert_string_equal(l.files[idx[0]].path, "m-Q8_0.gguf");
+	hf_listing_cleanup(&l);
+
+	static const char *const only[] = {"README.md", "mmproj.gguf", "weights.gguf"};
+	fill(&l, only, 3);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(l.files[idx[0]].path, "weights.gguf");
+	hf_listing_cleanup(&l);
+
+	static const char *const none[] = {"README.md", "model.safetensors"};
+	fill(&l, none, 2);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), ERR_NOT_FOUND);
+	assert_string_equal(e.msg, "no GGUF file in a/b");
+	hf_listing_cleanup(&l);
+}
+
+static void test_select_quant_missing_lists_available(void **state)
+{
+	(void)state;
+	static const char *const files[] = {"m-Q4_K_M.gguf", "m-Q8_0.gguf", "m-q4_k_m-copy.txt"};
+	struct hf_listing l;
+	size_t idx[16], n = 0;
+	struct err e = {0};
+	fill(&l, files, 3);
+	assert_int_equal(hf_select(&l, SEL_QUANT, "Q5_K_M", "a/b", idx, 16, &n, &e),
+			 ERR_NOT_FOUND);
+	assert_string_equal(e.msg, "no GGUF file matching Q5_K_M in a/b; available: Q4_K_M, Q8_0");
+	hf_listing_cleanup(&l);
+}
+
+static void test_select_path_and_all(void **state)
+{
+	(void)state;
+	struct hf_listing l;
+	size_t idx[16], n = 0;
+	struct err e = {0};
+	fill(&l, repo_files, 7);
+	assert_int_equal(hf_select(&l, SEL_PATH, "sub/x.Q5_K_M.gguf", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(idx[0], 6);
+	/* A shard named exactly brings its whole set. */
+	assert_int_equal(
+		hf_select(&l, SEL_PATH, "m-Q4_K_M-00002-of-00003.gguf", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 3);
+	assert_int_equal(hf_select(&l, SEL_PATH, "nope.gguf", "a/b", idx, 16, &n, &e),
+			 ERR_NOT_FOUND);
+	assert_string_equal(e.msg, "file 'nope.gguf' not found in a/b");
+	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 7);
+	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", idx, 3, &n, &e), ERR_TOO_LARGE);
+	hf_listing_cleanup(&l);
+}
+
+static void test_select_missing_shard(void **state)
+{
+	(void)state;
+	static const char *const files[] = {"m-Q4_K_M-00001-of-00003.gguf",
+					    "m-Q4_K_M-00003-of-00003.gguf"};
+	struct hf_listing l;
+	size_t idx[16], n = 0;
+	struct err e = {0};
+	fill(&l, files, 2);
+	assert_int_equal(hf_select(&l, SEL_QUANT, "Q4_K_M", "a/b", idx, 16, &n, &e), ERR_CORRUPT);
+	assert_string_equal(e.msg, "shard 2 of 3 of 'm-Q4_K_M' is missing from a/b");
+	hf_listing_cleanup(&l);
+}
+
+static void test_map_error(void **state)
+{
+	(void)state;
+	struct err e = {0};
+	struct hf_what w = {.repo = "a/b", .revision = "v9", .path = "x.gguf"};
+	static const struct {
+		long status;
+		const char *code;
+		int have_token;
+		int err;
+		const char *msg;
+	} cases[] = {
+		{404, "RepoNotFound", 1, ERR_NOT_FOUND, "repo 'a/b' not found"},
+		{401, "RepoNotFound", 0, ERR_NOT_FOUND,
+		 "repo 'a/b' not found (if it is private, set HF_TOKEN)"},
+		{404, "RevisionNotFound", 0, ERR_NOT_FOUND, "revision 'v9' not found in a/b"},
+		{404, "EntryNotFound", 0, ERR_NOT_FOUND, "file 'x.gguf' not found in a/b@v9"},
+		{401, "GatedRepo", 0, ERR_GATED,
+		 "'a/b' is gated: set HF_TOKEN after accepting its terms"},
+		{403, "GatedRepo", 1, ERR_GATED,
+		 "'a/b' is gated and the token has no access: accept its terms on the Hub"},
+		{429, NULL, 0, ERR_RETRY, "the Hub is rate limiting requests; try again later"},
+		{500, NULL, 0, ERR_NETWORK, "the Hub answered HTTP 500 for a/b"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		w.have_token = cases[i].have_token;
+		assert_int_equal(hf_map_error(cases[i].status, cases[i].code, "", &w, &e),
+				 cases[i].err);
+		assert_string_equal(e.msg, cases[i].msg);
+	}
+}
+
+static void test_env_true(void **state)
+{
+	(void)state;
+	assert_int_equal(hf_env_true("1"), 1);
+	assert_int_equal(hf_env_true("Yes"), 1);
+	assert_int_equal(hf_env_true("TRUE"), 1);
+	assert_int_equal(hf_env_true("0"), 0);
+	assert_int_equal(hf_env_true(""), 0);
+	assert_int_equal(hf_env_true(NULL), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_quant_tag),
+		cmocka_unit_test(test_split_shard),
+		cmocka_unit_test(test_select_quant_split_order),
+		cmocka_unit_test(test_select_default_preference),
+		cmocka_unit_test(test_select_quant_missing_lists_available),
+		cmocka_unit_test(test_select_path_and_all),
+		cmocka_unit_test(test_select_missing_shard),
+		cmocka_unit_test(test_map_error),
+		cmocka_unit_test(test_env_true),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
