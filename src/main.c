@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "core/log.h"
 
 struct subcommand {
@@ -23,6 +24,13 @@ static int cmd_version(int argc, char **argv)
 
 static const struct subcommand subcommands[] = {
 	{"version", "print the version", cmd_version},
+	{"pull", "download a model, with progress (Ctrl-C cancels)", cli_run},
+	{"ls", "list the models of the catalog", cli_run},
+	{"show", "show a model's files, hashes and GGUF facts", cli_run},
+	{"rm", "delete a model", cli_run},
+	{"jobs", "list the daemon's jobs", cli_run},
+	{"cancel", "cancel a job", cli_run},
+	{"verify", "hash a model's files again and report", cli_run},
 };
 
 static void usage(FILE *f)

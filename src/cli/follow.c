@@ -1,0 +1,477 @@
+/*
+ * The job follower of pull and verify: reads a job's event stream and shows
+ * it as progress bars (one per file, redrawn at most ten times a second),
+ * as a line per phase, or as NDJSON; resumes a dropped stream from its last
+ * event id; turns Ctrl-C into a cancel on the daemon.
+ *
+ * Everything here runs on the main thread. The SIGINT handler only sets
+ * cli_interrupted (checked by the stream loop every 100 ms); a second
+ * SIGINT leaves at once with status 130.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/cli.h"
+#include "cli/client.h"
+#include "cli/cmd.h"
+#include "cli/fmt.h"
+#include "cli/sse.h"
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/json.h"
+#include "core/util.h"
+
+#define FOLLOW_RECONNECTS 5	   /* attempts in a row without a new event */
+#define FOLLOW_CANCEL_WAIT_MS 5000 /* how long to wait for the daemon's [CANCELLED] */
+#define FOLLOW_REDRAW_MS 100
+#define FOLLOW_BARS_MAX CAP_MODEL_FILES
+
+static volatile sig_atomic_t cli_interrupted;
+
+static void follow_on_sigint(int sig)
+{
+	(void)sig;
+	if (cli_interrupted) {
+		static const char nl[] = "\n";
+		ssize_t w = write(STDERR_FILENO, nl, 1);
+		(void)w;
+		_exit(CLI_EXIT_CANCELLED);
+	}
+	cli_interrupted = 1;
+}
+
+enum view_mode { VIEW_BARS, VIEW_LINES, VIEW_JSON };
+
+enum follow_end { END_DONE = 1, END_ERROR, END_CANCELLED };
+
+struct vbar {
+	char *name;
+	uint64_t base; /* the job's bytes_done when this file started */
+	uint64_t done;
+	uint64_t total;
+	int index;
+	int finished;
+};
+
+struct view {
+	enum view_mode mode;
+	const char *what;
+	int utf8;
+	struct vbar *bars;
+	size_t nbars;
+	size_t first_live; /* bars above it are drawn for the last time */
+	int drawn;	   /* lines of the live region on screen; the cursor ends the last */
+	int dirty;
+	int64_t last_draw;
+	/* The latest progress. */
+	char phase[32];
+	int files_total;
+	double rate_bps;
+	long long eta_s;
+	/* Line mode: what the last phase line was about. */
+	char line_key[CAP_REPO_PATH_LEN + 40];
+	/* The end. */
+	int end;
+	char *error;
+	/* Cancel wait: the stream loop stops when this is set. */
+	int64_t deadline;
+	volatile sig_atomic_t deadline_hit;
+};
+
+static int term_width(void)
+{
+	struct winsize ws;
+	if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0)
+		return ws.ws_col;
+	return 80;
+}
+
+static int locale_utf8(void)
+{
+	static const char *const vars[] = {"LC_ALL", "LC_CTYPE", "LANG"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+		const char *v = getenv(vars[i]);
+		if (v && v[0])
+			return strcasestr(v, "utf-8") != NULL || strcasestr(v, "utf8") != NULL;
+	}
+	return 0;
+}
+
+/* Moves the cursor to the start of the live region and clears it. */
+static void view_erase(struct view *v)
+{
+	if (v->drawn == 0)
+		return;
+	fputs("\r", stdout);
+	if (v->drawn > 1)
+		printf("\033[%dA", v->drawn - 1);
+	fputs("\033[J", stdout);
+	v->drawn = 0;
+}
+
+static void view_draw(struct view *v)
+{
+	char line[1024];
+	int width = term_width();
+
+	view_erase(v);
+	if (v->nbars == 0) {
+		if (v->phase[0]) {
+			snprintf(line, sizeof(line), "%s ...", v->phase);
+			fputs(line, stdout);
+			v->drawn = 1;
+		}
+	} else {
+		for (size_t i = v->first_live; i < v->nbars; i++) {
+			const struct vbar *b = &v->bars[i];
+			int last = (i + 1 == v->nbars);
+			struct cli_bar cb = {
+			    .name = b->name,
+			    .phase = b->finished ? NULL : v->phase,
+			    .done = b->done,
+			    .total = b->total,
+			    .rate_bps = last ? v->rate_bps : -1,
+			    .eta_s = last ? v->eta_s : -1,
+			    .index = b->index,
+			    .count = v->files_total,
+			    .finished = b->finished,
+			};
+			cli_bar_render(line, sizeof(line), &cb, width, v->utf8);
+			fputs(line, stdout);
+			if (!last)
+				fputs("\n", stdout);
+		}
+		v->drawn = (int)(v->nbars - v->first_live);
+		/* Finished bars above the last one scroll into history and stay as drawn. */
+		while (v->first_live + 1 < v->nbars && v->bars[v->first_live].finished) {
+			v->first_live++;
+			v->drawn--;
+		}
+	}
+	fflush(stdout);
+	v->dirty = 0;
+	v->last_draw = now_ms();
+}
+
+static void view_tick(void *arg)
+{
+	struct view *v = arg;
+	if (v->mode == VIEW_BARS && v->dirty && now_ms() - v->last_draw >= FOLLOW_REDRAW_MS)
+		view_draw(v);
+	if (v->deadline && now_ms() >= v->deadline)
+		v->deadline_hit = 1;
+}
+
+/* Ends the bar region so that what follows starts on a fresh line. */
+static void view_close(struct view *v)
+{
+	if (v->mode != VIEW_BARS)
+		return;
+	if (v->dirty || v->drawn)
+		view_draw(v);
+	if (v->drawn)
+		fputs("\n", stdout);
+	v->drawn = 0;
+	fflush(stdout);
+}
+
+static void view_json(const char *event, const char *id, const char *key, json_t *value)
+{
+	json_t *o = json_object();
+	json_set_str(o, "event", event);
+	if (id && id[0])
+		json_set_str(o, "id", id);
+	if (key)
+		json_object_set_new(o, key, value);
+	char *s = json_dump_compact(o);
+	printf("%s\n", s);
+	fflush(stdout);
+	free(s);
+	json_decref(o);
+}
+
+static struct vbar *view_bar(struct view *v, const char *file, uint64_t job_done, int files_done)
+{
+	for (size_t i = v->nbars; i > v->first_live; i--) {
+		if (strcmp(v->bars[i - 1].name, file) == 0)
+			return &v->bars[i - 1];
+	}
+	if (v->nbars >= FOLLOW_BARS_MAX)
+		return &v->bars[v->nbars - 1];
+	/* Files are fetched one after another: a new file means the others are done. */
+	for (size_t i = v->first_live; i < v->nbars; i++) {
+		struct vbar *b = &v->bars[i];
+		if (!b->finished && v->files_total > 1 && b->total == 0) {
+			b->done = job_done - b->base;
+			b->total = b->done;
+		}
+		b->finished = 1;
+	}
+	v->bars = xrealloc(v->bars, (v->nbars + 1) * sizeof(*v->bars));
+	struct vbar *b = &v->bars[v->nbars];
+	memset(b, 0, sizeof(*b));
+	b->name = xstrdup(file);
+	b->base = job_done;
+	b->index = files_done + 1;
+	v->nbars++;
+	return b;
+}
+
+static void view_progress(struct view *v, const char *data, size_t len, const char *id)
+{
+	static const char *const k_phase[] = {"phase", NULL};
+	static const char *const k_file[] = {"file", NULL};
+	static const char *const k_files_done[] = {"files_done", NULL};
+	static const char *const k_files_total[] = {"files_total", NULL};
+	static const char *const k_done[] = {"bytes_done", NULL};
+	static const char *const k_total[] = {"bytes_total", NULL};
+	static const char *const k_fdone[] = {"file_bytes_done", NULL};
+	static const char *const k_ftotal[] = {"file_bytes_total", NULL};
+	static const char *const k_rate[] = {"rate_bps", NULL};
+	static const char *const k_eta[] = {"eta_s", NULL};
+	json_t *p = NULL;
+	uint64_t files_done = 0, files_total = 0, done = 0, total = 0, fdone, ftotal, x;
+
+	if (json_parse_strict(data, len, CAP_EVENT_LEN, &p, NULL) < 0 || !json_is_object(p)) {
+		json_decref(p);
+		return;
+	}
+	if (v->mode == VIEW_JSON) {
+		view_json("progress", id, "data", p);
+		return;
+	}
+	const char *phase = cli_jstr(p, k_phase);
+	const char *file = cli_jstr(p, k_file);
+	cli_juint(p, k_files_done, &files_done);
+	cli_juint(p, k_files_total, &files_total);
+	cli_juint(p, k_done, &done);
+	cli_juint(p, k_total, &total);
+	snprintf(v->phase, sizeof(v->phase), "%s", phase ? phase : "");
+	v->files_total = (int)(files_total < 1000000 ? files_total : 1000000);
+	v->rate_bps = cli_juint(p, k_rate, &x) == 0 ? json_number_value(cli_jfind(p, k_rate)) : -1;
+	v->eta_s = cli_juint(p, k_eta, &x) == 0 ? (long long)x : -1;
+
+	if (v->mode == VIEW_LINES) {
+		char key[sizeof(v->line_key)];
+		snprintf(key, sizeof(key), "%s %s", v->phase, file ? file : "");
+		if (strcmp(key, v->line_key) != 0) {
+			char size[CLI_FMT_SHORT] = "";
+			snprintf(v->line_key, sizeof(v->line_key), "%s", key);
+			if (file && files_total > 1)
+				printf("%s %s (%llu of %llu)\n", v->phase, file,
+				       (unsigned long long)(files_done + 1 > files_total
+								? files_total
+								: files_done + 1),
+				       (unsigned long long)files_total);
+			else if (file && total > 0 && strcmp(v->phase, "downloading") == 0) {
+				cli_fmt_size(size, sizeof(size), total);
+				printf("%s %s (%s)\n", v->phase, file, size);
+			} else
+				printf("%s%s%s\n", v->phase, file ? " " : "", file ? file : "");
+			fflush(stdout);
+		}
+		json_decref(p);
+		return;
+	}
+
+	if (file && file[0]) {
+		struct vbar *b = view_bar(v, file, done, (int)files_done);
+		if (cli_juint(p, k_fdone, &fdone) == 0 && cli_juint(p, k_ftotal, &ftotal) == 0) {
+			b->done = fdone;
+			b->total = ftotal;
+		} else {
+			/* Without per-file counts the live bar shows the whole model. */
+			b->done = done;
+			b->total = total;
+		}
+	}
+	v->dirty = 1;
+	json_decref(p);
+}
+
+static void view_narration(struct view *v, const char *text, const char *id)
+{
+	if (v->mode == VIEW_JSON) {
+		view_json("message", id, "data", json_string(text));
+		return;
+	}
+	if (v->mode == VIEW_BARS)
+		view_erase(v);
+	printf("%s\n", text);
+	if (v->mode == VIEW_BARS)
+		view_draw(v);
+	fflush(stdout);
+}
+
+static void view_data(struct view *v, const char *data, size_t len, const char *id)
+{
+	json_t *d = NULL;
+	if (json_parse_strict(data, len, CAP_EVENT_LEN, &d, NULL) < 0)
+		d = json_stringn(data, len);
+	if (v->mode == VIEW_JSON) {
+		view_json("data", id, "data", d);
+		return;
+	}
+	json_decref(d);
+}
+
+static int follow_event(const struct cli_sse_event *ev, void *arg)
+{
+	struct view *v = arg;
+
+	if (strcmp(ev->type, "progress") == 0) {
+		view_progress(v, ev->data, ev->data_len, ev->id);
+		return 0;
+	}
+	if (strcmp(ev->type, "data") == 0) {
+		view_data(v, ev->data, ev->data_len, ev->id);
+		return 0;
+	}
+	if (strcmp(ev->type, "message") != 0)
+		return 0;
+	if (strcmp(ev->data, "[DONE]") == 0)
+		v->end = END_DONE;
+	else if (strcmp(ev->data, "[CANCELLED]") == 0)
+		v->end = END_CANCELLED;
+	else if (strncmp(ev->data, "[ERROR]", 7) == 0) {
+		const char *m = ev->data + 7;
+		while (*m == ' ')
+			m++;
+		v->end = END_ERROR;
+		free(v->error);
+		v->error = xstrdup(m[0] ? m : "the job failed");
+	} else {
+		view_narration(v, ev->data, ev->id);
+		return 0;
+	}
+	return v->end;
+}
+
+/* Shows the end and returns the exit status. */
+static int follow_finish(struct view *v, const char *job_id, struct err *e)
+{
+	if (v->end == END_DONE && v->mode == VIEW_BARS) {
+		for (size_t i = v->first_live; i < v->nbars; i++) {
+			if (v->files_total <= 1 || v->bars[i].total > 0)
+				v->bars[i].finished = 1;
+		}
+		v->dirty = 1;
+	}
+	view_close(v);
+	switch (v->end) {
+	case END_DONE:
+		if (v->mode == VIEW_JSON)
+			view_json("done", NULL, NULL, NULL);
+		else if (v->mode == VIEW_LINES)
+			printf("done\n");
+		return CLI_EXIT_OK;
+	case END_CANCELLED:
+		if (v->mode == VIEW_JSON)
+			view_json("cancelled", NULL, NULL, NULL);
+		fprintf(stderr, "rbee-hive: job %s was cancelled\n", job_id);
+		return CLI_EXIT_CANCELLED;
+	default:
+		if (v->mode == VIEW_JSON)
+			view_json("error", NULL, "message", json_string(v->error ? v->error : ""));
+		return err_set(e, ERR_INTERNAL, "%s failed: %s", v->what,
+			       v->error ? v->error : "the job failed");
+	}
+}
+
+/*
+ * After Ctrl-C: asks the daemon to cancel, then reads the stream a few more
+ * seconds for the terminal line, which says how the job really ended.
+ */
+static int follow_cancel(struct cli_client *c, struct view *v, struct cli_sse *p,
+			 const char *job_id, const char *sse_url, struct err *e)
+{
+	char *seg = cli_url_segment(job_id);
+	char *path = xasprintf("/v1/jobs/%s/cancel", seg);
+	json_t *ans = NULL;
+	long status = 0;
+
+	view_close(v);
+	fprintf(stderr, "cancelling %s ...\n", job_id);
+	int rc = cli_client_call(c, "POST", path, NULL, &status, &ans, e);
+	free(path);
+	free(seg);
+	if (rc == 0 && status != 200 && status != 409)
+		rc = cli_client_error(status, ans, e);
+	json_decref(ans);
+	if (rc < 0)
+		return err_prefix(e, "could not cancel job %s", job_id);
+
+	v->deadline = now_ms() + FOLLOW_CANCEL_WAIT_MS;
+	rc = cli_client_stream(c, sse_url, p, &v->deadline_hit, view_tick, v, e);
+	if (rc > 0)
+		return follow_finish(v, job_id, e);
+	fprintf(stderr, "rbee-hive: job %s did not confirm the cancel within %d s\n", job_id,
+		FOLLOW_CANCEL_WAIT_MS / 1000);
+	return CLI_EXIT_CANCELLED;
+}
+
+int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
+	       const struct cli_opts *o, const char *what, struct err *e)
+{
+	struct view v;
+	struct cli_sse *p = xmalloc(sizeof(*p));
+	struct sigaction sa, old;
+	int failures = 0;
+	int rc;
+
+	memset(&v, 0, sizeof(v));
+	v.what = what;
+	v.eta_s = -1;
+	v.rate_bps = -1;
+	v.mode = o->json ? VIEW_JSON : isatty(STDOUT_FILENO) ? VIEW_BARS : VIEW_LINES;
+	v.utf8 = locale_utf8();
+	cli_sse_init(p, follow_event, &v);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = follow_on_sigint;
+	sigemptyset(&sa.sa_mask);
+	cli_interrupted = 0;
+	sigaction(SIGINT, &sa, &old);
+
+	for (;;) {
+		char before[CLI_SSE_ID_MAX + 1];
+		snprintf(before, sizeof(before), "%s", p->last_id);
+		rc = cli_client_stream(c, sse_url, p, &cli_interrupted, view_tick, &v, e);
+		if (rc > 0) {
+			rc = follow_finish(&v, job_id, e);
+			break;
+		}
+		if (rc == CLI_STREAM_INTERRUPTED) {
+			rc = follow_cancel(c, &v, p, job_id, sse_url, e);
+			break;
+		}
+		/* A stream that ends early is resumed; one that makes no headway is given up. */
+		int fatal = rc < 0 && rc != ERR_NETWORK && rc != ERR_TIMEOUT;
+		if (strcmp(before, p->last_id) != 0)
+			failures = 0;
+		if (fatal || ++failures > FOLLOW_RECONNECTS) {
+			view_close(&v);
+			if (rc == CLI_STREAM_EOF)
+				rc = err_set(e, ERR_NETWORK,
+					     "the event stream of job %s ended before the job did",
+					     job_id);
+			break;
+		}
+		for (int i = 0; i < failures * 4 && !cli_interrupted; i++)
+			sleep_ms(50);
+	}
+
+	sigaction(SIGINT, &old, NULL);
+	for (size_t i = 0; i < v.nbars; i++)
+		free(v.bars[i].name);
+	free(v.bars);
+	free(v.error);
+	free(p);
+	return rc;
+}
