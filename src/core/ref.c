@@ -1,0 +1,537 @@
+#include "core/ref.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/err.h"
+#include "core/parse.h"
+#include "core/util.h"
+
+/* Longest quantization tag we accept as a selector ("IQ2_XXS", "UD-Q4_K_XL"). */
+#define REF_QUANT_MAX 31
+/* How much of a bad ref is echoed back in a message. */
+#define REF_SHOW_MAX 80
+
+/*
+ * The ref as it is shown in messages: at most REF_SHOW_MAX bytes, control
+ * and non-ASCII bytes replaced by '?', so a message never carries raw input
+ * that could break a terminal or a log line.
+ */
+static void ref_show(const char *s, char out[REF_SHOW_MAX + 4])
+{
+	size_t i = 0;
+	for (; s[i] && i < REF_SHOW_MAX; i++) {
+		unsigned char c = (unsigned char)s[i];
+		out[i] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
+	}
+	if (s[i]) {
+		memcpy(out + i, "...", 3);
+		i += 3;
+	}
+	out[i] = '\0';
+}
+
+/* Sets e to "model ref 'S': <fmt>" with ERR_UNPROCESSABLE. */
+static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
+{
+	if (!e)
+		return ERR_UNPROCESSABLE;
+	char what[ERR_MSG_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	char show[REF_SHOW_MAX + 4];
+	ref_show(s, show);
+	return err_set(e, ERR_UNPROCESSABLE, "model ref '%s': %s", show, what);
+}
+
+/* Passes up a parse.h message as a ref error: "model ref 'S': <label><msg>". */
+static int ref_fail_from(struct err *e, const char *s, const char *label)
+{
+	if (!e)
+		return ERR_UNPROCESSABLE;
+	char inner[ERR_MSG_MAX];
+	snprintf(inner, sizeof(inner), "%s", err_msg(e));
+	return ref_fail(e, s, "%s%s", label, inner);
+}
+
+static int is_hex_digit(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static int hex_val(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	return (c | 0x20) - 'a' + 10;
+}
+
+/*
+ * A quantization tag: letters, digits, '_' and '-', with at least one digit
+ * (every llama.cpp tag has one: Q4_K_M, F16, BF16, IQ2_XXS, TQ1_0), at most
+ * REF_QUANT_MAX bytes. A digit-less word such as "LICENSE" is a file name.
+ */
+static int looks_like_quant(const char *s, size_t n)
+{
+	int digit = 0;
+	if (n == 0 || n > REF_QUANT_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (isdigit(c))
+			digit = 1;
+		else if (!isalpha(c) && c != '_' && c != '-')
+			return 0;
+	}
+	return digit;
+}
+
+/*
+ * SELECTOR: '*' is the whole snapshot; a quant-looking word without '/' or
+ * '.' is a tag (stored upper-case); anything else is a repo path, checked
+ * like every path that reaches the disk.
+ */
+static int ref_parse_selector(const char *s, const char *sel, size_t n, struct model_ref *r,
+			      struct err *e)
+{
+	if (n == 0)
+		return ref_fail(e, s, "empty selector after ':'");
+	if (n == 1 && sel[0] == '*') {
+		r->sel = SEL_ALL;
+		return 0;
+	}
+	if (!memchr(sel, '/', n) && !memchr(sel, '.', n) && looks_like_quant(sel, n)) {
+		r->sel = SEL_QUANT;
+		for (size_t i = 0; i < n; i++)
+			r->selector[i] = (char)toupper((unsigned char)sel[i]);
+		r->selector[n] = '\0';
+		return 0;
+	}
+	if (path_check_repo(sel, n, e))
+		return ref_fail_from(e, s, "file ");
+	r->sel = SEL_PATH;
+	memcpy(r->selector, sel, n);
+	r->selector[n] = '\0';
+	return 0;
+}
+
+/*
+ * [hf:]ORG/REPO[:SELECTOR][@REVISION]. The revision starts at the last '@',
+ * so a path that itself contains '@' needs an explicit revision after it
+ * ("org/repo:a@b.gguf@main"). The selector starts at the first ':' (Hub
+ * names have none).
+ */
+static int ref_parse_hf(const char *s, const char *body, struct model_ref *r, struct err *e)
+{
+	size_t len = strlen(body);
+	const char *at = strrchr(body, '@');
+	if (at) {
+		size_t rlen = len - (size_t)(at + 1 - body);
+		if (revision_check(at + 1, rlen, e))
+			return ref_fail_from(e, s, "");
+		memcpy(r->revision, at + 1, rlen);
+		r->revision[rlen] = '\0';
+		r->revision_given = 1;
+		len = (size_t)(at - body);
+	}
+	const char *colon = memchr(body, ':', len);
+	size_t idlen = colon ? (size_t)(colon - body) : len;
+	const char *slash = memchr(body, '/', idlen);
+	if (!slash)
+		return ref_fail(e, s,
+				"expected ORG/REPO[:FILE|:QUANT][@REVISION], https://HOST/PATH "
+				"or file:///PATH");
+	if (memchr(slash + 1, '/', idlen - (size_t)(slash + 1 - body)))
+		return ref_fail(e, s, "a Hugging Face repo is ORG/REPO");
+	size_t olen = (size_t)(slash - body);
+	size_t nlen = idlen - olen - 1;
+	if (name_check_hub(body, olen, e))
+		return ref_fail_from(e, s, "organisation ");
+	if (name_check_hub(slash + 1, nlen, e))
+		return ref_fail_from(e, s, "repo ");
+	memcpy(r->org, body, olen);
+	r->org[olen] = '\0';
+	memcpy(r->repo, slash + 1, nlen);
+	r->repo[nlen] = '\0';
+	if (colon)
+		return ref_parse_selector(s, colon + 1, len - idlen - 1, r, e);
+	return 0;
+}
+
+static int is_loopback_host(const char *host)
+{
+	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
+		return 1;
+	/* 127.0.0.0/8 in dotted-quad form only. */
+	unsigned a, b, c, d;
+	char tail;
+	if (sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) != 4)
+		return 0;
+	for (const char *p = host; *p; p++)
+		if (!isdigit((unsigned char)*p) && *p != '.')
+			return 0;
+	return a == 127 && b <= 255 && c <= 255 && d <= 255;
+}
+
+/*
+ * Checks the authority "HOST[:PORT]" of a URL and stores the host in r.
+ * Userinfo ("user:pass@") is refused: credentials do not belong in a ref,
+ * which is logged and stored.
+ */
+static int ref_parse_authority(const char *s, const char *a, size_t n, struct model_ref *r,
+			       struct err *e)
+{
+	if (memchr(a, '@', n))
+		return ref_fail(e, s, "credentials (user@) in a URL are not allowed");
+	if (n == 0)
+		return ref_fail(e, s, "URL has no host");
+	size_t hlen;
+	const char *port = NULL;
+	if (a[0] == '[') {
+		const char *close = memchr(a, ']', n);
+		if (!close || close == a + 1)
+			return ref_fail(e, s, "malformed IPv6 host");
+		hlen = (size_t)(close + 1 - a);
+		for (size_t i = 1; i + 1 < hlen; i++)
+			if (!is_hex_digit(a[i]) && a[i] != ':' && a[i] != '.')
+				return ref_fail(e, s, "malformed IPv6 host");
+		if (hlen < n) {
+			if (a[hlen] != ':')
+				return ref_fail(e, s, "malformed IPv6 host");
+			port = a + hlen + 1;
+		}
+	} else {
+		const char *colon = memchr(a, ':', n);
+		hlen = colon ? (size_t)(colon - a) : n;
+		if (hlen == 0)
+			return ref_fail(e, s, "URL has no host");
+		for (size_t i = 0; i < hlen; i++) {
+			unsigned char c = (unsigned char)a[i];
+			if (!isalnum(c) && c != '.' && c != '-' && c != '_')
+				return ref_fail(e, s, "character '%c' is not allowed in a host name",
+						c);
+		}
+		if (colon)
+			port = colon + 1;
+	}
+	if (hlen >= sizeof(r->host))
+		return ref_fail(e, s, "host name longer than %zu characters", sizeof(r->host) - 1);
+	if (port) {
+		uint64_t p;
+		if (parse_u64(port, (size_t)(a + n - port), 1, 65535, &p, "port", e))
+			return ref_fail_from(e, s, "");
+	}
+	for (size_t i = 0; i < hlen; i++)
+		r->host[i] = (char)tolower((unsigned char)a[i]);
+	r->host[hlen] = '\0';
+	return 0;
+}
+
+static const char sha_fragment[] = "sha256=";
+
+/*
+ * https://HOST[:PORT]/PATH[?QUERY][#sha256=HEX]. Plain http:// is refused
+ * except to a loopback host (127.x.y.z, localhost, [::1]): nothing on the
+ * path can tamper with a loopback transfer, and the test suite serves its
+ * fixtures from a loopback server without TLS.
+ */
+static int ref_parse_url(const char *s, size_t scheme_len, struct model_ref *r, struct err *e)
+{
+	/* The length is bounded by CAP_REF_LEN (< CAP_URL_LEN) in ref_parse. */
+	size_t len = strlen(s);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c <= 0x20 || c >= 0x7f)
+			return ref_fail(e, s,
+					"URL has a space, control or non-ASCII byte at %zu "
+					"(percent-encode it)",
+					i);
+		if (c == '%' && (i + 2 >= len || !is_hex_digit(s[i + 1]) || !is_hex_digit(s[i + 2])))
+			return ref_fail(e, s, "URL has a malformed %%-escape at %zu", i);
+	}
+	if (strncmp(s + scheme_len + 1, "//", 2) != 0)
+		return ref_fail(e, s, "expected '//' after '%.*s'", (int)scheme_len + 1, s);
+	const char *auth = s + scheme_len + 3;
+	size_t alen = strcspn(auth, "/?#");
+	if (ref_parse_authority(s, auth, alen, r, e))
+		return ERR_UNPROCESSABLE;
+	const char *path = auth + alen;
+	if (path[0] != '/' || path[1] == '\0' || path[1] == '?' || path[1] == '#')
+		return ref_fail(e, s, "URL has no file path");
+	if (scheme_len == 4 && !is_loopback_host(r->host))
+		return ref_fail(e, s, "plain http:// is not allowed, use https://");
+
+	const char *hash = strchr(s, '#');
+	size_t ulen = hash ? (size_t)(hash - s) : len;
+	if (hash) {
+		const char *frag = hash + 1;
+		size_t flen = strlen(frag);
+		if (strncmp(frag, sha_fragment, sizeof(sha_fragment) - 1) != 0)
+			return ref_fail(e, s, "the only URL fragment accepted is #sha256=HEX");
+		const char *hex = frag + sizeof(sha_fragment) - 1;
+		size_t hlen = flen - (sizeof(sha_fragment) - 1);
+		if (hlen != 64)
+			return ref_fail(e, s, "#sha256= needs 64 hex digits, got %zu", hlen);
+		for (size_t i = 0; i < 64; i++) {
+			if (!is_hex_digit(hex[i]))
+				return ref_fail(e, s, "#sha256= has a non-hex character at %zu", i);
+			r->sha256[i] = (char)tolower((unsigned char)hex[i]);
+		}
+		r->sha256[64] = '\0';
+	}
+	memcpy(r->url, s, ulen);
+	r->url[ulen] = '\0';
+	r->kind = REF_URL;
+	return 0;
+}
+
+/*
+ * file:///ABS/PATH, %-escapes decoded. The decoded path is checked: no NUL
+ * or control characters and no ".." component, so a ref cannot walk out of
+ * the directory it names.
+ */
+static int ref_parse_file(const char *s, struct model_ref *r, struct err *e)
+{
+	const char *p = s + 5;
+	if (strncmp(p, "//", 2) != 0 || p[2] != '/')
+		return ref_fail(e, s, "expected file:///ABSOLUTE/PATH");
+	p += 2;
+	size_t n = 0;
+	for (size_t i = 0; p[i]; i++) {
+		unsigned char c = (unsigned char)p[i];
+		if (c == '%') {
+			if (!is_hex_digit(p[i + 1]) || !is_hex_digit(p[i + 2]))
+				return ref_fail(e, s, "malformed %%-escape in the path");
+			c = (unsigned char)(hex_val(p[i + 1]) * 16 + hex_val(p[i + 2]));
+			i += 2;
+		}
+		if (c < 0x20 || c == 0x7f)
+			return ref_fail(e, s, "control character in the path");
+		if (n >= sizeof(r->path) - 1)
+			return ref_fail(e, s, "path too long");
+		r->path[n++] = (char)c;
+	}
+	r->path[n] = '\0';
+	for (const char *c = r->path; *c;) {
+		const char *end = strchr(c, '/');
+		size_t clen = end ? (size_t)(end - c) : strlen(c);
+		if (clen == 2 && c[0] == '.' && c[1] == '.')
+			return ref_fail(e, s, "'..' is not allowed in the path");
+		c += clen + (end ? 1 : 0);
+	}
+	if (r->path[n - 1] == '/')
+		return ref_fail(e, s, "the path names a directory, not a file");
+	r->kind = REF_FILE;
+	return 0;
+}
+
+/*
+ * The scheme of s ("hf", "https", ...) is the text before the first ':'
+ * when that comes before any '/' and has scheme syntax; ORG/REPO:FILE has
+ * its first ':' after a '/', so it has no scheme.
+ */
+static size_t ref_scheme_len(const char *s)
+{
+	size_t i = 0;
+	if (!isalpha((unsigned char)s[0]))
+		return 0;
+	while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
+		i++;
+	return s[i] == ':' ? i : 0;
+}
+
+int ref_parse(const char *s, struct model_ref *r, struct err *e)
+{
+	memset(r, 0, sizeof(*r));
+	snprintf(r->revision, sizeof(r->revision), "main");
+	if (!s || !s[0])
+		return err_set(e, ERR_UNPROCESSABLE, "model ref '': empty");
+	if (strnlen(s, CAP_REF_LEN + 1) > CAP_REF_LEN)
+		return ref_fail(e, s, "longer than %d bytes", CAP_REF_LEN);
+	size_t sl = ref_scheme_len(s);
+	int rc;
+	if (sl == 2 && strncasecmp(s, "hf", 2) == 0) {
+		r->kind = REF_HF;
+		rc = ref_parse_hf(s, s + 3, r, e);
+	} else if ((sl == 5 && strncasecmp(s, "https", 5) == 0) ||
+		   (sl == 4 && strncasecmp(s, "http", 4) == 0)) {
+		rc = ref_parse_url(s, sl, r, e);
+	} else if (sl == 4 && strncasecmp(s, "file", 4) == 0) {
+		rc = ref_parse_file(s, r, e);
+	} else if (sl > 0) {
+		rc = ref_fail(e, s, "unknown scheme '%.*s:'", (int)(sl > 16 ? 16 : sl), s);
+	} else {
+		r->kind = REF_HF;
+		rc = ref_parse_hf(s, s, r, e);
+	}
+	if (rc) {
+		memset(r, 0, sizeof(*r));
+		return ERR_UNPROCESSABLE;
+	}
+	return 0;
+}
+
+/* Appends the file path, %-encoding what would not survive a round trip. */
+static int ref_format_file(const char *path, char *buf, size_t size)
+{
+	static const char digits[] = "0123456789ABCDEF";
+	size_t o = 0;
+	const char *pre = "file://";
+	for (const char *p = pre; *p; p++) {
+		if (o + 1 >= size)
+			return ERR_TOO_LARGE;
+		buf[o++] = *p;
+	}
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+		int esc = *p <= 0x20 || *p >= 0x7f || *p == '%' || *p == '#' || *p == '?';
+		if (o + (esc ? 3 : 1) >= size)
+			return ERR_TOO_LARGE;
+		if (esc) {
+			buf[o++] = '%';
+			buf[o++] = digits[*p >> 4];
+			buf[o++] = digits[*p & 15];
+		} else {
+			buf[o++] = (char)*p;
+		}
+	}
+	buf[o] = '\0';
+	return 0;
+}
+
+int ref_format(const struct model_ref *r, char *buf, size_t size)
+{
+	switch (r->kind) {
+	case REF_HF: {
+		const char *sep = (r->sel == SEL_PATH || r->sel == SEL_QUANT || r->sel == SEL_ALL)
+					  ? ":"
+					  : "";
+		const char *sel = r->sel == SEL_ALL ? "*" : r->selector;
+		return fmt_buf(buf, size, "hf:%s/%s%s%s@%s", r->org, r->repo, sep, sel,
+			       r->revision);
+	}
+	case REF_URL:
+		if (r->sha256[0])
+			return fmt_buf(buf, size, "%s#sha256=%s", r->url, r->sha256);
+		return fmt_buf(buf, size, "%s", r->url);
+	case REF_FILE: return ref_format_file(r->path, buf, size);
+	}
+	return ERR_INTERNAL;
+}
+
+int ref_catalog_id_hf(const char *org, const char *repo, const char *first_path, char *buf,
+		      size_t size)
+{
+	return fmt_buf(buf, size, "hf:%s/%s:%s", org, repo, first_path);
+}
+
+int ref_catalog_id_url(const char *sha256, char *buf, size_t size)
+{
+	return fmt_buf(buf, size, "url:%.16s", sha256);
+}
+
+int ref_catalog_id_file(const char *name, char *buf, size_t size)
+{
+	return fmt_buf(buf, size, "file:%s", name);
+}
+
+/*
+ * 1 if file name `name` carries quant tag `tag` (case-insensitive) as a whole
+ * word: after the start, '.', '-' or '_', and before the end, '.' or '-', so
+ * "Q4_K" does not match "x.Q4_K_M.gguf".
+ */
+static int name_has_tag(const char *name, const char *tag)
+{
+	size_t tl = strlen(tag);
+	for (const char *p = name; *p; p++) {
+		if (strncasecmp(p, tag, tl) != 0)
+			continue;
+		int before_ok = p == name || !isalnum((unsigned char)p[-1]);
+		int after_ok = p[tl] != '_' && !isalnum((unsigned char)p[tl]);
+		if (before_ok && after_ok)
+			return 1;
+	}
+	return 0;
+}
+
+/* Matching against an "hf:org/repo:path" id; org/repo compare case-insensitively like the Hub. */
+static int ref_matches_hf(const struct model_ref *q, const char *id)
+{
+	const char *body = id + 3;
+	const char *slash = strchr(body, '/');
+	if (!slash)
+		return 0;
+	const char *colon = strchr(slash, ':');
+	if (!colon)
+		return 0;
+	size_t olen = (size_t)(slash - body);
+	size_t nlen = (size_t)(colon - slash - 1);
+	if (strlen(q->org) != olen || strncasecmp(q->org, body, olen) != 0 ||
+	    strlen(q->repo) != nlen || strncasecmp(q->repo, slash + 1, nlen) != 0)
+		return 0;
+	const char *path = colon + 1;
+	const char *name = strrchr(path, '/');
+	name = name ? name + 1 : path;
+	switch (q->sel) {
+	case SEL_DEFAULT:
+	case SEL_ALL: return 1;
+	case SEL_PATH: return strcmp(q->selector, path) == 0;
+	case SEL_QUANT: return name_has_tag(name, q->selector);
+	}
+	return 0;
+}
+
+/*
+ * A cheap test before the full parse: callers run ref_matches_id over the
+ * whole catalog, and most ids fail on their first characters. For an hf id
+ * the query must start with its ORG/REPO (after an optional "hf:"); for url
+ * and file ids it must be a URL or a file ref.
+ */
+static int ref_may_match(const char *query, const char *id)
+{
+	if (strncmp(id, "hf:", 3) == 0) {
+		const char *colon = strchr(id + 3, ':');
+		size_t n = colon ? (size_t)(colon - id - 3) : strlen(id + 3);
+		const char *q = strncasecmp(query, "hf:", 3) == 0 ? query + 3 : query;
+		return strncasecmp(q, id + 3, n) == 0 && (q[n] == '\0' || q[n] == ':' || q[n] == '@');
+	}
+	if (strncmp(id, "url:", 4) == 0)
+		return strncasecmp(query, "http", 4) == 0;
+	if (strncmp(id, "file:", 5) == 0)
+		return strncasecmp(query, "file:", 5) == 0;
+	return 0;
+}
+
+int ref_matches_id(const char *query, const char *id)
+{
+	if (!query || !id || !query[0])
+		return 0;
+	if (strcmp(query, id) == 0)
+		return 1;
+	if (!ref_may_match(query, id))
+		return 0;
+	struct model_ref q;
+	if (ref_parse(query, &q, NULL) != 0)
+		return 0;
+	if (strncmp(id, "hf:", 3) == 0)
+		return q.kind == REF_HF && ref_matches_hf(&q, id);
+	if (strncmp(id, "url:", 4) == 0) {
+		/* A URL ref names the model by its pinned digest only. */
+		char want[32];
+		return q.kind == REF_URL && q.sha256[0] &&
+		       ref_catalog_id_url(q.sha256, want, sizeof(want)) == 0 &&
+		       strcmp(want, id) == 0;
+	}
+	if (strncmp(id, "file:", 5) == 0 && q.kind == REF_FILE) {
+		const char *base = strrchr(q.path, '/');
+		return strcmp(base + 1, id + 5) == 0;
+	}
+	return 0;
+}
