@@ -379,6 +379,46 @@ static void test_matches(void **state)
 	assert_int_equal(ref_matches_id("org/repo", "file:x.gguf"), 0);
 }
 
+/*
+ * Random refs built from the characters that matter to the parser: every
+ * answer is 0 with a ref that formats and parses back to itself, or
+ * ERR_UNPROCESSABLE with a "model ref '" message. Deterministic seed.
+ */
+static void test_random_refs(void **state)
+{
+	(void)state;
+	static const char alphabet[] = "ab/:@.#%*-_Q4KM hf:https://file:///127.0.0.1sha256=0f\\x\x01";
+	uint64_t x = 88172645463325252ULL;
+	int ok = 0;
+	for (int iter = 0; iter < 50000; iter++) {
+		char s[48];
+		size_t n = 1 + iter % (sizeof(s) - 1);
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			s[i] = alphabet[x % (sizeof(alphabet) - 1)];
+		}
+		s[n] = '\0';
+		struct err e = {0};
+		int rc = ref_parse(s, &r, &e);
+		if (rc != 0) {
+			assert_int_equal(rc, ERR_UNPROCESSABLE);
+			assert_true(strncmp(e.msg, "model ref '", 11) == 0);
+			continue;
+		}
+		ok++;
+		char canon[CAP_URL_LEN + 64], again[CAP_URL_LEN + 64];
+		assert_int_equal(ref_format(&r, canon, sizeof(canon)), 0);
+		struct model_ref r2;
+		if (ref_parse(canon, &r2, &e) != 0)
+			fail_msg("'%s' -> '%s' does not parse: %s", s, canon, e.msg);
+		assert_int_equal(ref_format(&r2, again, sizeof(again)), 0);
+		assert_string_equal(canon, again);
+	}
+	assert_true(ok > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -390,6 +430,7 @@ int main(void)
 		cmocka_unit_test(test_format_too_small),
 		cmocka_unit_test(test_catalog_ids),
 		cmocka_unit_test(test_matches),
+		cmocka_unit_test(test_random_refs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

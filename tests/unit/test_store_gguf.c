@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "../tools/gguf_build.h"
 #include "core/caps.h"
 #include "core/err.h"
+#include "core/sha256.h"
 #include "store/gguf.h"
 
 /* A typical llama.cpp header: architecture first, a vocabulary array in the middle. */
@@ -385,6 +387,120 @@ static void test_file(void **state)
 	gguf_build_free(&b);
 }
 
+/*
+ * Random byte mutations of a valid header: the reader must answer 0 or
+ * ERR_CORRUPT, and (under ASan) never read out of bounds. Deterministic seed.
+ */
+static void test_mutations(void **state)
+{
+	(void)state;
+	struct gguf_build b;
+	build_typical(&b, 3);
+	unsigned char *m = malloc(b.len);
+	assert_non_null(m);
+	uint64_t x = 0x9e3779b97f4a7c15ULL;
+	int ok = 0, corrupt = 0;
+	for (int iter = 0; iter < 20000; iter++) {
+		memcpy(m, b.buf, b.len);
+		int flips = 1 + iter % 4;
+		for (int k = 0; k < flips; k++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			m[x % b.len] = (unsigned char)(x >> 32);
+		}
+		struct gguf_facts f;
+		struct err e = {0};
+		int rc = gguf_read_mem(m, b.len, &f, &e);
+		if (rc == 0)
+			ok++;
+		else if (rc == ERR_CORRUPT && strncmp(e.msg, "GGUF 'buffer': ", 15) == 0)
+			corrupt++;
+		else
+			fail_msg("iteration %d: rc %d, message '%s'", iter, rc, e.msg);
+	}
+	assert_true(ok > 0);
+	assert_true(corrupt > 0);
+	free(m);
+	gguf_build_free(&b);
+}
+
+/* The fixture tool's files read back with the facts it was asked to write. */
+static void test_gguf_gen(void **state)
+{
+	(void)state;
+	const char *build = getenv("RBEE_BUILD");
+	if (!build)
+		skip();
+	char dir[] = "/tmp/rbee-gguf-gen-XXXXXX";
+	assert_non_null(mkdtemp(dir));
+	char path[256], cmd[1024], line[128];
+	snprintf(path, sizeof(path), "%s/m-Q4_K_M-00002-of-00003.gguf", dir);
+	snprintf(cmd, sizeof(cmd),
+		 "'%s/gguf-gen' --out '%s' --size 3M --arch qwen2 --name 'Qwen 2' "
+		 "--file-type 15 --context 32768 --params 7000000000 --size-label 7B "
+		 "--split-no 1 --split-count 3 --kv general.license=mit --tokens 1000 --seed 5 "
+		 "--print-sha256",
+		 build, path);
+	FILE *p = popen(cmd, "r");
+	assert_non_null(p);
+	char *got = fgets(line, sizeof(line), p);
+	assert_int_equal(pclose(p), 0);
+	assert_non_null(got);
+	line[strcspn(line, "\n")] = '\0';
+
+	struct stat st;
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_size, 3 << 20);
+	char hex[SHA256_HEX_LEN + 1];
+	uint64_t size = 0;
+	assert_int_equal(sha256_file(path, NULL, hex, &size, NULL), 0);
+	assert_string_equal(line, hex);
+
+	struct gguf_facts f;
+	struct err e = {0};
+	assert_int_equal(gguf_read_file(path, &f, &e), 0);
+	assert_string_equal(f.architecture, "qwen2");
+	assert_string_equal(f.name, "Qwen 2");
+	assert_string_equal(f.quantization, "Q4_K_M");
+	assert_int_equal(f.context_length, 32768);
+	assert_int_equal(f.parameters, 7000000000ULL);
+	assert_string_equal(f.size_label, "7B");
+	assert_int_equal(f.split_no, 1);
+	assert_int_equal(f.split_count, 3);
+	assert_int_equal(f.kv_count, 10);
+
+	/* Another seed, another hash; the same seed, the same bytes. */
+	char path2[256];
+	snprintf(path2, sizeof(path2), "%s/b.gguf", dir);
+	char hex2[SHA256_HEX_LEN + 1];
+	for (int seed = 5; seed <= 6; seed++) {
+		snprintf(cmd, sizeof(cmd),
+			 "'%s/gguf-gen' --out '%s' --size 3M --arch qwen2 --name 'Qwen 2' "
+			 "--file-type 15 --context 32768 --params 7000000000 --size-label 7B "
+			 "--split-no 1 --split-count 3 --kv general.license=mit --tokens 1000 "
+			 "--seed %d",
+			 build, path2, seed);
+		assert_int_equal(system(cmd), 0);
+		assert_int_equal(sha256_file(path2, NULL, hex2, &size, NULL), 0);
+		if (seed == 5)
+			assert_string_equal(hex2, hex);
+		else
+			assert_string_not_equal(hex2, hex);
+	}
+
+	/* A size below the header is a usage error that leaves nothing behind. */
+	snprintf(cmd, sizeof(cmd), "'%s/gguf-gen' --out '%s/small.gguf' --size 10 2>/dev/null",
+		 build, dir);
+	int rc = system(cmd);
+	assert_true(WIFEXITED(rc) && WEXITSTATUS(rc) == 2);
+	snprintf(path2, sizeof(path2), "%s/small.gguf", dir);
+	assert_int_not_equal(access(path2, F_OK), 0);
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,6 +514,8 @@ int main(void)
 		cmocka_unit_test(test_oversize_lengths),
 		cmocka_unit_test(test_unknown_types),
 		cmocka_unit_test(test_file),
+		cmocka_unit_test(test_mutations),
+		cmocka_unit_test(test_gguf_gen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
