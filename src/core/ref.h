@@ -9,6 +9,22 @@
  * ref_parse() checks everything (names, repo paths, revision, URL, digest)
  * and says precisely what was wrong: "model ref 'a/b/c': a Hugging Face repo
  * is ORG/REPO". The struct is caller-owned and holds its own copies.
+ *
+ * Details of the grammar:
+ * - SELECTOR '*' is SEL_ALL; a word of letters, digits, '_' and '-' with at
+ *   least one digit and no '/' or '.' is a quant tag (SEL_QUANT, stored
+ *   upper-case: "q4_k_m" -> "Q4_K_M", "UD-Q4_K_XL"); anything else is a repo
+ *   path (SEL_PATH, checked by path_check_repo), e.g. "x.gguf", "LICENSE".
+ * - REVISION starts at the last '@', so a path containing '@' needs an
+ *   explicit revision after it: "org/repo:a@b.gguf@main".
+ * - URLs: at most CAP_REF_LEN bytes, ASCII without spaces or control bytes,
+ *   valid %-escapes, a host, a path, no userinfo ("user:pass@"), port 1..65535;
+ *   the only fragment is #sha256= with 64 hex digits (stored lowercase). Plain
+ *   http:// is refused except to loopback hosts (127.x.y.z, localhost, [::1]),
+ *   which the test suite's fake servers use.
+ * - file:///ABS/PATH: %-escapes are decoded, then the path is checked: no
+ *   control characters (so no NUL), no ".." component, not a directory.
+ * On failure *r is zeroed.
  */
 #ifndef RBEE_CORE_REF_H
 #define RBEE_CORE_REF_H
@@ -67,7 +83,11 @@ int ref_catalog_id_file(const char *name, char *buf, size_t size);
  * 1 if the user's text `query` names catalog id `id`: the id itself; the id
  * without "hf:"; the rbee form ORG/REPO:FILE; ORG/REPO (when the model has a
  * single catalog entry for that repo the caller decides ambiguity);
- * ORG/REPO:QUANT where the file name carries that tag (case-insensitive).
+ * ORG/REPO:QUANT where the file name carries that tag (case-insensitive, as a
+ * whole word: "Q4_K" does not match "x.Q4_K_M.gguf"). ORG/REPO compare
+ * case-insensitively, like the Hub; a revision in the query is ignored. A
+ * URL model also matches a URL ref pinning the same #sha256=; a file model a
+ * file:/// ref with the same file name.
  * Callers count matches over the catalog: one match is the model, more is
  * ambiguous (ERR_CONFLICT), none is ERR_NOT_FOUND.
  */
