@@ -1,0 +1,251 @@
+/*
+ * catalog: what rbee-hive knows about its models, blobs, partial downloads
+ * and jobs, in SQLite (<root>/catalog.db, WAL). The schema and its
+ * migrations are described in docs/store.md; the schema version is PRAGMA
+ * user_version and catalog_open() migrates an older file forward, each step
+ * in one transaction.
+ *
+ * Threads: a struct catalog is one SQLite connection and belongs to one
+ * thread at a time; every thread that needs the catalog opens its own
+ * (WAL lets readers and one writer run at once; a writer waits up to
+ * CATALOG_BUSY_TIMEOUT_MS for another). Every change of more than one row
+ * is one transaction, so no reader ever sees half of it, and a crash leaves
+ * the previous state.
+ *
+ * Memory: structs filled by the catalog own their strings; release them with
+ * the matching *_cleanup / *_free. Structs passed in are only read.
+ *
+ * Blob reference counts are derived, not stored: a blob of a repo folder is
+ * used by every file row of a model in that folder with that sha256, so a
+ * count cannot drift from the rows it counts.
+ */
+#ifndef RBEE_STORE_CATALOG_H
+#define RBEE_STORE_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct err;
+struct catalog;
+struct gguf_facts;
+
+/* The schema version this build writes. */
+#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_BUSY_TIMEOUT_MS 5000
+
+/* Opens (creating, migrating) the catalog at db_path. */
+int catalog_open(const char *db_path, struct catalog **out, struct err *e);
+void catalog_close(struct catalog *c);
+
+enum catalog_source { CATALOG_SRC_HF = 1, CATALOG_SRC_URL, CATALOG_SRC_FILE };
+enum catalog_status { CATALOG_DOWNLOADING = 1, CATALOG_AVAILABLE, CATALOG_FAILED };
+
+/* "hf", "url", "file" / "downloading", "available", "failed". */
+const char *catalog_source_name(enum catalog_source s);
+const char *catalog_status_name(enum catalog_status s);
+/* Parses a name; returns 0 or ERR_INVALID. */
+int catalog_status_parse(const char *s, enum catalog_status *out);
+
+struct catalog_file {
+	char *path;      /* path inside the snapshot ("sub/x.Q4_K_M.gguf") */
+	char sha256[65]; /* the blob */
+	uint64_t size;
+};
+
+/* The GGUF facts shown for a model (from its first file). */
+struct catalog_gguf {
+	char architecture[64];
+	char name[256];
+	char quantization[32];
+	uint64_t parameters;
+	char size_label[32];
+	uint64_t context_length;
+};
+
+struct catalog_model {
+	char *id;       /* canonical catalog id (core/ref.h ref_catalog_id_*) */
+	enum catalog_source source;
+	char *repo;     /* "org/repo", the URL, or the local path */
+	char *revision; /* as asked ("main"); "" for URL and file models */
+	char *commit;   /* resolved commit (URL/file models: the first file's sha256) */
+	char *repo_dir; /* folder in the hub cache ("models--org--repo") */
+	enum catalog_status status;
+	uint64_t size; /* bytes over all files */
+	int64_t created_ms, updated_ms; /* set by the catalog */
+	struct catalog_gguf gguf;
+	char *error; /* why it failed; "" otherwise */
+	struct catalog_file *files;
+	size_t nfiles;
+};
+
+/* Frees what a catalog_model owns and zeroes it. NULL is a no-op. */
+void catalog_model_cleanup(struct catalog_model *m);
+void catalog_model_list_free(struct catalog_model *list, size_t n);
+/* Copies the displayed facts out of a GGUF header. */
+void catalog_gguf_from_facts(struct catalog_gguf *g, const struct gguf_facts *f);
+
+/*
+ * Blobs of a repo folder that no model uses any more, and snapshot paths of
+ * a commit no remaining model links: exactly what layout_remove_model()
+ * must remove after a delete or after a model's files changed.
+ */
+struct catalog_removal {
+	char *repo_dir;
+	char *commit;
+	char **paths;
+	size_t npaths;
+	char **blobs; /* sha256 hex */
+	size_t nblobs;
+};
+void catalog_removal_cleanup(struct catalog_removal *r);
+
+/*
+ * Inserts or replaces a model with its files, in one transaction. Checks
+ * what it stores (repo folder, repo paths, sha256s, at most CAP_MODEL_FILES
+ * files, no path twice; "available" needs at least one file). created_ms is
+ * kept from the first insert. When the model existed with other files, what
+ * they alone used is returned in *orphans (may be NULL; then the caller
+ * gives up on cleaning it).
+ */
+int catalog_model_put(struct catalog *c, const struct catalog_model *m,
+		      struct catalog_removal *orphans, struct err *e);
+
+/*
+ * Sets status and error text of an existing model (error may be NULL).
+ * ERR_NOT_FOUND if there is none. With if_updated_ms != 0 the change is made
+ * only if the model's updated_ms still is that value (ERR_CONFLICT
+ * otherwise), so a slow check cannot overwrite a newer publication.
+ * updated_ms always grows.
+ */
+int catalog_model_set_status(struct catalog *c, const char *id, enum catalog_status st,
+			     const char *error, int64_t if_updated_ms, struct err *e);
+
+/* The model with exactly this id, with its files. ERR_NOT_FOUND if none. */
+int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *out,
+		      struct err *e);
+
+/*
+ * The model a user's text names: the exact id, else the one model for which
+ * ref_matches_id() holds. ERR_NOT_FOUND when none does, ERR_CONFLICT (the
+ * message lists some candidates) when several do.
+ */
+int catalog_model_find(struct catalog *c, const char *query, struct catalog_model *out,
+		       struct err *e);
+
+/*
+ * Models ordered by id, from offset, at most limit (0: no limit), with their
+ * files: two queries whatever the count. *out is NULL when *n is 0.
+ */
+int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
+		       struct catalog_model **out, size_t *n, struct err *e);
+int catalog_model_count(struct catalog *c, size_t *n, struct err *e);
+
+/*
+ * Deletes a model and its file rows in one transaction and fills *removal
+ * with the blobs of its repo folder that no other model uses and the
+ * snapshot paths no other model of the same commit has. ERR_NOT_FOUND if
+ * there is no such id.
+ */
+int catalog_model_delete(struct catalog *c, const char *id, struct catalog_removal *removal,
+			 struct err *e);
+
+/*
+ * Number of file rows of models in repo_dir that use the blob (0 when
+ * unused). A repo folder name of NULL counts over the whole cache.
+ */
+int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *sha256,
+			  size_t *count, struct err *e);
+/*
+ * A repo folder whose blob row says it holds sha256 (a hint for
+ * layout_adopt_blob), into buf. ERR_NOT_FOUND if none.
+ */
+int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t size,
+		       struct err *e);
+
+/* A byte range [start, end) of a partial blob that is written and durable. */
+struct catalog_range {
+	uint64_t start, end;
+};
+
+/* Resume state of one partial blob. */
+struct catalog_partial {
+	char repo_dir[256];
+	char sha256[65];
+	uint64_t total_size;
+	uint64_t done_bytes; /* sum of the ranges */
+	int64_t updated_ms;
+};
+
+/*
+ * Saves the done ranges of blobs/<sha256>.partial in repo_dir, replacing the
+ * previous state. Ranges are sorted and merged here; each must lie within
+ * total_size; at most CAP_XFER_RANGES after merging.
+ */
+int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
+			 uint64_t total_size, const struct catalog_range *ranges, size_t n,
+			 struct err *e);
+/*
+ * Loads it: *ranges (free() it) sorted and merged. ERR_NOT_FOUND if there is
+ * no state; ERR_CORRUPT if the stored state is damaged.
+ */
+int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sha256,
+			 uint64_t *total_size, struct catalog_range **ranges, size_t *n,
+			 struct err *e);
+/* Forgets the state (absent is not an error). */
+int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *sha256,
+			   struct err *e);
+/* Every partial, ordered by repo folder and sha256; free(*out). */
+int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n,
+			 struct err *e);
+
+enum catalog_job_state {
+	CATALOG_JOB_QUEUED = 1,
+	CATALOG_JOB_RUNNING,
+	CATALOG_JOB_SUCCEEDED,
+	CATALOG_JOB_FAILED,
+	CATALOG_JOB_CANCELLED,
+	CATALOG_JOB_INTERRUPTED,
+};
+const char *catalog_job_state_name(enum catalog_job_state s);
+int catalog_job_state_parse(const char *s, enum catalog_job_state *out);
+/* 1 for succeeded, failed, cancelled and interrupted. */
+int catalog_job_state_final(enum catalog_job_state s);
+
+struct catalog_job {
+	char *id;        /* "job-..." */
+	char *operation; /* "model_download", ... */
+	char *model_ref; /* as given; may be "" */
+	enum catalog_job_state state;
+	int64_t created_ms, updated_ms; /* created_ms kept from the first put */
+	char *progress_json; /* the last progress event; may be "" */
+	char *error;         /* may be "" */
+	char *result_id;     /* catalog id of the result; may be "" */
+};
+void catalog_job_cleanup(struct catalog_job *j);
+void catalog_job_list_free(struct catalog_job *list, size_t n);
+
+/* Inserts or updates a job (NULL strings are stored as ""). */
+int catalog_job_put(struct catalog *c, const struct catalog_job *j, struct err *e);
+int catalog_job_get(struct catalog *c, const char *id, struct catalog_job *out, struct err *e);
+/*
+ * Jobs, newest first (created_ms, then id), only those in state (0: all),
+ * at most limit (0: no limit).
+ */
+int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t limit,
+		     struct catalog_job **out, size_t *n, struct err *e);
+/*
+ * Removes finished jobs last updated before now - max_age_ms (max_age_ms <= 0:
+ * no age limit) and then all but the max_count newest finished ones (0: no
+ * count limit). Queued and running jobs are never removed.
+ */
+int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count,
+		      size_t *removed, struct err *e);
+/*
+ * At startup: every queued or running job becomes interrupted, in one
+ * transaction; those jobs are returned (with the new state) so the daemon
+ * can resume them. out and n may be NULL.
+ */
+int catalog_jobs_mark_interrupted(struct catalog *c, struct catalog_job **out, size_t *n,
+				  struct err *e);
+
+#endif

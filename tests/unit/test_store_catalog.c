@@ -1,0 +1,831 @@
+/*
+ * Unit tests of store/catalog: models with files, listing 10,000 models,
+ * finding by ref, delete with shared blobs, migrations from an older schema,
+ * reopening after an interrupted write, resume state of partials, jobs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <ftw.h>
+#include <limits.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/err.h"
+#include "core/util.h"
+#include "store/catalog.h"
+
+struct fx {
+	char dir[PATH_MAX];
+	char db[PATH_MAX];
+	struct catalog *c;
+};
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+static int setup(void **state)
+{
+	struct fx *x = xcalloc(1, sizeof *x);
+	const char *base = getenv("RBEE_TEST_TMP");
+	if (!base || !base[0])
+		base = "/tmp";
+	mkdir(base, 0755);
+	snprintf(x->dir, sizeof x->dir, "%s/store-catalog-XXXXXX", base);
+	if (!mkdtemp(x->dir))
+		return -1;
+	snprintf(x->db, sizeof x->db, "%s/catalog.db", x->dir);
+	struct err e = {0};
+	if (catalog_open(x->db, &x->c, &e))
+		return -1;
+	*state = x;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *x = *state;
+	catalog_close(x->c);
+	nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(x);
+	return 0;
+}
+
+/* A sha256-looking name made of one repeated hex digit. */
+static const char *hex(char d)
+{
+	static char buf[16][65];
+	static int i;
+	char *b = buf[i++ % 16];
+	memset(b, d, 64);
+	b[64] = 0;
+	return b;
+}
+
+#define COMMIT "0123456789abcdef0123456789abcdef01234567"
+
+static void make_model(struct catalog_model *m, const char *id, const char *repo_dir,
+		       const char *const *paths, const char *const *shas, size_t n)
+{
+	memset(m, 0, sizeof *m);
+	m->id = (char *)id;
+	m->source = CATALOG_SRC_HF;
+	m->repo = (char *)"org/repo";
+	m->revision = (char *)"main";
+	m->commit = (char *)COMMIT;
+	m->repo_dir = (char *)repo_dir;
+	m->status = CATALOG_AVAILABLE;
+	m->files = xcalloc(n ? n : 1, sizeof *m->files);
+	m->nfiles = n;
+	for (size_t i = 0; i < n; i++) {
+		m->files[i].path = (char *)paths[i];
+		snprintf(m->files[i].sha256, sizeof m->files[i].sha256, "%s", shas[i]);
+		m->files[i].size = 100 * (i + 1);
+	}
+}
+
+static void put_simple(struct catalog *c, const char *id, const char *repo_dir,
+		       const char *const *paths, const char *const *shas, size_t n)
+{
+	struct catalog_model m;
+	make_model(&m, id, repo_dir, paths, shas, n);
+	struct err e = {0};
+	int rc = catalog_model_put(c, &m, NULL, &e);
+	if (rc)
+		fprintf(stderr, "put %s: %s\n", id, e.msg);
+	assert_int_equal(rc, 0);
+	free(m.files);
+}
+
+static int removal_has_blob(const struct catalog_removal *r, const char *sha)
+{
+	for (size_t i = 0; i < r->nblobs; i++)
+		if (strcmp(r->blobs[i], sha) == 0)
+			return 1;
+	return 0;
+}
+
+static int removal_has_path(const struct catalog_removal *r, const char *p)
+{
+	for (size_t i = 0; i < r->npaths; i++)
+		if (strcmp(r->paths[i], p) == 0)
+			return 1;
+	return 0;
+}
+
+static void test_open_schema(void **state)
+{
+	struct fx *x = *state;
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), CATALOG_SCHEMA_VERSION);
+	sqlite3_finalize(st);
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+
+	/* A second connection (another thread) opens the same file. */
+	struct catalog *c2;
+	struct err e = {0};
+	assert_int_equal(catalog_open(x->db, &c2, &e), 0);
+	catalog_close(c2);
+	catalog_close(NULL);
+}
+
+static void test_put_get(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *paths[] = {"sub/model.Q4_K_M.gguf", "README.md"};
+	const char *shas[] = {hex('a'), hex('b')};
+	struct catalog_model m;
+	make_model(&m, "hf:org/repo:sub/model.Q4_K_M.gguf", "models--org--repo", paths, shas, 2);
+	snprintf(m.gguf.architecture, sizeof m.gguf.architecture, "llama");
+	snprintf(m.gguf.quantization, sizeof m.gguf.quantization, "Q4_K_M");
+	m.gguf.parameters = 7000000000ull;
+	m.gguf.context_length = 4096;
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), 0);
+	free(m.files);
+
+	struct catalog_model g;
+	assert_int_equal(catalog_model_get(x->c, "hf:org/repo:sub/model.Q4_K_M.gguf", &g, &e), 0);
+	assert_string_equal(g.id, "hf:org/repo:sub/model.Q4_K_M.gguf");
+	assert_int_equal(g.source, CATALOG_SRC_HF);
+	assert_int_equal(g.status, CATALOG_AVAILABLE);
+	assert_string_equal(g.commit, COMMIT);
+	assert_string_equal(g.repo_dir, "models--org--repo");
+	assert_int_equal(g.size, 300); /* sum of the files */
+	assert_string_equal(g.gguf.architecture, "llama");
+	assert_string_equal(g.gguf.quantization, "Q4_K_M");
+	assert_int_equal(g.gguf.parameters, 7000000000ull);
+	assert_int_equal(g.gguf.context_length, 4096);
+	assert_int_equal(g.nfiles, 2);
+	assert_string_equal(g.files[0].path, "sub/model.Q4_K_M.gguf");
+	assert_string_equal(g.files[0].sha256, hex('a'));
+	assert_int_equal(g.files[1].size, 200);
+	assert_true(g.created_ms > 0 && g.updated_ms >= g.created_ms);
+	int64_t created = g.created_ms, updated = g.updated_ms;
+	catalog_model_cleanup(&g);
+	catalog_model_cleanup(&g); /* cleaned structs can be cleaned again */
+
+	/* Status changes: created kept, updated grows, error text stored. */
+	assert_int_equal(catalog_model_set_status(x->c, "hf:org/repo:sub/model.Q4_K_M.gguf",
+						  CATALOG_FAILED, "disk on fire", 0, &e),
+			 0);
+	assert_int_equal(catalog_model_get(x->c, "hf:org/repo:sub/model.Q4_K_M.gguf", &g, &e), 0);
+	assert_int_equal(g.status, CATALOG_FAILED);
+	assert_string_equal(g.error, "disk on fire");
+	assert_int_equal(g.created_ms, created);
+	assert_true(g.updated_ms > updated);
+	/* A conditional change against a stale updated_ms is refused. */
+	assert_int_equal(catalog_model_set_status(x->c, g.id, CATALOG_AVAILABLE, NULL, updated, &e),
+			 ERR_CONFLICT);
+	assert_int_equal(
+		catalog_model_set_status(x->c, g.id, CATALOG_AVAILABLE, NULL, g.updated_ms, &e), 0);
+	catalog_model_cleanup(&g);
+
+	assert_int_equal(catalog_model_get(x->c, "hf:org/none:x.gguf", &g, &e), ERR_NOT_FOUND);
+	assert_non_null(strstr(e.msg, "hf:org/none:x.gguf"));
+	assert_int_equal(catalog_model_set_status(x->c, "nope", CATALOG_FAILED, NULL, 0, &e),
+			 ERR_NOT_FOUND);
+}
+
+static void test_bad_input(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	struct catalog_model m;
+	const char *evil[] = {"../../etc/passwd"};
+	const char *shas[] = {hex('a')};
+	make_model(&m, "hf:a/b:x", "models--a--b", evil, shas, 1);
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "hf:a/b:x"));
+	assert_non_null(strstr(e.msg, "'..'"));
+	free(m.files);
+
+	const char *ok[] = {"x.gguf"};
+	make_model(&m, "hf:a/b:x", "../outside", ok, shas, 1);
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "repo folder"));
+	m.repo_dir = (char *)"models--a--b";
+	snprintf(m.files[0].sha256, sizeof m.files[0].sha256, "not-a-digest");
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "sha256"));
+	snprintf(m.files[0].sha256, sizeof m.files[0].sha256, "%s", hex('a'));
+	m.commit = (char *)"../x";
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "commit"));
+	m.commit = (char *)COMMIT;
+	m.nfiles = 0;
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "available without"));
+	m.id = (char *)"";
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	free(m.files);
+	size_t n = 99;
+	assert_int_equal(catalog_model_count(x->c, &n, &e), 0);
+	assert_int_equal(n, 0);
+}
+
+static void test_atomic_put(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *p1[] = {"a.gguf"};
+	const char *s1[] = {hex('1')};
+	put_simple(x->c, "hf:o/r:a.gguf", "models--o--r", p1, s1, 1);
+
+	/* The second file fails (same path twice) after the model row and the first
+	 * file were written: nothing of the new version may remain. */
+	struct catalog_model m;
+	const char *p2[] = {"a.gguf", "b.gguf", "b.gguf"};
+	const char *s2[] = {hex('2'), hex('3'), hex('4')};
+	make_model(&m, "hf:o/r:a.gguf", "models--o--r", p2, s2, 3);
+	m.status = CATALOG_DOWNLOADING;
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "twice"));
+	free(m.files);
+	struct catalog_model g;
+	assert_int_equal(catalog_model_get(x->c, "hf:o/r:a.gguf", &g, &e), 0);
+	assert_int_equal(g.status, CATALOG_AVAILABLE);
+	assert_int_equal(g.nfiles, 1);
+	assert_string_equal(g.files[0].sha256, hex('1'));
+	catalog_model_cleanup(&g);
+	size_t rc = 0;
+	assert_int_equal(catalog_blob_refcount(x->c, NULL, hex('3'), &rc, &e), 0);
+	assert_int_equal(rc, 0);
+
+	/* A new version with other files hands back what only the old one used. */
+	const char *p3[] = {"a.gguf", "c.gguf"};
+	const char *s3[] = {hex('5'), hex('6')};
+	make_model(&m, "hf:o/r:a.gguf", "models--o--r", p3, s3, 2);
+	m.commit = (char *)"ffffffffffffffffffffffffffffffffffffffff";
+	struct catalog_removal orphans;
+	assert_int_equal(catalog_model_put(x->c, &m, &orphans, &e), 0);
+	free(m.files);
+	assert_string_equal(orphans.repo_dir, "models--o--r");
+	assert_string_equal(orphans.commit, COMMIT);
+	assert_int_equal(orphans.nblobs, 1);
+	assert_string_equal(orphans.blobs[0], hex('1'));
+	assert_int_equal(orphans.npaths, 1);
+	assert_string_equal(orphans.paths[0], "a.gguf");
+	catalog_removal_cleanup(&orphans);
+	catalog_removal_cleanup(NULL);
+}
+
+static void test_list(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *p[] = {"x.gguf", "y.gguf"};
+	const char *s[] = {hex('a'), hex('b')};
+	put_simple(x->c, "hf:o/c:x.gguf", "models--o--c", p, s, 2);
+	put_simple(x->c, "hf:o/a:x.gguf", "models--o--a", p, s, 1);
+	put_simple(x->c, "hf:o/b:x.gguf", "models--o--b", p, s, 2);
+	struct catalog_model *list;
+	size_t n;
+	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(n, 3);
+	assert_string_equal(list[0].id, "hf:o/a:x.gguf");
+	assert_int_equal(list[0].nfiles, 1);
+	assert_string_equal(list[1].id, "hf:o/b:x.gguf");
+	assert_int_equal(list[1].nfiles, 2);
+	assert_string_equal(list[1].files[1].path, "y.gguf");
+	assert_string_equal(list[2].id, "hf:o/c:x.gguf");
+	assert_int_equal(list[2].nfiles, 2);
+	catalog_model_list_free(list, n);
+
+	assert_int_equal(catalog_model_list(x->c, 1, 1, &list, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, "hf:o/b:x.gguf");
+	assert_int_equal(list[0].nfiles, 2);
+	catalog_model_list_free(list, n);
+	assert_int_equal(catalog_model_list(x->c, 10, 5, &list, &n, &e), 0);
+	assert_int_equal(n, 0);
+	assert_null(list);
+	catalog_model_list_free(NULL, 0);
+}
+
+static void test_list_10000(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	/* Filled directly in one transaction: the test is about listing. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_stmt *m, *f;
+	assert_int_equal(
+		sqlite3_prepare_v2(db,
+				   "INSERT INTO models(id, source, repo, commit_sha, repo_dir, status,"
+				   " size, created_ms, updated_ms) VALUES(?1, 'hf', 'o/r', '" COMMIT
+				   "', 'models--o--r', 'available', 1, 1, 1)",
+				   -1, &m, NULL),
+		SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+					    "INSERT INTO files(model_id, idx, path, sha256, size)"
+					    " VALUES(?1, ?2, ?3, ?4, 1)",
+					    -1, &f, NULL),
+			 SQLITE_OK);
+	for (int i = 0; i < 10000; i++) {
+		char id[64], path[64];
+		snprintf(id, sizeof id, "hf:o/r:m%05d.gguf", i);
+		sqlite3_reset(m);
+		sqlite3_bind_text(m, 1, id, -1, SQLITE_TRANSIENT);
+		assert_int_equal(sqlite3_step(m), SQLITE_DONE);
+		for (int k = 0; k < 2; k++) {
+			snprintf(path, sizeof path, "m%05d-%d.gguf", i, k);
+			sqlite3_reset(f);
+			sqlite3_bind_text(f, 1, id, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int(f, 2, k);
+			sqlite3_bind_text(f, 3, path, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_text(f, 4, hex((char)('a' + k)), -1, SQLITE_TRANSIENT);
+			assert_int_equal(sqlite3_step(f), SQLITE_DONE);
+		}
+	}
+	sqlite3_finalize(m);
+	sqlite3_finalize(f);
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	int64_t t0 = now_ms();
+	struct catalog_model *list;
+	size_t n;
+	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	int64_t dt = now_ms() - t0;
+	assert_int_equal(n, 10000);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(list[i].nfiles, 2);
+		char want[64];
+		snprintf(want, sizeof want, "m%05zu-1.gguf", i);
+		assert_string_equal(list[i].files[1].path, want);
+	}
+	catalog_model_list_free(list, n);
+	/* Two queries whatever the count; generous for sanitizer builds. */
+	assert_true(dt < 3000);
+	size_t cnt;
+	assert_int_equal(catalog_model_count(x->c, &cnt, &e), 0);
+	assert_int_equal(cnt, 10000);
+}
+
+static void test_find(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *p1[] = {"model.Q4_K_M.gguf"};
+	const char *p2[] = {"model.Q8_0.gguf"};
+	const char *s[] = {hex('a')};
+	put_simple(x->c, "hf:org/repo:model.Q4_K_M.gguf", "models--org--repo", p1, s, 1);
+	put_simple(x->c, "hf:org/repo:model.Q8_0.gguf", "models--org--repo", p2, s, 1);
+	put_simple(x->c, "hf:org/other:model.Q4_K_M.gguf", "models--org--other", p1, s, 1);
+	struct catalog_model m;
+	assert_int_equal(catalog_model_find(x->c, "hf:org/repo:model.Q8_0.gguf", &m, &e), 0);
+	assert_string_equal(m.id, "hf:org/repo:model.Q8_0.gguf");
+	catalog_model_cleanup(&m);
+	assert_int_equal(catalog_model_find(x->c, "org/repo:Q4_K_M", &m, &e), 0);
+	assert_string_equal(m.id, "hf:org/repo:model.Q4_K_M.gguf");
+	assert_int_equal(m.nfiles, 1);
+	catalog_model_cleanup(&m);
+	assert_int_equal(catalog_model_find(x->c, "org/other", &m, &e), 0);
+	assert_string_equal(m.id, "hf:org/other:model.Q4_K_M.gguf");
+	catalog_model_cleanup(&m);
+
+	assert_int_equal(catalog_model_find(x->c, "org/repo", &m, &e), ERR_CONFLICT);
+	assert_non_null(strstr(e.msg, "ambiguous"));
+	assert_non_null(strstr(e.msg, "hf:org/repo:model.Q8_0.gguf"));
+	assert_int_equal(catalog_model_find(x->c, "org/nothing", &m, &e), ERR_NOT_FOUND);
+	assert_non_null(strstr(e.msg, "org/nothing"));
+	assert_int_equal(catalog_model_find(x->c, "", &m, &e), ERR_INVALID);
+}
+
+static void test_delete_shared(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	/* Two models of one repo and commit share README.md; a third model in
+	 * another repo folder has the same content as B's weights. */
+	const char *pa[] = {"a.gguf", "README.md"};
+	const char *sa[] = {hex('1'), hex('9')};
+	const char *pb[] = {"b.gguf", "README.md"};
+	const char *sb[] = {hex('2'), hex('9')};
+	const char *pc[] = {"c.gguf"};
+	const char *sc[] = {hex('2')};
+	put_simple(x->c, "hf:o/r:a.gguf", "models--o--r", pa, sa, 2);
+	put_simple(x->c, "hf:o/r:b.gguf", "models--o--r", pb, sb, 2);
+	put_simple(x->c, "hf:o/s:c.gguf", "models--o--s", pc, sc, 1);
+	size_t cnt;
+	assert_int_equal(catalog_blob_refcount(x->c, "models--o--r", hex('9'), &cnt, &e), 0);
+	assert_int_equal(cnt, 2);
+	assert_int_equal(catalog_blob_refcount(x->c, NULL, hex('2'), &cnt, &e), 0);
+	assert_int_equal(cnt, 2);
+	char where[256];
+	assert_int_equal(catalog_blob_where(x->c, hex('2'), where, sizeof where, &e), 0);
+	assert_string_equal(where, "models--o--r");
+
+	struct catalog_removal r;
+	assert_int_equal(catalog_model_delete(x->c, "hf:o/r:a.gguf", &r, &e), 0);
+	assert_string_equal(r.repo_dir, "models--o--r");
+	assert_string_equal(r.commit, COMMIT);
+	assert_int_equal(r.nblobs, 1);
+	assert_true(removal_has_blob(&r, hex('1')));
+	assert_int_equal(r.npaths, 1);
+	assert_true(removal_has_path(&r, "a.gguf"));
+	catalog_removal_cleanup(&r);
+
+	assert_int_equal(catalog_model_delete(x->c, "hf:o/r:b.gguf", &r, &e), 0);
+	assert_int_equal(r.nblobs, 2);
+	assert_true(removal_has_blob(&r, hex('2')));
+	assert_true(removal_has_blob(&r, hex('9')));
+	assert_true(removal_has_path(&r, "README.md"));
+	catalog_removal_cleanup(&r);
+	/* The content lives on in the other repo folder. */
+	assert_int_equal(catalog_blob_refcount(x->c, NULL, hex('2'), &cnt, &e), 0);
+	assert_int_equal(cnt, 1);
+	assert_int_equal(catalog_blob_where(x->c, hex('2'), where, sizeof where, &e), 0);
+	assert_string_equal(where, "models--o--s");
+	assert_int_equal(catalog_blob_where(x->c, hex('9'), where, sizeof where, &e),
+			 ERR_NOT_FOUND);
+
+	assert_int_equal(catalog_model_delete(x->c, "hf:o/r:b.gguf", &r, &e), ERR_NOT_FOUND);
+	assert_non_null(strstr(e.msg, "hf:o/r:b.gguf"));
+	assert_int_equal(r.nblobs, 0);
+}
+
+/* The version 1 schema, as the first release wrote it. */
+static const char *const schema_v1 =
+	"CREATE TABLE models(id TEXT PRIMARY KEY NOT NULL,"
+	" source TEXT NOT NULL CHECK(source IN ('hf','url','file')), repo TEXT NOT NULL,"
+	" revision TEXT NOT NULL DEFAULT '', commit_sha TEXT NOT NULL DEFAULT '',"
+	" repo_dir TEXT NOT NULL,"
+	" status TEXT NOT NULL CHECK(status IN ('downloading','available','failed')),"
+	" size INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '');"
+	"CREATE TABLE files(model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+	" idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+	" PRIMARY KEY(model_id, idx), UNIQUE(model_id, path));"
+	"CREATE INDEX files_sha256 ON files(sha256);"
+	"CREATE TABLE blobs(sha256 TEXT NOT NULL, repo_dir TEXT NOT NULL, size INTEGER NOT NULL,"
+	" PRIMARY KEY(sha256, repo_dir));"
+	"CREATE TABLE jobs(id TEXT PRIMARY KEY NOT NULL, operation TEXT NOT NULL,"
+	" model_ref TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+	" updated_ms INTEGER NOT NULL, progress TEXT NOT NULL DEFAULT '',"
+	" error TEXT NOT NULL DEFAULT '', result_id TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX jobs_state ON jobs(state, updated_ms);"
+	"INSERT INTO models VALUES('hf:o/r:old.gguf', 'hf', 'o/r', 'main', '" COMMIT "',"
+	" 'models--o--r', 'available', 5, 1000, 2000, '');"
+	"INSERT INTO files VALUES('hf:o/r:old.gguf', 0, 'old.gguf',"
+	" 'cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc', 5);"
+	"INSERT INTO blobs VALUES('cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc',"
+	" 'models--o--r', 5);"
+	"INSERT INTO jobs VALUES('job-old', 'model_download', 'o/r', 'succeeded', 1, 2, '', '',"
+	" 'hf:o/r:old.gguf');"
+	"PRAGMA user_version = 1;";
+
+static void test_migrate(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/old.db", x->dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, schema_v1, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+
+	struct catalog *c;
+	assert_int_equal(catalog_open(path, &c, &e), 0);
+	struct catalog_model m;
+	assert_int_equal(catalog_model_get(c, "hf:o/r:old.gguf", &m, &e), 0);
+	assert_int_equal(m.created_ms, 1000);
+	assert_string_equal(m.gguf.architecture, "");
+	assert_int_equal(m.nfiles, 1);
+	assert_string_equal(m.files[0].path, "old.gguf");
+	catalog_model_cleanup(&m);
+	struct catalog_job j;
+	assert_int_equal(catalog_job_get(c, "job-old", &j, &e), 0);
+	assert_int_equal(j.state, CATALOG_JOB_SUCCEEDED);
+	catalog_job_cleanup(&j);
+	/* What version 2 added works. */
+	struct catalog_range r = {0, 10};
+	assert_int_equal(catalog_partial_save(c, "models--o--r", hex('d'), 100, &r, 1, &e), 0);
+	catalog_close(c);
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	sqlite3_stmt *st;
+	sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), CATALOG_SCHEMA_VERSION);
+	sqlite3_finalize(st);
+	/* A catalog from a newer release is refused, not damaged. */
+	assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(catalog_open(path, &c, &e), ERR_CONFLICT);
+	assert_non_null(strstr(e.msg, "newer"));
+	assert_null(c);
+
+	/* A file that is not a database says so. */
+	snprintf(path, sizeof path, "%s/garbage.db", x->dir);
+	FILE *f = fopen(path, "w");
+	for (int i = 0; i < 1000; i++)
+		fputs("this is not sqlite ", f);
+	fclose(f);
+	assert_int_equal(catalog_open(path, &c, &e), ERR_CORRUPT);
+	assert_non_null(strstr(e.msg, "garbage.db"));
+	snprintf(path, sizeof path, "%s/no/such/dir/c.db", x->dir);
+	assert_int_equal(catalog_open(path, &c, &e), ERR_IO);
+	assert_non_null(strstr(e.msg, "no/such/dir"));
+}
+
+static void test_interrupted_write(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *p[] = {"a.gguf"};
+	const char *s[] = {hex('a')};
+	put_simple(x->c, "hf:o/r:a.gguf", "models--o--r", p, s, 1);
+	catalog_close(x->c);
+	x->c = NULL;
+
+	/* A process dies in the middle of a transaction that wrote a model and
+	 * changed another: neither change may be visible afterwards. */
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		sqlite3 *db;
+		if (sqlite3_open(x->db, &db) != SQLITE_OK)
+			_exit(2);
+		const char *sql =
+			"BEGIN IMMEDIATE;"
+			"INSERT INTO models(id, source, repo, repo_dir, status, created_ms, updated_ms)"
+			" VALUES('hf:o/r:half.gguf', 'hf', 'o/r', 'models--o--r', 'downloading', 1, 1);"
+			"UPDATE models SET status = 'failed' WHERE id = 'hf:o/r:a.gguf';";
+		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
+			_exit(3);
+		_exit(0); /* no COMMIT, no close */
+	}
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	assert_int_equal(catalog_open(x->db, &x->c, &e), 0);
+	struct catalog_model m;
+	assert_int_equal(catalog_model_get(x->c, "hf:o/r:half.gguf", &m, &e), ERR_NOT_FOUND);
+	assert_int_equal(catalog_model_get(x->c, "hf:o/r:a.gguf", &m, &e), 0);
+	assert_int_equal(m.status, CATALOG_AVAILABLE);
+	catalog_model_cleanup(&m);
+	/* The writer's lock died with it: writing works at once. */
+	int64_t t0 = now_ms();
+	put_simple(x->c, "hf:o/r:b.gguf", "models--o--r", p, s, 1);
+	assert_true(now_ms() - t0 < CATALOG_BUSY_TIMEOUT_MS);
+}
+
+static void test_partials(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *dir = "models--o--r";
+	struct catalog_range in[] = {{200, 300}, {0, 100}, {50, 150}, {300, 400}, {900, 1000}};
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, in, 5, &e), 0);
+	uint64_t total = 0;
+	struct catalog_range *r;
+	size_t n;
+	assert_int_equal(catalog_partial_load(x->c, dir, hex('a'), &total, &r, &n, &e), 0);
+	assert_int_equal(total, 1000);
+	assert_int_equal(n, 3);
+	assert_int_equal(r[0].start, 0);
+	assert_int_equal(r[0].end, 150);
+	assert_int_equal(r[1].start, 200);
+	assert_int_equal(r[1].end, 400);
+	assert_int_equal(r[2].start, 900);
+	free(r);
+
+	/* Saving again replaces the state. */
+	struct catalog_range all = {0, 1000};
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &all, 1, &e), 0);
+	assert_int_equal(catalog_partial_save(x->c, "urls--host", hex('b'), 10, NULL, 0, &e), 0);
+	struct catalog_partial *list;
+	assert_int_equal(catalog_partial_list(x->c, &list, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].repo_dir, dir);
+	assert_int_equal(list[0].done_bytes, 1000);
+	assert_string_equal(list[1].repo_dir, "urls--host");
+	assert_int_equal(list[1].done_bytes, 0);
+	assert_int_equal(list[1].total_size, 10);
+	free(list);
+
+	struct catalog_range bad = {10, 2000};
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &bad, 1, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "beyond"));
+	bad = (struct catalog_range){5, 5};
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &bad, 1, &e), ERR_INVALID);
+	assert_int_equal(catalog_partial_save(x->c, "../x", hex('a'), 1000, NULL, 0, &e),
+			 ERR_INVALID);
+
+	assert_int_equal(catalog_partial_delete(x->c, dir, hex('a'), &e), 0);
+	assert_int_equal(catalog_partial_delete(x->c, dir, hex('a'), &e), 0);
+	assert_int_equal(catalog_partial_load(x->c, dir, hex('a'), &total, &r, &n, &e),
+			 ERR_NOT_FOUND);
+
+	/* Damaged stored ranges are reported, not trusted. */
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "UPDATE partials SET ranges = x'0102030405' WHERE repo_dir ="
+				      " 'urls--host'",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(catalog_partial_load(x->c, "urls--host", hex('b'), &total, &r, &n, &e),
+			 ERR_CORRUPT);
+	assert_null(r);
+}
+
+static void job_put(struct catalog *c, const char *id, enum catalog_job_state st, int64_t created,
+		    int64_t updated)
+{
+	struct catalog_job j = {
+		.id = (char *)id,
+		.operation = (char *)"model_download",
+		.model_ref = (char *)"org/repo",
+		.state = st,
+		.created_ms = created,
+		.updated_ms = updated,
+	};
+	struct err e = {0};
+	assert_int_equal(catalog_job_put(c, &j, &e), 0);
+}
+
+static void test_jobs(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	int64_t now = wall_ms();
+	job_put(x->c, "job-1", CATALOG_JOB_SUCCEEDED, now - 100000, now - 90000);
+	job_put(x->c, "job-2", CATALOG_JOB_RUNNING, now - 5000, now - 4000);
+	job_put(x->c, "job-3", CATALOG_JOB_FAILED, now - 3000, now - 2000);
+	job_put(x->c, "job-4", CATALOG_JOB_QUEUED, now - 1000, now - 1000);
+
+	struct catalog_job j = {
+		.id = (char *)"job-2",
+		.operation = (char *)"model_download",
+		.state = CATALOG_JOB_RUNNING,
+		.progress_json = (char *)"{\"bytes_done\":5}",
+		.created_ms = 1, /* ignored on update */
+	};
+	assert_int_equal(catalog_job_put(x->c, &j, &e), 0);
+	struct catalog_job g;
+	assert_int_equal(catalog_job_get(x->c, "job-2", &g, &e), 0);
+	assert_int_equal(g.created_ms, now - 5000);
+	assert_string_equal(g.progress_json, "{\"bytes_done\":5}");
+	assert_string_equal(g.model_ref, "");
+	catalog_job_cleanup(&g);
+	assert_int_equal(catalog_job_get(x->c, "job-none", &g, &e), ERR_NOT_FOUND);
+	assert_non_null(strstr(e.msg, "job-none"));
+
+	struct catalog_job *list;
+	size_t n;
+	assert_int_equal(catalog_job_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(n, 4);
+	assert_string_equal(list[0].id, "job-4"); /* newest first */
+	assert_string_equal(list[3].id, "job-1");
+	catalog_job_list_free(list, n);
+	assert_int_equal(catalog_job_list(x->c, CATALOG_JOB_FAILED, 0, &list, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, "job-3");
+	catalog_job_list_free(list, n);
+	assert_int_equal(catalog_job_list(x->c, 0, 2, &list, &n, &e), 0);
+	assert_int_equal(n, 2);
+	catalog_job_list_free(list, n);
+
+	/* Startup after a crash: running and queued jobs become interrupted. */
+	assert_int_equal(catalog_jobs_mark_interrupted(x->c, &list, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id, "job-2");
+	assert_int_equal(list[0].state, CATALOG_JOB_INTERRUPTED);
+	assert_string_equal(list[1].id, "job-4");
+	catalog_job_list_free(list, n);
+	assert_int_equal(catalog_job_get(x->c, "job-4", &g, &e), 0);
+	assert_int_equal(g.state, CATALOG_JOB_INTERRUPTED);
+	catalog_job_cleanup(&g);
+	assert_int_equal(catalog_jobs_mark_interrupted(x->c, NULL, NULL, &e), 0);
+
+	/* Prune: old finished jobs go; unfinished ones always stay. */
+	job_put(x->c, "job-5", CATALOG_JOB_RUNNING, now - 200000, now - 200000);
+	size_t removed = 0;
+	assert_int_equal(catalog_job_prune(x->c, 60000, 0, &removed, &e), 0);
+	assert_int_equal(removed, 1); /* job-1 */
+	assert_int_equal(catalog_job_get(x->c, "job-5", &g, &e), 0);
+	catalog_job_cleanup(&g);
+	assert_int_equal(catalog_job_prune(x->c, 0, 1, &removed, &e), 0);
+	assert_int_equal(removed, 2); /* of job-2, job-3, job-4 the newest stays */
+	assert_int_equal(catalog_job_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(n, 2);
+	catalog_job_list_free(list, n);
+
+	struct catalog_job bad = {.id = (char *)"", .operation = (char *)"x", .state = 1};
+	assert_int_equal(catalog_job_put(x->c, &bad, &e), ERR_INVALID);
+	enum catalog_job_state st;
+	assert_int_equal(catalog_job_state_parse("interrupted", &st), 0);
+	assert_int_equal(st, CATALOG_JOB_INTERRUPTED);
+	assert_int_equal(catalog_job_state_parse("bogus", &st), ERR_INVALID);
+	assert_true(catalog_job_state_final(CATALOG_JOB_CANCELLED));
+	assert_false(catalog_job_state_final(CATALOG_JOB_RUNNING));
+}
+
+struct writer {
+	const char *db;
+	int base;
+	int rc;
+};
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+	struct catalog *c;
+	struct err e = {0};
+	w->rc = catalog_open(w->db, &c, &e);
+	if (w->rc)
+		return NULL;
+	for (int i = 0; i < 40 && !w->rc; i++) {
+		char id[64], path[64];
+		snprintf(id, sizeof id, "hf:o/r:w%d-%d.gguf", w->base, i);
+		snprintf(path, sizeof path, "w%d-%d.gguf", w->base, i);
+		struct catalog_file f = {.path = path, .size = 1};
+		memset(f.sha256, 'e', 64);
+		struct catalog_model m = {
+			.id = id,
+			.source = CATALOG_SRC_HF,
+			.repo = (char *)"o/r",
+			.commit = (char *)COMMIT,
+			.repo_dir = (char *)"models--o--r",
+			.status = CATALOG_AVAILABLE,
+			.files = &f,
+			.nfiles = 1,
+		};
+		w->rc = catalog_model_put(c, &m, NULL, &e);
+	}
+	catalog_close(c);
+	return NULL;
+}
+
+static void test_concurrent_writers(void **state)
+{
+	struct fx *x = *state;
+	struct writer w[3];
+	pthread_t t[3];
+	for (int i = 0; i < 3; i++) {
+		w[i] = (struct writer){.db = x->db, .base = i};
+		assert_int_equal(pthread_create(&t[i], NULL, writer_main, &w[i]), 0);
+	}
+	for (int i = 0; i < 3; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].rc, 0);
+	}
+	size_t n;
+	struct err e = {0};
+	assert_int_equal(catalog_model_count(x->c, &n, &e), 0);
+	assert_int_equal(n, 120);
+	size_t refs;
+	assert_int_equal(catalog_blob_refcount(x->c, "models--o--r", hex('e'), &refs, &e), 0);
+	assert_int_equal(refs, 120);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_open_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_atomic_put, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_list_10000, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_find, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_delete_shared, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
