@@ -293,7 +293,7 @@ static void blob_key(const struct prov_blob_req *req, char *key, size_t size, ch
 		snprintf(name, 65, "%s", req->sha256);
 		return;
 	}
-	struct sha256 h;
+	struct sha256 h = {0};
 	sha256_init(&h);
 	sha256_update(&h, req->url, strlen(req->url));
 	sha256_final_hex(&h, name);

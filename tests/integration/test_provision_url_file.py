@@ -1,0 +1,181 @@
+"""The URL and file vendors through provision-run, and refs that must fail
+cleanly: unknown vendor, malformed ref, a repo path escaping the cache, a
+listing that lies about a size, a redirect to plain http, a wrong pinned
+digest. Every failure leaves the catalog as it was."""
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import unittest
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import provision_run as pr
+import client
+import fixtures
+
+EVIL_COMMIT = "e" * 40
+
+
+class EvilHub(BaseHTTPRequestHandler):
+    """A hub that lies, one way per repo name (org "evil")."""
+
+    def log_message(self, *a):
+        pass
+
+    def send(self, status, body=b"", headers=()):
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_GET(self):
+        parts = self.path.split("?")[0].split("/")
+        # /api/models/evil/<case>/(revision|tree)/<rev>
+        if len(parts) >= 7 and parts[1:4] == ["api", "models", "evil"]:
+            case, kind = parts[4], parts[5]
+            name = {"escape": "../../../escaped.gguf"}.get(case, "x.Q4_K_M.gguf")
+            if kind == "revision":
+                body = {"sha": EVIL_COMMIT, "siblings": [{"rfilename": "x.Q4_K_M.gguf"}]}
+            else:
+                body = [{"type": "file", "path": name, "size": 100, "oid": "1" * 40,
+                         "lfs": {"oid": "a" * 64, "size": 100, "pointerSize": 130}}]
+            return self.send(200, json.dumps(body).encode(),
+                             [("Content-Type", "application/json"), ("X-Repo-Commit", EVIL_COMMIT)])
+        self.send(404)
+
+    def do_HEAD(self):
+        parts = self.path.split("/")
+        if len(parts) >= 4 and parts[1] == "evil" and parts[3] == "resolve":
+            case = parts[2]
+            size = "200" if case == "liar" else "100"
+            loc = ("http://example.invalid/blob" if case == "plainhttp"
+                   else "http://127.0.0.2:9/blob")
+            return self.send(302, b"", [("X-Repo-Commit", EVIL_COMMIT),
+                                        ("X-Linked-Etag", '"%s"' % ("a" * 64)),
+                                        ("X-Linked-Size", size), ("Location", loc)])
+        self.send(404)
+
+
+class ProvisionUrlFile(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="prov-url-")
+        os.makedirs(os.path.join(cls.tmp, "home"))
+        cls.g = fixtures.write_gguf(os.path.join(cls.tmp, "u.gguf"), size=(2 << 20) + 123,
+                                    seed=7, file_type="Q8_0", arch="phi3", use_tool=False)
+        repo = fixtures.make_repo("org/files", [fixtures.make_file("u.Q8_0.gguf", cls.g)])
+        cls.hub = client.start(fixtures.make_config([repo]))
+        cls.evil = ThreadingHTTPServer(("127.0.0.1", 0), EvilHub)
+        threading.Thread(target=cls.evil.serve_forever, daemon=True).start()
+        cls.evil_url = "http://127.0.0.1:%d" % cls.evil.server_address[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hub.stop()
+        cls.evil.shutdown()
+        cls.evil.server_close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        self.data = tempfile.mkdtemp(dir=self.tmp, prefix="data-")
+        self.env = pr.clean_env(os.path.join(self.tmp, "home"), self.hub.hub_url)
+        self.hub.reset()
+        # A plain URL: the Hub's /resolve, which redirects to the CDN host.
+        self.url = "%s/org/files/resolve/main/u.Q8_0.gguf" % self.hub.hub_url
+
+    def pull(self, *refs, env=None):
+        return pr.run(env or self.env, self.data, refs)
+
+    def assert_fails(self, ref, code, message, env=None):
+        r = self.pull(ref, env=env)
+        end = r.end(0)
+        self.assertEqual(end["event"], "error", r.stderr)
+        self.assertEqual(end["code"], code, end)
+        self.assertIn(message, end["message"])
+        self.assertEqual(r.models(), [])
+        return end
+
+    # URL vendor ----------------------------------------------------------
+
+    def test_url_pinned(self):
+        r = self.pull("%s#sha256=%s" % (self.url, self.g["sha256"]))
+        end = r.end(0)
+        self.assertEqual(end["event"], "done", r.stderr)
+        self.assertEqual(end["id"], "url:" + self.g["sha256"][:16])
+        m = r.models()[0]
+        self.assertEqual((m["source"], m["repo"], m["size"]), ("url", self.url, self.g["size"]))
+        self.assertEqual((m["architecture"], m["quantization"]), ("phi3", "Q8_0"))
+        self.assertTrue(m["repo_dir"].startswith("urls--127.0.0.1"), m["repo_dir"])
+        self.assertEqual(pr.sha256_file(end["path"]), self.g["sha256"])
+        self.assertTrue(end["path"].endswith("/u.Q8_0.gguf"))
+        # Again: answered from the catalog, no request at all.
+        self.hub.reset()
+        r = self.pull("%s#sha256=%s" % (self.url, self.g["sha256"]))
+        self.assertEqual(r.end(0)["event"], "done")
+        self.assertEqual(self.hub.requests(), [])
+
+    def test_url_unpinned_records_computed_digest(self):
+        r = self.pull(self.url)
+        end = r.end(0)
+        self.assertEqual(end["event"], "done", r.stderr)
+        self.assertEqual(end["id"], "url:" + self.g["sha256"][:16])
+        self.assertEqual(r.models()[0]["files"][0]["sha256"], self.g["sha256"])
+        self.assertEqual(r.models()[0]["commit"], self.g["sha256"])
+
+    def test_url_wrong_pin(self):
+        end = self.assert_fails("%s#sha256=%s" % (self.url, "0" * 64), "digest_mismatch", "")
+        self.assertIn("sha256", end["message"].lower())
+
+    def test_url_not_found(self):
+        self.assert_fails("%s/org/files/resolve/main/nope.gguf" % self.hub.hub_url,
+                          "not_found", "HTTP 404")
+
+    # File vendor ---------------------------------------------------------
+
+    def test_file_import_links_and_records_facts(self):
+        src = os.path.join(self.tmp, "local-Q8_0.gguf")
+        shutil.copyfile(self.g["path"], src)
+        r = self.pull("file://" + src)
+        end = r.end(0)
+        self.assertEqual(end["event"], "done", r.stderr)
+        self.assertEqual(end["id"], "file:local-Q8_0.gguf")
+        m = r.models()[0]
+        self.assertEqual((m["source"], m["files"][0]["sha256"]), ("file", self.g["sha256"]))
+        self.assertEqual((m["architecture"], m["quantization"]), ("phi3", "Q8_0"))
+        blob = os.path.join(self.data, "hub", m["repo_dir"], "blobs", self.g["sha256"])
+        self.assertEqual(os.stat(blob).st_ino, os.stat(src).st_ino, "same file system: a hard link")
+        self.assertEqual(pr.sha256_file(end["path"]), self.g["sha256"])
+        self.assertEqual(self.hub.requests(), [])
+
+    def test_file_missing(self):
+        self.assert_fails("file://%s/none.gguf" % self.tmp, "not_found", "none.gguf")
+
+    # Bad input -----------------------------------------------------------
+
+    def test_unknown_vendor_and_malformed_refs(self):
+        self.assert_fails("ftp://example.com/x.gguf", "unprocessable", "unknown scheme")
+        self.assert_fails("a/b/c", "unprocessable", "model ref 'a/b/c'")
+        self.assertEqual(self.hub.requests(), [])
+
+    def test_repo_path_escaping_the_cache(self):
+        env = dict(self.env, HF_ENDPOINT=self.evil_url)
+        self.assert_fails("hf:evil/escape:*", "bad_request", "unsafe path", env=env)
+        self.assertFalse(os.path.exists(os.path.join(self.data, "escaped.gguf")))
+
+    def test_listing_that_lies_about_sizes(self):
+        env = dict(self.env, HF_ENDPOINT=self.evil_url)
+        self.assert_fails("hf:evil/liar", "digest_mismatch", "the listing says 100 bytes",
+                          env=env)
+
+    def test_redirect_to_plain_http(self):
+        env = dict(self.env, HF_ENDPOINT=self.evil_url)
+        self.assert_fails("hf:evil/plainhttp", "forbidden", "non-HTTPS", env=env)
+
+
+if __name__ == "__main__":
+    unittest.main()
