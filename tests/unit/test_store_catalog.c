@@ -9,7 +9,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -23,6 +22,7 @@
 #include "core/err.h"
 #include "core/util.h"
 #include "store/catalog.h"
+#include "test_store_tmp.h"
 
 struct fx {
 	char dir[PATH_MAX];
@@ -30,23 +30,10 @@ struct fx {
 	struct catalog *c;
 };
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct fx *x = xcalloc(1, sizeof *x);
-	const char *base = getenv("RBEE_TEST_TMP");
-	if (!base || !base[0])
-		base = "/tmp";
-	mkdir(base, 0755);
-	snprintf(x->dir, sizeof x->dir, "%s/store-catalog-XXXXXX", base);
-	if (!mkdtemp(x->dir))
+	if (store_tmp_make("store-catalog", x->dir, sizeof x->dir))
 		return -1;
 	snprintf(x->db, sizeof x->db, "%s/catalog.db", x->dir);
 	struct err e = {0};
@@ -60,7 +47,7 @@ static int teardown(void **state)
 {
 	struct fx *x = *state;
 	catalog_close(x->c);
-	nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	store_tmp_remove(x->dir);
 	free(x);
 	return 0;
 }

@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +25,7 @@
 #include "core/sha256.h"
 #include "core/util.h"
 #include "store/layout.h"
+#include "test_store_tmp.h"
 
 struct fx {
 	char dir[PATH_MAX];  /* the test's own temporary folder */
@@ -34,23 +34,10 @@ struct fx {
 	struct layout *l;
 };
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct fx *x = xcalloc(1, sizeof *x);
-	const char *base = getenv("RBEE_TEST_TMP");
-	if (!base || !base[0])
-		base = "/tmp";
-	mkdir(base, 0755);
-	snprintf(x->dir, sizeof x->dir, "%s/store-layout-XXXXXX", base);
-	if (!mkdtemp(x->dir))
+	if (store_tmp_make("store-layout", x->dir, sizeof x->dir))
 		return -1;
 	snprintf(x->hub, sizeof x->hub, "%s/hub", x->dir);
 	snprintf(x->outside, sizeof x->outside, "%s/outside", x->dir);
@@ -82,7 +69,7 @@ static int teardown(void **state)
 	/* Nothing any test did may have landed outside the hub folder. */
 	assert_int_equal(count_entries(x->outside), 0);
 	layout_free(x->l);
-	nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	store_tmp_remove(x->dir);
 	free(x);
 	return 0;
 }

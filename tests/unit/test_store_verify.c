@@ -10,7 +10,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include "core/sha256.h"
 #include "core/util.h"
 #include "store/catalog.h"
+#include "test_store_tmp.h"
 #include "store/layout.h"
 #include "store/store.h"
 
@@ -36,23 +36,10 @@ struct fx {
 	struct layout *l;
 };
 
-static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)st;
-	(void)flag;
-	(void)f;
-	return remove(p);
-}
-
 static int setup(void **state)
 {
 	struct fx *x = xcalloc(1, sizeof *x);
-	const char *base = getenv("RBEE_TEST_TMP");
-	if (!base || !base[0])
-		base = "/tmp";
-	mkdir(base, 0755);
-	snprintf(x->dir, sizeof x->dir, "%s/store-verify-XXXXXX", base);
-	if (!mkdtemp(x->dir))
+	if (store_tmp_make("store-verify", x->dir, sizeof x->dir))
 		return -1;
 	char root[PATH_MAX];
 	snprintf(root, sizeof root, "%s/data", x->dir);
@@ -69,7 +56,7 @@ static int teardown(void **state)
 	struct fx *x = *state;
 	catalog_close(x->c);
 	layout_free(x->l);
-	nftw(x->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	store_tmp_remove(x->dir);
 	free(x);
 	return 0;
 }

@@ -1,0 +1,37 @@
+/*
+ * Temporary folders for the store tests: a fresh mkdtemp folder under
+ * $RBEE_TEST_TMP (or /tmp), removed with everything in it at the end.
+ */
+#ifndef RBEE_TEST_STORE_TMP_H
+#define RBEE_TEST_STORE_TMP_H
+
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+
+static int store_tmp_rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(p);
+}
+
+/* Creates <base>/<name>-XXXXXX into dir; returns 0 or -1. */
+static inline int store_tmp_make(const char *name, char *dir, size_t size)
+{
+	const char *base = getenv("RBEE_TEST_TMP");
+	if (!base || !base[0])
+		base = "/tmp";
+	mkdir(base, 0755);
+	snprintf(dir, size, "%s/%s-XXXXXX", base, name);
+	return mkdtemp(dir) ? 0 : -1;
+}
+
+static inline void store_tmp_remove(const char *dir)
+{
+	nftw(dir, store_tmp_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+#endif
