@@ -3,12 +3,10 @@
  * through a table, and runs plan -> fetch -> publish with events and cancel
  * checks between every step.
  */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "core/cancel.h"
 #include "core/log.h"
@@ -19,6 +17,7 @@
 #include "provision/vendor.h"
 #include "store/catalog.h"
 #include "store/layout.h"
+#include "store/store.h"
 
 #define PROV_EMIT_INTERVAL_MS 200
 
@@ -211,40 +210,6 @@ static const struct provisioner_ops multi_ops = {
 	.free = multi_free,
 };
 
-/* mkdir -p for the data root (the hub folder is the layout's to create). */
-static int mkdirs(const char *path, struct err *e)
-{
-	char buf[4096];
-	if (fmt_buf(buf, sizeof(buf), "%s", path))
-		return err_set(e, ERR_TOO_LARGE, "path too long: %.80s", path);
-	for (char *p = buf + 1;; p++) {
-		if (*p != '/' && *p != '\0')
-			continue;
-		char c = *p;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return err_set(e, ERR_IO, "cannot create %s: %s", buf, strerror(errno));
-		*p = c;
-		if (c == '\0')
-			break;
-	}
-	return 0;
-}
-
-static int data_root(const struct prov_config *cfg, char *buf, size_t size)
-{
-	const char *v;
-	if (cfg->data_root && *cfg->data_root)
-		return fmt_buf(buf, size, "%s", cfg->data_root);
-	if ((v = getenv("RBEE_HIVE_HOME")) && *v)
-		return fmt_buf(buf, size, "%s", v);
-	if ((v = getenv("XDG_CACHE_HOME")) && *v)
-		return fmt_buf(buf, size, "%s/rbee-hive", v);
-	if ((v = getenv("HOME")) && *v)
-		return fmt_buf(buf, size, "%s/.cache/rbee-hive", v);
-	return ERR_INVALID;
-}
-
 int provisioner_new(const struct prov_config *cfg, struct provisioner **out, struct err *e)
 {
 	struct multi_provisioner *mp = xcalloc(1, sizeof(*mp));
@@ -252,21 +217,20 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 	struct catalog *cat = NULL;
 	mp->base.ops = &multi_ops;
 	*out = NULL;
-	int rc = data_root(cfg, ctx->data_root, sizeof(ctx->data_root));
-	if (rc) {
-		rc = err_set(e, ERR_INVALID, "no data folder: set --data-dir or RBEE_HIVE_HOME");
+	struct store_paths sp;
+	int rc = store_paths_resolve(cfg->data_root, cfg->hf_cache, hf_env_shares_cache(), &sp, e);
+	if (rc == 0)
+		rc = store_paths_prepare(&sp, e);
+	if (rc)
+		goto fail;
+	if (fmt_buf(ctx->data_root, sizeof(ctx->data_root), "%s", sp.root) ||
+	    fmt_buf(ctx->hub_dir, sizeof(ctx->hub_dir), "%s", sp.hub) ||
+	    fmt_buf(ctx->db_path, sizeof(ctx->db_path), "%s", sp.catalog)) {
+		rc = err_set(e, ERR_TOO_LARGE, "data folder path too long");
 		goto fail;
 	}
 	struct prov_config c = *cfg;
 	c.data_root = ctx->data_root;
-	if (hf_hub_cache_dir(&c, ctx->hub_dir, sizeof(ctx->hub_dir)) ||
-	    fmt_buf(ctx->db_path, sizeof(ctx->db_path), "%s/catalog.db", ctx->data_root)) {
-		rc = err_set(e, ERR_TOO_LARGE, "data folder path too long");
-		goto fail;
-	}
-	rc = mkdirs(ctx->data_root, e);
-	if (rc)
-		goto fail;
 	rc = hf_client_init(&ctx->hf, &c, e);
 	if (rc)
 		goto fail;

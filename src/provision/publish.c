@@ -17,7 +17,7 @@
 #include "store/gguf.h"
 #include "store/layout.h"
 
-#define PROV_POLL_MS 100
+#define PROV_POLL_MS 25
 /* How long publishing waits for a blob lock another program holds. */
 #define PROV_LOCK_TIMEOUT_MS 60000
 

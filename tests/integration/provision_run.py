@@ -1,7 +1,6 @@
 """Helpers for the provision integration tests: run $RBEE_BUILD/provision-run
 with a clean Hugging Face environment and read its JSON lines."""
 
-import hashlib
 import json
 import os
 import subprocess
@@ -10,6 +9,8 @@ import sys
 SRC = os.environ.get("RBEE_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 BUILD = os.environ.get("RBEE_BUILD", os.path.join(SRC, "build"))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
+
+from fixtures import sha256_file  # noqa: E402  (re-exported for the tests)
 
 TOOL = os.path.join(BUILD, "provision-run")
 HF_VARS = ("HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_HUB_CACHE", "HF_HUB_OFFLINE",
@@ -53,10 +54,3 @@ def run(env, data_dir, refs, *opts, timeout=120):
     events = [json.loads(line) for line in p.stdout.decode().splitlines() if line.strip()]
     return Run(p.returncode, events, p.stderr.decode(errors="replace"))
 
-
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
