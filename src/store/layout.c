@@ -792,15 +792,16 @@ int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *
 		if (rc || *how != LAYOUT_ADOPT_NONE)
 			return rc;
 	}
-	int dup_fd = fcntl(l->rootfd, F_DUPFD_CLOEXEC, 0);
-	if (dup_fd < 0)
-		return err_set(e, ERR_IO, "dup: %s", strerror(errno));
-	DIR *d = fdopendir(dup_fd);
+	/* A new open file description: a dup would share the read position with
+	 * every other thread scanning the hub folder. */
+	int scan_fd = openat(l->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (scan_fd < 0)
+		return err_set(e, ERR_IO, "open %s: %s", l->root, strerror(errno));
+	DIR *d = fdopendir(scan_fd);
 	if (!d) {
-		close(dup_fd);
+		close(scan_fd);
 		return err_set(e, ERR_IO, "read %s: %s", l->root, strerror(errno));
 	}
-	rewinddir(d);
 	struct dirent *de;
 	for (int seen = 0; (de = readdir(d)) != NULL && seen < ADOPT_SCAN_MAX; seen++) {
 		if (layout_repo_dir_check(de->d_name, NULL) || strcmp(de->d_name, repo_dir) == 0 ||

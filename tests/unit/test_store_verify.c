@@ -304,6 +304,67 @@ static void test_partial_remove(void **state)
 	assert_int_equal(store_partial_remove(x->c, x->l, "../x", sha, &e), ERR_INVALID);
 }
 
+static void test_resume_after_restart(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *data = "0123456789abcdefghij";
+	struct sha256 h = {0};
+	char sha[65];
+	sha256_init(&h);
+	sha256_update(&h, data, 20);
+	sha256_final_hex(&h, sha);
+	sha256_cleanup(&h);
+
+	/* A transfer writes two ranges of a 20-byte blob, records them, and the
+	 * process goes away without committing anything. */
+	int fd;
+	assert_int_equal(layout_partial_open(x->l, REPO, sha, &fd, NULL, &e), 0);
+	assert_int_equal(ftruncate(fd, 20), 0);
+	assert_int_equal(pwrite(fd, data, 5, 0), 5);
+	assert_int_equal(pwrite(fd, data + 10, 5, 10), 5);
+	close(fd);
+	struct catalog_range done[] = {{10, 15}, {0, 5}};
+	assert_int_equal(catalog_partial_save(x->c, REPO, sha, 20, done, 2, &e), 0);
+	catalog_close(x->c);
+	layout_free(x->l);
+
+	/* Restart: the partial is listed with its progress and resumes. */
+	assert_int_equal(catalog_open(x->paths.catalog, &x->c, &e), 0);
+	assert_int_equal(layout_open(x->paths.hub, &x->l, &e), 0);
+	struct catalog_partial *list;
+	size_t n;
+	assert_int_equal(catalog_partial_list(x->c, &list, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].sha256, sha);
+	assert_int_equal(list[0].done_bytes, 10);
+	assert_int_equal(list[0].total_size, 20);
+	free(list);
+	assert_int_equal(layout_blob_exists(x->l, REPO, sha, NULL), 0);
+	uint64_t total, cur;
+	struct catalog_range *r;
+	assert_int_equal(catalog_partial_load(x->c, REPO, sha, &total, &r, &n, &e), 0);
+	assert_int_equal(layout_partial_open(x->l, REPO, sha, &fd, &cur, &e), 0);
+	assert_int_equal(cur, 20);
+	/* Fill the gaps [5,10) and [15,20). */
+	assert_int_equal(n, 2);
+	assert_int_equal(r[0].end, 5);
+	assert_int_equal(r[1].start, 10);
+	assert_int_equal(pwrite(fd, data + 5, 5, 5), 5);
+	assert_int_equal(pwrite(fd, data + 15, 5, 15), 5);
+	free(r);
+	close(fd);
+	assert_int_equal(layout_blob_commit(x->l, REPO, sha, &e), 0);
+	assert_int_equal(catalog_partial_delete(x->c, REPO, sha, &e), 0);
+	char path[PATH_MAX];
+	assert_int_equal(layout_blob_path(x->l, REPO, sha, path, sizeof path, &e), 0);
+	char hex[65];
+	uint64_t size;
+	assert_int_equal(sha256_file(path, NULL, hex, &size, &e), 0);
+	assert_string_equal(hex, sha);
+	assert_int_equal(size, 20);
+}
+
 static void test_paths(void **state)
 {
 	(void)state;
@@ -361,6 +422,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_verify_skips_and_cancels, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_partial_remove, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
 		cmocka_unit_test(test_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
