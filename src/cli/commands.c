@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "cli/args.h"
@@ -11,6 +12,7 @@
 #include "cli/fmt.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/ref.h"
 #include "core/util.h"
 
 int cli_main(const char *name, int argc, char **argv, cli_body_fn body)
@@ -252,7 +254,8 @@ static void cli_show_line(const char *label, const char *value)
 
 static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
-	static const char *const k_ref[] = {"ref", "source", "model", NULL};
+	static const char *const k_source[] = {"source", NULL};
+	static const char *const k_repo[] = {"repo", NULL};
 	static const char *const k_commit[] = {"commit", "commit_sha", "revision_sha", NULL};
 	static const char *const k_rev[] = {"revision", NULL};
 	static const char *const k_arch[] = {"architecture", "gguf.architecture", NULL};
@@ -284,18 +287,19 @@ static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct 
 	cli_show_line("status:", cli_jstr(m, k_status));
 	cli_size_cell(buf, sizeof(buf), m, k_size);
 	cli_show_line("size:", buf);
-	cli_show_line("ref:", cli_jstr(m, k_ref));
+	cli_show_line("source:", cli_jstr(m, k_source));
+	cli_show_line("repo:", cli_jstr(m, k_repo));
 	cli_show_line("revision:", cli_jstr(m, k_rev));
 	cli_show_line("commit:", cli_jstr(m, k_commit));
 	cli_show_line("architecture:", cli_jstr(m, k_arch));
 	cli_show_line("quantization:", cli_jstr(m, k_quant));
-	if (cli_juint(m, k_params, &n) == 0) {
+	if (cli_juint(m, k_params, &n) == 0 && n > 0) {
 		/* Parameter counts read best in billions, as model cards write them. */
 		snprintf(buf, sizeof(buf), n >= 1000000000 ? "%.2fB" : "%.1fM",
 			 n >= 1000000000 ? (double)n / 1e9 : (double)n / 1e6);
 		cli_show_line("parameters:", buf);
 	}
-	if (cli_juint(m, k_ctx, &n) == 0) {
+	if (cli_juint(m, k_ctx, &n) == 0 && n > 0) {
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)n);
 		cli_show_line("context length:", buf);
 	}
@@ -325,6 +329,57 @@ out:
 	return rc;
 }
 
+/* 1 if two refs name the same Hugging Face repo. */
+static int cli_same_repo(const char *a, const char *b)
+{
+	struct model_ref *ra = xmalloc(sizeof(*ra)), *rb = xmalloc(sizeof(*rb));
+	int same = ref_parse(a, ra, NULL) == 0 && ref_parse(b, rb, NULL) == 0 &&
+		   ra->kind == REF_HF && rb->kind == REF_HF && strcasecmp(ra->org, rb->org) == 0 &&
+		   strcasecmp(ra->repo, rb->repo) == 0;
+	free(ra);
+	free(rb);
+	return same;
+}
+
+/*
+ * A model is in the catalog only once published, so the daemon cannot refuse
+ * to delete one that is still on its first download: it answers "not found"
+ * while the files arrive. Running downloads of the same repo are checked
+ * here first, as the daemon checks them for published models.
+ */
+static int cli_rm_busy(struct cli_client *c, const char *query, struct err *e)
+{
+	static const char *const k_model[] = {"model", NULL};
+	static const char *const k_job[] = {"job_id", NULL};
+	static const char *const k_op[] = {"operation", NULL};
+	json_t *ans = NULL;
+	long status;
+	size_t i;
+	json_t *j;
+
+	int rc = cli_client_call(c, "GET", "/v1/jobs?state=running", NULL, &status, &ans, e);
+	if (rc < 0 || status != 200) {
+		json_decref(ans);
+		return rc;
+	}
+	json_array_foreach(cli_list(ans, k_jobs), i, j)
+	{
+		const char *op = cli_jstr(j, k_op), *ref = cli_jstr(j, k_model);
+		const char *st = cli_jstr(j, k_status);
+		int active = !st || strcmp(st, "running") == 0 || strcmp(st, "queued") == 0;
+		if (active && op && strcmp(op, "model_download") == 0 && ref &&
+		    cli_same_repo(query, ref)) {
+			rc = err_set(e, ERR_CONFLICT,
+				     "model '%s' is being downloaded by job %s; cancel it first "
+				     "(rbee-hive cancel %s)",
+				     query, cli_jstr(j, k_job), cli_jstr(j, k_job));
+			break;
+		}
+	}
+	json_decref(ans);
+	return rc;
+}
+
 static int cli_rm_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
 	char *seg = cli_url_segment(o->args[0]);
@@ -332,7 +387,9 @@ static int cli_rm_body(struct cli_client *c, const struct cli_opts *o, struct er
 	json_t *ans = NULL;
 	long status;
 
-	int rc = cli_client_call(c, "DELETE", path, NULL, &status, &ans, e);
+	int rc = cli_rm_busy(c, o->args[0], e);
+	if (rc == 0)
+		rc = cli_client_call(c, "DELETE", path, NULL, &status, &ans, e);
 	if (rc == 0 && status == 409 && !cli_jfind(ans, (const char *const[]){"error", NULL}))
 		rc = err_set(e, ERR_CONFLICT,
 			     "model '%s' is being downloaded; cancel its job first", o->args[0]);

@@ -158,18 +158,18 @@ size_t cli_bar_render(char *buf, size_t size, const struct cli_bar *b, int width
 
 	/* Fixed-width fields keep the bar still while the numbers change. */
 	if (b->finished) {
-		snprintf(tail, sizeof(tail), "%-20s", "done");
+		snprintf(tail, sizeof(tail), "%-17s", "done");
 	} else if (strcmp(phase, "downloading") == 0) {
 		char rate[CLI_FMT_SHORT], eta[CLI_FMT_SHORT];
 		cli_fmt_rate(rate, sizeof(rate), b->rate_bps);
 		cli_fmt_eta(eta, sizeof(eta), b->eta_s);
-		snprintf(tail, sizeof(tail), "%10s %9s", rate, eta);
+		snprintf(tail, sizeof(tail), "%9s %7s", rate, eta);
 	} else {
-		snprintf(tail, sizeof(tail), "%-20s", phase);
+		snprintf(tail, sizeof(tail), "%-17s", phase);
 	}
 	if (b->index > 0 && b->count > 1)
 		snprintf(count, sizeof(count), "%d/%d ", b->index, b->count);
-	snprintf(right, sizeof(right), "%s%3d%% %8s/%-8s %s", count, pct, done, total, tail);
+	snprintf(right, sizeof(right), "%s%3d%% %7s/%-7s %s", count, pct, done, total, tail);
 
 	int avail = width - 1 - (int)strlen(right) - 1;
 	int name_w, bar_w;
@@ -178,9 +178,9 @@ size_t cli_bar_render(char *buf, size_t size, const struct cli_bar *b, int width
 		name_w = avail > 0 ? avail : 0;
 		bar_w = 0;
 	} else {
-		name_w = avail - 22;
-		if (name_w < 10)
-			name_w = 10;
+		/* The name gets two thirds (it tells the files apart), the bar the rest. */
+		bar_w = avail / 3 < 10 ? 10 : avail / 3;
+		name_w = avail - bar_w - 3;
 		if (name_w > 40)
 			name_w = 40;
 		bar_w = avail - name_w - 3;

@@ -74,12 +74,13 @@ struct view {
 	int files_total;
 	double rate_bps;
 	long long eta_s;
-	/* Line mode: what the last phase line was about. */
-	char line_key[CAP_REPO_PATH_LEN + 40];
+	/* Line mode: the phase of the last phase line. */
+	char line_key[32];
 	/* The end. */
 	int end;
 	char *error;
-	/* Cancel wait: the stream loop stops when this is set. */
+	/* After Ctrl-C: bars are no longer drawn; the stream loop stops at the deadline. */
+	int cancelling;
 	int64_t deadline;
 	volatile sig_atomic_t deadline_hit;
 };
@@ -246,6 +247,10 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 		view_json("progress", id, "data", p);
 		return;
 	}
+	if (v->cancelling) {
+		json_decref(p);
+		return;
+	}
 	const char *phase = cli_jstr(p, k_phase);
 	const char *file = cli_jstr(p, k_file);
 	cli_juint(p, k_files_done, &files_done);
@@ -258,22 +263,18 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 	v->eta_s = cli_juint(p, k_eta, &x) == 0 ? (long long)x : -1;
 
 	if (v->mode == VIEW_LINES) {
-		char key[sizeof(v->line_key)];
-		snprintf(key, sizeof(key), "%s %s", v->phase, file ? file : "");
-		if (strcmp(key, v->line_key) != 0) {
-			char size[CLI_FMT_SHORT] = "";
-			snprintf(v->line_key, sizeof(v->line_key), "%s", key);
-			if (file && files_total > 1)
-				printf("%s %s (%llu of %llu)\n", v->phase, file,
-				       (unsigned long long)(files_done + 1 > files_total
-								? files_total
-								: files_done + 1),
-				       (unsigned long long)files_total);
-			else if (file && total > 0 && strcmp(v->phase, "downloading") == 0) {
-				cli_fmt_size(size, sizeof(size), total);
+		/* One line per phase; the daemon's narration tells the files apart. */
+		if (strcmp(v->phase, v->line_key) != 0) {
+			char size[CLI_FMT_SHORT];
+			snprintf(v->line_key, sizeof(v->line_key), "%s", v->phase);
+			cli_fmt_size(size, sizeof(size), total);
+			if (strcmp(v->phase, "downloading") == 0 && files_total > 1)
+				printf("%s %llu files (%s)\n", v->phase,
+				       (unsigned long long)files_total, size);
+			else if (strcmp(v->phase, "downloading") == 0 && file)
 				printf("%s %s (%s)\n", v->phase, file, size);
-			} else
-				printf("%s%s%s\n", v->phase, file ? " " : "", file ? file : "");
+			else
+				printf("%s\n", v->phase);
 			fflush(stdout);
 		}
 		json_decref(p);
@@ -397,6 +398,7 @@ static int follow_cancel(struct cli_client *c, struct view *v, struct cli_sse *p
 	long status = 0;
 
 	view_close(v);
+	v->cancelling = 1;
 	fprintf(stderr, "cancelling %s ...\n", job_id);
 	int rc = cli_client_call(c, "POST", path, NULL, &status, &ans, e);
 	free(path);

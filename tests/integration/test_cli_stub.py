@@ -5,28 +5,21 @@ phase lines, progress bars on a pseudo-terminal, Ctrl-C, reconnects, tokens
 and exit statuses. test_cli_daemon.py runs the CLI against the real daemon.
 """
 
-import fcntl
 import http.server
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import signal
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
 import threading
 import time
 import unittest
 import urllib.parse
 
-BUILD = os.environ.get("RBEE_BUILD", "build")
-BIN = os.environ.get("RBEE_HIVE_BIN", os.path.join(BUILD, "rbee-hive"))
-TIMEOUT = 30
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clihelp import BIN, CliMixin  # noqa: E402
 
 SHA_A = "a" * 64
 SHA_B = "b" * 64
@@ -65,7 +58,8 @@ class Stub:
                 "id": MODEL_ID,
                 "status": "available",
                 "size": 4368439584,
-                "ref": "hf:org/repo:Q4_K_M@main",
+                "source": "hf",
+                "repo": "org/repo",
                 "revision": "main",
                 "commit": "c" * 40,
                 "created_ms": now_ms() - 3 * 3600 * 1000,
@@ -281,7 +275,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.route("DELETE")
 
 
-class CliStubTest(unittest.TestCase):
+class CliStubTest(CliMixin, unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -302,16 +296,7 @@ class CliStubTest(unittest.TestCase):
         STUB.drop_after = 0
         STUB.ignore_cancel = False
 
-    def env(self, **extra):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RBEE_HIVE")}
-        env["RBEE_HIVE_URL"] = self.url
-        env.update(extra)
-        return env
 
-    def run_cli(self, *args, env=None):
-        p = subprocess.run([BIN] + list(args), capture_output=True, text=True,
-                           timeout=TIMEOUT, env=env or self.env())
-        return p.returncode, p.stdout, p.stderr
 
     def requests(self, method, prefix):
         with STUB.lock:
@@ -349,6 +334,18 @@ class CliStubTest(unittest.TestCase):
         self.assertEqual(self.run_cli("ls", "--url", "ftp://x")[0], 2)
         self.assertEqual(self.run_cli("nonsense")[0], 2)
 
+    def test_man_page_covers_commands(self):
+        src = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(
+            os.path.dirname(os.path.abspath(__file__)))))
+        with open(os.path.join(src, "docs", "rbee-hive.1")) as f:
+            man = f.read()
+        rc, out, err = self.run_cli("--help")
+        commands = [l.split()[0] for l in out.splitlines() if l.startswith("  ")]
+        self.assertIn("pull", commands)
+        for cmd in commands:
+            self.assertTrue(re.search(r"(?m)^\.(B|BI|BR) %s\b" % cmd, man),
+                            "docs/rbee-hive.1 does not describe '%s'" % cmd)
+
     # -- pull ---------------------------------------------------------------
 
     def test_pull_lines(self):
@@ -356,12 +353,12 @@ class CliStubTest(unittest.TestCase):
         self.assertEqual(rc, 0, err)
         lines = out.splitlines()
         self.assertIn("resolving hf:org/repo:Q4_K_M", lines)  # narration
-        self.assertIn("downloading a.gguf (1 of 2)", lines)
-        self.assertIn("downloading b.gguf (2 of 2)", lines)
-        self.assertIn("publishing", lines)
-        self.assertEqual(lines[-1], "done")
         # One line per phase, not per progress event.
-        self.assertEqual(sum(1 for l in lines if l.startswith("downloading a.gguf")), 1)
+        phases = [l for l in lines if l.split()[0] in
+                  ("resolving", "downloading", "verifying", "publishing")]
+        self.assertEqual(phases, ["resolving hf:org/repo:Q4_K_M", "resolving",
+                                  "downloading 2 files (3.00 kB)", "verifying", "publishing"])
+        self.assertEqual(lines[-1], "done")
         self.assertNotIn("\r", out)
         self.assertNotIn("\033", out)
         post = self.requests("POST", "/v1/jobs")[-1]
@@ -442,6 +439,7 @@ class CliStubTest(unittest.TestCase):
         self.assertIn("parameters:     7.24B", out)
         self.assertIn("context length: 32768", out)
         self.assertIn("commit:         " + "c" * 40, out)
+        self.assertIn("repo:           org/repo", out)
         self.assertIn(SHA_A, out)
         self.assertIn("sub/model.Q4_K_M.gguf", out)
         # The id travels as one percent-encoded path segment.
@@ -522,47 +520,8 @@ class CliStubTest(unittest.TestCase):
 
     # -- a terminal ---------------------------------------------------------
 
-    def spawn_pty(self, *args, cols=100):
-        pid, fd = pty.fork()
-        if pid == 0:
-            env = self.env(LANG="C.UTF-8", TERM="xterm")
-            os.execve(BIN, [BIN] + list(args), env)
-        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
-        return pid, fd
 
-    def read_until(self, fd, pred, timeout):
-        buf = b""
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            r, _, _ = select.select([fd], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(fd, 65536)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                buf += chunk
-                if pred(buf):
-                    return buf, True
-        return buf, False
 
-    def wait_exit(self, pid, fd, timeout):
-        deadline = time.time() + timeout
-        out = b""
-        while time.time() < deadline:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            r, _, _ = select.select([fd], [], [], 0.05)
-            if r:
-                try:
-                    out += os.read(fd, 65536)
-                except OSError:
-                    pass
-            if done:
-                return os.waitstatus_to_exitcode(status), out
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        self.fail("rbee-hive did not exit within %s s" % timeout)
 
     def test_pty_bar_and_ctrl_c(self):
         pid, fd = self.spawn_pty("pull", "hf:org/repo:slow")

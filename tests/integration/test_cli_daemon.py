@@ -1,0 +1,274 @@
+"""The client subcommands against the real daemon (`rbee-hive serve`) and the
+fake Hugging Face Hub: pull in every output mode, ls, show, rm, jobs,
+cancel, verify, tokens, and a pull on a pseudo-terminal that draws its bar
+and is cancelled with Ctrl-C.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
+from clihelp import BIN, CliMixin  # noqa: E402
+import client  # noqa: E402
+import fixtures  # noqa: E402
+
+SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
+MULTI_ID = "hf:org/multi-GGUF:model-Q8_0-00001-of-00002.gguf"
+
+
+def start_daemon(tmp, name, hub, extra=()):
+    port_file = os.path.join(tmp, name + ".port")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("RBEE_HIVE", "HF_", "HUGGING"))}
+    env.update(HF_ENDPOINT=hub.hub_url, HF_HOME=os.path.join(tmp, "hf-home"),
+               RBEE_HIVE_LOG="warn")
+    log = open(os.path.join(tmp, name + ".log"), "w")
+    proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
+                             "--data-dir", os.path.join(tmp, name)] + list(extra),
+                            env=env, stdout=log, stderr=log)
+    log.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        if os.path.exists(port_file):
+            with open(port_file) as f:
+                text = f.read().strip()
+            if text:
+                return proc, "http://127.0.0.1:%s" % text
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise RuntimeError("rbee-hive serve did not start; see %s.log" % name)
+
+
+def stop_daemon(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+class CliDaemonTest(CliMixin, unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rbee-cli-daemon-")
+        t = cls.tmp
+        small = fixtures.write_gguf(os.path.join(t, "small.gguf"), size=2 << 20, seed=1,
+                                    context_length=8192)
+        slow = fixtures.write_gguf(os.path.join(t, "slow.gguf"), size=32 << 20, seed=2)
+        s1 = fixtures.write_gguf(os.path.join(t, "s1.gguf"), size=1 << 20, seed=3,
+                                 file_type="Q8_0", split=(1, 2))
+        s2 = fixtures.write_gguf(os.path.join(t, "s2.gguf"), size=1 << 20, seed=4,
+                                 file_type="Q8_0", split=(2, 2))
+        cls.small_sha = small["sha256"]
+        cfg = fixtures.make_config([
+            fixtures.make_repo("org/small-GGUF", [
+                fixtures.make_file("model.Q4_K_M.gguf", small),
+                fixtures.make_file("README.md", content="# small\n")]),
+            # Paced so that a pull lasts long enough to be watched and cancelled.
+            fixtures.make_repo("org/slow-GGUF", [
+                fixtures.make_file("model.Q4_K_M.gguf", slow,
+                                   faults={"rate_limit_bps": 300000})]),
+            fixtures.make_repo("org/multi-GGUF", [
+                fixtures.make_file("model-Q8_0-00001-of-00002.gguf", s1),
+                fixtures.make_file("model-Q8_0-00002-of-00002.gguf", s2)]),
+        ])
+        cls.hub = client.start(cfg)
+        try:
+            cls.daemon, cls.url = start_daemon(t, "hive", cls.hub)
+        except Exception:
+            cls.hub.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        stop_daemon(cls.daemon)
+        cls.hub.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+
+
+    def api(self, path):
+        with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            return json.loads(r.read())
+
+    def wait_job(self, job_id, pred, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            job = self.api("/v1/jobs/" + job_id)
+            if pred(job):
+                return job
+            time.sleep(0.05)
+        self.fail("job %s: condition not met; last %r" % (job_id, job))
+
+    def cancel_all(self):
+        for j in self.api("/v1/jobs")["jobs"]:
+            if j["state"] in ("queued", "running"):
+                self.run_cli("cancel", j["job_id"])
+
+    def tearDown(self):
+        self.cancel_all()
+
+    def test_pull_ls_show_rm(self):
+        rc, out, err = self.run_cli("pull", "hf:org/small-GGUF")
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertIn("downloading model.Q4_K_M.gguf (2.10 MB)", lines)
+        self.assertIn("publishing", lines)
+        self.assertEqual(lines[-1], "done")
+        self.assertNotIn("\033", out)
+
+        rc, out, err = self.run_cli("ls")
+        self.assertEqual(rc, 0, err)
+        header, rows = out.splitlines()[0], out.splitlines()[1:]
+        self.assertEqual(header.split(), ["ID", "SIZE", "QUANT", "STATUS", "AGE"])
+        row = next(r for r in rows if r.startswith(SMALL_ID + " "))
+        self.assertEqual(row.split()[1:], ["2.10", "MB", "Q4_K_M", "available", "just", "now"])
+        rc, out, err = self.run_cli("ls", "--json")
+        self.assertIn(SMALL_ID, [m["id"] for m in json.loads(out)["models"]])
+
+        rc, out, err = self.run_cli("show", "org/small-GGUF")
+        self.assertEqual(rc, 0, err)
+        self.assertIn("id:             " + SMALL_ID, out)
+        self.assertIn("architecture:   llama", out)
+        self.assertIn("quantization:   Q4_K_M", out)
+        self.assertIn("context length: 8192", out)
+        self.assertRegex(out, r"commit:\s+[0-9a-f]{40}")
+        self.assertIn(self.small_sha, out)
+        rc, out, err = self.run_cli("show", "--json", SMALL_ID)
+        self.assertEqual(json.loads(out)["files"][0]["sha256"], self.small_sha)
+
+        rc, out, err = self.run_cli("rm", SMALL_ID)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.strip(), "deleted " + SMALL_ID)
+        rc, out, err = self.run_cli("show", SMALL_ID)
+        self.assertEqual(rc, 1)
+        self.assertTrue(err.startswith("rbee-hive: "), err)
+        rc, out, err = self.run_cli("ls", "--json")
+        self.assertNotIn(SMALL_ID, [m["id"] for m in json.loads(out)["models"]])
+
+    def test_pull_json_two_files(self):
+        rc, out, err = self.run_cli("pull", "--json", "org/multi-GGUF:Q8_0")
+        self.assertEqual(rc, 0, err)
+        events = [json.loads(l) for l in out.splitlines()]
+        self.assertEqual(events[-1], {"event": "done"})
+        progress = [e["data"] for e in events if e["event"] == "progress"]
+        files = {p["file"] for p in progress if p["phase"] == "downloading"}
+        self.assertEqual(files, {"model-Q8_0-00001-of-00002.gguf",
+                                 "model-Q8_0-00002-of-00002.gguf"})
+        self.assertEqual(max(p["files_total"] for p in progress), 2)
+        ids = [int(e["id"]) for e in events if "id" in e]
+        self.assertEqual(ids, sorted(set(ids)))
+        rc, out, err = self.run_cli("show", MULTI_ID)
+        self.assertEqual(rc, 0, err)
+        self.assertIn("model-Q8_0-00002-of-00002.gguf", out)
+
+    def test_detach_jobs_cancel_rm_busy(self):
+        rc, out, err = self.run_cli("pull", "--detach", "org/slow-GGUF")
+        self.assertEqual(rc, 0, err)
+        job_id = out.strip()
+        self.assertRegex(job_id, r"^job-[0-9a-f]+$")
+        self.wait_job(job_id, lambda j: (j.get("progress") or {}).get("phase") == "downloading")
+
+        rc, out, err = self.run_cli("jobs")
+        self.assertEqual(rc, 0, err)
+        row = next(l for l in out.splitlines() if l.startswith(job_id))
+        self.assertEqual(row.split()[1:3], ["model_download", "running"])
+        self.assertIn("org/slow-GGUF", row)
+
+        rc, out, err = self.run_cli("rm", "hf:org/slow-GGUF:model.Q4_K_M.gguf")
+        self.assertEqual(rc, 1)
+        self.assertIn("is being downloaded by job %s" % job_id, err)
+
+        rc, out, err = self.run_cli("cancel", job_id)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.strip(), "cancelled " + job_id)
+        self.wait_job(job_id, lambda j: j["state"] == "cancelled")
+        rc, out, err = self.run_cli("cancel", job_id)
+        self.assertEqual(rc, 1)
+        self.assertIn("already ended", err)
+        rc, out, err = self.run_cli("cancel", "job-0000000000000000")
+        self.assertEqual(rc, 1)
+        rc, out, err = self.run_cli("jobs", "--json")
+        job = next(j for j in json.loads(out)["jobs"] if j["job_id"] == job_id)
+        self.assertEqual(job["state"], "cancelled")
+
+    def test_failed_pull(self):
+        rc, out, err = self.run_cli("pull", "org/no-such-repo")
+        self.assertEqual(rc, 1)
+        self.assertTrue(err.startswith("rbee-hive: "), err)
+        rc, out, err = self.run_cli("pull", "not a ref")
+        self.assertEqual(rc, 1)
+        self.assertIn("rbee-hive: ", err)
+
+    def test_verify(self):
+        rc, out, err = self.run_cli("verify")
+        if rc != 0:
+            # Until the daemon has a model_verify operation the CLI says so plainly.
+            self.assertEqual(rc, 1)
+            self.assertIn("cannot verify models", err)
+
+    def test_token(self):
+        tf = os.path.join(self.tmp, "token")
+        with open(tf, "w") as f:
+            f.write("cli-test-token\n")
+        proc, url = start_daemon(self.tmp, "guarded", self.hub, ["--token-file", tf])
+        try:
+            env = self.env(RBEE_HIVE_URL=url)
+            rc, out, err = self.run_cli("ls", env=env)
+            self.assertEqual(rc, 1)
+            self.assertIn("unauthorized", err)
+            rc, out, err = self.run_cli("ls", "--token-file", tf, env=env)
+            self.assertEqual(rc, 0, err)
+            rc, out, err = self.run_cli("jobs", env=dict(env, RBEE_HIVE_TOKEN="cli-test-token"))
+            self.assertEqual(rc, 0, err)
+        finally:
+            stop_daemon(proc)
+
+    def test_pty_bar_and_ctrl_c(self):
+        pid, fd = self.spawn_pty("pull", "org/slow-GGUF")
+        try:
+            # The bar is drawn and redrawn in place, with rate and time left.
+            out, ok = self.read_until(fd, lambda b: b.count(b"MB/s") >= 3, 30)
+            text = out.decode("utf-8", "replace")
+            self.assertTrue(ok, text)
+            self.assertIn("model.Q4_K_M.gguf", text)
+            self.assertIn("\u2595", text)
+            self.assertIn("\r", text)
+            self.assertRegex(text, r"\d+%\s+[\d.]+ [kM]B/33\.6 MB")
+            self.assertRegex(text, r"\d+:\d\d")
+            for line in re.split(r"\r|\n|\x1b\[J", text):
+                self.assertLessEqual(len(line), 99, line)
+            job_id = next(j["job_id"] for j in self.api("/v1/jobs?state=running")["jobs"]
+                          if j["model"] == "org/slow-GGUF")
+
+            os.kill(pid, signal.SIGINT)
+            code, out = self.wait_exit(pid, fd, 20)
+            self.assertEqual(code, 130, out)
+            self.assertIn(b"was cancelled", out)
+            self.assertEqual(self.api("/v1/jobs/" + job_id)["state"], "cancelled")
+        finally:
+            os.close(fd)
+
+
+if __name__ == "__main__":
+    if not os.access(BIN, os.X_OK):
+        print("rbee-hive binary not found at %s" % BIN, file=sys.stderr)
+        sys.exit(1)
+    unittest.main(verbosity=2)
