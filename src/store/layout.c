@@ -1009,7 +1009,7 @@ int layout_remove_model(const struct layout *l, const char *repo_dir, const char
 			rel[len] = 0;
 		}
 	}
-	if (fmt_buf(rel, sizeof rel, "%s/snapshots/%s", repo_dir, commit) == 0 && npaths) {
+	if (npaths && fmt_buf(rel, sizeof rel, "%s/snapshots/%s", repo_dir, commit) == 0) {
 		rmdir_rel(l, rel);
 		int dfd;
 		if (open_dir(l, rel, 0, &dfd, NULL) == 0) {
