@@ -57,6 +57,7 @@ struct vbar {
 	uint64_t total;
 	int index;
 	int finished;
+	int own_counts; /* the events carry this file's own byte counts */
 };
 
 struct view {
@@ -72,6 +73,7 @@ struct view {
 	/* The latest progress. */
 	char phase[32];
 	int files_total;
+	uint64_t job_done; /* bytes of the whole model */
 	double rate_bps;
 	long long eta_s;
 	/* Line mode: the phase of the last phase line. */
@@ -169,6 +171,18 @@ static void view_tick(void *arg)
 		v->deadline_hit = 1;
 }
 
+/*
+ * Marks a bar done. Without per-file counts its line showed the whole model
+ * while it ran; finished, it shows what this file added: the model's bytes
+ * now less those when it started (files arrive one after another).
+ */
+static void view_bar_finish(struct view *v, struct vbar *b)
+{
+	if (!b->finished && !b->own_counts && v->files_total > 1 && v->job_done >= b->base)
+		b->done = b->total = v->job_done - b->base;
+	b->finished = 1;
+}
+
 /* Ends the bar region so that what follows starts on a fresh line. */
 static void view_close(struct view *v)
 {
@@ -206,14 +220,8 @@ static struct vbar *view_bar(struct view *v, const char *file, uint64_t job_done
 	if (v->nbars >= FOLLOW_BARS_MAX)
 		return &v->bars[v->nbars - 1];
 	/* Files are fetched one after another: a new file means the others are done. */
-	for (size_t i = v->first_live; i < v->nbars; i++) {
-		struct vbar *b = &v->bars[i];
-		if (!b->finished && v->files_total > 1 && b->total == 0) {
-			b->done = job_done - b->base;
-			b->total = b->done;
-		}
-		b->finished = 1;
-	}
+	for (size_t i = v->first_live; i < v->nbars; i++)
+		view_bar_finish(v, &v->bars[i]);
 	v->bars = xrealloc(v->bars, (v->nbars + 1) * sizeof(*v->bars));
 	struct vbar *b = &v->bars[v->nbars];
 	memset(b, 0, sizeof(*b));
@@ -259,6 +267,7 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 	cli_juint(p, k_total, &total);
 	snprintf(v->phase, sizeof(v->phase), "%s", phase ? phase : "");
 	v->files_total = (int)(files_total < 1000000 ? files_total : 1000000);
+	v->job_done = done;
 	v->rate_bps = cli_juint(p, k_rate, &x) == 0 ? json_number_value(cli_jfind(p, k_rate)) : -1;
 	v->eta_s = cli_juint(p, k_eta, &x) == 0 ? (long long)x : -1;
 
@@ -286,6 +295,7 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 		if (cli_juint(p, k_fdone, &fdone) == 0 && cli_juint(p, k_ftotal, &ftotal) == 0) {
 			b->done = fdone;
 			b->total = ftotal;
+			b->own_counts = 1;
 		} else {
 			/* Without per-file counts the live bar shows the whole model. */
 			b->done = done;
@@ -358,10 +368,8 @@ static int follow_event(const struct cli_sse_event *ev, void *arg)
 static int follow_finish(struct view *v, const char *job_id, struct err *e)
 {
 	if (v->end == END_DONE && v->mode == VIEW_BARS) {
-		for (size_t i = v->first_live; i < v->nbars; i++) {
-			if (v->files_total <= 1 || v->bars[i].total > 0)
-				v->bars[i].finished = 1;
-		}
+		for (size_t i = v->first_live; i < v->nbars; i++)
+			view_bar_finish(v, &v->bars[i]);
 		v->dirty = 1;
 	}
 	view_close(v);
