@@ -58,6 +58,7 @@ struct xconn {
 	uint64_t req_last;
 	int url_gen;       /* x->url_gen this request used */
 	int wait_url;      /* C_WAIT until a refreshed URL arrives */
+	int paused;        /* paused by the rate cap */
 	int64_t retry_at;
 	int fails;         /* consecutive failures without progress */
 	/* set by the write callback for the current request */
@@ -179,6 +180,10 @@ struct xfer_engine {
 	/* Transfer thread only. */
 	struct xfer *active;
 	int nactive;
+	/* The rate cap: a token bucket over every connection of the engine. */
+	double tokens;
+	int64_t tokens_at;
+	int npaused;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -408,6 +413,15 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 		c->discarded += n;
 		return c->discarded > DISCARD_BODY_MAX ? 0 : n;
 	}
+	if (x->eng->cfg.limit_rate) {
+		/* Out of tokens: libcurl keeps this chunk and stops reading the socket. */
+		if (x->eng->tokens <= 0) {
+			c->paused = 1;
+			x->eng->npaused++;
+			return CURL_WRITEFUNC_PAUSE;
+		}
+		x->eng->tokens -= (double)n;
+	}
 	uint64_t pos, end;
 	if (c->seg >= 0) {
 		pos = x->plan.s[c->seg].pos;
@@ -454,21 +468,39 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 
 /* Connection control (transfer thread) */
 
-static uint64_t conn_rate_cap(struct xfer *x)
-{
-	uint64_t limit = x->eng->cfg.limit_rate;
-	if (!limit)
-		return 0;
-	uint64_t parts = (uint64_t)x->nconn * (uint64_t)(x->eng->nactive > 0 ? x->eng->nactive : 1);
-	uint64_t per = limit / parts;
-	return per < 1024 ? 1024 : per;
-}
-
 static void conn_stop(struct xconn *c)
 {
 	if (c->st == C_RUNNING)
 		curl_multi_remove_handle(c->x->eng->multi, c->h);
+	if (c->paused)
+		c->x->eng->npaused--;
+	c->paused = 0;
 	c->st = C_IDLE;
+}
+
+/*
+ * Refills the bucket (at most a tenth of a second's worth, so a pause
+ * cannot be followed by a burst) and resumes paused connections while
+ * tokens last. Unpausing may run the write callback at once.
+ */
+static void rate_refill(struct xfer_engine *eng, int64_t now)
+{
+	double limit = (double)eng->cfg.limit_rate;
+	double cap = limit / 10 > 65536 ? limit / 10 : 65536;
+	eng->tokens += limit * (double)(now - eng->tokens_at) / 1000.0;
+	if (eng->tokens > cap)
+		eng->tokens = cap;
+	eng->tokens_at = now;
+	for (struct xfer *x = eng->active; x && eng->npaused > 0 && eng->tokens > 0; x = x->next) {
+		for (int i = 0; i < x->nconn && eng->tokens > 0; i++) {
+			struct xconn *c = &x->conns[i];
+			if (!c->paused)
+				continue;
+			c->paused = 0;
+			eng->npaused--;
+			curl_easy_pause(c->h, CURLPAUSE_CONT);
+		}
+	}
 }
 
 /*
@@ -528,9 +560,6 @@ static void conn_start(struct xfer *x, struct xconn *c)
 		curl_easy_setopt(h, CURLOPT_CAINFO, eng->ca_file);
 	if (c->ranged)
 		curl_easy_setopt(h, CURLOPT_RANGE, range);
-	uint64_t cap = conn_rate_cap(x);
-	if (cap)
-		curl_easy_setopt(h, CURLOPT_MAX_RECV_SPEED_LARGE, (curl_off_t)cap);
 	/*
 	 * The token goes through libcurl's bearer auth, never a raw header, and
 	 * only when this URL's host is the origin host: redirects are followed
@@ -911,6 +940,8 @@ static void *engine_main(void *arg)
 			xfer_activate(eng, q);
 			q = nx;
 		}
+		if (eng->cfg.limit_rate)
+			rate_refill(eng, now_ms());
 		int running = 0;
 		curl_multi_perform(eng->multi, &running);
 		CURLMsg *m;
@@ -942,6 +973,8 @@ static void *engine_main(void *arg)
 		}
 		if (stopping && !eng->active)
 			break;
+		if (eng->npaused > 0 && deadline > now + 5)
+			deadline = now + 5;
 		int timeout = deadline > now ? (int)(deadline - now) : 0;
 		curl_multi_poll(eng->multi, NULL, 0, timeout, NULL);
 	}
@@ -1172,6 +1205,7 @@ int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, str
 		goto fail;
 	}
 	curl_multi_setopt(eng->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+	eng->tokens_at = now_ms();
 	int prc = pthread_create(&eng->thread, NULL, engine_main, eng);
 	if (prc != 0) {
 		err_set(e, ERR_INTERNAL, "cannot start the transfer thread: %s", strerror(prc));

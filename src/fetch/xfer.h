@@ -39,7 +39,7 @@ struct xfer_config {
 	uint64_t split_threshold;   /* files at least this large use several connections; 0: 16 MiB */
 	uint64_t min_split;         /* smallest half of a stolen range; 0: 1 MiB */
 	int stall_timeout_s;        /* no bytes for this long cuts a connection; 0: 30 */
-	uint64_t limit_rate;        /* bytes/s over all transfers of the engine; 0: none */
+	uint64_t limit_rate;        /* bytes/s over all transfers of the engine (token bucket); 0: none */
 	int max_retries;            /* consecutive failures of a connection without progress; 0: 5 */
 	long retry_base_ms;         /* first backoff; 0: 1000 (doubles, with jitter) */
 	long retry_max_ms;          /* backoff ceiling; 0: 8000 */

@@ -266,13 +266,24 @@ class ProvisionHF(unittest.TestCase):
         self.assertLessEqual(stats["bytes_sent"], BIG_SIZE + (BIG_SIZE >> 4), stats)
         self.assertEqual(pr.sha256_file(first["path"]), self.big["sha256"])
 
-    def test_cancel_only_job_stops_the_transfer(self):
+    def test_cancel_only_job_stops_the_transfer_and_resume_continues(self):
         r = self.pull("hf:org/big", opts=["--cancel", "0:%d" % (1 << 20)])
         self.assertEqual(r.end(0)["event"], "cancelled", r.stderr)
         self.assertLess(r.end(0)["elapsed_ms"], 2000)
         self.assertEqual(r.models(), [])
         stats = self.hub.stats()["files"]["org/big:big.Q4_K_M.gguf"]
         self.assertLess(stats["bytes_sent"], BIG_SIZE)
+        partial = self.blob("models--org--big", self.big["sha256"]) + ".partial"
+        self.assertTrue(os.path.exists(partial), "the partial stays for resume")
+        # The next pull resumes: it fetches only what is missing.
+        self.hub.reset()
+        end = self.assert_done(self.pull("hf:org/big"))
+        cdn = [q for q in self.hub.requests(host="cdn") if q["method"] == "GET"]
+        self.assertTrue(cdn)
+        self.assertTrue(all((q["range"] or "").startswith("bytes=") for q in cdn), cdn)
+        self.assertGreater(min(int(q["range"][6:].split("-")[0]) for q in cdn), 0, cdn)
+        self.assertEqual(pr.sha256_file(end["path"]), self.big["sha256"])
+        self.assertFalse(os.path.exists(partial))
 
     # Shared cache layout -------------------------------------------------
 
