@@ -195,15 +195,19 @@ export function normListing(a) {
     g.files.push({ path: str(f.path, f.name, f.rfilename) || '', size });
     g.size += size;
   };
-  const rawGroups = a && (a.groups || a.quantizations || a.by_quantization);
+  // Groups may list their files by path only; sizes then come from the
+  // flat file list beside them.
+  const sizes = new Map(listOf(a, 'files').map((f) => [str(f.path, f.name, f.rfilename), f.size]));
+  const fileOf = (f) => (typeof f === 'string' ? { path: f, size: sizes.get(f) } : f);
+  const rawGroups = a && (a.quants || a.groups || a.quantizations || a.by_quantization);
   if (Array.isArray(rawGroups)) {
     for (const g of rawGroups) {
       const tag = str(g.quantization, g.tag, g.quant, g.name) || '';
-      for (const f of g.files || []) add(tag, typeof f === 'string' ? { path: f } : f);
+      for (const f of g.files || []) add(tag, fileOf(f));
     }
   } else if (rawGroups && typeof rawGroups === 'object') {
     for (const [tag, files] of Object.entries(rawGroups)) {
-      for (const f of files || []) add(tag, typeof f === 'string' ? { path: f } : f);
+      for (const f of files || []) add(tag, fileOf(f));
     }
   } else {
     for (const f of listOf(a, 'files')) {

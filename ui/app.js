@@ -77,12 +77,13 @@ function renderJob(j) {
   } else if (typeof p.bytes_done === 'number') {
     stats.push(h('span', { class: 'stat-bytes' }, formatBytes(p.bytes_done)));
   }
-  if (running && p.phase === 'downloading') {
+  // Rate and time left appear once the daemon has measured them.
+  if (running && p.phase === 'downloading' && p.rate_bps > 0) {
     stats.push(h('span', { class: 'stat-rate' }, formatRate(p.rate_bps)));
-    stats.push(h('span', { class: 'stat-eta' }, `${formatEta(p.eta_s)} left`));
+    if (typeof p.eta_s === 'number') stats.push(h('span', { class: 'stat-eta' }, `${formatEta(p.eta_s)} left`));
   }
   if (typeof p.files_total === 'number' && p.files_total > 0) {
-    const k = Math.min(p.files_total, (p.files_done ?? 0) + (running ? 1 : 0));
+    const k = Math.min(p.files_total, (p.files_done ?? 0) + (j.state === 'done' ? 0 : 1));
     stats.push(h('span', { class: 'stat-files' }, `file ${k} of ${p.files_total}`));
   }
 
@@ -145,7 +146,11 @@ function watch(j) {
       const before = j.progress.phase;
       j.progress = p;
       if (!TERMINAL.has(j.state)) j.state = api.normState(p.state) === 'queued' ? 'queued' : 'running';
-      if (p.phase && p.phase !== before) announce(`${jobTitle(j)}: ${label(p.phase)}`);
+      if (p.phase && p.phase !== before) {
+        // Narration from an earlier phase would read as the current one.
+        if (before) j.note = '';
+        announce(`${jobTitle(j)}: ${label(p.phase)}`);
+      }
       renderJob(j);
     },
     onNarration(text) {
@@ -378,10 +383,11 @@ function renderRecent(jobs) {
   const rows = done.map((j) => {
     const canRetry = RETRYABLE.has(j.state) && j.operation === 'model_download' && j.ref;
     return h('tr', { dataset: { jobId: j.id, state: j.state } },
-      h('td', { class: 'mono' }, j.id),
+      h('td', { class: 'mono nowrap' }, j.id),
       h('td', { class: 'mono' }, j.ref || j.operation || '–'),
       h('td', {}, badge(j.state)),
-      h('td', { class: `detail${j.state === 'failed' ? ' bad' : ''}` }, j.error || whenOf(j)),
+      h('td', { class: `detail${j.state === 'failed' ? ' bad' : ''}` },
+        j.error && j.error !== j.state ? j.error : whenOf(j)),
       h('td', { class: 'actions' }, canRetry ? h('button', {
         type: 'button', class: 'btn btn-small', 'data-action': 'retry',
         'aria-label': `Retry ${j.ref}`, onclick: () => retry(j),

@@ -237,6 +237,28 @@ static int collect_set(const struct hf_listing *l, size_t i, const char *repo, s
 }
 
 /*
+ * 1 if the file name carries tag as a whole word (case-insensitive): after
+ * the start, '.', '-' or '_', and before the end, '.' or '-'. This also finds
+ * tags the grammar of hf_quant_tag splits ("UD-Q4_K_XL").
+ */
+static int name_has_tag(const char *path, const char *tag)
+{
+	const char *name = base_name(path);
+	size_t tl = strlen(tag);
+	if (tl == 0)
+		return 0;
+	for (const char *p = name; *p; p++) {
+		if (strncasecmp(p, tag, tl) != 0)
+			continue;
+		int before = p == name || p[-1] == '.' || p[-1] == '-' || p[-1] == '_';
+		int after = p[tl] == '\0' || p[tl] == '.' || p[tl] == '-';
+		if (before && after)
+			return 1;
+	}
+	return 0;
+}
+
+/*
  * Index of the first GGUF carrying tag, preferring a model over a vision
  * projector (mmproj), which is taken only when allow_mmproj; l->n if none.
  */
@@ -246,7 +268,9 @@ static size_t find_tag(const struct hf_listing *l, const char *tag, int allow_mm
 	for (size_t i = 0; i < l->n; i++) {
 		char t[HF_QUANT_MAX];
 		const char *p = l->files[i].path;
-		if (!hf_is_gguf(p) || !hf_quant_tag(p, t) || strcasecmp(t, tag) != 0)
+		if (!hf_is_gguf(p))
+			continue;
+		if (!(hf_quant_tag(p, t) && strcasecmp(t, tag) == 0) && !name_has_tag(p, tag))
 			continue;
 		if (!is_mmproj(p))
 			return i;

@@ -8,11 +8,16 @@
  * Offline, the commit comes from refs/<revision> in the cache and the files
  * from the catalog; nothing touches the network.
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/log.h"
+#include "core/parse.h"
 #include "core/util.h"
 #include "provision/hfselect.h"
 #include "provision/vendor.h"
@@ -60,6 +65,78 @@ static int offline_commit(struct prov_job *j, struct prov_plan *p, struct catalo
 		       r->revision);
 }
 
+/*
+ * Adds the files of a snapshot folder another program left (huggingface_hub,
+ * llama.cpp): each is a symlink to ../../blobs/<sha256> whose blob is there.
+ * Anything else (a link elsewhere, a plain file, a bad name) is skipped.
+ */
+static void scan_snapshot(struct prov_job *j, const struct prov_plan *p, const char *dir,
+			  const char *prefix, int depth, struct hf_listing *l)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	if (!d)
+		return;
+	while ((de = readdir(d)) != NULL && l->n < CAP_REPO_FILES) {
+		char full[4096], rel[CAP_REPO_PATH_LEN + 1], target[4096];
+		struct stat st;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fmt_buf(full, sizeof(full), "%s/%s", dir, de->d_name) ||
+		    fmt_buf(rel, sizeof(rel), "%s%s", prefix, de->d_name) ||
+		    path_check_repo(rel, strlen(rel), NULL) || lstat(full, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && depth < CAP_REPO_PATH_DEPTH) {
+			char sub[CAP_REPO_PATH_LEN + 2];
+			if (fmt_buf(sub, sizeof(sub), "%s/", rel) == 0)
+				scan_snapshot(j, p, full, sub, depth + 1, l);
+			continue;
+		}
+		ssize_t n = S_ISLNK(st.st_mode) ? readlink(full, target, sizeof(target) - 1) : -1;
+		if (n < 64)
+			continue;
+		target[n] = '\0';
+		const char *sha = target + n - 64;
+		uint64_t size = 0;
+		if (!is_hex_lower(sha, 64) || (n > 64 && sha[-1] != '/') ||
+		    layout_blob_exists(j->ctx->layout, p->repo_dir, sha, &size) != 1)
+			continue;
+		hf_listing_add(l, rel, size, sha, NULL);
+	}
+	closedir(d);
+}
+
+/* Offline, a model the shared cache holds but the catalog does not: publish it from there. */
+static int plan_from_snapshot(struct prov_job *j, struct prov_plan *p, struct err *e)
+{
+	struct hf_listing l;
+	size_t *idx = NULL, n = 0;
+	char dir[4096];
+	int rc;
+	hf_listing_init(&l);
+	if (fmt_buf(dir, sizeof(dir), "%s/%s/snapshots/%s", layout_root(j->ctx->layout),
+		    p->repo_dir, p->commit))
+		return err_set(e, ERR_TOO_LARGE, "snapshot path too long");
+	scan_snapshot(j, p, dir, "", 1, &l);
+	idx = xcalloc(CAP_MODEL_FILES, sizeof(*idx));
+	struct err se = {0};
+	if (select_id(j, &l, p->repo, idx, &n, p->id, sizeof(p->id), &se)) {
+		rc = err_set(e, ERR_OFFLINE, "offline: %s is not available locally (%s)",
+			     j->req->ref, err_msg(&se));
+		goto out;
+	}
+	rc = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct hf_file *f = &l.files[idx[i]];
+		prov_plan_add(p, f->path, f->size, 1, f->sha256, NULL)->present = 1;
+	}
+	prov_narrate(j, "offline: %s found in the local cache", p->id);
+out:
+	free(idx);
+	hf_listing_cleanup(&l);
+	return rc;
+}
+
 static int plan_offline(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
 			struct err *e)
 {
@@ -84,14 +161,12 @@ static int plan_offline(struct prov_job *j, struct prov_plan *p, struct prov_art
 				       all[i].files[k].sha256, NULL);
 	}
 	idx = xcalloc(CAP_MODEL_FILES, sizeof(*idx));
-	struct err se = {0};
-	if (select_id(j, &l, p->repo, idx, &n, id, sizeof(id), &se) == 0 &&
+	if (select_id(j, &l, p->repo, idx, &n, id, sizeof(id), NULL) == 0 &&
 	    prov_lookup_available(j, id, p->commit, out)) {
 		rc = 1;
 		goto out;
 	}
-	rc = err_set(e, ERR_OFFLINE, "offline: %s is not available locally%s%s", j->req->ref,
-		     se.msg[0] ? ": " : "", se.msg);
+	rc = plan_from_snapshot(j, p, e);
 out:
 	free(idx);
 	hf_listing_cleanup(&l);

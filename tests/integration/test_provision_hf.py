@@ -215,6 +215,29 @@ class ProvisionHF(unittest.TestCase):
         self.assert_error(r, "offline", "offline")
         self.assertEqual(self.hub.requests(), [])
 
+    def test_offline_serves_a_model_huggingface_hub_left_in_the_cache(self):
+        cache = os.path.join(self.tmp, "hfcache-offline")
+        shutil.rmtree(cache, ignore_errors=True)
+        sha = self.q8["sha256"]
+        rd = os.path.join(cache, "models--org--split-GGUF")
+        snap = os.path.join(rd, "snapshots", self.commit_split)
+        for d in ("blobs", "refs", snap):
+            os.makedirs(os.path.join(rd, d), exist_ok=True)
+        shutil.copyfile(self.q8["path"], os.path.join(rd, "blobs", sha))
+        os.symlink("../../blobs/" + sha, os.path.join(snap, "m-Q8_0.gguf"))
+        with open(os.path.join(rd, "refs", "main"), "w") as f:
+            f.write(self.commit_split)
+        env = dict(self.env, HF_HUB_OFFLINE="1", HF_HUB_CACHE=cache)
+        r = self.pull("hf:%s:Q8_0" % REPO, env=env)
+        end = self.assert_done(r)
+        self.assertEqual(end["id"], "hf:%s:m-Q8_0.gguf" % REPO)
+        self.assertEqual(r.models()[0]["quantization"], "Q8_0")
+        self.assertEqual(self.hub.requests(), [])
+        r = self.pull("hf:%s:Q4_K_M" % REPO, env=env)
+        end = r.end(0)
+        self.assertEqual((end["event"], end["code"]), ("error", "offline"))
+        self.assertIn("no GGUF file matching Q4_K_M", end["message"])
+
     def test_shared_blob_between_two_models_is_linked(self):
         self.assert_done(self.pull("hf:org/shared-a"))
         self.hub.reset()

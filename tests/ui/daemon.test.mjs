@@ -18,6 +18,7 @@ const buildDir = path.resolve(process.env.RBEE_BUILD || path.join(here, '../../b
 const binary = path.join(buildDir, 'rbee-hive');
 const PYTHON = process.env.PYTHON3 || 'python3';
 const STARTUP_MS = 30000;
+const RATE = 3000000; // bytes per second
 
 // Reads a child's output line by line, keeping it for failure messages.
 function lines(child, log) {
@@ -61,6 +62,7 @@ let daemon;
 let browser;
 const logs = { hub: [], daemon: [] };
 let url;
+let hubUrl;
 
 const skip = serveAvailable() ? false : `${binary} has no 'serve' command`;
 
@@ -68,15 +70,21 @@ before(async () => {
   if (skip) return;
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rbee-ui-'));
   hub = spawn(PYTHON, [path.join(here, 'hub.py'), path.join(tmp, 'hub')], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const ready = await lines(hub, logs.hub)((l) => { try { return JSON.parse(l).hub; } catch { return null; } },
+  hubUrl = await lines(hub, logs.hub)((l) => { try { return JSON.parse(l).hub; } catch { return null; } },
     'the fake hub');
-  daemon = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(tmp, 'data')], {
+  // --limit-rate keeps each download a few seconds long, so the bar can be
+  // watched and the second pull cancelled halfway.
+  const portFile = path.join(tmp, 'port');
+  daemon = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(tmp, 'data'),
+    '--port-file', portFile, '--limit-rate', String(RATE)], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HF_ENDPOINT: ready, HF_TOKEN: '', HF_HOME: path.join(tmp, 'hf-home'),
+    env: { ...process.env, HF_ENDPOINT: hubUrl, HF_TOKEN: '', HF_HOME: path.join(tmp, 'hf-home'),
       RBEE_HIVE_HOME: path.join(tmp, 'data') },
   });
-  const port = await lines(daemon, logs.daemon)((l) =>
-    (/https?:\/\/(?:127\.0\.0\.1|localhost):(\d+)/.exec(l) || /\bport[= ](\d+)/.exec(l))?.[1], 'the daemon port');
+  lines(daemon, logs.daemon);
+  const port = await until('the daemon port file', () => {
+    try { return Number(fs.readFileSync(portFile, 'utf8').trim()) || null; } catch { return null; }
+  }, STARTUP_MS, 50);
   url = `http://127.0.0.1:${port}`;
   await until('the daemon health', async () => {
     try { return (await fetch(`${url}/health`)).ok; } catch { return false; }
@@ -111,5 +119,43 @@ test('pull, watch, cancel, retry, delete through the real daemon', { skip, timeo
     await browser.page.screenshot({ path: path.join(buildDir, 'ui-failure.png'), fullPage: true }).catch(() => {});
     e.message += `\n--- daemon log (last 40 lines) ---\n${logs.daemon.slice(-40).join('\n')}`;
     throw e;
+  }
+});
+
+test('a daemon started with --token-file: the page asks for the token, then works', { skip, timeout: 60000 }, async () => {
+  const dir = path.join(tmp, 'token');
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'token'), 'ui-test-token-0123456789\n', { mode: 0o600 });
+  const portFile = path.join(dir, 'port');
+  const guarded = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(dir, 'data'),
+    '--port-file', portFile, '--token-file', path.join(dir, 'token')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HF_ENDPOINT: hubUrl, HF_TOKEN: '', HF_HOME: path.join(dir, 'hf-home'),
+      RBEE_HIVE_HOME: path.join(dir, 'data') },
+  });
+  lines(guarded, []);
+  const { page } = browser;
+  try {
+    const port = await until('the guarded daemon port file', () => {
+      try { return Number(fs.readFileSync(portFile, 'utf8').trim()) || null; } catch { return null; }
+    }, STARTUP_MS, 50);
+    const gurl = `http://127.0.0.1:${port}`;
+    assert.equal((await fetch(`${gurl}/v1/models`)).status, 401);
+    await page.goto(gurl);
+    await page.locator('#token-panel[data-required]').waitFor();
+    assert.equal(await page.getAttribute('#conn', 'data-state'), 'auth');
+    await page.fill('#token-input', 'ui-test-token-0123456789');
+    await page.click('#token-form button[type="submit"]');
+    await until('connected with the token', async () => await page.getAttribute('#conn', 'data-state') === 'ok');
+    await page.locator('#catalog-empty:not([hidden])').waitFor();
+    // A job and its stream need the token too; an unknown repo fails cleanly.
+    await page.fill('#ref-input', 'no-org/no-repo');
+    await page.click('#pull-btn');
+    const card = page.locator('#live-jobs li.job', { has: page.locator('.job-ref', { hasText: 'no-org/no-repo' }) });
+    await until('the job to fail', async () => await card.getAttribute('data-state') === 'failed', 30000);
+    assert.match(await card.locator('.job-error').innerText(), /no-org\/no-repo/);
+  } finally {
+    await page.evaluate(() => sessionStorage.clear()).catch(() => {});
+    await stop(guarded);
   }
 });

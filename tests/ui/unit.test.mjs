@@ -85,6 +85,12 @@ test('normalisers: listing groups, model facts, job states', () => {
   const flat = normListing({ files: [{ path: 'a.Q8_0.gguf', size: 3, quantization: 'Q8_0' },
     { path: 'b.Q8_0.gguf', size: 4, quantization: 'Q8_0' }] });
   assert.deepEqual(flat.groups.map((g) => [g.tag, g.size, g.files.length]), [['Q8_0', 7, 2]]);
+  // The daemon's shape: groups under "quants" name their files by path.
+  const d = normListing({ repo: 'o/r', commit: 'c2',
+    files: [{ path: 'README.md', size: 7, quant: null }, { path: 'q8/a-00001-of-00002.gguf', size: 5, quant: 'Q8_0' },
+      { path: 'q8/a-00002-of-00002.gguf', size: 6, quant: 'Q8_0' }],
+    quants: [{ tag: 'Q8_0', size: 11, files: ['q8/a-00001-of-00002.gguf', 'q8/a-00002-of-00002.gguf'] }] });
+  assert.deepEqual(d.groups.map((g) => [g.tag, g.size, g.files.map((f) => f.size)]), [['Q8_0', 11, [5, 6]]]);
   const m = normModel({ id: 'hf:o/r:a.gguf', repo: 'o/r', size: 5, status: 'available',
     gguf: { architecture: 'llama', quantization: 'Q4_K_M', context_length: 4096 } });
   assert.equal(m.architecture, 'llama');

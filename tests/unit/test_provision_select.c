@@ -88,6 +88,17 @@ static void test_select_quant_split_order(void **state)
 	assert_string_equal(l.files[idx[0]].path, "m-Q4_K_M-00001-of-00003.gguf");
 	assert_string_equal(l.files[idx[1]].path, "m-Q4_K_M-00002-of-00003.gguf");
 	assert_string_equal(l.files[idx[2]].path, "m-Q4_K_M-00003-of-00003.gguf");
+	/* A tag with a prefix the tag grammar splits off. */
+	static const char *const ud[] = {"X-UD-Q4_K_XL-00001-of-00002.gguf",
+					 "X-UD-Q4_K_XL-00002-of-00002.gguf", "X-Q4_K.gguf"};
+	struct hf_listing l2;
+	fill(&l2, ud, 3);
+	assert_int_equal(hf_select(&l2, SEL_QUANT, "UD-Q4_K_XL", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(hf_select(&l2, SEL_QUANT, "Q4_K", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(l2.files[idx[0]].path, "X-Q4_K.gguf");
+	hf_listing_cleanup(&l2);
 	/* Case-insensitive tag. */
 	assert_int_equal(hf_select(&l, SEL_QUANT, "q5_k_m", "a/b", idx, 16, &n, &e), 0);
 	assert_int_equal(n, 1);
