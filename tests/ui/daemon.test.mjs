@@ -56,6 +56,33 @@ function serveAvailable() {
   return !/unknown command/.test(`${r.stdout}${r.stderr}`);
 }
 
+// Starts `rbee-hive serve` on an ephemeral port with its data under dir,
+// downloading from the fake hub; resolves to {child, url} once /health answers.
+async function startDaemon(dir, extra, log) {
+  fs.mkdirSync(dir, { recursive: true });
+  const portFile = path.join(dir, 'port');
+  const child = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(dir, 'data'),
+    '--port-file', portFile, ...extra], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, HF_ENDPOINT: hubUrl, HF_TOKEN: '', HF_HOME: path.join(dir, 'hf-home'),
+      RBEE_HIVE_HOME: path.join(dir, 'data') },
+  });
+  lines(child, log);
+  try {
+    const port = await until('the daemon port file', () => {
+      try { return Number(fs.readFileSync(portFile, 'utf8').trim()) || null; } catch { return null; }
+    }, STARTUP_MS, 50);
+    const base = `http://127.0.0.1:${port}`;
+    await until('the daemon health', async () => {
+      try { return (await fetch(`${base}/health`)).ok; } catch { return false; }
+    }, STARTUP_MS, 100);
+    return { child, url: base };
+  } catch (e) {
+    await stop(child);
+    throw new Error(`${e.message}\n${log.join('\n')}`);
+  }
+}
+
 let tmp;
 let hub;
 let daemon;
@@ -74,21 +101,7 @@ before(async () => {
     'the fake hub');
   // --limit-rate keeps each download a few seconds long, so the bar can be
   // watched and the second pull cancelled halfway.
-  const portFile = path.join(tmp, 'port');
-  daemon = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(tmp, 'data'),
-    '--port-file', portFile, '--limit-rate', String(RATE)], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HF_ENDPOINT: hubUrl, HF_TOKEN: '', HF_HOME: path.join(tmp, 'hf-home'),
-      RBEE_HIVE_HOME: path.join(tmp, 'data') },
-  });
-  lines(daemon, logs.daemon);
-  const port = await until('the daemon port file', () => {
-    try { return Number(fs.readFileSync(portFile, 'utf8').trim()) || null; } catch { return null; }
-  }, STARTUP_MS, 50);
-  url = `http://127.0.0.1:${port}`;
-  await until('the daemon health', async () => {
-    try { return (await fetch(`${url}/health`)).ok; } catch { return false; }
-  }, STARTUP_MS, 100);
+  ({ child: daemon, url } = await startDaemon(path.join(tmp, 'main'), ['--limit-rate', String(RATE)], logs.daemon));
   browser = await openBrowser();
 });
 
@@ -126,20 +139,9 @@ test('a daemon started with --token-file: the page asks for the token, then work
   const dir = path.join(tmp, 'token');
   fs.mkdirSync(dir);
   fs.writeFileSync(path.join(dir, 'token'), 'ui-test-token-0123456789\n', { mode: 0o600 });
-  const portFile = path.join(dir, 'port');
-  const guarded = spawn(binary, ['serve', '--port', '0', '--data-dir', path.join(dir, 'data'),
-    '--port-file', portFile, '--token-file', path.join(dir, 'token')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, HF_ENDPOINT: hubUrl, HF_TOKEN: '', HF_HOME: path.join(dir, 'hf-home'),
-      RBEE_HIVE_HOME: path.join(dir, 'data') },
-  });
-  lines(guarded, []);
+  const { child: guarded, url: gurl } = await startDaemon(dir, ['--token-file', path.join(dir, 'token')], []);
   const { page } = browser;
   try {
-    const port = await until('the guarded daemon port file', () => {
-      try { return Number(fs.readFileSync(portFile, 'utf8').trim()) || null; } catch { return null; }
-    }, STARTUP_MS, 50);
-    const gurl = `http://127.0.0.1:${port}`;
     assert.equal((await fetch(`${gurl}/v1/models`)).status, 401);
     await page.goto(gurl);
     await page.locator('#token-panel[data-required]').waitFor();
