@@ -3,13 +3,18 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/err.h"
 #include "provision/hfapi.h"
 #include "provision/hfselect.h"
+#include "provision/provision.h"
 
 static void test_quant_tag(void **state)
 {
@@ -233,6 +238,82 @@ static void test_env_true(void **state)
 	assert_int_equal(hf_env_true(NULL), 0);
 }
 
+static void clear_hf_env(void)
+{
+	static const char *const vars[] = {"HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_HUB_CACHE",
+					   "HF_HUB_OFFLINE", "XDG_CACHE_HOME"};
+	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
+		unsetenv(vars[i]);
+}
+
+static void test_client_endpoint_rules(void **state)
+{
+	(void)state;
+	struct hf_client c;
+	struct err e = {0};
+	struct prov_config cfg = {0};
+	clear_hf_env();
+	setenv("HOME", "/nonexistent", 1);
+	assert_int_equal(hf_client_init(&c, &cfg, &e), 0);
+	assert_string_equal(c.endpoint, "https://huggingface.co");
+	assert_null(c.token);
+	assert_int_equal(c.offline, 0);
+	assert_int_equal(hf_url_allowed(&c, "https://cdn.example/x"), 1);
+	assert_int_equal(hf_url_allowed(&c, "http://127.0.0.1:9/x"), 0);
+	hf_client_cleanup(&c);
+
+	setenv("HF_ENDPOINT", "http://127.0.0.1:8080/", 1);
+	setenv("HF_TOKEN", "hf_abc", 1);
+	setenv("HF_HUB_OFFLINE", "TRUE", 1);
+	assert_int_equal(hf_client_init(&c, &cfg, &e), 0);
+	assert_string_equal(c.endpoint, "http://127.0.0.1:8080");
+	assert_string_equal(c.token, "hf_abc");
+	assert_int_equal(c.offline, 1);
+	/* Plain http to loopback only, and only because the endpoint is loopback. */
+	assert_int_equal(hf_url_allowed(&c, "http://127.0.0.2:9/x"), 1);
+	assert_int_equal(hf_url_allowed(&c, "http://cdn.example/x"), 0);
+	hf_client_cleanup(&c);
+
+	cfg.endpoint = "http://hub.example";
+	assert_int_equal(hf_client_init(&c, &cfg, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "must be https://"));
+	clear_hf_env();
+}
+
+static void test_client_token_file(void **state)
+{
+	(void)state;
+	const char *tmp = getenv("RBEE_TEST_TMP");
+	char dir[512], path[600];
+	snprintf(dir, sizeof(dir), "%s/prov-token-%d", tmp ? tmp : "/tmp", (int)getpid());
+	mkdir(tmp ? tmp : "/tmp", 0755);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	snprintf(path, sizeof(path), "%s/token", dir);
+	FILE *f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("hf_from_file\n", f);
+	fclose(f);
+	clear_hf_env();
+	setenv("HF_HOME", dir, 1);
+	struct hf_client c;
+	struct prov_config cfg = {0};
+	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
+	assert_string_equal(c.token, "hf_from_file");
+	hf_client_cleanup(&c);
+	/* HF_TOKEN wins over the file, the config over both. */
+	setenv("HF_TOKEN", "hf_env", 1);
+	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
+	assert_string_equal(c.token, "hf_env");
+	hf_client_cleanup(&c);
+	cfg.hf_token = "hf_cfg";
+	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
+	assert_string_equal(c.token, "hf_cfg");
+	hf_client_cleanup(&c);
+	clear_hf_env();
+	unlink(path);
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +326,8 @@ int main(void)
 		cmocka_unit_test(test_select_missing_shard),
 		cmocka_unit_test(test_map_error),
 		cmocka_unit_test(test_env_true),
+		cmocka_unit_test(test_client_endpoint_rules),
+		cmocka_unit_test(test_client_token_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
