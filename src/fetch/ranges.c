@@ -160,6 +160,14 @@ static uint64_t seg_left(const struct xfer_seg *s)
 	return s->end > s->pos ? s->end - s->pos : 0;
 }
 
+static uint64_t plan_split_point(const struct xfer_plan *p, const struct xfer_seg *v)
+{
+	uint64_t left = seg_left(v);
+	uint64_t mid = v->pos + left / 2;
+	uint64_t aligned = mid & ~(p->align - 1);
+	return aligned - v->pos >= p->min_split ? aligned : mid;
+}
+
 static int plan_slot(struct xfer_plan *p)
 {
 	for (size_t i = 0; i < p->n; i++) {
@@ -192,22 +200,41 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 	if (best < 0)
 		return -1;
 	struct xfer_seg *v = &p->s[best];
-	uint64_t left = seg_left(v);
-	if (left < 2 * p->min_split)
+	if (seg_left(v) < 2 * p->min_split)
 		return -1;
-	uint64_t mid = v->pos + left / 2;
-	uint64_t aligned = mid & ~(p->align - 1);
-	if (aligned - v->pos >= p->min_split)
-		mid = aligned;
+	uint64_t mid = plan_split_point(p, v);
 	int slot = plan_slot(p);
 	if (slot < 0)
 		return -1;
-	v = &p->s[best]; /* plan_slot does not move slots, but keep it obvious */
 	p->s[slot] = (struct xfer_seg){mid, v->end, owner};
 	v->end = mid;
 	if (victim)
 		*victim = v->owner;
 	return slot;
+}
+
+size_t xfer_plan_spread(struct xfer_plan *p, size_t n)
+{
+	size_t live = xfer_plan_live(p);
+	while (live < n) {
+		int best = -1;
+		for (size_t i = 0; i < p->n; i++) {
+			if (p->s[i].owner == XFER_SEG_NONE &&
+			    (best < 0 || seg_left(&p->s[i]) > seg_left(&p->s[best])))
+				best = (int)i;
+		}
+		if (best < 0 || seg_left(&p->s[best]) < 2 * p->min_split)
+			break;
+		int slot = plan_slot(p);
+		if (slot < 0)
+			break;
+		struct xfer_seg *v = &p->s[best];
+		uint64_t mid = plan_split_point(p, v);
+		p->s[slot] = (struct xfer_seg){mid, v->end, XFER_SEG_NONE};
+		v->end = mid;
+		live++;
+	}
+	return live;
 }
 
 void xfer_plan_finish(struct xfer_plan *p, int i)

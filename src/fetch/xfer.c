@@ -792,6 +792,7 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 			xfer_end(x, NET_DONE, 0, NULL);
 			return;
 		}
+		xfer_plan_spread(&x->plan, (size_t)x->nconn);
 	}
 	conn_start(x, &x->conns[0]);
 }
@@ -1176,7 +1177,7 @@ int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, str
 	if (!c->split_threshold)
 		c->split_threshold = 16u << 20;
 	if (!c->min_split)
-		c->min_split = 1u << 20;
+		c->min_split = 4u << 20;
 	if (c->stall_timeout_s <= 0)
 		c->stall_timeout_s = 30;
 	if (c->max_retries <= 0)

@@ -37,7 +37,7 @@ struct cancel_token;
 struct xfer_config {
 	int connections;            /* per file; 0: 8; at most CAP_XFER_CONNECTIONS */
 	uint64_t split_threshold;   /* files at least this large use several connections; 0: 16 MiB */
-	uint64_t min_split;         /* smallest half of a stolen range; 0: 1 MiB */
+	uint64_t min_split;         /* smallest half of a stolen range; 0: 4 MiB */
 	int stall_timeout_s;        /* no bytes for this long cuts a connection; 0: 30 */
 	uint64_t limit_rate;        /* bytes/s over all transfers of the engine (token bucket); 0: none */
 	int max_retries;            /* consecutive failures of a connection without progress; 0: 5 */

@@ -51,7 +51,7 @@ class FetchTest(unittest.TestCase):
             raise unittest.SkipTest("xfer-get is not built in %s" % BUILD)
         cls.tmp = tempfile.mkdtemp(prefix="fetch-test-")
         specs = {"big.bin": 24 * MiB, "slow.bin": 32 * MiB}
-        for i in range(12):
+        for i in range(14):
             specs["f%d.bin" % i] = 6 * MiB + 4321
         cls.files = {}
         entries = []
@@ -109,6 +109,8 @@ class FetchTest(unittest.TestCase):
     # Happy path --------------------------------------------------------------
 
     def test_parallel_ranges_hash_and_no_token_on_cdn(self):
+        # Paced like a real CDN connection, so the parts overlap in time.
+        self.hub.set_faults("big.bin", {"rate_limit_bps": 8 * MiB})
         out, rc, err = self.run_get("big.bin", "--connections", "8")
         self.assert_ok("big.bin", out, rc, err)
         hub_reqs = self.hub.requests(host="hub")
@@ -120,6 +122,20 @@ class FetchTest(unittest.TestCase):
         self.assertTrue(all(r["status"] == 206 and r["range"] for r in cdn), cdn)
         stats = self.hub.stats()["files"]["org/files:big.bin"]
         self.assertGreaterEqual(stats["max_concurrent"], 4, stats)
+
+    def test_idle_connections_steal_from_a_slow_one(self):
+        # One request pauses for 3 s; the others finish their parts and take
+        # halves of what it has left, so it ends with little to do.
+        self.hub.set_faults("f13.bin", {"rate_limit_bps": 2 * MiB,
+                                        "stall": {"after_bytes": 65536, "seconds": 3, "count": 1}})
+        out, rc, err = self.run_get("f13.bin", "--connections", "4", *SPLIT)
+        self.assert_ok("f13.bin", out, rc, err)
+        cdn = self.cdn_body_requests()
+        stalled = [r for r in cdn if r["bytes_sent"] >= 65536 and r["range"]]
+        starts = sorted(int(r["range"].split("=")[1].split("-")[0]) for r in cdn)
+        self.assertGreater(len(cdn), 4, "no range was stolen: %s" % [r["range"] for r in cdn])
+        self.assertEqual(len(set(starts)), len(starts))
+        self.assertTrue(stalled)
 
     def test_unknown_size_and_hash_single_connection(self):
         out, rc, err = self.run_get("f0.bin", sha=False, size=False)
@@ -302,6 +318,25 @@ class FetchTest(unittest.TestCase):
         self.assertIn("not enough free space", out["error"])
         self.assertEqual(self.hub.requests(), [])
         self.assertFalse(os.path.exists(os.path.join(self.dir, "f10.bin.partial")))
+
+    def test_disk_full_during_transfer_fails_cleanly(self):
+        # Unknown size: nothing is preallocated, so a 2 MiB tmpfs fills mid-transfer.
+        # The tmpfs lives in a private mount namespace of this one command.
+        if not shutil.which("unshare"):
+            self.skipTest("unshare is not available")
+        mnt = os.path.join(self.dir, "small")
+        os.mkdir(mnt)
+        argv = self.argv("f12.bin", size=False)
+        argv[2] = os.path.join(mnt, "f12.bin.partial")
+        script = 'mount -t tmpfs -o size=2m tmpfs "$0" || exit 77; exec "$@"'
+        p = subprocess.run(["unshare", "-m", "sh", "-c", script, mnt] + argv,
+                           capture_output=True, text=True, timeout=60)
+        if p.returncode == 77:
+            self.skipTest("cannot mount a tmpfs here: " + p.stderr.strip())
+        out = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
+        self.assertEqual(p.returncode, 1, out)
+        self.assertEqual(out["result"], "no_space")
+        self.assertIn("No space left on device", out["error"])
 
     def test_http_to_a_non_loopback_host_is_refused(self):
         p = subprocess.run([XFER_GET, "http://example.invalid/x", os.path.join(self.dir, "x")],
