@@ -59,6 +59,10 @@ class ProvisionHF(unittest.TestCase):
             fixtures.make_repo("org/shared-b", [fixtures.make_file("b.Q4_K_M.gguf", cls.shared)]),
             fixtures.make_repo("org/renamed", [fixtures.make_file("r.Q4_K_M.gguf", cls.old)],
                                renamed_from=["oldorg/renamed"]),
+            fixtures.make_repo("org/expiring", [fixtures.make_file(
+                "e.Q4_K_M.gguf", cls.shared,
+                faults={"url_ttl_seconds": 0.5, "rate_limit_bps": 1 << 20,
+                        "drop_after_bytes": {"bytes": 768 << 10, "count": 1}})]),
             fixtures.make_repo("org/busy", [fixtures.make_file(
                 "busy.Q4_K_M.gguf", cls.new,
                 faults={"status_429": {"count": 1, "retry_after": 1}})]),
@@ -343,6 +347,15 @@ class ProvisionHF(unittest.TestCase):
         r = self.pull("hf:oldorg/renamed")
         self.assert_done(r)
         self.assertTrue(any(q["status"] == 307 for q in self.hub.requests(host="hub")))
+
+    def test_expired_cdn_url_is_resolved_again(self):
+        r = self.pull("hf:org/expiring")
+        end = self.assert_done(r)
+        self.assertEqual(pr.sha256_file(end["path"]), self.shared["sha256"])
+        cdn = [q["status"] for q in self.hub.requests(host="cdn")]
+        self.assertIn(403, cdn)
+        heads = [q for q in self.hub.requests(host="hub") if q["method"] == "HEAD"]
+        self.assertGreaterEqual(len(heads), 2, "the URL was resolved again after the 403")
 
     def test_rate_limited_resolve_is_retried_after_retry_after(self):
         r = self.pull("hf:org/busy")
