@@ -135,6 +135,19 @@ class ProvisionHF(unittest.TestCase):
         self.assertTrue(end["path"].endswith("/snapshots/%s/m-Q8_0.gguf" % self.commit_split))
         self.assertEqual(pr.sha256_file(end["path"]), self.q8["sha256"])
 
+    def test_whole_snapshot_with_a_small_file(self):
+        r = self.pull("hf:%s:*" % REPO)
+        end = self.assert_done(r)
+        m = r.models()[0]
+        self.assertEqual(sorted(f["path"] for f in m["files"]),
+                         sorted(SHARDS + ["m-Q8_0.gguf", "README.md"]))
+        readme = os.path.join(os.path.dirname(end["path"]), "README.md")
+        with open(readme) as f:
+            self.assertEqual(f.read(), "# split\n")
+        # The small file came from the Hub itself, with no token to send.
+        self.assertTrue(any(q["method"] == "GET" and q["path"].endswith("/README.md")
+                            for q in self.hub.requests(host="hub")))
+
     def test_default_prefers_q4_k_m(self):
         end = self.assert_done(self.pull("hf:" + REPO))
         self.assertEqual(end["id"], "hf:%s:%s" % (REPO, SHARDS[0]))
