@@ -34,7 +34,9 @@ function planOf(ref) {
   return files.length ? { repo: m[1], files } : null;
 }
 
-export async function startMock({ uiDir, token = '', rate = 2 * MB } = {}) {
+// dropStreamAfter: N ends each job's first stream connection after N
+// events, as a proxy or a flaky network would, to exercise reconnection.
+export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAfter = 0 } = {}) {
   const models = new Map();
   const jobs = new Map();
   const partial = new Map(); // ref -> bytes already downloaded
@@ -50,7 +52,13 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB } = {}) {
   function emit(job, event, data) {
     const ev = { id: String(job.events.length + 1), event, data };
     job.events.push(ev);
-    for (const w of job.watchers) send(w, ev);
+    for (const w of job.watchers) {
+      send(w, ev);
+      if (w.dropAfter && ++w.sent >= w.dropAfter) {
+        job.watchers.delete(w);
+        w.destroy();
+      }
+    }
   }
   function send(res, ev) {
     let s = `id: ${ev.id}\n`;
@@ -201,6 +209,12 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB } = {}) {
       if (!job) return fail(res, 404, 'not_found', 'no such job');
       res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-store' });
       const after = Number(req.headers['last-event-id'] || 0);
+      if (req.headers['last-event-id']) requests.push(`resume ${p} after ${after}`);
+      if (dropStreamAfter && !job.dropped) {
+        job.dropped = true;
+        res.dropAfter = dropStreamAfter;
+        res.sent = 0;
+      }
       for (const ev of job.events.slice(after)) send(res, ev);
       if (job.state === 'running') {
         job.watchers.add(res);

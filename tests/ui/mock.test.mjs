@@ -84,3 +84,21 @@ test('a failed job shows its error text and offers a retry; a bad ref is reporte
     await mock.close();
   }
 });
+
+test('a stream that drops is resumed with Last-Event-ID and the job still completes', { timeout: 60000 }, async () => {
+  const mock = await startMock({ uiDir, dropStreamAfter: 8 });
+  const { page } = browser;
+  try {
+    await page.goto(mock.url);
+    await page.fill('#ref-input', 'hf:test-org/tiny-GGUF:Q4_K_M');
+    await page.click('#pull-btn');
+    const card = jobCard(page, 'tiny-GGUF:Q4_K_M').first();
+    await until('the job to finish', async () => await card.getAttribute('data-state') === 'done', 30000);
+    const resumed = mock.requests.filter((r) => r.startsWith('resume '));
+    assert.equal(resumed.length, 1, mock.requests.join('\n'));
+    assert.match(resumed[0], /after [1-9]/);
+    assert.match(await card.innerText(), /100%/);
+  } finally {
+    await mock.close();
+  }
+});
