@@ -1,15 +1,22 @@
 # Thin wrapper over CMake. `make run` starts the daemon, `make test` runs
-# every test (then the unit tests again under ASan + UBSan).
+# every test (then the unit tests again under ASan + UBSan, then each fuzz
+# target briefly). `make fuzz` runs each fuzz target for FUZZ_SECONDS.
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
 JOBS       ?= $(shell nproc)
+FUZZ_CC      ?= clang-14
+FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build run test test-asan clean
+.PHONY: all deps deps-fuzz build run test test-asan test-fuzz fuzz fuzz-build clean
 
 all: build
 
 deps:
 	@scripts/install-deps
+
+deps-fuzz:
+	@scripts/install-deps fuzz
 
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRBEE_WERROR=ON >/dev/null
@@ -21,6 +28,7 @@ run: build
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-fuzz
 
 test-asan: deps
 	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DRBEE_SANITIZE=ON -DRBEE_WERROR=ON >/dev/null
@@ -28,5 +36,18 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -L unit
 
+# libFuzzer targets (docs/fuzzing.md): clang with ASan + UBSan, new inputs
+# kept in $(BUILD_FUZZ)/fuzz-work, crashes in $(BUILD_FUZZ)/fuzz-artifacts.
+fuzz-build: deps-fuzz
+	@cmake -S . -B $(BUILD_FUZZ) -DCMAKE_C_COMPILER=$(FUZZ_CC) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DRBEE_FUZZ=ON -DRBEE_WERROR=ON >/dev/null
+	@cmake --build $(BUILD_FUZZ) -j $(JOBS) --target fuzz-targets
+
+fuzz: fuzz-build
+	fuzz/run.sh $(BUILD_FUZZ) $(FUZZ_SECONDS)
+
+test-fuzz: fuzz-build
+	ctest --test-dir $(BUILD_FUZZ) --output-on-failure -j $(JOBS) -L fuzz
+
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

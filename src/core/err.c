@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/util.h"
+
 struct err_info {
 	const char *name;
 	const char *text;
@@ -55,6 +57,25 @@ void err_clear(struct err *e)
 	e->msg[0] = '\0';
 }
 
+/*
+ * Messages quote untrusted input and go into log lines and JSON error
+ * bodies, and jansson refuses invalid UTF-8: control bytes and every byte
+ * of a broken sequence (also one cut by the message's size) become '?'.
+ */
+static void err_sanitize(char *msg)
+{
+	unsigned char *p = (unsigned char *)msg;
+	unsigned char *end = p + strlen(msg);
+	while (p < end) {
+		size_t n = utf8_valid_len(p, (size_t)(end - p));
+		if (n == 0 || (n == 1 && (*p < 0x20 || *p == 0x7f))) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}
+
 int err_set(struct err *e, int code, const char *fmt, ...)
 {
 	if (!e)
@@ -63,6 +84,7 @@ int err_set(struct err *e, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
 	va_end(ap);
+	err_sanitize(e->msg);
 	e->code = code;
 	return code;
 }
@@ -79,6 +101,7 @@ int err_prefix(struct err *e, const char *fmt, ...)
 	va_end(ap);
 	snprintf(old, sizeof(old), "%s", err_msg(e));
 	snprintf(e->msg, sizeof(e->msg), "%s: %s", ctx, old);
+	err_sanitize(e->msg);
 	return e->code;
 }
 

@@ -351,11 +351,11 @@ static size_t ref_scheme_len(const char *s)
 int ref_parse(const char *s, struct model_ref *r, struct err *e)
 {
 	memset(r, 0, sizeof(*r));
-	snprintf(r->revision, sizeof(r->revision), "main");
 	if (!s || !s[0])
 		return err_set(e, ERR_UNPROCESSABLE, "model ref '': empty");
 	if (strnlen(s, CAP_REF_LEN + 1) > CAP_REF_LEN)
 		return ref_fail(e, s, "longer than %d bytes", CAP_REF_LEN);
+	snprintf(r->revision, sizeof(r->revision), "main");
 	size_t sl = ref_scheme_len(s);
 	int rc;
 	if (sl == 2 && strncasecmp(s, "hf", 2) == 0) {

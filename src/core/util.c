@@ -120,3 +120,33 @@ int fmt_buf(char *buf, size_t size, const char *fmt, ...)
 		return ERR_TOO_LARGE;
 	return 0;
 }
+
+static size_t utf8_seq_len(unsigned char c)
+{
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return 2;
+	if ((c & 0xf0) == 0xe0)
+		return 3;
+	if (c >= 0xf0 && c <= 0xf4)
+		return 4;
+	return 0;
+}
+
+size_t utf8_valid_len(const unsigned char *s, size_t n)
+{
+	size_t len = n ? utf8_seq_len(s[0]) : 0;
+	if (len == 0 || len > n)
+		return 0;
+	unsigned cp = len == 1 ? s[0] : s[0] & (0x7fu >> len);
+	for (size_t k = 1; k < len; k++) {
+		if ((s[k] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[k] & 0x3fu);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}

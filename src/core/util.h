@@ -29,6 +29,12 @@ int is_hex_lower(const char *s, size_t n);
 /* Writes 2*n lowercase hex digits and a NUL into out. */
 void hex_encode(const unsigned char *in, size_t n, char *out);
 
+/*
+ * Length (1..4) of the valid UTF-8 sequence at s[0..n), or 0 when it is
+ * broken, overlong, a surrogate, past U+10FFFF or cut short by n.
+ */
+size_t utf8_valid_len(const unsigned char *s, size_t n);
+
 /* snprintf that reports truncation: 0, or ERR_TOO_LARGE if it did not fit. */
 int fmt_buf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -202,42 +202,11 @@ static int cur_strlen(struct gguf_cur *c, uint64_t *len, const char *what)
  * UTF-8: control bytes and broken sequences become '?', and a sequence that
  * does not fit whole is dropped. The facts end up in JSON and on terminals.
  */
-static size_t utf8_seq_len(unsigned char c)
-{
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		return 2;
-	if ((c & 0xf0) == 0xe0)
-		return 3;
-	if (c >= 0xf0 && c <= 0xf4)
-		return 4;
-	return 0;
-}
-
-/* Length of the valid UTF-8 sequence at s[0..n), or 0 if it is broken. */
-static size_t utf8_valid_at(const unsigned char *s, size_t n)
-{
-	size_t len = utf8_seq_len(s[0]);
-	if (len == 0 || len > n)
-		return 0;
-	unsigned cp = len == 1 ? s[0] : s[0] & (0x7fu >> len);
-	for (size_t k = 1; k < len; k++) {
-		if ((s[k] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[k] & 0x3fu);
-	}
-	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return len;
-}
-
 static void gguf_copy_text(char *dst, size_t size, const unsigned char *s, size_t n)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < n;) {
-		size_t len = utf8_valid_at(s + i, n - i);
+		size_t len = utf8_valid_len(s + i, n - i);
 		int bad = len == 0 || (len == 1 && (s[i] < 0x20 || s[i] == 0x7f));
 		size_t out = bad ? 1 : len;
 		if (o + out >= size)
