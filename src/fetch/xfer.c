@@ -1358,8 +1358,12 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->eng = eng;
 	x->fd = -1;
 	pthread_mutex_init(&x->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&x->cond, NULL);
-	pthread_cond_init(&x->done_cond, NULL);
+	pthread_cond_init(&x->done_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	x->origin_host = req->origin_host ? xstrdup(req->origin_host) : NULL;
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
 	x->dest = xstrdup(req->dest);
@@ -1404,10 +1408,8 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	atomic_store(&x->a_done, x->done.bytes);
 
 	pthread_mutex_lock(&eng->lock);
-	if (eng->stopping || eng->count >= CAP_XFER_ACTIVE) {
-		rc = eng->stopping ? err_set(e, ERR_SHUTDOWN, "the transfer engine is stopping")
-				   : err_set(e, ERR_TOO_LARGE, "more than %d transfers at once",
-					     CAP_XFER_ACTIVE);
+	if (eng->count >= CAP_XFER_ACTIVE) {
+		rc = err_set(e, ERR_TOO_LARGE, "more than %d transfers at once", CAP_XFER_ACTIVE);
 		pthread_mutex_unlock(&eng->lock);
 		goto fail;
 	}
@@ -1432,7 +1434,26 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 		if (cancel_is_set(x->cancel))
 			atomic_store(&x->cancel_req, 1);
 	}
+	/*
+	 * Checked in the same critical section as the enqueue: the engine thread
+	 * exits only after it has read stopping together with an empty queue.
+	 */
 	pthread_mutex_lock(&eng->lock);
+	if (eng->stopping) {
+		eng->count--;
+		pthread_mutex_unlock(&eng->lock);
+		if (x->watch > 0)
+			cancel_unwatch(x->cancel, x->watch);
+		pthread_mutex_lock(&x->lock);
+		x->net = NET_FAILED;
+		err_set(&x->net_err, ERR_SHUTDOWN, "the transfer engine is stopping");
+		x->eng_gone = 1;
+		pthread_cond_signal(&x->cond);
+		pthread_mutex_unlock(&x->lock);
+		pthread_join(x->helper, NULL);
+		rc = err_set(e, ERR_SHUTDOWN, "the transfer engine is stopping");
+		goto fail;
+	}
 	if (eng->queue_tail)
 		eng->queue_tail->next = x;
 	else
@@ -1464,7 +1485,7 @@ int xfer_wait(struct xfer *x, long timeout_ms)
 			pthread_cond_wait(&x->done_cond, &x->lock);
 	} else {
 		struct timespec dl;
-		clock_gettime(CLOCK_REALTIME, &dl);
+		clock_gettime(CLOCK_MONOTONIC, &dl);
 		dl.tv_sec += timeout_ms / 1000;
 		dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
 		if (dl.tv_nsec >= 1000000000L) {
