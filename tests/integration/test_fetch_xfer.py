@@ -309,6 +309,26 @@ class FetchTest(unittest.TestCase):
         # 6 MiB at 3 MiB/s over all connections: about 2 s, never much faster.
         self.assertGreater(elapsed, 1.5)
 
+    def test_416_discards_the_partial(self):
+        # Resume state says all bytes of the real file are done, but the size
+        # asked for is larger: the next Range starts past the end -> 416.
+        f = self.files["f9.bin"]
+        size = f["size"] + 8192
+        state = os.path.join(self.dir, "state")
+        partial = os.path.join(self.dir, "f9.bin.partial")
+        shutil.copyfile(f["path"], partial)
+        with open(partial, "ab") as out_f:
+            out_f.write(b"\0" * 8192)
+        with open(state, "w") as st:
+            st.write("%s %d\n0 %d\n" % (f["sha256"], size, f["size"]))
+        out, rc, _ = self.run_get("f9.bin", "--size", str(size), "--state-file", state, size=False)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("HTTP 416", out["error"])
+        self.assertIn("partial discarded", out["error"])
+        self.assertEqual([r["status"] for r in self.cdn_body_requests()], [416])
+        self.assertFalse(os.path.exists(partial))
+        self.assertFalse(os.path.exists(state))
+
     # Disk ------------------------------------------------------------------
 
     def test_free_space_checked_before_first_byte(self):
