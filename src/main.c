@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "core/log.h"
+#include "daemon/daemon.h"
 
 struct subcommand {
 	const char *name;
@@ -24,6 +25,7 @@ static int cmd_version(int argc, char **argv)
 
 static const struct subcommand subcommands[] = {
 	{"version", "print the version", cmd_version},
+	{"serve", "run the daemon (HTTP API, jobs, web UI)", daemon_serve_main},
 	{"pull", "download a model, with progress (Ctrl-C cancels)", cli_run},
 	{"ls", "list the models of the catalog", cli_run},
 	{"show", "show a model's files, hashes and GGUF facts", cli_run},

@@ -1,0 +1,59 @@
+/*
+ * daemon: the HTTP server of rbee-hive (DESIGN §5) and the `serve`
+ * subcommand (§6). libmicrohttpd runs behind a small facade (http.h); the
+ * routes are one table (routes.c); the jobs module does the work.
+ *
+ * Threads: libmicrohttpd's listening thread and one thread per connection.
+ * A job stream blocks its own connection thread on the job's event log, so a
+ * slow or vanished watcher costs one thread and never the job; a vanished
+ * peer is noticed within a second. The daemon owns its job registry; the
+ * provisioner is borrowed.
+ */
+#ifndef RBEE_DAEMON_DAEMON_H
+#define RBEE_DAEMON_DAEMON_H
+
+#include <stdint.h>
+
+struct err;
+struct provisioner;
+struct prov_config;
+
+#define DAEMON_DEFAULT_PORT 7835
+
+struct daemon_config {
+	const char *bind;      /* address to listen on; NULL: 127.0.0.1 */
+	int port;              /* 0: an ephemeral port (see daemon_port) */
+	const char *data_root; /* NULL: no persistence (tests) */
+	const char *hub_dir;   /* hub cache folder; NULL: <data_root>/hub */
+	const char *hive_id;   /* NULL: any hive_id accepted */
+	const char *token;     /* bearer token; required to bind beyond loopback */
+	int max_jobs;          /* 0: 2 */
+	int max_connections;   /* 0: CAP_CONNECTIONS */
+	int connection_timeout_s; /* idle HTTP connections; 0: 30 */
+	long keepalive_ms;     /* stream keep-alive comment period; 0: 15000 */
+	int resume;            /* resume interrupted jobs found in the catalog */
+	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */
+	const struct prov_config *prov_cfg;
+};
+
+struct daemon;
+
+/*
+ * Starts serving with prov (borrowed; may be NULL, then downloads fail).
+ * Refuses a non-loopback bind without a token (ERR_INVALID).
+ */
+int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, struct daemon **out,
+		 struct err *e);
+/* The port actually listened on. */
+int daemon_port(const struct daemon *d);
+/*
+ * Stops accepting, answers 503 to new requests, cancels running transfers
+ * (they stay resumable), ends every stream, flushes jobs, and frees d.
+ * NULL is a no-op.
+ */
+void daemon_stop(struct daemon *d);
+
+/* `rbee-hive serve [flags]`: runs until SIGTERM or SIGINT; exit status. */
+int daemon_serve_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,93 @@
+/*
+ * http: the facade over libmicrohttpd used by the routes. A request arrives
+ * as a struct http_req with its raw path split off, its body read (capped at
+ * CAP_REQUEST_BODY) and its path parameters strictly percent-decoded; a
+ * handler answers with exactly one of the http_reply_* calls.
+ *
+ * Every error answer is JSON: {"error":{"code":"not_found","message":"..."}}
+ * with the status of the code (core/err.h).
+ *
+ * A request and its buffers belong to the connection's thread.
+ */
+#ifndef RBEE_DAEMON_HTTP_H
+#define RBEE_DAEMON_HTTP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "daemon/daemon.h"
+
+struct MHD_Connection;
+struct MHD_Daemon;
+struct job_registry;
+
+#define HTTP_MAX_PARAMS 4
+
+struct daemon {
+	/* Set at start, then read-only. */
+	char *bind;
+	int port;
+	char *hive_id;
+	char token_sha[65]; /* SHA-256 of the token, hex; "" when there is none */
+	int any_ip_host;    /* bound to a wildcard address: literal IP hosts are ours */
+	char hostname[256];
+	long keepalive_ms;
+	long max_streams;
+	const struct prov_config *prov_cfg;
+	struct job_registry *jobs;
+	struct MHD_Daemon *mhd;
+
+	atomic_int stopping;
+	atomic_long streams;
+	atomic_ullong requests;
+};
+
+struct http_req {
+	struct daemon *d;
+	struct MHD_Connection *conn;
+	const char *method;
+	char *uri;   /* raw, as received */
+	char *path;  /* raw path (not decoded), points into uri copy */
+	char *query; /* raw query without '?', or NULL */
+	char *body;
+	size_t body_len;
+	int body_too_large;
+	int started;
+	int answered;
+	char *params[HTTP_MAX_PARAMS]; /* decoded path parameters */
+	size_t n_params;
+};
+
+/*
+ * Strict percent-decoding of n bytes of s (no '+' translation unless
+ * plus_space): every '%' must be followed by two hex digits and the result
+ * must not contain NUL. Returns a new string or NULL when malformed.
+ */
+char *http_pct_decode(const char *s, size_t n, int plus_space);
+
+/* A decoded query parameter, or NULL; *bad set when malformed. Caller frees. */
+char *http_query_get(const struct http_req *rq, const char *key, int *bad);
+/* A request header or NULL. */
+const char *http_header(const struct http_req *rq, const char *name);
+
+int http_reply_json(struct http_req *rq, int status, json_t *body); /* steals body */
+int http_reply_error(struct http_req *rq, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* An error from a lower layer: its code and message. */
+int http_reply_err(struct http_req *rq, const struct err *e);
+/* A status and error code name outside core/err.h (405, 501). */
+int http_reply_status(struct http_req *rq, int status, const char *code, const char *msg);
+int http_reply_text(struct http_req *rq, int status, const char *content_type, const char *body,
+		    size_t len, int copy);
+/* The event stream of a job, from after event id last_id. */
+int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id);
+
+/* Route dispatch (routes.c): answers rq. */
+int http_route(struct http_req *rq);
+/* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
+int http_guard(struct http_req *rq, int needs_token);
+int http_route_needs_token(const struct http_req *rq);
+
+#endif

@@ -1,0 +1,328 @@
+/*
+ * routes: the route table of the HTTP API (DESIGN §5) and its handlers.
+ *
+ * A pattern is matched against the raw (still percent-encoded) path one
+ * segment at a time: a literal matches itself, ":" matches one segment and
+ * "*" the rest of the path (for model ids, which hold '/'). Parameters are
+ * decoded strictly after the match; a bad encoding is a 400.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <microhttpd.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/parse.h"
+#include "core/util.h"
+#include "daemon/http.h"
+#include "daemon/ui_assets.h"
+#include "jobs/job.h"
+#include "provision/hfapi.h"
+
+typedef int (*route_fn)(struct http_req *rq);
+
+struct route {
+	const char *method;
+	const char *pattern;
+	route_fn fn;
+};
+
+static int route_submit(struct http_req *rq)
+{
+	const char *ct = http_header(rq, "Content-Type");
+	size_t n = ct ? strcspn(ct, "; \t") : 0;
+	if (!ct || n != strlen("application/json") || strncasecmp(ct, "application/json", n) != 0)
+		return http_reply_error(rq, ERR_MEDIA, "Content-Type must be application/json");
+	if (!rq->body_len)
+		return http_reply_error(rq, ERR_INVALID, "request body is empty: expected a job");
+	struct err e;
+	err_clear(&e);
+	char id[JOB_ID_MAX];
+	if (job_submit_json(rq->d->jobs, rq->body, rq->body_len, id, &e) < 0)
+		return http_reply_err(rq, &e);
+	char url[JOB_ID_MAX + 32];
+	snprintf(url, sizeof(url), "/v1/jobs/%s/stream", id);
+	return http_reply_json(rq, MHD_HTTP_CREATED,
+			       json_pack("{s:s,s:s}", "job_id", id, "sse_url", url));
+}
+
+static int route_jobs(struct http_req *rq)
+{
+	int bad;
+	char *state = http_query_get(rq, "state", &bad);
+	if (bad)
+		return http_reply_error(rq, ERR_INVALID, "query: bad percent-encoding");
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	int rc = job_list_json(rq->d->jobs, state, &o, &e);
+	free(state);
+	return rc < 0 ? http_reply_err(rq, &e) : http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_job(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	if (job_get_json(rq->d->jobs, rq->params[0], &o, &e) < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_stream(struct http_req *rq)
+{
+	uint64_t last = 0;
+	const char *h = http_header(rq, "Last-Event-ID");
+	struct err e;
+	err_clear(&e);
+	if (h && h[0] && parse_u64_str(h, 0, UINT64_MAX / 2, &last, "Last-Event-ID", &e) < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_job_stream(rq, rq->params[0], (unsigned long long)last);
+}
+
+static int route_cancel(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	enum job_state st;
+	int rc = job_cancel(rq->d->jobs, rq->params[0], &st, &e);
+	if (rc == ERR_CONFLICT) {
+		json_t *o = json_pack("{s:{s:s,s:s},s:s,s:s}", "error", "code", err_name(rc), "message",
+				      err_msg(&e), "job_id", rq->params[0], "status",
+				      job_state_name(st));
+		return http_reply_json(rq, err_http_status(rc), o);
+	}
+	if (rc < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_json(rq, MHD_HTTP_OK,
+			       json_pack("{s:s,s:s}", "job_id", rq->params[0], "status", "cancelled"));
+}
+
+static int route_models(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	if (job_models_list_json(rq->d->jobs, &o, &e) < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_model(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	if (job_model_get_json(rq->d->jobs, rq->params[0], &o, &e) < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_model_delete(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	if (job_model_delete(rq->d->jobs, rq->params[0], &o, &e) < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_sources(struct http_req *rq)
+{
+	if (!rq->d->prov_cfg)
+		return http_reply_status(rq, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented",
+					 "repository listings are not available in this daemon");
+	int bad;
+	char *rev = http_query_get(rq, "revision", &bad);
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	int rc;
+	if (bad)
+		rc = err_set(&e, ERR_INVALID, "query: bad percent-encoding");
+	else if ((rc = name_check_hub(rq->params[0], strlen(rq->params[0]), &e)) == 0 &&
+		 (rc = name_check_hub(rq->params[1], strlen(rq->params[1]), &e)) == 0 &&
+		 (!rev || (rc = revision_check(rev, strlen(rev), &e)) == 0))
+		rc = hf_repo_files_json(rq->d->prov_cfg, rq->params[0], rq->params[1], rev, &o, &e);
+	free(rev);
+	if (rc < 0) {
+		if (rc == ERR_INVALID)
+			e.code = ERR_UNPROCESSABLE;
+		return http_reply_err(rq, &e);
+	}
+	return http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_health(struct http_req *rq)
+{
+	static const char ok[] = "ok\n";
+	return http_reply_text(rq, MHD_HTTP_OK, "text/plain; charset=utf-8", ok, sizeof(ok) - 1, 0);
+}
+
+static void metric(char **buf, size_t *len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void metric(char **buf, size_t *len, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = sizeof(line) - 1;
+	*buf = xrealloc(*buf, *len + (size_t)n + 1);
+	memcpy(*buf + *len, line, (size_t)n + 1);
+	*len += (size_t)n;
+}
+
+static int route_metrics(struct http_req *rq)
+{
+	struct job_stats st;
+	job_stats_get(rq->d->jobs, &st);
+	char *b = NULL;
+	size_t n = 0;
+	metric(&b, &n, "# HELP rbee_jobs Jobs kept by the daemon, by state.\n"
+		       "# TYPE rbee_jobs gauge\n");
+	for (int s = 0; s < JOB__STATES; s++)
+		metric(&b, &n, "rbee_jobs{state=\"%s\"} %ld\n", job_state_name((enum job_state)s),
+		       st.by_state[s]);
+	metric(&b, &n, "# HELP rbee_bytes_downloaded_total Bytes downloaded since start.\n"
+		       "# TYPE rbee_bytes_downloaded_total counter\n"
+		       "rbee_bytes_downloaded_total %llu\n",
+	       (unsigned long long)st.bytes_downloaded);
+	metric(&b, &n, "# HELP rbee_active_transfers Downloads running now.\n"
+		       "# TYPE rbee_active_transfers gauge\nrbee_active_transfers %ld\n",
+	       st.active_transfers);
+	metric(&b, &n, "# HELP rbee_streams Job event streams open now.\n"
+		       "# TYPE rbee_streams gauge\nrbee_streams %ld\n",
+	       (long)atomic_load(&rq->d->streams));
+	metric(&b, &n, "# HELP rbee_http_requests_total HTTP requests received.\n"
+		       "# TYPE rbee_http_requests_total counter\nrbee_http_requests_total %llu\n",
+	       (unsigned long long)atomic_load(&rq->d->requests));
+	if (st.catalog_models >= 0) {
+		metric(&b, &n, "# HELP rbee_catalog_models Models in the catalog.\n"
+			       "# TYPE rbee_catalog_models gauge\nrbee_catalog_models %ld\n",
+		       st.catalog_models);
+		metric(&b, &n, "# HELP rbee_catalog_bytes Bytes of the models in the catalog.\n"
+			       "# TYPE rbee_catalog_bytes gauge\nrbee_catalog_bytes %llu\n",
+		       (unsigned long long)st.catalog_bytes);
+	}
+	struct MHD_Response *resp = MHD_create_response_from_buffer(n, b, MHD_RESPMEM_MUST_FREE);
+	if (!resp) {
+		free(b);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	rq->answered = 1;
+	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+static int route_asset(struct http_req *rq)
+{
+	const char *path = strcmp(rq->path, "/") == 0 ? "/index.html" : rq->path;
+	for (const struct ui_asset *a = ui_assets; a->path; a++) {
+		if (strcmp(a->path, path) == 0)
+			return http_reply_text(rq, MHD_HTTP_OK, a->content_type,
+					       (const char *)a->data, a->len, 0);
+	}
+	return http_reply_error(rq, ERR_NOT_FOUND, "no such page: %.200s", rq->path);
+}
+
+static const struct route routes[] = {
+	{"POST", "/v1/jobs", route_submit},
+	{"GET", "/v1/jobs", route_jobs},
+	{"GET", "/v1/jobs/:", route_job},
+	{"DELETE", "/v1/jobs/:", route_cancel},
+	{"GET", "/v1/jobs/:/stream", route_stream},
+	{"POST", "/v1/jobs/:/cancel", route_cancel},
+	{"GET", "/v1/models", route_models},
+	{"GET", "/v1/models/*", route_model},
+	{"DELETE", "/v1/models/*", route_model_delete},
+	{"GET", "/v1/sources/hf/:/:", route_sources},
+	{"GET", "/health", route_health},
+	{"GET", "/metrics", route_metrics},
+};
+
+/*
+ * Matches raw path against pattern; on a match stores the raw parameter
+ * spans in starts/lens and returns their count + 1, else 0.
+ */
+static size_t route_match(const char *pattern, const char *path, const char **starts,
+			  size_t *lens)
+{
+	size_t np = 0;
+	const char *p = pattern, *s = path;
+	while (*p && *s) {
+		if (*p != '/' || *s != '/')
+			return 0;
+		p++;
+		s++;
+		size_t pl = strcspn(p, "/");
+		size_t sl = strcspn(s, "/");
+		if (pl == 1 && *p == '*') {
+			if (*s == 0 || np == HTTP_MAX_PARAMS)
+				return 0;
+			starts[np] = s;
+			lens[np++] = strlen(s);
+			return np + 1;
+		}
+		if (pl == 1 && *p == ':') {
+			if (sl == 0 || np == HTTP_MAX_PARAMS)
+				return 0;
+			starts[np] = s;
+			lens[np++] = sl;
+		} else if (pl != sl || memcmp(p, s, pl) != 0) {
+			return 0;
+		}
+		p += pl;
+		s += sl;
+	}
+	return *p == 0 && *s == 0 ? np + 1 : 0;
+}
+
+int http_route_needs_token(const struct http_req *rq)
+{
+	return strncmp(rq->path, "/v1/", 4) == 0 || strcmp(rq->path, "/v1") == 0 ||
+	       strcmp(rq->path, "/metrics") == 0;
+}
+
+int http_route(struct http_req *rq)
+{
+	const char *method = strcmp(rq->method, "HEAD") == 0 ? "GET" : rq->method;
+	int path_known = 0;
+	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		const char *starts[HTTP_MAX_PARAMS];
+		size_t lens[HTTP_MAX_PARAMS];
+		size_t m = route_match(routes[i].pattern, rq->path, starts, lens);
+		if (!m)
+			continue;
+		path_known = 1;
+		if (strcmp(routes[i].method, method) != 0)
+			continue;
+		for (size_t k = 0; k + 1 < m; k++) {
+			char *v = http_pct_decode(starts[k], lens[k], 0);
+			if (!v)
+				return http_reply_error(rq, ERR_INVALID,
+							"path: bad percent-encoding");
+			rq->params[rq->n_params++] = v;
+		}
+		return routes[i].fn(rq);
+	}
+	if (path_known)
+		return http_reply_status(rq, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+					 "this method is not allowed on this path");
+	if (strcmp(method, "GET") == 0 && !http_route_needs_token(rq))
+		return route_asset(rq);
+	return http_reply_error(rq, ERR_NOT_FOUND, "no route for %.16s %.200s", rq->method,
+				rq->path);
+}

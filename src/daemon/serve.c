@@ -1,0 +1,297 @@
+/*
+ * serve: the `rbee-hive serve` subcommand (DESIGN §6). Parses the flags
+ * through a table, builds the provisioner and the daemon, then waits for
+ * SIGTERM or SIGINT with sigwait() on the main thread (the signals are
+ * blocked in every other thread, which inherit the mask). On a signal it
+ * stops accepting, cancels running transfers (their partials stay for the
+ * resume), flushes the jobs and exits 0; a stop that takes longer than
+ * DAEMON_STOP_BUDGET_MS exits anyway, since the catalog survives a crash.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/parse.h"
+#include "core/util.h"
+#include "daemon/daemon.h"
+#include "provision/hfapi.h"
+#include "provision/provision.h"
+
+#define DAEMON_STOP_BUDGET_MS 1800
+
+struct serve_opts {
+	const char *bind;
+	uint64_t port;
+	const char *data_dir;
+	const char *hf_cache;
+	const char *hive_id;
+	const char *token_file;
+	uint64_t max_jobs;
+	uint64_t connections;
+	uint64_t http_connections;
+	const char *limit_rate;
+	int offline;
+	const char *log_level;
+	const char *port_file;
+	int help;
+};
+
+enum opt_kind { OPT_STR, OPT_U64, OPT_FLAG };
+
+struct serve_flag {
+	const char *name;
+	enum opt_kind kind;
+	size_t off;
+	uint64_t min, max;
+	const char *help;
+};
+
+#define O(f) offsetof(struct serve_opts, f)
+static const struct serve_flag serve_flags[] = {
+	{"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (127.0.0.1)"},
+	{"--port", OPT_U64, O(port), 0, 65535, "N  port (7835; 0 picks a free one)"},
+	{"--data-dir", OPT_STR, O(data_dir), 0, 0, "DIR  data root (catalog, hub cache)"},
+	{"--hf-cache", OPT_STR, O(hf_cache), 0, 0, "DIR  Hugging Face hub cache to share"},
+	{"--hive-id", OPT_STR, O(hive_id), 0, 0, "ID  this hive's id, checked in job requests"},
+	{"--token-file", OPT_STR, O(token_file), 0, 0, "F  bearer token required by the API"},
+	{"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once (2)"},
+	{"--connections", OPT_U64, O(connections), 1, CAP_XFER_CONNECTIONS,
+	 "N  transfer connections per file (8)"},
+	{"--http-connections", OPT_U64, O(http_connections), 8, CAP_CONNECTIONS,
+	 "N  HTTP connections at once (1024)"},
+	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on download rate (40M)"},
+	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only"},
+	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug"},
+	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F"},
+	{"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
+};
+#undef O
+
+static void serve_usage(FILE *f)
+{
+	fprintf(f, "usage: rbee-hive serve [options]\n\noptions:\n");
+	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++)
+		fprintf(f, "  %s %s\n", serve_flags[i].name, serve_flags[i].help);
+}
+
+static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *e)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = NULL;
+		const char *eq = strchr(a, '=');
+		size_t n = eq ? (size_t)(eq - a) : strlen(a);
+		const struct serve_flag *f = NULL;
+		for (size_t k = 0; k < sizeof(serve_flags) / sizeof(serve_flags[0]); k++)
+			if (strlen(serve_flags[k].name) == n && strncmp(serve_flags[k].name, a, n) == 0)
+				f = &serve_flags[k];
+		if (!f)
+			return err_set(e, ERR_INVALID, "unknown option '%.64s'", a);
+		char *field = (char *)o + f->off;
+		if (f->kind == OPT_FLAG) {
+			if (eq)
+				return err_set(e, ERR_INVALID, "%s takes no value", f->name);
+			*(int *)(void *)field = 1;
+			continue;
+		}
+		if (eq)
+			val = eq + 1;
+		else if (i + 1 < argc)
+			val = argv[++i];
+		else
+			return err_set(e, ERR_INVALID, "%s needs a value", f->name);
+		if (f->kind == OPT_STR) {
+			*(const char **)(void *)field = val;
+		} else {
+			int rc = parse_u64_str(val, f->min, f->max, (uint64_t *)(void *)field,
+					       f->name, e);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* The token is the file's first line; it is never logged. */
+static int serve_read_token(const char *path, char **out, struct err *e)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return err_set(e, ERR_INVALID, "--token-file %s: %s", path, strerror(errno));
+	char *buf = xcalloc(1, CAP_TOKEN_LEN + 2);
+	size_t n = fread(buf, 1, CAP_TOKEN_LEN + 1, f);
+	fclose(f);
+	if (n > CAP_TOKEN_LEN) {
+		free(buf);
+		return err_set(e, ERR_INVALID, "--token-file %s: longer than %d bytes", path,
+			       CAP_TOKEN_LEN);
+	}
+	buf[strcspn(buf, "\r\n")] = 0;
+	n = strlen(buf);
+	while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+		buf[--n] = 0;
+	if (n == 0) {
+		free(buf);
+		return err_set(e, ERR_INVALID, "--token-file %s: the file holds no token", path);
+	}
+	*out = buf;
+	return 0;
+}
+
+/* --data-dir, else $RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive, else ~/.cache/rbee-hive. */
+static int serve_data_root(const char *flag, char *buf, size_t size, struct err *e)
+{
+	const char *v;
+	int rc;
+	if (flag && *flag)
+		rc = fmt_buf(buf, size, "%s", flag);
+	else if ((v = getenv("RBEE_HIVE_HOME")) && *v)
+		rc = fmt_buf(buf, size, "%s", v);
+	else if ((v = getenv("XDG_CACHE_HOME")) && *v)
+		rc = fmt_buf(buf, size, "%s/rbee-hive", v);
+	else if ((v = getenv("HOME")) && *v)
+		rc = fmt_buf(buf, size, "%s/.cache/rbee-hive", v);
+	else
+		return err_set(e, ERR_INVALID, "no data folder: set --data-dir or RBEE_HIVE_HOME");
+	if (rc < 0)
+		return err_set(e, ERR_TOO_LARGE, "the data folder path is too long");
+	return 0;
+}
+
+static int serve_write_port_file(const char *path, int port, struct err *e)
+{
+	char *tmp = xasprintf("%s.tmp", path);
+	FILE *f = fopen(tmp, "w");
+	int rc = 0;
+	if (!f || fprintf(f, "%d\n", port) < 0 || fclose(f) != 0 || rename(tmp, path) != 0)
+		rc = err_set(e, ERR_IO, "--port-file %s: %s", path, strerror(errno));
+	free(tmp);
+	return rc;
+}
+
+static void *serve_stop_watchdog(void *arg)
+{
+	(void)arg;
+	sleep_ms(DAEMON_STOP_BUDGET_MS);
+	log_warn("the orderly stop took too long; exiting now (the catalog survives this)");
+	_exit(0);
+	return NULL;
+}
+
+int daemon_serve_main(int argc, char **argv)
+{
+	struct serve_opts o;
+	memset(&o, 0, sizeof(o));
+	o.port = DAEMON_DEFAULT_PORT;
+	struct err e;
+	err_clear(&e);
+	char data_root[4096], hub[4096];
+	char *token = NULL;
+	struct provisioner *prov = NULL;
+	struct daemon *d = NULL;
+	uint64_t limit_rate = 0;
+	int status = 1;
+
+	if (serve_parse(argc, argv, &o, &e) < 0) {
+		fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
+		serve_usage(stderr);
+		return 2;
+	}
+	if (o.help) {
+		serve_usage(stdout);
+		return 0;
+	}
+	if (o.log_level) {
+		enum log_level lvl;
+		if (log_level_parse(o.log_level, &lvl) < 0) {
+			fprintf(stderr, "rbee-hive serve: --log-level '%s': expected error, warn, "
+					"info or debug\n",
+				o.log_level);
+			return 2;
+		}
+		log_set_level(lvl);
+	}
+	if (o.limit_rate && parse_size(o.limit_rate, UINT64_MAX / 2, &limit_rate, "--limit-rate",
+				       &e) < 0) {
+		fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
+		return 2;
+	}
+	if (o.token_file && serve_read_token(o.token_file, &token, &e) < 0)
+		goto fail;
+	if (serve_data_root(o.data_dir, data_root, sizeof(data_root), &e) < 0)
+		goto fail;
+
+	/* Block the stop signals before any thread starts, so only sigwait sees them. */
+	sigset_t stop;
+	sigemptyset(&stop);
+	sigaddset(&stop, SIGTERM);
+	sigaddset(&stop, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	struct prov_config pc = {
+		.data_root = data_root,
+		.hf_cache = o.hf_cache,
+		.offline = o.offline,
+		.connections = (int)o.connections,
+		.limit_rate = limit_rate,
+	};
+	if (provisioner_new(&pc, &prov, &e) < 0)
+		goto fail;
+	if (hf_hub_cache_dir(&pc, hub, sizeof(hub)) < 0) {
+		err_set(&e, ERR_TOO_LARGE, "the hub cache path is too long");
+		goto fail;
+	}
+	struct daemon_config dc = {
+		.bind = o.bind,
+		.port = (int)o.port,
+		.data_root = data_root,
+		.hub_dir = hub,
+		.hive_id = o.hive_id,
+		.token = token,
+		.max_jobs = (int)o.max_jobs,
+		.max_connections = (int)o.http_connections,
+		.resume = 1,
+		.prov_cfg = &pc,
+	};
+	if (daemon_start(&dc, prov, &d, &e) < 0)
+		goto fail;
+	const char *shown = o.bind ? o.bind : "127.0.0.1";
+	int v6 = strchr(shown, ':') != NULL;
+	log_info("listening on http://%s%s%s:%d", v6 ? "[" : "", shown, v6 ? "]" : "",
+		 daemon_port(d));
+	if (o.port_file && serve_write_port_file(o.port_file, daemon_port(d), &e) < 0)
+		goto fail;
+
+	int sig = 0;
+	while (sigwait(&stop, &sig) != 0)
+		;
+	log_info("stopping on signal %d", sig);
+	pthread_t wd;
+	if (pthread_create(&wd, NULL, serve_stop_watchdog, NULL) == 0)
+		pthread_detach(wd);
+	daemon_stop(d);
+	d = NULL;
+	provisioner_free(prov);
+	prov = NULL;
+	log_info("stopped");
+	status = 0;
+	goto out;
+fail:
+	log_error("serve: %s", err_msg(&e));
+	fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
+out:
+	daemon_stop(d);
+	provisioner_free(prov);
+	free(token);
+	return status;
+}

@@ -1,0 +1,373 @@
+/*
+ * server: starting and stopping libmicrohttpd, the access handler that reads
+ * a request (body capped) and hands it to the guard and the route table, and
+ * the job event stream.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "core/util.h"
+#include "daemon/http.h"
+#include "jobs/job.h"
+
+#define DAEMON_STREAM_SLICE_MS 250 /* how often a stream checks its peer */
+#define DAEMON_STACK_SIZE (512 * 1024)
+#define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
+
+/* Called by MHD with the raw URI before unescaping: the request starts here. */
+static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct http_req *rq = xcalloc(1, sizeof(*rq));
+	rq->d = cls;
+	rq->conn = conn;
+	rq->uri = xstrdup(uri ? uri : "/");
+	char *q = strchr(rq->uri, '?');
+	if (q) {
+		*q = 0;
+		rq->query = q + 1;
+	}
+	rq->path = rq->uri;
+	return rq;
+}
+
+static void server_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+			     enum MHD_RequestTerminationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	struct http_req *rq = *req_cls;
+	if (!rq)
+		return;
+	for (size_t i = 0; i < rq->n_params; i++)
+		free(rq->params[i]);
+	free(rq->body);
+	free(rq->uri);
+	free(rq);
+	*req_cls = NULL;
+}
+
+static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, const char *url,
+				     const char *method, const char *version,
+				     const char *upload_data, size_t *upload_data_size,
+				     void **req_cls)
+{
+	(void)url;
+	(void)version;
+	(void)conn;
+	struct daemon *d = cls;
+	struct http_req *rq = *req_cls;
+	if (!rq)
+		return MHD_NO;
+	if (!rq->started) {
+		rq->started = 1;
+		rq->method = method;
+		atomic_fetch_add(&d->requests, 1);
+		if (atomic_load(&d->stopping))
+			return http_reply_error(rq, ERR_SHUTDOWN, "the daemon is shutting down");
+		if (http_guard(rq, http_route_needs_token(rq)) < 0)
+			return MHD_YES;
+		const char *cl = http_header(rq, "Content-Length");
+		if (cl && strtoull(cl, NULL, 10) > CAP_REQUEST_BODY)
+			return http_reply_error(rq, ERR_TOO_LARGE,
+						"request body of %s bytes is over the cap of %d", cl,
+						CAP_REQUEST_BODY);
+		return MHD_YES;
+	}
+	if (rq->answered) {
+		/* An early answer is queued; drop whatever body still arrives. */
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		if (!rq->body_too_large) {
+			if (rq->body_len + *upload_data_size > CAP_REQUEST_BODY) {
+				rq->body_too_large = 1;
+				free(rq->body);
+				rq->body = NULL;
+				rq->body_len = 0;
+			} else {
+				rq->body = xrealloc(rq->body, rq->body_len + *upload_data_size + 1);
+				memcpy(rq->body + rq->body_len, upload_data, *upload_data_size);
+				rq->body_len += *upload_data_size;
+				rq->body[rq->body_len] = 0;
+			}
+		}
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (rq->body_too_large)
+		return http_reply_error(rq, ERR_TOO_LARGE, "request body is over the cap of %d bytes",
+					CAP_REQUEST_BODY);
+	return http_route(rq);
+}
+
+struct sse {
+	struct daemon *d;
+	struct job_watch *w;
+	int fd;
+	char *buf;
+	size_t len, off;
+	int done;
+	int64_t last_send;
+};
+
+static const char *const sse_event_names[] = {
+	[JOB_EV_PROGRESS] = "progress", [JOB_EV_NARRATION] = NULL, [JOB_EV_DATA] = "data",
+	[JOB_EV_DONE] = NULL,           [JOB_EV_ERROR] = NULL,     [JOB_EV_CANCELLED] = NULL,
+};
+
+static void sse_set(struct sse *s, char *text)
+{
+	free(s->buf);
+	s->buf = text;
+	s->len = strlen(text);
+	s->off = 0;
+}
+
+/* 1 when the peer has closed its side or the socket failed. */
+static int sse_peer_gone(const struct sse *s)
+{
+	if (s->fd < 0)
+		return 0;
+	struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
+{
+	(void)pos;
+	struct sse *s = cls;
+	while (s->off == s->len) {
+		if (s->done)
+			return MHD_CONTENT_READER_END_OF_STREAM;
+		if (atomic_load(&s->d->stopping) || sse_peer_gone(s))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		struct job_event ev;
+		int rc = job_watch_next(s->w, DAEMON_STREAM_SLICE_MS, &ev);
+		if (rc < 0)
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (rc == 1) {
+			const char *name = sse_event_names[ev.kind];
+			sse_set(s, xasprintf("id: %llu\n%s%s%sdata: %s\n\n",
+					     (unsigned long long)ev.id, name ? "event: " : "",
+					     name ? name : "", name ? "\n" : "", ev.data));
+			if (job_event_is_terminal(ev.kind))
+				s->done = 1;
+			free(ev.data);
+		} else if (now_ms() - s->last_send >= s->d->keepalive_ms) {
+			sse_set(s, xstrdup(": keep-alive\n\n"));
+		}
+	}
+	size_t n = s->len - s->off;
+	if (n > max)
+		n = max;
+	memcpy(out, s->buf + s->off, n);
+	s->off += n;
+	s->last_send = now_ms();
+	return (ssize_t)n;
+}
+
+static void sse_free(void *cls)
+{
+	struct sse *s = cls;
+	job_watch_close(s->w);
+	atomic_fetch_sub(&s->d->streams, 1);
+	free(s->buf);
+	free(s);
+}
+
+int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id)
+{
+	struct daemon *d = rq->d;
+	if (atomic_fetch_add(&d->streams, 1) >= d->max_streams) {
+		atomic_fetch_sub(&d->streams, 1);
+		return http_reply_error(rq, ERR_RETRY, "%ld streams are open; try again later",
+					d->max_streams);
+	}
+	struct err e;
+	err_clear(&e);
+	struct job_watch *w = NULL;
+	if (job_watch_open(d->jobs, job_id, last_id, &w, &e) < 0) {
+		atomic_fetch_sub(&d->streams, 1);
+		return http_reply_err(rq, &e);
+	}
+	struct sse *s = xcalloc(1, sizeof(*s));
+	s->d = d;
+	s->w = w;
+	s->fd = -1;
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci)
+		s->fd = ci->connect_fd;
+	/* A first comment so that headers and a byte reach the client at once. */
+	sse_set(s, xasprintf(": %s\n\n", job_id));
+	s->last_send = now_ms();
+	struct MHD_Response *resp =
+		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
+	if (!resp) {
+		sse_free(s);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
+	MHD_add_response_header(resp, "Cache-Control", "no-cache");
+	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	rq->answered = 1;
+	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
+	MHD_destroy_response(resp);
+	return r;
+}
+
+static void server_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	(void)cls;
+	char buf[512];
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = 0;
+	log_debug("http: %s", buf);
+}
+
+static int is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	const struct sockaddr_in6 *in6 = (const void *)sa;
+	return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
+}
+
+static int is_wildcard(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr ==
+		       htonl(INADDR_ANY);
+	const struct sockaddr_in6 *in6 = (const void *)sa;
+	return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
+}
+
+int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, struct daemon **out,
+		 struct err *e)
+{
+	*out = NULL;
+	const char *bind = cfg->bind ? cfg->bind : "127.0.0.1";
+	struct sockaddr_storage ss;
+	memset(&ss, 0, sizeof(ss));
+	struct sockaddr_in *in4 = (void *)&ss;
+	struct sockaddr_in6 *in6 = (void *)&ss;
+	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+	if (cfg->port < 0 || cfg->port > 65535)
+		return err_set(e, ERR_INVALID, "port %d: expected 0..65535", cfg->port);
+	if (inet_pton(AF_INET, bind, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)cfg->port);
+	} else if (inet_pton(AF_INET6, bind, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)cfg->port);
+		flags |= MHD_USE_IPv6;
+	} else {
+		return err_set(e, ERR_INVALID, "--bind '%.64s': expected an IPv4 or IPv6 address",
+			       bind);
+	}
+	int loopback = is_loopback((struct sockaddr *)&ss);
+	if (!loopback && !(cfg->token && cfg->token[0]))
+		return err_set(e, ERR_INVALID,
+			       "--bind %s listens beyond this machine: it needs --token-file", bind);
+
+	struct daemon *d = xcalloc(1, sizeof(*d));
+	d->bind = xstrdup(bind);
+	d->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
+	d->any_ip_host = is_wildcard((struct sockaddr *)&ss);
+	if (!loopback && gethostname(d->hostname, sizeof(d->hostname) - 1) != 0)
+		d->hostname[0] = 0;
+	d->keepalive_ms = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : 15000;
+	d->prov_cfg = cfg->prov_cfg;
+	int max_conn = cfg->max_connections > 0 ? cfg->max_connections : CAP_CONNECTIONS;
+	if (max_conn > CAP_CONNECTIONS)
+		max_conn = CAP_CONNECTIONS;
+	/* Streams may not take every connection: the API must still answer. */
+	d->max_streams = max_conn > 2 * DAEMON_STREAM_RESERVE ? max_conn - DAEMON_STREAM_RESERVE
+							       : max_conn / 2;
+	if (d->max_streams > CAP_WATCHERS)
+		d->max_streams = CAP_WATCHERS;
+	if (cfg->token && cfg->token[0]) {
+		struct sha256 h = {0};
+		sha256_init(&h);
+		sha256_update(&h, cfg->token, strlen(cfg->token));
+		sha256_final_hex(&h, d->token_sha);
+		sha256_cleanup(&h);
+	}
+
+	struct job_registry_config jc = {
+		.prov = prov,
+		.data_root = cfg->data_root,
+		.hub_dir = cfg->hub_dir,
+		.hive_id = cfg->hive_id,
+		.max_jobs = cfg->max_jobs,
+		.resume = cfg->resume,
+	};
+	int rc = job_registry_new(&jc, &d->jobs, e);
+	if (rc < 0)
+		goto fail;
+
+	d->mhd = MHD_start_daemon(
+		flags, (uint16_t)cfg->port, NULL, NULL, server_access, d, MHD_OPTION_SOCK_ADDR,
+		(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn,
+		MHD_OPTION_CONNECTION_TIMEOUT,
+		(unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
+		MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE,
+		MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED,
+		server_completed, d, MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, d,
+		MHD_OPTION_END);
+	if (!d->mhd) {
+		rc = err_set(e, ERR_IO, "cannot listen on %s port %d (in use, or not permitted)",
+			     bind, cfg->port);
+		goto fail;
+	}
+	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	d->port = di ? di->port : cfg->port;
+	*out = d;
+	return 0;
+fail:
+	daemon_stop(d);
+	return rc;
+}
+
+int daemon_port(const struct daemon *d) { return d->port; }
+
+void daemon_stop(struct daemon *d)
+{
+	if (!d)
+		return;
+	atomic_store(&d->stopping, 1);
+	if (d->mhd) {
+		/* Stop accepting first; then end the jobs, which ends the streams. */
+		MHD_socket s = MHD_quiesce_daemon(d->mhd);
+		if (s != MHD_INVALID_SOCKET)
+			close(s);
+	}
+	job_registry_shutdown(d->jobs);
+	if (d->mhd)
+		MHD_stop_daemon(d->mhd);
+	job_registry_free(d->jobs);
+	free(d->bind);
+	free(d->hive_id);
+	free(d);
+}

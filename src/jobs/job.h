@@ -1,0 +1,161 @@
+/*
+ * jobs: the job registry of rbee-hive. A job is one operation of the rbee job
+ * protocol (model_download, model_list, model_get, model_delete) with a state,
+ * a cancel token and an event log that any number of watchers read.
+ *
+ * Ownership and threads:
+ * - struct job_registry owns every job, a fixed pool of download workers
+ *   (max_jobs threads), one worker for the quick catalog operations and one
+ *   persistence thread that owns a catalog connection and writes job rows.
+ * - One mutex, registry->lock, guards the job table, every job's fields and
+ *   event log, the queues and the counters. It is never held across I/O,
+ *   SQLite or a provisioner call; provisioner callbacks take it briefly to
+ *   append an event.
+ * - Each job has a condition variable (on registry->lock) that is broadcast
+ *   when an event is appended. Watchers read the shared log by event id; the
+ *   job never waits for a watcher, so a slow or vanished watcher cannot stall
+ *   a transfer.
+ * - Jobs are reference counted: a watcher keeps its job alive after the
+ *   registry prunes it.
+ *
+ * The event log is bounded (CAP_JOB_EVENTS): consecutive progress events are
+ * coalesced into the newest one, and when narration overflows the cap the
+ * oldest non-terminal events are dropped. The terminal event is always kept.
+ */
+#ifndef RBEE_JOBS_JOB_H
+#define RBEE_JOBS_JOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct err;
+struct provisioner;
+
+#define JOB_ID_MAX 32 /* "job-" + 16 hex digits + NUL, with room */
+
+enum job_state {
+	JOB_QUEUED = 0,
+	JOB_RUNNING,
+	JOB_SUCCEEDED,
+	JOB_FAILED,
+	JOB_CANCELLED,
+	JOB_INTERRUPTED,
+	JOB__STATES
+};
+
+/* "queued", "running", ... */
+const char *job_state_name(enum job_state s);
+/* Returns 0 or ERR_INVALID. */
+int job_state_parse(const char *s, enum job_state *out);
+/* 1 for succeeded, failed and cancelled. */
+int job_state_is_final(enum job_state s);
+
+enum job_event_kind {
+	JOB_EV_PROGRESS = 0, /* event: progress, data is the progress JSON */
+	JOB_EV_NARRATION,    /* plain data: line */
+	JOB_EV_DATA,         /* event: data, data is a JSON result */
+	JOB_EV_DONE,         /* data: [DONE] */
+	JOB_EV_ERROR,        /* data: [ERROR] <message> */
+	JOB_EV_CANCELLED,    /* data: [CANCELLED] */
+};
+
+/* 1 for the three terminal kinds. */
+int job_event_is_terminal(enum job_event_kind k);
+
+struct job_event {
+	uint64_t id; /* per job, starting at 1, strictly increasing */
+	enum job_event_kind kind;
+	char *data; /* owned; one line, no newline */
+};
+
+struct job_registry_config {
+	struct provisioner *prov; /* borrowed; shared by all download workers */
+	const char *data_root;    /* catalog location; NULL: no persistence (tests) */
+	const char *hub_dir;      /* hub cache folder; NULL: <data_root>/hub */
+	const char *hive_id;      /* NULL: any hive_id is accepted */
+	int max_jobs;             /* downloads running at once; 0: 2 */
+	int keep_jobs;            /* finished jobs kept; 0: CAP_JOBS_KEPT */
+	int64_t keep_ms;          /* finished jobs older than this are pruned; 0: 7 days */
+	int resume;               /* resume interrupted and queued jobs found in the catalog */
+};
+
+struct job_registry;
+
+int job_registry_new(const struct job_registry_config *cfg, struct job_registry **out,
+		     struct err *e);
+/*
+ * Stops new submissions (ERR_SHUTDOWN), cancels running jobs while keeping
+ * them resumable (state interrupted), wakes every watcher, joins the workers
+ * and flushes job rows. Idempotent.
+ */
+void job_registry_shutdown(struct job_registry *r);
+/* Shuts down if needed and frees. NULL is a no-op. */
+void job_registry_free(struct job_registry *r);
+
+/*
+ * Submits a job from a request body of the rbee job protocol:
+ *   {"operation":"model_download","model":REF[,"hive_id":ID]}
+ *   {"operation":"model_list"} | {"operation":"model_get"|"model_delete","id":ID}
+ * The job starts at once (or waits queued for a free download worker).
+ * Writes the job id into id_out. Returns 0, ERR_INVALID (malformed, wrong
+ * type, unknown key, missing key), ERR_UNPROCESSABLE (unknown operation, bad
+ * ref, foreign hive_id), ERR_TOO_LARGE, ERR_RETRY (too many active jobs) or
+ * ERR_SHUTDOWN, with a message in e.
+ */
+int job_submit_json(struct job_registry *r, const char *body, size_t len,
+		    char id_out[JOB_ID_MAX], struct err *e);
+
+/*
+ * Cancels a queued or running job: 0. An ended job: ERR_CONFLICT, with its
+ * final state in *state. Unknown: ERR_NOT_FOUND. A running transfer stops
+ * within the provisioner's cancel latency; its partial stays resumable.
+ */
+int job_cancel(struct job_registry *r, const char *id, enum job_state *state, struct err *e);
+
+/* One job with its latest progress, as a new JSON object; ERR_NOT_FOUND. */
+int job_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e);
+/* All kept jobs, newest first; filter may be NULL or a state name (ERR_INVALID). */
+int job_list_json(struct job_registry *r, const char *filter, json_t **out, struct err *e);
+
+/*
+ * Watching a job's events. job_watch_open() positions the cursor after
+ * event id last_id (0: from the beginning). Returns ERR_NOT_FOUND for an
+ * unknown job, ERR_RETRY when CAP_WATCHERS watchers are open.
+ */
+struct job_watch;
+int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id,
+		   struct job_watch **out, struct err *e);
+/*
+ * Waits up to timeout_ms for the next event. Returns 1 with *ev filled (the
+ * caller frees ev->data), 0 on timeout, or ERR_SHUTDOWN when the registry
+ * shuts down before another event exists. After a terminal event it returns
+ * 0 on every call.
+ */
+int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev);
+void job_watch_close(struct job_watch *w);
+
+/*
+ * 1 if a queued or running download job may be writing the model with
+ * catalog id model_id (same Hub repo, or a ref that names the id).
+ */
+int job_model_busy(struct job_registry *r, const char *model_id);
+
+/* Catalog resource API, on the calling thread's own catalog connection. */
+int job_models_list_json(struct job_registry *r, json_t **out, struct err *e);
+int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e);
+/* ERR_CONFLICT while a job writes the model; ERR_NOT_FOUND; ERR_CONFLICT if ambiguous. */
+int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e);
+
+struct job_stats {
+	long by_state[JOB__STATES];
+	long active_transfers;    /* running download jobs */
+	uint64_t bytes_downloaded; /* since start, from progress events */
+	long watchers;
+	long catalog_models;   /* -1 when unknown */
+	uint64_t catalog_bytes;
+};
+void job_stats_get(struct job_registry *r, struct job_stats *st);
+
+#endif

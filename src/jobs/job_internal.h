@@ -1,0 +1,111 @@
+/*
+ * job_internal: the structures shared by the files of the jobs module
+ * (registry.c: table, queues, workers, events, watchers; ops.c: the
+ * operation table and its handlers). Not for other modules.
+ *
+ * Every field of struct job and struct job_registry below the config is
+ * guarded by registry->lock unless its comment says otherwise.
+ */
+#ifndef RBEE_JOBS_JOB_INTERNAL_H
+#define RBEE_JOBS_JOB_INTERNAL_H
+
+#include <pthread.h>
+
+#include "core/err.h"
+#include "jobs/job.h"
+
+struct job;
+struct job_persist;
+
+enum job_pool { JOB_POOL_DOWNLOAD = 0, JOB_POOL_QUICK, JOB__POOLS };
+
+struct job_op {
+	const char *name;
+	enum job_pool pool;
+	const char *arg_key; /* request key of the argument ("model", "id") or NULL */
+	/* Runs on a worker thread without the lock; cat is the worker's connection. */
+	int (*run)(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e);
+};
+
+/* NULL when unknown. */
+const struct job_op *job_op_find(const char *name);
+
+struct job {
+	char id[JOB_ID_MAX];    /* immutable */
+	const struct job_op *op; /* immutable */
+	char *arg;               /* immutable: model ref or model id; may be NULL */
+	struct cancel_token *cancel; /* immutable pointer; the token is thread-safe */
+	enum job_state state;
+	int64_t created_ms, updated_ms; /* wall clock */
+	char error[ERR_MSG_MAX];
+	char *progress;  /* latest progress JSON, or NULL */
+	char *model_id;  /* catalog id once known */
+	uint64_t last_bytes; /* bytes_done of the last progress, for the metrics counter */
+	int shutdown_cancel; /* cancelled by shutdown: ends interrupted, not cancelled */
+	int user_cancel;     /* a user asked first: ends cancelled even during shutdown */
+	struct job_event *ev;
+	size_t n_ev, cap_ev;
+	uint64_t next_id;
+	int ended; /* the terminal event is in the log */
+	pthread_cond_t cv; /* broadcast on every appended event */
+	int refs;
+	int linked; /* in the registry table */
+	int dirty;  /* the catalog row is stale */
+	struct job *qnext;
+};
+
+struct job_queue {
+	struct job *head, *tail;
+};
+
+struct job_registry {
+	/* Set once at creation, then read-only. */
+	struct provisioner *prov;
+	char *data_root;
+	char *hub_dir;
+	char *hive_id;
+	int max_jobs;
+	int keep_jobs;
+	int64_t keep_ms;
+
+	pthread_mutex_t lock;
+	pthread_cond_t work_cv;    /* workers wait for queued jobs */
+	pthread_cond_t persist_cv; /* the persistence thread waits for dirty rows */
+	struct job **jobs;         /* oldest first */
+	size_t n_jobs, cap_jobs;
+	struct job_queue queues[JOB__POOLS];
+	int stopping;        /* no submissions; workers and watchers leave */
+	int persist_stop;    /* the persistence thread flushes and leaves */
+	int shut_down;       /* job_registry_shutdown() completed */
+	long watchers;
+	uint64_t bytes_downloaded;
+
+	pthread_t *workers;  /* max_jobs download workers, then the quick worker */
+	int n_workers;
+	pthread_t persister;
+	int persister_started;
+	struct job_persist *persist; /* owned by the persistence thread once it runs */
+};
+
+/* Appends an event; takes ownership of data. Caller holds r->lock. */
+void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind,
+		       char *data);
+/* Takes the lock and appends. */
+void job_append(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data);
+/* Formats a narration line (newlines flattened, capped) and appends it. */
+void job_narrate(struct job_registry *r, struct job *j, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Creates, links and enqueues a job. Caller holds r->lock. */
+struct job *job_create_locked(struct job_registry *r, const struct job_op *op, const char *arg,
+			      const char *id);
+
+/* Submits a job whose op and arg the caller has validated. */
+int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
+	      char id_out[JOB_ID_MAX], struct err *e);
+
+/* Records the latest progress (takes ownership of json) and appends it as an event. */
+void job_set_progress(struct job_registry *r, struct job *j, char *json, uint64_t bytes_done);
+void job_set_model_id(struct job_registry *r, struct job *j, const char *model_id);
+
+#endif

@@ -1,0 +1,292 @@
+/*
+ * ops: the operation table of the rbee job protocol and its handlers, the
+ * strict parsing of a submission, and the catalog resource calls that the
+ * HTTP routes share with the operations.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/caps.h"
+#include "core/cancel.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/ref.h"
+#include "core/util.h"
+#include "jobs/job_internal.h"
+#include "jobs/persist.h"
+#include "provision/provision.h"
+
+/* A result bigger than one event is refused rather than split silently. */
+#define JOB_DATA_MAX (256 * 1024)
+
+struct job_prov_ctx {
+	struct job_registry *r;
+	struct job *j;
+};
+
+static void job_on_progress(void *arg, const struct prov_progress *p)
+{
+	struct job_prov_ctx *cx = arg;
+	json_t *o = json_object();
+	json_set_str(o, "job_id", cx->j->id);
+	json_set_str(o, "state", "running");
+	json_set_str(o, "phase", prov_phase_name(p->phase));
+	json_set_str(o, "file", p->file);
+	json_set_int(o, "files_done", p->files_done);
+	json_set_int(o, "files_total", p->files_total);
+	json_set_int(o, "bytes_done", (long long)p->bytes_done);
+	json_set_int(o, "bytes_total", (long long)p->bytes_total);
+	json_object_set_new(o, "rate_bps", json_real(p->rate_bps));
+	json_object_set_new(o, "eta_s", p->eta_s < 0 ? json_null() : json_real(p->eta_s));
+	char *s = json_dump_compact(o);
+	json_decref(o);
+	job_set_progress(cx->r, cx->j, s, p->bytes_done);
+}
+
+static void job_on_narrate(void *arg, const char *line)
+{
+	struct job_prov_ctx *cx = arg;
+	job_narrate(cx->r, cx->j, "%s", line);
+}
+
+static int op_download(struct job_registry *r, struct job *j, struct job_persist *cat,
+		       struct err *e)
+{
+	(void)cat;
+	if (!r->prov)
+		return err_set(e, ERR_INTERNAL, "no provisioner is configured");
+	struct job_prov_ctx cx = {r, j};
+	struct prov_events ev = {job_on_progress, job_on_narrate, &cx};
+	struct prov_request req = {.ref = j->arg, .job_id = j->id, .cancel = j->cancel, .events = &ev};
+	struct prov_artifact *art = xcalloc(1, sizeof(*art));
+	int rc = provision(r->prov, &req, art, e);
+	if (rc == 0) {
+		job_set_model_id(r, j, art->id);
+		json_t *o = json_pack("{s:s,s:s,s:I}", "id", art->id, "path", art->path, "size",
+				      (json_int_t)art->size);
+		job_append(r, j, JOB_EV_DATA, json_dump_compact(o));
+		json_decref(o);
+		job_narrate(r, j, "model %s is available (%llu bytes)", art->id,
+			    (unsigned long long)art->size);
+	}
+	free(art);
+	return rc;
+}
+
+/* Appends v as one event: data line, or fails when it is over the cap. */
+static int job_append_data(struct job_registry *r, struct job *j, json_t *v, struct err *e)
+{
+	char *s = json_dump_compact(v);
+	if (strlen(s) > JOB_DATA_MAX) {
+		free(s);
+		return err_set(e, ERR_TOO_LARGE, "the result is over %d bytes; use the resource API",
+			       JOB_DATA_MAX);
+	}
+	job_append(r, j, JOB_EV_DATA, s);
+	return 0;
+}
+
+static int op_list(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
+{
+	json_t *models = NULL;
+	int rc = job_persist_models_json(cat, &models, e);
+	if (rc < 0)
+		return rc;
+	job_narrate(r, j, "%zu models in the catalog", json_array_size(models));
+	json_t *o = json_pack("{s:o}", "models", models);
+	rc = job_append_data(r, j, o, e);
+	json_decref(o);
+	return rc;
+}
+
+static int op_get(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
+{
+	json_t *m = NULL;
+	int rc = job_persist_model_json(cat, j->arg, &m, e);
+	if (rc < 0)
+		return rc;
+	rc = job_append_data(r, j, m, e);
+	json_decref(m);
+	return rc;
+}
+
+static int job_delete_on(struct job_registry *r, struct job_persist *cat, const char *query,
+			 json_t **out, struct err *e)
+{
+	json_t *m = NULL;
+	int rc = job_persist_model_json(cat, query, &m, e);
+	if (rc < 0)
+		return rc;
+	const char *id = json_string_value(json_object_get(m, "id"));
+	if (!id) {
+		json_decref(m);
+		return err_set(e, ERR_CORRUPT, "catalog entry for '%.200s' has no id", query);
+	}
+	if (job_model_busy(r, id)) {
+		rc = err_set(e, ERR_CONFLICT, "model %.400s is being written by a running job", id);
+		json_decref(m);
+		return rc;
+	}
+	rc = job_persist_model_delete(cat, id, e);
+	if (rc == 0)
+		*out = json_pack("{s:s,s:s}", "id", id, "status", "deleted");
+	json_decref(m);
+	return rc;
+}
+
+static int op_delete(struct job_registry *r, struct job *j, struct job_persist *cat,
+		     struct err *e)
+{
+	json_t *o = NULL;
+	int rc = job_delete_on(r, cat, j->arg, &o, e);
+	if (rc < 0)
+		return rc;
+	job_narrate(r, j, "deleted %s", json_string_value(json_object_get(o, "id")));
+	rc = job_append_data(r, j, o, e);
+	json_decref(o);
+	return rc;
+}
+
+static const struct job_op job_ops[] = {
+	{"model_download", JOB_POOL_DOWNLOAD, "model", op_download},
+	{"model_list", JOB_POOL_QUICK, NULL, op_list},
+	{"model_get", JOB_POOL_QUICK, "id", op_get},
+	{"model_delete", JOB_POOL_QUICK, "id", op_delete},
+};
+
+const struct job_op *job_op_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(job_ops) / sizeof(job_ops[0]); i++)
+		if (strcmp(job_ops[i].name, name) == 0)
+			return &job_ops[i];
+	return NULL;
+}
+
+/* Printable, bounded text for an id or ref from a request. */
+static int job_text_check(const char *s, const char *what, struct err *e)
+{
+	size_t n = strlen(s);
+	if (n == 0)
+		return err_set(e, ERR_UNPROCESSABLE, "'%s' is empty", what);
+	if (n > CAP_REF_LEN)
+		return err_set(e, ERR_UNPROCESSABLE, "'%s' is longer than %d bytes", what,
+			       CAP_REF_LEN);
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return err_set(e, ERR_UNPROCESSABLE, "'%s' holds a control character",
+				       what);
+	return 0;
+}
+
+int job_submit_json(struct job_registry *r, const char *body, size_t len,
+		    char id_out[JOB_ID_MAX], struct err *e)
+{
+	json_t *req = NULL;
+	int rc = json_parse_strict(body, len, CAP_REQUEST_BODY, &req, e);
+	if (rc < 0)
+		return rc;
+	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
+	const struct json_field fields[] = {
+		{"operation", JF_STRING, 1, &operation},
+		{"model", JF_STRING, 0, &model},
+		{"id", JF_STRING, 0, &id},
+		{"hive_id", JF_STRING, 0, &hive_id},
+	};
+	rc = json_unpack_fields(req, fields, sizeof(fields) / sizeof(fields[0]), "request body", e);
+	if (rc < 0)
+		goto out;
+	const struct job_op *op = job_op_find(operation);
+	if (!op) {
+		rc = err_set(e, ERR_UNPROCESSABLE,
+			     "unknown operation '%.64s': expected model_download, model_list, "
+			     "model_get or model_delete",
+			     operation);
+		goto out;
+	}
+	if (hive_id && r->hive_id && strcmp(hive_id, r->hive_id) != 0) {
+		rc = err_set(e, ERR_UNPROCESSABLE, "hive_id '%.64s' is not this hive ('%.64s')",
+			     hive_id, r->hive_id);
+		goto out;
+	}
+	const char *given[] = {model, id};
+	const char *keys[] = {"model", "id"};
+	const char *arg = NULL;
+	for (int k = 0; k < 2; k++) {
+		int wanted = op->arg_key && strcmp(op->arg_key, keys[k]) == 0;
+		if (wanted && !given[k]) {
+			rc = err_set(e, ERR_INVALID, "request body: %s needs key '%s'", op->name,
+				     keys[k]);
+			goto out;
+		}
+		if (!wanted && given[k]) {
+			rc = err_set(e, ERR_INVALID, "request body: %s takes no key '%s'", op->name,
+				     keys[k]);
+			goto out;
+		}
+		if (wanted)
+			arg = given[k];
+	}
+	if (arg) {
+		rc = job_text_check(arg, op->arg_key, e);
+		if (rc < 0)
+			goto out;
+	}
+	if (model) {
+		struct model_ref *ref = xmalloc(sizeof(*ref));
+		rc = ref_parse(model, ref, e);
+		free(ref);
+		if (rc < 0) {
+			/* A ref that does not parse is well-formed JSON with a bad value. */
+			rc = ERR_UNPROCESSABLE;
+			if (e)
+				e->code = rc;
+			goto out;
+		}
+	}
+	rc = job_start(r, op, arg, id_out, e);
+out:
+	json_decref(req);
+	return rc;
+}
+
+int job_models_list_json(struct job_registry *r, json_t **out, struct err *e)
+{
+	struct job_persist *cat = NULL;
+	*out = NULL;
+	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	if (rc < 0)
+		return rc;
+	json_t *models = NULL;
+	rc = job_persist_models_json(cat, &models, e);
+	job_persist_close(cat);
+	if (rc == 0)
+		*out = json_pack("{s:o}", "models", models);
+	return rc;
+}
+
+int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e)
+{
+	struct job_persist *cat = NULL;
+	*out = NULL;
+	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	if (rc < 0)
+		return rc;
+	rc = job_persist_model_json(cat, id, out, e);
+	job_persist_close(cat);
+	return rc;
+}
+
+int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e)
+{
+	struct job_persist *cat = NULL;
+	*out = NULL;
+	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	if (rc < 0)
+		return rc;
+	rc = job_delete_on(r, cat, id, out, e);
+	job_persist_close(cat);
+	if (rc == 0)
+		log_info("model deleted");
+	return rc;
+}

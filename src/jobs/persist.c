@@ -1,0 +1,219 @@
+/*
+ * persist: every catalog call of the jobs module (see persist.h), and the
+ * conversion of catalog rows to the JSON of the API.
+ */
+#include "jobs/persist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+#include "core/json.h"
+#include "core/util.h"
+#include "store/catalog.h"
+#include "store/layout.h"
+
+struct job_persist {
+	struct catalog *cat;
+	char *hub_dir;
+};
+
+int job_persist_open(const char *data_root, const char *hub_dir, struct job_persist **out,
+		     struct err *e)
+{
+	*out = NULL;
+	if (!data_root)
+		return 0;
+	char *db = xasprintf("%s/catalog.db", data_root);
+	struct catalog *cat = NULL;
+	int rc = catalog_open(db, &cat, e);
+	free(db);
+	if (rc < 0)
+		return rc;
+	struct job_persist *p = xcalloc(1, sizeof(*p));
+	p->cat = cat;
+	p->hub_dir = hub_dir ? xstrdup(hub_dir) : xasprintf("%s/hub", data_root);
+	*out = p;
+	return 0;
+}
+
+void job_persist_close(struct job_persist *p)
+{
+	if (!p)
+		return;
+	catalog_close(p->cat);
+	free(p->hub_dir);
+	free(p);
+}
+
+int job_persist_put(struct job_persist *p, const struct job_row *row, struct err *e)
+{
+	if (!p)
+		return 0;
+	enum catalog_job_state st;
+	if (catalog_job_state_parse(row->state, &st) < 0)
+		return err_set(e, ERR_INTERNAL, "job state '%s' unknown to the catalog", row->state);
+	struct catalog_job j = {
+		.id = (char *)row->id,
+		.operation = (char *)row->operation,
+		.model_ref = (char *)row->arg,
+		.state = st,
+		.created_ms = row->created_ms,
+		.updated_ms = row->updated_ms,
+		.progress_json = (char *)row->progress,
+		.error = (char *)row->error,
+		.result_id = (char *)row->model_id,
+	};
+	return catalog_job_put(p->cat, &j, e);
+}
+
+int job_persist_mark_interrupted(struct job_persist *p, struct err *e)
+{
+	if (!p)
+		return 0;
+	return catalog_jobs_mark_interrupted(p->cat, NULL, NULL, e);
+}
+
+static const char *nonempty(const char *s) { return s && s[0] ? s : NULL; }
+
+int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct job_row *row),
+		     void *arg, struct err *e)
+{
+	if (!p)
+		return 0;
+	struct catalog_job *list = NULL;
+	size_t n = 0;
+	int rc = catalog_job_list(p->cat, 0, 0, &list, &n, e);
+	if (rc < 0)
+		return rc;
+	/* The catalog lists newest first; the registry keeps oldest first. */
+	for (size_t i = n; i-- > 0;) {
+		const struct catalog_job *j = &list[i];
+		struct job_row row = {
+			.id = j->id,
+			.operation = j->operation,
+			.arg = nonempty(j->model_ref),
+			.state = catalog_job_state_name(j->state),
+			.error = nonempty(j->error),
+			.progress = nonempty(j->progress_json),
+			.model_id = nonempty(j->result_id),
+			.created_ms = j->created_ms,
+			.updated_ms = j->updated_ms,
+		};
+		fn(arg, &row);
+	}
+	catalog_job_list_free(list, n);
+	return 0;
+}
+
+int job_persist_prune(struct job_persist *p, int keep, int64_t max_age_ms, struct err *e)
+{
+	if (!p)
+		return 0;
+	size_t removed = 0;
+	return catalog_job_prune(p->cat, max_age_ms, (size_t)(keep > 0 ? keep : 0), &removed, e);
+}
+
+static json_t *model_json(const struct catalog_model *m)
+{
+	json_t *o = json_object();
+	json_set_str(o, "id", m->id);
+	json_set_str(o, "source", catalog_source_name(m->source));
+	json_set_str(o, "repo", m->repo);
+	json_set_str(o, "revision", nonempty(m->revision));
+	json_set_str(o, "commit", nonempty(m->commit));
+	json_set_str(o, "status", catalog_status_name(m->status));
+	json_set_int(o, "size", (long long)m->size);
+	json_set_int(o, "created_ms", m->created_ms);
+	json_set_int(o, "updated_ms", m->updated_ms);
+	json_set_str(o, "error", nonempty(m->error));
+	json_t *files = json_array();
+	for (size_t i = 0; i < m->nfiles; i++)
+		json_array_append_new(files, json_pack("{s:s,s:s,s:I}", "path", m->files[i].path,
+						       "sha256", m->files[i].sha256, "size",
+						       (json_int_t)m->files[i].size));
+	json_object_set_new(o, "files", files);
+	const struct catalog_gguf *g = &m->gguf;
+	json_t *gg = json_object();
+	json_set_str(gg, "architecture", nonempty(g->architecture));
+	json_set_str(gg, "name", nonempty(g->name));
+	json_set_str(gg, "quantization", nonempty(g->quantization));
+	json_set_int(gg, "parameters", (long long)g->parameters);
+	json_set_str(gg, "size_label", nonempty(g->size_label));
+	json_set_int(gg, "context_length", (long long)g->context_length);
+	json_object_set_new(o, "gguf", gg);
+	return o;
+}
+
+int job_persist_models_json(struct job_persist *p, json_t **out, struct err *e)
+{
+	*out = json_array();
+	if (!p)
+		return 0;
+	struct catalog_model *list = NULL;
+	size_t n = 0;
+	int rc = catalog_model_list(p->cat, 0, 0, &list, &n, e);
+	if (rc < 0) {
+		json_decref(*out);
+		*out = NULL;
+		return rc;
+	}
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(*out, model_json(&list[i]));
+	catalog_model_list_free(list, n);
+	return 0;
+}
+
+int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
+			   struct err *e)
+{
+	*out = NULL;
+	if (!p)
+		return err_set(e, ERR_NOT_FOUND, "no model '%.200s' in the catalog", query);
+	struct catalog_model m;
+	memset(&m, 0, sizeof(m));
+	int rc = catalog_model_find(p->cat, query, &m, e);
+	if (rc < 0)
+		return rc;
+	*out = model_json(&m);
+	catalog_model_cleanup(&m);
+	return 0;
+}
+
+int job_persist_model_delete(struct job_persist *p, const char *id, struct err *e)
+{
+	if (!p)
+		return err_set(e, ERR_NOT_FOUND, "no model '%.200s' in the catalog", id);
+	struct catalog_removal rm;
+	memset(&rm, 0, sizeof(rm));
+	int rc = catalog_model_delete(p->cat, id, &rm, e);
+	if (rc < 0)
+		return rc;
+	/* The rows are gone; now the files that no other model uses. */
+	struct layout *l = NULL;
+	rc = layout_open(p->hub_dir, &l, e);
+	if (rc == 0 && rm.repo_dir)
+		rc = layout_remove_model(l, rm.repo_dir, rm.commit, (const char *const *)rm.paths,
+					 rm.npaths, (const char *const *)rm.blobs, rm.nblobs, NULL,
+					 e);
+	layout_free(l);
+	catalog_removal_cleanup(&rm);
+	return rc;
+}
+
+void job_persist_catalog_size(struct job_persist *p, long *models, uint64_t *bytes)
+{
+	*models = -1;
+	*bytes = 0;
+	if (!p)
+		return;
+	struct catalog_model *list = NULL;
+	size_t n = 0;
+	if (catalog_model_list(p->cat, 0, 0, &list, &n, NULL) < 0)
+		return;
+	*models = (long)n;
+	for (size_t i = 0; i < n; i++)
+		*bytes += list[i].size;
+	catalog_model_list_free(list, n);
+}

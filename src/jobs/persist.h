@@ -1,0 +1,64 @@
+/*
+ * persist: every catalog call of the jobs module, in one place. A struct
+ * job_persist is one catalog connection and belongs to the thread that
+ * opened it (the persistence thread, the quick-operation worker, or an HTTP
+ * request thread for the length of one request).
+ *
+ * A NULL connection (no data root, as in unit tests) is valid: writes
+ * succeed without effect, reads find nothing.
+ */
+#ifndef RBEE_JOBS_PERSIST_H
+#define RBEE_JOBS_PERSIST_H
+
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct err;
+struct job_persist;
+
+/*
+ * Opens <data_root>/catalog.db; hub_dir is the hub cache folder (NULL:
+ * <data_root>/hub) from which deleted models' files are removed.
+ * data_root NULL: *out = NULL and 0.
+ */
+int job_persist_open(const char *data_root, const char *hub_dir, struct job_persist **out,
+		     struct err *e);
+void job_persist_close(struct job_persist *p);
+
+/* One job as the catalog keeps it. Strings are borrowed. */
+struct job_row {
+	const char *id;
+	const char *operation;
+	const char *arg;      /* model ref or model id; may be NULL */
+	const char *state;    /* job_state_name() */
+	const char *error;    /* may be NULL */
+	const char *progress; /* latest progress JSON; may be NULL */
+	const char *model_id; /* catalog id once known; may be NULL */
+	int64_t created_ms;
+	int64_t updated_ms;
+};
+
+int job_persist_put(struct job_persist *p, const struct job_row *row, struct err *e);
+/* Marks every running job interrupted (done at start, after a crash or not). */
+int job_persist_mark_interrupted(struct job_persist *p, struct err *e);
+/* Calls fn for each kept job, oldest first. */
+int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct job_row *row),
+		     void *arg, struct err *e);
+/* Drops finished jobs beyond keep (newest kept) or not updated for max_age_ms. */
+int job_persist_prune(struct job_persist *p, int keep, int64_t max_age_ms, struct err *e);
+
+/* The catalog's models as a JSON array of model objects. */
+int job_persist_models_json(struct job_persist *p, json_t **out, struct err *e);
+/*
+ * Resolves a user's id or unambiguous ref to one model: ERR_NOT_FOUND,
+ * ERR_CONFLICT when ambiguous. *out is the model object.
+ */
+int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
+			   struct err *e);
+/* Deletes the model with catalog id id (files no other model uses go too). */
+int job_persist_model_delete(struct job_persist *p, const char *id, struct err *e);
+/* Model count and bytes; -1 when unknown. */
+void job_persist_catalog_size(struct job_persist *p, long *models, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,527 @@
+/*
+ * The HTTP API in process: the daemon on an ephemeral loopback port with the
+ * fake provisioner, driven with libcurl. Status codes of the job protocol,
+ * the SSE framing, replay with Last-Event-ID, the error shape, Host, Origin
+ * and token checks, cancel, many streams at once.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "core/err.h"
+#include "core/util.h"
+#include "daemon/daemon.h"
+#include "fake_provisioner.h"
+
+struct fixture {
+	struct fake_prov fp;
+	struct daemon *d;
+	int port;
+};
+
+struct buf {
+	char *p;
+	size_t n;
+};
+
+static size_t buf_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct buf *b = arg;
+	size_t n = size * nmemb;
+	b->p = xrealloc(b->p, b->n + n + 1);
+	memcpy(b->p + b->n, data, n);
+	b->n += n;
+	b->p[b->n] = 0;
+	return n;
+}
+
+static struct fixture *start(const char *token)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	fake_prov_init(&f->fp);
+	struct daemon_config cfg = {.port = 0, .token = token, .keepalive_ms = 200};
+	struct err e;
+	err_clear(&e);
+	if (daemon_start(&cfg, &f->fp.base, &f->d, &e) != 0)
+		fail_msg("daemon_start: %s", e.msg);
+	f->port = daemon_port(f->d);
+	assert_true(f->port > 0);
+	return f;
+}
+
+static int setup(void **state)
+{
+	*state = start(NULL);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	daemon_stop(f->d);
+	free(f);
+	return 0;
+}
+
+/*
+ * One request. headers is NULL-terminated (may be NULL). Returns the status;
+ * *body (may be NULL) receives the answer (free it).
+ */
+static long req(struct fixture *f, const char *method, const char *path, const char *const *headers,
+		const char *data, char **body)
+{
+	CURL *c = curl_easy_init();
+	char url[2048];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->port, path);
+	struct buf b = {0};
+	struct curl_slist *h = NULL;
+	for (size_t i = 0; headers && headers[i]; i++)
+		h = curl_slist_append(h, headers[i]);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+	curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+	if (data) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, data);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(data));
+	}
+	CURLcode rc = curl_easy_perform(c);
+	long status = 0;
+	if (rc == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	curl_easy_cleanup(c);
+	if (body)
+		*body = b.p ? b.p : xstrdup("");
+	else
+		free(b.p);
+	return status;
+}
+
+static const char *const json_ct[] = {"Content-Type: application/json", NULL};
+
+/* Checks the error shape and returns its code. */
+static void expect_error(const char *body, const char *code)
+{
+	json_error_t je;
+	json_t *o = json_loads(body, 0, &je);
+	if (!o)
+		fail_msg("not JSON: %s", body);
+	json_t *err = json_object_get(o, "error");
+	assert_true(json_is_object(err));
+	assert_string_equal(json_string_value(json_object_get(err, "code")), code);
+	assert_true(json_string_length(json_object_get(err, "message")) > 0);
+	json_decref(o);
+}
+
+static void expect(struct fixture *f, const char *method, const char *path,
+		   const char *const *headers, const char *data, long status, const char *code)
+{
+	char *body;
+	long got = req(f, method, path, headers, data, &body);
+	if (got != status)
+		fail_msg("%s %s: status %ld, want %ld: %s", method, path, got, status, body);
+	if (code)
+		expect_error(body, code);
+	free(body);
+}
+
+static void submit(struct fixture *f, const char *ref, char *id, size_t size)
+{
+	char data[256], *body;
+	snprintf(data, sizeof(data), "{\"operation\":\"model_download\",\"model\":\"%s\"}", ref);
+	long st = req(f, "POST", "/v1/jobs", json_ct, data, &body);
+	if (st != 201)
+		fail_msg("submit: %ld %s", st, body);
+	json_t *o = json_loads(body, 0, NULL);
+	assert_non_null(o);
+	snprintf(id, size, "%s", json_string_value(json_object_get(o, "job_id")));
+	char want[128];
+	snprintf(want, sizeof(want), "/v1/jobs/%s/stream", id);
+	assert_string_equal(json_string_value(json_object_get(o, "sse_url")), want);
+	json_decref(o);
+	free(body);
+}
+
+static char *job_state(struct fixture *f, const char *id)
+{
+	char path[128], *body;
+	snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+	assert_int_equal(req(f, "GET", path, NULL, NULL, &body), 200);
+	json_t *o = json_loads(body, 0, NULL);
+	free(body);
+	char *s = xstrdup(json_string_value(json_object_get(o, "state")));
+	json_decref(o);
+	return s;
+}
+
+static void wait_state(struct fixture *f, const char *id, const char *want)
+{
+	int64_t end = now_ms() + 5000;
+	for (;;) {
+		char *s = job_state(f, id);
+		int ok = strcmp(s, want) == 0;
+		if (!ok && now_ms() > end)
+			fail_msg("job %s: %s, want %s", id, s, want);
+		free(s);
+		if (ok)
+			return;
+		sleep_ms(5);
+	}
+}
+
+static void test_health_and_ui(void **state)
+{
+	struct fixture *f = *state;
+	char *body;
+	assert_int_equal(req(f, "GET", "/health", NULL, NULL, &body), 200);
+	assert_string_equal(body, "ok\n");
+	free(body);
+	assert_int_equal(req(f, "GET", "/", NULL, NULL, &body), 200);
+	assert_true(strlen(body) > 0);
+	free(body);
+	assert_int_equal(req(f, "GET", "/index.html", NULL, NULL, NULL), 200);
+	expect(f, "GET", "/nope.js", NULL, NULL, 404, "not_found");
+	expect(f, "GET", "/v1/nothing", NULL, NULL, 404, "not_found");
+	expect(f, "PUT", "/v1/jobs", NULL, NULL, 405, "method_not_allowed");
+}
+
+static void test_submit_errors(void **state)
+{
+	struct fixture *f = *state;
+	const char *const form[] = {"Content-Type: application/x-www-form-urlencoded", NULL};
+	expect(f, "POST", "/v1/jobs", form, "{\"operation\":\"model_list\"}", 415,
+	       "unsupported_media_type");
+	expect(f, "POST", "/v1/jobs", json_ct, "{\"operation\":", 400, "bad_request");
+	expect(f, "POST", "/v1/jobs", json_ct, "{\"operation\":7}", 400, "bad_request");
+	expect(f, "POST", "/v1/jobs", json_ct, "{\"operation\":\"model_list\",\"zzz\":1}", 400,
+	       "bad_request");
+	expect(f, "POST", "/v1/jobs", json_ct, "{\"operation\":\"format_disk\"}", 422,
+	       "unprocessable");
+	expect(f, "POST", "/v1/jobs", json_ct,
+	       "{\"operation\":\"model_download\",\"model\":\"../../../etc/passwd\"}", 422,
+	       "unprocessable");
+	expect(f, "POST", "/v1/jobs", json_ct, "", 400, "bad_request");
+	size_t big = 70 * 1024;
+	char *huge = xmalloc(big + 1);
+	memset(huge, ' ', big);
+	huge[big] = 0;
+	huge[0] = '{';
+	expect(f, "POST", "/v1/jobs", json_ct, huge, 413, "too_large");
+	free(huge);
+	/* The daemon still serves after all of that. */
+	expect(f, "GET", "/health", NULL, NULL, 200, NULL);
+}
+
+static void test_unknown_ids(void **state)
+{
+	struct fixture *f = *state;
+	expect(f, "GET", "/v1/jobs/job-0123456789abcdef", NULL, NULL, 404, "not_found");
+	expect(f, "GET", "/v1/jobs/job-0123456789abcdef/stream", NULL, NULL, 404, "not_found");
+	expect(f, "POST", "/v1/jobs/job-0123456789abcdef/cancel", NULL, NULL, 404, "not_found");
+	expect(f, "DELETE", "/v1/jobs/job-0123456789abcdef", NULL, NULL, 404, "not_found");
+	expect(f, "GET", "/v1/jobs/job-%zz", NULL, NULL, 400, "bad_request");
+	expect(f, "GET", "/v1/jobs/job-%00", NULL, NULL, 400, "bad_request");
+	expect(f, "GET", "/v1/jobs?state=bogus", NULL, NULL, 400, "bad_request");
+	expect(f, "GET", "/v1/models/hf%3Aa%2Fb%3Ac.gguf", NULL, NULL, 404, "not_found");
+	expect(f, "DELETE", "/v1/models/hf:a/b:c.gguf", NULL, NULL, 404, "not_found");
+	char *body;
+	assert_int_equal(req(f, "GET", "/v1/models", NULL, NULL, &body), 200);
+	assert_string_equal(body, "{\"models\":[]}\n");
+	free(body);
+	expect(f, "GET", "/v1/sources/hf/acme/model", NULL, NULL, 501, "not_implemented");
+}
+
+static void test_stream_and_replay(void **state)
+{
+	struct fixture *f = *state;
+	char id[64], path[128], *body;
+	submit(f, "acme/ok-stream", id, sizeof(id));
+	snprintf(path, sizeof(path), "/v1/jobs/%s/stream", id);
+	assert_int_equal(req(f, "GET", path, NULL, NULL, &body), 200);
+	assert_non_null(strstr(body, "event: progress\ndata: {\"job_id\":\""));
+	assert_non_null(strstr(body, "\"phase\":\"downloading\""));
+	assert_non_null(strstr(body, "id: 1\ndata: job "));
+	assert_non_null(strstr(body, "event: data\ndata: {\"id\":\"hf:acme/ok-stream:"));
+	const char *done = strstr(body, "data: [DONE]\n\n");
+	assert_non_null(done);
+	assert_string_equal(done, "data: [DONE]\n\n");
+	/* Exactly one terminal line. */
+	assert_null(strstr(body, "[ERROR]"));
+	assert_null(strstr(body, "[CANCELLED]"));
+	/* Every event has an id; the last id is the terminal one. */
+	const char *last_id = NULL;
+	for (const char *p = strstr(body, "\nid: "); p; p = strstr(p + 1, "\nid: "))
+		last_id = p + 5;
+	assert_non_null(last_id);
+	unsigned long long lid = strtoull(last_id, NULL, 10);
+	free(body);
+
+	char hdr[64];
+	snprintf(hdr, sizeof(hdr), "Last-Event-ID: %llu", lid - 1);
+	const char *const h[] = {hdr, NULL};
+	assert_int_equal(req(f, "GET", path, h, NULL, &body), 200);
+	char want[64];
+	snprintf(want, sizeof(want), "id: %llu\ndata: [DONE]\n\n", lid);
+	assert_non_null(strstr(body, want));
+	assert_null(strstr(body, "event: "));
+	free(body);
+	const char *const bad[] = {"Last-Event-ID: x1", NULL};
+	expect(f, "GET", path, bad, NULL, 400, "bad_request");
+
+	char *s = job_state(f, id);
+	assert_string_equal(s, "succeeded");
+	free(s);
+	assert_int_equal(req(f, "GET", "/v1/jobs?state=succeeded", NULL, NULL, &body), 200);
+	assert_non_null(strstr(body, id));
+	free(body);
+	assert_int_equal(req(f, "GET", "/metrics", NULL, NULL, &body), 200);
+	assert_non_null(strstr(body, "rbee_jobs{state=\"succeeded\"} 1\n"));
+	assert_non_null(strstr(body, "rbee_bytes_downloaded_total 20000\n"));
+	free(body);
+}
+
+static void test_cancel(void **state)
+{
+	struct fixture *f = *state;
+	char id[64], path[128], *body;
+	submit(f, "acme/wait-cancel", id, sizeof(id));
+	wait_state(f, id, "running");
+	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
+	int64_t t0 = now_ms();
+	assert_int_equal(req(f, "POST", path, NULL, NULL, &body), 200);
+	json_t *o = json_loads(body, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(o, "status")), "cancelled");
+	assert_string_equal(json_string_value(json_object_get(o, "job_id")), id);
+	json_decref(o);
+	free(body);
+	wait_state(f, id, "cancelled");
+	assert_true(now_ms() - t0 < 500);
+	assert_int_equal(req(f, "POST", path, NULL, NULL, &body), 409);
+	expect_error(body, "conflict");
+	o = json_loads(body, 0, NULL);
+	assert_string_equal(json_string_value(json_object_get(o, "status")), "cancelled");
+	json_decref(o);
+	free(body);
+	snprintf(path, sizeof(path), "/v1/jobs/%s", id);
+	expect(f, "DELETE", path, NULL, NULL, 409, "conflict");
+	snprintf(path, sizeof(path), "/v1/jobs/%s/stream", id);
+	assert_int_equal(req(f, "GET", path, NULL, NULL, &body), 200);
+	assert_non_null(strstr(body, "data: [CANCELLED]\n\n"));
+	free(body);
+}
+
+/* Streams opened before the cancel end with [CANCELLED]; the API keeps answering. */
+static void test_many_streams(void **state)
+{
+	struct fixture *f = *state;
+	char id[64], path[256];
+	submit(f, "acme/wait-many", id, sizeof(id));
+	snprintf(path, sizeof(path), "http://127.0.0.1:%d/v1/jobs/%s/stream", f->port, id);
+	enum { N = 40 };
+	CURLM *m = curl_multi_init();
+	CURL *c[N];
+	struct buf b[N];
+	memset(b, 0, sizeof(b));
+	for (int i = 0; i < N; i++) {
+		c[i] = curl_easy_init();
+		curl_easy_setopt(c[i], CURLOPT_URL, path);
+		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, buf_write);
+		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, &b[i]);
+		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 10000L);
+		curl_multi_add_handle(m, c[i]);
+	}
+	int running = N;
+	int64_t t0 = now_ms();
+	while (now_ms() - t0 < 300) {
+		curl_multi_perform(m, &running);
+		curl_multi_poll(m, NULL, 0, 20, NULL);
+	}
+	expect(f, "GET", "/health", NULL, NULL, 200, NULL);
+	char cpath[128];
+	snprintf(cpath, sizeof(cpath), "/v1/jobs/%s", id);
+	expect(f, "DELETE", cpath, NULL, NULL, 200, NULL);
+	while (running && now_ms() - t0 < 8000) {
+		curl_multi_perform(m, &running);
+		curl_multi_poll(m, NULL, 0, 20, NULL);
+	}
+	assert_int_equal(running, 0);
+	for (int i = 0; i < N; i++) {
+		assert_non_null(b[i].p);
+		assert_non_null(strstr(b[i].p, "data: [CANCELLED]\n\n"));
+		assert_non_null(strstr(b[i].p, "event: progress"));
+		curl_multi_remove_handle(m, c[i]);
+		curl_easy_cleanup(c[i]);
+		free(b[i].p);
+	}
+	curl_multi_cleanup(m);
+}
+
+/* A watcher that goes away mid-stream costs nothing to the job or the daemon. */
+static void test_vanished_watcher(void **state)
+{
+	struct fixture *f = *state;
+	char id[64], path[128];
+	submit(f, "acme/wait-vanish", id, sizeof(id));
+	snprintf(path, sizeof(path), "/v1/jobs/%s/stream", id);
+	CURL *c = curl_easy_init();
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->port, path);
+	struct buf b = {0};
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 300L);
+	assert_int_equal(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
+	curl_easy_cleanup(c);
+	assert_non_null(strstr(b.p, "event: progress"));
+	free(b.p);
+	/* The stream count drops once the daemon notices the peer is gone. */
+	int64_t end = now_ms() + 3000;
+	char *body = NULL;
+	for (;;) {
+		assert_int_equal(req(f, "GET", "/metrics", NULL, NULL, &body), 200);
+		int gone = strstr(body, "rbee_streams 0\n") != NULL;
+		free(body);
+		if (gone)
+			break;
+		if (now_ms() > end)
+			fail_msg("the vanished watcher's stream is still open");
+		sleep_ms(50);
+	}
+	char *s = job_state(f, id);
+	assert_string_equal(s, "running");
+	free(s);
+	char cpath[128];
+	snprintf(cpath, sizeof(cpath), "/v1/jobs/%s/cancel", id);
+	expect(f, "POST", cpath, NULL, NULL, 200, NULL);
+}
+
+/* A quiet stream (a job waiting in the queue) gets keep-alive comments. */
+static void test_keepalive(void **state)
+{
+	struct fixture *f = *state;
+	char a[64], b2[64], q[64], path[128];
+	submit(f, "acme/wait-k1", a, sizeof(a));
+	submit(f, "acme/wait-k2", b2, sizeof(b2));
+	submit(f, "acme/wait-k3", q, sizeof(q));
+	wait_state(f, a, "running");
+	wait_state(f, b2, "running");
+	char *s = job_state(f, q);
+	assert_string_equal(s, "queued");
+	free(s);
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/jobs/%s/stream", f->port, q);
+	CURL *c = curl_easy_init();
+	struct buf b = {0};
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 700L);
+	assert_int_equal(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
+	curl_easy_cleanup(c);
+	assert_non_null(b.p);
+	assert_non_null(strstr(b.p, ": keep-alive\n\n"));
+	assert_null(strstr(b.p, "event: progress"));
+	free(b.p);
+	const char *ids[] = {q, a, b2};
+	for (int i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "/v1/jobs/%s", ids[i]);
+		expect(f, "DELETE", path, NULL, NULL, 200, NULL);
+	}
+}
+
+static void test_host_and_origin(void **state)
+{
+	struct fixture *f = *state;
+	const char *const evil_host[] = {"Host: evil.example:1234", NULL};
+	expect(f, "GET", "/v1/jobs", evil_host, NULL, 403, "forbidden");
+	char other_port[64];
+	snprintf(other_port, sizeof(other_port), "Host: 127.0.0.1:%d", f->port + 1);
+	const char *const wrong_port[] = {other_port, NULL};
+	expect(f, "GET", "/health", wrong_port, NULL, 403, "forbidden");
+	char lh[64];
+	snprintf(lh, sizeof(lh), "Host: localhost:%d", f->port);
+	const char *const localhost[] = {lh, NULL};
+	expect(f, "GET", "/health", localhost, NULL, 200, NULL);
+
+	const char *const foreign[] = {"Content-Type: application/json",
+				       "Origin: http://evil.example", NULL};
+	expect(f, "POST", "/v1/jobs", foreign, "{\"operation\":\"model_list\"}", 403, "forbidden");
+	/* Reading from a foreign origin is not a change of state. */
+	expect(f, "GET", "/health", foreign, NULL, 200, NULL);
+	char own[96];
+	snprintf(own, sizeof(own), "Origin: http://127.0.0.1:%d", f->port);
+	const char *const same[] = {"Content-Type: application/json", own, NULL};
+	expect(f, "POST", "/v1/jobs", same, "{\"operation\":\"model_list\"}", 201, NULL);
+}
+
+static void test_token(void **state)
+{
+	(void)state;
+	struct fixture *f = start("s3cret-token");
+	expect(f, "GET", "/v1/jobs", NULL, NULL, 401, "unauthorized");
+	const char *const wrong[] = {"Authorization: Bearer s3cret-tokeN", NULL};
+	expect(f, "GET", "/v1/jobs", wrong, NULL, 401, "unauthorized");
+	const char *const basic[] = {"Authorization: Basic czNjcmV0", NULL};
+	expect(f, "GET", "/metrics", basic, NULL, 401, "unauthorized");
+	const char *const right[] = {"Authorization: Bearer s3cret-token", NULL};
+	expect(f, "GET", "/v1/jobs", right, NULL, 200, NULL);
+	expect(f, "GET", "/health", NULL, NULL, 200, NULL);
+	daemon_stop(f->d);
+	free(f);
+
+	struct daemon *d = NULL;
+	struct err e;
+	err_clear(&e);
+	struct daemon_config open_cfg = {.bind = "0.0.0.0", .port = 0};
+	assert_int_equal(daemon_start(&open_cfg, NULL, &d, &e), ERR_INVALID);
+	assert_non_null(strstr(e.msg, "--token-file"));
+	struct daemon_config bad_cfg = {.bind = "not-an-address", .port = 0};
+	assert_int_equal(daemon_start(&bad_cfg, NULL, &d, &e), ERR_INVALID);
+}
+
+static void test_stop_ends_streams(void **state)
+{
+	(void)state;
+	struct fixture *f = start(NULL);
+	char id[64];
+	submit(f, "acme/wait-stop", id, sizeof(id));
+	wait_state(f, id, "running");
+	int64_t t0 = now_ms();
+	daemon_stop(f->d);
+	assert_true(now_ms() - t0 < 2000);
+	free(f);
+}
+
+int main(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_health_and_ui, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_submit_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_ids, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stream_and_replay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_many_streams, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_vanished_watcher, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_host_and_origin, setup, teardown),
+		cmocka_unit_test(test_token),
+		cmocka_unit_test(test_stop_ends_streams),
+	};
+	int rc = cmocka_run_group_tests(tests, NULL, NULL);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,449 @@
+/*
+ * Job registry: states, the event log and its replay by id, fan-out to
+ * several watchers, cancellation of queued and running jobs, the max-jobs
+ * bound, shutdown, bad submissions. Uses the fake provisioner.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "fake_provisioner.h"
+#include "jobs/job.h"
+
+#define WAIT_MS 5000
+
+struct fixture {
+	struct fake_prov fp;
+	struct job_registry *r;
+};
+
+static int setup_n(void **state, int max_jobs)
+{
+	struct fixture *f = xcalloc(1, sizeof(*f));
+	fake_prov_init(&f->fp);
+	struct job_registry_config cfg = {.prov = &f->fp.base, .max_jobs = max_jobs};
+	struct err e;
+	err_clear(&e);
+	assert_int_equal(job_registry_new(&cfg, &f->r, &e), 0);
+	*state = f;
+	return 0;
+}
+
+static int setup(void **state) { return setup_n(state, 2); }
+static int setup_one(void **state) { return setup_n(state, 1); }
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	job_registry_free(f->r);
+	free(f);
+	return 0;
+}
+
+static void submit(struct job_registry *r, const char *body, char id[JOB_ID_MAX])
+{
+	struct err e;
+	err_clear(&e);
+	int rc = job_submit_json(r, body, strlen(body), id, &e);
+	if (rc != 0)
+		fail_msg("submit %s: %d %s", body, rc, e.msg);
+}
+
+static void download(struct job_registry *r, const char *ref, char id[JOB_ID_MAX])
+{
+	char body[256];
+	snprintf(body, sizeof(body), "{\"operation\":\"model_download\",\"model\":\"%s\"}", ref);
+	submit(r, body, id);
+}
+
+static const char *state_of(struct job_registry *r, const char *id, char *buf, size_t size)
+{
+	json_t *o = NULL;
+	struct err e;
+	assert_int_equal(job_get_json(r, id, &o, &e), 0);
+	snprintf(buf, size, "%s", json_string_value(json_object_get(o, "state")));
+	json_decref(o);
+	return buf;
+}
+
+static void wait_state(struct job_registry *r, const char *id, const char *want)
+{
+	char buf[32];
+	int64_t end = now_ms() + WAIT_MS;
+	while (strcmp(state_of(r, id, buf, sizeof(buf)), want) != 0) {
+		if (now_ms() > end)
+			fail_msg("job %s: state %s, want %s", id, buf, want);
+		sleep_ms(2);
+	}
+}
+
+/* Reads every event until the terminal one; returns the count, fills last. */
+static int read_all(struct job_registry *r, const char *id, uint64_t after, uint64_t *first_id,
+		    struct job_event *last, int *progress, int *data)
+{
+	struct job_watch *w = NULL;
+	struct err e;
+	assert_int_equal(job_watch_open(r, id, after, &w, &e), 0);
+	int n = 0;
+	uint64_t prev = after;
+	*progress = *data = 0;
+	memset(last, 0, sizeof(*last));
+	int64_t end = now_ms() + WAIT_MS;
+	for (;;) {
+		struct job_event ev;
+		int rc = job_watch_next(w, 100, &ev);
+		assert_true(rc >= 0);
+		if (now_ms() > end)
+			fail_msg("no terminal event within %d ms", WAIT_MS);
+		if (rc == 0)
+			continue;
+		assert_true(ev.id > prev);
+		if (n == 0 && first_id)
+			*first_id = ev.id;
+		prev = ev.id;
+		n++;
+		*progress += ev.kind == JOB_EV_PROGRESS;
+		*data += ev.kind == JOB_EV_DATA;
+		free(last->data);
+		*last = ev;
+		if (job_event_is_terminal(ev.kind))
+			break;
+	}
+	struct job_event extra;
+	assert_int_equal(job_watch_next(w, 10, &extra), 0);
+	job_watch_close(w);
+	return n;
+}
+
+static void test_success_and_replay(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/ok-model", id);
+	assert_memory_equal(id, "job-", 4);
+	struct job_event last;
+	int progress, data;
+	uint64_t first;
+	int n = read_all(f->r, id, 0, &first, &last, &progress, &data);
+	assert_int_equal(last.kind, JOB_EV_DONE);
+	assert_string_equal(last.data, "[DONE]");
+	assert_true(progress >= 1);
+	assert_int_equal(data, 1);
+	assert_int_equal(first, 1);
+	wait_state(f->r, id, "succeeded");
+
+	/* Replay of a finished job: the same history, and from an id on. */
+	uint64_t last_id = last.id;
+	free(last.data);
+	int n2 = read_all(f->r, id, 0, NULL, &last, &progress, &data);
+	/* Progress was coalesced: the replay holds only the latest one. */
+	assert_true(n2 < n);
+	assert_int_equal(progress, 1);
+	assert_int_equal(data, 1);
+	assert_int_equal(last.id, last_id);
+	free(last.data);
+	uint64_t first2;
+	read_all(f->r, id, 2, &first2, &last, &progress, &data);
+	assert_true(first2 > 2);
+	assert_int_equal(last.kind, JOB_EV_DONE);
+	free(last.data);
+
+	json_t *o;
+	struct err e;
+	assert_int_equal(job_get_json(f->r, id, &o, &e), 0);
+	json_t *p = json_object_get(o, "progress");
+	assert_true(json_is_object(p));
+	assert_int_equal(json_integer_value(json_object_get(p, "bytes_done")), 20000);
+	assert_string_equal(json_string_value(json_object_get(p, "phase")), "downloading");
+	assert_string_equal(json_string_value(json_object_get(o, "model_id")),
+			    "hf:acme/ok-model:model.Q4_K_M.gguf");
+	json_decref(o);
+}
+
+static void test_failure(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/fail-model", id);
+	struct job_event last;
+	int progress, data;
+	read_all(f->r, id, 0, NULL, &last, &progress, &data);
+	assert_int_equal(last.kind, JOB_EV_ERROR);
+	assert_string_equal(last.data, "[ERROR] fake: the hub did not answer");
+	free(last.data);
+	wait_state(f->r, id, "failed");
+	enum job_state st;
+	struct err e;
+	assert_int_equal(job_cancel(f->r, id, &st, &e), ERR_CONFLICT);
+	assert_int_equal(st, JOB_FAILED);
+}
+
+struct reader {
+	struct job_registry *r;
+	const char *id;
+	int n, kind;
+};
+
+static void *reader_main(void *p)
+{
+	struct reader *rd = p;
+	struct job_event last;
+	int progress, data;
+	rd->n = read_all(rd->r, rd->id, 0, NULL, &last, &progress, &data);
+	rd->kind = last.kind;
+	free(last.data);
+	return NULL;
+}
+
+static void test_fan_out(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/wait-fan", id);
+	enum { N = 8 };
+	pthread_t t[N];
+	struct reader rd[N];
+	for (int i = 0; i < N; i++) {
+		rd[i] = (struct reader){f->r, id, 0, -1};
+		assert_int_equal(pthread_create(&t[i], NULL, reader_main, &rd[i]), 0);
+	}
+	sleep_ms(100);
+	enum job_state st;
+	struct err e;
+	assert_int_equal(job_cancel(f->r, id, &st, &e), 0);
+	assert_int_equal(st, JOB_RUNNING);
+	for (int i = 0; i < N; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(rd[i].kind, JOB_EV_CANCELLED);
+		assert_true(rd[i].n >= 2);
+	}
+	wait_state(f->r, id, "cancelled");
+}
+
+static void test_cancel_running_fast(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/wait-one", id);
+	wait_state(f->r, id, "running");
+	struct err e;
+	enum job_state st;
+	int64_t t0 = now_ms();
+	assert_int_equal(job_cancel(f->r, id, &st, &e), 0);
+	wait_state(f->r, id, "cancelled");
+	/* The job ends within the 50 ms budget (plus scheduling slack). */
+	int64_t took = now_ms() - t0;
+	if (took > 100)
+		fail_msg("cancel took %lld ms", (long long)took);
+	assert_int_equal(job_cancel(f->r, id, &st, &e), ERR_CONFLICT);
+	assert_int_equal(st, JOB_CANCELLED);
+	assert_int_equal(job_cancel(f->r, "job-0000000000000000", &st, &e), ERR_NOT_FOUND);
+}
+
+static void test_cancel_queued(void **state)
+{
+	struct fixture *f = *state;
+	char a[JOB_ID_MAX], b[JOB_ID_MAX];
+	download(f->r, "acme/wait-a", a);
+	wait_state(f->r, a, "running");
+	download(f->r, "acme/wait-b", b);
+	sleep_ms(30);
+	char buf[32];
+	assert_string_equal(state_of(f->r, b, buf, sizeof(buf)), "queued");
+	enum job_state st;
+	struct err e;
+	assert_int_equal(job_cancel(f->r, b, &st, &e), 0);
+	assert_int_equal(st, JOB_QUEUED);
+	assert_string_equal(state_of(f->r, b, buf, sizeof(buf)), "cancelled");
+	struct job_event last;
+	int progress, data;
+	read_all(f->r, b, 0, NULL, &last, &progress, &data);
+	assert_int_equal(last.kind, JOB_EV_CANCELLED);
+	assert_int_equal(progress, 0);
+	free(last.data);
+	assert_string_equal(state_of(f->r, a, buf, sizeof(buf)), "running");
+	assert_int_equal(job_cancel(f->r, a, &st, &e), 0);
+	wait_state(f->r, a, "cancelled");
+	assert_int_equal(atomic_load(&f->fp.calls), 1);
+}
+
+static void test_max_jobs(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = 5 };
+	char id[N][JOB_ID_MAX];
+	for (int i = 0; i < N; i++) {
+		char ref[32];
+		snprintf(ref, sizeof(ref), "acme/wait-%d", i);
+		download(f->r, ref, id[i]);
+	}
+	sleep_ms(150);
+	struct job_stats st;
+	job_stats_get(f->r, &st);
+	assert_int_equal(st.by_state[JOB_RUNNING], 2);
+	assert_int_equal(st.by_state[JOB_QUEUED], 3);
+	assert_int_equal(st.active_transfers, 2);
+	json_t *o;
+	struct err e;
+	assert_int_equal(job_list_json(f->r, "queued", &o, &e), 0);
+	assert_int_equal(json_array_size(json_object_get(o, "jobs")), 3);
+	json_decref(o);
+	assert_int_equal(job_list_json(f->r, "bogus", &o, &e), ERR_INVALID);
+	/* Cancelling the running ones lets the queued ones run, two at a time. */
+	for (int i = 0; i < N; i++) {
+		enum job_state s;
+		wait_state(f->r, id[i], "running");
+		assert_int_equal(job_cancel(f->r, id[i], &s, &e), 0);
+	}
+	for (int i = 0; i < N; i++)
+		wait_state(f->r, id[i], "cancelled");
+	assert_int_equal(atomic_load(&f->fp.max_running), 2);
+}
+
+static void test_shutdown_interrupts(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/wait-shut", id);
+	wait_state(f->r, id, "running");
+	int64_t t0 = now_ms();
+	job_registry_shutdown(f->r);
+	assert_true(now_ms() - t0 < 500);
+	char buf[32];
+	assert_string_equal(state_of(f->r, id, buf, sizeof(buf)), "interrupted");
+	char id2[JOB_ID_MAX];
+	struct err e;
+	const char *body = "{\"operation\":\"model_list\"}";
+	assert_int_equal(job_submit_json(f->r, body, strlen(body), id2, &e), ERR_SHUTDOWN);
+}
+
+static void test_model_busy(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "hf:Acme/wait-busy:Q4_K_M", id);
+	assert_true(job_model_busy(f->r, "hf:acme/wait-busy:x.Q4_K_M.gguf"));
+	assert_false(job_model_busy(f->r, "hf:acme/other:x.Q4_K_M.gguf"));
+	enum job_state st;
+	struct err e;
+	assert_int_equal(job_cancel(f->r, id, &st, &e), 0);
+	wait_state(f->r, id, "cancelled");
+	assert_false(job_model_busy(f->r, "hf:acme/wait-busy:x.Q4_K_M.gguf"));
+}
+
+static void test_bounded_log(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/chatty", id);
+	wait_state(f->r, id, "succeeded");
+	struct job_event last;
+	int progress, data;
+	uint64_t first;
+	int n = read_all(f->r, id, 0, &first, &last, &progress, &data);
+	assert_true(n <= CAP_JOB_EVENTS);
+	assert_true(first > 1);
+	assert_int_equal(last.kind, JOB_EV_DONE);
+	free(last.data);
+}
+
+static void test_quick_ops(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	submit(f->r, "{\"operation\":\"model_list\"}", id);
+	struct job_event last;
+	int progress, data;
+	read_all(f->r, id, 0, NULL, &last, &progress, &data);
+	assert_int_equal(last.kind, JOB_EV_DONE);
+	assert_int_equal(data, 1);
+	free(last.data);
+	submit(f->r, "{\"operation\":\"model_get\",\"id\":\"hf:a/b:c.gguf\"}", id);
+	read_all(f->r, id, 0, NULL, &last, &progress, &data);
+	assert_int_equal(last.kind, JOB_EV_ERROR);
+	assert_non_null(strstr(last.data, "no model"));
+	free(last.data);
+}
+
+static void test_bad_submissions(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		const char *body;
+		int rc;
+	} cases[] = {
+		{"{", ERR_INVALID},
+		{"[]", ERR_INVALID},
+		{"{\"operation\":1}", ERR_INVALID},
+		{"{\"operation\":\"model_list\",\"x\":1}", ERR_INVALID},
+		{"{\"operation\":\"model_list\",\"operation\":\"model_list\"}", ERR_INVALID},
+		{"{\"operation\":\"model_list\",\"model\":\"a/b\"}", ERR_INVALID},
+		{"{\"operation\":\"model_download\"}", ERR_INVALID},
+		{"{\"operation\":\"model_download\",\"model\":5}", ERR_INVALID},
+		{"{\"operation\":\"model_destroy\"}", ERR_UNPROCESSABLE},
+		{"{\"operation\":\"model_download\",\"model\":\"a/../b\"}", ERR_UNPROCESSABLE},
+		{"{\"operation\":\"model_download\",\"model\":\"\"}", ERR_UNPROCESSABLE},
+		{"{\"operation\":\"model_download\",\"model\":\"a/b:../../etc/passwd\"}",
+		 ERR_UNPROCESSABLE},
+		{"{\"operation\":\"model_get\",\"id\":\"a\\u0001b\"}", ERR_UNPROCESSABLE},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char id[JOB_ID_MAX];
+		struct err e;
+		err_clear(&e);
+		int rc = job_submit_json(f->r, cases[i].body, strlen(cases[i].body), id, &e);
+		if (rc != cases[i].rc)
+			fail_msg("%s: got %d (%s), want %d", cases[i].body, rc, e.msg, cases[i].rc);
+		assert_true(e.msg[0] != 0);
+	}
+	struct job_watch *w;
+	struct err e;
+	assert_int_equal(job_watch_open(f->r, "job-nope", 0, &w, &e), ERR_NOT_FOUND);
+	json_t *o;
+	assert_int_equal(job_get_json(f->r, "job-nope", &o, &e), ERR_NOT_FOUND);
+}
+
+static void test_hive_id(void **state)
+{
+	(void)state;
+	struct fake_prov fp;
+	fake_prov_init(&fp);
+	struct job_registry_config cfg = {.prov = &fp.base, .hive_id = "hive-a"};
+	struct job_registry *r;
+	struct err e;
+	assert_int_equal(job_registry_new(&cfg, &r, &e), 0);
+	char id[JOB_ID_MAX];
+	const char *bad = "{\"operation\":\"model_list\",\"hive_id\":\"hive-b\"}";
+	assert_int_equal(job_submit_json(r, bad, strlen(bad), id, &e), ERR_UNPROCESSABLE);
+	const char *good = "{\"operation\":\"model_list\",\"hive_id\":\"hive-a\"}";
+	assert_int_equal(job_submit_json(r, good, strlen(good), id, &e), 0);
+	job_registry_free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_success_and_replay, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fan_out, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_running_fast, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_queued, setup_one, teardown),
+		cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_shutdown_interrupts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_model_busy, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bounded_log, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_quick_ops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_submissions, setup, teardown),
+		cmocka_unit_test(test_hive_id),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
