@@ -114,6 +114,10 @@ static int op_get(struct job_registry *r, struct job *j, struct job_persist *cat
 static int job_delete_on(struct job_registry *r, struct job_persist *cat, const char *query,
 			 json_t **out, struct err *e)
 {
+	/* Checked before the lookup too: the catalog may not list it yet. */
+	if (job_model_busy(r, query))
+		return err_set(e, ERR_CONFLICT, "model %.400s is being written by a running job",
+			       query);
 	json_t *m = NULL;
 	int rc = job_persist_model_json(cat, query, &m, e);
 	if (rc < 0)

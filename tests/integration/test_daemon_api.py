@@ -1,0 +1,343 @@
+"""The HTTP API of the real daemon (`rbee-hive serve`) against the fake
+Hugging Face Hub: the job protocol and its SSE stream, the resource API,
+cancel with a resumable partial, refusing to delete a model being written,
+SIGTERM within 2 s, and resume after a clean stop and after kill -9.
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.parse
+import urllib.request
+
+SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+BUILD = os.environ.get("RBEE_BUILD", os.path.join(SRC, "build"))
+BIN = os.path.join(BUILD, "rbee-hive")
+
+sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
+import client  # noqa: E402
+import fixtures  # noqa: E402
+
+SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
+SLOW_ID = "hf:org/slow-GGUF:model.Q4_K_M.gguf"
+PROGRESS_KEYS = {"job_id", "state", "phase", "file", "files_done", "files_total", "bytes_done",
+                 "bytes_total", "rate_bps", "eta_s"}
+
+
+class Daemon:
+    def __init__(self, tmp, name, hub, extra=()):
+        self.tmp, self.name, self.hub, self.extra = tmp, name, hub, list(extra)
+        self.data = os.path.join(tmp, name)
+        self.proc = None
+
+    def start(self):
+        port_file = os.path.join(self.tmp, self.name + ".port")
+        if os.path.exists(port_file):
+            os.unlink(port_file)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("RBEE_HIVE", "HF_", "HUGGING"))}
+        env.update(HF_ENDPOINT=self.hub.hub_url, HF_HOME=os.path.join(self.data, "hf-home"),
+                   RBEE_HIVE_LOG="info")
+        self.log_path = os.path.join(self.tmp, self.name + ".log")
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
+                                      "--data-dir", self.data] + self.extra,
+                                     env=env, stdout=log, stderr=log)
+        log.close()
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if os.path.exists(port_file):
+                with open(port_file) as f:
+                    text = f.read().strip()
+                if text:
+                    self.url = "http://127.0.0.1:%s" % text
+                    return self
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError("rbee-hive serve did not start; see %s" % self.log_path)
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def term(self):
+        """SIGTERM; returns (exit status, seconds it took)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            rc = None
+        return rc, time.monotonic() - t0
+
+    def call(self, method, path, body=None, headers=None, raw=None):
+        """(status, parsed JSON or text)."""
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        h = {"Content-Type": "application/json"} if data is not None else {}
+        h.update(headers or {})
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=h)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                status, text, ctype = r.status, r.read().decode(), r.headers.get("Content-Type")
+        except urllib.error.HTTPError as e:
+            status, text, ctype = e.code, e.read().decode(), e.headers.get("Content-Type")
+        if ctype and ctype.startswith("application/json"):
+            return status, json.loads(text)
+        return status, text
+
+    def submit(self, body):
+        status, j = self.call("POST", "/v1/jobs", body)
+        if status != 201:
+            raise AssertionError("submit %r: %d %r" % (body, status, j))
+        return j["job_id"]
+
+    def job(self, job_id):
+        status, j = self.call("GET", "/v1/jobs/" + job_id)
+        assert status == 200, (status, j)
+        return j
+
+    def wait_job(self, job_id, pred, timeout=30):
+        deadline = time.time() + timeout
+        j = None
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if pred(j):
+                return j
+            time.sleep(0.02)
+        raise AssertionError("job %s: condition not met; last %r" % (job_id, j))
+
+    def stream(self, job_id, last_event_id=None, timeout=60):
+        """Reads the whole SSE stream: a list of (id, event, data)."""
+        h = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        req = urllib.request.Request(self.url + "/v1/jobs/%s/stream" % job_id, headers=h)
+        events, cur = [], {}
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            assert r.headers["Content-Type"] == "text/event-stream"
+            for raw in r:
+                line = raw.decode().rstrip("\n")
+                if line == "":
+                    if "data" in cur:
+                        events.append((int(cur["id"]), cur.get("event"), cur["data"]))
+                    cur = {}
+                elif line.startswith(":"):
+                    continue
+                else:
+                    k, _, v = line.partition(": ")
+                    cur[k] = v
+        return events
+
+
+def bytes_done(job):
+    return (job.get("progress") or {}).get("bytes_done", 0)
+
+
+class DaemonApiTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="rbee-daemon-api-")
+        t = cls.tmp
+        small = fixtures.write_gguf(os.path.join(t, "small.gguf"), size=1 << 20, seed=11)
+        slow = fixtures.write_gguf(os.path.join(t, "slow.gguf"), size=24 << 20, seed=12)
+        cls.small_sha, cls.slow_sha = small["sha256"], slow["sha256"]
+        cfg = fixtures.make_config([
+            fixtures.make_repo("org/small-GGUF", [
+                fixtures.make_file("model.Q4_K_M.gguf", small),
+                fixtures.make_file("model.Q8_0.gguf", content="not really a gguf"),
+                fixtures.make_file("README.md", content="# small\n")]),
+            # Paced per connection, so that a download lasts a few seconds.
+            fixtures.make_repo("org/slow-GGUF", [
+                fixtures.make_file("model.Q4_K_M.gguf", slow,
+                                   faults={"rate_limit_bps": 250000})]),
+        ])
+        cls.hub = client.start(cfg)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.hub.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def daemon(self, name, extra=()):
+        d = Daemon(self.tmp, name, self.hub, extra).start()
+        self.addCleanup(d.kill)
+        return d
+
+    def test_download_stream_and_resources(self):
+        d = self.daemon("basic")
+        job_id = d.submit({"operation": "model_download", "model": "hf:org/small-GGUF"})
+        events = d.stream(job_id)
+        ids = [e[0] for e in events]
+        self.assertEqual(ids, sorted(set(ids)))
+        kinds = [e[1] for e in events]
+        self.assertIn("progress", kinds)
+        for _, kind, data in events:
+            if kind == "progress":
+                p = json.loads(data)
+                self.assertEqual(set(p), PROGRESS_KEYS)
+                self.assertIn(p["phase"], ("resolving", "downloading", "verifying", "publishing"))
+        self.assertTrue(any(k is None and not d_.startswith("[") for _, k, d_ in events))
+        data = [json.loads(x) for _, k, x in events if k == "data"]
+        self.assertEqual(data[0]["id"], SMALL_ID)
+        self.assertEqual(events[-1][2], "[DONE]")
+        self.assertEqual(sum(1 for e in events if e[2].startswith(("[DONE]", "[ERROR]",
+                                                                   "[CANCELLED]"))), 1)
+        # Replay from an id: only what came after it.
+        replay = d.stream(job_id, last_event_id=events[-2][0])
+        self.assertEqual(replay, [events[-1]])
+
+        self.assertEqual(d.job(job_id)["state"], "succeeded")
+        status, models = d.call("GET", "/v1/models")
+        self.assertEqual(status, 200)
+        m = [x for x in models["models"] if x["id"] == SMALL_ID][0]
+        self.assertEqual(m["status"], "available")
+        self.assertEqual(m["files"][0]["sha256"], self.small_sha)
+        status, one = d.call("GET", "/v1/models/" + urllib.parse.quote(SMALL_ID, safe=""))
+        self.assertEqual((status, one["id"]), (200, SMALL_ID))
+
+        get_id = d.submit({"operation": "model_get", "id": "org/small-GGUF:Q4_K_M"})
+        ev = d.stream(get_id)
+        self.assertEqual(json.loads([x for _, k, x in ev if k == "data"][0])["id"], SMALL_ID)
+        list_id = d.submit({"operation": "model_list"})
+        ev = d.stream(list_id)
+        listed = json.loads([x for _, k, x in ev if k == "data"][0])["models"]
+        self.assertIn(SMALL_ID, [x["id"] for x in listed])
+
+        status, text = d.call("GET", "/metrics")
+        self.assertEqual(status, 200)
+        self.assertIn('rbee_jobs{state="succeeded"} 3', text)
+        self.assertIn("rbee_catalog_models 1", text)
+
+        del_id = d.submit({"operation": "model_delete", "id": SMALL_ID})
+        self.assertEqual(d.stream(del_id)[-1][2], "[DONE]")
+        status, err = d.call("GET", "/v1/models/" + urllib.parse.quote(SMALL_ID, safe=""))
+        self.assertEqual((status, err["error"]["code"]), (404, "not_found"))
+
+    def test_sources(self):
+        d = self.daemon("sources")
+        status, j = d.call("GET", "/v1/sources/hf/org/small-GGUF?revision=main")
+        self.assertEqual(status, 200, j)
+        tags = [q["tag"] for q in j["quants"]]
+        self.assertIn("Q4_K_M", tags)
+        status, j = d.call("GET", "/v1/sources/hf/org/absent-GGUF")
+        self.assertEqual(status, 404, j)
+        status, j = d.call("GET", "/v1/sources/hf/org/..")
+        self.assertIn(status, (400, 404, 422))
+
+    def test_bad_input(self):
+        d = self.daemon("bad")
+        cases = [
+            (b"{", 400, "bad_request"),
+            (b'{"operation":"model_download","model":"hf:org/x:../../etc/passwd"}', 422,
+             "unprocessable"),
+            (b'{"operation":"rm_rf"}', 422, "unprocessable"),
+            (b'{"operation":"model_list","extra":true}', 400, "bad_request"),
+            (b"{" + b" " * (65 * 1024) + b"}", 413, "too_large"),
+        ]
+        for raw, status, code in cases:
+            got, j = d.call("POST", "/v1/jobs", raw=raw)
+            self.assertEqual((got, j["error"]["code"]), (status, code), raw[:60])
+        got, j = d.call("GET", "/v1/jobs/job-ffffffffffffffff/stream")
+        self.assertEqual(got, 404)
+        # A client that vanishes mid-request does not hurt the daemon.
+        s = socket.create_connection(("127.0.0.1", int(d.url.rsplit(":", 1)[1])))
+        s.sendall(b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
+        s.close()
+        self.assertEqual(d.call("GET", "/health"), (200, "ok\n"))
+
+    def test_cancel_keeps_partial_and_delete_refused(self):
+        d = self.daemon("cancel")
+        job_id = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
+        d.wait_job(job_id, lambda j: bytes_done(j) > 0)
+        status, err = d.call("DELETE", "/v1/models/" + urllib.parse.quote(SLOW_ID, safe=""))
+        self.assertEqual((status, err["error"]["code"]), (409, "conflict"))
+        t0 = time.monotonic()
+        status, j = d.call("POST", "/v1/jobs/%s/cancel" % job_id)
+        self.assertEqual((status, j["status"]), (200, "cancelled"))
+        d.wait_job(job_id, lambda j: j["state"] == "cancelled", timeout=2)
+        self.assertLess(time.monotonic() - t0, 1.0)
+        self.assertEqual(d.stream(job_id)[-1][2], "[CANCELLED]")
+        status, j = d.call("DELETE", "/v1/jobs/" + job_id)
+        self.assertEqual((status, j["status"]), (409, "cancelled"))
+        done_before = bytes_done(d.job(job_id))
+
+        # A new pull of the same model resumes from the partial.
+        self.hub.reset_requests()
+        again = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
+        first = d.wait_job(again, lambda j: bytes_done(j) > 0)
+        self.assertGreater(bytes_done(first), 0)
+        ranges = [r["headers"].get("range", "") for r in self.hub.requests(host="cdn")]
+        starts = [int(r.split("=")[1].split("-")[0]) for r in ranges if r.startswith("bytes=")]
+        self.assertTrue(starts, ranges)
+        self.assertGreater(max(starts), 0)
+        self.assertGreater(done_before, 0)
+        d.call("POST", "/v1/jobs/%s/cancel" % again)
+
+    def test_sigterm_then_resume(self):
+        d = self.daemon("term")
+        job_id = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
+        d.wait_job(job_id, lambda j: bytes_done(j) > 0)
+        rc, took = d.term()
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 2.0)
+        d.start()
+        j = d.wait_job(job_id, lambda j: j["state"] == "running")
+        self.assertEqual(j["job_id"], job_id)
+        status, j = d.call("POST", "/v1/jobs/%s/cancel" % job_id)
+        self.assertEqual(status, 200)
+        rc, took = d.term()
+        self.assertEqual(rc, 0)
+
+    def test_kill9_resume_completes(self):
+        d = self.daemon("kill9")
+        job_id = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
+        d.wait_job(job_id, lambda j: bytes_done(j) > 2 << 20)
+        d.kill()
+        self.hub.reset_requests()
+        d.start()
+        status, models = d.call("GET", "/v1/models")
+        for m in models["models"]:
+            if m["status"] == "available":
+                self.assertEqual(m["files"][0]["sha256"], self.slow_sha)
+        j = d.wait_job(job_id, lambda j: j["state"] in ("succeeded", "failed"), timeout=120)
+        self.assertEqual(j["state"], "succeeded", j)
+        starts = [int(r["headers"]["range"].split("=")[1].split("-")[0])
+                  for r in self.hub.requests(host="cdn") if "range" in r["headers"]]
+        self.assertTrue(starts and max(starts) > 0, starts)
+        status, m = d.call("GET", "/v1/models/" + urllib.parse.quote(SLOW_ID, safe=""))
+        self.assertEqual((status, m["status"]), (200, "available"))
+        self.assertEqual(m["files"][0]["sha256"], self.slow_sha)
+        rc, _ = d.term()
+        self.assertEqual(rc, 0)
+
+    def test_bind_needs_token(self):
+        p = subprocess.run([BIN, "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir",
+                            os.path.join(self.tmp, "open")], capture_output=True, text=True,
+                           timeout=20)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--token-file", p.stderr)
+        tok = os.path.join(self.tmp, "token")
+        with open(tok, "w") as f:
+            f.write("integration-secret\n")
+        d = self.daemon("tok", ["--token-file", tok])
+        self.assertEqual(d.call("GET", "/v1/jobs")[0], 401)
+        status, _ = d.call("GET", "/v1/jobs",
+                           headers={"Authorization": "Bearer integration-secret"})
+        self.assertEqual(status, 200)
+        with open(d.log_path) as f:
+            self.assertNotIn("integration-secret", f.read())
+
+
+if __name__ == "__main__":
+    unittest.main()
