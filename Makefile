@@ -8,7 +8,7 @@ JOBS       ?= $(shell nproc)
 FUZZ_CC      ?= clang-14
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps deps-fuzz build run test test-asan test-fuzz fuzz fuzz-build clean
+.PHONY: all deps deps-fuzz build run test test-asan test-fuzz fuzz fuzz-build memcheck clean
 
 all: build
 
@@ -35,6 +35,11 @@ test-asan: deps
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		ctest --test-dir $(BUILD_ASAN) --output-on-failure -j $(JOBS) -L unit
+
+# The integration suite against the ASan + UBSan build with LeakSanitizer on;
+# fails on any sanitizer report (scripts/memcheck).
+memcheck: deps
+	JOBS=$(JOBS) scripts/memcheck $(BUILD_ASAN)
 
 # libFuzzer targets (docs/fuzzing.md): clang with ASan + UBSan, new inputs
 # kept in $(BUILD_FUZZ)/fuzz-work, crashes in $(BUILD_FUZZ)/fuzz-artifacts.
