@@ -84,6 +84,9 @@ int http_reply_text(struct http_req *rq, int status, const char *content_type, c
 /* The event stream of a job, from after event id last_id. */
 int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id);
 
+/* HTTP connections open now (libmicrohttpd's count), or -1. */
+long http_connections(const struct daemon *d);
+
 /* Route dispatch (routes.c): answers rq. */
 int http_route(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */

@@ -145,17 +145,17 @@ static int route_sources(struct http_req *rq)
 	json_t *o = NULL;
 	int rc;
 	if (bad)
-		rc = err_set(&e, ERR_INVALID, "query: bad percent-encoding");
-	else if ((rc = name_check_hub(rq->params[0], strlen(rq->params[0]), &e)) == 0 &&
-		 (rc = name_check_hub(rq->params[1], strlen(rq->params[1]), &e)) == 0 &&
-		 (!rev || (rc = revision_check(rev, strlen(rev), &e)) == 0))
+		return http_reply_error(rq, ERR_INVALID, "query: bad percent-encoding");
+	/* A name or revision that cannot exist on the Hub is a bad ref: 422. */
+	if ((rc = name_check_hub(rq->params[0], strlen(rq->params[0]), &e)) < 0 ||
+	    (rc = name_check_hub(rq->params[1], strlen(rq->params[1]), &e)) < 0 ||
+	    (rev && (rc = revision_check(rev, strlen(rev), &e)) < 0))
+		e.code = ERR_UNPROCESSABLE;
+	else
 		rc = hf_repo_files_json(rq->d->prov_cfg, rq->params[0], rq->params[1], rev, &o, &e);
 	free(rev);
-	if (rc < 0) {
-		if (rc == ERR_INVALID)
-			e.code = ERR_UNPROCESSABLE;
+	if (rc < 0)
 		return http_reply_err(rq, &e);
-	}
 	return http_reply_json(rq, MHD_HTTP_OK, o);
 }
 
@@ -204,6 +204,9 @@ static int route_metrics(struct http_req *rq)
 	metric(&b, &n, "# HELP rbee_streams Job event streams open now.\n"
 		       "# TYPE rbee_streams gauge\nrbee_streams %ld\n",
 	       (long)atomic_load(&rq->d->streams));
+	metric(&b, &n, "# HELP rbee_http_connections HTTP connections open now.\n"
+		       "# TYPE rbee_http_connections gauge\nrbee_http_connections %ld\n",
+	       http_connections(rq->d));
 	metric(&b, &n, "# HELP rbee_http_requests_total HTTP requests received.\n"
 		       "# TYPE rbee_http_requests_total counter\nrbee_http_requests_total %llu\n",
 	       (unsigned long long)atomic_load(&rq->d->requests));

@@ -240,7 +240,8 @@ static void server_mhd_log(void *cls, const char *fmt, va_list ap)
 	char buf[512];
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	buf[strcspn(buf, "\n")] = 0;
-	log_debug("http: %s", buf);
+	/* Connection-level noise (a peer that went away) is debug; a full server is not. */
+	log_msg(strstr(buf, "connection limit") ? LOG_WARN : LOG_DEBUG, NULL, "http: %s", buf);
 }
 
 static int is_loopback(const struct sockaddr *sa)
@@ -328,14 +329,14 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		goto fail;
 
 	d->mhd = MHD_start_daemon(
-		flags, (uint16_t)cfg->port, NULL, NULL, server_access, d, MHD_OPTION_SOCK_ADDR,
+		flags, (uint16_t)cfg->port, NULL, NULL, server_access, d,
+		MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, d, MHD_OPTION_SOCK_ADDR,
 		(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn,
 		MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE,
 		MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED,
-		server_completed, d, MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, d,
-		MHD_OPTION_END);
+		server_completed, d, MHD_OPTION_END);
 	if (!d->mhd) {
 		rc = err_set(e, ERR_IO, "cannot listen on %s port %d (in use, or not permitted)",
 			     bind, cfg->port);
@@ -351,6 +352,13 @@ fail:
 }
 
 int daemon_port(const struct daemon *d) { return d->port; }
+
+long http_connections(const struct daemon *d)
+{
+	const union MHD_DaemonInfo *di =
+		d->mhd ? MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+	return di ? (long)di->num_connections : -1;
+}
 
 void daemon_stop(struct daemon *d)
 {

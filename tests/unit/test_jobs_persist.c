@@ -1,0 +1,172 @@
+/*
+ * Jobs kept in the catalog: a restarted registry lists finished jobs with
+ * their state and replays their terminal line, resumes the jobs that were
+ * running under the same id, and prunes finished jobs by count.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/err.h"
+#include "core/util.h"
+#include "fake_provisioner.h"
+#include "jobs/job.h"
+
+static char *tmpdir(void)
+{
+	char tmpl[] = "/tmp/rbee-jobs-persist-XXXXXX";
+	char *d = mkdtemp(tmpl);
+	assert_non_null(d);
+	return xstrdup(d);
+}
+
+static void rmtree(const char *dir)
+{
+	char *cmd = xasprintf("rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	free(cmd);
+}
+
+static struct job_registry *open_reg(struct fake_prov *fp, const char *root, int keep)
+{
+	struct job_registry_config cfg = {
+		.prov = &fp->base, .data_root = root, .resume = 1, .keep_jobs = keep};
+	struct job_registry *r = NULL;
+	struct err e;
+	err_clear(&e);
+	if (job_registry_new(&cfg, &r, &e) != 0)
+		fail_msg("job_registry_new: %s", e.msg);
+	return r;
+}
+
+static void download(struct job_registry *r, const char *ref, char id[JOB_ID_MAX])
+{
+	char body[256];
+	snprintf(body, sizeof(body), "{\"operation\":\"model_download\",\"model\":\"%s\"}", ref);
+	struct err e;
+	err_clear(&e);
+	assert_int_equal(job_submit_json(r, body, strlen(body), id, &e), 0);
+}
+
+static int state_is(struct job_registry *r, const char *id, const char *want)
+{
+	json_t *o = NULL;
+	struct err e;
+	if (job_get_json(r, id, &o, &e) != 0)
+		return 0;
+	int ok = strcmp(json_string_value(json_object_get(o, "state")), want) == 0;
+	json_decref(o);
+	return ok;
+}
+
+static void wait_state(struct job_registry *r, const char *id, const char *want)
+{
+	int64_t end = now_ms() + 5000;
+	while (!state_is(r, id, want)) {
+		if (now_ms() > end)
+			fail_msg("job %s never became %s", id, want);
+		sleep_ms(5);
+	}
+}
+
+static void test_restart_keeps_and_resumes(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	struct fake_prov fp;
+	fake_prov_init(&fp);
+	struct job_registry *r = open_reg(&fp, root, 0);
+	char done[JOB_ID_MAX], failed[JOB_ID_MAX], running[JOB_ID_MAX];
+	download(r, "acme/ok-persist", done);
+	download(r, "acme/fail-persist", failed);
+	wait_state(r, done, "succeeded");
+	wait_state(r, failed, "failed");
+	download(r, "acme/wait-persist", running);
+	wait_state(r, running, "running");
+	job_registry_free(r);
+	assert_int_equal(atomic_load(&fp.calls), 3);
+
+	r = open_reg(&fp, root, 0);
+	assert_true(state_is(r, done, "succeeded"));
+	assert_true(state_is(r, failed, "failed"));
+	/* interrupted -> queued -> running, under the same id */
+	wait_state(r, running, "running");
+	assert_int_equal(atomic_load(&fp.calls), 4);
+
+	struct job_watch *w;
+	struct err e;
+	assert_int_equal(job_watch_open(r, failed, 0, &w, &e), 0);
+	struct job_event ev = {0}, last = {0};
+	while (job_watch_next(w, 1000, &ev) == 1) {
+		free(last.data);
+		last = ev;
+		if (job_event_is_terminal(ev.kind))
+			break;
+	}
+	job_watch_close(w);
+	assert_int_equal(last.kind, JOB_EV_ERROR);
+	assert_string_equal(last.data, "[ERROR] fake: the hub did not answer");
+	free(last.data);
+
+	json_t *o;
+	assert_int_equal(job_get_json(r, done, &o, &e), 0);
+	assert_string_equal(json_string_value(json_object_get(o, "model_id")),
+			    "hf:acme/ok-persist:model.Q4_K_M.gguf");
+	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "progress"),
+							    "bytes_done")),
+			 20000);
+	json_decref(o);
+
+	enum job_state st;
+	assert_int_equal(job_cancel(r, running, &st, &e), 0);
+	wait_state(r, running, "cancelled");
+	job_registry_free(r);
+
+	/* A cancelled job stays cancelled across a restart. */
+	r = open_reg(&fp, root, 0);
+	assert_true(state_is(r, running, "cancelled"));
+	assert_int_equal(atomic_load(&fp.calls), 4);
+	job_registry_free(r);
+	rmtree(root);
+	free(root);
+}
+
+static void test_prune_by_count(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	struct fake_prov fp;
+	fake_prov_init(&fp);
+	struct job_registry *r = open_reg(&fp, root, 2);
+	char id[4][JOB_ID_MAX];
+	for (int i = 0; i < 4; i++) {
+		download(r, "acme/fail-prune", id[i]);
+		wait_state(r, id[i], "failed");
+	}
+	/* Rows are written within a second; then the oldest are dropped. */
+	int64_t end = now_ms() + 5000;
+	while (state_is(r, id[0], "failed") || state_is(r, id[1], "failed")) {
+		if (now_ms() > end)
+			fail_msg("finished jobs beyond the cap were not pruned");
+		sleep_ms(20);
+	}
+	assert_true(state_is(r, id[3], "failed"));
+	job_registry_free(r);
+	rmtree(root);
+	free(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_restart_keeps_and_resumes),
+		cmocka_unit_test(test_prune_by_count),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
