@@ -120,6 +120,13 @@ int http_reply_text(struct http_req *rq, int status, const char *content_type, c
 
 int http_reply_json(struct http_req *rq, int status, json_t *body)
 {
+	if (!body) {
+		/* json_pack refused a value (not UTF-8): a bug, answered as one. */
+		static const char internal[] =
+			"{\"error\":{\"code\":\"internal\",\"message\":\"unencodable answer\"}}\n";
+		return http_reply_text(rq, 500, "application/json", internal, sizeof(internal) - 1,
+				       0);
+	}
 	char *s = json_dump_compact(body);
 	json_decref(body);
 	size_t n = strlen(s);
@@ -152,12 +159,13 @@ int http_reply_err(struct http_req *rq, const struct err *e)
 
 int http_reply_error(struct http_req *rq, int code, const char *fmt, ...)
 {
-	struct err e;
-	err_clear(&e);
-	e.code = code;
+	char msg[ERR_MSG_MAX];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(e.msg, sizeof(e.msg), fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* Through err_set, which makes a message that quotes the request valid UTF-8. */
+	struct err e;
+	err_set(&e, code, "%s", msg);
 	return http_reply_err(rq, &e);
 }
