@@ -114,10 +114,13 @@ int cli_sse_feed(struct cli_sse *p, const char *buf, size_t n, struct err *e)
 			}
 			continue;
 		}
-		if (p->line_len >= CLI_SSE_LINE_MAX)
+		if (p->line_len >= CLI_SSE_LINE_MAX) {
+			/* Ends the stream: the rest of this line must not parse as a line. */
+			p->stopped = ERR_TOO_LARGE;
 			return err_set(e, ERR_TOO_LARGE,
 				       "event stream: a line is over the cap of %d bytes",
 				       CLI_SSE_LINE_MAX);
+		}
 		p->line[p->line_len++] = c;
 	}
 	return 0;
