@@ -10,7 +10,8 @@
  * - One mutex, registry->lock, guards the job table, every job's fields and
  *   event log, the queues and the counters. It is never held across I/O,
  *   SQLite or a provisioner call; provisioner callbacks take it briefly to
- *   append an event.
+ *   append an event. Cancel tokens are fired after it is released, since
+ *   their wake callbacks belong to the transfer engine.
  * - Each job has a condition variable (on registry->lock) that is broadcast
  *   when an event is appended. Watchers read the shared log by event id; the
  *   job never waits for a watcher, so a slow or vanished watcher cannot stall

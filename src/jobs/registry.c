@@ -655,16 +655,27 @@ void job_registry_shutdown(struct job_registry *r)
 		return;
 	}
 	r->stopping = 1;
+	/*
+	 * Tokens are fired after the lock is dropped: their wake callbacks
+	 * belong to the transfer engine and must not run under our lock.
+	 */
+	struct cancel_token **fire = xcalloc(r->n_jobs + 1, sizeof(*fire));
+	size_t nfire = 0;
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct job *j = r->jobs[i];
 		if (j->state == JOB_RUNNING && !j->user_cancel) {
 			j->shutdown_cancel = 1;
-			cancel_fire(j->cancel);
+			fire[nfire++] = cancel_ref(j->cancel);
 		}
 		pthread_cond_broadcast(&j->cv);
 	}
 	pthread_cond_broadcast(&r->work_cv);
 	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < nfire; i++) {
+		cancel_fire(fire[i]);
+		cancel_unref(fire[i]);
+	}
+	free(fire);
 
 	for (int i = 0; i < r->n_workers; i++)
 		pthread_join(r->workers[i], NULL);
@@ -730,21 +741,27 @@ int job_cancel(struct job_registry *r, const char *id, enum job_state *state, st
 	}
 	*state = j->state;
 	int rc = 0;
+	struct cancel_token *fire = NULL;
 	if (j->state == JOB_QUEUED || j->state == JOB_INTERRUPTED) {
 		job_dequeue_locked(r, j);
 		job_set_state_locked(r, j, JOB_CANCELLED);
 		snprintf(j->error, sizeof(j->error), "cancelled");
-		cancel_fire(j->cancel);
+		fire = cancel_ref(j->cancel);
 		job_append_locked(r, j, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
 	} else if (j->state == JOB_RUNNING) {
 		/* The worker sees the token and ends the job cancelled. */
 		j->user_cancel = 1;
-		cancel_fire(j->cancel);
+		fire = cancel_ref(j->cancel);
 	} else {
 		rc = err_set(e, ERR_CONFLICT, "job %s has already ended: %s", j->id,
 			     job_state_name(j->state));
 	}
 	pthread_mutex_unlock(&r->lock);
+	/* Fired without the lock: the token's wake callbacks are the transfer engine's. */
+	if (fire) {
+		cancel_fire(fire);
+		cancel_unref(fire);
+	}
 	if (rc == 0)
 		log_msg(LOG_INFO, id, "cancel requested");
 	return rc;
