@@ -543,6 +543,12 @@ static void job_load_row(void *arg, const struct job_row *row)
 		return;
 	}
 	struct job *j = job_create_locked(r, op, row->arg, row->id);
+	/*
+	 * The log of a job's previous life is gone; event ids of this life
+	 * start above any id a watcher can hold from it (a reconnecting
+	 * watcher's Last-Event-ID must not hide the new events).
+	 */
+	j->next_id = (uint64_t)wall_ms();
 	j->created_ms = row->created_ms;
 	j->updated_ms = row->updated_ms;
 	j->state = st;
@@ -842,6 +848,9 @@ int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id,
 	}
 	r->watchers++;
 	j->refs++;
+	/* A cursor beyond the log comes from another life of the job: replay it all. */
+	if (last_id > j->next_id)
+		last_id = 0;
 	pthread_mutex_unlock(&r->lock);
 	struct job_watch *w = xcalloc(1, sizeof(*w));
 	w->r = r;

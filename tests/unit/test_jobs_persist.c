@@ -97,7 +97,25 @@ static void test_restart_keeps_and_resumes(void **state)
 	assert_true(state_is(r, failed, "failed"));
 	/* interrupted -> queued -> running, under the same id */
 	wait_state(r, running, "running");
+	int64_t end = now_ms() + 5000;
+	while (atomic_load(&fp.calls) < 4 && now_ms() < end)
+		sleep_ms(2);
 	assert_int_equal(atomic_load(&fp.calls), 4);
+
+	/* A watcher of the previous life (small Last-Event-ID) sees the new events. */
+	struct job_watch *w0;
+	struct err e0;
+	assert_int_equal(job_watch_open(r, running, 3, &w0, &e0), 0);
+	struct job_event ev0;
+	assert_int_equal(job_watch_next(w0, 1000, &ev0), 1);
+	assert_true(ev0.id > 1000000);
+	free(ev0.data);
+	job_watch_close(w0);
+	/* A cursor beyond the log replays it from the start. */
+	assert_int_equal(job_watch_open(r, running, UINT64_MAX / 2, &w0, &e0), 0);
+	assert_int_equal(job_watch_next(w0, 1000, &ev0), 1);
+	free(ev0.data);
+	job_watch_close(w0);
 
 	struct job_watch *w;
 	struct err e;
