@@ -429,6 +429,34 @@ static void test_hive_id(void **state)
 	job_registry_free(r);
 }
 
+static void test_prune_by_age(void **state)
+{
+	(void)state;
+	struct fake_prov fp;
+	fake_prov_init(&fp);
+	struct job_registry_config cfg = {.prov = &fp.base, .keep_ms = 50};
+	struct job_registry *r;
+	struct err e;
+	assert_int_equal(job_registry_new(&cfg, &r, &e), 0);
+	char old_id[JOB_ID_MAX], live[JOB_ID_MAX];
+	download(r, "acme/fail-old", old_id);
+	wait_state(r, old_id, "failed");
+	download(r, "acme/wait-live", live);
+	/* Finished and older than keep_ms: gone within a prune pass (about a second). */
+	int64_t end = now_ms() + 5000;
+	json_t *o = NULL;
+	while (job_get_json(r, old_id, &o, &e) == 0) {
+		json_decref(o);
+		if (now_ms() > end)
+			fail_msg("a finished job older than keep_ms was kept");
+		sleep_ms(20);
+	}
+	/* Active jobs are never pruned. */
+	assert_int_equal(job_get_json(r, live, &o, &e), 0);
+	json_decref(o);
+	job_registry_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -444,6 +472,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_quick_ops, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_submissions, setup, teardown),
 		cmocka_unit_test(test_hive_id),
+		cmocka_unit_test(test_prune_by_age),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
