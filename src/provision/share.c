@@ -253,6 +253,13 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		}
 	}
 out:
+	/*
+	 * The engine keeps the full range saved when it does not rename, and a
+	 * crash after a commit leaves the state behind too: once the blob is in
+	 * place (committed or adopted), its resume state is of no use.
+	 */
+	if (rc == 0 && known && cat)
+		catalog_partial_delete(cat, b->repo_dir, b->name, NULL);
 	catalog_close(cat);
 	if (lock_fd >= 0)
 		layout_blob_unlock(lock_fd);
