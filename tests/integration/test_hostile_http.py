@@ -636,7 +636,7 @@ class HostileHttpTest(unittest.TestCase):
                 r = self.api("/v1/jobs")
                 self.assertEqual(r.status, 200)
                 time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
-            self.assertLess(slowest, 0.5, "health during slow-loris")
+            self.assertLess(slowest, 1.0, "health during slow-loris")
             silent = time.monotonic()
             deadline = silent + IDLE_TIMEOUT_S + 10
             cut = [None] * n
