@@ -173,6 +173,15 @@ class Daemon:
         raise TortureError("job %s did not end within %d s" % (job_id, timeout))
 
 
+def log_tail(path, lines=40):
+    """The last lines of a log, for a report of a failed run."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read().splitlines()[-lines:]
+    except OSError:
+        return []
+
+
 def catalog_rows(data_dir, sql):
     """Rows of a read-only query on <data>/catalog.db (the daemon may run)."""
     path = os.path.join(data_dir, "catalog.db")

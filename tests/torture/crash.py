@@ -278,7 +278,8 @@ def main():
                     help="kill when a running job has this fraction of its bytes, "
                          "instead of at random moments")
     ap.add_argument("--seed", type=int, default=int(time.time()))
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary folder (fixtures, data root, daemon log)")
     ap.add_argument("--report", help="also write the JSON report here")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="rbee-torture-crash-")
@@ -293,7 +294,8 @@ def main():
     except TortureError as ex:
         rep = {"ok": False, "problems": [str(ex)], "seed": args.seed}
     if not rep["ok"]:
-        args.keep = True
+        rep["daemon_log_tail"] = common.log_tail(os.path.join(tmp, "daemon.log"))
+    if args.keep:
         rep["folder"] = tmp
     text = json.dumps(rep, indent=1)
     print(text)

@@ -392,7 +392,8 @@ def main():
     ap.add_argument("--conn-rate", type=int, default=MiB,
                     help="the fake CDN's pace per connection for the paced files, bytes/s")
     ap.add_argument("--only", help="comma-separated scenarios to run")
-    ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the temporary folder (fixtures, daemon log)")
     ap.add_argument("--report", help="also write the JSON report here")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="rbee-torture-disk-")
@@ -417,6 +418,8 @@ def main():
                 umount(mnt)
             rep = {"ok": not r.problems, "filesystem": how, "problems": r.problems,
                    "scenarios": r.results}
+            if r.problems:
+                rep["daemon_log_tail"] = common.log_tail(os.path.join(tmp, "daemon.log"))
             status = 0 if rep["ok"] else 1
     finally:
         if os.path.ismount(mnt):
@@ -426,9 +429,8 @@ def main():
         if args.report:
             with open(args.report, "w") as f:
                 f.write(text + "\n")
-        if status == 1 or args.keep:
-            rep["folder"] = tmp
-            log("kept %s" % tmp)
+        if args.keep:
+            log("kept %s (the data root was on the unmounted file system)" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     return status
