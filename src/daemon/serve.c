@@ -24,6 +24,7 @@
 #include "daemon/daemon.h"
 #include "provision/hfapi.h"
 #include "provision/provision.h"
+#include "store/store.h"
 
 #define DAEMON_STOP_BUDGET_MS 1800
 
@@ -147,26 +148,6 @@ static int serve_read_token(const char *path, char **out, struct err *e)
 	return 0;
 }
 
-/* --data-dir, else $RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive, else ~/.cache/rbee-hive. */
-static int serve_data_root(const char *flag, char *buf, size_t size, struct err *e)
-{
-	const char *v;
-	int rc;
-	if (flag && *flag)
-		rc = fmt_buf(buf, size, "%s", flag);
-	else if ((v = getenv("RBEE_HIVE_HOME")) && *v)
-		rc = fmt_buf(buf, size, "%s", v);
-	else if ((v = getenv("XDG_CACHE_HOME")) && *v)
-		rc = fmt_buf(buf, size, "%s/rbee-hive", v);
-	else if ((v = getenv("HOME")) && *v)
-		rc = fmt_buf(buf, size, "%s/.cache/rbee-hive", v);
-	else
-		return err_set(e, ERR_INVALID, "no data folder: set --data-dir or RBEE_HIVE_HOME");
-	if (rc < 0)
-		return err_set(e, ERR_TOO_LARGE, "the data folder path is too long");
-	return 0;
-}
-
 static int serve_write_port_file(const char *path, int port, struct err *e)
 {
 	char *tmp = xasprintf("%s.tmp", path);
@@ -194,7 +175,7 @@ int daemon_serve_main(int argc, char **argv)
 	o.port = DAEMON_DEFAULT_PORT;
 	struct err e;
 	err_clear(&e);
-	char data_root[4096], hub[4096];
+	struct store_paths sp;
 	char *token = NULL;
 	struct provisioner *prov = NULL;
 	struct daemon *d = NULL;
@@ -227,7 +208,8 @@ int daemon_serve_main(int argc, char **argv)
 	}
 	if (o.token_file && serve_read_token(o.token_file, &token, &e) < 0)
 		goto fail;
-	if (serve_data_root(o.data_dir, data_root, sizeof(data_root), &e) < 0)
+	/* The provisioner resolves the same paths; both follow DESIGN §4 through the store. */
+	if (store_paths_resolve(o.data_dir, o.hf_cache, hf_env_shares_cache(), &sp, &e) < 0)
 		goto fail;
 
 	/* Block the stop signals before any thread starts, so only sigwait sees them. */
@@ -239,7 +221,7 @@ int daemon_serve_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct prov_config pc = {
-		.data_root = data_root,
+		.data_root = sp.root,
 		.hf_cache = o.hf_cache,
 		.offline = o.offline,
 		.connections = (int)o.connections,
@@ -247,15 +229,11 @@ int daemon_serve_main(int argc, char **argv)
 	};
 	if (provisioner_new(&pc, &prov, &e) < 0)
 		goto fail;
-	if (hf_hub_cache_dir(&pc, hub, sizeof(hub)) < 0) {
-		err_set(&e, ERR_TOO_LARGE, "the hub cache path is too long");
-		goto fail;
-	}
 	struct daemon_config dc = {
 		.bind = o.bind,
 		.port = (int)o.port,
-		.data_root = data_root,
-		.hub_dir = hub,
+		.data_root = sp.root,
+		.hub_dir = sp.hub,
 		.hive_id = o.hive_id,
 		.token = token,
 		.max_jobs = (int)o.max_jobs,

@@ -15,7 +15,6 @@
 #include "core/util.h"
 #include "provision/hfselect.h"
 #include "provision/provision.h"
-#include "store/store.h"
 
 #define HF_DEFAULT_ENDPOINT "https://huggingface.co"
 #define HF_MAX_REDIRECTS 10
@@ -45,14 +44,6 @@ int hf_env_shares_cache(void)
 {
 	/* DESIGN §4: HF_HUB_CACHE or HF_HOME in the environment ask for the shared cache. */
 	return env_set("HF_HUB_CACHE") || env_set("HF_HOME");
-}
-
-int hf_hub_cache_dir(const struct prov_config *cfg, char *buf, size_t size)
-{
-	struct store_paths sp;
-	if (store_paths_resolve(cfg->data_root, cfg->hf_cache, hf_env_shares_cache(), &sp, NULL))
-		return ERR_INVALID;
-	return fmt_buf(buf, size, "%s", sp.hub);
 }
 
 /* $HF_HOME/token, else $XDG_CACHE_HOME/huggingface/token, else ~/.cache/huggingface/token. */

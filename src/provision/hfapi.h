@@ -44,12 +44,6 @@ struct hf_client {
 int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct err *e);
 void hf_client_cleanup(struct hf_client *c);
 
-/*
- * The hub cache folder: cfg->hf_cache, else $HF_HUB_CACHE, else $HF_HOME/hub
- * when HF_HOME is set, else <data root>/hub (store_paths_resolve decides;
- * cfg->data_root NULL: the default data root). Returns 0 or a negative code.
- */
-int hf_hub_cache_dir(const struct prov_config *cfg, char *buf, size_t size);
 /* 1 when HF_HUB_CACHE or HF_HOME is set: the hub cache is then the shared one. */
 int hf_env_shares_cache(void);
 

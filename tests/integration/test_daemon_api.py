@@ -34,9 +34,10 @@ PROGRESS_KEYS = {"job_id", "state", "phase", "file", "files_done", "files_total"
 
 
 class Daemon:
-    def __init__(self, tmp, name, hub, extra=()):
+    def __init__(self, tmp, name, hub, extra=(), env=None):
         self.tmp, self.name, self.hub, self.extra = tmp, name, hub, list(extra)
         self.data = os.path.join(tmp, name)
+        self.env = env  # None: --data-dir; else the data root comes from these variables
         self.proc = None
 
     def start(self):
@@ -47,10 +48,12 @@ class Daemon:
                if not k.startswith(("RBEE_HIVE", "HF_", "HUGGING"))}
         env.update(HF_ENDPOINT=self.hub.hub_url, HF_HOME=os.path.join(self.data, "hf-home"),
                    RBEE_HIVE_LOG="info")
+        env.update(self.env or {})
         self.log_path = os.path.join(self.tmp, self.name + ".log")
         log = open(self.log_path, "a")
-        self.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
-                                      "--data-dir", self.data] + self.extra,
+        where = ["--data-dir", self.data] if self.env is None else []
+        self.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file]
+                                     + where + self.extra,
                                      env=env, stdout=log, stderr=log)
         log.close()
         deadline = time.time() + 20
@@ -169,8 +172,8 @@ class DaemonApiTest(unittest.TestCase):
         cls.hub.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def daemon(self, name, extra=()):
-        d = Daemon(self.tmp, name, self.hub, extra).start()
+    def daemon(self, name, extra=(), env=None):
+        d = Daemon(self.tmp, name, self.hub, extra, env).start()
         self.addCleanup(d.kill)
         return d
 
@@ -320,6 +323,29 @@ class DaemonApiTest(unittest.TestCase):
         self.assertEqual(m["files"][0]["sha256"], self.slow_sha)
         rc, _ = d.term()
         self.assertEqual(rc, 0)
+
+    def test_data_root_from_environment(self):
+        # Without --data-dir: $RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive, else
+        # ~/.cache/rbee-hive. The daemon's resource API and the provisioner must agree.
+        root = os.path.join(self.tmp, "env-home")
+        d = self.daemon("env-home", env={"RBEE_HIVE_HOME": root,
+                                         "XDG_CACHE_HOME": os.path.join(self.tmp, "unused")})
+        job_id = d.submit({"operation": "model_download", "model": "hf:org/small-GGUF"})
+        self.assertEqual(d.stream(job_id)[-1][2], "[DONE]")
+        status, models = d.call("GET", "/v1/models")
+        self.assertEqual(status, 200)
+        self.assertIn(SMALL_ID, [m["id"] for m in models["models"]])
+        self.assertTrue(os.path.isfile(os.path.join(root, "catalog.db")))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "unused")))
+        self.assertEqual(d.term()[0], 0)
+
+        xdg = os.path.join(self.tmp, "xdg")
+        d = self.daemon("env-xdg", env={"XDG_CACHE_HOME": xdg,
+                                        "HOME": os.path.join(self.tmp, "home-unused")})
+        self.assertEqual(d.call("GET", "/v1/models"), (200, {"models": []}))
+        self.assertTrue(os.path.isfile(os.path.join(xdg, "rbee-hive", "catalog.db")))
+        self.assertFalse(os.path.exists(os.path.join(self.tmp, "home-unused")))
+        self.assertEqual(d.term()[0], 0)
 
     def test_bind_needs_token(self):
         p = subprocess.run([BIN, "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir",
