@@ -230,6 +230,7 @@ def paths(ctx):
         ("wrong method on jobs", R("PUT", "/v1/jobs", headers=HDR, body="{}"), 405),
         ("wrong method on health", R("POST", "/health", headers=HDR, body="{}"), 405),
         ("unknown method", R("BREW", "/health"), 405),
+        ("OPTIONS on the API", R("OPTIONS", "/v1/jobs"), 405),
         ("unknown route", R("GET", "/v2/jobs"), 404),
         ("unknown api route", R("GET", "/v1/nothing"), 404),
         ("empty id", R("GET", "/v1/jobs//stream"), 404),
@@ -687,6 +688,30 @@ class HostileHttpTest(unittest.TestCase):
             self.assertTrue(r.closed, "connection kept open after an unread body")
             self.assertIsNotNone(wait_closed(s, time.monotonic() + 5))
         self.assert_alive(what="pipelining")
+
+    def test_l_job_flood_and_head_stream(self):
+        """Finished jobs are kept up to a cap, and HEAD on a stream holds nothing."""
+        for i in range(1200):
+            r = exchange(self.port, json_post("/v1/jobs", {"operation": "model_list"}))
+            self.assertEqual(r.status, 201, "submit %d: %r" % (i, r))
+        # Finished jobs are dropped once they are saved, which lags a burst.
+        deadline = time.monotonic() + 10
+        while True:
+            jobs = self.api("/v1/jobs").json()["jobs"]
+            if len(jobs) <= 1000 + 4 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertLessEqual(len(jobs), 1000 + 4, "CAP_JOBS_KEPT")
+        with connect(self.port) as s:
+            s.sendall(request("HEAD", "/v1/jobs/%s/stream" % jobs[0]["job_id"]).replace(
+                b"{port}", str(self.port).encode()))
+            r = read_reply(s, method="HEAD")
+        self.assertEqual((r.status, r.body), (200, b""))
+        deadline = time.monotonic() + 5
+        while self.metric("rbee_streams") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.metric("rbee_streams"), 0)
+        self.assert_alive(what="a job flood")
 
     def test_y_normal_download_still_works(self):
         job = self.submit({"operation": "model_download", "model": SMALL})
