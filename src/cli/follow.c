@@ -178,6 +178,9 @@ static void view_tick(void *arg)
  */
 static void view_bar_finish(struct view *v, struct vbar *b)
 {
+	/* A file left behind is complete, though its last event may have been coalesced away. */
+	if (!b->finished && b->own_counts && b->total)
+		b->done = b->total;
 	if (!b->finished && !b->own_counts && v->files_total > 1 && v->job_done >= b->base)
 		b->done = b->total = v->job_done - b->base;
 	b->finished = 1;

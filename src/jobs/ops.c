@@ -37,6 +37,8 @@ static void job_on_progress(void *arg, const struct prov_progress *p)
 	json_set_int(o, "files_total", p->files_total);
 	json_set_int(o, "bytes_done", (long long)p->bytes_done);
 	json_set_int(o, "bytes_total", (long long)p->bytes_total);
+	json_set_int(o, "file_bytes_done", (long long)p->file_bytes_done);
+	json_set_int(o, "file_bytes_total", (long long)p->file_bytes_total);
 	json_object_set_new(o, "rate_bps", json_real(p->rate_bps));
 	json_object_set_new(o, "eta_s", p->eta_s < 0 ? json_null() : json_real(p->eta_s));
 	char *s = json_dump_compact(o);

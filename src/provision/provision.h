@@ -39,6 +39,8 @@ struct prov_progress {
 	int files_total;
 	uint64_t bytes_done; /* over all files of the model */
 	uint64_t bytes_total;
+	uint64_t file_bytes_done;  /* of the current file; 0 when file is NULL */
+	uint64_t file_bytes_total; /* the current file's size; 0 when unknown or no file */
 	double rate_bps; /* smoothed */
 	double eta_s;    /* negative when unknown */
 };

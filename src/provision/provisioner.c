@@ -56,11 +56,15 @@ static void emit(struct prov_job *j)
 		.files_total = j->files_total,
 		.bytes_done = j->bytes_before + j->file_bytes,
 		.bytes_total = j->bytes_total,
+		.file_bytes_done = j->file ? j->file_bytes : 0,
+		.file_bytes_total = j->file ? j->file_size : 0,
 		.rate_bps = j->rate_bps,
 		.eta_s = -1,
 	};
 	if (p.bytes_done > p.bytes_total && p.bytes_total)
 		p.bytes_done = p.bytes_total;
+	if (p.file_bytes_done > p.file_bytes_total && p.file_bytes_total)
+		p.file_bytes_done = p.file_bytes_total;
 	if (j->rate_bps > 1 && j->bytes_total >= p.bytes_done)
 		p.eta_s = (double)(j->bytes_total - p.bytes_done) / j->rate_bps;
 	ev->progress(ev->arg, &p);

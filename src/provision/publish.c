@@ -71,6 +71,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, struct prov_file *
 			j->bytes_total += xp.total;
 			f->size = xp.total;
 			f->size_known = 1;
+			j->file_size = xp.total;
 		}
 		prov_job_bytes(j, xp.bytes_done, xp.rate_bps, done);
 		if (done)
@@ -110,6 +111,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, struct prov_file *
 	f->size_known = 1;
 	f->present = 1;
 	j->file_bytes = have;
+	j->file_size = have;
 	if (adopted)
 		prov_narrate(j, "'%s' was already in the cache; linked, not downloaded", f->path);
 	return 0;
@@ -124,6 +126,8 @@ int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e)
 		if (rc)
 			return rc;
 		if (!f->present) {
+			j->file_bytes = 0;
+			j->file_size = f->size_known ? f->size : 0;
 			prov_job_phase(j, PROV_DOWNLOADING, f->path);
 			prov_narrate(j, "downloading %s (file %zu of %zu)", f->path, i + 1, p->n);
 			rc = fetch_one(j, p, f, e);
@@ -133,6 +137,7 @@ int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e)
 		j->files_done++;
 		j->bytes_before += f->size;
 		j->file_bytes = 0;
+		j->file_size = 0;
 	}
 	return 0;
 }

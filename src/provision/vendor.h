@@ -84,6 +84,7 @@ struct prov_job {
 	int files_done, files_total;
 	uint64_t bytes_before; /* bytes of the files already done */
 	uint64_t file_bytes;   /* bytes of the current file */
+	uint64_t file_size;    /* size of the current file; 0 when unknown */
 	uint64_t bytes_total;
 	double rate_bps;
 	int64_t last_emit_ms;

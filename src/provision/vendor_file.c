@@ -61,8 +61,8 @@ static int file_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
 	j->bytes_total = size;
 	snprintf(p->commit, sizeof(p->commit), "%s", f->sha256);
 	j->files_done = 1;
-	j->bytes_before = size;
-	prov_job_bytes(j, 0, 0, 1);
+	j->file_size = size;
+	prov_job_bytes(j, size, 0, 1);
 	return 0;
 }
 

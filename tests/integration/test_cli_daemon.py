@@ -178,6 +178,19 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         rc, out, err = self.run_cli("show", MULTI_ID)
         self.assertEqual(rc, 0, err)
         self.assertIn("model-Q8_0-00002-of-00002.gguf", out)
+        # Per-file byte counts beside the model's: the second file's count starts at 0.
+        rc, out, err = self.run_cli("show", "--json", MULTI_ID)
+        sizes = {f["path"]: f["size"] for f in json.loads(out)["files"]}
+        first = "model-Q8_0-00001-of-00002.gguf"
+        for p in progress:
+            if p["phase"] not in ("downloading", "verifying"):
+                continue
+            self.assertEqual(p["file_bytes_total"], sizes[p["file"]], p)
+            self.assertLessEqual(p["file_bytes_done"], p["file_bytes_total"], p)
+            before = 0 if p["file"] == first else sizes[first]
+            self.assertEqual(p["bytes_done"] - p["file_bytes_done"], before, p)
+            if p["phase"] == "verifying":
+                self.assertEqual(p["file_bytes_done"], sizes[p["file"]], p)
 
     def test_detach_jobs_cancel_rm_busy(self):
         rc, out, err = self.run_cli("pull", "--detach", "org/slow-GGUF")
@@ -240,6 +253,25 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
             self.assertEqual(rc, 0, err)
         finally:
             stop_daemon(proc)
+
+    def test_pty_bars_per_file(self):
+        self.run_cli("rm", MULTI_ID)
+        try:
+            pid, fd = self.spawn_pty("pull", "org/multi-GGUF:Q8_0")
+            try:
+                code, out = self.wait_exit(pid, fd, 30)
+            finally:
+                os.close(fd)
+            text = out.decode("utf-8", "replace")
+            self.assertEqual(code, 0, text)
+            # Each file's bar counts that file's bytes (1.05 MB), not the model's (2.10 MB).
+            self.assertRegex(text, r"00001-of-00002\.gguf\s+\u2595[^\r\n]*1/2\s+100%\s+"
+                             r"1\.05 MB/1\.05 MB")
+            self.assertRegex(text, r"00002-of-00002\.gguf\s+\u2595[^\r\n]*2/2\s+100%\s+"
+                             r"1\.05 MB/1\.05 MB")
+            self.assertNotIn("/2.10 MB", text)
+        finally:
+            self.run_cli("rm", MULTI_ID)
 
     def test_pty_bar_and_ctrl_c(self):
         pid, fd = self.spawn_pty("pull", "org/slow-GGUF")

@@ -30,7 +30,7 @@ import fixtures  # noqa: E402
 SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
 SLOW_ID = "hf:org/slow-GGUF:model.Q4_K_M.gguf"
 PROGRESS_KEYS = {"job_id", "state", "phase", "file", "files_done", "files_total", "bytes_done",
-                 "bytes_total", "rate_bps", "eta_s"}
+                 "bytes_total", "rate_bps", "eta_s", "file_bytes_done", "file_bytes_total"}
 
 
 class Daemon:
@@ -190,6 +190,12 @@ class DaemonApiTest(unittest.TestCase):
                 p = json.loads(data)
                 self.assertEqual(set(p), PROGRESS_KEYS)
                 self.assertIn(p["phase"], ("resolving", "downloading", "verifying", "publishing"))
+                if p["file"] is None:
+                    self.assertEqual((p["file_bytes_done"], p["file_bytes_total"]), (0, 0), p)
+                else:
+                    # One file: its counts are the model's.
+                    self.assertEqual(p["file_bytes_done"], p["bytes_done"], p)
+                    self.assertEqual(p["file_bytes_total"], p["bytes_total"], p)
         self.assertTrue(any(k is None and not d_.startswith("[") for _, k, d_ in events))
         data = [json.loads(x) for _, k, x in events if k == "data"]
         self.assertEqual(data[0]["id"], SMALL_ID)
