@@ -50,10 +50,21 @@ class FakeHub:
         except urllib.error.HTTPError as e:
             raise FakeHubError("%s %s: %d %s" % (method, path, e.code, e.read().decode(errors="replace")))
 
-    def requests(self, host=None, since=0):
-        """Recorded requests (oldest first); host: None, "hub" or "cdn"."""
+    def requests(self, host=None, since=0, settle=0.0):
+        """Recorded requests (oldest first); host: None, "hub" or "cdn".
+
+        A request is recorded when it arrives and finished after its answer
+        went out (or the connection dropped), so a client that has read the
+        answer can see the record before it is finished. With settle > 0 this
+        waits up to that many seconds for every record to be finished."""
         q = "?since=%d" % since + ("&host=%s" % host if host else "")
-        return self._call("GET", "/_fake/requests" + q)
+        deadline = time.monotonic() + settle
+        while True:
+            reqs = self._call("GET", "/_fake/requests" + q)
+            pending = [r for r in reqs if not r.get("completed") and r.get("error") is None]
+            if not pending or time.monotonic() >= deadline:
+                return reqs
+            time.sleep(0.02)
 
     def reset_requests(self):
         self._call("POST", "/_fake/reset_requests", {})

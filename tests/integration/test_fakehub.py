@@ -249,7 +249,7 @@ class FakeHubTest(unittest.TestCase):
                 self.assertEqual((r.status, r.read()), (206, self.gguf_bytes[a:a + 100]))
         finally:
             conn.close()
-        conns = {r["conn"] for r in self.hub.requests(host="cdn")}
+        conns = {r["conn"] for r in self.hub.requests(host="cdn", settle=5)}
         self.assertEqual(len(conns), 1)
 
     def test_bad_signature_and_expiry(self):
@@ -295,7 +295,7 @@ class FakeHubTest(unittest.TestCase):
         loc = self.cdn_url(headers=auth, method="GET")
         st, _, _ = fetch(loc, headers={"Range": "bytes=0-9"})
         self.assertEqual(st, 206)
-        reqs = self.hub.requests()
+        reqs = self.hub.requests(settle=5)
         hub = [r for r in reqs if r["host"] == "hub"]
         cdn = [r for r in reqs if r["host"] == "cdn"]
         self.assertEqual(len(hub), 1)
@@ -319,7 +319,7 @@ class FakeHubTest(unittest.TestCase):
         st, _, body, err = raw_get(loc, {"Range": "bytes=5000-"})
         self.assertEqual((st, err), (206, None))
         self.assertEqual(body, self.gguf_bytes[5000:])
-        cdn = self.hub.requests(host="cdn")
+        cdn = self.hub.requests(host="cdn", settle=5)
         self.assertEqual([(r["bytes_sent"], r["error"]) for r in cdn],
                          [(5000, "dropped"), (GGUF_SIZE - 5000, None)])
 
@@ -456,7 +456,7 @@ class FakeHubTest(unittest.TestCase):
             self.assertLess(len(body), GGUF_SIZE)
         except ConnectionResetError:
             pass
-        self.assertEqual(self.hub.requests(host="cdn")[0]["error"], "dropped")
+        self.assertEqual(self.hub.requests(host="cdn", settle=5)[0]["error"], "dropped")
 
     def test_redirect_body_and_cdn_rejecting_authorization(self):
         cfg = dict(self.cfg, redirect_body=True, cdn_reject_authorization=True)
@@ -483,11 +483,11 @@ class FakeHubTest(unittest.TestCase):
 
     def test_since_and_host_filters(self):
         self.resolve("README.md")
-        last = self.hub.requests()[-1]["seq"]
+        last = self.hub.requests(settle=5)[-1]["seq"]
         self.resolve("README.md", "GET")
         reqs = self.hub.requests(since=last)
         self.assertEqual([r["method"] for r in reqs], ["GET"])
-        self.assertEqual(self.hub.requests(host="cdn"), [])
+        self.assertEqual(self.hub.requests(host="cdn", settle=5), [])
 
 
 class FixturesAndClientTest(unittest.TestCase):
