@@ -18,6 +18,8 @@
 #include "store/layout.h"
 
 #define PROV_POLL_MS 25
+/* How long the first event of a file waits for its transfer to be set up. */
+#define PROV_SETUP_WAIT_MS 1000
 /* How long publishing waits for a blob lock another program holds. */
 #define PROV_LOCK_TIMEOUT_MS 60000
 
@@ -40,8 +42,9 @@ static int adopt_into(struct prov_job *j, struct prov_plan *p, struct prov_file 
 	return rc;
 }
 
-static int fetch_one(struct prov_job *j, struct prov_plan *p, struct prov_file *f, struct err *e)
+static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, struct err *e)
 {
+	struct prov_file *f = &p->files[index];
 	struct prov_blob_req req = {
 		.repo_dir = p->repo_dir,
 		.sha256 = f->sha256,
@@ -60,22 +63,48 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, struct prov_file *
 	int rc = prov_share_join(j->ctx->share, &req, &b, &started, e);
 	if (rc)
 		return rc;
+	/*
+	 * The first event of the phase already counts the bytes a resumed
+	 * transfer keeps. The engine knows them once the transfer is set up,
+	 * which waits for the blob lock: a transfer cancelled a moment ago may
+	 * still be saving its ranges. After a short wait the catalog's resume
+	 * state stands in (another program may hold the lock for long).
+	 */
+	struct xfer_progress xp;
+	int known = 0;
+	for (int64_t until = now_ms() + PROV_SETUP_WAIT_MS;;) {
+		known = prov_share_progress(b, &xp);
+		if (known || now_ms() >= until)
+			break;
+		if (prov_check_cancel(j, e)) {
+			prov_share_leave(b);
+			return ERR_CANCELLED;
+		}
+		prov_share_wait(b, PROV_POLL_MS);
+	}
+	if (known)
+		j->file_bytes = xp.bytes_done;
+	else if (f->size_known)
+		j->file_bytes = prov_share_resumed(j->cat, p->repo_dir, f->sha256, f->size);
+	prov_job_phase(j, PROV_DOWNLOADING, f->path);
+	prov_narrate(j, "downloading %s (file %zu of %zu)", f->path, index + 1, p->n);
 	if (!started)
 		prov_narrate(j, "'%s' is already being downloaded for another job; sharing it",
 			     f->path);
-	struct xfer_progress xp;
 	for (;;) {
 		int done = prov_share_wait(b, PROV_POLL_MS);
-		prov_share_progress(b, &xp);
-		if (!f->size_known && xp.total) {
-			j->bytes_total += xp.total;
-			f->size = xp.total;
-			f->size_known = 1;
-			j->file_size = xp.total;
+		/* Until the transfer is set up, the resumed count stands. */
+		if (prov_share_progress(b, &xp) || done) {
+			if (!f->size_known && xp.total) {
+				j->bytes_total += xp.total;
+				f->size = xp.total;
+				f->size_known = 1;
+				j->file_size = xp.total;
+			}
+			prov_job_bytes(j, xp.bytes_done, xp.rate_bps, done);
+			if (done)
+				break;
 		}
-		prov_job_bytes(j, xp.bytes_done, xp.rate_bps, done);
-		if (done)
-			break;
 		if (prov_check_cancel(j, e)) {
 			/* Leaving cancels the transfer only when no other job waits for it. */
 			prov_share_leave(b);
@@ -128,9 +157,7 @@ int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e)
 		if (!f->present) {
 			j->file_bytes = 0;
 			j->file_size = f->size_known ? f->size : 0;
-			prov_job_phase(j, PROV_DOWNLOADING, f->path);
-			prov_narrate(j, "downloading %s (file %zu of %zu)", f->path, i + 1, p->n);
-			rc = fetch_one(j, p, f, e);
+			rc = fetch_one(j, p, i, e);
 			if (rc)
 				return rc;
 		}

@@ -97,24 +97,50 @@ struct share_resume {
 	const char *name;
 };
 
+/* The stored done ranges of a partial of total bytes; ERR_NOT_FOUND when none fit. */
+static int resume_state(struct catalog *cat, const char *repo_dir, const char *name,
+			uint64_t total, struct catalog_range **cr, size_t *n)
+{
+	uint64_t stored_total = 0;
+	*cr = NULL;
+	*n = 0;
+	int rc = catalog_partial_load(cat, repo_dir, name, &stored_total, cr, n, NULL);
+	if (rc)
+		return rc;
+	if (stored_total != total) {
+		/* The state belongs to another size of this content: it cannot be trusted. */
+		free(*cr);
+		*cr = NULL;
+		*n = 0;
+		return ERR_NOT_FOUND;
+	}
+	return 0;
+}
+
+uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const char *name,
+			    uint64_t total)
+{
+	struct catalog_range *cr;
+	size_t n;
+	uint64_t done = 0;
+	if (!cat || !name[0] || !total || resume_state(cat, repo_dir, name, total, &cr, &n))
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		done += cr[i].end - cr[i].start;
+	free(cr);
+	return done;
+}
+
 static int resume_load(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
 		       size_t *n)
 {
 	struct share_resume *r = arg;
 	struct catalog_range *cr = NULL;
-	uint64_t stored_total = 0;
 	(void)key;
 	*ranges = NULL;
-	*n = 0;
-	int rc = catalog_partial_load(r->cat, r->repo_dir, r->name, &stored_total, &cr, n, NULL);
+	int rc = resume_state(r->cat, r->repo_dir, r->name, total, &cr, n);
 	if (rc)
 		return rc;
-	if (stored_total != total) {
-		/* The state belongs to another size of this content: it cannot be trusted. */
-		free(cr);
-		*n = 0;
-		return ERR_NOT_FOUND;
-	}
 	*ranges = xcalloc(*n ? *n : 1, sizeof(**ranges));
 	for (size_t i = 0; i < *n; i++) {
 		(*ranges)[i].start = cr[i].start;
@@ -393,7 +419,7 @@ int prov_share_wait(struct prov_blob *b, long timeout_ms)
 	return done;
 }
 
-void prov_share_progress(struct prov_blob *b, struct xfer_progress *p)
+int prov_share_progress(struct prov_blob *b, struct xfer_progress *p)
 {
 	memset(p, 0, sizeof(*p));
 	pthread_mutex_lock(&b->sh->mu);
@@ -405,6 +431,9 @@ void prov_share_progress(struct prov_blob *b, struct xfer_progress *p)
 		xfer_progress(x, p);
 	else if (adopted || done)
 		p->bytes_done = p->total = b->size;
+	else
+		return 0;
+	return 1;
 }
 
 int prov_share_result(struct prov_blob *b, char sha256_out[65], char repo_dir_out[256],

@@ -26,6 +26,7 @@
 #include "core/err.h"
 #include "fetch/xfer.h"
 
+struct catalog;
 struct prov_ctx;
 struct prov_share;
 struct prov_blob;
@@ -55,8 +56,20 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 		    int *started, struct err *e);
 /* Waits up to timeout_ms; 1 when the entry has its result. */
 int prov_share_wait(struct prov_blob *b, long timeout_ms);
-/* The transfer's progress (zeros while it is being set up or when adopted). */
-void prov_share_progress(struct prov_blob *b, struct xfer_progress *p);
+/*
+ * The transfer's progress. Returns 1 when p holds it, 0 (and zeros) while
+ * the transfer is still being set up: the caller then knows no more than
+ * prov_share_resumed() tells.
+ */
+int prov_share_progress(struct prov_blob *b, struct xfer_progress *p);
+/*
+ * Bytes a transfer of blobs/<name>.partial in repo_dir of size total would
+ * resume from: the done ranges of its resume state in the catalog, the state
+ * the engine loads when it starts. 0 when there is none or it is for another
+ * size.
+ */
+uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const char *name,
+			    uint64_t total);
 /*
  * The result once prov_share_wait() said 1: 0 with the blob committed in
  * repo_dir_out (which may be another repo folder than the caller's, when

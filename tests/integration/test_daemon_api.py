@@ -122,8 +122,8 @@ class Daemon:
             time.sleep(0.02)
         raise AssertionError("job %s: condition not met; last %r" % (job_id, j))
 
-    def stream(self, job_id, last_event_id=None, timeout=60):
-        """Reads the whole SSE stream: a list of (id, event, data)."""
+    def stream(self, job_id, last_event_id=None, timeout=60, until=None):
+        """Reads the SSE stream to its end, or until until(events): a list of (id, event, data)."""
         h = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
         req = urllib.request.Request(self.url + "/v1/jobs/%s/stream" % job_id, headers=h)
         events, cur = [], {}
@@ -134,6 +134,8 @@ class Daemon:
                 if line == "":
                     if "data" in cur:
                         events.append((int(cur["id"]), cur.get("event"), cur["data"]))
+                        if until and until(events):
+                            break
                     cur = {}
                 elif line.startswith(":"):
                     continue
@@ -145,6 +147,12 @@ class Daemon:
 
 def bytes_done(job):
     return (job.get("progress") or {}).get("bytes_done", 0)
+
+
+def downloading(events):
+    """The progress events of the downloading phase, parsed."""
+    out = [json.loads(x) for _, k, x in events if k == "progress"]
+    return [p for p in out if p["phase"] == "downloading"]
 
 
 class DaemonApiTest(unittest.TestCase):
@@ -281,11 +289,17 @@ class DaemonApiTest(unittest.TestCase):
         self.assertEqual((status, j["status"]), (409, "cancelled"))
         done_before = bytes_done(d.job(job_id))
 
-        # A new pull of the same model resumes from the partial.
+        # A new pull of the same model resumes from the partial, and says so from its
+        # first downloading event on: no event counts from 0 again.
         self.hub.reset_requests()
         again = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
         first = d.wait_job(again, lambda j: bytes_done(j) > 0)
         self.assertGreater(bytes_done(first), 0)
+        dl = downloading(d.stream(again, timeout=30, until=lambda ev: len(downloading(ev)) >= 3))
+        self.assertGreater(dl[0]["bytes_done"], 0, dl[0])
+        self.assertEqual(dl[0]["file_bytes_done"], dl[0]["bytes_done"], dl[0])
+        counts = [p["bytes_done"] for p in dl]
+        self.assertEqual(counts, sorted(counts), counts)
         ranges = [r["headers"].get("range", "") for r in self.hub.requests(host="cdn")]
         starts = [int(r.split("=")[1].split("-")[0]) for r in ranges if r.startswith("bytes=")]
         self.assertTrue(starts, ranges)
@@ -303,6 +317,15 @@ class DaemonApiTest(unittest.TestCase):
         d.start()
         j = d.wait_job(job_id, lambda j: j["state"] == "running")
         self.assertEqual(j["job_id"], job_id)
+
+        # The new life's first downloading event counts the resumed bytes already.
+        def new_life(events):
+            at = [i for i, e in enumerate(events) if e[1] is None and e[2].startswith("resuming")]
+            return events[at[0]:] if at else []
+        events = d.stream(job_id, timeout=30, until=lambda ev: len(downloading(new_life(ev))) >= 2)
+        dl = downloading(new_life(events))
+        self.assertGreater(dl[0]["bytes_done"], 0, dl[0])
+        self.assertLessEqual(dl[0]["bytes_done"], dl[1]["bytes_done"], dl)
         status, j = d.call("POST", "/v1/jobs/%s/cancel" % job_id)
         self.assertEqual(status, 200)
         rc, took = d.term()
