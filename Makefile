@@ -56,3 +56,14 @@ test-fuzz: fuzz-build
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)
+
+# Benchmarks against nginx on loopback (bench/README.md): an optimised build
+# of its own, then the transfer and daemon figures as Markdown tables.
+BUILD_BENCH ?= build-bench
+.PHONY: bench
+bench: deps
+	@bench/install-deps
+	@cmake -S . -B $(BUILD_BENCH) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DRBEE_WERROR=ON >/dev/null
+	@cmake --build $(BUILD_BENCH) -j $(JOBS)
+	bench/xfer.sh --build $(BUILD_BENCH) $(ARGS)
+	bench/daemon.sh --build $(BUILD_BENCH)
