@@ -1,12 +1,14 @@
 /*
  * jobs: the job registry of rbee-hive. A job is one operation of the rbee job
- * protocol (model_download, model_list, model_get, model_delete) with a state,
+ * protocol (model_download, model_list, model_get, model_delete, model_verify)
+ * with a state,
  * a cancel token and an event log that any number of watchers read.
  *
  * Ownership and threads:
  * - struct job_registry owns every job, a fixed pool of download workers
- *   (max_jobs threads), one worker for the quick catalog operations and one
- *   persistence thread that owns a catalog connection and writes job rows.
+ *   (max_jobs threads), one worker for the quick catalog operations, one for
+ *   model_verify, and one persistence thread that owns a catalog connection
+ *   and writes job rows.
  * - One mutex, registry->lock, guards the job table, every job's fields and
  *   event log, the queues and the counters. It is never held across I/O,
  *   SQLite or a provisioner call; provisioner callbacks take it briefly to
@@ -99,6 +101,7 @@ void job_registry_free(struct job_registry *r);
  * Submits a job from a request body of the rbee job protocol:
  *   {"operation":"model_download","model":REF[,"hive_id":ID]}
  *   {"operation":"model_list"} | {"operation":"model_get"|"model_delete","id":ID}
+ *   {"operation":"model_verify"[,"id":ID]}
  * The job starts at once (or waits queued for a free download worker).
  * Writes the job id into id_out. Returns 0, ERR_INVALID (malformed, wrong
  * type, unknown key, missing key), ERR_UNPROCESSABLE (unknown operation, bad

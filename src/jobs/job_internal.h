@@ -17,12 +17,18 @@
 struct job;
 struct job_persist;
 
-enum job_pool { JOB_POOL_DOWNLOAD = 0, JOB_POOL_QUICK, JOB__POOLS };
+/*
+ * Downloads run on max_jobs workers; quick catalog operations on one worker;
+ * verifying (hashing every file, minutes for a large catalog) on its own one,
+ * so that it holds up neither.
+ */
+enum job_pool { JOB_POOL_DOWNLOAD = 0, JOB_POOL_QUICK, JOB_POOL_VERIFY, JOB__POOLS };
 
 struct job_op {
 	const char *name;
 	enum job_pool pool;
 	const char *arg_key; /* request key of the argument ("model", "id") or NULL */
+	int arg_optional;    /* the argument may be left out */
 	/* Runs on a worker thread without the lock; cat is the worker's connection. */
 	int (*run)(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e);
 };
@@ -80,7 +86,7 @@ struct job_registry {
 	long watchers;
 	uint64_t bytes_downloaded;
 
-	pthread_t *workers;  /* max_jobs download workers, then the quick worker */
+	pthread_t *workers;  /* max_jobs download workers, then one per other pool */
 	int n_workers;
 	pthread_t persister;
 	int persister_started;

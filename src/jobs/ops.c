@@ -16,6 +16,7 @@
 #include "jobs/job_internal.h"
 #include "jobs/persist.h"
 #include "provision/provision.h"
+#include "store/store.h"
 
 /* A result bigger than one event is refused rather than split silently. */
 #define JOB_DATA_MAX (256 * 1024)
@@ -154,11 +155,110 @@ static int op_delete(struct job_registry *r, struct job *j, struct job_persist *
 	return rc;
 }
 
+/* What a file's status reads as in narration. */
+static const char *const verify_words[] = {
+	[STORE_FILE_OK] = "ok",
+	[STORE_FILE_MISSING] = "missing",
+	[STORE_FILE_CORRUPT] = "corrupt",
+	[STORE_FILE_SIZE_MISMATCH] = "size mismatch",
+};
+
+/* Bad files named in the [ERROR] line. */
+#define VERIFY_NAMED_MAX 3
+
+struct verify_ctx {
+	struct job_registry *r;
+	struct job *j;
+	json_t *models; /* the report's models, in the order checked */
+	json_t *model;  /* the entry of the model being checked, borrowed */
+	char named[ERR_MSG_MAX]; /* the first bad files, for the summary */
+	size_t n_named;
+};
+
+static void verify_on_file(void *arg, const struct store_verify_item *it)
+{
+	struct verify_ctx *v = arg;
+	const char *last = json_string_value(json_object_get(v->model, "id"));
+	if (!v->model || !last || strcmp(last, it->model_id) != 0) {
+		v->model = json_pack("{s:s,s:s,s:[]}", "id", it->model_id, "status", "ok", "files");
+		json_array_append_new(v->models, v->model);
+	}
+	const char *status = store_file_status_name(it->status);
+	json_array_append_new(json_object_get(v->model, "files"),
+			      json_pack("{s:s,s:s,s:s}", "path", it->path, "sha256", it->sha256,
+					"status", status));
+	if (it->status == STORE_FILE_OK) {
+		job_narrate(v->r, v->j, "ok: %s (%s)", it->path, it->model_id);
+		return;
+	}
+	json_object_set_new(v->model, "status", json_string("bad"));
+	job_narrate(v->r, v->j, "%s: %s (%s)", verify_words[it->status], it->detail,
+		    it->model_id);
+	if (v->n_named++ < VERIFY_NAMED_MAX) {
+		size_t off = strlen(v->named);
+		snprintf(v->named + off, sizeof(v->named) - off, "%s%s in %s (%s)",
+			 off ? ", " : "", it->path, it->model_id, verify_words[it->status]);
+	}
+}
+
+/*
+ * Every model (no id) or one: one narration line per file, a report as the
+ * result, and [ERROR] naming the bad files when any is bad. The store makes
+ * the catalog truthful on the way (a model with a bad file becomes failed).
+ */
+static int op_verify(struct job_registry *r, struct job *j, struct job_persist *cat,
+		     struct err *e)
+{
+	struct verify_ctx v = {.r = r, .j = j, .models = json_array()};
+	struct store_verify_summary sum;
+	job_narrate(r, j, "verifying %s", j->arg ? j->arg : "every model");
+	int rc = job_persist_verify(cat, j->arg, verify_on_file, &v, j->cancel, &sum, e);
+	if (rc < 0)
+		goto out;
+	json_t *report = json_pack("{s:O,s:I,s:I}", "models", v.models, "ok",
+				   (json_int_t)(sum.files - sum.files_bad), "bad",
+				   (json_int_t)sum.files_bad);
+	if (sum.models_skipped)
+		json_set_int(report, "skipped", (long long)sum.models_skipped);
+	char *s = json_dump_compact(report);
+	if (strlen(s) > JOB_DATA_MAX) {
+		/* A catalog too large for one event: the good models' files are left out. */
+		size_t i;
+		json_t *m;
+		json_array_foreach(v.models, i, m)
+			if (strcmp(json_string_value(json_object_get(m, "status")), "ok") == 0)
+				json_object_del(m, "files");
+		json_object_set_new(report, "ok_files_omitted", json_true());
+		free(s);
+		s = json_dump_compact(report);
+	}
+	json_decref(report);
+	if (strlen(s) > JOB_DATA_MAX) {
+		free(s);
+		job_narrate(r, j, "the report is over %d bytes even without the good files; "
+				  "the models' statuses are in GET /v1/models",
+			    JOB_DATA_MAX);
+	} else {
+		job_append(r, j, JOB_EV_DATA, s);
+	}
+	job_narrate(r, j, "checked %zu model(s), %zu file(s), %llu bytes hashed; %zu bad%s",
+		    sum.models, sum.files, (unsigned long long)sum.bytes_hashed, sum.files_bad,
+		    sum.models_skipped ? "; models being downloaded were skipped" : "");
+	if (sum.files_bad)
+		rc = err_set(e, ERR_CORRUPT, "%zu of %zu file(s) bad in %zu of %zu model(s): %s%s",
+			     sum.files_bad, sum.files, sum.models_bad, sum.models, v.named,
+			     sum.files_bad > VERIFY_NAMED_MAX ? ", ..." : "");
+out:
+	json_decref(v.models);
+	return rc;
+}
+
 static const struct job_op job_ops[] = {
-	{"model_download", JOB_POOL_DOWNLOAD, "model", op_download},
-	{"model_list", JOB_POOL_QUICK, NULL, op_list},
-	{"model_get", JOB_POOL_QUICK, "id", op_get},
-	{"model_delete", JOB_POOL_QUICK, "id", op_delete},
+	{"model_download", JOB_POOL_DOWNLOAD, "model", 0, op_download},
+	{"model_list", JOB_POOL_QUICK, NULL, 0, op_list},
+	{"model_get", JOB_POOL_QUICK, "id", 0, op_get},
+	{"model_delete", JOB_POOL_QUICK, "id", 0, op_delete},
+	{"model_verify", JOB_POOL_VERIFY, "id", 1, op_verify},
 };
 
 const struct job_op *job_op_find(const char *name)
@@ -206,7 +306,7 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len,
 	if (!op) {
 		rc = err_set(e, ERR_UNPROCESSABLE,
 			     "unknown operation '%.64s': expected model_download, model_list, "
-			     "model_get or model_delete",
+			     "model_get, model_delete or model_verify",
 			     operation);
 		goto out;
 	}
@@ -220,7 +320,7 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len,
 	const char *arg = NULL;
 	for (int k = 0; k < 2; k++) {
 		int wanted = op->arg_key && strcmp(op->arg_key, keys[k]) == 0;
-		if (wanted && !given[k]) {
+		if (wanted && !given[k] && !op->arg_optional) {
 			rc = err_set(e, ERR_INVALID, "request body: %s needs key '%s'", op->name,
 				     keys[k]);
 			goto out;

@@ -13,6 +13,7 @@
 #include "core/util.h"
 #include "store/catalog.h"
 #include "store/layout.h"
+#include "store/store.h"
 
 struct job_persist {
 	struct catalog *cat;
@@ -199,6 +200,23 @@ int job_persist_model_delete(struct job_persist *p, const char *id, struct err *
 					 e);
 	layout_free(l);
 	catalog_removal_cleanup(&rm);
+	return rc;
+}
+
+int job_persist_verify(struct job_persist *p, const char *query,
+		       void (*fn)(void *arg, const struct store_verify_item *it), void *arg,
+		       struct cancel_token *cancel, struct store_verify_summary *sum,
+		       struct err *e)
+{
+	memset(sum, 0, sizeof(*sum));
+	if (!p)
+		return query ? err_set(e, ERR_NOT_FOUND, "no model '%.200s' in the catalog", query)
+			     : 0;
+	struct layout *l = NULL;
+	int rc = layout_open(p->hub_dir, &l, e);
+	if (rc == 0)
+		rc = store_verify(p->cat, l, query, fn, arg, cancel, sum, e);
+	layout_free(l);
 	return rc;
 }
 

@@ -14,8 +14,11 @@
 
 #include <jansson.h>
 
+struct cancel_token;
 struct err;
 struct job_persist;
+struct store_verify_item;
+struct store_verify_summary;
 
 /*
  * Opens <data_root>/catalog.db; hub_dir is the hub cache folder (NULL:
@@ -58,6 +61,14 @@ int job_persist_model_json(struct job_persist *p, const char *query, json_t **ou
 			   struct err *e);
 /* Deletes the model with catalog id id (files no other model uses go too). */
 int job_persist_model_delete(struct job_persist *p, const char *id, struct err *e);
+/*
+ * store_verify() over this connection and the hub folder: one model (query,
+ * an id or unambiguous ref) or all (query NULL). fn hears about each file.
+ */
+int job_persist_verify(struct job_persist *p, const char *query,
+		       void (*fn)(void *arg, const struct store_verify_item *it), void *arg,
+		       struct cancel_token *cancel, struct store_verify_summary *sum,
+		       struct err *e);
 /* Model count and bytes; -1 when unknown. */
 void job_persist_catalog_size(struct job_persist *p, long *models, uint64_t *bytes);
 

@@ -386,11 +386,11 @@ static void *job_worker_main(void *p)
 	free(wa);
 
 	struct job_persist *cat = NULL;
-	if (pool == JOB_POOL_QUICK) {
+	if (pool != JOB_POOL_DOWNLOAD) {
 		struct err e;
 		err_clear(&e);
 		if (job_persist_open(r->data_root, r->hub_dir, &cat, &e) < 0)
-			log_error("quick worker: catalog: %s", err_msg(&e));
+			log_error("job worker: catalog: %s", err_msg(&e));
 	}
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
@@ -627,11 +627,13 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 		job_resume_all(r);
 
 	r->shut_down = 0;
-	r->workers = xcalloc((size_t)r->max_jobs + 1, sizeof(pthread_t));
-	for (int i = 0; i <= r->max_jobs; i++) {
+	int n_workers = r->max_jobs + JOB__POOLS - 1;
+	r->workers = xcalloc((size_t)n_workers, sizeof(pthread_t));
+	for (int i = 0; i < n_workers; i++) {
 		struct job_worker_arg *wa = xmalloc(sizeof(*wa));
 		wa->r = r;
-		wa->pool = i < r->max_jobs ? JOB_POOL_DOWNLOAD : JOB_POOL_QUICK;
+		wa->pool = i < r->max_jobs ? JOB_POOL_DOWNLOAD
+					   : (enum job_pool)(JOB_POOL_DOWNLOAD + 1 + i - r->max_jobs);
 		if (pthread_create(&r->workers[i], NULL, job_worker_main, wa) != 0) {
 			free(wa);
 			rc = err_set(e, ERR_IO, "starting job workers: %s", strerror(errno));

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.parse
 import urllib.request
 
 SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname(
@@ -231,11 +232,58 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         self.assertIn("rbee-hive: ", err)
 
     def test_verify(self):
-        rc, out, err = self.run_cli("verify")
-        if rc != 0:
-            # Until the daemon has a model_verify operation the CLI says so plainly.
+        rc, out, err = self.run_cli("pull", "--json", "hf:org/small-GGUF")
+        self.assertEqual(rc, 0, err)
+        path = next(json.loads(l)["data"]["path"] for l in out.splitlines()
+                    if json.loads(l)["event"] == "data")
+        blob = os.path.realpath(path)
+        self.assertEqual(os.path.basename(blob), self.small_sha)
+        try:
+            rc, out, err = self.run_cli("verify")
+            self.assertEqual(rc, 0, err)
+            self.assertIn("ok: model.Q4_K_M.gguf (%s)" % SMALL_ID, out.splitlines())
+            self.assertEqual(out.splitlines()[-1], "done")
+
+            # One byte changed in the blob: the file is named, the status is 1.
+            with open(blob, "r+b") as f:
+                f.seek(4096)
+                byte = f.read(1)
+                f.seek(4096)
+                f.write(bytes([byte[0] ^ 0xFF]))
+            rc, out, err = self.run_cli("verify", "org/small-GGUF")
+            self.assertEqual(rc, 1, out)
+            self.assertIn("model.Q4_K_M.gguf", err)
+            self.assertIn("corrupt", err)
+            self.assertTrue(any(l.startswith("corrupt: model.Q4_K_M.gguf: ")
+                                for l in out.splitlines()), out)
+            self.assertEqual(self.api("/v1/models/" + urllib.parse.quote(SMALL_ID, safe=""))
+                             ["status"], "failed")
+
+            # --json: the report as the data event, then the error.
+            rc, out, err = self.run_cli("verify", "--json", SMALL_ID)
             self.assertEqual(rc, 1)
-            self.assertIn("cannot verify models", err)
+            events = [json.loads(l) for l in out.splitlines()]
+            report = next(e["data"] for e in events if e["event"] == "data")
+            self.assertEqual((report["ok"], report["bad"]), (0, 1))
+            self.assertEqual(report["models"], [{
+                "id": SMALL_ID, "status": "bad",
+                "files": [{"path": "model.Q4_K_M.gguf", "sha256": self.small_sha,
+                           "status": "corrupt"}]}])
+            self.assertEqual(events[-1]["event"], "error")
+
+            # Put back, the model checks out and is available again.
+            with open(blob, "r+b") as f:
+                f.seek(4096)
+                f.write(byte)
+            rc, out, err = self.run_cli("verify", SMALL_ID)
+            self.assertEqual(rc, 0, err)
+            self.assertEqual(self.api("/v1/models/" + urllib.parse.quote(SMALL_ID, safe=""))
+                             ["status"], "available")
+            rc, out, err = self.run_cli("verify", "org/absent-GGUF")
+            self.assertEqual(rc, 1)
+            self.assertIn("absent-GGUF", err)
+        finally:
+            self.run_cli("rm", SMALL_ID)
 
     def test_token(self):
         tf = os.path.join(self.tmp, "token")

@@ -236,6 +236,22 @@ class DaemonApiTest(unittest.TestCase):
         self.assertIn('rbee_jobs{state="succeeded"} 3', text)
         self.assertIn("rbee_catalog_models 1", text)
 
+        # model_verify: every model, or one by any unambiguous ref.
+        ver_id = d.submit({"operation": "model_verify"})
+        ev = d.stream(ver_id)
+        self.assertEqual(ev[-1][2], "[DONE]")
+        report = json.loads([x for _, k, x in ev if k == "data"][0])
+        self.assertEqual(report, {"models": [{"id": SMALL_ID, "status": "ok", "files": [
+            {"path": "model.Q4_K_M.gguf", "sha256": self.small_sha, "status": "ok"}]}],
+            "ok": 1, "bad": 0})
+        self.assertIn("ok: model.Q4_K_M.gguf (%s)" % SMALL_ID, [x for _, k, x in ev if k is None])
+        ver_id = d.submit({"operation": "model_verify", "id": "org/small-GGUF:Q4_K_M"})
+        self.assertEqual(d.stream(ver_id)[-1][2], "[DONE]")
+        self.assertEqual(d.job(ver_id)["id"], "org/small-GGUF:Q4_K_M")
+        ver_id = d.submit({"operation": "model_verify", "id": "org/other-GGUF"})
+        last = d.stream(ver_id)[-1][2]
+        self.assertTrue(last.startswith("[ERROR] ") and "org/other-GGUF" in last, last)
+
         del_id = d.submit({"operation": "model_delete", "id": SMALL_ID})
         self.assertEqual(d.stream(del_id)[-1][2], "[DONE]")
         status, err = d.call("GET", "/v1/models/" + urllib.parse.quote(SMALL_ID, safe=""))
@@ -260,6 +276,8 @@ class DaemonApiTest(unittest.TestCase):
              "unprocessable"),
             (b'{"operation":"rm_rf"}', 422, "unprocessable"),
             (b'{"operation":"model_list","extra":true}', 400, "bad_request"),
+            (b'{"operation":"model_verify","model":"org/x"}', 400, "bad_request"),
+            (b'{"operation":"model_verify","id":""}', 422, "unprocessable"),
             (b"{" + b" " * (65 * 1024) + b"}", 413, "too_large"),
         ]
         for raw, status, code in cases:

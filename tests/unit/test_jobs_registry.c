@@ -367,11 +367,25 @@ static void test_quick_ops(void **state)
 	assert_int_equal(last.kind, JOB_EV_DONE);
 	assert_int_equal(data, 1);
 	free(last.data);
-	submit(f->r, "{\"operation\":\"model_get\",\"id\":\"hf:a/b:c.gguf\"}", id);
-	read_all(f->r, id, 0, NULL, &last, &progress, &data);
-	assert_int_equal(last.kind, JOB_EV_ERROR);
-	assert_non_null(strstr(last.data, "no model"));
-	free(last.data);
+	static const struct {
+		const char *body;
+		enum job_event_kind end;
+		int data;
+	} cases[] = {
+		{"{\"operation\":\"model_get\",\"id\":\"hf:a/b:c.gguf\"}", JOB_EV_ERROR, 0},
+		/* model_verify takes an optional id; an empty catalog checks out. */
+		{"{\"operation\":\"model_verify\"}", JOB_EV_DONE, 1},
+		{"{\"operation\":\"model_verify\",\"id\":\"hf:a/b:c.gguf\"}", JOB_EV_ERROR, 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		submit(f->r, cases[i].body, id);
+		read_all(f->r, id, 0, NULL, &last, &progress, &data);
+		assert_int_equal(last.kind, cases[i].end);
+		assert_int_equal(data, cases[i].data);
+		if (cases[i].end == JOB_EV_ERROR)
+			assert_non_null(strstr(last.data, "no model"));
+		free(last.data);
+	}
 }
 
 static void test_bad_submissions(void **state)
@@ -395,6 +409,8 @@ static void test_bad_submissions(void **state)
 		{"{\"operation\":\"model_download\",\"model\":\"a/b:../../etc/passwd\"}",
 		 ERR_UNPROCESSABLE},
 		{"{\"operation\":\"model_get\",\"id\":\"a\\u0001b\"}", ERR_UNPROCESSABLE},
+		{"{\"operation\":\"model_verify\",\"model\":\"a/b\"}", ERR_INVALID},
+		{"{\"operation\":\"model_verify\",\"id\":\"\"}", ERR_UNPROCESSABLE},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char id[JOB_ID_MAX];
