@@ -133,6 +133,30 @@ static int route_model_delete(struct http_req *rq)
 	return http_reply_json(rq, MHD_HTTP_OK, o);
 }
 
+static int route_partials(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	if (job_partials_list_json(rq->d->jobs, &o, &e) < 0)
+		return http_reply_err(rq, &e);
+	return http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
+static int route_partial_delete(struct http_req *rq)
+{
+	int bad;
+	char *repo_dir = http_query_get(rq, "repo_dir", &bad);
+	if (bad)
+		return http_reply_error(rq, ERR_INVALID, "query: bad percent-encoding");
+	struct err e;
+	err_clear(&e);
+	json_t *o = NULL;
+	int rc = job_partial_delete(rq->d->jobs, rq->params[0], repo_dir, &o, &e);
+	free(repo_dir);
+	return rc < 0 ? http_reply_err(rq, &e) : http_reply_json(rq, MHD_HTTP_OK, o);
+}
+
 static int route_sources(struct http_req *rq)
 {
 	if (!rq->d->prov_cfg)
@@ -251,6 +275,8 @@ static const struct route routes[] = {
 	{"GET", "/v1/models", route_models},
 	{"GET", "/v1/models/*", route_model},
 	{"DELETE", "/v1/models/*", route_model_delete},
+	{"GET", "/v1/partials", route_partials},
+	{"DELETE", "/v1/partials/:", route_partial_delete},
 	{"GET", "/v1/sources/hf/:/:", route_sources},
 	{"GET", "/health", route_health},
 	{"GET", "/metrics", route_metrics},

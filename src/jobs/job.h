@@ -151,6 +151,16 @@ int job_models_list_json(struct job_registry *r, json_t **out, struct err *e);
 int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e);
 /* ERR_CONFLICT while a job writes the model; ERR_NOT_FOUND; ERR_CONFLICT if ambiguous. */
 int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e);
+/* {"partials":[{repo_dir, sha256, total_size, bytes_done, updated_ms, writing}]} */
+int job_partials_list_json(struct job_registry *r, json_t **out, struct err *e);
+/*
+ * Removes the partial downloads of content sha256 (in repo_dir, or every
+ * repo folder when NULL): {"sha256","status":"deleted","repo_dirs":[…]}.
+ * ERR_INVALID for a malformed sha256, ERR_NOT_FOUND, ERR_CONFLICT while a
+ * transfer writes one.
+ */
+int job_partial_delete(struct job_registry *r, const char *sha256, const char *repo_dir,
+		       json_t **out, struct err *e);
 
 struct job_stats {
 	long by_state[JOB__STATES];

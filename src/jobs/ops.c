@@ -383,6 +383,39 @@ int job_model_get_json(struct job_registry *r, const char *id, json_t **out, str
 	return rc;
 }
 
+int job_partials_list_json(struct job_registry *r, json_t **out, struct err *e)
+{
+	struct job_persist *cat = NULL;
+	*out = NULL;
+	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	if (rc < 0)
+		return rc;
+	json_t *list = NULL;
+	rc = job_persist_partials_json(cat, &list, e);
+	job_persist_close(cat);
+	if (rc == 0)
+		*out = json_pack("{s:o}", "partials", list);
+	return rc;
+}
+
+int job_partial_delete(struct job_registry *r, const char *sha256, const char *repo_dir,
+		       json_t **out, struct err *e)
+{
+	*out = NULL;
+	if (!is_hex_lower(sha256, 64))
+		return err_set(e, ERR_INVALID, "'%.80s' is not a sha256 (64 lowercase hex digits)",
+			       sha256);
+	struct job_persist *cat = NULL;
+	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	if (rc < 0)
+		return rc;
+	rc = job_persist_partial_remove(cat, sha256, repo_dir, out, e);
+	job_persist_close(cat);
+	if (rc == 0)
+		log_info("partial download %s deleted", sha256);
+	return rc;
+}
+
 int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e)
 {
 	struct job_persist *cat = NULL;

@@ -10,6 +10,7 @@
 
 #include "core/err.h"
 #include "core/json.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "store/catalog.h"
 #include "store/layout.h"
@@ -217,6 +218,79 @@ int job_persist_verify(struct job_persist *p, const char *query,
 	if (rc == 0)
 		rc = store_verify(p->cat, l, query, fn, arg, cancel, sum, e);
 	layout_free(l);
+	return rc;
+}
+
+/* The catalog's partials and the layout they live in; the caller frees both. */
+static int partials_open(struct job_persist *p, struct catalog_partial **list, size_t *n,
+			 struct layout **l, struct err *e)
+{
+	*list = NULL;
+	*n = 0;
+	*l = NULL;
+	int rc = catalog_partial_list(p->cat, list, n, e);
+	return rc ? rc : layout_open(p->hub_dir, l, e);
+}
+
+int job_persist_partials_json(struct job_persist *p, json_t **out, struct err *e)
+{
+	*out = json_array();
+	if (!p)
+		return 0;
+	struct catalog_partial *list;
+	size_t n;
+	struct layout *l;
+	int rc = partials_open(p, &list, &n, &l, e);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct catalog_partial *c = &list[i];
+		struct err sub = {0};
+		int writing = store_partial_writing(l, c->repo_dir, c->sha256, &sub);
+		if (writing < 0)
+			log_warn("partial %s of %s: %s", c->sha256, c->repo_dir, err_msg(&sub));
+		json_array_append_new(*out, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b}", "repo_dir",
+						      c->repo_dir, "sha256", c->sha256,
+						      "total_size", (json_int_t)c->total_size,
+						      "bytes_done", (json_int_t)c->done_bytes,
+						      "updated_ms", (json_int_t)c->updated_ms,
+						      "writing", writing == 1));
+	}
+	layout_free(l);
+	free(list);
+	if (rc) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int job_persist_partial_remove(struct job_persist *p, const char *sha256, const char *repo_dir,
+			       json_t **out, struct err *e)
+{
+	*out = NULL;
+	if (!p)
+		return err_set(e, ERR_NOT_FOUND, "no partial download %.64s", sha256);
+	struct catalog_partial *list;
+	size_t n;
+	struct layout *l;
+	int rc = partials_open(p, &list, &n, &l, e);
+	json_t *dirs = json_array();
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (strcmp(list[i].sha256, sha256) != 0 ||
+		    (repo_dir && strcmp(list[i].repo_dir, repo_dir) != 0))
+			continue;
+		rc = store_partial_remove(p->cat, l, list[i].repo_dir, sha256, e);
+		if (rc == 0)
+			json_array_append_new(dirs, json_string(list[i].repo_dir));
+	}
+	if (rc == 0 && json_array_size(dirs) == 0)
+		rc = err_set(e, ERR_NOT_FOUND, "no partial download %.64s%s%.256s", sha256,
+			     repo_dir ? " in " : "", repo_dir ? repo_dir : "");
+	if (rc == 0)
+		*out = json_pack("{s:s,s:s,s:O}", "sha256", sha256, "status", "deleted",
+				 "repo_dirs", dirs);
+	json_decref(dirs);
+	layout_free(l);
+	free(list);
 	return rc;
 }
 

@@ -69,6 +69,18 @@ int job_persist_verify(struct job_persist *p, const char *query,
 		       void (*fn)(void *arg, const struct store_verify_item *it), void *arg,
 		       struct cancel_token *cancel, struct store_verify_summary *sum,
 		       struct err *e);
+/*
+ * The partial downloads the catalog keeps resume state for, as a JSON array
+ * of {repo_dir, sha256, total_size, bytes_done, updated_ms, writing}.
+ */
+int job_persist_partials_json(struct job_persist *p, json_t **out, struct err *e);
+/*
+ * Removes the partials of content sha256 (in repo folder repo_dir, or in
+ * every one when NULL) with their resume state; *out lists the repo folders.
+ * ERR_NOT_FOUND when there is none, ERR_CONFLICT while a transfer writes one.
+ */
+int job_persist_partial_remove(struct job_persist *p, const char *sha256, const char *repo_dir,
+			       json_t **out, struct err *e);
 /* Model count and bytes; -1 when unknown. */
 void job_persist_catalog_size(struct job_persist *p, long *models, uint64_t *bytes);
 

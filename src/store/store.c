@@ -361,6 +361,19 @@ out:
 	return rc;
 }
 
+int store_partial_writing(const struct layout *l, const char *repo_dir, const char *sha256,
+			  struct err *e)
+{
+	int fd;
+	int rc = layout_blob_lock(l, repo_dir, sha256, 0, NULL, &fd, e);
+	if (rc == ERR_TIMEOUT)
+		return 1;
+	if (rc)
+		return rc;
+	layout_blob_unlock(fd);
+	return 0;
+}
+
 int store_partial_remove(struct catalog *c, const struct layout *l, const char *repo_dir,
 			 const char *sha256, struct err *e)
 {

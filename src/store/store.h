@@ -99,6 +99,14 @@ int store_delete_model(struct catalog *c, const struct layout *l, const char *qu
 		       char *id_out, size_t id_size, struct err *e);
 
 /*
+ * 1 when a transfer holds the lock of blobs/<sha256>.partial in repo_dir
+ * (it is being downloaded now, by this process or another), 0 when not, or
+ * a negative code. The lock is taken for an instant when it is free.
+ */
+int store_partial_writing(const struct layout *l, const char *repo_dir, const char *sha256,
+			  struct err *e);
+
+/*
  * Removes a partial download: its file and its resume state. ERR_CONFLICT
  * when a transfer holds its lock (it is being downloaded now).
  */

@@ -149,6 +149,18 @@ def bytes_done(job):
     return (job.get("progress") or {}).get("bytes_done", 0)
 
 
+def wait_for(get, pred, timeout=10):
+    """Polls get() until pred(value); returns the value."""
+    deadline = time.time() + timeout
+    while True:
+        v = get()
+        if pred(v) or time.time() > deadline:
+            if not pred(v):
+                raise AssertionError("condition not met; last %r" % (v,))
+            return v
+        time.sleep(0.02)
+
+
 def downloading(events):
     """The progress events of the downloading phase, parsed."""
     out = [json.loads(x) for _, k, x in events if k == "progress"]
@@ -307,6 +319,20 @@ class DaemonApiTest(unittest.TestCase):
         self.assertEqual((status, j["status"]), (409, "cancelled"))
         done_before = bytes_done(d.job(job_id))
 
+        # The partial is listed, with its resume state, once the transfer let go of it.
+        def partials():
+            status, j = d.call("GET", "/v1/partials")
+            self.assertEqual(status, 200, j)
+            return j["partials"]
+        kept = wait_for(partials, lambda ps: ps and not ps[0]["writing"])
+        self.assertEqual(len(kept), 1, kept)
+        self.assertEqual((kept[0]["repo_dir"], kept[0]["sha256"], kept[0]["total_size"]),
+                         ("models--org--slow-GGUF", self.slow_sha, 24 << 20))
+        self.assertGreater(kept[0]["bytes_done"], 0)
+        self.assertGreater(kept[0]["updated_ms"], 0)
+        blobs = os.path.join(d.data, "hf-home", "hub", "models--org--slow-GGUF", "blobs")
+        self.assertTrue(os.path.exists(os.path.join(blobs, self.slow_sha + ".partial")))
+
         # A new pull of the same model resumes from the partial, and says so from its
         # first downloading event on: no event counts from 0 again.
         self.hub.reset_requests()
@@ -314,7 +340,7 @@ class DaemonApiTest(unittest.TestCase):
         first = d.wait_job(again, lambda j: bytes_done(j) > 0)
         self.assertGreater(bytes_done(first), 0)
         dl = downloading(d.stream(again, timeout=30, until=lambda ev: len(downloading(ev)) >= 3))
-        self.assertGreater(dl[0]["bytes_done"], 0, dl[0])
+        self.assertEqual(dl[0]["bytes_done"], kept[0]["bytes_done"], dl[0])
         self.assertEqual(dl[0]["file_bytes_done"], dl[0]["bytes_done"], dl[0])
         counts = [p["bytes_done"] for p in dl]
         self.assertEqual(counts, sorted(counts), counts)
@@ -323,7 +349,24 @@ class DaemonApiTest(unittest.TestCase):
         self.assertTrue(starts, ranges)
         self.assertGreater(max(starts), 0)
         self.assertGreater(done_before, 0)
+
+        # While a transfer writes it, the partial cannot be removed.
+        path = "/v1/partials/" + self.slow_sha
+        self.assertTrue(wait_for(partials, lambda ps: ps and ps[0]["writing"]))
+        status, err = d.call("DELETE", path)
+        self.assertEqual((status, err["error"]["code"]), (409, "conflict"), err)
         d.call("POST", "/v1/jobs/%s/cancel" % again)
+        wait_for(partials, lambda ps: ps and not ps[0]["writing"])
+        status, j = d.call("DELETE", path + "?repo_dir=models--org--other")
+        self.assertEqual(status, 404, j)
+        status, j = d.call("DELETE", path)
+        self.assertEqual((status, j), (200, {"sha256": self.slow_sha, "status": "deleted",
+                                             "repo_dirs": ["models--org--slow-GGUF"]}))
+        self.assertEqual(partials(), [])
+        self.assertFalse(os.path.exists(os.path.join(blobs, self.slow_sha + ".partial")))
+        self.assertEqual(d.call("DELETE", path)[0], 404)
+        status, err = d.call("DELETE", "/v1/partials/not-a-digest")
+        self.assertEqual((status, err["error"]["code"]), (400, "bad_request"))
 
     def test_sigterm_then_resume(self):
         d = self.daemon("term")
