@@ -131,6 +131,9 @@ void xfer_plan_init(struct xfer_plan *p, size_t cap, uint64_t min_split)
 	p->cap = cap;
 	p->min_split = min_split ? min_split : 1;
 	p->align = 4096;
+	p->piece = 0;
+	p->ramp = 0;
+	p->taken = 0;
 }
 
 void xfer_plan_cleanup(struct xfer_plan *p)
@@ -185,12 +188,31 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 		*victim = -1;
 	int best = -1;
 	for (size_t i = 0; i < p->n; i++) {
-		if (p->s[i].owner == XFER_SEG_NONE && seg_left(&p->s[i]) > 0 &&
-		    (best < 0 || seg_left(&p->s[i]) > seg_left(&p->s[best])))
+		if (p->s[i].owner != XFER_SEG_NONE || seg_left(&p->s[i]) == 0)
+			continue;
+		if (best < 0 || (p->piece ? p->s[i].pos < p->s[best].pos
+					  : seg_left(&p->s[i]) > seg_left(&p->s[best])))
 			best = (int)i;
 	}
 	if (best >= 0) {
-		p->s[best].owner = owner;
+		struct xfer_seg *f = &p->s[best];
+		/* Carve the front piece; a short remainder rides along rather than
+		 * becoming a request of its own. */
+		uint64_t piece = p->piece;
+		if (piece && p->taken < p->ramp) {
+			piece = piece / p->ramp * (p->taken + 1) & ~(p->align - 1);
+			if (piece < p->align)
+				piece = p->align;
+		}
+		if (piece && seg_left(f) >= piece + piece / 2) {
+			int slot = plan_slot(p);
+			if (slot >= 0) {
+				p->s[slot] = (struct xfer_seg){f->pos + piece, f->end, XFER_SEG_NONE};
+				f->end = f->pos + piece;
+			}
+		}
+		p->taken++;
+		f->owner = owner;
 		return best;
 	}
 	for (size_t i = 0; i < p->n; i++) {

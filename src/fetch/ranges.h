@@ -8,10 +8,14 @@
  *     state saves and loads, and its first range gives the contiguous prefix
  *     that the hasher may read.
  *   - struct xfer_plan: the work still to do, as segments [pos, end) each
- *     owned by at most one connection. An idle connection takes the largest
- *     unowned segment, or else steals the upper half of the largest owned one
- *     (work stealing: no slow tail). Segments live in stable slots, so a
- *     connection can keep the index of its segment while others are added.
+ *     owned by at most one connection. With a piece size set, an idle
+ *     connection takes the next piece in file order (the front of the first
+ *     unowned segment), so all connections work near the front and the done
+ *     prefix grows at the full transfer rate; without one it takes the
+ *     largest unowned segment. When nothing is unowned it steals the upper
+ *     half of the largest owned segment (work stealing: no slow tail).
+ *     Segments live in stable slots, so a connection can keep the index of
+ *     its segment while others are added.
  *
  * Both have a hard capacity fixed at init. Neither is thread-safe: the
  * transfer thread owns them.
@@ -84,6 +88,9 @@ struct xfer_plan {
 	size_t cap;
 	uint64_t min_split; /* each half of a split is at least this long */
 	uint64_t align;     /* split points are multiples of this (power of two) */
+	uint64_t piece;     /* 0: take whole segments; else pieces of about this size, in file order */
+	unsigned ramp;      /* the first ramp pieces grow from piece/ramp to piece (see take) */
+	unsigned taken;     /* pieces handed out so far */
 };
 
 void xfer_plan_init(struct xfer_plan *p, size_t cap, uint64_t min_split);
@@ -96,7 +103,14 @@ void xfer_plan_cleanup(struct xfer_plan *p);
 int xfer_plan_reset(struct xfer_plan *p, const struct xfer_rangeset *done, uint64_t total);
 
 /*
- * Gives connection owner a segment: the largest unowned one, else the upper
+ * Gives connection owner a segment. With p->piece set: the first p->piece
+ * bytes of the unowned segment that starts lowest (the rest stays unowned;
+ * a remainder shorter than half a piece goes along), else, without a piece
+ * size, the largest unowned segment. The first p->ramp pieces are 1/ramp,
+ * 2/ramp, ... of a piece: connections that start together then finish
+ * their pieces one after another, not all at once, so the done prefix
+ * grows steadily instead of in jumps of ramp pieces. When none is unowned:
+ * the upper
  * half of the largest owned segment whose remaining bytes are at least
  * 2 * min_split (the victim's end shrinks to the split point). Returns the
  * slot index, or -1 when there is nothing worth taking. When victim is not

@@ -38,6 +38,9 @@
 #define DISCARD_BODY_MAX (64 * 1024)
 #define CURL_BUFFER (128 * 1024)
 #define PROGRESS_MS 250
+/* The helper starts writeback each time this much more has been written, so
+ * the fdatasync before a resume save has little left to do. */
+#define WRITEBACK_STEP (4u << 20)
 
 enum conn_state { C_IDLE = 0, C_RUNNING, C_WAIT };
 
@@ -127,6 +130,7 @@ struct xfer {
 
 	/* Progress snapshot: written by the transfer and helper threads, read by anyone. */
 	_Atomic uint64_t a_done;
+	_Atomic uint64_t a_written; /* x->written, for the helper's early writeback */
 	_Atomic uint64_t a_total;
 	_Atomic uint64_t a_hashed;
 	_Atomic uint64_t a_rate;
@@ -456,8 +460,17 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 		else
 			c->pos = pos + w;
 		x->written += w;
+		atomic_store_explicit(&x->a_written, x->written, memory_order_relaxed);
 		c->fails = 0;
 		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
+		/*
+		 * Hand-offs from here, not only from the loop: at loopback speed
+		 * one curl_multi_perform can move tens of MiB per connection, and
+		 * the hasher and the resume saves must not wait for it to return.
+		 */
+		publish_prefix(x, 0);
+		if (x->written - x->flushed_written >= x->eng->cfg.flush_bytes)
+			post_snapshot(x);
 	}
 	if (w < n) {
 		c->hit_end = 1;
@@ -792,7 +805,6 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 			xfer_end(x, NET_DONE, 0, NULL);
 			return;
 		}
-		xfer_plan_spread(&x->plan, (size_t)x->nconn);
 	}
 	conn_start(x, &x->conns[0]);
 }
@@ -1077,6 +1089,8 @@ static void *helper_main(void *arg)
 	unsigned gen_seen = 0;
 	int hash_err = 0;
 	struct xfer_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
+	uint64_t wb_at = 0;
+	int wb_warned = 0;
 
 	pthread_mutex_lock(&x->lock);
 	for (;;) {
@@ -1116,6 +1130,25 @@ static void *helper_main(void *arg)
 			if (helper_save(x, snap, n) < 0)
 				log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed",
 					x->dest);
+			pthread_mutex_lock(&x->lock);
+			continue;
+		}
+		uint64_t wr = atomic_load_explicit(&x->a_written, memory_order_relaxed);
+		if (!x->eng_gone && wr >= wb_at + WRITEBACK_STEP) {
+			/*
+			 * Start writeback of everything dirty without waiting for it:
+			 * the next fdatasync then waits for little, so resume saves
+			 * keep up with a fast transfer instead of trailing it by
+			 * tens of MiB (which a kill -9 would fetch again), and the
+			 * final fdatasync does not write the whole file at the end.
+			 */
+			wb_at = wr;
+			pthread_mutex_unlock(&x->lock);
+			if (sync_file_range(x->fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0 && !wb_warned) {
+				wb_warned = 1;
+				log_msg(LOG_DEBUG, x->log_id, "sync_file_range %s: %s", x->dest,
+					strerror(errno));
+			}
 			pthread_mutex_lock(&x->lock);
 			continue;
 		}
@@ -1178,6 +1211,10 @@ int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, str
 		c->split_threshold = 16u << 20;
 	if (!c->min_split)
 		c->min_split = 4u << 20;
+	if (!c->piece_size)
+		c->piece_size = 16u << 20;
+	if (c->piece_size < c->min_split)
+		c->piece_size = c->min_split;
 	if (c->stall_timeout_s <= 0)
 		c->stall_timeout_s = 30;
 	if (c->max_retries <= 0)
@@ -1391,6 +1428,8 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 		x->conns[i] = (struct xconn){.x = x, .idx = i, .seg = -1};
 	xfer_ranges_init(&x->done, CAP_XFER_RANGES);
 	xfer_plan_init(&x->plan, CAP_XFER_RANGES + CAP_XFER_CONNECTIONS, eng->cfg.min_split);
+	x->plan.piece = eng->cfg.piece_size;
+	x->plan.ramp = (unsigned)x->nconn;
 	x->snap = xcalloc(CAP_XFER_RANGES, sizeof(*x->snap));
 
 	rc = xfer_set_url(x, req->url, e);

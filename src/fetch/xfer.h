@@ -10,8 +10,9 @@
  *     threads hand it new transfers through a queue and cancellations through
  *     the cancel token; both wake it with curl_multi_wakeup.
  *   - Each transfer has one helper thread that hashes the contiguous done
- *     prefix by reading it back (pread, 512 KiB at a time), fdatasyncs the
- *     partial and calls the resume save callback, calls refresh_url after a
+ *     prefix by reading it back (pread, 512 KiB at a time), starts writeback
+ *     of new bytes early (sync_file_range), fdatasyncs the partial and calls
+ *     the resume save callback, calls refresh_url after a
  *     403, and finishes the transfer (final checks, rename, result). So the
  *     transfer thread never blocks on the disk's sync, on the caller's
  *     catalog, or on the vendor.
@@ -38,6 +39,7 @@ struct xfer_config {
 	int connections;            /* per file; 0: 8; at most CAP_XFER_CONNECTIONS */
 	uint64_t split_threshold;   /* files at least this large use several connections; 0: 16 MiB */
 	uint64_t min_split;         /* smallest half of a stolen range; 0: 4 MiB */
+	uint64_t piece_size;        /* work is handed out in file order in pieces this large; 0: 16 MiB */
 	int stall_timeout_s;        /* no bytes for this long cuts a connection; 0: 30 */
 	uint64_t limit_rate;        /* bytes/s over all transfers of the engine (token bucket); 0: none */
 	int max_retries;            /* consecutive failures of a connection without progress; 0: 5 */

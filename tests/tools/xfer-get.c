@@ -6,7 +6,7 @@
  *   xfer-get URL DEST [--sha256 HEX] [--size N] [--connections N]
  *            [--state-file F] [--auth-token T] [--origin-host H]
  *            [--cancel-after-ms N | --cancel-after-bytes N] [--purge]
- *            [--limit-rate N] [--split-threshold N] [--min-split N]
+ *            [--limit-rate N] [--split-threshold N] [--min-split N] [--piece-size N]
  *            [--stall-timeout S] [--retry-base-ms N] [--retry-max-ms N]
  *            [--max-retries N] [--flush-ms N] [--rename-to PATH]
  *            [--refresh-from URL] [--progress]
@@ -179,6 +179,7 @@ static const struct opt_def opt_table[] = {
 	CFG("--limit-rate", O_U64, limit_rate),
 	CFG("--split-threshold", O_U64, split_threshold),
 	CFG("--min-split", O_U64, min_split),
+	CFG("--piece-size", O_U64, piece_size),
 	CFG("--stall-timeout", O_INT, stall_timeout_s),
 	CFG("--retry-base-ms", O_LONG, retry_base_ms),
 	CFG("--retry-max-ms", O_LONG, retry_max_ms),

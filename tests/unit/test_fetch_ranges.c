@@ -219,6 +219,50 @@ static void test_plan_resume_from_ranges(void **state)
 	xfer_ranges_cleanup(&done);
 }
 
+/* Pieces in file order: the front of the first gap, growing through the ramp. */
+static void test_plan_pieces_in_order(void **state)
+{
+	(void)state;
+	struct xfer_rangeset done;
+	struct xfer_plan p;
+	struct err e;
+	xfer_ranges_init(&done, 16);
+	xfer_plan_init(&p, 32, 1 * MiB);
+	p.piece = 8 * MiB;
+	p.ramp = 4;
+	const struct xfer_range saved[] = {{0, 4 * MiB}};
+	assert_int_equal(xfer_ranges_load(&done, saved, 1, 64 * MiB, &e), 0);
+	assert_int_equal(xfer_plan_reset(&p, &done, 64 * MiB), 0);
+	/* Ramp: 2, 4, 6, 8 MiB, back to back from the first missing byte. */
+	uint64_t at = 4 * MiB;
+	for (int k = 0; k < 4; k++) {
+		int i = xfer_plan_take(&p, k, NULL);
+		assert_true(i >= 0);
+		assert_int_equal(p.s[i].pos, at);
+		assert_int_equal(p.s[i].end - p.s[i].pos, (uint64_t)(k + 1) * 2 * MiB);
+		at = p.s[i].end;
+	}
+	/* Then whole pieces; the last one takes a remainder under half a piece. */
+	int i = xfer_plan_take(&p, 4, NULL);
+	assert_int_equal(p.s[i].pos, at);
+	assert_int_equal(p.s[i].end - p.s[i].pos, 8 * MiB);
+	xfer_plan_finish(&p, i);
+	for (int k = 5; k < 9; k++) {
+		int j = xfer_plan_take(&p, k, NULL);
+		assert_true(j >= 0);
+		at = p.s[j].end;
+	}
+	assert_int_equal(at, 64 * MiB);
+	/* Nothing unowned is left: the next taker steals half of the largest. */
+	int victim = -1;
+	int j = xfer_plan_take(&p, 9, &victim);
+	assert_true(j >= 0);
+	assert_true(victim >= 0);
+	assert_int_equal(xfer_plan_remaining(&p), 60 * MiB - 8 * MiB);
+	xfer_plan_cleanup(&p);
+	xfer_ranges_cleanup(&done);
+}
+
 static void test_plan_spread(void **state)
 {
 	(void)state;
@@ -291,6 +335,7 @@ int main(void)
 		cmocka_unit_test(test_plan_split_and_steal),
 		cmocka_unit_test(test_plan_split_aligned),
 		cmocka_unit_test(test_plan_resume_from_ranges),
+		cmocka_unit_test(test_plan_pieces_in_order),
 		cmocka_unit_test(test_plan_spread),
 		cmocka_unit_test(test_plan_cap),
 	};
