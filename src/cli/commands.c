@@ -199,7 +199,7 @@ static void cli_size_cell(char *buf, size_t size, const json_t *o, const char *c
 {
 	uint64_t n;
 	if (cli_juint(o, keys, &n) == 0)
-		cli_fmt_size(buf, size, n);
+		fmt_size(buf, size, n);
 	else
 		snprintf(buf, size, "-");
 }
@@ -430,8 +430,8 @@ static void cli_job_progress(char *buf, size_t size, const json_t *job)
 		json_incref(p);
 	}
 	if (cli_juint(p, k_done, &done) == 0 && cli_juint(p, k_total, &total) == 0 && total > 0) {
-		cli_fmt_size(a, sizeof(a), done);
-		cli_fmt_size(b, sizeof(b), total);
+		fmt_size(a, sizeof(a), done);
+		fmt_size(b, sizeof(b), total);
 		snprintf(buf, size, "%d%% %s/%s", (int)(done >= total ? 100 : done * 100 / total),
 			 a, b);
 	} else if (cli_jstr(p, k_phase)) {

@@ -3,32 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-void cli_fmt_size(char *buf, size_t size, uint64_t bytes)
-{
-	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
-	size_t u = 0;
-	double v = (double)bytes;
-
-	if (bytes < 1000) {
-		snprintf(buf, size, "%llu B", (unsigned long long)bytes);
-		return;
-	}
-	while (v >= 1000.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		v /= 1000.0;
-		u++;
-	}
-	/* Rounding can carry 999.95 up to "1000": show it in the next unit instead. */
-	if (v >= 999.5 && u + 1 < sizeof(units) / sizeof(units[0])) {
-		v /= 1000.0;
-		u++;
-	}
-	if (v < 9.995)
-		snprintf(buf, size, "%.2f %s", v, units[u]);
-	else if (v < 99.95)
-		snprintf(buf, size, "%.1f %s", v, units[u]);
-	else
-		snprintf(buf, size, "%.0f %s", v, units[u]);
-}
+#include "core/util.h"
 
 void cli_fmt_rate(char *buf, size_t size, double bps)
 {
@@ -38,7 +13,7 @@ void cli_fmt_rate(char *buf, size_t size, double bps)
 		snprintf(buf, size, "-");
 		return;
 	}
-	cli_fmt_size(s, sizeof(s), (uint64_t)(bps + 0.5));
+	fmt_size(s, sizeof(s), (uint64_t)(bps + 0.5));
 	snprintf(buf, size, "%s/s", s);
 }
 
@@ -150,9 +125,9 @@ size_t cli_bar_render(char *buf, size_t size, const struct cli_bar *b, int width
 		pct = (int)(b->done >= b->total ? 100 : b->done * 100 / b->total);
 	if (b->finished)
 		pct = 100;
-	cli_fmt_size(done, sizeof(done), b->finished && b->total ? b->total : b->done);
+	fmt_size(done, sizeof(done), b->finished && b->total ? b->total : b->done);
 	if (b->total > 0)
-		cli_fmt_size(total, sizeof(total), b->total);
+		fmt_size(total, sizeof(total), b->total);
 	else
 		snprintf(total, sizeof(total), "?");
 

@@ -1,6 +1,6 @@
 /*
- * cli_fmt: how the CLI shows numbers to people: sizes in decimal units
- * ("12.3 MB"), rates ("38.5 MB/s"), times left ("0:42", "1:02:03"), ages
+ * cli_fmt: how the CLI shows numbers to people (sizes come from fmt_size()
+ * in core/util.h): rates ("38.5 MB/s"), times left ("0:42", "1:02:03"), ages
  * ("3m ago") and one progress bar line. Pure functions over caller buffers,
  * so they are unit-tested without a terminal.
  */
@@ -13,8 +13,6 @@
 /* Buffers of this size hold any output of the formatters below except the bar. */
 #define CLI_FMT_SHORT 32
 
-/* Three significant digits in decimal units: "0 B", "999 B", "1.23 kB", "12.3 MB", "123 GB". */
-void cli_fmt_size(char *buf, size_t size, uint64_t bytes);
 /* A rate in bytes per second: "12.3 MB/s"; "-" when not known (negative). */
 void cli_fmt_rate(char *buf, size_t size, double bps);
 /* Seconds left as m:ss or h:mm:ss; "--:--" when not known (negative). */

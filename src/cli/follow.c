@@ -279,7 +279,7 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 		if (strcmp(v->phase, v->line_key) != 0) {
 			char size[CLI_FMT_SHORT];
 			snprintf(v->line_key, sizeof(v->line_key), "%s", v->phase);
-			cli_fmt_size(size, sizeof(size), total);
+			fmt_size(size, sizeof(size), total);
 			if (strcmp(v->phase, "downloading") == 0 && files_total > 1)
 				printf("%s %llu files (%s)\n", v->phase,
 				       (unsigned long long)files_total, size);

@@ -121,6 +121,33 @@ int fmt_buf(char *buf, size_t size, const char *fmt, ...)
 	return 0;
 }
 
+void fmt_size(char *buf, size_t size, uint64_t bytes)
+{
+	static const char *const units[] = {"B", "kB", "MB", "GB", "TB", "PB", "EB"};
+	size_t u = 0;
+	double v = (double)bytes;
+
+	if (bytes < 1000) {
+		snprintf(buf, size, "%llu B", (unsigned long long)bytes);
+		return;
+	}
+	while (v >= 1000.0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1000.0;
+		u++;
+	}
+	/* Rounding can carry 999.95 up to "1000": show it in the next unit instead. */
+	if (v >= 999.5 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1000.0;
+		u++;
+	}
+	if (v < 9.995)
+		snprintf(buf, size, "%.2f %s", v, units[u]);
+	else if (v < 99.95)
+		snprintf(buf, size, "%.1f %s", v, units[u]);
+	else
+		snprintf(buf, size, "%.0f %s", v, units[u]);
+}
+
 static size_t utf8_seq_len(unsigned char c)
 {
 	if (c < 0x80)

@@ -38,4 +38,13 @@ size_t utf8_valid_len(const unsigned char *s, size_t n);
 /* snprintf that reports truncation: 0, or ERR_TOO_LARGE if it did not fit. */
 int fmt_buf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* A buffer of this size holds any output of fmt_size(). */
+#define FMT_SIZE_LEN 32
+/*
+ * A size for people, three significant digits in decimal units: "0 B",
+ * "999 B", "1.23 kB", "12.3 MB", "123 GB" (the CLI, the narration and the
+ * error messages all show sizes this way).
+ */
+void fmt_size(char *buf, size_t size, uint64_t bytes);
+
 #endif

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "core/cancel.h"
 #include "core/log.h"
@@ -146,9 +148,65 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	return 0;
 }
 
+/*
+ * Bytes file f still needs on the disk: none when its blob is in the repo
+ * folder or another repo folder holds the same content (a hard link is
+ * made), else its size less what its partial already has allocated (the
+ * engine preallocates a partial whole, so a resumed one needs nothing).
+ */
+static uint64_t file_space_needed(struct prov_job *j, const struct prov_plan *p,
+				  const struct prov_file *f)
+{
+	struct layout *l = j->ctx->layout;
+	char where[256] = "", partial[4096];
+	uint64_t have = 0;
+	struct stat st;
+	if (f->present || !f->size_known)
+		return 0;
+	if (!f->sha256[0])
+		return f->size; /* an unpinned URL starts over */
+	if (layout_blob_exists(l, p->repo_dir, f->sha256, &have) == 1 && have == f->size)
+		return 0;
+	if (catalog_blob_where(j->cat, f->sha256, where, sizeof(where), NULL) == 0 &&
+	    layout_blob_exists(l, where, f->sha256, &have) == 1 && have == f->size)
+		return 0;
+	if (layout_partial_path(l, p->repo_dir, f->sha256, partial, sizeof(partial), NULL) == 0 &&
+	    lstat(partial, &st) == 0 && S_ISREG(st.st_mode)) {
+		uint64_t alloc = (uint64_t)st.st_blocks * 512u;
+		return alloc >= f->size ? 0 : f->size - alloc;
+	}
+	return f->size;
+}
+
+/*
+ * The whole model must fit before its first byte is fetched: checked file
+ * by file, a model whose files fit alone but not together would leave the
+ * first ones behind, fetched for nothing. The engine still checks and
+ * preallocates each file, which covers a disk that fills meanwhile.
+ */
+static int check_space(struct prov_job *j, const struct prov_plan *p, struct err *e)
+{
+	uint64_t need = 0;
+	struct statvfs vfs;
+	for (size_t i = 0; i < p->n; i++)
+		need += file_space_needed(j, p, &p->files[i]);
+	if (need == 0 || statvfs(layout_root(j->ctx->layout), &vfs) != 0)
+		return 0;
+	uint64_t avail = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+	if (need <= avail)
+		return 0;
+	char ns[FMT_SIZE_LEN], as[FMT_SIZE_LEN];
+	fmt_size(ns, sizeof(ns), need);
+	fmt_size(as, sizeof(as), avail);
+	return err_set(e, ERR_NOSPACE, "not enough free space for %.300s: needs %s, %s free on %.300s",
+		       p->id[0] ? p->id : j->req->ref, ns, as, layout_root(j->ctx->layout));
+}
+
 int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e)
 {
-	int rc = 0;
+	int rc = check_space(j, p, e);
+	if (rc)
+		return rc;
 	for (size_t i = 0; i < p->n; i++) {
 		struct prov_file *f = &p->files[i];
 		rc = prov_check_cancel(j, e);

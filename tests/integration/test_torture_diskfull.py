@@ -16,9 +16,8 @@ SCRIPT = os.path.join(SRC, "tests", "torture", "diskfull.py")
 
 
 class TortureDiskFullTest(unittest.TestCase):
-    def scenario(self, name, known=()):
-        """Runs one scenario; fails on any check that did not hold, except
-        those whose text starts with one of `known`."""
+    def scenario(self, name):
+        """Runs one scenario; fails on any check that did not hold."""
         if os.geteuid() != 0:
             self.skipTest("mounting a small file system needs root")
         with tempfile.TemporaryDirectory(prefix="rbee-torture-test-") as tmp:
@@ -30,7 +29,7 @@ class TortureDiskFullTest(unittest.TestCase):
             with open(report) as f:
                 rep = json.load(f)
         checks = rep["scenarios"][name]["checks"] + rep["scenarios"]["end"]["checks"]
-        bad = [c["check"] for c in checks if not c["ok"] and not c["check"].startswith(known)]
+        bad = [c["check"] for c in checks if not c["ok"]]
         self.assertEqual(bad, [], json.dumps(rep, indent=1) + p.stderr[-2000:])
         self.assertEqual(rep["problems"] == [], p.returncode == 0)
         return rep["scenarios"][name], rep["problems"]
@@ -39,19 +38,14 @@ class TortureDiskFullTest(unittest.TestCase):
         sc, _ = self.scenario("refuse")
         self.assertGreater(sc["model_bytes"], sc["free"])
 
-    # Space is checked per file when that file starts, not for the whole
-    # model: the first file of a model that cannot fit is fetched and left
-    # behind. See docs/reliability.md.
-    GAP = ("no byte was asked of the CDN", "no blob is left of the refused model")
-
     def test_refuse_a_model_whose_files_do_not_fit_together(self):
-        sc, _ = self.scenario("refuse_sum", known=self.GAP)
+        # Each file fits alone, not both: refused before the first byte, with
+        # no blob, partial or repo folder left behind.
+        sc, problems = self.scenario("refuse_sum")
         self.assertEqual(sc["state"], "failed")
-
-    @unittest.expectedFailure
-    def test_refuse_a_model_whose_files_do_not_fit_together_before_any_byte(self):
-        _, problems = self.scenario("refuse_sum", known=self.GAP)
         self.assertEqual(problems, [])
+        self.assertGreater(sc["model_bytes"], sc["free"])
+        self.assertRegex(sc["error"], r"needs [\d.]+ [kMG]?B, [\d.]+ [kMG]?B free on /")
 
     def test_disk_filled_between_two_files(self):
         sc, _ = self.scenario("between")

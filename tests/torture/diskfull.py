@@ -5,8 +5,8 @@ size, else a loop-mounted ext4 image), and what happens when space runs out.
 Scenarios, in order, on one daemon that keeps running throughout:
   refuse     a model larger than the free space fails before its first byte,
              with both sizes in the message, and leaves no partial
-  refuse-sum a two-file model whose files each fit but not together: refused
-             before the first byte too (space is checked for the model)
+  refuse_sum a two-file model whose files each fit but not together: refused
+             before the first byte too (space is checked for the whole model)
   between    a two-file model; the disk is filled from outside while the first
              file downloads, leaving less than the second needs: the first
              file completes (its space was reserved), the job fails cleanly at
@@ -258,6 +258,10 @@ class Run:
         self.check(scenario, gets == 0, "no byte was asked of the CDN (%d GETs)" % gets)
         left = self.partials()
         self.check(scenario, not left, "no partial is left (%s)" % left)
+        rdir = os.path.join(self.hub_dir, "models--" + repo.replace("/", "--"))
+        self.check(scenario, not os.path.exists(rdir),
+                   "no repo folder is left (%s)" % (sorted(os.listdir(rdir))
+                                                    if os.path.isdir(rdir) else rdir))
         self.serving(d, scenario)
 
     def sc_refuse(self, d, hub, v):

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "cli/fmt.h"
+#include "core/util.h"
 
 static void test_sizes(void **state)
 {
@@ -29,7 +30,7 @@ static void test_sizes(void **state)
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char buf[CLI_FMT_SHORT];
-		cli_fmt_size(buf, sizeof(buf), cases[i].n);
+		fmt_size(buf, sizeof(buf), cases[i].n);
 		assert_string_equal(buf, cases[i].want);
 	}
 }
