@@ -1,7 +1,7 @@
 /*
  * The job follower of pull and verify: reads a job's event stream and shows
  * it as progress bars (one per file, redrawn at most ten times a second),
- * as a line per phase, or as NDJSON; resumes a dropped stream from its last
+ * as the daemon's narration lines, or as NDJSON; resumes a dropped stream from its last
  * event id; turns Ctrl-C into a cancel on the daemon.
  *
  * Everything here runs on the main thread. The SIGINT handler only sets
@@ -76,8 +76,6 @@ struct view {
 	uint64_t job_done; /* bytes of the whole model */
 	double rate_bps;
 	long long eta_s;
-	/* Line mode: the phase of the last phase line. */
-	char line_key[32];
 	/* The end. */
 	int end;
 	char *error;
@@ -275,20 +273,7 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 	v->eta_s = cli_juint(p, k_eta, &x) == 0 ? (long long)x : -1;
 
 	if (v->mode == VIEW_LINES) {
-		/* One line per phase; the daemon's narration tells the files apart. */
-		if (strcmp(v->phase, v->line_key) != 0) {
-			char size[CLI_FMT_SHORT];
-			snprintf(v->line_key, sizeof(v->line_key), "%s", v->phase);
-			fmt_size(size, sizeof(size), total);
-			if (strcmp(v->phase, "downloading") == 0 && files_total > 1)
-				printf("%s %llu files (%s)\n", v->phase,
-				       (unsigned long long)files_total, size);
-			else if (strcmp(v->phase, "downloading") == 0 && file)
-				printf("%s %s (%s)\n", v->phase, file, size);
-			else
-				printf("%s\n", v->phase);
-			fflush(stdout);
-		}
+		/* The daemon narrates every phase of every file; a line of ours would repeat it. */
 		json_decref(p);
 		return;
 	}

@@ -70,8 +70,6 @@ static int op_download(struct job_registry *r, struct job *j, struct job_persist
 				      (json_int_t)art->size);
 		job_append(r, j, JOB_EV_DATA, json_dump_compact(o));
 		json_decref(o);
-		job_narrate(r, j, "model %s is available (%llu bytes)", art->id,
-			    (unsigned long long)art->size);
 	}
 	free(art);
 	return rc;

@@ -188,8 +188,11 @@ static int multi_provision(struct provisioner *base, const struct prov_request *
 	if (rc)
 		goto out;
 	rc = prov_publish(&j, &plan, out, e);
-	if (rc == 0)
-		prov_narrate(&j, "%s is available (%llu bytes)", out->id, (unsigned long long)out->size);
+	if (rc == 0) {
+		char size[FMT_SIZE_LEN];
+		fmt_size(size, sizeof(size), out->size);
+		prov_narrate(&j, "%s is available (%s)", out->id, size);
+	}
 out:
 	if (rc && rc != ERR_CANCELLED)
 		log_msg(LOG_WARN, req->job_id, "provisioning %.200s failed: %s", req->ref, err_msg(e));

@@ -88,8 +88,11 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 		j->file_bytes = xp.bytes_done;
 	else if (f->size_known)
 		j->file_bytes = prov_share_resumed(j->cat, p->repo_dir, f->sha256, f->size);
+	char size[FMT_SIZE_LEN] = "size unknown";
+	if (f->size_known)
+		fmt_size(size, sizeof(size), f->size);
 	prov_job_phase(j, PROV_DOWNLOADING, f->path);
-	prov_narrate(j, "downloading %s (file %zu of %zu)", f->path, index + 1, p->n);
+	prov_narrate(j, "downloading %s (file %zu of %zu, %s)", f->path, index + 1, p->n, size);
 	if (!started)
 		prov_narrate(j, "'%s' is already being downloaded for another job; sharing it",
 			     f->path);
@@ -128,6 +131,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	snprintf(f->sha256, sizeof(f->sha256), "%s", sha);
 	/* The engine hashed while downloading; what is left is checking the stored blob. */
 	prov_job_phase(j, PROV_VERIFYING, f->path);
+	prov_narrate(j, "verifying %s", f->path);
 	if (strcmp(dir, p->repo_dir) != 0) {
 		rc = adopt_into(j, p, f, dir, e);
 		if (rc)
@@ -300,6 +304,7 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	struct catalog_removal orphans = {0};
 	int rc = 0;
 	prov_job_phase(j, PROV_PUBLISHING, NULL);
+	prov_narrate(j, "publishing %s", p->id);
 	/* Links first, under each blob's lock, so a concurrent removal cannot take the blob away. */
 	for (size_t i = 0; i < p->n; i++) {
 		struct prov_file *f = &p->files[i];

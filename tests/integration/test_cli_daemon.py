@@ -129,11 +129,24 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
     def test_pull_ls_show_rm(self):
         rc, out, err = self.run_cli("pull", "hf:org/small-GGUF")
         self.assertEqual(rc, 0, err)
-        lines = out.splitlines()
-        self.assertIn("downloading model.Q4_K_M.gguf (2.10 MB)", lines)
-        self.assertIn("publishing", lines)
-        self.assertEqual(lines[-1], "done")
+        # Not a terminal: the daemon's narration, each phase of each file once.
         self.assertNotIn("\033", out)
+        self.assertLines(out, [
+            r"job job-[0-9a-f]+ queued: model_download hf:org/small-GGUF",
+            r"resolving hf:org/small-GGUF",
+            r"org/small-GGUF@[0-9a-f]{12}: 1 file",
+            r"downloading model\.Q4_K_M\.gguf \(file 1 of 1, 2\.10 MB\)",
+            r"verifying model\.Q4_K_M\.gguf",
+            r"publishing " + re.escape(SMALL_ID),
+            re.escape(SMALL_ID) + r" is available \(2\.10 MB\)",
+            r"done"])
+        rc, out, err = self.run_cli("pull", "hf:org/small-GGUF")
+        self.assertEqual(rc, 0, err)
+        self.assertLines(out, [
+            r"job job-[0-9a-f]+ queued: model_download hf:org/small-GGUF",
+            r"resolving hf:org/small-GGUF",
+            re.escape(SMALL_ID) + r" is already available",
+            r"done"])
 
         rc, out, err = self.run_cli("ls")
         self.assertEqual(rc, 0, err)
@@ -163,6 +176,32 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         self.assertTrue(err.startswith("rbee-hive: "), err)
         rc, out, err = self.run_cli("ls", "--json")
         self.assertNotIn(SMALL_ID, [m["id"] for m in json.loads(out)["models"]])
+
+    def assertLines(self, out, patterns):
+        """out is exactly one line per pattern, each matching it whole."""
+        lines = out.splitlines()
+        self.assertEqual(len(lines), len(patterns), out)
+        for line, pat in zip(lines, patterns):
+            self.assertRegex(line, "^" + pat + "$", out)
+
+    def test_pull_lines_two_files(self):
+        self.run_cli("rm", MULTI_ID)  # pulled by another test, perhaps
+        rc, out, err = self.run_cli("pull", "org/multi-GGUF:Q8_0")
+        self.assertEqual(rc, 0, err)
+        f1, f2 = "model-Q8_0-00001-of-00002.gguf", "model-Q8_0-00002-of-00002.gguf"
+        self.assertLines(out, [
+            r"job job-[0-9a-f]+ queued: model_download org/multi-GGUF:Q8_0",
+            r"resolving org/multi-GGUF:Q8_0",
+            r"org/multi-GGUF@[0-9a-f]{12}: 2 files",
+            r"downloading %s \(file 1 of 2, 1\.05 MB\)" % re.escape(f1),
+            r"verifying " + re.escape(f1),
+            r"downloading %s \(file 2 of 2, 1\.05 MB\)" % re.escape(f2),
+            r"verifying " + re.escape(f2),
+            r"publishing " + re.escape(MULTI_ID),
+            re.escape(MULTI_ID) + r" is available \(2\.10 MB\)",
+            r"done"])
+        rc, out, err = self.run_cli("rm", MULTI_ID)
+        self.assertEqual(rc, 0, err)
 
     def test_pull_json_two_files(self):
         rc, out, err = self.run_cli("pull", "--json", "org/multi-GGUF:Q8_0")

@@ -351,14 +351,10 @@ class CliStubTest(CliMixin, unittest.TestCase):
     def test_pull_lines(self):
         rc, out, err = self.run_cli("pull", "hf:org/repo:Q4_K_M")
         self.assertEqual(rc, 0, err)
-        lines = out.splitlines()
-        self.assertIn("resolving hf:org/repo:Q4_K_M", lines)  # narration
-        # One line per phase, not per progress event.
-        phases = [l for l in lines if l.split()[0] in
-                  ("resolving", "downloading", "verifying", "publishing")]
-        self.assertEqual(phases, ["resolving hf:org/repo:Q4_K_M", "resolving",
-                                  "downloading 2 files (3.00 kB)", "verifying", "publishing"])
-        self.assertEqual(lines[-1], "done")
+        # The narration and nothing of the progress events: the daemon narrates
+        # every phase itself, so a line per phase here would repeat it.
+        self.assertEqual(out.splitlines(), ["resolving hf:org/repo:Q4_K_M",
+                                            "pulled hf:org/repo:Q4_K_M", "done"])
         self.assertNotIn("\r", out)
         self.assertNotIn("\033", out)
         post = self.requests("POST", "/v1/jobs")[-1]
