@@ -96,8 +96,15 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	if (!started)
 		prov_narrate(j, "'%s' is already being downloaded for another job; sharing it",
 			     f->path);
+	int said_wait = 0;
 	for (;;) {
 		int done = prov_share_wait(b, PROV_POLL_MS);
+		char lock[4096];
+		if (!said_wait && prov_share_lock_wait(b, lock, sizeof(lock))) {
+			said_wait = 1;
+			prov_narrate(j, "waiting for %s: another program is writing it (lock %s)",
+				     f->path, lock);
+		}
 		/* Until the transfer is set up, the resumed count stands. */
 		if (prov_share_progress(b, &xp) || done) {
 			if (!f->size_known && xp.total) {

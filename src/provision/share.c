@@ -15,6 +15,12 @@
 #include "store/catalog.h"
 #include "store/layout.h"
 
+/*
+ * How long the blob lock may be busy before the wait is narrated: a transfer
+ * of this process cancelled a moment ago may still be saving its ranges.
+ */
+#define PROV_LOCK_QUIET_MS 250
+
 struct prov_blob {
 	struct prov_share *sh;
 	struct prov_blob *next; /* in the table while not done */
@@ -31,6 +37,8 @@ struct prov_blob {
 	struct cancel_token *cancel; /* the transfer's own token */
 	struct xfer *x;
 	/* guarded by sh->mu */
+	char *lock_path; /* the blob's lock, once another writer was found holding it */
+	int lock_waiting; /* waiting for that lock now */
 	int refs;
 	int waiters;
 	int done;
@@ -81,6 +89,7 @@ static void blob_free(struct prov_blob *b)
 	free(b->repo);
 	free(b->commit);
 	free(b->path);
+	free(b->lock_path);
 	free(b);
 }
 
@@ -196,7 +205,23 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	int lock_fd = -1;
 	int known = b->sha256[0] != '\0';
 	char dest[4096];
-	int rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, -1, b->cancel, &lock_fd, e);
+	int rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, PROV_LOCK_QUIET_MS, b->cancel,
+				  &lock_fd, e);
+	if (rc == ERR_TIMEOUT) {
+		/* Someone else writes this blob (huggingface_hub, another daemon): say so, then wait. */
+		char *path = xasprintf("%s/.locks/%s/%s.lock", layout_root(ctx->layout), b->repo_dir,
+				       b->name);
+		err_clear(e);
+		pthread_mutex_lock(&b->sh->mu);
+		free(b->lock_path);
+		b->lock_path = path;
+		b->lock_waiting = 1;
+		pthread_mutex_unlock(&b->sh->mu);
+		rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, -1, b->cancel, &lock_fd, e);
+		pthread_mutex_lock(&b->sh->mu);
+		b->lock_waiting = 0;
+		pthread_mutex_unlock(&b->sh->mu);
+	}
 	if (rc)
 		return rc;
 	if (catalog_open(ctx->db_path, &cat, NULL))
@@ -434,6 +459,16 @@ int prov_share_progress(struct prov_blob *b, struct xfer_progress *p)
 	else
 		return 0;
 	return 1;
+}
+
+int prov_share_lock_wait(struct prov_blob *b, char *buf, size_t size)
+{
+	pthread_mutex_lock(&b->sh->mu);
+	int waiting = b->lock_waiting && b->lock_path;
+	if (waiting)
+		snprintf(buf, size, "%s", b->lock_path);
+	pthread_mutex_unlock(&b->sh->mu);
+	return waiting;
 }
 
 int prov_share_result(struct prov_blob *b, char sha256_out[65], char repo_dir_out[256],

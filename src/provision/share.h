@@ -21,6 +21,7 @@
 #ifndef RBEE_PROVISION_SHARE_H
 #define RBEE_PROVISION_SHARE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/err.h"
@@ -70,6 +71,12 @@ int prov_share_progress(struct prov_blob *b, struct xfer_progress *p);
  */
 uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const char *name,
 			    uint64_t total);
+/*
+ * 1 with the lock file's path in buf while the transfer waits for the blob's
+ * lock held by another writer (another program, or another rbee-hive on the
+ * same cache), 0 otherwise. The transfer waits as long as it takes.
+ */
+int prov_share_lock_wait(struct prov_blob *b, char *buf, size_t size);
 /*
  * The result once prov_share_wait() said 1: 0 with the blob committed in
  * repo_dir_out (which may be another repo folder than the caller's, when

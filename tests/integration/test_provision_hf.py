@@ -3,9 +3,11 @@ gated and missing repos, the already-available fast path, shared blobs,
 concurrent and cancelled jobs, a shared --hf-cache layout, and the listing
 endpoint for GET /v1/sources/hf."""
 
+import fcntl
 import os
 import shutil
 import tempfile
+import threading
 import unittest
 
 import provision_run as pr
@@ -326,6 +328,39 @@ class ProvisionHF(unittest.TestCase):
         self.assertFalse(os.path.exists(partial))
 
     # Shared cache layout -------------------------------------------------
+
+    def test_blob_locked_by_another_program_is_waited_for_and_narrated(self):
+        # huggingface_hub takes the same flock on .locks/<repo folder>/<sha256>.lock.
+        sha = self.shared["sha256"]
+        lock_dir = os.path.join(self.data, "hub", ".locks", "models--org--shared-a")
+        os.makedirs(lock_dir)
+        lock = os.path.join(lock_dir, sha + ".lock")
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        releaser = threading.Timer(1.5, os.close, (fd,))
+        releaser.start()
+        try:
+            r = self.pull("hf:org/shared-a")
+        finally:
+            releaser.cancel()
+            releaser.join()
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.assert_done(r)
+        lines = [e["line"] for e in r.of(0, "narrate")]
+        want = "waiting for a.Q4_K_M.gguf: another program is writing it (lock %s)" % lock
+        self.assertEqual(lines.count(want), 1, lines)
+        self.assertLess(lines.index("downloading a.Q4_K_M.gguf (file 1 of 1, 1.05 MB)"),
+                        lines.index(want), lines)
+        self.assertEqual(pr.sha256_file(self.blob("models--org--shared-a", sha)), sha)
+
+    def test_free_blob_lock_is_not_narrated(self):
+        r = self.pull("hf:org/shared-a")
+        self.assert_done(r)
+        lines = [e["line"] for e in r.of(0, "narrate")]
+        self.assertFalse([l for l in lines if l.startswith("waiting for")], lines)
 
     def test_hf_cache_layout_matches_huggingface_hub(self):
         cache = os.path.join(self.tmp, "hfcache")
