@@ -261,7 +261,9 @@ class FakeHubTest(unittest.TestCase):
         loc = self.cdn_url()
         st, _, _ = fetch(loc, headers={"Range": "bytes=0-0"})
         self.assertEqual(st, 206)
-        exp = int(urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)["expires"][0])
+        exp = float(urllib.parse.parse_qs(urllib.parse.urlsplit(loc).query)["expires"][0])
+        # Exact to the millisecond, not rounded up to a whole second.
+        self.assertLessEqual(exp - time.time(), 1.0)
         time.sleep(max(0, exp - time.time()) + 0.1)
         st, _, body = fetch(loc, headers={"Range": "bytes=0-0"})
         self.assertEqual(st, 403)
