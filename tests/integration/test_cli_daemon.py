@@ -23,6 +23,8 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 from clihelp import BIN, CliMixin  # noqa: E402
+sys.path.insert(0, os.path.join(SRC, "tests", "torture"))
+import common as torture  # noqa: E402
 import client  # noqa: E402
 import fixtures  # noqa: E402
 
@@ -309,6 +311,10 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
                 "files": [{"path": "model.Q4_K_M.gguf", "sha256": self.small_sha,
                            "status": "corrupt"}]}])
             self.assertEqual(events[-1]["event"], "error")
+            # The torture scripts' reading of it: the bad file, not "unsupported".
+            ok, problems, report = torture.cli_verify(self.url, timeout=60)
+            self.assertFalse(ok)
+            self.assertEqual(problems, [SMALL_ID + " model.Q4_K_M.gguf: corrupt"])
 
             # Put back, the model checks out and is available again.
             with open(blob, "r+b") as f:
@@ -316,6 +322,13 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
                 f.write(byte)
             rc, out, err = self.run_cli("verify", SMALL_ID)
             self.assertEqual(rc, 0, err)
+            ok, problems, report = torture.cli_verify(self.url, timeout=60)
+            self.assertEqual((ok, problems), (True, []))
+            self.assertEqual(report["bad"], 0)
+            self.assertIn(SMALL_ID, [m["id"] for m in report["models"]])
+            # No daemon, no verdict: an error, never "ok" or "not supported".
+            with self.assertRaisesRegex(torture.TortureError, "no verdict"):
+                torture.cli_verify("http://127.0.0.1:1", timeout=30)
             self.assertEqual(self.api("/v1/models/" + urllib.parse.quote(SMALL_ID, safe=""))
                              ["status"], "available")
             rc, out, err = self.run_cli("verify", "org/absent-GGUF")

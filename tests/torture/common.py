@@ -323,14 +323,45 @@ def audit(data_dir, hub_dir, expected):
 
 
 def cli_verify(url, timeout=300):
-    """Runs `rbee-hive verify --json` against the daemon at url. Returns
-    (supported, ok, output): supported is False when the daemon does not know
-    the verify operation (then the caller hashes the blobs itself)."""
+    """Runs `rbee-hive verify --json` against the daemon at url and reads its
+    NDJSON. Returns (ok, problems, report): ok when the job ended with done,
+    the command with status 0 and the report with no bad file; problems
+    names each bad file ("ID PATH: corrupt"), else says how the job ended,
+    and is empty exactly when ok; report is the daemon's report (None when it
+    sent none). Raises TortureError when the command gave no verdict: no
+    daemon, a daemon without the model_verify operation, output that is not
+    NDJSON. The narration ("... queued: model_verify") is never read as one."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RBEE_HIVE")}
     env["RBEE_HIVE_URL"] = url
     p = subprocess.run([binary(), "verify", "--json"], capture_output=True, text=True,
                        timeout=timeout, env=env)
-    out = p.stdout + p.stderr
-    if p.returncode != 0 and "model_verify" in out:
-        return False, False, out.strip()
-    return True, p.returncode == 0, out.strip()
+    events = []
+    for line in p.stdout.splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            ev = None
+        if not isinstance(ev, dict) or "event" not in ev:
+            raise TortureError("rbee-hive verify --json printed %r" % line[:200])
+        events.append(ev)
+    ends = [ev for ev in events if ev["event"] in ("done", "error", "cancelled")]
+    if not ends:
+        raise TortureError("rbee-hive verify gave no verdict (status %d): %s"
+                           % (p.returncode, (p.stdout + p.stderr).strip()[-1000:]))
+    reports = [ev["data"] for ev in events if ev["event"] == "data"]
+    report = reports[-1] if reports and isinstance(reports[-1], dict) else None
+    problems = []
+    for m in (report or {}).get("models", []):
+        for f in m.get("files", []):
+            if f.get("status") != "ok":
+                problems.append("%s %s: %s" % (m.get("id"), f.get("path"), f.get("status")))
+    end = ends[-1]
+    if end["event"] != "done" and not problems:
+        problems.append("the verify job ended %s: %s" % (end["event"], end.get("message", "")))
+    elif report is None:
+        problems.append("the verify job sent no report")
+    elif report.get("bad", 0) and not problems:
+        problems.append("the report counts %s bad file(s)" % report["bad"])
+    if p.returncode != 0 and not problems:
+        problems.append("rbee-hive verify exited with %d" % p.returncode)
+    return not problems, problems, report

@@ -4,10 +4,10 @@ is killed with SIGKILL at random moments and restarted on the same data root,
 until every model is available.
 
 Afterwards: every model is in the catalog with the right SHA-256, the blobs
-hash to their names (`rbee-hive verify` when the daemon knows it, and the
-audit below in any case), no orphan blob, partial or resume state is left,
-and the bytes the fake hub sent beyond the models' sizes (re-downloaded
-bytes) are reported, in all and per kill.
+hash to their names (`rbee-hive verify --json`, and the audit below), no
+orphan blob, partial or resume state is left, and the bytes the fake hub
+sent beyond the models' sizes (re-downloaded bytes) are reported, in all
+and per kill.
 
     RBEE_BUILD=build-x python3 tests/torture/crash.py [--kills 20] [--size-mib 64]
 
@@ -225,9 +225,10 @@ class Torture:
                 if files.get(path) != sha:
                     problems.append("%s %s: sha256 %s, expected %s"
                                     % (m["id"], path, files.get(path), sha))
-        verify_supported, verify_ok, verify_out = common.cli_verify(d.url)
-        if verify_supported and not verify_ok:
-            problems.append("rbee-hive verify failed: " + verify_out[-2000:])
+        try:
+            problems += ["rbee-hive verify: " + v for v in common.cli_verify(d.url)[1]]
+        except TortureError as ex:
+            problems.append("rbee-hive verify: %s" % ex)
         sent = common.hub_bytes_sent(hub)
         stop_rc = d.stop()
         if stop_rc != 0:
@@ -249,8 +250,7 @@ class Torture:
             "lost_per_kill_max": max(lost) if lost else 0,
             "resubmitted": self.resubmitted,
             "failed_jobs": self.failed_jobs,
-            "verify": "rbee-hive verify" if verify_supported else
-                      "the daemon has no model_verify; blobs hashed by the audit",
+            "verify": "rbee-hive verify --json, and the audit hashes every blob",
             "audit": audit_sum,
             "kill_log": self.kills,
         }
