@@ -235,30 +235,6 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 	return slot;
 }
 
-size_t xfer_plan_spread(struct xfer_plan *p, size_t n)
-{
-	size_t live = xfer_plan_live(p);
-	while (live < n) {
-		int best = -1;
-		for (size_t i = 0; i < p->n; i++) {
-			if (p->s[i].owner == XFER_SEG_NONE &&
-			    (best < 0 || seg_left(&p->s[i]) > seg_left(&p->s[best])))
-				best = (int)i;
-		}
-		if (best < 0 || seg_left(&p->s[best]) < 2 * p->min_split)
-			break;
-		int slot = plan_slot(p);
-		if (slot < 0)
-			break;
-		struct xfer_seg *v = &p->s[best];
-		uint64_t mid = plan_split_point(p, v);
-		p->s[slot] = (struct xfer_seg){mid, v->end, XFER_SEG_NONE};
-		v->end = mid;
-		live++;
-	}
-	return live;
-}
-
 void xfer_plan_finish(struct xfer_plan *p, int i)
 {
 	p->s[i].owner = XFER_SEG_FREE;

@@ -118,14 +118,6 @@ int xfer_plan_reset(struct xfer_plan *p, const struct xfer_rangeset *done, uint6
  */
 int xfer_plan_take(struct xfer_plan *p, int owner, int *victim);
 
-/*
- * Splits the largest unowned segments at their midpoints until there are n
- * live segments or none can be split (halves of at least min_split). Used
- * before the first request, so that each connection starts on its own part
- * instead of cutting another's request. Returns the live count.
- */
-size_t xfer_plan_spread(struct xfer_plan *p, size_t n);
-
 /* Marks slot i finished (its owner is done with it) and frees it. */
 void xfer_plan_finish(struct xfer_plan *p, int i);
 

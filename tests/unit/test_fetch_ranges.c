@@ -263,46 +263,6 @@ static void test_plan_pieces_in_order(void **state)
 	xfer_ranges_cleanup(&done);
 }
 
-static void test_plan_spread(void **state)
-{
-	(void)state;
-	struct xfer_rangeset done;
-	struct xfer_plan p;
-	xfer_ranges_init(&done, 16);
-	xfer_plan_init(&p, 32, 1 * MiB);
-	assert_int_equal(xfer_plan_reset(&p, &done, 64 * MiB), 0);
-	assert_int_equal(xfer_plan_spread(&p, 8), 8);
-	/* eight equal parts that tile the file */
-	uint64_t covered = 0;
-	for (int k = 0; k < 8; k++) {
-		int i = xfer_plan_take(&p, k, NULL);
-		assert_true(i >= 0);
-		assert_int_equal(p.s[i].end - p.s[i].pos, 8 * MiB);
-		assert_int_equal(p.s[i].pos % (8 * MiB), 0);
-		covered += p.s[i].end - p.s[i].pos;
-	}
-	assert_int_equal(covered, 64 * MiB);
-	xfer_plan_cleanup(&p);
-
-	/* a small file is split only down to two minimum halves */
-	xfer_plan_init(&p, 32, 1 * MiB);
-	assert_int_equal(xfer_plan_reset(&p, &done, 3 * MiB), 0);
-	assert_int_equal(xfer_plan_spread(&p, 8), 2);
-	assert_int_equal(xfer_plan_remaining(&p), 3 * MiB);
-	/* resumed gaps: already 3 live segments, the largest is split first */
-	xfer_ranges_add(&done, 0, 4 * MiB);
-	xfer_ranges_add(&done, 5 * MiB, 6 * MiB);
-	xfer_ranges_add(&done, 7 * MiB, 8 * MiB);
-	assert_int_equal(xfer_plan_reset(&p, &done, 16 * MiB), 0);
-	assert_int_equal(xfer_plan_live(&p), 3);
-	assert_int_equal(xfer_plan_spread(&p, 4), 4);
-	assert_int_equal(xfer_plan_remaining(&p), 10 * MiB);
-	int i = xfer_plan_take(&p, 0, NULL);
-	assert_int_equal(p.s[i].end - p.s[i].pos, 4 * MiB);
-	xfer_plan_cleanup(&p);
-	xfer_ranges_cleanup(&done);
-}
-
 static void test_plan_cap(void **state)
 {
 	(void)state;
@@ -336,7 +296,6 @@ int main(void)
 		cmocka_unit_test(test_plan_split_aligned),
 		cmocka_unit_test(test_plan_resume_from_ranges),
 		cmocka_unit_test(test_plan_pieces_in_order),
-		cmocka_unit_test(test_plan_spread),
 		cmocka_unit_test(test_plan_cap),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
