@@ -389,6 +389,21 @@ class ProvisionHF(unittest.TestCase):
         self.assertTrue(end["path"].startswith(cache + "/models--org--pinned/snapshots/"),
                         end["path"])
 
+    def test_hf_home_alone_switches_to_the_shared_cache(self):
+        # docs/store.md: either variable switches; HF_HUB_CACHE before $HF_HOME/hub.
+        home = os.path.join(self.tmp, "hfhome")
+        cache = os.path.join(self.tmp, "hfhome-cache")
+        for d in (home, cache):
+            shutil.rmtree(d, ignore_errors=True)
+        end = self.assert_done(self.pull("hf:org/pinned", env=dict(self.env, HF_HOME=home)))
+        self.assertTrue(end["path"].startswith(home + "/hub/models--org--pinned/snapshots/"),
+                        end["path"])
+        self.assertFalse(os.path.exists(os.path.join(self.data, "hub", "models--org--pinned")))
+        end = self.assert_done(self.pull("hf:org/pinned",
+                                         env=dict(self.env, HF_HOME=home, HF_HUB_CACHE=cache)))
+        self.assertTrue(end["path"].startswith(cache + "/models--org--pinned/snapshots/"),
+                        end["path"])
+
     # Hub behaviour -------------------------------------------------------
 
     def test_renamed_repo_follows_same_host_redirect(self):
