@@ -229,7 +229,7 @@ static void get_header(CURL *h, const char *name, char *out, size_t size)
 		snprintf(out, size, "%s", hd->value);
 }
 
-static void strip_etag(const char *in, char *out, size_t size)
+void hf_etag_strip(const char *in, char *out, size_t size)
 {
 	if (strncmp(in, "W/", 2) == 0)
 		in += 2;
@@ -241,25 +241,31 @@ static void strip_etag(const char *in, char *out, size_t size)
 	snprintf(out, size, "%.*s", (int)n, in);
 }
 
-/* The target of Link: <URL>; rel="next", if any. */
-static void link_next(const char *v, char *out, size_t size)
+/*
+ * The target of Link: <URL>; rel="next" into out, "" when there is none.
+ * ERR_TOO_LARGE when it does not fit: a cut URL would fetch another page.
+ */
+static int link_next(const char *v, char *out, size_t size)
 {
 	out[0] = '\0';
 	while (v && *v) {
 		const char *lt = strchr(v, '<');
 		const char *gt = lt ? strchr(lt, '>') : NULL;
 		if (!gt)
-			return;
+			return 0;
 		const char *end = strchr(gt, ',');
 		size_t plen = end ? (size_t)(end - gt) : strlen(gt);
 		char params[256];
 		snprintf(params, sizeof(params), "%.*s", (int)(plen > 255 ? 255 : plen), gt);
 		if (strstr(params, "rel=\"next\"") || strstr(params, "rel=next")) {
+			if ((size_t)(gt - lt - 1) >= size)
+				return ERR_TOO_LARGE;
 			snprintf(out, size, "%.*s", (int)(gt - lt - 1), lt + 1);
-			return;
+			return 0;
 		}
 		v = end ? end + 1 : NULL;
 	}
+	return 0;
 }
 
 /* Resolves a possibly relative Location against base into out. */
@@ -343,7 +349,7 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	get_header(h, "X-Linked-Etag", v, sizeof(v));
 	if (!v[0])
 		get_header(h, "ETag", v, sizeof(v));
-	strip_etag(v, r->etag, sizeof(r->etag));
+	hf_etag_strip(v, r->etag, sizeof(r->etag));
 	int redirect = r->status >= 300 && r->status < 400;
 	r->has_size = 0;
 	get_header(h, "X-Linked-Size", v, sizeof(v));
@@ -358,8 +364,7 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	get_header(h, "X-Error-Code", r->error_code, sizeof(r->error_code));
 	get_header(h, "X-Error-Message", r->error_message, sizeof(r->error_message));
 	get_header(h, "X-Request-Id", r->request_id, sizeof(r->request_id));
-	get_header(h, "Link", v, sizeof(v));
-	link_next(v, r->next, sizeof(r->next));
+	get_header(h, "Link", r->link, sizeof(r->link));
 	get_header(h, "Retry-After", v, sizeof(v));
 	uint64_t ra;
 	r->retry_after_s = -1;
@@ -691,6 +696,41 @@ static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_i
 	return 0;
 }
 
+int hf_tree_page_parse(const char *body, size_t len, const char *link, const char *repo_id,
+		       struct hf_listing *out, char *next_url, size_t next_size, struct err *e)
+{
+	json_t *doc = NULL;
+	next_url[0] = '\0';
+	int rc = json_parse_strict(body, len, CAP_LISTING_BYTES, &doc, e);
+	if (rc) {
+		err_prefix(e, "tree listing of %s", repo_id);
+		return rc;
+	}
+	if (!json_is_array(doc)) {
+		rc = err_set(e, ERR_NETWORK, "tree listing of %s is not a JSON array", repo_id);
+		goto out;
+	}
+	size_t i;
+	json_t *it;
+	json_array_foreach(doc, i, it)
+	{
+		if (!json_is_object(it)) {
+			rc = err_set(e, ERR_NETWORK, "tree listing of %s: entry %zu is not an object",
+				     repo_id, i);
+			goto out;
+		}
+		rc = add_tree_entry(out, it, repo_id, e);
+		if (rc)
+			goto out;
+	}
+	if (link && link_next(link, next_url, next_size))
+		rc = err_set(e, ERR_TOO_LARGE, "tree listing of %s: the next page's URL is too long",
+			     repo_id);
+out:
+	json_decref(doc);
+	return rc;
+}
+
 int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 		 const char *commit, struct cancel_token *cancel, struct hf_listing *out,
 		 struct err *e)
@@ -703,7 +743,7 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 			      rev);
 	free(rev);
 	struct hf_resp r = {0};
-	json_t *doc = NULL;
+	char next[CAP_URL_LEN + 1];
 	int rc = 0;
 	snprintf(out->commit, sizeof(out->commit), "%s", commit);
 	for (int page = 0;; page++) {
@@ -712,41 +752,26 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 				     CAP_LISTING_PAGES);
 			goto out;
 		}
-		rc = get_json(c, url, &w, "tree listing", cancel, &r, &doc, e);
+		rc = hf_request(c, "GET", url, HF_REDIRECT_SAME_HOST, cancel, &r, e);
+		if (rc == 0)
+			rc = check_status(c, &r, &w, e);
+		if (rc == 0)
+			rc = hf_tree_page_parse(r.body ? r.body : "", r.len, r.link, repo_id, out,
+						next, sizeof(next), e);
 		if (rc)
 			goto out;
-		if (!json_is_array(doc)) {
-			rc = err_set(e, ERR_NETWORK, "tree listing of %s is not a JSON array", repo_id);
-			goto out;
-		}
-		size_t i;
-		json_t *it;
-		json_array_foreach(doc, i, it)
-		{
-			if (!json_is_object(it)) {
-				rc = err_set(e, ERR_NETWORK, "tree listing of %s: entry %zu is not an object",
-					     repo_id, i);
-				goto out;
-			}
-			rc = add_tree_entry(out, it, repo_id, e);
-			if (rc)
-				goto out;
-		}
-		json_decref(doc);
-		doc = NULL;
-		if (!r.next[0])
+		if (!next[0])
 			break;
 		/* The next page must come from the Hub itself: the token goes with it. */
-		if (!same_origin(r.next, c->endpoint)) {
+		if (!same_origin(next, c->endpoint)) {
 			rc = err_set(e, ERR_NETWORK, "tree listing of %s: next page on another host",
 				     repo_id);
 			goto out;
 		}
 		free(url);
-		url = xstrdup(r.next);
+		url = xstrdup(next);
 	}
 out:
-	json_decref(doc);
 	hf_resp_cleanup(&r);
 	free(url);
 	return rc;

@@ -63,7 +63,7 @@ struct hf_resp {
 	char error_code[64];    /* X-Error-Code */
 	char error_message[256]; /* X-Error-Message */
 	char request_id[128];   /* X-Request-Id */
-	char next[CAP_URL_LEN + 1]; /* Link: <...>; rel="next" */
+	char link[CAP_HEADER_VALUE]; /* Link, as sent */
 	long retry_after_s;     /* -1 when absent */
 	int accept_ranges;      /* Accept-Ranges: bytes */
 	char final_url[CAP_URL_LEN + 1]; /* after same-host redirects */
@@ -128,6 +128,24 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
 int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 		 const char *commit, struct cancel_token *cancel, struct hf_listing *out,
 		 struct err *e);
+
+/*
+ * One page of that listing, with no I/O (hf_list_tree's parser, fuzzed on
+ * its own): body is the JSON answer (len bytes, no NUL needed), link the
+ * value of its Link header (NULL or "" when absent). Appends the page's
+ * files to out (folders skipped; every path through path_check_repo; the
+ * size, and lfs.oid as the sha256 of an LFS file) and puts the URL of
+ * Link rel="next" into next_url ("" on the last page). repo_id ("org/repo")
+ * names the repo in messages. Errors: ERR_INVALID (bad JSON, unsafe path),
+ * ERR_NETWORK (not a listing, an entry without type, path, size or with a
+ * bad lfs.oid), ERR_DIGEST (two sizes), ERR_TOO_LARGE (over the caps, a
+ * next URL longer than next_size).
+ */
+int hf_tree_page_parse(const char *body, size_t len, const char *link, const char *repo_id,
+		       struct hf_listing *out, char *next_url, size_t next_size, struct err *e);
+
+/* An ETag header value without its W/ prefix and quotes, into out. */
+void hf_etag_strip(const char *in, char *out, size_t size);
 
 /* One file's facts from HEAD E/ORG/REPO/resolve/REV/PATH. */
 struct hf_file_meta {

@@ -1,0 +1,134 @@
+/* One page of the Hub's recursive tree listing (hf_tree_page_parse) and the ETag helper. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "provision/hfapi.h"
+#include "provision/hfselect.h"
+
+#define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+#define OID_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+
+static int parse(const char *body, const char *link, struct hf_listing *l, char *next,
+		 size_t next_size, struct err *e)
+{
+	return hf_tree_page_parse(body, strlen(body), link, "org/repo", l, next, next_size, e);
+}
+
+static void test_page(void **state)
+{
+	(void)state;
+	static const char body[] =
+	    "[{\"type\":\"directory\",\"path\":\"sub\",\"oid\":\"" OID_B "\",\"size\":0},"
+	    "{\"type\":\"file\",\"path\":\"sub/m.Q4_K_M.gguf\",\"size\":1000,\"oid\":\"" OID_B "\","
+	    "\"lfs\":{\"oid\":\"" SHA_A "\",\"size\":1000,\"pointerSize\":134},\"xetHash\":\"x\"},"
+	    "{\"type\":\"file\",\"path\":\"README.md\",\"size\":12,\"oid\":\"" OID_B "\"}]";
+	struct hf_listing l;
+	char next[CAP_URL_LEN + 1];
+	struct err e = {0};
+	hf_listing_init(&l);
+	assert_int_equal(parse(body, "<https://hub.example/api/models/org/repo/tree/c?cursor=x>; "
+				     "rel=\"next\"",
+			       &l, next, sizeof(next), &e),
+			 0);
+	assert_int_equal(l.n, 2);
+	assert_string_equal(l.files[0].path, "sub/m.Q4_K_M.gguf");
+	assert_int_equal(l.files[0].size, 1000);
+	assert_string_equal(l.files[0].sha256, SHA_A);
+	assert_string_equal(l.files[1].path, "README.md");
+	assert_string_equal(l.files[1].sha256, "");
+	assert_string_equal(l.files[1].oid, OID_B);
+	assert_string_equal(next, "https://hub.example/api/models/org/repo/tree/c?cursor=x");
+
+	/* A second page appends; no Link (or another rel) is the last page. */
+	assert_int_equal(parse("[{\"type\":\"file\",\"path\":\"b.gguf\",\"size\":5}]",
+			       "<https://hub.example/x>; rel=\"prev\"", &l, next, sizeof(next), &e),
+			 0);
+	assert_int_equal(l.n, 3);
+	assert_string_equal(next, "");
+	assert_int_equal(parse("[]", NULL, &l, next, sizeof(next), &e), 0);
+	assert_string_equal(next, "");
+	hf_listing_cleanup(&l);
+}
+
+static void test_refused(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *body;
+		int code;
+		const char *msg;
+	} cases[] = {
+		{"{\"type\":\"file\"}", ERR_NETWORK, "tree listing of org/repo is not a JSON array"},
+		{"[1]", ERR_NETWORK, "entry 0 is not an object"},
+		{"[{\"path\":\"a\"}]", ERR_NETWORK, "entry without type or path"},
+		{"[{\"type\":\"file\",\"path\":\"../etc/passwd\",\"size\":1}]", ERR_INVALID,
+		 "unsafe path refused"},
+		{"[{\"type\":\"file\",\"path\":\"a.gguf\"}]", ERR_NETWORK, "'a.gguf' has no size"},
+		{"[{\"type\":\"file\",\"path\":\"a.gguf\",\"size\":-1}]", ERR_NETWORK, "has no size"},
+		{"[{\"type\":\"file\",\"path\":\"a\",\"size\":1,\"lfs\":{\"oid\":\"xyz\"}}]",
+		 ERR_NETWORK, "bad lfs.oid for 'a'"},
+		{"[{\"type\":\"file\",\"path\":\"a\",\"size\":1,\"lfs\":{\"oid\":\"" SHA_A
+		 "\",\"size\":2}}]",
+		 ERR_DIGEST, "'a' has two sizes (1, 2)"},
+		{"[{\"type\":\"file\",", ERR_INVALID, "tree listing of org/repo: "},
+		{"", ERR_INVALID, "tree listing of org/repo: "},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct hf_listing l;
+		char next[64] = "unchanged";
+		struct err e = {0};
+		hf_listing_init(&l);
+		int rc = parse(cases[i].body, NULL, &l, next, sizeof(next), &e);
+		if (rc != cases[i].code || !strstr(err_msg(&e), cases[i].msg))
+			fail_msg("case %zu: %d '%s'", i, rc, err_msg(&e));
+		hf_listing_cleanup(&l);
+	}
+}
+
+static void test_next_url_too_long(void **state)
+{
+	(void)state;
+	struct hf_listing l;
+	char next[16];
+	struct err e = {0};
+	hf_listing_init(&l);
+	/* A cut URL would ask for another page than the Hub named: refused. */
+	assert_int_equal(parse("[]", "<https://hub.example/long/next/page>; rel=next", &l, next,
+			       sizeof(next), &e),
+			 ERR_TOO_LARGE);
+	assert_non_null(strstr(err_msg(&e), "next page's URL is too long"));
+	hf_listing_cleanup(&l);
+}
+
+static void test_etag_strip(void **state)
+{
+	(void)state;
+	char out[80];
+	hf_etag_strip("W/\"" OID_B "\"", out, sizeof(out));
+	assert_string_equal(out, OID_B);
+	hf_etag_strip("\"" SHA_A "\"", out, sizeof(out));
+	assert_string_equal(out, SHA_A);
+	hf_etag_strip("plain", out, sizeof(out));
+	assert_string_equal(out, "plain");
+	hf_etag_strip("\"", out, sizeof(out));
+	assert_string_equal(out, "\"");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_page),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_next_url_too_long),
+		cmocka_unit_test(test_etag_strip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
