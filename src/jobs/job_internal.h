@@ -57,6 +57,8 @@ struct job {
 	int refs;
 	int linked; /* in the registry table */
 	int dirty;  /* the catalog row is stale */
+	int persist_rc; /* result of the last write of its row (0 or ERR_*) */
+	char persist_msg[ERR_MSG_MAX]; /* why that write failed */
 	struct job *qnext;
 };
 
@@ -90,6 +92,16 @@ struct job_registry {
 	int n_workers;
 	pthread_t persister;
 	int persister_started;
+	/*
+	 * Durability: every mark of a row as dirty takes the next dirty_seq;
+	 * the persistence thread sets durable_seq to the dirty_seq it had seen
+	 * once it has written every row marked up to it, and broadcasts
+	 * durable_cv. urgent_seq is the newest mark that must not wait for the
+	 * periodic flush. persist_done: the thread has left (no wait may block).
+	 */
+	uint64_t dirty_seq, durable_seq, urgent_seq;
+	pthread_cond_t durable_cv;
+	int persist_done;
 	struct job_persist *persist; /* owned by the persistence thread once it runs */
 };
 

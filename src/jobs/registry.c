@@ -24,6 +24,15 @@
 #define JOB_DEFAULT_KEEP_MS (7LL * 24 * 3600 * 1000)
 #define JOB_PERSIST_PERIOD_MS 1000
 #define JOB_PRUNE_PERIOD_MS (60 * 1000)
+/*
+ * that keeps 16 requests in flight, so that none of them opens the catalog.
+ */
+/*
+ * How long a submission or a job's end waits for its row to be on disk: a
+ * little over the catalog's busy timeout, the longest a healthy write waits
+ * for another writer.
+ */
+#define JOB_DURABLE_WAIT_MS 6000
 
 static const char *const job_state_names[JOB__STATES] = {
 	[JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running",
@@ -157,18 +166,64 @@ static void job_prune_locked(struct job_registry *r)
 	}
 }
 
-static void job_mark_dirty_locked(struct job_registry *r, struct job *j, int urgent)
+/*
+ * Marks j's row stale and returns the mark's sequence number, which
+ * job_wait_durable_locked() takes. An urgent mark is written at once, a
+ * progress update with the next periodic flush.
+ */
+static uint64_t job_mark_dirty_locked(struct job_registry *r, struct job *j, int urgent)
 {
 	j->dirty = 1;
 	j->updated_ms = wall_ms();
-	if (urgent)
+	uint64_t seq = ++r->dirty_seq;
+	if (urgent) {
+		r->urgent_seq = seq;
 		pthread_cond_signal(&r->persist_cv);
+	}
+	return seq;
 }
 
-static void job_set_state_locked(struct job_registry *r, struct job *j, enum job_state s)
+static uint64_t job_set_state_locked(struct job_registry *r, struct job *j, enum job_state s)
 {
 	j->state = s;
-	job_mark_dirty_locked(r, j, 1);
+	return job_mark_dirty_locked(r, j, 1);
+}
+
+/*
+ * Waits (releasing the lock meanwhile) until every row marked up to seq has
+ * been written by the persistence thread. Returns 0, ERR_TIMEOUT, or
+ * ERR_SHUTDOWN when the thread has left without writing it.
+ */
+static int job_wait_durable_locked(struct job_registry *r, uint64_t seq)
+{
+	int64_t deadline = now_ms() + JOB_DURABLE_WAIT_MS;
+	while (r->durable_seq < seq) {
+		if (r->persist_done)
+			return ERR_SHUTDOWN;
+		int64_t left = deadline - now_ms();
+		if (left <= 0)
+			return ERR_TIMEOUT;
+		cond_wait_ms(&r->durable_cv, &r->lock, left);
+	}
+	return 0;
+}
+
+/*
+ * Sets a final (or interrupted) state and appends the terminal event only
+ * once the state is on disk, so that a watcher that read [DONE], [ERROR] or
+ * [CANCELLED] can rely on it after a crash. The lock is released while the
+ * row is written; nothing else ends the job meanwhile (its state is no
+ * longer queued or running).
+ */
+static void job_end_locked(struct job_registry *r, struct job *j, enum job_state st,
+			   enum job_event_kind kind, char *data)
+{
+	uint64_t seq = job_set_state_locked(r, j, st);
+	int rc = job_wait_durable_locked(r, seq);
+	if (rc < 0 || j->persist_rc < 0)
+		log_msg(LOG_ERROR, j->id, "the %s state is not on disk: %s", job_state_name(st),
+			rc < 0 ? err_text(rc) : j->persist_msg);
+	job_append_locked(r, j, kind, data);
 }
 
 void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data)
@@ -337,12 +392,38 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 	}
 	struct job *j = job_create_locked(r, op, arg, NULL);
 	snprintf(id_out, JOB_ID_MAX, "%s", j->id);
-	job_mark_dirty_locked(r, j, 1);
+	uint64_t seq = job_mark_dirty_locked(r, j, 1);
 	job_append_locked(r, j, JOB_EV_NARRATION,
 			  xasprintf("job %s queued: %s%s%s", j->id, op->name, arg ? " " : "",
 				    arg ? arg : ""));
-	job_enqueue_locked(r, j);
+	/*
+	 * The 201 promises a job that survives a crash: the queued row is
+	 * written (one small transaction, grouped with whatever else is due)
+	 * before the job may start and before the caller answers.
+	 */
+	j->refs++;
+	int rc = job_wait_durable_locked(r, seq);
+	if (rc == 0 && j->persist_rc < 0)
+		rc = err_set(e, j->persist_rc, "the job could not be recorded: %s", j->persist_msg);
+	else if (rc < 0)
+		err_set(e, rc, "the job could not be recorded: %s",
+			rc == ERR_TIMEOUT ? "the catalog did not answer in time"
+					  : "the daemon is shutting down");
+	if (rc < 0) {
+		/* Final, so that a row written late is not resumed after a restart. */
+		snprintf(j->error, sizeof(j->error), "%s", err_msg(e));
+		job_set_state_locked(r, j, JOB_FAILED);
+		job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", j->error));
+	} else if (j->state == JOB_QUEUED && !r->stopping) {
+		/* Not if it was cancelled meanwhile; during a stop it stays queued on disk. */
+		job_enqueue_locked(r, j);
+	}
+	job_unref_locked(j);
 	pthread_mutex_unlock(&r->lock);
+	if (rc < 0) {
+		log_msg(LOG_ERROR, id_out, "job refused: %s", err_msg(e));
+		return rc;
+	}
 	log_msg(LOG_INFO, id_out, "job submitted: %s", op->name);
 	return 0;
 }
@@ -351,24 +432,21 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 static void job_finish_locked(struct job_registry *r, struct job *j, int rc, const struct err *e)
 {
 	if (rc == 0) {
-		job_set_state_locked(r, j, JOB_SUCCEEDED);
-		job_append_locked(r, j, JOB_EV_DONE, xstrdup("[DONE]"));
+		job_end_locked(r, j, JOB_SUCCEEDED, JOB_EV_DONE, xstrdup("[DONE]"));
 	} else if (rc == ERR_CANCELLED || cancel_is_set(j->cancel)) {
 		if (j->shutdown_cancel) {
-			job_set_state_locked(r, j, JOB_INTERRUPTED);
 			snprintf(j->error, sizeof(j->error),
 				 "interrupted: the daemon is shutting down; the job resumes on restart");
-			job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", j->error));
+			job_end_locked(r, j, JOB_INTERRUPTED, JOB_EV_ERROR,
+				       xasprintf("[ERROR] %s", j->error));
 		} else {
-			job_set_state_locked(r, j, JOB_CANCELLED);
 			snprintf(j->error, sizeof(j->error), "cancelled");
-			job_append_locked(r, j, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
+			job_end_locked(r, j, JOB_CANCELLED, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
 		}
 	} else {
-		job_set_state_locked(r, j, JOB_FAILED);
 		snprintf(j->error, sizeof(j->error), "%s", err_msg(e));
 		char *line = job_line(j->error);
-		job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", line));
+		job_end_locked(r, j, JOB_FAILED, JOB_EV_ERROR, xasprintf("[ERROR] %s", line));
 		free(line);
 	}
 }
@@ -428,6 +506,7 @@ static void *job_worker_main(void *p)
 
 /* Snapshot of a dirty job, written without the lock. */
 struct job_snap {
+	struct job *job; /* a reference, for the write's result */
 	char id[JOB_ID_MAX];
 	const char *op;
 	char *arg, *error, *progress, *model_id;
@@ -450,6 +529,8 @@ static size_t job_snap_dirty_locked(struct job_registry *r, struct job_snap **ou
 		if (!j->dirty)
 			continue;
 		j->dirty = 0;
+		j->refs++;
+		s[k].job = j;
 		memcpy(s[k].id, j->id, sizeof(j->id));
 		s[k].op = j->op->name;
 		s[k].arg = j->arg ? xstrdup(j->arg) : NULL;
@@ -465,7 +546,9 @@ static size_t job_snap_dirty_locked(struct job_registry *r, struct job_snap **ou
 	return n;
 }
 
-static void job_snap_write(struct job_persist *cat, struct job_snap *s, size_t n)
+/* Writes the rows; rcs[i] and msgs[i] receive the result of row i. */
+static void job_snap_write(struct job_persist *cat, struct job_snap *s, size_t n, int *rcs,
+			   char (*msgs)[ERR_MSG_MAX])
 {
 	for (size_t i = 0; i < n; i++) {
 		struct job_row row = {
@@ -481,14 +564,16 @@ static void job_snap_write(struct job_persist *cat, struct job_snap *s, size_t n
 		};
 		struct err e;
 		err_clear(&e);
-		if (job_persist_put(cat, &row, &e) < 0)
+		rcs[i] = job_persist_put(cat, &row, &e);
+		if (rcs[i] < 0) {
+			snprintf(msgs[i], ERR_MSG_MAX, "%s", err_msg(&e));
 			log_msg(LOG_WARN, s[i].id, "saving job: %s", err_msg(&e));
+		}
 		free(s[i].arg);
 		free(s[i].error);
 		free(s[i].progress);
 		free(s[i].model_id);
 	}
-	free(s);
 }
 
 static void *job_persist_main(void *p)
@@ -498,11 +583,14 @@ static void *job_persist_main(void *p)
 	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		int stop = r->persist_stop;
+		uint64_t seq = r->dirty_seq;
 		struct job_snap *s;
 		size_t n = job_snap_dirty_locked(r, &s);
 		pthread_mutex_unlock(&r->lock);
+		int *rcs = n ? xcalloc(n, sizeof(*rcs)) : NULL;
+		char(*msgs)[ERR_MSG_MAX] = n ? xcalloc(n, sizeof(*msgs)) : NULL;
 		if (n)
-			job_snap_write(r->persist, s, n);
+			job_snap_write(r->persist, s, n, rcs, msgs);
 		if (now_ms() - last_prune > JOB_PRUNE_PERIOD_MS) {
 			struct err e;
 			err_clear(&e);
@@ -511,12 +599,25 @@ static void *job_persist_main(void *p)
 			last_prune = now_ms();
 		}
 		pthread_mutex_lock(&r->lock);
+		for (size_t i = 0; i < n; i++) {
+			s[i].job->persist_rc = rcs[i];
+			snprintf(s[i].job->persist_msg, ERR_MSG_MAX, "%s", msgs[i]);
+			job_unref_locked(s[i].job);
+		}
+		free(s);
+		free(rcs);
+		free(msgs);
+		r->durable_seq = seq;
+		pthread_cond_broadcast(&r->durable_cv);
 		if (stop)
 			break;
 		job_prune_locked(r);
-		if (!r->persist_stop)
+		/* An urgent mark made while writing is not waited for. */
+		if (!r->persist_stop && r->urgent_seq <= r->durable_seq)
 			cond_wait_ms(&r->persist_cv, &r->lock, JOB_PERSIST_PERIOD_MS);
 	}
+	r->persist_done = 1;
+	pthread_cond_broadcast(&r->durable_cv);
 	pthread_mutex_unlock(&r->lock);
 	return NULL;
 }
@@ -612,6 +713,7 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	pthread_mutex_init(&r->lock, NULL);
 	cond_init_mono(&r->work_cv);
 	cond_init_mono(&r->persist_cv);
+	cond_init_mono(&r->durable_cv);
 	r->shut_down = 1; /* nothing to shut down until the threads run */
 
 	int rc = job_persist_open(r->data_root, r->hub_dir, &r->persist, e);
@@ -642,6 +744,10 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 		r->n_workers++;
 	}
 	if (pthread_create(&r->persister, NULL, job_persist_main, r) != 0) {
+		pthread_mutex_lock(&r->lock);
+		r->persist_done = 1; /* workers ending a job must not wait for it */
+		pthread_cond_broadcast(&r->durable_cv);
+		pthread_mutex_unlock(&r->lock);
 		rc = err_set(e, ERR_IO, "starting the job persistence thread: %s", strerror(errno));
 		goto fail;
 	}
@@ -735,6 +841,7 @@ void job_registry_free(struct job_registry *r)
 	free(r->hive_id);
 	pthread_cond_destroy(&r->work_cv);
 	pthread_cond_destroy(&r->persist_cv);
+	pthread_cond_destroy(&r->durable_cv);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
 }
@@ -752,10 +859,11 @@ int job_cancel(struct job_registry *r, const char *id, enum job_state *state, st
 	struct cancel_token *fire = NULL;
 	if (j->state == JOB_QUEUED || j->state == JOB_INTERRUPTED) {
 		job_dequeue_locked(r, j);
-		job_set_state_locked(r, j, JOB_CANCELLED);
 		snprintf(j->error, sizeof(j->error), "cancelled");
 		fire = cancel_ref(j->cancel);
-		job_append_locked(r, j, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
+		j->refs++;
+		job_end_locked(r, j, JOB_CANCELLED, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
+		job_unref_locked(j);
 	} else if (j->state == JOB_RUNNING) {
 		/* The worker sees the token and ends the job cancelled. */
 		j->user_cancel = 1;

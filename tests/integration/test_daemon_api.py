@@ -184,7 +184,10 @@ class DaemonApiTest(unittest.TestCase):
             fixtures.make_repo("org/slow-GGUF", [
                 fixtures.make_file("model.Q4_K_M.gguf", slow,
                                    faults={"rate_limit_bps": 250000})]),
-        ])
+        ] + [fixtures.make_repo("org/burst%d-GGUF" % i, [fixtures.make_file(
+            "model.Q4_K_M.gguf", fixtures.write_gguf(os.path.join(t, "burst%d.gguf" % i),
+                                                     size=256 << 10, seed=20 + i))])
+             for i in range(5)])
         cls.hub = client.start(cfg)
 
     @classmethod
@@ -413,6 +416,39 @@ class DaemonApiTest(unittest.TestCase):
         self.assertEqual(m["files"][0]["sha256"], self.slow_sha)
         rc, _ = d.term()
         self.assertEqual(rc, 0)
+
+    def test_kill9_right_after_submit_keeps_jobs(self):
+        # A 201 promises a job that survives a crash: five pulls acknowledged, then
+        # SIGKILL at once; after the restart every job is there and runs to its end.
+        d = self.daemon("burst")
+        ids = [d.submit({"operation": "model_download", "model": "hf:org/burst%d-GGUF" % i})
+               for i in range(5)]
+        d.kill()
+        d.start()
+        for job_id in ids:
+            status, j = d.call("GET", "/v1/jobs/" + job_id)
+            self.assertEqual(status, 200, (job_id, j))
+        for job_id in ids:
+            j = d.wait_job(job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
+            self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual(d.term()[0], 0)
+
+    def test_terminal_state_durable_when_streamed(self):
+        # Once a stream has said [DONE] or [CANCELLED], a kill -9 cannot take it back.
+        d = self.daemon("durable-end")
+        done = d.submit({"operation": "model_download", "model": "hf:org/small-GGUF"})
+        self.assertEqual(d.stream(done)[-1][2], "[DONE]")
+        d.kill()
+        d.start()
+        self.assertEqual(d.job(done)["state"], "succeeded")
+        slow = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
+        d.wait_job(slow, lambda j: j["state"] == "running")
+        self.assertEqual(d.call("POST", "/v1/jobs/%s/cancel" % slow)[0], 200)
+        self.assertEqual(d.stream(slow)[-1][2], "[CANCELLED]")
+        d.kill()
+        d.start()
+        self.assertEqual(d.job(slow)["state"], "cancelled")
+        self.assertEqual(d.term()[0], 0)
 
     def test_data_root_from_environment(self):
         # Without --data-dir: $RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive, else

@@ -17,6 +17,7 @@
 #include "core/util.h"
 #include "fake_provisioner.h"
 #include "jobs/job.h"
+#include "store/catalog.h"
 
 static char *tmpdir(void)
 {
@@ -180,11 +181,105 @@ static void test_prune_by_count(void **state)
 	free(root);
 }
 
+/* The job's state as the catalog file holds it now, read on a connection of our own. */
+static void row_state(const char *root, const char *id, char *out, size_t size)
+{
+	char *db = xasprintf("%s/catalog.db", root);
+	struct catalog *c = NULL;
+	struct err e;
+	err_clear(&e);
+	if (catalog_open(db, &c, &e) != 0)
+		fail_msg("catalog_open: %s", e.msg);
+	struct catalog_job j;
+	memset(&j, 0, sizeof(j));
+	if (catalog_job_get(c, id, &j, &e) == 0)
+		snprintf(out, size, "%s", catalog_job_state_name(j.state));
+	else
+		snprintf(out, size, "(no row: %s)", err_name(e.code));
+	catalog_job_cleanup(&j);
+	catalog_close(c);
+	free(db);
+}
+
+/* Reads the stream of id to its terminal event; returns its kind. */
+static enum job_event_kind watch_to_end(struct job_registry *r, const char *id)
+{
+	struct job_watch *w;
+	struct err e;
+	assert_int_equal(job_watch_open(r, id, 0, &w, &e), 0);
+	struct job_event ev;
+	enum job_event_kind kind = JOB_EV_NARRATION;
+	int64_t end = now_ms() + 5000;
+	while (now_ms() < end) {
+		int rc = job_watch_next(w, 200, &ev);
+		assert_true(rc >= 0);
+		if (rc == 0)
+			continue;
+		kind = ev.kind;
+		free(ev.data);
+		if (job_event_is_terminal(kind))
+			break;
+	}
+	job_watch_close(w);
+	assert_true(job_event_is_terminal(kind));
+	return kind;
+}
+
+/*
+ * A submitted job's row is on disk when the submission returns (a crash
+ * right after the 201 keeps it), and a terminal event is streamed only once
+ * the final state is on disk.
+ */
+static void test_rows_durable_when_acknowledged(void **state)
+{
+	(void)state;
+	char *root = tmpdir();
+	struct fake_prov fp;
+	fake_prov_init(&fp);
+	struct job_registry *r = open_reg(&fp, root, 0);
+	char st[64];
+	char id[5][JOB_ID_MAX];
+	for (int i = 0; i < 5; i++) {
+		download(r, "acme/wait-durable", id[i]);
+		row_state(root, id[i], st, sizeof(st));
+		if (strcmp(st, "queued") != 0 && strcmp(st, "running") != 0)
+			fail_msg("job %s acknowledged, its row: %s", id[i], st);
+	}
+	/* Two download workers: jobs 0 and 1 run, 2 to 4 wait queued. */
+	wait_state(r, id[1], "running");
+	struct err e;
+	enum job_state js;
+	assert_int_equal(job_cancel(r, id[2], &js, &e), 0);
+	row_state(root, id[2], st, sizeof(st));
+	assert_string_equal(st, "cancelled");
+	assert_int_equal(watch_to_end(r, id[2]), JOB_EV_CANCELLED);
+
+	char ok[JOB_ID_MAX], bad[JOB_ID_MAX];
+	download(r, "acme/ok-durable", ok);
+	download(r, "acme/fail-durable", bad);
+	int order[] = {3, 4, 0, 1};
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(job_cancel(r, id[order[i]], &js, &e), 0);
+	assert_int_equal(watch_to_end(r, ok), JOB_EV_DONE);
+	row_state(root, ok, st, sizeof(st));
+	assert_string_equal(st, "succeeded");
+	assert_int_equal(watch_to_end(r, bad), JOB_EV_ERROR);
+	row_state(root, bad, st, sizeof(st));
+	assert_string_equal(st, "failed");
+	assert_int_equal(watch_to_end(r, id[0]), JOB_EV_CANCELLED);
+	row_state(root, id[0], st, sizeof(st));
+	assert_string_equal(st, "cancelled");
+	job_registry_free(r);
+	rmtree(root);
+	free(root);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_restart_keeps_and_resumes),
 		cmocka_unit_test(test_prune_by_count),
+		cmocka_unit_test(test_rows_durable_when_acknowledged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
