@@ -113,6 +113,16 @@ int http_guard(struct http_req *rq, int needs_token)
 {
 	const struct daemon *d = rq->d;
 	const char *host = http_header(rq, "Host");
+	/*
+	 * RFC 9112 3.2: an HTTP/1.1 request without Host is a 400. HTTP/1.0
+	 * had no Host; its scripts are served (a browser always sends one, so
+	 * DNS rebinding cannot use that path).
+	 */
+	if (!host && (!rq->version || strcmp(rq->version, "HTTP/1.0") != 0)) {
+		http_reply_error(rq, ERR_INVALID, "an %.16s request needs a Host header",
+				 rq->version ? rq->version : "HTTP/1.1");
+		return -1;
+	}
 	if (host && !guard_host_ok(d, host)) {
 		http_reply_error(rq, ERR_FORBIDDEN,
 				 "Host '%.100s' is not this daemon's address", host);

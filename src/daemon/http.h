@@ -48,6 +48,7 @@ struct http_req {
 	struct daemon *d;
 	struct MHD_Connection *conn;
 	const char *method;
+	const char *version; /* "HTTP/1.1", "HTTP/1.0" (libmicrohttpd refuses others) */
 	char *uri;   /* raw, as received */
 	char *path;  /* raw path (not decoded), points into uri copy */
 	char *query; /* raw query without '?', or NULL */

@@ -66,7 +66,6 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 				     void **req_cls)
 {
 	(void)url;
-	(void)version;
 	(void)conn;
 	struct daemon *d = cls;
 	struct http_req *rq = *req_cls;
@@ -75,6 +74,7 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 	if (!rq->started) {
 		rq->started = 1;
 		rq->method = method;
+		rq->version = version;
 		atomic_fetch_add(&d->requests, 1);
 		if (atomic_load(&d->stopping))
 			return http_reply_error(rq, ERR_SHUTDOWN, "the daemon is shutting down");

@@ -259,7 +259,6 @@ def wire():
         ("wire: 100 KiB URI", R("GET", "/v1/jobs/" + "a" * 102400), 414),
         ("wire: 100 KiB query", R("GET", "/v1/jobs?state=" + "a" * 102400), 414),
         ("wire: HTTP/1.0 without Host", R("GET", "/health", host=None, version="HTTP/1.0"), 200),
-        ("wire: HTTP/1.1 without Host", R("GET", "/health", host=None), 200),
     ]
 
 
@@ -269,6 +268,9 @@ def host_origin():
     def P(**kw):
         return J(post, **kw)
     return [
+        # RFC 9112 3.2: HTTP/1.1 needs a Host; HTTP/1.0 (see wire()) does not.
+        ("host: none on HTTP/1.1", R("GET", "/health", host=None), 400),
+        ("host: none on HTTP/1.1 POST", P(host=None), 400),
         ("host: foreign", R("GET", "/health", host="evil.example"), 403),
         ("host: foreign with our port", R("GET", "/v1/jobs", host="evil.example:{port}"), 403),
         ("host: rebinding name", R("GET", "/v1/models", host="127.0.0.1.nip.io:{port}"), 403),
