@@ -59,19 +59,22 @@ struct serve_flag {
 static const struct serve_flag serve_flags[] = {
 	{"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (127.0.0.1)"},
 	{"--port", OPT_U64, O(port), 0, 65535, "N  port (7835; 0 picks a free one)"},
-	{"--data-dir", OPT_STR, O(data_dir), 0, 0, "DIR  data root (catalog, hub cache)"},
-	{"--hf-cache", OPT_STR, O(hf_cache), 0, 0, "DIR  Hugging Face hub cache to share"},
-	{"--hive-id", OPT_STR, O(hive_id), 0, 0, "ID  this hive's id, checked in job requests"},
-	{"--token-file", OPT_STR, O(token_file), 0, 0, "F  bearer token required by the API"},
+	{"--data-dir", OPT_STR, O(data_dir), 0, 0, "DIR  data root: catalog, hub cache ($RBEE_HIVE_HOME, else "
+	 "$XDG_CACHE_HOME/rbee-hive, else ~/.cache/rbee-hive)"},
+	{"--hf-cache", OPT_STR, O(hf_cache), 0, 0, "DIR  Hugging Face hub cache to share ($HF_HUB_CACHE or "
+	 "$HF_HOME/hub when set, else DATA/hub)"},
+	{"--hive-id", OPT_STR, O(hive_id), 0, 0, "ID  this hive's id, checked in job requests (none: any)"},
+	{"--token-file", OPT_STR, O(token_file), 0, 0, "F  bearer token required by the API (none; needed beyond loopback)"},
 	{"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once (2)"},
 	{"--connections", OPT_U64, O(connections), 1, CAP_XFER_CONNECTIONS,
 	 "N  transfer connections per file (8)"},
 	{"--http-connections", OPT_U64, O(http_connections), 8, CAP_CONNECTIONS,
 	 "N  HTTP connections at once (1024)"},
-	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on download rate (40M)"},
-	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only"},
-	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug"},
-	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F"},
+	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
+	 "(no cap)"},
+	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
+	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
+	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
 	{"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
 };
 #undef O

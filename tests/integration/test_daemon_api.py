@@ -473,6 +473,24 @@ class DaemonApiTest(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "home-unused")))
         self.assertEqual(d.term()[0], 0)
 
+    def test_serve_help_states_real_defaults(self):
+        p = subprocess.run([BIN, "serve", "--help"], capture_output=True, text=True, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        flags = {}
+        for line in p.stdout.splitlines():
+            if line.startswith("  --"):
+                name, _, text = line.strip().partition(" ")
+                flags[name] = text
+        # What each flag does when it is not given, as the code has it.
+        want = {"--bind": "(127.0.0.1)", "--port": "(7835;", "--max-jobs": "(2)",
+                "--connections": "(8)", "--http-connections": "(1024)",
+                "--limit-rate": "(no cap)", "--offline": "(off)", "--hive-id": "(none: any)",
+                "--log-level": "$RBEE_HIVE_LOG, else info)",
+                "--data-dir": "$RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive",
+                "--hf-cache": "else DATA/hub)"}
+        for name, default in want.items():
+            self.assertIn(default, flags.get(name, ""), (name, flags.get(name)))
+
     def test_bind_needs_token(self):
         p = subprocess.run([BIN, "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir",
                             os.path.join(self.tmp, "open")], capture_output=True, text=True,
