@@ -32,9 +32,10 @@ struct store_paths {
  * hf_cache (--hf-cache DIR) when given; else, when share_hf_cache is set,
  * $HF_HUB_CACHE, else $HF_HOME/hub, else huggingface_hub's own default
  * ($XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub); else the
- * private <root>/hub. The HF variables are only read on request so that a
- * machine with HF_HOME set does not silently mix rbee-hive's files into it.
- * Nothing is created; see store_paths_prepare().
+ * private <root>/hub. The caller decides when to share: the daemon and the
+ * provisioner share whenever HF_HUB_CACHE or HF_HOME is set (DESIGN §4,
+ * hf_env_shares_cache()), so the store itself reads the HF variables only
+ * when asked. Nothing is created; see store_paths_prepare().
  */
 int store_paths_resolve(const char *data_dir, const char *hf_cache, int share_hf_cache,
 			struct store_paths *out, struct err *e);
