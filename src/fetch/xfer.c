@@ -38,7 +38,7 @@
 #define DISCARD_BODY_MAX (64 * 1024)
 #define CURL_BUFFER (128 * 1024)
 #define PROGRESS_MS 250
-/* The helper starts writeback each time this much more has been written, so
+/* The helper starts writeback of the hashed prefix in steps of this size, so
  * the fdatasync before a resume save has little left to do. */
 #define WRITEBACK_STEP (4u << 20)
 
@@ -130,7 +130,6 @@ struct xfer {
 
 	/* Progress snapshot: written by the transfer and helper threads, read by anyone. */
 	_Atomic uint64_t a_done;
-	_Atomic uint64_t a_written; /* x->written, for the helper's early writeback */
 	_Atomic uint64_t a_total;
 	_Atomic uint64_t a_hashed;
 	_Atomic uint64_t a_rate;
@@ -460,7 +459,6 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 		else
 			c->pos = pos + w;
 		x->written += w;
-		atomic_store_explicit(&x->a_written, x->written, memory_order_relaxed);
 		c->fails = 0;
 		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
 		/*
@@ -1089,7 +1087,7 @@ static void *helper_main(void *arg)
 	unsigned gen_seen = 0;
 	int hash_err = 0;
 	struct xfer_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
-	uint64_t wb_at = 0;
+	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
 	int wb_warned = 0;
 
 	pthread_mutex_lock(&x->lock);
@@ -1098,6 +1096,7 @@ static void *helper_main(void *arg)
 			gen_seen = x->gen;
 			sha256_init(&h);
 			hashed = 0;
+			wb_off = 0;
 			hash_err = 0;
 			atomic_store(&x->a_hashed, 0);
 		}
@@ -1133,18 +1132,20 @@ static void *helper_main(void *arg)
 			pthread_mutex_lock(&x->lock);
 			continue;
 		}
-		uint64_t wr = atomic_load_explicit(&x->a_written, memory_order_relaxed);
-		if (!x->eng_gone && wr >= wb_at + WRITEBACK_STEP) {
+		if (!x->eng_gone && hashed >= wb_off + WRITEBACK_STEP) {
 			/*
-			 * Start writeback of everything dirty without waiting for it:
-			 * the next fdatasync then waits for little, so resume saves
-			 * keep up with a fast transfer instead of trailing it by
-			 * tens of MiB (which a kill -9 would fetch again), and the
-			 * final fdatasync does not write the whole file at the end.
+			 * Start writeback of the prefix just hashed, without waiting
+			 * for it: the next fdatasync then has little left, so resume
+			 * saves keep up with a fast transfer, and the final fdatasync
+			 * does not write the whole file at the end. One step at a
+			 * time: the call can wait while the disk queue is full, and a
+			 * cancel must not wait behind hundreds of MiB.
 			 */
-			wb_at = wr;
+			uint64_t off = wb_off, len = hashed - wb_off;
+			wb_off = hashed;
 			pthread_mutex_unlock(&x->lock);
-			if (sync_file_range(x->fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0 && !wb_warned) {
+			if (sync_file_range(x->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) < 0 &&
+			    !wb_warned) {
 				wb_warned = 1;
 				log_msg(LOG_DEBUG, x->log_id, "sync_file_range %s: %s", x->dest,
 					strerror(errno));
@@ -1152,7 +1153,8 @@ static void *helper_main(void *arg)
 			pthread_mutex_lock(&x->lock);
 			continue;
 		}
-		if (!hash_err && hashed < x->prefix) {
+		/* A transfer that ended without its bytes needs no hash: finish now. */
+		if (!hash_err && hashed < x->prefix && !(x->eng_gone && x->net != NET_DONE)) {
 			uint64_t want = x->prefix - hashed;
 			size_t n = want > HASH_CHUNK ? HASH_CHUNK : (size_t)want;
 			unsigned gen = x->gen;

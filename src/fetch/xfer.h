@@ -11,9 +11,9 @@
  *     the cancel token; both wake it with curl_multi_wakeup.
  *   - Each transfer has one helper thread that hashes the contiguous done
  *     prefix by reading it back (pread, 512 KiB at a time), starts writeback
- *     of new bytes early (sync_file_range), fdatasyncs the partial and calls
- *     the resume save callback, calls refresh_url after a
- *     403, and finishes the transfer (final checks, rename, result). So the
+ *     of the hashed bytes early (sync_file_range), fdatasyncs the partial
+ *     and calls the resume save callback, calls refresh_url after a 403,
+ *     and finishes the transfer (final checks, rename, result). So the
  *     transfer thread never blocks on the disk's sync, on the caller's
  *     catalog, or on the vendor.
  *   - The caller owns the struct xfer returned by xfer_start and frees it
