@@ -12,6 +12,7 @@
 #ifndef RBEE_DAEMON_DAEMON_H
 #define RBEE_DAEMON_DAEMON_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 struct err;
@@ -52,6 +53,13 @@ int daemon_port(const struct daemon *d);
  * NULL is a no-op.
  */
 void daemon_stop(struct daemon *d);
+/*
+ * What the daemon_stop() in progress (the latest one started in this
+ * process) is doing, for a watchdog on another thread: writes its step and
+ * the jobs still running into buf. Returns 1 when every job row is on disk,
+ * so that the catalog needs nothing more from this process, else 0.
+ */
+int daemon_stop_report(char *buf, size_t size);
 
 /* `rbee-hive serve [flags]`: runs until SIGTERM or SIGINT; exit status. */
 int daemon_serve_main(int argc, char **argv);

@@ -4,12 +4,15 @@
  * SIGTERM or SIGINT with sigwait() on the main thread (the signals are
  * blocked in every other thread, which inherit the mask). On a signal it
  * stops accepting, cancels running transfers (their partials stay for the
- * resume), flushes the jobs and exits 0; a stop that takes longer than
- * DAEMON_STOP_BUDGET_MS exits anyway, since the catalog survives a crash.
+ * resume), flushes the jobs and exits 0. A stop that takes longer than
+ * DAEMON_STOP_BUDGET_MS exits anyway, with an error line naming the step
+ * it was stuck in and the jobs still running: status 0 when every job row
+ * is on disk (nothing is lost, though the clean-up was cut short), else 1.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -162,12 +165,21 @@ static int serve_write_port_file(const char *path, int port, struct err *e)
 	return rc;
 }
 
+/* Set once daemon_stop() has returned: what is left is the transfer engine. */
+static atomic_int serve_daemon_stopped;
+
 static void *serve_stop_watchdog(void *arg)
 {
 	(void)arg;
 	sleep_ms(DAEMON_STOP_BUDGET_MS);
-	log_warn("the orderly stop took too long; exiting now (the catalog survives this)");
-	_exit(0);
+	char what[1024];
+	int flushed = daemon_stop_report(what, sizeof(what));
+	if (atomic_load(&serve_daemon_stopped))
+		snprintf(what, sizeof(what), "stopping the transfer engine; job rows on disk");
+	log_error("the orderly stop took longer than %d ms, stuck %s; exiting with status %d%s",
+		  DAEMON_STOP_BUDGET_MS, what, flushed ? 0 : 1,
+		  flushed ? "" : ": the jobs not on disk resume from their last saved state");
+	_exit(flushed ? 0 : 1);
 	return NULL;
 }
 
@@ -262,6 +274,7 @@ int daemon_serve_main(int argc, char **argv)
 		pthread_detach(wd);
 	daemon_stop(d);
 	d = NULL;
+	atomic_store(&serve_daemon_stopped, 1);
 	provisioner_free(prov);
 	prov = NULL;
 	log_info("stopped");

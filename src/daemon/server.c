@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,24 @@
 #define DAEMON_STREAM_SLICE_MS 250 /* how often a stream checks its peer */
 #define DAEMON_STACK_SIZE (512 * 1024)
 #define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
+
+/*
+ * The step of the latest daemon_stop(), for daemon_stop_report() on a
+ * watchdog thread. stop_mu guards the three; stop_jobs is set only while
+ * the registry may be read (daemon_stop clears it before freeing it).
+ */
+static pthread_mutex_t stop_mu = PTHREAD_MUTEX_INITIALIZER;
+static const char *stop_step;
+static struct job_registry *stop_jobs;
+static int stop_flushed;
+
+static void stop_set(const char *step, struct job_registry *jobs)
+{
+	pthread_mutex_lock(&stop_mu);
+	stop_step = step;
+	stop_jobs = jobs;
+	pthread_mutex_unlock(&stop_mu);
+}
 
 /* Called by MHD with the raw URI before unescaping: the request starts here. */
 static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
@@ -351,6 +370,21 @@ fail:
 	return rc;
 }
 
+int daemon_stop_report(char *buf, size_t size)
+{
+	char jobs[768];
+	pthread_mutex_lock(&stop_mu);
+	int flushed = stop_flushed;
+	if (stop_jobs)
+		flushed = job_registry_stop_report(stop_jobs, jobs, sizeof(jobs));
+	else
+		snprintf(jobs, sizeof(jobs), "the jobs have ended");
+	snprintf(buf, size, "%s (%s); job rows %s", stop_step ? stop_step : "not stopping", jobs,
+		 flushed ? "on disk" : "not all on disk");
+	pthread_mutex_unlock(&stop_mu);
+	return flushed;
+}
+
 int daemon_port(const struct daemon *d) { return d->port; }
 
 long http_connections(const struct daemon *d)
@@ -371,10 +405,19 @@ void daemon_stop(struct daemon *d)
 		if (s != MHD_INVALID_SOCKET)
 			close(s);
 	}
+	stop_set("cancelling the jobs and waiting for their workers", d->jobs);
 	job_registry_shutdown(d->jobs);
+	char scratch[64];
+	int flushed = d->jobs ? job_registry_stop_report(d->jobs, scratch, sizeof(scratch)) : 1;
+	pthread_mutex_lock(&stop_mu);
+	stop_flushed = flushed;
+	pthread_mutex_unlock(&stop_mu);
+	stop_set("closing the HTTP connections", NULL);
 	if (d->mhd)
 		MHD_stop_daemon(d->mhd);
+	stop_set("freeing the job registry", NULL);
 	job_registry_free(d->jobs);
+	stop_set("stopped", NULL);
 	free(d->bind);
 	free(d->hive_id);
 	free(d);

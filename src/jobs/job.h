@@ -94,6 +94,13 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
  * and flushes job rows. Idempotent.
  */
 void job_registry_shutdown(struct job_registry *r);
+/*
+ * For a stop that takes too long: writes into buf which jobs still run
+ * ("job job-… model_download org/repo, …" or "no job running"); returns 1
+ * when every job row is on disk after the final flush of a shutdown, else
+ * 0. Waits at most 200 ms for the registry lock (a stuck stop may hold it).
+ */
+int job_registry_stop_report(struct job_registry *r, char *buf, size_t size);
 /* Shuts down if needed and frees. NULL is a no-op. */
 void job_registry_free(struct job_registry *r);
 

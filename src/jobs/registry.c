@@ -819,6 +819,38 @@ void job_registry_shutdown(struct job_registry *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
+int job_registry_stop_report(struct job_registry *r, char *buf, size_t size)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 200 * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	if (pthread_mutex_timedlock(&r->lock, &ts) != 0) {
+		snprintf(buf, size, "the job registry is locked");
+		return 0;
+	}
+	size_t off = 0;
+	buf[0] = 0;
+	int flushed = r->persist_done && r->durable_seq == r->dirty_seq;
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		const struct job *j = r->jobs[i];
+		if (j->persist_rc < 0)
+			flushed = 0;
+		if (j->state != JOB_RUNNING || j->ended || off >= size)
+			continue;
+		int n = snprintf(buf + off, size - off, "%sjob %s %s %s", off ? ", " : "", j->id,
+				 j->op->name, j->arg ? j->arg : "");
+		off += n > 0 ? (size_t)n : 0;
+	}
+	pthread_mutex_unlock(&r->lock);
+	if (!buf[0])
+		snprintf(buf, size, "no job running");
+	return flushed;
+}
+
 void job_registry_free(struct job_registry *r)
 {
 	if (!r)

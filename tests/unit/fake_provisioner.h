@@ -5,6 +5,7 @@
  *   ORG/wait*   emits progress every 5 ms until the cancel token fires
  *   ORG/fail*   narrates and fails with ERR_NETWORK
  *   ORG/chatty* narrates CAP_JOB_EVENTS * 2 lines, then succeeds
+ *   ORG/stubborn* like wait, but returns only 1.5 s after the cancel
  * It counts the provisions running at once (and the most ever).
  */
 #ifndef RBEE_TESTS_FAKE_PROVISIONER_H
@@ -78,6 +79,11 @@ static inline int fake_provision(struct provisioner *p, const struct prov_reques
 		int64_t t0 = now_ms();
 		rc = err_set(e, ERR_CANCELLED, "cancelled");
 		atomic_store(&f->cancel_latency_ms, now_ms() - t0);
+	} else if (strncmp(repo, "stubborn", 8) == 0) {
+		while (!cancel_wait(req->cancel, 5))
+			;
+		sleep_ms(1500);
+		rc = err_set(e, ERR_CANCELLED, "cancelled");
 	} else if (strncmp(repo, "chatty", 6) == 0) {
 		char line[64];
 		for (int i = 0; i < CAP_JOB_EVENTS * 2; i++) {
