@@ -6,6 +6,7 @@
  * The harness restates the documented protocol as an oracle:
  *   {"operation":"model_download","model":REF[,"hive_id":ID]}
  *   {"operation":"model_list"} | {"operation":"model_get"|"model_delete","id":ID}
+ *   {"operation":"model_verify"[,"id":ID]}
  * with null counting as absent, the argument 1..CAP_REF_LEN bytes without
  * control characters, REF a valid model ref and hive_id this hive's. The
  * registry must accept exactly what the oracle accepts (ERR_RETRY aside, a
@@ -103,6 +104,8 @@ static int oracle(const uint8_t *data, size_t size)
 		ok = !model && !id;
 	else if (strcmp(op, "model_get") == 0 || strcmp(op, "model_delete") == 0)
 		ok = id && !model && arg_ok(id);
+	else if (strcmp(op, "model_verify") == 0)
+		ok = !model && (!id || arg_ok(id));
 out:
 	json_decref(o);
 	return ok;
