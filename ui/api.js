@@ -131,8 +131,34 @@ export function normModel(m) {
   };
 }
 
-export async function listModels() {
-  return listOf(await request('GET', '/v1/models'), 'models').map(normModel);
+// The daemon answers the catalog a page at a time (at most 1000 models);
+// next_offset leads to the next page until it is null, or absent from a
+// daemon that answers everything at once. A model seen already (the catalog
+// grew between two pages) is skipped. req is the request function (a
+// stand-in in tests).
+export const MODELS_PAGE = 1000;
+const MODELS_MAX_PAGES = 1001;
+
+export async function listModels(req = request) {
+  const out = [];
+  const seen = new Set();
+  let offset = 0;
+  for (let page = 0; page < MODELS_MAX_PAGES; page++) {
+    const ans = await req('GET', `/v1/models?limit=${MODELS_PAGE}&offset=${offset}`);
+    for (const m of listOf(ans, 'models')) {
+      const id = m && typeof m.id === 'string' ? m.id : '';
+      if (id && seen.has(id)) continue;
+      if (id) seen.add(id);
+      out.push(normModel(m));
+    }
+    const next = ans && !Array.isArray(ans) ? ans.next_offset : undefined;
+    if (next === null || next === undefined) return out;
+    if (!Number.isInteger(next) || next <= offset) {
+      throw new ApiError(0, 'bad_answer', "the daemon's model list has a bad next_offset");
+    }
+    offset = next;
+  }
+  throw new ApiError(0, 'too_large', `the daemon's model list goes on past ${MODELS_MAX_PAGES} pages`);
 }
 
 export function deleteModel(id) {

@@ -204,25 +204,83 @@ static void cli_size_cell(char *buf, size_t size, const json_t *o, const char *c
 		snprintf(buf, size, "-");
 }
 
+/*
+ * The whole catalog as {"models":[…]}: the daemon answers one page at a time
+ * (CAP_MODELS_PAGE at most), so this follows next_offset until it is null or
+ * absent (a daemon without pages answers everything at once). Pages are in id
+ * order, so a model of a later page whose id is not after the previous
+ * page's last one was seen already (the catalog grew between the two pages)
+ * and is skipped. Bounded: next_offset must grow, and at most the pages that
+ * CAP_CATALOG_MODELS needs are read.
+ */
+static int cli_models_all(struct cli_client *c, json_t **out, struct err *e)
+{
+	enum { MAX_PAGES = CAP_CATALOG_MODELS / CAP_MODELS_PAGE + 1 };
+	json_t *all = json_array();
+	char prev_last[CAP_REF_LEN + 64] = ""; /* the last id of the previous page */
+	uint64_t offset = 0;
+	int rc = 0;
+	*out = NULL;
+	for (int page = 0;; page++) {
+		if (page == MAX_PAGES) {
+			rc = err_set(e, ERR_TOO_LARGE, "the daemon's model list goes on past %d pages",
+				     MAX_PAGES);
+			break;
+		}
+		char path[64];
+		snprintf(path, sizeof(path), "/v1/models?limit=%d&offset=%llu", CAP_MODELS_PAGE,
+			 (unsigned long long)offset);
+		json_t *ans = NULL;
+		long status;
+		rc = cli_client_call(c, "GET", path, NULL, &status, &ans, e);
+		if (rc == 0)
+			rc = cli_expect(status, 200, ans, e);
+		json_t *list = rc == 0 ? cli_list(ans, k_models) : NULL;
+		if (rc == 0 && !list)
+			rc = err_set(e, ERR_NETWORK, "the daemon's model list is not a list");
+		size_t i;
+		json_t *m;
+		const char *last = NULL;
+		json_array_foreach(list, i, m)
+		{
+			const char *id = cli_jstr(m, k_id);
+			if (id && prev_last[0] && strcmp(id, prev_last) <= 0)
+				continue;
+			if (id)
+				last = id;
+			json_array_append(all, m);
+		}
+		if (last)
+			snprintf(prev_last, sizeof(prev_last), "%s", last);
+		json_t *next = json_is_object(ans) ? json_object_get(ans, "next_offset") : NULL;
+		json_int_t nx = json_is_integer(next) ? json_integer_value(next) : -1;
+		if (rc == 0 && next && !json_is_null(next) && (nx < 0 || (uint64_t)nx <= offset))
+			rc = err_set(e, ERR_NETWORK, "the daemon's model list: bad next_offset");
+		json_decref(ans);
+		if (rc < 0 || !next || json_is_null(next))
+			break;
+		offset = (uint64_t)nx;
+	}
+	if (rc < 0) {
+		json_decref(all);
+		return rc;
+	}
+	*out = json_pack("{s:o}", "models", all);
+	return 0;
+}
+
 static int cli_ls_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
 	static const char *const headers[] = {"ID", "SIZE", "QUANT", "STATUS", "AGE"};
 	json_t *ans = NULL;
-	long status;
-	int rc = cli_client_call(c, "GET", "/v1/models", NULL, &status, &ans, e);
-	if (rc == 0)
-		rc = cli_expect(status, 200, ans, e);
+	int rc = cli_models_all(c, &ans, e);
 	if (rc < 0)
 		goto out;
 	if (o->json) {
 		cli_print_json(ans);
 		goto out;
 	}
-	json_t *list = cli_list(ans, k_models);
-	if (!list) {
-		rc = err_set(e, ERR_NETWORK, "the daemon's model list is not a list");
-		goto out;
-	}
+	json_t *list = json_object_get(ans, "models");
 	struct cli_table *t = cli_table_new(headers, 5);
 	size_t i;
 	json_t *m;

@@ -33,6 +33,8 @@
 #define CAP_GGUF_ARRAY (64 * 1024 * 1024)   /* elements of one GGUF array */
 #define CAP_GGUF_HEADER (256 * 1024 * 1024) /* bytes read of a GGUF header */
 #define CAP_CATALOG_MODELS 1000000          /* models in a catalog */
+#define CAP_MODELS_PAGE 1000                /* models in one GET /v1/models answer */
+#define CAP_MODELS_PAGE_DEFAULT 100         /* ... when the request names no limit */
 #define CAP_TOKEN_LEN 4096                  /* a bearer token */
 #define CAP_CLIENT_ANSWER (64 * 1024 * 1024) /* one daemon answer read by the CLI */
 

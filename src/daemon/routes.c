@@ -103,12 +103,65 @@ static int route_cancel(struct http_req *rq)
 			       json_pack("{s:s,s:s}", "job_id", rq->params[0], "status", "cancelled"));
 }
 
+/*
+ * Checks that every query parameter is one of keys (NULL-terminated) and
+ * none is given twice: a misspelt or repeated parameter is a 400, not a
+ * silently different answer. Returns 0 or ERR_INVALID.
+ */
+static int route_query_check(const struct http_req *rq, const char *const *keys, struct err *e)
+{
+	unsigned seen = 0;
+	for (const char *p = rq->query; p && *p;) {
+		size_t n = strcspn(p, "&");
+		const char *eq = memchr(p, '=', n);
+		char *k = http_pct_decode(p, eq ? (size_t)(eq - p) : n, 1);
+		if (!k)
+			return err_set(e, ERR_INVALID, "query: bad percent-encoding");
+		size_t i = 0;
+		while (keys[i] && strcmp(keys[i], k) != 0)
+			i++;
+		int rc = 0;
+		if (!keys[i])
+			rc = err_set(e, ERR_INVALID, "query: unknown parameter '%.64s'", k);
+		else if (seen & (1u << i))
+			rc = err_set(e, ERR_INVALID, "query: parameter '%s' given twice", keys[i]);
+		free(k);
+		if (rc < 0)
+			return rc;
+		seen |= 1u << i;
+		p += n;
+		if (*p == '&')
+			p++;
+	}
+	return 0;
+}
+
+/* A decimal query parameter in [min, max], or dflt when absent. */
+static int route_query_u64(const struct http_req *rq, const char *key, uint64_t min,
+			   uint64_t max, uint64_t dflt, uint64_t *out, struct err *e)
+{
+	int bad;
+	char *v = http_query_get(rq, key, &bad);
+	if (bad)
+		return err_set(e, ERR_INVALID, "query: bad percent-encoding");
+	*out = dflt;
+	int rc = v ? parse_u64_str(v, min, max, out, key, e) : 0;
+	free(v);
+	return rc;
+}
+
 static int route_models(struct http_req *rq)
 {
+	static const char *const keys[] = {"limit", "offset", NULL};
 	struct err e;
 	err_clear(&e);
+	uint64_t limit, offset;
 	json_t *o = NULL;
-	if (job_models_list_json(rq->d->jobs, &o, &e) < 0)
+	if (route_query_check(rq, keys, &e) < 0 ||
+	    route_query_u64(rq, "limit", 1, CAP_MODELS_PAGE, CAP_MODELS_PAGE_DEFAULT, &limit,
+			    &e) < 0 ||
+	    route_query_u64(rq, "offset", 0, CAP_CATALOG_MODELS, 0, &offset, &e) < 0 ||
+	    job_models_list_json(rq->d->jobs, (size_t)offset, (size_t)limit, &o, &e) < 0)
 		return http_reply_err(rq, &e);
 	return http_reply_json(rq, MHD_HTTP_OK, o);
 }

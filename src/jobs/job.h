@@ -153,8 +153,17 @@ void job_watch_close(struct job_watch *w);
  */
 int job_model_busy(struct job_registry *r, const char *model_id);
 
-/* Catalog resource API, on the calling thread's own catalog connection. */
-int job_models_list_json(struct job_registry *r, json_t **out, struct err *e);
+/*
+ * Catalog resource API, each call on a catalog connection of the registry's
+ * pool, held for the length of the call.
+ *
+ * One page of the catalog's models in id order: at most limit (1 to
+ * CAP_MODELS_PAGE) from offset (ERR_INVALID outside those bounds), as
+ * {"models":[…],"total":T,"offset":M,"limit":N,"next_offset":M+N or null};
+ * next_offset is null when no model follows the page.
+ */
+int job_models_list_json(struct job_registry *r, size_t offset, size_t limit, json_t **out,
+			 struct err *e);
 int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e);
 /* ERR_CONFLICT while a job writes the model; ERR_NOT_FOUND; ERR_CONFLICT if ambiguous. */
 int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e);

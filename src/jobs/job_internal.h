@@ -16,6 +16,7 @@
 
 struct job;
 struct job_persist;
+struct job_persist_pool;
 
 /*
  * Downloads run on max_jobs workers; quick catalog operations on one worker;
@@ -75,6 +76,8 @@ struct job_registry {
 	int max_jobs;
 	int keep_jobs;
 	int64_t keep_ms;
+	/* Catalog connections of the request threads; has its own lock. */
+	struct job_persist_pool *pool;
 
 	pthread_mutex_t lock;
 	pthread_cond_t work_cv;    /* workers wait for queued jobs */

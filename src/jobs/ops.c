@@ -91,7 +91,7 @@ static int job_append_data(struct job_registry *r, struct job *j, json_t *v, str
 static int op_list(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
 {
 	json_t *models = NULL;
-	int rc = job_persist_models_json(cat, &models, e);
+	int rc = job_persist_models_json(cat, 0, 0, &models, NULL, e);
 	if (rc < 0)
 		return rc;
 	job_narrate(r, j, "%zu models in the catalog", json_array_size(models));
@@ -354,30 +354,45 @@ out:
 	return rc;
 }
 
-int job_models_list_json(struct job_registry *r, json_t **out, struct err *e)
+int job_models_list_json(struct job_registry *r, size_t offset, size_t limit, json_t **out,
+			 struct err *e)
 {
-	struct job_persist *cat = NULL;
 	*out = NULL;
-	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	if (limit < 1 || limit > CAP_MODELS_PAGE)
+		return err_set(e, ERR_INVALID, "limit %zu: expected 1 to %d", limit, CAP_MODELS_PAGE);
+	if (offset > CAP_CATALOG_MODELS)
+		return err_set(e, ERR_INVALID, "offset %zu: expected 0 to %d", offset,
+			       CAP_CATALOG_MODELS);
+	struct job_persist *cat = NULL;
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
 	if (rc < 0)
 		return rc;
 	json_t *models = NULL;
-	rc = job_persist_models_json(cat, &models, e);
-	job_persist_close(cat);
+	int more = 0;
+	size_t total = 0;
+	rc = job_persist_models_json(cat, offset, limit, &models, &more, e);
 	if (rc == 0)
-		*out = json_pack("{s:o}", "models", models);
-	return rc;
+		rc = job_persist_model_count(cat, &total, e);
+	job_persist_pool_release(r->pool, cat, rc);
+	if (rc < 0) {
+		json_decref(models);
+		return rc;
+	}
+	*out = json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
+			 "offset", (json_int_t)offset, "limit", (json_int_t)limit, "next_offset",
+			 more ? json_integer((json_int_t)(offset + limit)) : json_null());
+	return 0;
 }
 
 int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e)
 {
 	struct job_persist *cat = NULL;
 	*out = NULL;
-	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
 	if (rc < 0)
 		return rc;
 	rc = job_persist_model_json(cat, id, out, e);
-	job_persist_close(cat);
+	job_persist_pool_release(r->pool, cat, rc);
 	return rc;
 }
 
@@ -385,12 +400,12 @@ int job_partials_list_json(struct job_registry *r, json_t **out, struct err *e)
 {
 	struct job_persist *cat = NULL;
 	*out = NULL;
-	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
 	if (rc < 0)
 		return rc;
 	json_t *list = NULL;
 	rc = job_persist_partials_json(cat, &list, e);
-	job_persist_close(cat);
+	job_persist_pool_release(r->pool, cat, rc);
 	if (rc == 0)
 		*out = json_pack("{s:o}", "partials", list);
 	return rc;
@@ -404,11 +419,11 @@ int job_partial_delete(struct job_registry *r, const char *sha256, const char *r
 		return err_set(e, ERR_INVALID, "'%.80s' is not a sha256 (64 lowercase hex digits)",
 			       sha256);
 	struct job_persist *cat = NULL;
-	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
 	if (rc < 0)
 		return rc;
 	rc = job_persist_partial_remove(cat, sha256, repo_dir, out, e);
-	job_persist_close(cat);
+	job_persist_pool_release(r->pool, cat, rc);
 	if (rc == 0)
 		log_info("partial download %s deleted", sha256);
 	return rc;
@@ -418,11 +433,11 @@ int job_model_delete(struct job_registry *r, const char *id, json_t **out, struc
 {
 	struct job_persist *cat = NULL;
 	*out = NULL;
-	int rc = job_persist_open(r->data_root, r->hub_dir, &cat, e);
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
 	if (rc < 0)
 		return rc;
 	rc = job_delete_on(r, cat, id, out, e);
-	job_persist_close(cat);
+	job_persist_pool_release(r->pool, cat, rc);
 	if (rc == 0)
 		log_info("model deleted");
 	return rc;

@@ -4,6 +4,7 @@
  */
 #include "jobs/persist.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,73 @@ void job_persist_close(struct job_persist *p)
 	catalog_close(p->cat);
 	free(p->hub_dir);
 	free(p);
+}
+
+struct job_persist_pool {
+	char *data_root;
+	char *hub_dir;
+	size_t max_idle;
+	pthread_mutex_t lock; /* guards idle and n_idle */
+	struct job_persist **idle;
+	size_t n_idle;
+};
+
+struct job_persist_pool *job_persist_pool_new(const char *data_root, const char *hub_dir,
+					      size_t max_idle)
+{
+	struct job_persist_pool *pool = xcalloc(1, sizeof(*pool));
+	pool->data_root = data_root ? xstrdup(data_root) : NULL;
+	pool->hub_dir = hub_dir ? xstrdup(hub_dir) : NULL;
+	pool->max_idle = max_idle;
+	pool->idle = xcalloc(max_idle ? max_idle : 1, sizeof(*pool->idle));
+	pthread_mutex_init(&pool->lock, NULL);
+	return pool;
+}
+
+void job_persist_pool_free(struct job_persist_pool *pool)
+{
+	if (!pool)
+		return;
+	for (size_t i = 0; i < pool->n_idle; i++)
+		job_persist_close(pool->idle[i]);
+	pthread_mutex_destroy(&pool->lock);
+	free(pool->idle);
+	free(pool->data_root);
+	free(pool->hub_dir);
+	free(pool);
+}
+
+int job_persist_pool_acquire(struct job_persist_pool *pool, struct job_persist **out,
+			     struct err *e)
+{
+	*out = NULL;
+	pthread_mutex_lock(&pool->lock);
+	if (pool->n_idle)
+		*out = pool->idle[--pool->n_idle];
+	pthread_mutex_unlock(&pool->lock);
+	if (*out)
+		return 0;
+	/* Opened outside the lock: opening reads the schema and may wait for a writer. */
+	return job_persist_open(pool->data_root, pool->hub_dir, out, e);
+}
+
+void job_persist_pool_release(struct job_persist_pool *pool, struct job_persist *p, int rc)
+{
+	if (!p)
+		return;
+	/*
+	 * A connection that saw anything but a verdict on the request (a
+	 * storage or internal failure) is not trusted again: closed, not kept.
+	 */
+	int keep = rc == 0 || rc == ERR_NOT_FOUND || rc == ERR_CONFLICT || rc == ERR_INVALID ||
+		   rc == ERR_UNPROCESSABLE;
+	pthread_mutex_lock(&pool->lock);
+	if (keep && pool->n_idle < pool->max_idle) {
+		pool->idle[pool->n_idle++] = p;
+		p = NULL;
+	}
+	pthread_mutex_unlock(&pool->lock);
+	job_persist_close(p);
 }
 
 int job_persist_put(struct job_persist *p, const struct job_row *row, struct err *e)
@@ -148,23 +216,36 @@ static json_t *model_json(const struct catalog_model *m)
 	return o;
 }
 
-int job_persist_models_json(struct job_persist *p, json_t **out, struct err *e)
+int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, json_t **out,
+			    int *more, struct err *e)
 {
 	*out = json_array();
+	if (more)
+		*more = 0;
 	if (!p)
 		return 0;
 	struct catalog_model *list = NULL;
 	size_t n = 0;
-	int rc = catalog_model_list(p->cat, 0, 0, &list, &n, e);
+	/* One row past the page says whether another page follows, from the same snapshot. */
+	int rc = catalog_model_list(p->cat, offset, limit ? limit + 1 : 0, &list, &n, e);
 	if (rc < 0) {
 		json_decref(*out);
 		*out = NULL;
 		return rc;
 	}
-	for (size_t i = 0; i < n; i++)
+	size_t shown = limit && n > limit ? limit : n;
+	if (more)
+		*more = shown < n;
+	for (size_t i = 0; i < shown; i++)
 		json_array_append_new(*out, model_json(&list[i]));
 	catalog_model_list_free(list, n);
 	return 0;
+}
+
+int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e)
+{
+	*n = 0;
+	return p ? catalog_model_count(p->cat, n, e) : 0;
 }
 
 int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,

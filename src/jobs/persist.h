@@ -1,8 +1,9 @@
 /*
  * persist: every catalog call of the jobs module, in one place. A struct
  * job_persist is one catalog connection and belongs to the thread that
- * opened it (the persistence thread, the quick-operation worker, or an HTTP
- * request thread for the length of one request).
+ * opened it (the persistence thread, the quick-operation worker), or to the
+ * request thread that took it from a struct job_persist_pool, until it gives
+ * it back.
  *
  * A NULL connection (no data root, as in unit tests) is valid: writes
  * succeed without effect, reads find nothing.
@@ -10,6 +11,7 @@
 #ifndef RBEE_JOBS_PERSIST_H
 #define RBEE_JOBS_PERSIST_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -28,6 +30,29 @@ struct store_verify_summary;
 int job_persist_open(const char *data_root, const char *hub_dir, struct job_persist **out,
 		     struct err *e);
 void job_persist_close(struct job_persist *p);
+
+/*
+ * A pool of catalog connections for the threads that serve requests, so a
+ * request does not pay for opening the catalog (open, WAL pragma, schema
+ * check). A connection is used by one thread at a time: acquire takes an
+ * idle one out of the pool (or opens a new one), release puts it back. At
+ * most max_idle are kept idle; more in use at once are opened and closed.
+ * The pool's mutex guards only its free list and is never held across
+ * SQLite calls. With data_root NULL, acquire gives the NULL connection.
+ */
+struct job_persist_pool;
+struct job_persist_pool *job_persist_pool_new(const char *data_root, const char *hub_dir,
+					      size_t max_idle);
+/* Closes the idle connections; every acquired one must be released first. NULL: no-op. */
+void job_persist_pool_free(struct job_persist_pool *pool);
+int job_persist_pool_acquire(struct job_persist_pool *pool, struct job_persist **out,
+			     struct err *e);
+/*
+ * Gives p back. rc is the result of the work done on it: after a storage or
+ * internal error (anything but 0, ERR_NOT_FOUND, ERR_CONFLICT, ERR_INVALID,
+ * ERR_UNPROCESSABLE) the connection is closed rather than reused.
+ */
+void job_persist_pool_release(struct job_persist_pool *pool, struct job_persist *p, int rc);
 
 /* One job as the catalog keeps it. Strings are borrowed. */
 struct job_row {
@@ -51,8 +76,15 @@ int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct j
 /* Drops finished jobs beyond keep (newest kept) or not updated for max_age_ms. */
 int job_persist_prune(struct job_persist *p, int keep, int64_t max_age_ms, struct err *e);
 
-/* The catalog's models as a JSON array of model objects. */
-int job_persist_models_json(struct job_persist *p, json_t **out, struct err *e);
+/*
+ * The catalog's models in id order as a JSON array of model objects: at most
+ * limit (0: all) from offset. *more (may be NULL) is 1 when more models
+ * follow the last one returned.
+ */
+int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, json_t **out,
+			    int *more, struct err *e);
+/* The number of models in the catalog (0 without a connection). */
+int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e);
 /*
  * Resolves a user's id or unambiguous ref to one model: ERR_NOT_FOUND,
  * ERR_CONFLICT when ambiguous. *out is the model object.

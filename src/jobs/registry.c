@@ -25,8 +25,10 @@
 #define JOB_PERSIST_PERIOD_MS 1000
 #define JOB_PRUNE_PERIOD_MS (60 * 1000)
 /*
+ * Idle catalog connections kept for request threads: enough for a client
  * that keeps 16 requests in flight, so that none of them opens the catalog.
  */
+#define JOB_CATALOG_IDLE 16
 /*
  * How long a submission or a job's end waits for its row to be on disk: a
  * little over the catalog's busy timeout, the longest a healthy write waits
@@ -706,6 +708,7 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	r->prov = cfg->prov;
 	r->data_root = cfg->data_root ? xstrdup(cfg->data_root) : NULL;
 	r->hub_dir = cfg->hub_dir ? xstrdup(cfg->hub_dir) : NULL;
+	r->pool = job_persist_pool_new(r->data_root, r->hub_dir, JOB_CATALOG_IDLE);
 	r->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
 	r->max_jobs = cfg->max_jobs > 0 ? cfg->max_jobs : JOB_DEFAULT_MAX_JOBS;
 	r->keep_jobs = cfg->keep_jobs > 0 ? cfg->keep_jobs : CAP_JOBS_KEPT;
@@ -866,6 +869,7 @@ void job_registry_free(struct job_registry *r)
 	while (r->n_jobs)
 		job_unlink_at_locked(r, r->n_jobs - 1);
 	job_persist_close(r->persist);
+	job_persist_pool_free(r->pool);
 	free(r->jobs);
 	free(r->workers);
 	free(r->data_root);
@@ -1116,7 +1120,7 @@ void job_stats_get(struct job_registry *r, struct job_stats *st)
 	pthread_mutex_unlock(&r->lock);
 	struct job_persist *cat = NULL;
 	st->catalog_models = -1;
-	if (job_persist_open(r->data_root, r->hub_dir, &cat, NULL) == 0 && cat)
+	if (job_persist_pool_acquire(r->pool, &cat, NULL) == 0 && cat)
 		job_persist_catalog_size(cat, &st->catalog_models, &st->catalog_bytes);
-	job_persist_close(cat);
+	job_persist_pool_release(r->pool, cat, 0);
 }

@@ -951,16 +951,23 @@ int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
 	}
 	sqlite3_finalize(st);
 	st = NULL;
-	/* All files of the page in one query, in the same id order: a merge. */
+	if (cnt == 0)
+		goto done;
+	/*
+	 * All files of the page in one query, in the same id order: a merge.
+	 * Within this transaction the page is exactly the models from its first
+	 * id to its last, so a range of the files' primary key finds their
+	 * files; a join with the LIMIT/OFFSET subquery instead made SQLite scan
+	 * every file row of the catalog for each page.
+	 */
 	rc = prepare(c,
-		     "SELECT f.model_id, f.path, f.sha256, f.size FROM files f"
-		     " JOIN (SELECT id FROM models ORDER BY id LIMIT ?1 OFFSET ?2) p"
-		     " ON p.id = f.model_id ORDER BY f.model_id, f.idx",
+		     "SELECT model_id, path, sha256, size FROM files"
+		     " WHERE model_id >= ?1 AND model_id <= ?2 ORDER BY model_id, idx",
 		     &st, e);
 	if (rc)
 		goto fail;
-	sqlite3_bind_int64(st, 1, lim);
-	sqlite3_bind_int64(st, 2, (sqlite3_int64)offset);
+	sqlite3_bind_text(st, 1, list[0].id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, list[cnt - 1].id, -1, SQLITE_STATIC);
 	size_t i = 0;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
 		const char *mid = (const char *)sqlite3_column_text(st, 0);
@@ -977,6 +984,7 @@ int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
 		goto fail;
 	}
 	sqlite3_finalize(st);
+done:
 	rollback(c);
 	*out = list;
 	*n = cnt;

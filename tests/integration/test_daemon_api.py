@@ -468,7 +468,9 @@ class DaemonApiTest(unittest.TestCase):
         xdg = os.path.join(self.tmp, "xdg")
         d = self.daemon("env-xdg", env={"XDG_CACHE_HOME": xdg,
                                         "HOME": os.path.join(self.tmp, "home-unused")})
-        self.assertEqual(d.call("GET", "/v1/models"), (200, {"models": []}))
+        self.assertEqual(d.call("GET", "/v1/models"),
+                         (200, {"models": [], "total": 0, "offset": 0, "limit": 100,
+                                "next_offset": None}))
         self.assertTrue(os.path.isfile(os.path.join(xdg, "rbee-hive", "catalog.db")))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "home-unused")))
         self.assertEqual(d.term()[0], 0)

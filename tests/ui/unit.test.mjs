@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SseParser, terminalOf } from '../../ui/sse.js';
 import { formatBytes, formatRate, formatEta, percent } from '../../ui/format.js';
-import { normListing, normModel, normJob, repoOf, splitId } from '../../ui/api.js';
+import { listModels, normListing, normModel, normJob, repoOf, splitId, MODELS_PAGE } from '../../ui/api.js';
 
 function parseAll(chunks) {
   const out = [];
@@ -97,4 +97,44 @@ test('normalisers: listing groups, model facts, job states', () => {
   assert.equal(m.context, 4096);
   assert.equal(normJob({ job_id: 'job-1', state: 'succeeded', error: null }).state, 'done');
   assert.equal(normJob({ job_id: 'job-1', state: 'failed', error: 'x' }).error, 'x');
+});
+
+// A stand-in for the daemon's paged GET /v1/models over ids m0000..m(n-1).
+function pagedDaemon(n, { grow = -1 } = {}) {
+  const ids = Array.from({ length: n }, (_, i) => `m${String(i).padStart(4, '0')}`);
+  const asked = [];
+  const req = async (method, path) => {
+    const u = new URL(path, 'http://x');
+    assert.equal(method, 'GET');
+    assert.equal(u.pathname, '/v1/models');
+    const limit = Number(u.searchParams.get('limit'));
+    const offset = Number(u.searchParams.get('offset'));
+    asked.push(offset);
+    // The catalog grows by one model that sorts first, after the first page.
+    if (asked.length === 2 && grow >= 0) ids.unshift('m');
+    const page = ids.slice(offset, offset + limit).map((id) => ({ id, status: 'available' }));
+    const next = offset + limit < ids.length ? offset + limit : null;
+    return { models: page, total: ids.length, offset, limit, next_offset: next };
+  };
+  return { req, asked };
+}
+
+test('listModels follows next_offset over every page', async () => {
+  const d = pagedDaemon(2 * MODELS_PAGE + 5);
+  const all = await listModels(d.req);
+  assert.equal(all.length, 2 * MODELS_PAGE + 5);
+  assert.deepEqual(d.asked, [0, MODELS_PAGE, 2 * MODELS_PAGE]);
+  assert.equal(new Set(all.map((m) => m.id)).size, all.length);
+  // A model added before the offset shifts the next page: the repeat is skipped.
+  const g = pagedDaemon(MODELS_PAGE + 3, { grow: 1 });
+  const again = await listModels(g.req);
+  assert.equal(again.length, MODELS_PAGE + 3);
+  assert.equal(new Set(again.map((m) => m.id)).size, again.length);
+});
+
+test('listModels: one answer without next_offset, and a bad next_offset', async () => {
+  // Not in id order: every model is kept.
+  const old = await listModels(async () => ({ models: [{ id: 'b' }, { id: 'a' }] }));
+  assert.deepEqual(old.map((m) => m.id), ['b', 'a']);
+  await assert.rejects(listModels(async () => ({ models: [], next_offset: 0 })), /next_offset/);
 });

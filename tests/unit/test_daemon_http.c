@@ -238,8 +238,12 @@ static void test_unknown_ids(void **state)
 	expect(f, "DELETE", "/v1/models/hf:a/b:c.gguf", NULL, NULL, 404, "not_found");
 	char *body;
 	assert_int_equal(req(f, "GET", "/v1/models", NULL, NULL, &body), 200);
-	assert_string_equal(body, "{\"models\":[]}\n");
+	assert_string_equal(body, "{\"models\":[],\"total\":0,\"offset\":0,\"limit\":100,"
+				  "\"next_offset\":null}\n");
 	free(body);
+	expect(f, "GET", "/v1/models?limit=0", NULL, NULL, 400, "bad_request");
+	expect(f, "GET", "/v1/models?offset=x", NULL, NULL, 400, "bad_request");
+	expect(f, "GET", "/v1/models?sort=id", NULL, NULL, 400, "bad_request");
 	expect(f, "GET", "/v1/sources/hf/acme/model", NULL, NULL, 501, "not_implemented");
 }
 

@@ -1,0 +1,258 @@
+/*
+ * The catalog's models a page at a time (job_models_list_json): page
+ * fields, the bounds of limit and offset, each model with its own files, and
+ * many threads listing at once over the registry's connection pool; the pool
+ * itself (job_persist_pool_*).
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "jobs/job.h"
+#include "jobs/persist.h"
+#include "store/catalog.h"
+#include "test_store_tmp.h"
+
+#define NMODELS 7
+
+/* Model i: "hf:org/m<i>-GGUF:m<i>.gguf" with i + 1 files. */
+static void fill(const char *root, int n)
+{
+	char *db = xasprintf("%s/catalog.db", root);
+	struct catalog *c = NULL;
+	struct err e;
+	err_clear(&e);
+	if (catalog_open(db, &c, &e) != 0)
+		fail_msg("catalog_open: %s", e.msg);
+	for (int i = 0; i < n; i++) {
+		char id[128], repo[64], dir[96], paths[NMODELS][32];
+		struct catalog_file files[NMODELS];
+		snprintf(id, sizeof(id), "hf:org/m%d-GGUF:m%d.gguf", i, i);
+		snprintf(repo, sizeof(repo), "org/m%d-GGUF", i);
+		snprintf(dir, sizeof(dir), "models--org--m%d-GGUF", i);
+		for (int k = 0; k <= i; k++) {
+			snprintf(paths[k], sizeof(paths[k]), k ? "m%d-%d.gguf" : "m%d.gguf", i, k);
+			files[k].path = paths[k];
+			snprintf(files[k].sha256, sizeof(files[k].sha256), "%064x", i * 16 + k + 1);
+			files[k].size = 100;
+		}
+		struct catalog_model m = {
+			.id = id,
+			.source = CATALOG_SRC_HF,
+			.repo = repo,
+			.revision = "main",
+			.commit = "0123456789abcdef0123456789abcdef01234567",
+			.repo_dir = dir,
+			.status = CATALOG_AVAILABLE,
+			.size = 100u * (unsigned)(i + 1),
+			.error = "",
+			.files = files,
+			.nfiles = (size_t)i + 1,
+		};
+		if (catalog_model_put(c, &m, NULL, &e) != 0)
+			fail_msg("catalog_model_put: %s", e.msg);
+	}
+	catalog_close(c);
+	free(db);
+}
+
+static struct job_registry *open_reg(const char *root)
+{
+	struct job_registry_config cfg = {.data_root = root};
+	struct job_registry *r = NULL;
+	struct err e;
+	err_clear(&e);
+	if (job_registry_new(&cfg, &r, &e) != 0)
+		fail_msg("job_registry_new: %s", e.msg);
+	return r;
+}
+
+static json_int_t page_int(const json_t *o, const char *key)
+{
+	json_t *v = json_object_get(o, key);
+	assert_true(json_is_integer(v));
+	return json_integer_value(v);
+}
+
+/* Lists [offset, offset + limit) and checks the page fields; returns the models. */
+static size_t list_page(struct job_registry *r, size_t offset, size_t limit, json_int_t next)
+{
+	json_t *o = NULL;
+	struct err e;
+	err_clear(&e);
+	if (job_models_list_json(r, offset, limit, &o, &e) != 0)
+		fail_msg("job_models_list_json: %s", e.msg);
+	assert_int_equal(page_int(o, "total"), NMODELS);
+	assert_int_equal(page_int(o, "offset"), (json_int_t)offset);
+	assert_int_equal(page_int(o, "limit"), (json_int_t)limit);
+	json_t *nx = json_object_get(o, "next_offset");
+	if (next < 0)
+		assert_true(json_is_null(nx));
+	else
+		assert_int_equal(page_int(o, "next_offset"), next);
+	json_t *models = json_object_get(o, "models");
+	size_t i;
+	json_t *m;
+	json_array_foreach(models, i, m)
+	{
+		/* Ids sort as m0 < m1 < ...; model k has k + 1 files, the first named after it. */
+		char want[128], path[32];
+		int k = (int)(offset + i);
+		snprintf(want, sizeof(want), "hf:org/m%d-GGUF:m%d.gguf", k, k);
+		snprintf(path, sizeof(path), "m%d.gguf", k);
+		assert_string_equal(json_string_value(json_object_get(m, "id")), want);
+		json_t *files = json_object_get(m, "files");
+		assert_int_equal(json_array_size(files), (size_t)k + 1);
+		assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "path")),
+				    path);
+	}
+	size_t n = json_array_size(models);
+	json_decref(o);
+	return n;
+}
+
+static void test_pages(void **state)
+{
+	(void)state;
+	char root[256];
+	assert_int_equal(store_tmp_make("rbee-jobs-models", root, sizeof(root)), 0);
+	fill(root, NMODELS);
+	struct job_registry *r = open_reg(root);
+	assert_int_equal(list_page(r, 0, 3, 3), 3);
+	assert_int_equal(list_page(r, 3, 3, 6), 3);
+	assert_int_equal(list_page(r, 6, 3, -1), 1);
+	assert_int_equal(list_page(r, 4, 3, -1), 3); /* ends exactly at the last model */
+	assert_int_equal(list_page(r, 0, NMODELS, -1), NMODELS);
+	assert_int_equal(list_page(r, 0, CAP_MODELS_PAGE, -1), NMODELS);
+	assert_int_equal(list_page(r, NMODELS, 1, -1), 0);
+	assert_int_equal(list_page(r, CAP_CATALOG_MODELS, 5, -1), 0);
+
+	json_t *o = NULL;
+	struct err e;
+	err_clear(&e);
+	assert_int_equal(job_models_list_json(r, 0, 0, &o, &e), ERR_INVALID);
+	assert_null(o);
+	assert_non_null(strstr(e.msg, "limit"));
+	assert_int_equal(job_models_list_json(r, 0, CAP_MODELS_PAGE + 1, &o, &e), ERR_INVALID);
+	assert_int_equal(job_models_list_json(r, (size_t)CAP_CATALOG_MODELS + 1, 5, &o, &e),
+			 ERR_INVALID);
+	assert_non_null(strstr(e.msg, "offset"));
+	job_registry_free(r);
+	store_tmp_remove(root);
+}
+
+static void test_no_data_root(void **state)
+{
+	(void)state;
+	struct job_registry *r = open_reg(NULL);
+	json_t *o = NULL;
+	struct err e;
+	err_clear(&e);
+	assert_int_equal(job_models_list_json(r, 0, 10, &o, &e), 0);
+	assert_int_equal(json_array_size(json_object_get(o, "models")), 0);
+	assert_int_equal(page_int(o, "total"), 0);
+	assert_true(json_is_null(json_object_get(o, "next_offset")));
+	json_decref(o);
+	job_registry_free(r);
+}
+
+struct lister {
+	struct job_registry *r;
+	int failures;
+};
+
+static void *lister_main(void *arg)
+{
+	struct lister *l = arg;
+	for (int i = 0; i < 40; i++) {
+		json_t *o = NULL;
+		struct err e;
+		err_clear(&e);
+		size_t off = (size_t)(i % NMODELS);
+		if (job_models_list_json(l->r, off, 2, &o, &e) != 0 ||
+		    json_array_size(json_object_get(o, "models")) != (off + 2 <= NMODELS ? 2 : 1))
+			l->failures++;
+		json_decref(o);
+	}
+	return NULL;
+}
+
+/* More threads than the pool keeps idle: each gets a connection of its own. */
+static void test_threads_share_the_pool(void **state)
+{
+	(void)state;
+	char root[256];
+	assert_int_equal(store_tmp_make("rbee-jobs-models", root, sizeof(root)), 0);
+	fill(root, NMODELS);
+	struct job_registry *r = open_reg(root);
+	enum { NT = 24 };
+	pthread_t t[NT];
+	struct lister l[NT];
+	for (int i = 0; i < NT; i++) {
+		l[i] = (struct lister){r, 0};
+		assert_int_equal(pthread_create(&t[i], NULL, lister_main, &l[i]), 0);
+	}
+	for (int i = 0; i < NT; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(l[i].failures, 0);
+	}
+	job_registry_free(r);
+	store_tmp_remove(root);
+}
+
+static void test_pool_reuses_connections(void **state)
+{
+	(void)state;
+	char root[256];
+	assert_int_equal(store_tmp_make("rbee-jobs-models", root, sizeof(root)), 0);
+	fill(root, 1);
+	struct job_persist_pool *pool = job_persist_pool_new(root, NULL, 1);
+	struct job_persist *a = NULL, *b = NULL, *c = NULL;
+	struct err e;
+	err_clear(&e);
+	assert_int_equal(job_persist_pool_acquire(pool, &a, &e), 0);
+	assert_int_equal(job_persist_pool_acquire(pool, &b, &e), 0);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_ptr_not_equal(a, b);
+	size_t n = 0;
+	assert_int_equal(job_persist_model_count(a, &n, &e), 0);
+	assert_int_equal(n, 1);
+	job_persist_pool_release(pool, a, 0);
+	job_persist_pool_release(pool, b, 0); /* over max_idle: closed */
+	assert_int_equal(job_persist_pool_acquire(pool, &c, &e), 0);
+	assert_ptr_equal(c, a);
+	job_persist_pool_release(pool, c, ERR_IO); /* not trusted again: closed */
+	job_persist_pool_release(pool, NULL, 0);
+	job_persist_pool_free(pool);
+	job_persist_pool_free(NULL);
+
+	pool = job_persist_pool_new(NULL, NULL, 4);
+	a = (struct job_persist *)&n;
+	assert_int_equal(job_persist_pool_acquire(pool, &a, &e), 0);
+	assert_null(a);
+	job_persist_pool_release(pool, a, 0);
+	job_persist_pool_free(pool);
+	store_tmp_remove(root);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pages),
+		cmocka_unit_test(test_no_data_root),
+		cmocka_unit_test(test_threads_share_the_pool),
+		cmocka_unit_test(test_pool_reuses_connections),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
