@@ -20,6 +20,12 @@ struct provisioner;
 struct prov_config;
 
 #define DAEMON_DEFAULT_PORT 7835
+/*
+ * Connections one remote address may hold when bound beyond loopback: one
+ * host cannot take every connection, yet an orchestrator watching many jobs
+ * of this hive has room for its streams.
+ */
+#define DAEMON_PER_IP_DEFAULT 64
 
 struct daemon_config {
 	const char *bind;      /* address to listen on; NULL: 127.0.0.1 */
@@ -31,6 +37,9 @@ struct daemon_config {
 	int max_jobs;          /* 0: 2 */
 	int max_connections;   /* 0: CAP_CONNECTIONS */
 	int connection_timeout_s; /* idle HTTP connections; 0: 30 */
+	long request_deadline_ms; /* a request must arrive in full within it; 0: 10000 */
+	int per_ip_connections;   /* connections from one address; 0: unlimited on
+				     loopback, DAEMON_PER_IP_DEFAULT beyond */
 	long keepalive_ms;     /* stream keep-alive comment period; 0: 15000 */
 	int resume;            /* resume interrupted jobs found in the catalog */
 	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */

@@ -12,8 +12,10 @@
 #ifndef RBEE_DAEMON_HTTP_H
 #define RBEE_DAEMON_HTTP_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -22,6 +24,21 @@
 struct MHD_Connection;
 struct MHD_Daemon;
 struct job_registry;
+
+/*
+ * One open connection, watched for the request deadline: from its opening,
+ * or the end of its previous request, a request must arrive in full within
+ * daemon.request_deadline_ms or the connection is shut down.
+ * libmicrohttpd's own timeout counts silence only, so a client trickling a
+ * byte a second would otherwise hold its connection for ever.
+ */
+struct conn_watch {
+	int fd;
+	int64_t since_ms; /* waiting for a request since then */
+	int busy;         /* a request is being answered (a stream, say): no deadline */
+	int cut;
+	struct conn_watch *prev, *next;
+};
 
 #define HTTP_MAX_PARAMS 4
 
@@ -38,6 +55,14 @@ struct daemon {
 	const struct prov_config *prov_cfg;
 	struct job_registry *jobs;
 	struct MHD_Daemon *mhd;
+	long request_deadline_ms;
+
+	/* The watched connections; conns_mu guards the list and every entry. */
+	pthread_mutex_t conns_mu;
+	struct conn_watch *conns;
+	pthread_t reaper; /* shuts down connections past their deadline */
+	int reaper_started;
+	atomic_int reaper_stop;
 
 	atomic_int stopping;
 	atomic_long streams;

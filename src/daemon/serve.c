@@ -41,6 +41,7 @@ struct serve_opts {
 	uint64_t max_jobs;
 	uint64_t connections;
 	uint64_t http_connections;
+	uint64_t http_per_ip;
 	const char *limit_rate;
 	int offline;
 	const char *log_level;
@@ -73,6 +74,8 @@ static const struct serve_flag serve_flags[] = {
 	 "N  transfer connections per file (8)"},
 	{"--http-connections", OPT_U64, O(http_connections), 8, CAP_CONNECTIONS,
 	 "N  HTTP connections at once (1024)"},
+	{"--http-per-ip", OPT_U64, O(http_per_ip), 1, CAP_CONNECTIONS,
+	 "N  HTTP connections from one address (64 beyond loopback; no limit on it)"},
 	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
 	 "(no cap)"},
 	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
@@ -253,6 +256,7 @@ int daemon_serve_main(int argc, char **argv)
 		.token = token,
 		.max_jobs = (int)o.max_jobs,
 		.max_connections = (int)o.http_connections,
+		.per_ip_connections = (int)o.http_per_ip,
 		.resume = 1,
 		.prov_cfg = &pc,
 	};

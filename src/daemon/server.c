@@ -4,6 +4,7 @@
  * the job event stream.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -27,6 +28,8 @@
 #define DAEMON_STREAM_SLICE_MS 250 /* how often a stream checks its peer */
 #define DAEMON_STACK_SIZE (512 * 1024)
 #define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
+#define DAEMON_REQUEST_DEADLINE_MS 10000
+#define DAEMON_REAPER_PERIOD_MS 200
 
 /*
  * The step of the latest daemon_stop(), for daemon_stop_report() on a
@@ -44,6 +47,92 @@ static void stop_set(const char *step, struct job_registry *jobs)
 	stop_step = step;
 	stop_jobs = jobs;
 	pthread_mutex_unlock(&stop_mu);
+}
+
+static struct conn_watch *conn_watch_of(struct MHD_Connection *conn)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	return ci ? ci->socket_context : NULL;
+}
+
+/* A request of conn is being answered (busy), or it has ended: the deadline restarts. */
+static void conn_set_busy(struct daemon *d, struct MHD_Connection *conn, int busy)
+{
+	struct conn_watch *w = conn_watch_of(conn);
+	if (!w)
+		return;
+	pthread_mutex_lock(&d->conns_mu);
+	w->busy = busy;
+	if (!busy)
+		w->since_ms = now_ms();
+	pthread_mutex_unlock(&d->conns_mu);
+}
+
+static void server_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct daemon *d = cls;
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci =
+			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		struct conn_watch *w = xcalloc(1, sizeof(*w));
+		w->fd = ci ? ci->connect_fd : -1;
+		w->since_ms = now_ms();
+		pthread_mutex_lock(&d->conns_mu);
+		w->next = d->conns;
+		if (d->conns)
+			d->conns->prev = w;
+		d->conns = w;
+		pthread_mutex_unlock(&d->conns_mu);
+		*socket_context = w;
+		return;
+	}
+	struct conn_watch *w = *socket_context;
+	if (!w)
+		return;
+	/*
+	 * libmicrohttpd closes the socket after this call, so once the entry
+	 * is unlinked under conns_mu the reaper cannot shut down a reused fd.
+	 */
+	pthread_mutex_lock(&d->conns_mu);
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		d->conns = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	pthread_mutex_unlock(&d->conns_mu);
+	free(w);
+	*socket_context = NULL;
+}
+
+/*
+ * Shuts down the connections that have waited for a complete request longer
+ * than the deadline; libmicrohttpd then sees the end of the stream and
+ * closes them on their own threads.
+ */
+static void *server_reaper_main(void *arg)
+{
+	struct daemon *d = arg;
+	while (!atomic_load(&d->reaper_stop)) {
+		sleep_ms(DAEMON_REAPER_PERIOD_MS);
+		int64_t now = now_ms();
+		int cut = 0;
+		pthread_mutex_lock(&d->conns_mu);
+		for (struct conn_watch *w = d->conns; w; w = w->next) {
+			if (w->busy || w->cut || w->fd < 0 || now - w->since_ms <= d->request_deadline_ms)
+				continue;
+			shutdown(w->fd, SHUT_RDWR);
+			w->cut = 1;
+			cut++;
+		}
+		pthread_mutex_unlock(&d->conns_mu);
+		if (cut)
+			log_debug("http: closed %d connection(s) without a complete request for %ld ms",
+				  cut, d->request_deadline_ms);
+	}
+	return NULL;
 }
 
 /* Called by MHD with the raw URI before unescaping: the request starts here. */
@@ -65,9 +154,8 @@ static void *server_uri_log(void *cls, const char *uri, struct MHD_Connection *c
 static void server_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 			     enum MHD_RequestTerminationCode toe)
 {
-	(void)cls;
-	(void)conn;
 	(void)toe;
+	conn_set_busy(cls, conn, 0);
 	struct http_req *rq = *req_cls;
 	if (!rq)
 		return;
@@ -85,7 +173,6 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 				     void **req_cls)
 {
 	(void)url;
-	(void)conn;
 	struct daemon *d = cls;
 	struct http_req *rq = *req_cls;
 	if (!rq)
@@ -95,16 +182,20 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 		rq->method = method;
 		rq->version = version;
 		atomic_fetch_add(&d->requests, 1);
-		if (atomic_load(&d->stopping))
-			return http_reply_error(rq, ERR_SHUTDOWN, "the daemon is shutting down");
-		if (http_guard(rq, http_route_needs_token(rq)) < 0)
-			return MHD_YES;
+		enum MHD_Result r = MHD_YES;
 		const char *cl = http_header(rq, "Content-Length");
-		if (cl && strtoull(cl, NULL, 10) > CAP_REQUEST_BODY)
-			return http_reply_error(rq, ERR_TOO_LARGE,
-						"request body of %s bytes is over the cap of %d", cl,
-						CAP_REQUEST_BODY);
-		return MHD_YES;
+		if (atomic_load(&d->stopping))
+			r = http_reply_error(rq, ERR_SHUTDOWN, "the daemon is shutting down");
+		else if (http_guard(rq, http_route_needs_token(rq)) < 0)
+			r = MHD_YES;
+		else if (cl && strtoull(cl, NULL, 10) > CAP_REQUEST_BODY)
+			r = http_reply_error(rq, ERR_TOO_LARGE,
+					     "request body of %s bytes is over the cap of %d", cl,
+					     CAP_REQUEST_BODY);
+		/* The body, when one follows, is still under the request deadline. */
+		if (rq->answered)
+			conn_set_busy(d, conn, 1);
+		return r;
 	}
 	if (rq->answered) {
 		/* An early answer is queued; drop whatever body still arrives. */
@@ -128,6 +219,7 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 		*upload_data_size = 0;
 		return MHD_YES;
 	}
+	conn_set_busy(d, conn, 1);
 	if (rq->body_too_large)
 		return http_reply_error(rq, ERR_TOO_LARGE, "request body is over the cap of %d bytes",
 					CAP_REQUEST_BODY);
@@ -312,6 +404,17 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 			       "--bind %s listens beyond this machine: it needs --token-file", bind);
 
 	struct daemon *d = xcalloc(1, sizeof(*d));
+	pthread_mutex_init(&d->conns_mu, NULL);
+	d->request_deadline_ms =
+		cfg->request_deadline_ms > 0 ? cfg->request_deadline_ms : DAEMON_REQUEST_DEADLINE_MS;
+	/*
+	 * Beyond loopback one remote host may not take every connection; on
+	 * loopback every local client shares one address, so only an explicit
+	 * limit applies there.
+	 */
+	int per_ip = cfg->per_ip_connections;
+	if (per_ip <= 0)
+		per_ip = loopback ? 0 : DAEMON_PER_IP_DEFAULT;
 	d->bind = xstrdup(bind);
 	d->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
 	d->any_ip_host = is_wildcard((struct sockaddr *)&ss);
@@ -355,12 +458,18 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		(unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE,
 		MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED,
-		server_completed, d, MHD_OPTION_END);
+		server_completed, d, MHD_OPTION_NOTIFY_CONNECTION, server_notify, d,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip, MHD_OPTION_END);
 	if (!d->mhd) {
 		rc = err_set(e, ERR_IO, "cannot listen on %s port %d (in use, or not permitted)",
 			     bind, cfg->port);
 		goto fail;
 	}
+	if (pthread_create(&d->reaper, NULL, server_reaper_main, d) != 0) {
+		rc = err_set(e, ERR_IO, "starting the HTTP deadline thread: %s", strerror(errno));
+		goto fail;
+	}
+	d->reaper_started = 1;
 	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_BIND_PORT);
 	d->port = di ? di->port : cfg->port;
 	*out = d;
@@ -413,8 +522,13 @@ void daemon_stop(struct daemon *d)
 	stop_flushed = flushed;
 	pthread_mutex_unlock(&stop_mu);
 	stop_set("closing the HTTP connections", NULL);
+	atomic_store(&d->reaper_stop, 1);
+	if (d->reaper_started)
+		pthread_join(d->reaper, NULL);
 	if (d->mhd)
 		MHD_stop_daemon(d->mhd);
+	/* Every connection has been closed and unlinked by now. */
+	pthread_mutex_destroy(&d->conns_mu);
 	stop_set("freeing the job registry", NULL);
 	job_registry_free(d->jobs);
 	stop_set("stopped", NULL);

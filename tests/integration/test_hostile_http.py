@@ -10,6 +10,7 @@ cleanly (so that under LeakSanitizer a leak fails this test).
 """
 
 import json
+import select
 import os
 import shutil
 import socket
@@ -41,7 +42,7 @@ SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
 SLOW = "hf:org/slow-GGUF"
 # Answered by libmicrohttpd before any route runs, so not in our JSON.
 MHD = "libmicrohttpd"
-IDLE_TIMEOUT_S = 30  # daemon_config.connection_timeout_s default (src/daemon/daemon.h)
+REQUEST_DEADLINE_S = 10  # DAEMON_REQUEST_DEADLINE_MS (src/daemon/server.c)
 HDR = [("Content-Type", "application/json")]
 
 
@@ -622,38 +623,73 @@ class HostileHttpTest(unittest.TestCase):
 
     def test_j_slow_loris(self):
         """200 clients trickle headers a byte a second: others are served at once,
-        and once they fall silent the daemon cuts them after its idle timeout."""
+        and every trickling connection is cut at the request deadline although
+        it never falls silent (libmicrohttpd's own timeout counts silence only)."""
         n = 200
         data = request("GET", "/health", headers=[("X-Slow", "x" * 64)]).replace(
             b"{port}", str(self.port).encode())
+        t0 = time.monotonic()
         socks = [connect(self.port) for _ in range(n)]
+        cut = [None] * n
         try:
             slowest = 0.0
-            for sec in range(6):
-                for s in socks:
-                    s.send(data[sec:sec + 1])
-                t0 = time.monotonic()
+            for sec in range(REQUEST_DEADLINE_S + 5):
+                for i, s in enumerate(socks):
+                    if cut[i] is not None:
+                        continue
+                    try:
+                        r, _, _ = select.select([s], [], [], 0)
+                        if r and not s.recv(65536):
+                            raise ConnectionResetError
+                        s.send(data[sec:sec + 1])
+                    except OSError:
+                        cut[i] = time.monotonic() - t0
+                t1 = time.monotonic()
                 r = self.api("/health")
-                slowest = max(slowest, time.monotonic() - t0)
+                slowest = max(slowest, time.monotonic() - t1)
                 self.assertEqual(r.status, 200)
                 r = self.api("/v1/jobs")
                 self.assertEqual(r.status, 200)
-                time.sleep(max(0.0, 1.0 - (time.monotonic() - t0)))
+                if None not in cut:
+                    break
+                time.sleep(max(0.0, 1.0 - (time.monotonic() - t1)))
             self.assertLess(slowest, 1.0, "health during slow-loris")
-            silent = time.monotonic()
-            deadline = silent + IDLE_TIMEOUT_S + 10
-            cut = [None] * n
-            for i, s in enumerate(socks):
-                el = wait_closed(s, deadline)
-                cut[i] = None if el is None else time.monotonic() - silent
-            self.assertNotIn(None, cut, "silent connections still open after %ds"
-                             % (IDLE_TIMEOUT_S + 10))
-            self.assertGreaterEqual(min(cut), IDLE_TIMEOUT_S - 2,
-                                    "idle connections cut before the timeout")
+            self.assertNotIn(None, cut, "trickling connections still open after %ds"
+                             % (REQUEST_DEADLINE_S + 5))
+            self.assertGreaterEqual(min(cut), REQUEST_DEADLINE_S - 1,
+                                    "connections cut before the request deadline")
+            self.assertLessEqual(max(cut), REQUEST_DEADLINE_S + 4)
         finally:
             for s in socks:
                 s.close()
         self.assert_alive(what="slow-loris")
+
+    def test_j_per_ip_limit(self):
+        """--http-per-ip N: the connection over N from one address is closed at
+        once, and the others are served."""
+        proc, url = start_daemon(self.tmp, "per-ip", self.hub, ["--http-per-ip", "4"])
+        self.addCleanup(proc.kill)
+        port = int(url.rsplit(":", 1)[1])
+        held = [connect(port) for _ in range(4)]
+        try:
+            time.sleep(0.2)
+            extra = connect(port)
+            el = wait_closed(extra, time.monotonic() + 3)
+            extra.close()
+            self.assertIsNotNone(el, "a fifth connection from one address was kept")
+            r = exchange(port, request("GET", "/health"), timeout=5)
+            self.assertEqual(r.status, DROPPED)
+            held[0].sendall(request("GET", "/health").replace(b"{port}", str(port).encode()))
+            self.assertEqual(read_reply(held[0]).status, 200)
+            held.pop(0).close()
+            time.sleep(0.2)
+            self.assertEqual(exchange(port, request("GET", "/health"), timeout=5).status, 200)
+        finally:
+            for s in held:
+                s.close()
+        self.assert_alive(port=port, what="per-ip limit")
+        proc.send_signal(signal.SIGTERM)
+        self.assertEqual(proc.wait(timeout=20), 0, "daemon exit status")
 
     def test_k_abandoned_and_pipelined(self):
         port = str(self.port).encode()
