@@ -319,8 +319,11 @@ class Run:
         got2 = cdn_bytes(hub, repo, f2, seq)
         self.note(sc, retry_bytes_file1=again1, retry_bytes_file2=got2)
         self.check(sc, again1 == 0, "the retry fetches nothing of the first file (%d)" % again1)
-        self.check(sc, got2 == b2["size"], "the retry fetches the second file once (%d of %d)"
-                   % (got2, b2["size"]))
+        # Once, give or take what was in flight on a request cut when an idle
+        # connection took half of another's range at the tail (bounded by the
+        # 4 MiB minimum split): the server counts bytes it sent, not bytes kept.
+        self.check(sc, b2["size"] <= got2 <= b2["size"] + (4 << 20),
+                   "the retry fetches the second file once (%d of %d)" % (got2, b2["size"]))
         mid = "hf:org/between-GGUF:" + f1
         self.expect_available(d, sc, mid, {f1: b1["sha256"], f2: b2["sha256"]})
         self.delete(d, sc, mid)
