@@ -3,11 +3,12 @@
 # one start of `rbee-hive serve`, then N models (one file each) are written
 # straight into its SQLite catalog; the daemon is started again and measured:
 # startup (exec to the first answer of GET /v1/models) and GET /v1/models
-# latency under wrk with 16 connections.
+# latency under wrk with 16 connections: the default page, then ?limit=1000.
 #
-#   bench/api.sh [--build DIR] [--models N] [--starts N] [--duration S] [--perf FILE]
+#   bench/api.sh [--build DIR] [--models N] [--starts N] [--duration S] [--perf FILE] [--port P]
 #
-# --perf records a CPU profile (perf record -g) of the daemon while wrk runs.
+# --perf records a CPU profile (perf record -g) of the daemon while wrk runs
+# on the default page. --port: the daemon's port (default 18731).
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -24,7 +25,8 @@ while [ $# -gt 0 ]; do
 	--starts) STARTS=$2; shift 2 ;;
 	--duration) DURATION=$2; shift 2 ;;
 	--perf) PERF=$2; shift 2 ;;
-	*) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	--port) API_PORT=$2; shift 2 ;;
+	*) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 
@@ -93,14 +95,16 @@ echo "| $STARTS | ${ts[*]} |"
 echo
 
 start
-n=$(curl -fsS "$API/v1/models" | python3 -c 'import json,sys; d=json.load(sys.stdin); m=d.get("models", d) if isinstance(d, dict) else d; print(len(m))')
-bytes=$(curl -fsS -o /dev/null -w '%{size_download}' "$API/v1/models")
-echo "GET /v1/models: $n models in the answer, $bytes bytes"
-one=()
-for _ in 1 2 3 4 5; do
-	one+=("$(curl -fsS -o /dev/null -w '%{time_total}' "$API/v1/models")")
+for q in "" "?limit=1000"; do
+	n=$(curl -fsS "$API/v1/models$q" | python3 -c 'import json,sys; d=json.load(sys.stdin); m=d.get("models", d) if isinstance(d, dict) else d; print(len(m))')
+	bytes=$(curl -fsS -o /dev/null -w '%{size_download}' "$API/v1/models$q")
+	echo "GET /v1/models$q: $n models in the answer, $bytes bytes"
+	one=()
+	for _ in 1 2 3 4 5; do
+		one+=("$(curl -fsS -o /dev/null -w '%{time_total}' "$API/v1/models$q")")
+	done
+	echo "one request at a time, s: ${one[*]}"
 done
-echo "one request at a time, s: ${one[*]}"
 ppid_=
 if [ -n "$PERF" ]; then
 	perf record -g -o "$PERF" -p "$DPID" -- sleep "$DURATION" >/dev/null 2>&1 &
@@ -111,4 +115,8 @@ echo '```'
 wrk -t2 -c16 -d"${DURATION}s" --latency "$API/v1/models"
 echo '```'
 [ -n "$ppid_" ] && wait "$ppid_"
+echo
+echo '```'
+wrk -t2 -c16 -d"${DURATION}s" --latency "$API/v1/models?limit=1000"
+echo '```'
 stop

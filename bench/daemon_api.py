@@ -3,11 +3,14 @@
 starts nginx (bench/lib.sh) and passes its address and a served file.
 
 Stages (--stages, comma separated):
-  startup   exec of `rbee-hive serve` to the first 200 of GET /health, with
-            a catalog of --models entries and with an empty one, alternated
-  models    GET /v1/models with --models entries: serial latency, then wrk
-            -t2 -c16 -d10s --latency (and GET /health the same way, as the
-            server's own floor)
+  startup   exec of `rbee-hive serve` to the first 200 of GET /health, and
+            (separate starts) to the first 200 of GET /v1/models, with a
+            catalog of --models entries and with an empty one, alternated
+  models    GET /v1/models with --models entries: serial latency of the
+            default page, of ?limit=1000 and of every page in turn (what
+            `rbee-hive ls` reads), then wrk -t2 -c16 -d10s --latency on the
+            default page and on ?limit=1000 (and GET /health the same way, as
+            the server's own floor; nginx serving the same bytes)
   cancel    --cancels downloads from the fake hub (rate-capped per
             connection), each cancelled 200-600 ms after bytes flow; the
             figure is the time from sending POST .../cancel to the last
@@ -86,12 +89,12 @@ class Daemon:
         log.close()
         return t0
 
-    def start(self):
-        """Returns ms from exec to the first 200 of GET /health (1 ms polling)."""
+    def start(self, path="/health"):
+        """Returns ms from exec to the first 200 of GET path (1 ms polling)."""
         t0 = self.spawn()
         deadline = t0 + 10
         while time.monotonic() < deadline:
-            if health_ok(self.port):
+            if health_ok(self.port, path):
                 return (time.monotonic() - t0) * 1000
             if self.proc.poll() is not None:
                 break
@@ -141,10 +144,11 @@ class Daemon:
         raise RuntimeError("job %s did not end within %d s" % (job_id, timeout))
 
 
-def health_ok(port):
+def health_ok(port, path="/health"):
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n" % port)
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n"
+                      % (path.encode(), port))
             return s.recv(64).startswith(b"HTTP/1.1 200")
     except OSError:
         return False
@@ -162,21 +166,24 @@ def summary(values, unit="ms"):
 def stage_startup(a, out):
     full = os.path.join(a.tmp, "cat-full")
     empty = os.path.join(a.tmp, "cat-empty")
-    times = {"full": [], "empty": []}
-    hwm = {"full": [], "empty": []}
+    kinds = ("full", "empty", "full-models", "empty-models")
+    times = {k: [] for k in kinds}
+    hwm = {k: [] for k in kinds}
     for i in range(a.starts):
-        for kind in (("full", "empty") if i % 2 == 0 else ("empty", "full")):
+        for kind in (kinds if i % 2 == 0 else kinds[::-1]):
             d = Daemon(a.build, a.tmp, "startup-" + kind, a.port_base + 1, "http://127.0.0.1:9",
-                       data=full if kind == "full" else empty)
+                       data=full if kind.startswith("full") else empty)
             try:
-                times[kind].append(d.start())
+                times[kind].append(d.start("/v1/models" if kind.endswith("models") else "/health"))
                 hwm[kind].append(d.hwm())
             finally:
                 d.stop()
     out["startup"] = {"models": a.models, "ms": times, "vmhwm_kib": hwm}
-    print("startup, exec to first 200 of GET /health, %d starts each, alternated:" % a.starts)
-    print("  %d-model catalog: %s" % (a.models, summary(times["full"])))
-    print("  empty catalog:     %s" % summary(times["empty"]))
+    print("startup, exec to first 200, %d starts each, alternated:" % a.starts)
+    print("  GET /health, %d-model catalog: %s" % (a.models, summary(times["full"])))
+    print("  GET /health, empty catalog:     %s" % summary(times["empty"]))
+    print("  GET /v1/models, %d-model catalog: %s" % (a.models, summary(times["full-models"])))
+    print("  GET /v1/models, empty catalog:     %s" % summary(times["empty-models"]))
 
 
 def parse_wrk(text):
@@ -209,31 +216,48 @@ def stage_models(a, out):
     res = {}
     try:
         d.start()
-        st, body = d.call("GET", "/v1/models")
-        n = len(body["models"]) if st == 200 else -1
-        size = len(json.dumps(body))
-        serial = []
-        for _ in range(20):
-            t0 = time.monotonic()
-            st, _ = d.call("GET", "/v1/models")
-            serial.append((time.monotonic() - t0) * 1000)
+        bodies = {}
+        res["paths"] = {}
+        serial = {}
+        for path in ("/v1/models", "/v1/models?limit=1000"):
+            st, body = d.call("GET", path)
             if st != 200:
-                raise RuntimeError("GET /v1/models: %d" % st)
+                raise RuntimeError("GET %s: %d" % (path, st))
+            bodies[path] = body
+            res["paths"][path] = {"entries": len(body["models"]), "total": body.get("total"),
+                                  "body_bytes": len(json.dumps(body, separators=(",", ":"))) + 1}
+            serial[path] = []
+            for _ in range(20):
+                t0 = time.monotonic()
+                st, _ = d.call("GET", path)
+                serial[path].append((time.monotonic() - t0) * 1000)
+                if st != 200:
+                    raise RuntimeError("GET %s: %d" % (path, st))
+        # Every page in turn, as `rbee-hive ls` and the web UI read the catalog.
+        serial["all pages"] = []
+        for _ in range(5):
+            t0, offset, n = time.monotonic(), 0, 0
+            while offset is not None:
+                st, body = d.call("GET", "/v1/models?limit=1000&offset=%d" % offset)
+                if st != 200:
+                    raise RuntimeError("GET /v1/models?offset=%d: %d" % (offset, st))
+                n += len(body["models"])
+                offset = body["next_offset"]
+            serial["all pages"].append((time.monotonic() - t0) * 1000)
+            res["all_pages_entries"] = n
         res["serial_ms"] = serial
         res["vmhwm_kib_serial"] = d.hwm()
-        res["entries"], res["body_bytes"] = n, size
         wrk = ["wrk", "-t2", "-c16", "-d%ds" % a.wrk_seconds, "--latency"]
-        # wrk counts an answer slower than 2 s as a timeout and leaves it out of
-        # the percentiles; the second run waits up to 30 s so that they count.
-        runs = [("/v1/models", wrk, "http://127.0.0.1:%d/v1/models" % d.port),
-                ("/v1/models, wrk --timeout 30s", wrk + ["--timeout", "30s"],
-                 "http://127.0.0.1:%d/v1/models" % d.port),
-                ("/health", wrk, "http://127.0.0.1:%d/health" % d.port)]
+        base = "http://127.0.0.1:%d" % d.port
+        runs = [("/v1/models", wrk, base + "/v1/models"),
+                ("/v1/models?limit=1000", wrk, base + "/v1/models?limit=1000"),
+                ("/health", wrk, base + "/health")]
         if a.nginx and a.file:
             # The floor for an answer this size: nginx sending the same bytes as a static file.
-            with open(os.path.join(os.path.dirname(a.file), "models.json"), "wb") as f:
-                f.write(json.dumps(body, separators=(",", ":")).encode() + b"\n")
-            runs.append(("nginx, the same JSON as a static file", wrk, a.nginx + "/models.json"))
+            for path, name in (("/v1/models", "models.json"), ("/v1/models?limit=1000", "models-1000.json")):
+                with open(os.path.join(os.path.dirname(a.file), name), "wb") as f:
+                    f.write(json.dumps(bodies[path], separators=(",", ":")).encode() + b"\n")
+                runs.append(("nginx, the JSON of %s as a static file" % path, wrk, a.nginx + "/" + name))
         res["runs"] = []
         for name, cmd_tmpl, url in runs:
             cmd = cmd_tmpl + [url]
@@ -248,9 +272,13 @@ def stage_models(a, out):
     finally:
         d.stop()
     out["models"] = res
-    print("GET /v1/models with %d entries (%d bytes of JSON):" % (res["entries"], res["body_bytes"]))
-    print("  serial, one connection: %s; daemon VmHWM after them %.1f MiB" % (
-        summary(serial), res["vmhwm_kib_serial"] / 1024))
+    print("GET /v1/models with a %d-model catalog:" % a.models)
+    for path, p in res["paths"].items():
+        print("  %s: %d entries, %d bytes of JSON; serial, one connection: %s" % (
+            path, p["entries"], p["body_bytes"], summary(serial[path])))
+    print("  every page in turn (?limit=1000, %d entries): %s" % (
+        res["all_pages_entries"], summary(serial["all pages"])))
+    print("  daemon VmHWM after the serial requests %.1f MiB" % (res["vmhwm_kib_serial"] / 1024))
     for w in res["runs"]:
         print("  %s: `%s`: p50 %.2f, p75 %.2f, p90 %.2f, p99 %.2f ms; %.1f req/s; %s requests, "
               "non-2xx %d; socket errors: %s%s" % (

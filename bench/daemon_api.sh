@@ -5,13 +5,14 @@
 # done by bench/daemon_api.py; this script provides nginx and the served
 # file (bench/lib.sh), and the temporary folder, removed at exit.
 #
-#   bench/daemon_api.sh [--build DIR] [--size-mib N] [--cap RATE] [-- daemon_api.py options]
+#   bench/daemon_api.sh [--build DIR] [--size-mib N] [--cap RATE] [--ports N] [-- daemon_api.py options]
 #
 # --cap: nginx's limit_rate per connection for /capped/ (default 40m).
+# --ports: nginx listens on N, the daemons on N+11 to N+14 (default 19100).
 #
 # daemon_api.py options: --stages startup,models,cancel,watchers --models N
 # --starts N --cancels N --rounds N --watchers N --watch-shm --watch-capped
-# --results FILE.json
+# --wrk-seconds N --results FILE.json
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -28,8 +29,9 @@ while [ $# -gt 0 ]; do
 	--build) BUILD=$2; shift 2 ;;
 	--size-mib) SIZE_MIB=$2; shift 2 ;;
 	--cap) CAP=$2; shift 2 ;;
+	--ports) PORT=$2; shift 2 ;;
 	--) shift; break ;;
-	*) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 
@@ -46,6 +48,6 @@ PY=
 # shellcheck disable=SC2016 # expanded when the cleanup runs
 BENCH_CLEANUP+=('[ -n "$PY" ] && kill "$PY" 2>/dev/null && wait "$PY"')
 python3 "$BENCH_SRC/bench/daemon_api.py" --build "$BUILD" --tmp "$BENCH_T" --nginx "$BASE" \
-	--file "$BENCH_T/www/w.bin" --port-base 19110 "$@" &
+	--file "$BENCH_T/www/w.bin" --port-base $((PORT + 10)) "$@" &
 PY=$!
 wait "$PY"

@@ -156,14 +156,17 @@ static int route_models(struct http_req *rq)
 	struct err e;
 	err_clear(&e);
 	uint64_t limit, offset;
-	json_t *o = NULL;
+	char *text = NULL;
+	size_t len = 0;
 	if (route_query_check(rq, keys, &e) < 0 ||
 	    route_query_u64(rq, "limit", 1, CAP_MODELS_PAGE, CAP_MODELS_PAGE_DEFAULT, &limit,
 			    &e) < 0 ||
 	    route_query_u64(rq, "offset", 0, CAP_CATALOG_MODELS, 0, &offset, &e) < 0 ||
-	    job_models_list_json(rq->d->jobs, (size_t)offset, (size_t)limit, &o, &e) < 0)
+	    job_models_list_text(rq->d->jobs, (size_t)offset, (size_t)limit, &text, &len, &e) < 0)
 		return http_reply_err(rq, &e);
-	return http_reply_json(rq, MHD_HTTP_OK, o);
+	int r = http_reply_text(rq, MHD_HTTP_OK, "application/json", text, len, 1);
+	free(text);
+	return r;
 }
 
 static int route_model(struct http_req *rq)

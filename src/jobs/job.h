@@ -159,11 +159,13 @@ int job_model_busy(struct job_registry *r, const char *model_id);
  *
  * One page of the catalog's models in id order: at most limit (1 to
  * CAP_MODELS_PAGE) from offset (ERR_INVALID outside those bounds), as
- * {"models":[…],"total":T,"offset":M,"limit":N,"next_offset":M+N or null};
- * next_offset is null when no model follows the page.
+ * {"models":[…],"total":T,"offset":M,"limit":N,"next_offset":M+N or null}
+ * serialised, with a final newline, into *text (*len bytes; the caller
+ * frees it); next_offset is null when no model follows the page. Recent
+ * pages are kept serialised until any connection commits to the catalog.
  */
-int job_models_list_json(struct job_registry *r, size_t offset, size_t limit, json_t **out,
-			 struct err *e);
+int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, char **text,
+			 size_t *len, struct err *e);
 int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e);
 /* ERR_CONFLICT while a job writes the model; ERR_NOT_FOUND; ERR_CONFLICT if ambiguous. */
 int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e);

@@ -17,6 +17,7 @@
 struct job;
 struct job_persist;
 struct job_persist_pool;
+struct job_models_cache;
 
 /*
  * Downloads run on max_jobs workers; quick catalog operations on one worker;
@@ -78,6 +79,8 @@ struct job_registry {
 	int64_t keep_ms;
 	/* Catalog connections of the request threads; has its own lock. */
 	struct job_persist_pool *pool;
+	/* Recent GET /v1/models answers (ops.c); has its own lock. */
+	struct job_models_cache *models_cache;
 
 	pthread_mutex_t lock;
 	pthread_cond_t work_cv;    /* workers wait for queued jobs */
@@ -107,6 +110,10 @@ struct job_registry {
 	int persist_done;
 	struct job_persist *persist; /* owned by the persistence thread once it runs */
 };
+
+struct job_models_cache *job_models_cache_new(void);
+/* NULL is a no-op. */
+void job_models_cache_free(struct job_models_cache *c);
 
 /* Appends an event; takes ownership of data. Caller holds r->lock. */
 void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind,

@@ -3,6 +3,7 @@
  * strict parsing of a submission, and the catalog resource calls that the
  * HTTP routes share with the operations.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,15 +355,135 @@ out:
 	return rc;
 }
 
-int job_models_list_json(struct job_registry *r, size_t offset, size_t limit, json_t **out,
-			 struct err *e)
+/*
+ * Recent GET /v1/models answers, serialised, so that clients polling the
+ * same pages do not each rebuild them. An entry is valid while the catalog
+ * has not changed: the cache's own connection, which never writes, reads
+ * PRAGMA data_version, which moves with every commit of any other
+ * connection. That connection is taken out of the cache for the SQLite call
+ * (no lock is held across it); a request that finds it taken, or no data
+ * root, builds its answer without the cache.
+ */
+#define JOB_MODELS_CACHED 8
+
+struct job_models_entry {
+	size_t offset, limit;
+	uint64_t version;
+	char *text; /* NULL: unused */
+	size_t len;
+	uint64_t used; /* for replacing the least recently used entry */
+};
+
+struct job_models_cache {
+	pthread_mutex_t lock; /* guards every field */
+	struct job_persist *vconn; /* NULL while a request uses it, or not opened */
+	int vconn_busy;
+	uint64_t tick;
+	struct job_models_entry e[JOB_MODELS_CACHED];
+};
+
+struct job_models_cache *job_models_cache_new(void)
 {
-	*out = NULL;
-	if (limit < 1 || limit > CAP_MODELS_PAGE)
-		return err_set(e, ERR_INVALID, "limit %zu: expected 1 to %d", limit, CAP_MODELS_PAGE);
-	if (offset > CAP_CATALOG_MODELS)
-		return err_set(e, ERR_INVALID, "offset %zu: expected 0 to %d", offset,
-			       CAP_CATALOG_MODELS);
+	struct job_models_cache *c = xcalloc(1, sizeof(*c));
+	pthread_mutex_init(&c->lock, NULL);
+	return c;
+}
+
+static void job_models_cache_clear_locked(struct job_models_cache *c)
+{
+	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
+		free(c->e[i].text);
+		c->e[i].text = NULL;
+	}
+}
+
+void job_models_cache_free(struct job_models_cache *c)
+{
+	if (!c)
+		return;
+	job_models_cache_clear_locked(c);
+	job_persist_close(c->vconn);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
+}
+
+/* The catalog's data version seen by the cache's connection: 0, or -1 to go without the cache. */
+static int job_models_version(struct job_registry *r, uint64_t *v)
+{
+	struct job_models_cache *c = r->models_cache;
+	if (!r->data_root)
+		return -1;
+	pthread_mutex_lock(&c->lock);
+	int busy = c->vconn_busy;
+	struct job_persist *p = c->vconn;
+	c->vconn = NULL;
+	c->vconn_busy = 1;
+	pthread_mutex_unlock(&c->lock);
+	if (busy)
+		return -1;
+	int fresh = !p, rc = 0;
+	if (fresh)
+		rc = job_persist_open(r->data_root, r->hub_dir, &p, NULL);
+	if (rc == 0 && p)
+		rc = job_persist_data_version(p, v, NULL);
+	if (rc < 0 || !p) {
+		job_persist_close(p);
+		p = NULL;
+	}
+	pthread_mutex_lock(&c->lock);
+	/* The numbers of a new connection are not those of the old one. */
+	if (fresh)
+		job_models_cache_clear_locked(c);
+	c->vconn = p;
+	c->vconn_busy = 0;
+	pthread_mutex_unlock(&c->lock);
+	return p ? 0 : -1;
+}
+
+/* A copy of the cached answer for the page at version v, or NULL. */
+static char *job_models_cache_get(struct job_models_cache *c, size_t offset, size_t limit,
+				  uint64_t v, size_t *len)
+{
+	char *out = NULL;
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
+		struct job_models_entry *x = &c->e[i];
+		if (x->text && x->offset == offset && x->limit == limit && x->version == v) {
+			out = xmalloc(x->len + 1);
+			memcpy(out, x->text, x->len + 1);
+			*len = x->len;
+			x->used = ++c->tick;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&c->lock);
+	return out;
+}
+
+static void job_models_cache_put(struct job_models_cache *c, size_t offset, size_t limit,
+				  uint64_t v, const char *text, size_t len)
+{
+	char *copy = xmalloc(len + 1);
+	memcpy(copy, text, len + 1);
+	pthread_mutex_lock(&c->lock);
+	struct job_models_entry *x = &c->e[0];
+	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
+		struct job_models_entry *y = &c->e[i];
+		if (y->text && y->offset == offset && y->limit == limit) {
+			x = y;
+			break;
+		}
+		if (!y->text || (x->text && y->used < x->used))
+			x = y;
+	}
+	free(x->text);
+	*x = (struct job_models_entry){offset, limit, v, copy, len, ++c->tick};
+	pthread_mutex_unlock(&c->lock);
+}
+
+static int job_models_build(struct job_registry *r, size_t offset, size_t limit, char **text,
+			    size_t *len, struct err *e)
+{
 	struct job_persist *cat = NULL;
 	int rc = job_persist_pool_acquire(r->pool, &cat, e);
 	if (rc < 0)
@@ -378,10 +499,42 @@ int job_models_list_json(struct job_registry *r, size_t offset, size_t limit, js
 		json_decref(models);
 		return rc;
 	}
-	*out = json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
-			 "offset", (json_int_t)offset, "limit", (json_int_t)limit, "next_offset",
-			 more ? json_integer((json_int_t)(offset + limit)) : json_null());
+	json_t *o = json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
+			      "offset", (json_int_t)offset, "limit", (json_int_t)limit,
+			      "next_offset",
+			      more ? json_integer((json_int_t)(offset + limit)) : json_null());
+	if (!o)
+		return err_set(e, ERR_INTERNAL, "a model of the catalog cannot be encoded");
+	char *s = json_dump_compact(o);
+	json_decref(o);
+	size_t n = strlen(s);
+	s = xrealloc(s, n + 2);
+	s[n++] = '\n';
+	s[n] = 0;
+	*text = s;
+	*len = n;
 	return 0;
+}
+
+int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, char **text,
+			 size_t *len, struct err *e)
+{
+	*text = NULL;
+	*len = 0;
+	if (limit < 1 || limit > CAP_MODELS_PAGE)
+		return err_set(e, ERR_INVALID, "limit %zu: expected 1 to %d", limit, CAP_MODELS_PAGE);
+	if (offset > CAP_CATALOG_MODELS)
+		return err_set(e, ERR_INVALID, "offset %zu: expected 0 to %d", offset,
+			       CAP_CATALOG_MODELS);
+	uint64_t v = 0;
+	/* The version is read before the page, so a kept page is never older than its version. */
+	int cached = job_models_version(r, &v) == 0;
+	if (cached && (*text = job_models_cache_get(r->models_cache, offset, limit, v, len)))
+		return 0;
+	int rc = job_models_build(r, offset, limit, text, len, e);
+	if (rc == 0 && cached)
+		job_models_cache_put(r->models_cache, offset, limit, v, *text, *len);
+	return rc;
 }
 
 int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e)

@@ -248,6 +248,12 @@ int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e)
 	return p ? catalog_model_count(p->cat, n, e) : 0;
 }
 
+int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e)
+{
+	*v = 0;
+	return p ? catalog_data_version(p->cat, v, e) : 0;
+}
+
 int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
 			   struct err *e)
 {

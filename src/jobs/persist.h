@@ -85,6 +85,8 @@ int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, 
 			    int *more, struct err *e);
 /* The number of models in the catalog (0 without a connection). */
 int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e);
+/* catalog_data_version() of this connection (0 without a connection). */
+int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e);
 /*
  * Resolves a user's id or unambiguous ref to one model: ERR_NOT_FOUND,
  * ERR_CONFLICT when ambiguous. *out is the model object.

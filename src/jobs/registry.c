@@ -709,6 +709,7 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	r->data_root = cfg->data_root ? xstrdup(cfg->data_root) : NULL;
 	r->hub_dir = cfg->hub_dir ? xstrdup(cfg->hub_dir) : NULL;
 	r->pool = job_persist_pool_new(r->data_root, r->hub_dir, JOB_CATALOG_IDLE);
+	r->models_cache = job_models_cache_new();
 	r->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
 	r->max_jobs = cfg->max_jobs > 0 ? cfg->max_jobs : JOB_DEFAULT_MAX_JOBS;
 	r->keep_jobs = cfg->keep_jobs > 0 ? cfg->keep_jobs : CAP_JOBS_KEPT;
@@ -870,6 +871,7 @@ void job_registry_free(struct job_registry *r)
 		job_unlink_at_locked(r, r->n_jobs - 1);
 	job_persist_close(r->persist);
 	job_persist_pool_free(r->pool);
+	job_models_cache_free(r->models_cache);
 	free(r->jobs);
 	free(r->workers);
 	free(r->data_root);

@@ -1011,6 +1011,21 @@ int catalog_model_count(struct catalog *c, size_t *n, struct err *e)
 	return rc;
 }
 
+int catalog_data_version(struct catalog *c, uint64_t *v, struct err *e)
+{
+	sqlite3_stmt *st;
+	int rc = prepare(c, "PRAGMA data_version", &st, e);
+	if (rc)
+		return rc;
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW)
+		*v = (uint64_t)sqlite3_column_int64(st, 0);
+	else
+		rc = db_fail(c, s, "data_version", e);
+	sqlite3_finalize(st);
+	return rc;
+}
+
 int catalog_model_delete(struct catalog *c, const char *id, struct catalog_removal *removal,
 			 struct err *e)
 {

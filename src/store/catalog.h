@@ -139,6 +139,13 @@ int catalog_model_find(struct catalog *c, const char *query, struct catalog_mode
 int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
 		       struct catalog_model **out, size_t *n, struct err *e);
 int catalog_model_count(struct catalog *c, size_t *n, struct err *e);
+/*
+ * SQLite's PRAGMA data_version of this connection: it changes whenever
+ * another connection (of this process or another) commits, and never for
+ * this connection's own commits. A connection that never writes thus sees
+ * every change of the catalog.
+ */
+int catalog_data_version(struct catalog *c, uint64_t *v, struct err *e);
 
 /*
  * Deletes a model and its file rows in one transaction and fills *removal

@@ -84,14 +84,34 @@ static json_int_t page_int(const json_t *o, const char *key)
 	return json_integer_value(v);
 }
 
+/* The page as a parsed JSON object, or NULL with *rc set. */
+static json_t *models_page(struct job_registry *r, size_t offset, size_t limit, int *rc,
+			   struct err *e)
+{
+	char *text = NULL;
+	size_t len = 0;
+	*rc = job_models_list_text(r, offset, limit, &text, &len, e);
+	if (*rc < 0) {
+		assert_null(text);
+		return NULL;
+	}
+	assert_int_equal(strlen(text), len);
+	assert_true(len > 0 && text[len - 1] == '\n');
+	json_t *o = json_loadb(text, len, 0, NULL);
+	assert_non_null(o);
+	free(text);
+	return o;
+}
+
 /* Lists [offset, offset + limit) and checks the page fields; returns the models. */
 static size_t list_page(struct job_registry *r, size_t offset, size_t limit, json_int_t next)
 {
-	json_t *o = NULL;
 	struct err e;
 	err_clear(&e);
-	if (job_models_list_json(r, offset, limit, &o, &e) != 0)
-		fail_msg("job_models_list_json: %s", e.msg);
+	int rc;
+	json_t *o = models_page(r, offset, limit, &rc, &e);
+	if (rc != 0)
+		fail_msg("job_models_list_text: %s", e.msg);
 	assert_int_equal(page_int(o, "total"), NMODELS);
 	assert_int_equal(page_int(o, "offset"), (json_int_t)offset);
 	assert_int_equal(page_int(o, "limit"), (json_int_t)limit);
@@ -137,15 +157,16 @@ static void test_pages(void **state)
 	assert_int_equal(list_page(r, NMODELS, 1, -1), 0);
 	assert_int_equal(list_page(r, CAP_CATALOG_MODELS, 5, -1), 0);
 
-	json_t *o = NULL;
 	struct err e;
 	err_clear(&e);
-	assert_int_equal(job_models_list_json(r, 0, 0, &o, &e), ERR_INVALID);
-	assert_null(o);
+	int rc;
+	assert_null(models_page(r, 0, 0, &rc, &e));
+	assert_int_equal(rc, ERR_INVALID);
 	assert_non_null(strstr(e.msg, "limit"));
-	assert_int_equal(job_models_list_json(r, 0, CAP_MODELS_PAGE + 1, &o, &e), ERR_INVALID);
-	assert_int_equal(job_models_list_json(r, (size_t)CAP_CATALOG_MODELS + 1, 5, &o, &e),
-			 ERR_INVALID);
+	assert_null(models_page(r, 0, CAP_MODELS_PAGE + 1, &rc, &e));
+	assert_int_equal(rc, ERR_INVALID);
+	assert_null(models_page(r, (size_t)CAP_CATALOG_MODELS + 1, 5, &rc, &e));
+	assert_int_equal(rc, ERR_INVALID);
 	assert_non_null(strstr(e.msg, "offset"));
 	job_registry_free(r);
 	store_tmp_remove(root);
@@ -155,10 +176,11 @@ static void test_no_data_root(void **state)
 {
 	(void)state;
 	struct job_registry *r = open_reg(NULL);
-	json_t *o = NULL;
 	struct err e;
 	err_clear(&e);
-	assert_int_equal(job_models_list_json(r, 0, 10, &o, &e), 0);
+	int rc;
+	json_t *o = models_page(r, 0, 10, &rc, &e);
+	assert_int_equal(rc, 0);
 	assert_int_equal(json_array_size(json_object_get(o, "models")), 0);
 	assert_int_equal(page_int(o, "total"), 0);
 	assert_true(json_is_null(json_object_get(o, "next_offset")));
@@ -175,14 +197,18 @@ static void *lister_main(void *arg)
 {
 	struct lister *l = arg;
 	for (int i = 0; i < 40; i++) {
-		json_t *o = NULL;
+		char *text = NULL;
+		size_t len;
 		struct err e;
 		err_clear(&e);
 		size_t off = (size_t)(i % NMODELS);
-		if (job_models_list_json(l->r, off, 2, &o, &e) != 0 ||
-		    json_array_size(json_object_get(o, "models")) != (off + 2 <= NMODELS ? 2 : 1))
+		json_t *o = NULL;
+		if (job_models_list_text(l->r, off, 2, &text, &len, &e) == 0)
+			o = json_loadb(text, len, 0, NULL);
+		if (!o || json_array_size(json_object_get(o, "models")) != (off + 2 <= NMODELS ? 2 : 1))
 			l->failures++;
 		json_decref(o);
+		free(text);
 	}
 	return NULL;
 }
@@ -206,6 +232,42 @@ static void test_threads_share_the_pool(void **state)
 		pthread_join(t[i], NULL);
 		assert_int_equal(l[i].failures, 0);
 	}
+	job_registry_free(r);
+	store_tmp_remove(root);
+}
+
+/* A kept page is answered again only while no connection has committed to the catalog. */
+static void test_pages_follow_changes(void **state)
+{
+	(void)state;
+	char root[256];
+	assert_int_equal(store_tmp_make("rbee-jobs-models", root, sizeof(root)), 0);
+	fill(root, 2);
+	struct job_registry *r = open_reg(root);
+	struct err e;
+	err_clear(&e);
+	int rc;
+	for (int round = 0; round < 3; round++) {
+		json_t *o = models_page(r, 0, 10, &rc, &e);
+		assert_int_equal(rc, 0);
+		assert_int_equal(page_int(o, "total"), 2);
+		json_decref(o);
+	}
+	fill(root, 3); /* another connection adds m2 */
+	json_t *o = models_page(r, 0, 10, &rc, &e);
+	assert_int_equal(page_int(o, "total"), 3);
+	assert_int_equal(json_array_size(json_object_get(o, "models")), 3);
+	json_decref(o);
+	/* A delete through the registry's own pool is seen too. */
+	json_t *del = NULL;
+	assert_int_equal(job_model_delete(r, "hf:org/m1-GGUF:m1.gguf", &del, &e), 0);
+	json_decref(del);
+	o = models_page(r, 0, 10, &rc, &e);
+	assert_int_equal(page_int(o, "total"), 2);
+	assert_string_equal(
+		json_string_value(json_object_get(json_array_get(json_object_get(o, "models"), 1), "id")),
+		"hf:org/m2-GGUF:m2.gguf");
+	json_decref(o);
 	job_registry_free(r);
 	store_tmp_remove(root);
 }
@@ -252,6 +314,7 @@ int main(void)
 		cmocka_unit_test(test_pages),
 		cmocka_unit_test(test_no_data_root),
 		cmocka_unit_test(test_threads_share_the_pool),
+		cmocka_unit_test(test_pages_follow_changes),
 		cmocka_unit_test(test_pool_reuses_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
