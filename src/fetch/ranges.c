@@ -2,8 +2,10 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/err.h"
+#include "core/parse.h"
 #include "core/util.h"
 
 void xfer_ranges_init(struct xfer_rangeset *s, size_t cap)
@@ -267,4 +269,70 @@ size_t xfer_plan_live(const struct xfer_plan *p)
 	for (size_t i = 0; i < p->n; i++)
 		c += p->s[i].owner != XFER_SEG_FREE;
 	return c;
+}
+
+/*
+ * The messages never quote the header: it comes from the network and may
+ * hold control bytes, and the message goes into logs and JSON bodies.
+ */
+static int content_range_number(const char *s, size_t n, uint64_t *out, const char *what,
+				struct err *e)
+{
+	if (parse_u64(s, n, 0, UINT64_MAX, out, what, NULL) < 0)
+		return err_set(e, ERR_INVALID, "Content-Range: the %s is not a 64-bit decimal number",
+			       what);
+	return 0;
+}
+
+int xfer_content_range_parse(const char *v, size_t len, struct xfer_content_range *out,
+			     struct err *e)
+{
+	struct xfer_content_range r = {0};
+	memset(out, 0, sizeof(*out));
+	if (!v || len == 0)
+		return err_set(e, ERR_INVALID, "Content-Range: empty");
+	if (len > XFER_CONTENT_RANGE_MAX)
+		return err_set(e, ERR_INVALID, "Content-Range: longer than %d bytes",
+			       XFER_CONTENT_RANGE_MAX);
+	if (len < 6 || strncasecmp(v, "bytes ", 6) != 0)
+		return err_set(e, ERR_INVALID, "Content-Range: does not start with \"bytes \"");
+	const char *s = v + 6;
+	const char *end = v + len;
+	const char *slash = memchr(s, '/', (size_t)(end - s));
+	if (!slash)
+		return err_set(e, ERR_INVALID, "Content-Range: no '/' before the total");
+	if (end - slash == 2 && slash[1] == '*') {
+		r.total_known = 0;
+	} else {
+		if (content_range_number(slash + 1, (size_t)(end - slash - 1), &r.total, "total",
+					 e) < 0)
+			return e ? e->code : ERR_INVALID;
+		r.total_known = 1;
+	}
+	if (slash - s == 1 && s[0] == '*') {
+		/* The unsatisfied form of a 416: only the total. */
+		if (!r.total_known)
+			return err_set(e, ERR_INVALID, "Content-Range: neither range nor total");
+		*out = r;
+		return 0;
+	}
+	const char *dash = memchr(s, '-', (size_t)(slash - s));
+	if (!dash)
+		return err_set(e, ERR_INVALID, "Content-Range: no '-' in the range");
+	if (content_range_number(s, (size_t)(dash - s), &r.first, "first byte", e) < 0 ||
+	    content_range_number(dash + 1, (size_t)(slash - dash - 1), &r.last, "last byte", e) < 0)
+		return ERR_INVALID;
+	if (r.last < r.first)
+		return err_set(e, ERR_INVALID, "Content-Range: last byte %llu before first byte %llu",
+			       (unsigned long long)r.last, (unsigned long long)r.first);
+	if (r.last == UINT64_MAX)
+		return err_set(e, ERR_INVALID, "Content-Range: last byte %llu has no length",
+			       (unsigned long long)r.last);
+	if (r.total_known && r.last >= r.total)
+		return err_set(e, ERR_INVALID,
+			       "Content-Range: last byte %llu not below the total %llu",
+			       (unsigned long long)r.last, (unsigned long long)r.total);
+	r.satisfied = 1;
+	*out = r;
+	return 0;
 }

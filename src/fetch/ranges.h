@@ -19,6 +19,9 @@
  *
  * Both have a hard capacity fixed at init. Neither is thread-safe: the
  * transfer thread owns them.
+ *
+ * Also here, for the same reason: the parser of the Content-Range header a
+ * 206 or 416 answer carries.
  */
 #ifndef RBEE_FETCH_RANGES_H
 #define RBEE_FETCH_RANGES_H
@@ -129,5 +132,34 @@ uint64_t xfer_plan_remaining(const struct xfer_plan *p);
 
 /* Number of live segments (owned or not). */
 size_t xfer_plan_live(const struct xfer_plan *p);
+
+/*
+ * The longest Content-Range value the grammar allows with 64-bit numbers:
+ * "bytes " and three numbers of at most 20 digits, a '-' and a '/'.
+ */
+#define XFER_CONTENT_RANGE_MAX (6 + 20 + 1 + 20 + 1 + 20)
+
+/* A Content-Range header value, as xfer_content_range_parse reads it. */
+struct xfer_content_range {
+	int satisfied;   /* 1: "bytes A-B/T" or "bytes A-B/ *"; 0: "bytes * /T" (a 416) */
+	int total_known; /* 0 only for "bytes A-B/ *" */
+	uint64_t first;  /* A, when satisfied */
+	uint64_t last;   /* B, inclusive, when satisfied */
+	uint64_t total;  /* T, when total_known */
+};
+
+/*
+ * Parses exactly len bytes of v as a Content-Range value (RFC 9110 14.4):
+ * "bytes A-B/T", "bytes A-B/ *" or, in a 416 answer, "bytes * /T" (written
+ * here with a space so as not to end this comment; the header has none).
+ * Strict: the unit "bytes" (case-insensitive, as range units are), one
+ * space, decimal numbers without sign, spaces or anything after; A <= B,
+ * B < T when T is known, B < UINT64_MAX (so B + 1 is a length), at most
+ * XFER_CONTENT_RANGE_MAX bytes. Pure: no allocation, no global state.
+ * Returns 0 (out filled) or ERR_INVALID with the reason in e (e may be NULL;
+ * out is then zeroed).
+ */
+int xfer_content_range_parse(const char *v, size_t len, struct xfer_content_range *out,
+			     struct err *e);
 
 #endif

@@ -30,7 +30,6 @@
 #include "core/cancel.h"
 #include "core/caps.h"
 #include "core/log.h"
-#include "core/parse.h"
 #include "core/util.h"
 
 #define HASH_CHUNK (512 * 1024)
@@ -335,28 +334,6 @@ static void xfer_end(struct xfer *x, enum net_state st, int code, const char *fm
 
 /* Write path (transfer thread, inside curl_multi_perform) */
 
-static int parse_content_range(const char *v, uint64_t *a, uint64_t *b, uint64_t *t, int *t_known)
-{
-	/* "bytes A-B/T" or "bytes A-B/ *" (RFC 9110 14.4) */
-	if (strncmp(v, "bytes ", 6) != 0)
-		return ERR_INVALID;
-	const char *s = v + 6;
-	const char *dash = strchr(s, '-');
-	const char *slash = dash ? strchr(dash, '/') : NULL;
-	if (!dash || !slash)
-		return ERR_INVALID;
-	if (parse_u64(s, (size_t)(dash - s), 0, UINT64_MAX, a, "range start", NULL) < 0 ||
-	    parse_u64(dash + 1, (size_t)(slash - dash - 1), 0, UINT64_MAX, b, "range end", NULL) <
-		    0)
-		return ERR_INVALID;
-	if (!strcmp(slash + 1, "*")) {
-		*t_known = 0;
-		return 0;
-	}
-	*t_known = 1;
-	return parse_u64_str(slash + 1, 1, UINT64_MAX, t, "range total", NULL);
-}
-
 /* Judges the response before its first body byte is accepted. Returns 1 to accept. */
 static int conn_check(struct xconn *c)
 {
@@ -366,24 +343,37 @@ static int conn_check(struct xconn *c)
 	c->checked = 1;
 	if (code == 206) {
 		struct curl_header *hd = NULL;
-		uint64_t a = 0, b = 0, t = 0;
-		int t_known = 0;
+		struct xfer_content_range cr;
+		struct err ce;
 		if (!c->ranged) {
 			snprintf(c->why, sizeof(c->why), "206 answer to a request without Range");
 			c->bad_range = 1;
 			return 0;
 		}
-		if (curl_easy_header(c->h, "Content-Range", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK ||
-		    parse_content_range(hd->value, &a, &b, &t, &t_known) < 0) {
-			snprintf(c->why, sizeof(c->why), "206 without a valid Content-Range");
+		if (curl_easy_header(c->h, "Content-Range", 0, CURLH_HEADER, -1, &hd) != CURLHE_OK) {
+			snprintf(c->why, sizeof(c->why), "206 without a Content-Range");
 			c->bad_range = 1;
 			return 0;
 		}
-		if (a != c->req_start || b > c->req_last || b < a || (t_known && t != x->total)) {
+		err_clear(&ce);
+		if (xfer_content_range_parse(hd->value, strlen(hd->value), &cr, &ce) < 0 ||
+		    !cr.satisfied) {
+			snprintf(c->why, sizeof(c->why), "206 with an invalid %s",
+				 ce.code ? err_msg(&ce) : "Content-Range: no range, only a total");
+			c->bad_range = 1;
+			return 0;
+		}
+		if (cr.first != c->req_start || cr.last > c->req_last ||
+		    (cr.total_known && cr.total != x->total)) {
+			char total[24] = "*";
+			if (cr.total_known)
+				snprintf(total, sizeof(total), "%llu", (unsigned long long)cr.total);
 			snprintf(c->why, sizeof(c->why),
-				 "Content-Range %.60s does not match the request bytes=%llu-%llu of %llu",
-				 hd->value, (unsigned long long)c->req_start,
-				 (unsigned long long)c->req_last, (unsigned long long)x->total);
+				 "Content-Range %llu-%llu/%s does not match the request "
+				 "bytes=%llu-%llu of %llu",
+				 (unsigned long long)cr.first, (unsigned long long)cr.last, total,
+				 (unsigned long long)c->req_start, (unsigned long long)c->req_last,
+				 (unsigned long long)x->total);
 			c->bad_range = 1;
 			return 0;
 		}

@@ -1,4 +1,7 @@
-/* Range bookkeeping of the transfer engine: done sets, gaps, plans, stealing. */
+/*
+ * Range bookkeeping of the transfer engine: done sets, gaps, plans, stealing;
+ * the Content-Range parser.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -285,6 +288,178 @@ static void test_plan_cap(void **state)
 	xfer_ranges_cleanup(&done);
 }
 
+/* Parses a NUL-terminated value; asserts acceptance and returns the result. */
+static struct xfer_content_range cr_ok(const char *v)
+{
+	struct xfer_content_range r;
+	struct err e;
+	err_clear(&e);
+	int rc = xfer_content_range_parse(v, strlen(v), &r, &e);
+	if (rc != 0)
+		fail_msg("'%s' refused: %s", v, e.msg);
+	assert_int_equal(e.code, 0);
+	return r;
+}
+
+/* Asserts that exactly len bytes of v are refused with a message, and out is zeroed. */
+static void cr_bad_len(const char *v, size_t len)
+{
+	struct xfer_content_range r;
+	memset(&r, 0xa5, sizeof(r));
+	struct err e;
+	err_clear(&e);
+	if (xfer_content_range_parse(v, len, &r, &e) != ERR_INVALID)
+		fail_msg("'%.*s' accepted", (int)len, v);
+	assert_int_equal(e.code, ERR_INVALID);
+	assert_true(strncmp(e.msg, "Content-Range: ", 15) == 0);
+	struct xfer_content_range zero;
+	memset(&zero, 0, sizeof(zero));
+	assert_memory_equal(&r, &zero, sizeof(r));
+	/* Without a struct err the verdict is the same. */
+	assert_int_equal(xfer_content_range_parse(v, len, &r, NULL), ERR_INVALID);
+}
+
+static void cr_bad(const char *v)
+{
+	cr_bad_len(v, strlen(v));
+}
+
+#define CR_BAD_ALL(list)                                               \
+	do {                                                           \
+		for (size_t i_ = 0; i_ < sizeof(list) / sizeof((list)[0]); i_++) \
+			cr_bad((list)[i_]);                            \
+	} while (0)
+
+static void test_content_range_valid(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *v;
+		struct xfer_content_range want;
+	} ok[] = {
+		{"bytes 0-0/1", {1, 1, 0, 0, 1}},
+		{"bytes 100-199/1000", {1, 1, 100, 199, 1000}},
+		{"bytes 42-42/*", {1, 0, 42, 42, 0}},
+		/* the unsatisfied form of a 416, for an empty file too */
+		{"bytes */5000", {0, 1, 0, 0, 5000}},
+		{"bytes */0", {0, 1, 0, 0, 0}},
+		/* range units are case-insensitive; leading zeros are digits */
+		{"Bytes 007-010/0100", {1, 1, 7, 10, 100}},
+		{"BYTES 0-1/2", {1, 1, 0, 1, 2}},
+		/* the largest values: B = T - 1 = UINT64_MAX - 1, 20 digits each */
+		{"bytes 18446744073709551614-18446744073709551614/18446744073709551615",
+		 {1, 1, UINT64_MAX - 1, UINT64_MAX - 1, UINT64_MAX}},
+		{"bytes 0-18446744073709551614/*", {1, 0, 0, UINT64_MAX - 1, 0}},
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct xfer_content_range r = cr_ok(ok[i].v);
+		if (memcmp(&r, &ok[i].want, sizeof(r)) != 0)
+			fail_msg("'%s': got %d %d %llu-%llu/%llu", ok[i].v, r.satisfied,
+				 r.total_known, (unsigned long long)r.first,
+				 (unsigned long long)r.last, (unsigned long long)r.total);
+	}
+
+	/* only len bytes count: what follows is not read */
+	struct xfer_content_range r2;
+	assert_int_equal(xfer_content_range_parse("bytes 1-2/3 trailing", 11, &r2, NULL), 0);
+	assert_int_equal(r2.last, 2);
+	assert_int_equal(r2.total, 3);
+}
+
+static void test_content_range_overflow(void **state)
+{
+	(void)state;
+	/* UINT64_MAX + 1 in each place */
+	cr_bad("bytes 18446744073709551616-18446744073709551617/18446744073709551618");
+	cr_bad("bytes 0-18446744073709551616/*");
+	cr_bad("bytes 0-1/18446744073709551616");
+	cr_bad("bytes */18446744073709551616");
+	cr_bad("bytes 99999999999999999999-99999999999999999999/*");
+	/* a last byte of UINT64_MAX leaves no length (B + 1 overflows) */
+	cr_bad("bytes 0-18446744073709551615/*");
+	/* 21 digits, even if leading zeros keep the value small */
+	cr_bad("bytes 000000000000000000001-2/3");
+	/* longer than any valid value */
+	char longv[200];
+	memset(longv, '0', sizeof(longv));
+	memcpy(longv, "bytes 1-2/", 10);
+	cr_bad_len(longv, sizeof(longv));
+	cr_bad_len(longv, XFER_CONTENT_RANGE_MAX + 1);
+}
+
+static void test_content_range_junk(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		"",
+		"bytes",
+		"bytes ",
+		"bytes=0-1/2",    /* the request's form */
+		"octets 0-1/2",   /* another unit */
+		"bytesx0-1/2",
+		"bytes 0-1",      /* no total */
+		"bytes 0/2",      /* no '-' */
+		"bytes 0-1/",     /* empty total */
+		"bytes -1/2",     /* empty first */
+		"bytes 0-/2",     /* empty last */
+		"bytes 0-1/2x",   /* junk after */
+		"bytes 0-1/2/3",
+		"bytes 0-1-2/3",
+		"bytes 0x10-0x20/0x30",
+		"bytes 1e3-2e3/3e3",
+		"bytes */*",      /* neither range nor total */
+		"bytes *-1/2",
+		"bytes 0-*/2",
+		"bytes **/2",
+		"bytes */",
+		"bytes 0-1/**",
+		"bytes 0,1-2/3",  /* multipart lists are not a header value */
+		"bytes\t0-1/2",
+	};
+	CR_BAD_ALL(bad);
+	/* an embedded NUL inside len is junk, wherever it is */
+	cr_bad_len("bytes 0-1/2\0", 12);
+	cr_bad_len("bytes 0\0-1/2", 12);
+	cr_bad_len("byt\0s 0-1/2", 11);
+	/* a control byte is refused and not echoed into the message */
+	struct err e;
+	struct xfer_content_range r;
+	err_clear(&e);
+	assert_int_equal(xfer_content_range_parse("bytes 0-1/2\x1b[", 13, &r, &e), ERR_INVALID);
+	assert_null(strchr(e.msg, '\x1b'));
+	assert_int_equal(xfer_content_range_parse(NULL, 0, &r, &e), ERR_INVALID);
+}
+
+static void test_content_range_spaces_and_signs(void **state)
+{
+	(void)state;
+	static const char *const bad[] = {
+		" bytes 0-1/2",  "bytes  0-1/2", "bytes 0 -1/2", "bytes 0- 1/2",
+		"bytes 0-1 /2",  "bytes 0-1/ 2", "bytes 0-1/2 ", "bytes 0-1/2\r\n",
+		"bytes -0-1/2",  "bytes 0--1/2", "bytes 0-1/-2", "bytes +0-1/2",
+		"bytes 0-+1/2",  "bytes 0-1/+2", "bytes */-1",   "bytes * /2",
+		"bytes -5-3/10",
+	};
+	CR_BAD_ALL(bad);
+}
+
+static void test_content_range_order(void **state)
+{
+	(void)state;
+	/* B < A */
+	cr_bad("bytes 10-9/100");
+	cr_bad("bytes 1-0/*");
+	cr_bad("bytes 18446744073709551614-0/18446744073709551615");
+	/* B >= T */
+	cr_bad("bytes 0-100/100");
+	cr_bad("bytes 0-101/100");
+	cr_bad("bytes 0-0/0");
+	cr_bad("bytes 5-10/3");
+	/* just inside */
+	cr_ok("bytes 99-99/100");
+	cr_ok("bytes 10-10/*");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -297,6 +472,11 @@ int main(void)
 		cmocka_unit_test(test_plan_resume_from_ranges),
 		cmocka_unit_test(test_plan_pieces_in_order),
 		cmocka_unit_test(test_plan_cap),
+		cmocka_unit_test(test_content_range_valid),
+		cmocka_unit_test(test_content_range_overflow),
+		cmocka_unit_test(test_content_range_junk),
+		cmocka_unit_test(test_content_range_spaces_and_signs),
+		cmocka_unit_test(test_content_range_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
