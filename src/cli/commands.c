@@ -253,11 +253,12 @@ static int cli_models_all(struct cli_client *c, json_t **out, struct err *e)
 		if (last)
 			snprintf(prev_last, sizeof(prev_last), "%s", last);
 		json_t *next = json_is_object(ans) ? json_object_get(ans, "next_offset") : NULL;
+		int last_page = !next || json_is_null(next);
 		json_int_t nx = json_is_integer(next) ? json_integer_value(next) : -1;
-		if (rc == 0 && next && !json_is_null(next) && (nx < 0 || (uint64_t)nx <= offset))
+		if (rc == 0 && !last_page && (nx < 0 || (uint64_t)nx <= offset))
 			rc = err_set(e, ERR_NETWORK, "the daemon's model list: bad next_offset");
 		json_decref(ans);
-		if (rc < 0 || !next || json_is_null(next))
+		if (rc < 0 || last_page)
 			break;
 		offset = (uint64_t)nx;
 	}

@@ -361,8 +361,10 @@ out:
  * has not changed: the cache's own connection, which never writes, reads
  * PRAGMA data_version, which moves with every commit of any other
  * connection. That connection is taken out of the cache for the SQLite call
- * (no lock is held across it); a request that finds it taken, or no data
- * root, builds its answer without the cache.
+ * (no lock is held across it); a request that finds it taken waits until it
+ * is given back, which is microseconds later: going without the cache
+ * instead made concurrent requests rebuild pages that were kept. A daemon
+ * without a data root builds every answer.
  */
 #define JOB_MODELS_CACHED 8
 
@@ -378,6 +380,7 @@ struct job_models_cache {
 	pthread_mutex_t lock; /* guards every field */
 	struct job_persist *vconn; /* NULL while a request uses it, or not opened */
 	int vconn_busy;
+	pthread_cond_t vconn_cv; /* signalled when vconn is given back */
 	uint64_t tick;
 	struct job_models_entry e[JOB_MODELS_CACHED];
 };
@@ -386,6 +389,7 @@ struct job_models_cache *job_models_cache_new(void)
 {
 	struct job_models_cache *c = xcalloc(1, sizeof(*c));
 	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->vconn_cv, NULL);
 	return c;
 }
 
@@ -403,6 +407,7 @@ void job_models_cache_free(struct job_models_cache *c)
 		return;
 	job_models_cache_clear_locked(c);
 	job_persist_close(c->vconn);
+	pthread_cond_destroy(&c->vconn_cv);
 	pthread_mutex_destroy(&c->lock);
 	free(c);
 }
@@ -414,13 +419,12 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 	if (!r->data_root)
 		return -1;
 	pthread_mutex_lock(&c->lock);
-	int busy = c->vconn_busy;
+	while (c->vconn_busy)
+		pthread_cond_wait(&c->vconn_cv, &c->lock);
 	struct job_persist *p = c->vconn;
 	c->vconn = NULL;
 	c->vconn_busy = 1;
 	pthread_mutex_unlock(&c->lock);
-	if (busy)
-		return -1;
 	int fresh = !p, rc = 0;
 	if (fresh)
 		rc = job_persist_open(r->data_root, r->hub_dir, &p, NULL);
@@ -436,6 +440,7 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 		job_models_cache_clear_locked(c);
 	c->vconn = p;
 	c->vconn_busy = 0;
+	pthread_cond_signal(&c->vconn_cv);
 	pthread_mutex_unlock(&c->lock);
 	return p ? 0 : -1;
 }
