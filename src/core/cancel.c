@@ -31,11 +31,7 @@ struct cancel_token *cancel_new(void)
 	atomic_init(&t->refs, 1);
 	atomic_init(&t->fired, 0);
 	pthread_mutex_init(&t->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&t->cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&t->cond);
 	t->next_handle = 1;
 	return t;
 }
@@ -92,13 +88,7 @@ int cancel_wait(struct cancel_token *t, long timeout_ms)
 			pthread_cond_wait(&t->cond, &t->lock);
 	} else {
 		struct timespec dl;
-		clock_gettime(CLOCK_MONOTONIC, &dl);
-		dl.tv_sec += timeout_ms / 1000;
-		dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
+		deadline_after_ms(&dl, timeout_ms);
 		while (!atomic_load(&t->fired)) {
 			if (pthread_cond_timedwait(&t->cond, &t->lock, &dl) == ETIMEDOUT)
 				break;

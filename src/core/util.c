@@ -88,6 +88,28 @@ void sleep_ms(long ms)
 		;
 }
 
+void deadline_after_ms(struct timespec *ts, long ms)
+{
+	if (ms < 0)
+		ms = 0;
+	clock_gettime(CLOCK_MONOTONIC, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
+void cond_init_monotonic(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 int is_hex_lower(const char *s, size_t n)
 {
 	if (!s || strlen(s) != n)

@@ -7,8 +7,10 @@
 #ifndef RBEE_CORE_UTIL_H
 #define RBEE_CORE_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
@@ -23,6 +25,18 @@ int64_t now_ms(void);
 int64_t wall_ms(void);
 /* Sleeps ms milliseconds (restarts on EINTR). */
 void sleep_ms(long ms);
+
+/*
+ * The absolute deadline ms milliseconds from now on CLOCK_MONOTONIC, for
+ * pthread_cond_timedwait (a negative ms counts as 0). The condition variable
+ * waited on must use the same clock: create it with cond_init_monotonic (or
+ * pthread_condattr_setclock(CLOCK_MONOTONIC)); a default one measures the
+ * deadline on CLOCK_REALTIME, where it is decades in the past and every wait
+ * returns at once. Not for pthread_mutex_timedlock, which takes CLOCK_REALTIME.
+ */
+void deadline_after_ms(struct timespec *ts, long ms);
+/* pthread_cond_init with CLOCK_MONOTONIC, so timed waits ignore wall-clock jumps. */
+void cond_init_monotonic(pthread_cond_t *cv);
 
 /* 1 if s is exactly n lowercase hex digits. */
 int is_hex_lower(const char *s, size_t n);

@@ -1387,12 +1387,8 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->eng = eng;
 	x->fd = -1;
 	pthread_mutex_init(&x->lock, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&x->cond, NULL);
-	pthread_cond_init(&x->done_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	cond_init_monotonic(&x->cond);
+	cond_init_monotonic(&x->done_cond);
 	x->origin_host = req->origin_host ? xstrdup(req->origin_host) : NULL;
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
 	x->dest = xstrdup(req->dest);
@@ -1516,13 +1512,7 @@ int xfer_wait(struct xfer *x, long timeout_ms)
 			pthread_cond_wait(&x->done_cond, &x->lock);
 	} else {
 		struct timespec dl;
-		clock_gettime(CLOCK_MONOTONIC, &dl);
-		dl.tv_sec += timeout_ms / 1000;
-		dl.tv_nsec += (timeout_ms % 1000) * 1000000L;
-		if (dl.tv_nsec >= 1000000000L) {
-			dl.tv_sec++;
-			dl.tv_nsec -= 1000000000L;
-		}
+		deadline_after_ms(&dl, timeout_ms);
 		while (!x->finished) {
 			if (pthread_cond_timedwait(&x->done_cond, &x->lock, &dl) == ETIMEDOUT)
 				break;

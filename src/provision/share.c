@@ -60,7 +60,7 @@ int prov_share_new(struct prov_ctx *ctx, struct prov_share **out)
 	struct prov_share *sh = xcalloc(1, sizeof(*sh));
 	sh->ctx = ctx;
 	pthread_mutex_init(&sh->mu, NULL);
-	pthread_cond_init(&sh->cv, NULL);
+	cond_init_monotonic(&sh->cv);
 	*out = sh;
 	return 0;
 }
@@ -427,13 +427,7 @@ int prov_share_wait(struct prov_blob *b, long timeout_ms)
 {
 	struct prov_share *sh = b->sh;
 	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	deadline_after_ms(&ts, timeout_ms);
 	pthread_mutex_lock(&sh->mu);
 	while (!b->done) {
 		if (pthread_cond_timedwait(&sh->cv, &sh->mu, &ts) != 0)
