@@ -71,25 +71,10 @@ int job_event_is_terminal(enum job_event_kind k)
 }
 
 /* Condition waits use the monotonic clock so wall-clock jumps do not matter. */
-static void cond_init_mono(pthread_cond_t *cv)
-{
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(cv, &ca);
-	pthread_condattr_destroy(&ca);
-}
-
 static void cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, long ms)
 {
 	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (ms % 1000) * 1000000L;
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
+	deadline_after_ms(&ts, ms);
 	pthread_cond_timedwait(cv, m, &ts);
 }
 
@@ -311,7 +296,7 @@ struct job *job_create_locked(struct job_registry *r, const struct job_op *op, c
 	j->cancel = cancel_new();
 	j->state = JOB_QUEUED;
 	j->created_ms = j->updated_ms = wall_ms();
-	cond_init_mono(&j->cv);
+	cond_init_monotonic(&j->cv);
 	j->refs = 1;
 	j->linked = 1;
 	if (r->n_jobs == r->cap_jobs) {
@@ -715,9 +700,9 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	r->keep_jobs = cfg->keep_jobs > 0 ? cfg->keep_jobs : CAP_JOBS_KEPT;
 	r->keep_ms = cfg->keep_ms > 0 ? cfg->keep_ms : JOB_DEFAULT_KEEP_MS;
 	pthread_mutex_init(&r->lock, NULL);
-	cond_init_mono(&r->work_cv);
-	cond_init_mono(&r->persist_cv);
-	cond_init_mono(&r->durable_cv);
+	cond_init_monotonic(&r->work_cv);
+	cond_init_monotonic(&r->persist_cv);
+	cond_init_monotonic(&r->durable_cv);
 	r->shut_down = 1; /* nothing to shut down until the threads run */
 
 	int rc = job_persist_open(r->data_root, r->hub_dir, &r->persist, e);
