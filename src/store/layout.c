@@ -434,6 +434,25 @@ static int parent_rel(char *rel, size_t size, const char *repo_dir, const char *
 	return rc ? err_set(e, ERR_TOO_LARGE, "path too long: %.80s", path) : 0;
 }
 
+/*
+ * Renames the finished temporary entry tmp of folder dfd (rel below the root)
+ * to base, replacing what was there in one step, and syncs the folder so the
+ * new name survives a crash. On failure the temporary entry is removed.
+ */
+static int rename_into_place(const struct layout *l, int dfd, const char *rel, const char *tmp,
+			     const char *base, struct err *e)
+{
+	if (renameat(dfd, tmp, dfd, base) < 0) {
+		int rc = err_set(e, ERR_IO, "rename to %s/%s/%s: %s", l->root, rel, base,
+				 strerror(errno));
+		unlinkat(dfd, tmp, 0);
+		return rc;
+	}
+	if (fsync(dfd) < 0)
+		return err_set(e, ERR_IO, "fsync %s/%s: %s", l->root, rel, strerror(errno));
+	return 0;
+}
+
 int layout_snapshot_link(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, const char *sha256, struct err *e)
 {
@@ -470,14 +489,7 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 		rc = err_set(e, ERR_IO, "symlink %s/%s/%s: %s", l->root, rel, tmp, strerror(errno));
 		goto out;
 	}
-	if (renameat(dfd, tmp, dfd, base) < 0) {
-		rc = err_set(e, ERR_IO, "rename to %s/%s/%s: %s", l->root, rel, base,
-			     strerror(errno));
-		unlinkat(dfd, tmp, 0);
-		goto out;
-	}
-	if (fsync(dfd) < 0)
-		rc = err_set(e, ERR_IO, "fsync %s/%s: %s", l->root, rel, strerror(errno));
+	rc = rename_into_place(l, dfd, rel, tmp, base, e);
 out:
 	close(dfd);
 	return rc;
@@ -531,14 +543,7 @@ int layout_ref_write(const struct layout *l, const char *repo_dir, const char *r
 		goto out;
 	}
 	close(f);
-	if (renameat(dfd, tmp, dfd, base) < 0) {
-		rc = err_set(e, ERR_IO, "rename to %s/%s/%s: %s", l->root, rel, base,
-			     strerror(errno));
-		unlinkat(dfd, tmp, 0);
-		goto out;
-	}
-	if (fsync(dfd) < 0)
-		rc = err_set(e, ERR_IO, "fsync %s/%s: %s", l->root, rel, strerror(errno));
+	rc = rename_into_place(l, dfd, rel, tmp, base, e);
 out:
 	close(dfd);
 	return rc;
