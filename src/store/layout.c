@@ -282,6 +282,16 @@ static int check_blob_args(const char *repo_dir, const char *sha256, struct err 
 	return rc ? rc : check_sha(sha256, e);
 }
 
+/* Checks a blob's repo folder and name, then opens (or creates) its blobs/ folder. */
+static int open_blobs(const struct layout *l, const char *repo_dir, const char *sha256,
+		      int create, int *dfd, struct err *e)
+{
+	int rc = check_blob_args(repo_dir, sha256, e);
+	if (rc)
+		return rc;
+	return open_subdir(l, repo_dir, "blobs", create, dfd, e);
+}
+
 int layout_blob_exists(const struct layout *l, const char *repo_dir, const char *sha256,
 		       uint64_t *size)
 {
@@ -303,11 +313,8 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
 		     struct err *e)
 {
 	*fd = -1;
-	int rc = check_blob_args(repo_dir, sha256, e);
-	if (rc)
-		return rc;
 	int dfd;
-	rc = open_subdir(l, repo_dir, "blobs", 0, &dfd, e);
+	int rc = open_blobs(l, repo_dir, sha256, 0, &dfd, e);
 	if (rc)
 		return rc;
 	*fd = openat(dfd, sha256, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -323,11 +330,8 @@ int layout_partial_open(const struct layout *l, const char *repo_dir, const char
 			int *fd, uint64_t *cur_size, struct err *e)
 {
 	*fd = -1;
-	int rc = check_blob_args(repo_dir, sha256, e);
-	if (rc)
-		return rc;
 	int dfd;
-	rc = open_subdir(l, repo_dir, "blobs", 1, &dfd, e);
+	int rc = open_blobs(l, repo_dir, sha256, 1, &dfd, e);
 	if (rc)
 		return rc;
 	char name[80];
@@ -378,11 +382,8 @@ int layout_partial_remove(const struct layout *l, const char *repo_dir, const ch
 int layout_blob_commit(const struct layout *l, const char *repo_dir, const char *sha256,
 		       struct err *e)
 {
-	int rc = check_blob_args(repo_dir, sha256, e);
-	if (rc)
-		return rc;
 	int dfd;
-	rc = open_subdir(l, repo_dir, "blobs", 0, &dfd, e);
+	int rc = open_blobs(l, repo_dir, sha256, 0, &dfd, e);
 	if (rc)
 		return rc;
 	char name[80];
