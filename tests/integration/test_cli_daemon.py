@@ -23,6 +23,7 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 from clihelp import BIN, CliMixin  # noqa: E402
+from daemonhelp import daemon_env, wait_for_port  # noqa: E402
 sys.path.insert(0, os.path.join(SRC, "tests", "torture"))
 import common as torture  # noqa: E402
 import client  # noqa: E402
@@ -34,25 +35,15 @@ MULTI_ID = "hf:org/multi-GGUF:model-Q8_0-00001-of-00002.gguf"
 
 def start_daemon(tmp, name, hub, extra=()):
     port_file = os.path.join(tmp, name + ".port")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("RBEE_HIVE", "HF_", "HUGGING"))}
-    env.update(HF_ENDPOINT=hub.hub_url, HF_HOME=os.path.join(tmp, "hf-home"),
-               RBEE_HIVE_LOG="warn")
+    env = daemon_env(hub.hub_url, os.path.join(tmp, "hf-home"), "warn")
     log = open(os.path.join(tmp, name + ".log"), "w")
     proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
                              "--data-dir", os.path.join(tmp, name)] + list(extra),
                             env=env, stdout=log, stderr=log)
     log.close()
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if os.path.exists(port_file):
-            with open(port_file) as f:
-                text = f.read().strip()
-            if text:
-                return proc, "http://127.0.0.1:%s" % text
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
+    url = wait_for_port(proc, port_file)
+    if url:
+        return proc, url
     proc.kill()
     proc.wait()
     raise RuntimeError("rbee-hive serve did not start; see %s.log" % name)

@@ -23,7 +23,9 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 BUILD = os.environ.get("RBEE_BUILD", os.path.join(SRC, "build"))
 BIN = os.path.join(BUILD, "rbee-hive")
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
+from daemonhelp import daemon_env, wait_for_port  # noqa: E402
 import client  # noqa: E402
 import fixtures  # noqa: E402
 
@@ -44,10 +46,7 @@ class Daemon:
         port_file = os.path.join(self.tmp, self.name + ".port")
         if os.path.exists(port_file):
             os.unlink(port_file)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RBEE_HIVE", "HF_", "HUGGING"))}
-        env.update(HF_ENDPOINT=self.hub.hub_url, HF_HOME=os.path.join(self.data, "hf-home"),
-                   RBEE_HIVE_LOG="info")
+        env = daemon_env(self.hub.hub_url, os.path.join(self.data, "hf-home"))
         env.update(self.env or {})
         self.log_path = os.path.join(self.tmp, self.name + ".log")
         log = open(self.log_path, "a")
@@ -56,17 +55,9 @@ class Daemon:
                                      + where + self.extra,
                                      env=env, stdout=log, stderr=log)
         log.close()
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            if os.path.exists(port_file):
-                with open(port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    self.url = "http://127.0.0.1:%s" % text
-                    return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        self.url = wait_for_port(self.proc, port_file)
+        if self.url:
+            return self
         self.kill()
         raise RuntimeError("rbee-hive serve did not start; see %s" % self.log_path)
 
