@@ -58,7 +58,9 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 int daemon_port(const struct daemon *d);
 /*
  * Stops accepting, answers 503 to new requests, cancels running transfers
- * (they stay resumable), ends every stream, flushes jobs, and frees d.
+ * (they stay resumable), flushes jobs, ends every stream with its job's
+ * terminal event ("[ERROR] interrupted: …" for the jobs cut short) before
+ * closing the connections, and frees d.
  * NULL is a no-op.
  */
 void daemon_stop(struct daemon *d);

@@ -110,6 +110,14 @@ int http_reply_text(struct http_req *rq, int status, const char *content_type, c
 /* The event stream of a job, from after event id last_id. */
 int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id);
 
+/*
+ * Adds the headers every answer carries: Content-Security-Policy (the page's
+ * own files only, frame-ancestors 'none'), X-Frame-Options: DENY,
+ * X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer.
+ */
+struct MHD_Response;
+void http_security_headers(struct MHD_Response *resp);
+
 /* HTTP connections open now (libmicrohttpd's count), or -1. */
 long http_connections(const struct daemon *d);
 

@@ -304,6 +304,7 @@ static int route_metrics(struct http_req *rq)
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	http_security_headers(resp);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);

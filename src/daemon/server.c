@@ -30,6 +30,7 @@
 #define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
 #define DAEMON_REQUEST_DEADLINE_MS 10000
 #define DAEMON_REAPER_PERIOD_MS 200
+#define DAEMON_STOP_STREAMS_MS 500 /* a stop waits that long for streams to send their end */
 
 /*
  * The step of the latest daemon_stop(), for daemon_stop_report() on a
@@ -267,7 +268,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 	while (s->off == s->len) {
 		if (s->done)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (atomic_load(&s->d->stopping) || sse_peer_gone(s))
+		/* During a stop the job's terminal event is still to come: no early exit. */
+		if (sse_peer_gone(s))
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		struct job_event ev;
 		int rc = job_watch_next(s->w, DAEMON_STREAM_SLICE_MS, &ev);
@@ -338,7 +340,7 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
 	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
 	MHD_add_response_header(resp, "Cache-Control", "no-cache");
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	http_security_headers(resp);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
@@ -521,6 +523,14 @@ void daemon_stop(struct daemon *d)
 	pthread_mutex_lock(&stop_mu);
 	stop_flushed = flushed;
 	pthread_mutex_unlock(&stop_mu);
+	/*
+	 * Every job has its terminal event now; give the streams a moment to
+	 * hand it to their sockets before the connections are closed.
+	 */
+	stop_set("sending the last event of every stream", NULL);
+	int64_t until = now_ms() + DAEMON_STOP_STREAMS_MS;
+	while (atomic_load(&d->streams) > 0 && now_ms() < until)
+		sleep_ms(10);
 	stop_set("closing the HTTP connections", NULL);
 	atomic_store(&d->reaper_stop, 1);
 	if (d->reaper_started)
