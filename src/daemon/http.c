@@ -126,6 +126,11 @@ static int http_queue(struct http_req *rq, int status, struct MHD_Response *resp
 	if (!resp)
 		return MHD_NO;
 	http_common_headers(resp);
+	if (rq->retry_after_s > 0) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", rq->retry_after_s);
+		MHD_add_response_header(resp, "Retry-After", v);
+	}
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);

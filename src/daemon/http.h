@@ -37,6 +37,14 @@ struct conn_watch {
 	int64_t since_ms; /* waiting for a request since then */
 	int busy;         /* a request is being answered (a stream, say): no deadline */
 	int cut;
+	/*
+	 * A long handler's cancel token (http_work_begin): fired at cancel_at,
+	 * when the peer goes or when the daemon stops; cancel_why says which
+	 * (ERR_TIMEOUT, ERR_CANCELLED, ERR_SHUTDOWN).
+	 */
+	struct cancel_token *cancel;
+	int64_t cancel_at;
+	int cancel_why;
 	struct conn_watch *prev, *next;
 };
 
@@ -64,6 +72,9 @@ struct daemon {
 	int reaper_started;
 	atomic_int reaper_stop;
 
+	long sources_deadline_ms;  /* one GET /v1/sources listing */
+	atomic_int sources_active; /* listings running, at most CAP_SOURCES_ACTIVE */
+
 	atomic_int stopping;
 	atomic_long streams;
 	atomic_ullong requests;
@@ -82,6 +93,7 @@ struct http_req {
 	int body_too_large;
 	int started;
 	int answered;
+	int retry_after_s; /* > 0: the answer carries Retry-After */
 	char *params[HTTP_MAX_PARAMS]; /* decoded path parameters */
 	size_t n_params;
 };
@@ -117,6 +129,18 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
  */
 struct MHD_Response;
 void http_security_headers(struct MHD_Response *resp);
+
+/*
+ * For a handler that waits on the network (a Hub listing): a new cancel
+ * token in *out, fired when deadline_ms have passed, when the client
+ * closes its connection, or when the daemon stops (within the reaper's
+ * period). http_work_end() unhooks and drops it and returns why it fired:
+ * 0 (it did not), ERR_TIMEOUT, ERR_CANCELLED (the client left) or
+ * ERR_SHUTDOWN.
+ */
+struct cancel_token;
+void http_work_begin(struct http_req *rq, long deadline_ms, struct cancel_token **out);
+int http_work_end(struct http_req *rq, struct cancel_token *t);
 
 /* HTTP connections open now (libmicrohttpd's count), or -1. */
 long http_connections(const struct daemon *d);
