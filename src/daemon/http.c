@@ -98,13 +98,13 @@ const char *http_header(const struct http_req *rq, const char *name)
  * the same protection.
  */
 static const char *const http_security_headers_table[][2] = {
-    {"Content-Security-Policy",
-     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-     "frame-ancestors 'none'"},
-    {"X-Frame-Options", "DENY"},
-    {"X-Content-Type-Options", "nosniff"},
-    {"Referrer-Policy", "no-referrer"},
+	{"Content-Security-Policy",
+	 "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+	 "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+	 "frame-ancestors 'none'"},
+	{"X-Frame-Options", "DENY"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"Referrer-Policy", "no-referrer"},
 };
 
 void http_security_headers(struct MHD_Response *resp)

@@ -551,7 +551,7 @@ class DaemonApiTest(unittest.TestCase):
         want = {"--bind": "(127.0.0.1)", "--port": "(7835;", "--max-jobs": "(2)",
                 "--connections": "(8)", "--http-connections": "(1024)",
                 "--http-per-ip": "(64 beyond loopback; no limit on it)",
-                "--limit-rate": "(no cap)", "--offline": "(off)", "--hive-id": "(none: any)",
+                "--limit-rate": "(no cap)", "--sources-deadline": "(30)", "--offline": "(off)", "--hive-id": "(none: any)",
                 "--log-level": "$RBEE_HIVE_LOG, else info)",
                 "--data-dir": "$RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive",
                 "--hf-cache": "else DATA/hub)"}
