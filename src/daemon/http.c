@@ -121,16 +121,19 @@ static void http_common_headers(struct MHD_Response *resp)
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
 }
 
+void http_set_retry_after(struct http_req *rq, int seconds)
+{
+	rq->extra_header = "Retry-After";
+	snprintf(rq->extra_value, sizeof(rq->extra_value), "%d", seconds);
+}
+
 static int http_queue(struct http_req *rq, int status, struct MHD_Response *resp)
 {
 	if (!resp)
 		return MHD_NO;
 	http_common_headers(resp);
-	if (rq->retry_after_s > 0) {
-		char v[16];
-		snprintf(v, sizeof(v), "%d", rq->retry_after_s);
-		MHD_add_response_header(resp, "Retry-After", v);
-	}
+	if (rq->extra_header)
+		MHD_add_response_header(resp, rq->extra_header, rq->extra_value);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);

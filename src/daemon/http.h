@@ -24,6 +24,8 @@
 struct MHD_Connection;
 struct MHD_Daemon;
 struct job_registry;
+struct layout;
+struct upload;
 
 /*
  * One open connection, watched for the request deadline: from its opening,
@@ -61,6 +63,7 @@ struct daemon {
 	long keepalive_ms;
 	long max_streams;
 	const struct prov_config *prov_cfg;
+	struct layout *layout; /* the hub cache, for uploads; NULL without a data root */
 	struct job_registry *jobs;
 	struct MHD_Daemon *mhd;
 	long request_deadline_ms;
@@ -93,9 +96,12 @@ struct http_req {
 	int body_too_large;
 	int started;
 	int answered;
-	int retry_after_s; /* > 0: the answer carries Retry-After */
 	char *params[HTTP_MAX_PARAMS]; /* decoded path parameters */
 	size_t n_params;
+	struct upload *upload; /* a body streamed to the disk (PUT /v1/blobs/...) */
+	/* One extra header for the answer ("Upload-Offset"), or NULL. */
+	const char *extra_header;
+	char extra_value[32];
 };
 
 /*
@@ -110,6 +116,8 @@ char *http_query_get(const struct http_req *rq, const char *key, int *bad);
 /* A request header or NULL. */
 const char *http_header(const struct http_req *rq, const char *name);
 
+/* The next answer of rq says when to ask again (a 503 of a full cap). */
+void http_set_retry_after(struct http_req *rq, int seconds);
 int http_reply_json(struct http_req *rq, int status, json_t *body); /* steals body */
 int http_reply_error(struct http_req *rq, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -147,6 +155,18 @@ long http_connections(const struct daemon *d);
 
 /* Route dispatch (routes.c): answers rq. */
 int http_route(struct http_req *rq);
+/*
+ * Uploads (routes.c): a request for which http_route_streams() is 1 has its
+ * body written to the disk as it arrives instead of being read into
+ * rq->body under CAP_REQUEST_BODY. http_upload_begin() runs once the
+ * headers are in and either answers at once or sets rq->upload;
+ * http_upload_data() takes each piece of the body, http_upload_end() the
+ * end of it. Each returns an MHD_Result; an error answers rq.
+ */
+int http_route_streams(const struct http_req *rq);
+int http_upload_begin(struct http_req *rq);
+int http_upload_data(struct http_req *rq, const char *data, size_t n);
+int http_upload_end(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
 int http_guard(struct http_req *rq, int needs_token);
 int http_route_needs_token(const struct http_req *rq);
