@@ -15,6 +15,8 @@ function h(tag, attrs, ...children) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
     else if (k === 'dataset') Object.assign(el.dataset, v);
+    // Through the CSSOM: the page's Content-Security-Policy forbids style attributes.
+    else if (k === 'style') Object.assign(el.style, v);
     else el.setAttribute(k, v === true ? '' : String(v));
   }
   for (const c of children.flat()) {
@@ -67,7 +69,7 @@ function renderJob(j) {
     'aria-valuenow': pct === null ? undefined : Math.floor(pct),
     'aria-valuetext': pct === null ? label(shown) : `${Math.floor(pct)} percent, ${label(shown)}`,
     'data-indeterminate': indeterminate,
-  }, h('div', { class: 'bar-fill', style: `width:${j.state === 'done' ? 100 : (pct ?? 0).toFixed(2)}%` }));
+  }, h('div', { class: 'bar-fill', style: { width: `${j.state === 'done' ? 100 : (pct ?? 0).toFixed(2)}%` } }));
 
   const stats = [];
   if (typeof p.bytes_total === 'number' && p.bytes_total > 0) {

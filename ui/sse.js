@@ -73,6 +73,9 @@ export class SseParser {
 export function terminalOf(data) {
   if (data === '[DONE]') return { state: 'done', error: '' };
   if (data === '[CANCELLED]') return { state: 'cancelled', error: '' };
+  // "interrupted: …" is a daemon stop: the job is not over, it resumes when the daemon is back.
+  const interrupted = /^\[ERROR\] interrupted: /.exec(data);
+  if (interrupted) return { state: 'interrupted', error: data.slice(interrupted[0].length).trim() };
   if (data.startsWith('[ERROR]')) return { state: 'failed', error: data.slice(7).trim() || 'failed' };
   return null;
 }

@@ -53,7 +53,8 @@ void cli_table_free(struct cli_table *t);
  * showing it as bars (stdout a terminal), lines, or NDJSON (o->json).
  * Ctrl-C cancels the job on the daemon. what names the work in messages
  * ("pull", "verify"). Returns the exit status: 0 [DONE], 1 [ERROR],
- * 130 cancelled; or a negative ERR_* with a message.
+ * 75 [ERROR] interrupted (the daemon stopped first), 130 cancelled; or a
+ * negative ERR_* with a message.
  */
 int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 	       const struct cli_opts *o, const char *what, struct err *e);

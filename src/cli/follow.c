@@ -48,7 +48,10 @@ static void follow_on_sigint(int sig)
 
 enum view_mode { VIEW_BARS, VIEW_LINES, VIEW_JSON };
 
-enum follow_end { END_DONE = 1, END_ERROR, END_CANCELLED };
+enum follow_end { END_DONE = 1, END_ERROR, END_CANCELLED, END_INTERRUPTED };
+
+/* The daemon's message when it stopped before the job ended (docs/api.md). */
+#define FOLLOW_INTERRUPTED "interrupted:"
 
 struct vbar {
 	char *name;
@@ -342,7 +345,9 @@ static int follow_event(const struct cli_sse_event *ev, void *arg)
 		const char *m = ev->data + 7;
 		while (*m == ' ')
 			m++;
-		v->end = END_ERROR;
+		v->end = strncmp(m, FOLLOW_INTERRUPTED, strlen(FOLLOW_INTERRUPTED)) == 0
+			     ? END_INTERRUPTED
+			     : END_ERROR;
 		free(v->error);
 		v->error = xstrdup(m[0] ? m : "the job failed");
 	} else {
@@ -373,6 +378,22 @@ static int follow_finish(struct view *v, const char *job_id, struct err *e)
 			view_json("cancelled", NULL, NULL, NULL);
 		fprintf(stderr, "rbee-hive: job %s was cancelled\n", job_id);
 		return CLI_EXIT_CANCELLED;
+	case END_INTERRUPTED:
+		if (v->mode == VIEW_JSON)
+			view_json("interrupted", NULL, "message", json_string(v->error));
+		/* A download goes back to the daemon's queue; any other job must be asked again. */
+		if (strcmp(v->what, "pull") == 0)
+			fprintf(
+			    stderr,
+			    "rbee-hive: the daemon stopped; job %s resumes when the daemon is back "
+			    "(rbee-hive jobs shows it)\n",
+			    job_id);
+		else
+			fprintf(stderr,
+				"rbee-hive: the daemon stopped before %s ended; run it again when "
+				"the daemon is back\n",
+				v->what);
+		return CLI_EXIT_INTERRUPTED;
 	default:
 		if (v->mode == VIEW_JSON)
 			view_json("error", NULL, "message", json_string(v->error ? v->error : ""));

@@ -15,7 +15,16 @@
 #define CAP_HEADER_VALUE 8192               /* one HTTP header we keep */
 #define CAP_LISTING_BYTES (16 * 1024 * 1024) /* one Hub listing answer */
 #define CAP_LISTING_PAGES 1000              /* pagination of a tree listing */
-#define CAP_REPO_FILES 100000               /* files in one repo listing */
+/*
+ * One page of a tree listing, and any Hub answer read for GET /v1/sources.
+ * The Hub's pages hold at most 1000 entries (under 0.5 MiB); a parsed answer
+ * takes about ten times its size in memory, so this bounds each listing.
+ */
+#define CAP_LISTING_PAGE_BYTES (4 * 1024 * 1024)
+#define CAP_REPO_FILES 100000               /* files and folders in one repo listing */
+#define CAP_SOURCES_ENTRIES 20000           /* files and folders in one GET /v1/sources */
+#define CAP_SOURCES_ACTIVE 4                /* GET /v1/sources listings at once */
+#define CAP_SOURCES_DEADLINE_MS 30000       /* one GET /v1/sources listing, in all */
 #define CAP_MODEL_FILES 4096                /* files in one model */
 #define CAP_JSON_DEPTH 32                   /* nesting of JSON we accept */
 #define CAP_JOBS_KEPT 1000                  /* finished jobs kept */

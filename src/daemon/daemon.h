@@ -38,6 +38,7 @@ struct daemon_config {
 	int max_connections;   /* 0: CAP_CONNECTIONS */
 	int connection_timeout_s; /* idle HTTP connections; 0: 30 */
 	long request_deadline_ms; /* a request must arrive in full within it; 0: 10000 */
+	long sources_deadline_ms; /* one GET /v1/sources listing; 0: CAP_SOURCES_DEADLINE_MS */
 	int per_ip_connections;   /* connections from one address; 0: unlimited on
 				     loopback, DAEMON_PER_IP_DEFAULT beyond */
 	long keepalive_ms;     /* stream keep-alive comment period; 0: 15000 */
@@ -58,7 +59,9 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 int daemon_port(const struct daemon *d);
 /*
  * Stops accepting, answers 503 to new requests, cancels running transfers
- * (they stay resumable), ends every stream, flushes jobs, and frees d.
+ * (they stay resumable), flushes jobs, ends every stream with its job's
+ * terminal event ("[ERROR] interrupted: …" for the jobs cut short) before
+ * closing the connections, and frees d.
  * NULL is a no-op.
  */
 void daemon_stop(struct daemon *d);

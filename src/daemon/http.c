@@ -90,10 +90,41 @@ const char *http_header(const struct http_req *rq, const char *name)
 	return MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
 }
 
+/*
+ * The page loads only its own files (no inline script, style or handler),
+ * talks only to this daemon, and no other site may frame it, so a page
+ * elsewhere cannot overlay it to steer clicks on Delete or Pull. The same
+ * headers go on every answer: a JSON or stream answer opened as a page gets
+ * the same protection.
+ */
+static const char *const http_security_headers_table[][2] = {
+	{"Content-Security-Policy",
+	 "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+	 "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+	 "frame-ancestors 'none'"},
+	{"X-Frame-Options", "DENY"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"Referrer-Policy", "no-referrer"},
+};
+
+void http_security_headers(struct MHD_Response *resp)
+{
+	size_t n = sizeof(http_security_headers_table) / sizeof(http_security_headers_table[0]);
+	for (size_t i = 0; i < n; i++)
+		MHD_add_response_header(resp, http_security_headers_table[i][0],
+					http_security_headers_table[i][1]);
+}
+
 static void http_common_headers(struct MHD_Response *resp)
 {
-	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	http_security_headers(resp);
 	MHD_add_response_header(resp, "Cache-Control", "no-store");
+}
+
+void http_set_retry_after(struct http_req *rq, int seconds)
+{
+	rq->extra_header = "Retry-After";
+	snprintf(rq->extra_value, sizeof(rq->extra_value), "%d", seconds);
 }
 
 static int http_queue(struct http_req *rq, int status, struct MHD_Response *resp)

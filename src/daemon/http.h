@@ -39,6 +39,14 @@ struct conn_watch {
 	int64_t since_ms; /* waiting for a request since then */
 	int busy;         /* a request is being answered (a stream, say): no deadline */
 	int cut;
+	/*
+	 * A long handler's cancel token (http_work_begin): fired at cancel_at,
+	 * when the peer goes or when the daemon stops; cancel_why says which
+	 * (ERR_TIMEOUT, ERR_CANCELLED, ERR_SHUTDOWN).
+	 */
+	struct cancel_token *cancel;
+	int64_t cancel_at;
+	int cancel_why;
 	struct conn_watch *prev, *next;
 };
 
@@ -66,6 +74,9 @@ struct daemon {
 	pthread_t reaper; /* shuts down connections past their deadline */
 	int reaper_started;
 	atomic_int reaper_stop;
+
+	long sources_deadline_ms;  /* one GET /v1/sources listing */
+	atomic_int sources_active; /* listings running, at most CAP_SOURCES_ACTIVE */
 
 	atomic_int stopping;
 	atomic_long streams;
@@ -105,6 +116,8 @@ char *http_query_get(const struct http_req *rq, const char *key, int *bad);
 /* A request header or NULL. */
 const char *http_header(const struct http_req *rq, const char *name);
 
+/* The next answer of rq says when to ask again (a 503 of a full cap). */
+void http_set_retry_after(struct http_req *rq, int seconds);
 int http_reply_json(struct http_req *rq, int status, json_t *body); /* steals body */
 int http_reply_error(struct http_req *rq, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -116,6 +129,26 @@ int http_reply_text(struct http_req *rq, int status, const char *content_type, c
 		    size_t len, int copy);
 /* The event stream of a job, from after event id last_id. */
 int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id);
+
+/*
+ * Adds the headers every answer carries: Content-Security-Policy (the page's
+ * own files only, frame-ancestors 'none'), X-Frame-Options: DENY,
+ * X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer.
+ */
+struct MHD_Response;
+void http_security_headers(struct MHD_Response *resp);
+
+/*
+ * For a handler that waits on the network (a Hub listing): a new cancel
+ * token in *out, fired when deadline_ms have passed, when the client
+ * closes its connection, or when the daemon stops (within the reaper's
+ * period). http_work_end() unhooks and drops it and returns why it fired:
+ * 0 (it did not), ERR_TIMEOUT, ERR_CANCELLED (the client left) or
+ * ERR_SHUTDOWN.
+ */
+struct cancel_token;
+void http_work_begin(struct http_req *rq, long deadline_ms, struct cancel_token **out);
+int http_work_end(struct http_req *rq, struct cancel_token *t);
 
 /* HTTP connections open now (libmicrohttpd's count), or -1. */
 long http_connections(const struct daemon *d);

@@ -14,6 +14,7 @@
 
 #include <microhttpd.h>
 
+#include "core/cancel.h"
 #include "core/caps.h"
 #include "core/err.h"
 #include "core/parse.h"
@@ -219,6 +220,40 @@ static int route_partial_delete(struct http_req *rq)
 	return rc < 0 ? http_reply_err(rq, &e) : http_reply_json(rq, MHD_HTTP_OK, o);
 }
 
+/*
+ * One listing of a Hub repo, under the caps of GET /v1/sources: a few at
+ * once (each holds a connection thread and up to a Hub page in memory), a
+ * deadline for the whole, and a cancel when the client leaves or the daemon
+ * stops, so that nobody waits for an answer no one will read.
+ */
+static int route_sources_list(struct http_req *rq, const char *rev, json_t **o, struct err *e)
+{
+	struct daemon *d = rq->d;
+	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
+		atomic_fetch_sub(&d->sources_active, 1);
+		http_set_retry_after(rq, 1);
+		return err_set(e, ERR_RETRY, "%d repository listings are running; try again later",
+			       CAP_SOURCES_ACTIVE);
+	}
+	struct cancel_token *cancel = NULL;
+	http_work_begin(rq, d->sources_deadline_ms, &cancel);
+	int rc = hf_repo_files_json(d->prov_cfg, rq->params[0], rq->params[1], rev, cancel, o, e);
+	int why = http_work_end(rq, cancel);
+	atomic_fetch_sub(&d->sources_active, 1);
+	if (rc == 0 || !why)
+		return rc;
+	json_decref(*o);
+	*o = NULL;
+	if (why == ERR_TIMEOUT)
+		return err_set(e, ERR_TIMEOUT,
+			       "listing %s/%s took longer than %ld s; try again later, or pull "
+			       "by quantization tag or file path without listing",
+			       rq->params[0], rq->params[1], d->sources_deadline_ms / 1000);
+	if (why == ERR_SHUTDOWN)
+		return err_set(e, ERR_SHUTDOWN, "the daemon is shutting down");
+	return err_set(e, ERR_CANCELLED, "the client went away");
+}
+
 static int route_sources(struct http_req *rq)
 {
 	if (!rq->d->prov_cfg)
@@ -235,10 +270,12 @@ static int route_sources(struct http_req *rq)
 	/* A name or revision that cannot exist on the Hub is a bad ref: 422. */
 	if ((rc = name_check_hub(rq->params[0], strlen(rq->params[0]), &e)) < 0 ||
 	    (rc = name_check_hub(rq->params[1], strlen(rq->params[1]), &e)) < 0 ||
-	    (rev && (rc = revision_check(rev, strlen(rev), &e)) < 0))
+	    (rev && (rc = revision_check(rev, strlen(rev), &e)) < 0)) {
+		free(rev);
 		e.code = ERR_UNPROCESSABLE;
-	else
-		rc = hf_repo_files_json(rq->d->prov_cfg, rq->params[0], rq->params[1], rev, &o, &e);
+		return http_reply_err(rq, &e);
+	}
+	rc = route_sources_list(rq, rev, &o, &e);
 	free(rev);
 	if (rc < 0)
 		return http_reply_err(rq, &e);
@@ -452,6 +489,7 @@ static int route_metrics(struct http_req *rq)
 		return MHD_NO;
 	}
 	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	http_security_headers(resp);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);

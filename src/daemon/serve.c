@@ -48,6 +48,7 @@ struct serve_opts {
 	uint64_t connections;
 	uint64_t http_connections;
 	uint64_t http_per_ip;
+	uint64_t sources_deadline_s;
 	const char *limit_rate;
 	int offline;
 	const char *log_level;
@@ -83,6 +84,8 @@ static const struct serve_flag serve_flags[] = {
 	 "N  HTTP connections at once (1024)"},
 	{"--http-per-ip", OPT_U64, O(http_per_ip), 1, CAP_CONNECTIONS,
 	 "N  HTTP connections from one address (64 beyond loopback; no limit on it)"},
+	{"--sources-deadline", OPT_U64, O(sources_deadline_s), 1, 3600,
+	 "S  time limit of one repository listing, GET /v1/sources (30)"},
 	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
 	 "(no cap)"},
 	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
@@ -274,6 +277,7 @@ int daemon_serve_main(int argc, char **argv)
 		.max_jobs = (int)o.max_jobs,
 		.max_connections = (int)o.http_connections,
 		.per_ip_connections = (int)o.http_per_ip,
+		.sources_deadline_ms = (long)o.sources_deadline_s * 1000,
 		.resume = 1,
 		.prov_cfg = &pc,
 	};

@@ -17,6 +17,7 @@
 
 #include <microhttpd.h>
 
+#include "core/cancel.h"
 #include "core/caps.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -32,6 +33,7 @@
 #define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
 #define DAEMON_REQUEST_DEADLINE_MS 10000
 #define DAEMON_REAPER_PERIOD_MS 200
+#define DAEMON_STOP_STREAMS_MS 500 /* a stop waits that long for streams to send their end */
 
 /*
  * The step of the latest daemon_stop(), for daemon_stop_report() on a
@@ -109,10 +111,41 @@ static void server_notify(void *cls, struct MHD_Connection *conn, void **socket_
 	*socket_context = NULL;
 }
 
+/* 1 when the peer of fd has closed its side or the socket failed. */
+static int conn_fd_gone(int fd)
+{
+	if (fd < 0)
+		return 0;
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+}
+
+/*
+ * Fires the cancel token of w's handler when it is due: why, else its
+ * deadline or a vanished peer. Caller holds conns_mu, which keeps the token
+ * alive (http_work_end unhooks it under the same lock); no wake callback is
+ * registered on these tokens, so firing under the lock is quick.
+ */
+static void conn_work_check(struct conn_watch *w, int64_t now, int why)
+{
+	if (!w->cancel || w->cancel_why)
+		return;
+	if (!why && now >= w->cancel_at)
+		why = ERR_TIMEOUT;
+	if (!why && conn_fd_gone(w->fd))
+		why = ERR_CANCELLED;
+	if (!why)
+		return;
+	w->cancel_why = why;
+	cancel_fire(w->cancel);
+}
+
 /*
  * Shuts down the connections that have waited for a complete request longer
  * than the deadline; libmicrohttpd then sees the end of the stream and
- * closes them on their own threads.
+ * closes them on their own threads. Cancels the long handlers that are due.
  */
 static void *server_reaper_main(void *arg)
 {
@@ -121,8 +154,10 @@ static void *server_reaper_main(void *arg)
 		sleep_ms(DAEMON_REAPER_PERIOD_MS);
 		int64_t now = now_ms();
 		int cut = 0;
+		int why = atomic_load(&d->stopping) ? ERR_SHUTDOWN : 0;
 		pthread_mutex_lock(&d->conns_mu);
 		for (struct conn_watch *w = d->conns; w; w = w->next) {
+			conn_work_check(w, now, why);
 			if (w->busy || w->cut || w->fd < 0 || now - w->since_ms <= d->request_deadline_ms)
 				continue;
 			shutdown(w->fd, SHUT_RDWR);
@@ -264,15 +299,44 @@ static void sse_set(struct sse *s, char *text)
 	s->off = 0;
 }
 
-/* 1 when the peer has closed its side or the socket failed. */
+void http_work_begin(struct http_req *rq, long deadline_ms, struct cancel_token **out)
+{
+	struct daemon *d = rq->d;
+	struct cancel_token *t = cancel_new();
+	*out = t;
+	struct conn_watch *w = conn_watch_of(rq->conn);
+	if (!w)
+		return;
+	pthread_mutex_lock(&d->conns_mu);
+	w->cancel = t;
+	w->cancel_at = now_ms() + deadline_ms;
+	w->cancel_why = 0;
+	/* A stop that began before the hook would otherwise be missed until the reaper's turn. */
+	conn_work_check(w, now_ms(), atomic_load(&d->stopping) ? ERR_SHUTDOWN : 0);
+	pthread_mutex_unlock(&d->conns_mu);
+}
+
+int http_work_end(struct http_req *rq, struct cancel_token *t)
+{
+	struct daemon *d = rq->d;
+	int why = 0;
+	struct conn_watch *w = conn_watch_of(rq->conn);
+	if (w) {
+		pthread_mutex_lock(&d->conns_mu);
+		if (w->cancel == t) {
+			why = w->cancel_why;
+			w->cancel = NULL;
+			w->cancel_why = 0;
+		}
+		pthread_mutex_unlock(&d->conns_mu);
+	}
+	cancel_unref(t);
+	return why;
+}
+
 static int sse_peer_gone(const struct sse *s)
 {
-	if (s->fd < 0)
-		return 0;
-	struct pollfd p = {.fd = s->fd, .events = POLLRDHUP};
-	if (poll(&p, 1, 0) <= 0)
-		return 0;
-	return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
+	return conn_fd_gone(s->fd);
 }
 
 static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
@@ -282,7 +346,8 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 	while (s->off == s->len) {
 		if (s->done)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		if (atomic_load(&s->d->stopping) || sse_peer_gone(s))
+		/* During a stop the job's terminal event is still to come: no early exit. */
+		if (sse_peer_gone(s))
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		struct job_event ev;
 		int rc = job_watch_next(s->w, DAEMON_STREAM_SLICE_MS, &ev);
@@ -323,6 +388,7 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
 	struct daemon *d = rq->d;
 	if (atomic_fetch_add(&d->streams, 1) >= d->max_streams) {
 		atomic_fetch_sub(&d->streams, 1);
+		http_set_retry_after(rq, 1);
 		return http_reply_error(rq, ERR_RETRY, "%ld streams are open; try again later",
 					d->max_streams);
 	}
@@ -353,7 +419,7 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
 	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
 	MHD_add_response_header(resp, "Cache-Control", "no-cache");
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-	MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+	http_security_headers(resp);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
@@ -422,6 +488,8 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	pthread_mutex_init(&d->conns_mu, NULL);
 	d->request_deadline_ms =
 		cfg->request_deadline_ms > 0 ? cfg->request_deadline_ms : DAEMON_REQUEST_DEADLINE_MS;
+	d->sources_deadline_ms =
+	    cfg->sources_deadline_ms > 0 ? cfg->sources_deadline_ms : CAP_SOURCES_DEADLINE_MS;
 	/*
 	 * Beyond loopback one remote host may not take every connection; on
 	 * loopback every local client shares one address, so only an explicit
@@ -534,6 +602,11 @@ void daemon_stop(struct daemon *d)
 	if (!d)
 		return;
 	atomic_store(&d->stopping, 1);
+	/* Handlers waiting on the network give up now, not at the reaper's next turn. */
+	pthread_mutex_lock(&d->conns_mu);
+	for (struct conn_watch *w = d->conns; w; w = w->next)
+		conn_work_check(w, now_ms(), ERR_SHUTDOWN);
+	pthread_mutex_unlock(&d->conns_mu);
 	if (d->mhd) {
 		/* Stop accepting first; then end the jobs, which ends the streams. */
 		MHD_socket s = MHD_quiesce_daemon(d->mhd);
@@ -547,6 +620,14 @@ void daemon_stop(struct daemon *d)
 	pthread_mutex_lock(&stop_mu);
 	stop_flushed = flushed;
 	pthread_mutex_unlock(&stop_mu);
+	/*
+	 * Every job has its terminal event now; give the streams a moment to
+	 * hand it to their sockets before the connections are closed.
+	 */
+	stop_set("sending the last event of every stream", NULL);
+	int64_t until = now_ms() + DAEMON_STOP_STREAMS_MS;
+	while (atomic_load(&d->streams) > 0 && now_ms() < until)
+		sleep_ms(10);
 	stop_set("closing the HTTP connections", NULL);
 	atomic_store(&d->reaper_stop, 1);
 	if (d->reaper_started)

@@ -90,8 +90,10 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 		     struct err *e);
 /*
  * Stops new submissions (ERR_SHUTDOWN), cancels running jobs while keeping
- * them resumable (state interrupted), wakes every watcher, joins the workers
- * and flushes job rows. Idempotent.
+ * them resumable (state interrupted), joins the workers and flushes job
+ * rows; then every job that has not ended (queued ones) gets the terminal
+ * event "[ERROR] interrupted: …" too, so that each watcher reads why its
+ * stream ends. Idempotent.
  */
 void job_registry_shutdown(struct job_registry *r);
 /*
@@ -141,7 +143,8 @@ int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id,
 /*
  * Waits up to timeout_ms for the next event. Returns 1 with *ev filled (the
  * caller frees ev->data), 0 on timeout, or ERR_SHUTDOWN when the registry
- * shuts down before another event exists. After a terminal event it returns
+ * has shut down and no event is left to read (during a stop it waits for
+ * the job's terminal event, which the stop appends). After a terminal event it returns
  * 0 on every call.
  */
 int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev);

@@ -415,6 +415,18 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 	return 0;
 }
 
+/*
+ * What a job's watchers read when a daemon stop cuts it short: downloads go
+ * back to the queue at the next start (job_resume_all), other operations
+ * end there, so their callers must ask again.
+ */
+static void job_set_interrupted_msg(struct job *j)
+{
+	snprintf(j->error, sizeof(j->error), "interrupted: the daemon is stopping; %s",
+		 j->op->pool == JOB_POOL_DOWNLOAD ? "the job resumes when the daemon is back"
+						  : "run it again when the daemon is back");
+}
+
 /* Ends a job after its handler returned rc. Caller holds r->lock. */
 static void job_finish_locked(struct job_registry *r, struct job *j, int rc, const struct err *e)
 {
@@ -422,8 +434,7 @@ static void job_finish_locked(struct job_registry *r, struct job *j, int rc, con
 		job_end_locked(r, j, JOB_SUCCEEDED, JOB_EV_DONE, xstrdup("[DONE]"));
 	} else if (rc == ERR_CANCELLED || cancel_is_set(j->cancel)) {
 		if (j->shutdown_cancel) {
-			snprintf(j->error, sizeof(j->error),
-				 "interrupted: the daemon is shutting down; the job resumes on restart");
+			job_set_interrupted_msg(j);
 			job_end_locked(r, j, JOB_INTERRUPTED, JOB_EV_ERROR,
 				       xasprintf("[ERROR] %s", j->error));
 		} else {
@@ -804,7 +815,22 @@ void job_registry_shutdown(struct job_registry *r)
 		pthread_join(r->persister, NULL);
 	r->persister_started = 0;
 	pthread_mutex_lock(&r->lock);
+	/*
+	 * Every job that has not ended (the queued ones; a running one ended
+	 * interrupted when its worker returned) tells its watchers why their
+	 * stream ends, now that its row is on disk. Its state stays as
+	 * written, so that the next start picks it up.
+	 */
+	for (size_t i = 0; i < r->n_jobs; i++) {
+		struct job *j = r->jobs[i];
+		if (j->ended)
+			continue;
+		job_set_interrupted_msg(j);
+		job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", j->error));
+	}
 	r->shut_down = 1;
+	for (size_t i = 0; i < r->n_jobs; i++)
+		pthread_cond_broadcast(&r->jobs[i]->cv);
 	pthread_mutex_unlock(&r->lock);
 }
 
@@ -1028,7 +1054,11 @@ int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev)
 			rc = 1;
 			break;
 		}
-		if (r->stopping) {
+		/*
+		 * A stop ends every job with a terminal event before shut_down is
+		 * set, so a watcher waits for that event rather than leaving early.
+		 */
+		if (r->shut_down) {
 			rc = ERR_SHUTDOWN;
 			break;
 		}

@@ -188,6 +188,7 @@ void hf_resp_cleanup(struct hf_resp *r)
 struct body_buf {
 	char *buf;
 	size_t len, cap;
+	size_t max; /* the answer's cap */
 	int over;
 };
 
@@ -195,7 +196,7 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *arg)
 {
 	struct body_buf *b = arg;
 	size_t n = sz * nm;
-	if (b->len + n > CAP_LISTING_BYTES) {
+	if (b->len + n > b->max) {
 		b->over = 1;
 		return 0;
 	}
@@ -299,7 +300,7 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 			struct cancel_token *cancel, struct hf_resp *r, CURLcode *cc,
 			struct err *e)
 {
-	struct body_buf b = {0};
+	struct body_buf b = {.max = c->max_answer ? c->max_answer : CAP_LISTING_BYTES};
 	struct curl_slist *hdrs = NULL;
 	char *auth = NULL;
 	CURL *h = curl_easy_init();
@@ -335,8 +336,8 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 		goto out;
 	}
 	if (b.over) {
-		rc = err_set(e, ERR_TOO_LARGE, "answer from %s is over %d bytes", c->endpoint,
-			     CAP_LISTING_BYTES);
+		rc = err_set(e, ERR_TOO_LARGE, "answer from %s is over the cap of %zu bytes",
+			     c->endpoint, b.max);
 		goto out;
 	}
 	if (*cc != CURLE_OK) {
@@ -650,6 +651,11 @@ static int get_u64(json_t *v, uint64_t *out)
 
 static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_id, struct err *e)
 {
+	/* Folders cost as much to read and keep as files: they count the same. */
+	size_t cap = out->max_entries ? out->max_entries : CAP_REPO_FILES;
+	if (++out->entries > cap)
+		return err_set(e, ERR_TOO_LARGE, "%s has more than %zu files and folders", repo_id,
+			       cap);
 	json_t *type = json_object_get(it, "type");
 	json_t *path = json_object_get(it, "path");
 	if (!json_is_string(type) || !json_is_string(path))
@@ -745,6 +751,10 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 	struct hf_resp r = {0};
 	char next[CAP_URL_LEN + 1];
 	int rc = 0;
+	/* Each page is read, parsed and dropped before the next: the cap is per page. */
+	struct hf_client pc = *c;
+	if (!pc.max_answer || pc.max_answer > CAP_LISTING_PAGE_BYTES)
+		pc.max_answer = CAP_LISTING_PAGE_BYTES;
 	snprintf(out->commit, sizeof(out->commit), "%s", commit);
 	for (int page = 0;; page++) {
 		if (page >= CAP_LISTING_PAGES) {
@@ -752,7 +762,7 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 				     CAP_LISTING_PAGES);
 			goto out;
 		}
-		rc = hf_request(c, "GET", url, HF_REDIRECT_SAME_HOST, cancel, &r, e);
+		rc = hf_request(&pc, "GET", url, HF_REDIRECT_SAME_HOST, cancel, &r, e);
 		if (rc == 0)
 			rc = check_status(c, &r, &w, e);
 		if (rc == 0)
@@ -846,13 +856,17 @@ out:
 	return rc;
 }
 
+/* Files between two looks at the cancel token while the answer is built. */
+#define HF_SOURCES_CANCEL_EVERY 1024
+
 int hf_repo_files_json(const struct prov_config *cfg, const char *org, const char *repo,
-		       const char *revision, json_t **out, struct err *e)
+		       const char *revision, struct cancel_token *cancel, json_t **out,
+		       struct err *e)
 {
 	struct hf_client c;
 	struct hf_listing l;
 	char commit[41];
-	json_t *doc = NULL;
+	json_t *doc = NULL, *by_tag = NULL;
 	hf_listing_init(&l);
 	*out = NULL;
 	const char *rev = revision && *revision ? revision : "main";
@@ -860,25 +874,39 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 	int rc = hf_client_init(&c, cfg, e);
 	if (rc)
 		return rc;
+	/*
+	 * A listing for a person to choose from: every answer of the Hub and
+	 * the number of entries have caps well below a download's, so that a
+	 * few listings at once stay small in memory.
+	 */
+	c.max_answer = CAP_LISTING_PAGE_BYTES;
+	l.max_entries = CAP_SOURCES_ENTRIES;
 	if (name_check_hub(org, strlen(org), &ne) || name_check_hub(repo, strlen(repo), &ne) ||
 	    revision_check(rev, strlen(rev), &ne)) {
 		rc = err_set(e, ERR_UNPROCESSABLE, "repo '%s/%s': %s", org, repo, err_msg(&ne));
 		goto out;
 	}
-	rc = hf_resolve_commit(&c, org, repo, rev, NULL, commit, NULL, e);
+	rc = hf_resolve_commit(&c, org, repo, rev, cancel, commit, NULL, e);
 	if (rc)
 		goto out;
-	rc = hf_list_tree(&c, org, repo, commit, NULL, &l, e);
+	rc = hf_list_tree(&c, org, repo, commit, cancel, &l, e);
 	if (rc)
 		goto out;
 	doc = json_object();
+	by_tag = json_object(); /* tag -> its entry of quants (borrowed) */
 	json_t *files = json_array(), *quants = json_array();
 	char repo_id[2 * CAP_REPO_ID_LEN + 2];
 	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
 	json_set_str(doc, "repo", repo_id);
 	json_set_str(doc, "revision", rev);
 	json_set_str(doc, "commit", commit);
+	json_object_set_new(doc, "files", files);
+	json_object_set_new(doc, "quants", quants);
 	for (size_t i = 0; i < l.n; i++) {
+		if (i % HF_SOURCES_CANCEL_EVERY == 0 && cancel && cancel_is_set(cancel)) {
+			rc = err_set(e, ERR_CANCELLED, "listing %s: cancelled", repo_id);
+			goto out;
+		}
 		const struct hf_file *f = &l.files[i];
 		json_t *jf = json_object();
 		char tag[HF_QUANT_MAX];
@@ -896,14 +924,7 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 		json_array_append_new(files, jf);
 		if (!has_tag)
 			continue;
-		json_t *q = NULL;
-		size_t k;
-		json_t *it;
-		json_array_foreach(quants, k, it)
-		{
-			if (strcmp(json_string_value(json_object_get(it, "tag")), tag) == 0)
-				q = it;
-		}
+		json_t *q = json_object_get(by_tag, tag);
 		if (!q) {
 			q = json_object();
 			json_set_str(q, "tag", tag);
@@ -913,17 +934,17 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 			json_set_str(q, "ref", ref);
 			free(ref);
 			json_array_append_new(quants, q);
+			json_object_set(by_tag, tag, q);
 		}
 		json_set_int(q, "size",
 			     (long long)json_integer_value(json_object_get(q, "size")) +
 				     (long long)f->size);
 		json_array_append_new(json_object_get(q, "files"), json_string(f->path));
 	}
-	json_object_set_new(doc, "files", files);
-	json_object_set_new(doc, "quants", quants);
 	*out = doc;
 	doc = NULL;
 out:
+	json_decref(by_tag);
 	json_decref(doc);
 	hf_listing_cleanup(&l);
 	hf_client_cleanup(&c);

@@ -32,6 +32,7 @@ struct hf_client {
 	char *token;                    /* NULL: none; never logged */
 	int offline;
 	int endpoint_loopback; /* plain http:// to loopback hosts is allowed */
+	size_t max_answer;     /* bytes of one answer read; 0: CAP_LISTING_BYTES */
 	char user_agent[64];
 };
 
@@ -122,8 +123,10 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
 
 /*
  * Every file of the repo at commit through the recursive tree listing,
- * following Link rel="next" (at most CAP_LISTING_PAGES pages). Each path goes
- * through path_check_repo; a bad one fails the whole listing.
+ * following Link rel="next" (at most CAP_LISTING_PAGES pages of at most
+ * CAP_LISTING_PAGE_BYTES each, parsed one at a time). Folders count toward
+ * out->max_entries as files do. Each path goes through path_check_repo; a bad
+ * one fails the whole listing.
  */
 int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 		 const char *commit, struct cancel_token *cancel, struct hf_listing *out,
@@ -167,9 +170,13 @@ int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
  *    "files":[{"path","size","sha256"|null,"quant"|null,"shard"|null,"shards"|null}],
  *    "quants":[{"tag":"Q4_K_M","size":N,"files":["a-00001-of-00002.gguf",...],
  *               "ref":"hf:org/repo:Q4_K_M"}]}
- * *out is a new reference. Errors as for provisioning (not found, gated, offline).
+ * *out is a new reference. Errors as for provisioning (not found, gated, offline),
+ * ERR_TOO_LARGE past CAP_SOURCES_ENTRIES files and folders or an answer of
+ * the Hub over CAP_LISTING_PAGE_BYTES, ERR_CANCELLED when cancel (may be
+ * NULL) fires.
  */
 int hf_repo_files_json(const struct prov_config *cfg, const char *org, const char *repo,
-		       const char *revision, json_t **out, struct err *e);
+		       const char *revision, struct cancel_token *cancel, json_t **out,
+		       struct err *e);
 
 #endif

@@ -34,6 +34,8 @@ struct hf_listing {
 	struct hf_file *files;
 	size_t n, cap;
 	char commit[41];
+	/* Tree entries seen, folders included, and their cap (0: CAP_REPO_FILES). */
+	size_t entries, max_entries;
 };
 
 void hf_listing_init(struct hf_listing *l);

@@ -143,6 +143,12 @@ class Repo:
         self.access = spec.get("access")  # tokens allowed; None = every valid token
         self.revisions = dict(spec.get("revisions") or {})
         self.tags = set(spec.get("tags") or [])
+        # A hostile or odd hub's tree listing: extra folders, pages of any
+        # size (the real Hub stops at 1000 entries), an answer that takes long.
+        self.tree_dirs = int(spec.get("tree_dirs") or 0)
+        self.tree_page_size = int(spec.get("tree_page_size") or 0)
+        self.tree_delay = float(spec.get("tree_delay_seconds") or 0)
+        self.tree_cache = {}  # (commit, prefix, recursive) -> sorted entries
         rf = spec.get("renamed_from") or []
         self.renamed_from = [rf] if isinstance(rf, str) else list(rf)
         self.commits = {}
@@ -636,8 +642,31 @@ class Handler(BaseHTTPRequestHandler):
         if commit is None:
             return
         recursive = self.qs.get("recursive", ["false"])[0].lower() in ("1", "true")
-        files = repo.commits[commit]
+        if repo.tree_delay:
+            time.sleep(repo.tree_delay)
         prefix = sub + "/" if sub else ""
+        key = (commit, prefix, recursive)
+        with self.state.lock:
+            entries = repo.tree_cache.get(key)
+        if entries is None:
+            entries = self.tree_entries(repo, commit, sub, prefix, recursive, rev)
+            if entries is None:
+                return
+            with self.state.lock:
+                repo.tree_cache[key] = entries
+        with self.state.lock:
+            page = self.state.page_size
+        try:
+            page = max(1, min(1000, int(self.qs.get("limit", [page])[0])))
+        except ValueError:
+            pass
+        if repo.tree_page_size:
+            page = repo.tree_page_size
+        return self.tree_page(commit, entries, page)
+
+    def tree_entries(self, repo, commit, sub, prefix, recursive, rev):
+        """The sorted entries of one tree listing, or None after answering 404."""
+        files = repo.commits[commit]
         dirs = set()
         entries = []
         for rf in files.values():
@@ -653,19 +682,22 @@ class Handler(BaseHTTPRequestHandler):
                     e["lfs"] = {"oid": rf.sha256, "size": rf.size, "pointerSize": rf.pointer_size}
                 entries.append(e)
         if sub and not dirs and not entries:
-            return self.hub_error(404, "EntryNotFound", "%s does not exist on \"%s\"" % (sub, rev),
-                                  [("X-Repo-Commit", commit)])
+            self.hub_error(404, "EntryNotFound", "%s does not exist on \"%s\"" % (sub, rev),
+                           [("X-Repo-Commit", commit)])
+            return None
         for d in dirs:
             if recursive or "/" not in d[len(prefix):]:
                 oid = hashlib.sha1(("tree " + d).encode()).hexdigest()
                 entries.append({"type": "directory", "oid": oid, "size": 0, "path": d})
+        if recursive and not sub:
+            for i in range(repo.tree_dirs):
+                d = "dirs/d%07d" % i
+                entries.append({"type": "directory", "oid": hashlib.sha1(d.encode()).hexdigest(),
+                                "size": 0, "path": d})
         entries.sort(key=lambda e: e["path"])
-        with self.state.lock:
-            page = self.state.page_size
-        try:
-            page = max(1, min(1000, int(self.qs.get("limit", [page])[0])))
-        except ValueError:
-            pass
+        return entries
+
+    def tree_page(self, commit, entries, page):
         start = 0
         cur = self.qs.get("cursor", [None])[0]
         if cur:

@@ -120,6 +120,10 @@ class Stub:
         if m.endswith(":fail"):
             self.emit(job, "error", "digest mismatch on x.gguf")
             return
+        if m.endswith(":stop"):
+            self.emit(job, "error", "interrupted: the daemon is stopping; "
+                      "the job resumes when the daemon is back")
+            return
         if m.endswith(":slow"):
             # Runs until cancelled, a few progress events a second.
             done = 0
@@ -393,6 +397,19 @@ class CliStubTest(CliMixin, unittest.TestCase):
         self.assertEqual(rc, 1)
         last = json.loads(out.splitlines()[-1])
         self.assertEqual(last, {"event": "error", "message": "digest mismatch on x.gguf"})
+
+    def test_pull_interrupted_by_a_stop(self):
+        # The daemon stopped first: not a failure of the job, which resumes.
+        rc, out, err = self.run_cli("pull", "hf:org/repo:stop")
+        self.assertEqual(rc, 75, err)
+        self.assertRegex(err, r"rbee-hive: the daemon stopped; job job-[0-9a-f]+ resumes when "
+                              r"the daemon is back")
+        self.assertNotIn("failed", err)
+        rc, out, err = self.run_cli("pull", "--json", "hf:org/repo:stop")
+        self.assertEqual(rc, 75)
+        last = json.loads(out.splitlines()[-1])
+        self.assertEqual(last["event"], "interrupted")
+        self.assertTrue(last["message"].startswith("interrupted: the daemon is stopping"), last)
 
     def test_pull_resumes_dropped_stream(self):
         STUB.drop_after = 3

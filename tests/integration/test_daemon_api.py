@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
@@ -274,6 +275,34 @@ class DaemonApiTest(unittest.TestCase):
         status, j = d.call("GET", "/v1/sources/hf/org/..")
         self.assertIn(status, (400, 404, 422))
 
+    def test_security_headers_on_every_answer(self):
+        # No site may frame the page (clickjacking), the page runs only its own
+        # files, and no answer is sniffed or leaks a referrer: on the page, its
+        # assets, JSON, errors, the metrics and a job stream alike.
+        d = self.daemon("headers")
+        job_id = d.submit({"operation": "model_list"})
+        want = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer"}
+        for method, path in [("GET", "/"), ("GET", "/app.js"), ("GET", "/style.css"),
+                             ("GET", "/health"), ("GET", "/metrics"), ("GET", "/v1/models"),
+                             ("GET", "/v1/jobs/job-ffffffffffffffff"), ("GET", "/no-such"),
+                             ("PUT", "/v1/jobs"), ("GET", "/v1/jobs/%s/stream" % job_id)]:
+            req = urllib.request.Request(d.url + path, method=method)
+            try:
+                with urllib.request.urlopen(req, timeout=10) as r:
+                    h = r.headers
+                    r.read()
+            except urllib.error.HTTPError as e:
+                h = e.headers
+            for k, v in want.items():
+                self.assertEqual(h.get(k), v, (path, k))
+            csp = {p.strip().split(" ")[0]: p.strip() for p in
+                   (h.get("Content-Security-Policy") or "").split(";") if p.strip()}
+            self.assertEqual(csp.get("frame-ancestors"), "frame-ancestors 'none'", path)
+            self.assertEqual(csp.get("default-src"), "default-src 'self'", path)
+            for directive in ("script-src", "style-src"):
+                self.assertNotIn("unsafe", csp.get(directive, ""), (path, directive))
+
     def test_bad_input(self):
         d = self.daemon("bad")
         cases = [
@@ -386,6 +415,50 @@ class DaemonApiTest(unittest.TestCase):
         rc, took = d.term()
         self.assertEqual(rc, 0)
 
+    def test_stop_tells_streams_and_pull_then_resumes(self):
+        # A stop ends every open stream with [ERROR] interrupted: …, the running
+        # job's and the queued one's alike, before the connections close; `pull`
+        # says that the job resumes when the daemon is back and exits 75.
+        d = self.daemon("stop-streams", ["--max-jobs", "1"])
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RBEE_HIVE")}
+        env["RBEE_HIVE_URL"] = d.url
+        pull = subprocess.Popen([BIN, "pull", "hf:org/slow-GGUF"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: pull.poll() is None and pull.kill())
+        running = wait_for(lambda: d.call("GET", "/v1/jobs?state=running")[1]["jobs"],
+                           lambda js: js and bytes_done(js[0]) > 0)[0]["job_id"]
+        queued = d.submit({"operation": "model_download", "model": "hf:org/small-GGUF"})
+        self.assertEqual(d.job(queued)["state"], "queued")
+        got = {running: [], queued: []}
+
+        def watch(job_id):
+            try:
+                d.stream(job_id, timeout=20, until=lambda ev: got[job_id].append(ev[-1]))
+            except OSError:
+                pass
+        threads = [threading.Thread(target=watch, args=(j,)) for j in got]
+        for t in threads:
+            t.start()
+        wait_for(lambda: all(got.values()), bool)
+        rc, took = d.term()
+        for t in threads:
+            t.join(timeout=15)
+        self.assertEqual(rc, 0)
+        self.assertLess(took, 2.0)
+        for job_id, events in got.items():
+            self.assertTrue(events and events[-1][2].startswith("[ERROR] interrupted: "),
+                            (job_id, events[-3:]))
+            self.assertIn("resumes", events[-1][2])
+        out, err = pull.communicate(timeout=15)
+        self.assertEqual(pull.returncode, 75, (out, err))
+        self.assertIn("job %s resumes when the daemon is back" % running, err)
+
+        d.start()
+        for job_id in (running, queued):
+            j = d.wait_job(job_id, lambda j: j["state"] in ("succeeded", "failed"), timeout=120)
+            self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual(d.term()[0], 0)
+
     def test_kill9_resume_completes(self):
         d = self.daemon("kill9")
         job_id = d.submit({"operation": "model_download", "model": "hf:org/slow-GGUF"})
@@ -478,7 +551,7 @@ class DaemonApiTest(unittest.TestCase):
         want = {"--bind": "(127.0.0.1)", "--port": "(7835;", "--max-jobs": "(2)",
                 "--connections": "(8)", "--http-connections": "(1024)",
                 "--http-per-ip": "(64 beyond loopback; no limit on it)",
-                "--limit-rate": "(no cap)", "--offline": "(off)", "--hive-id": "(none: any)",
+                "--limit-rate": "(no cap)", "--sources-deadline": "(30)", "--offline": "(off)", "--hive-id": "(none: any)",
                 "--log-level": "$RBEE_HIVE_LOG, else info)",
                 "--data-dir": "$RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive",
                 "--hf-cache": "else DATA/hub)"}

@@ -188,7 +188,7 @@ static int repo_files(const struct prov_config *cfg, const char *arg)
 	}
 	json_t *out = NULL;
 	struct err e = {0};
-	int rc = hf_repo_files_json(cfg, org, rest, rev, &out, &e);
+	int rc = hf_repo_files_json(cfg, org, rest, rev, NULL, &out, &e);
 	json_t *o = out ? out : json_object();
 	if (rc) {
 		json_set_str(o, "event", "error");

@@ -23,6 +23,11 @@ export async function openBrowser({ colorScheme = 'dark' } = {}) {
   ctx.setDefaultTimeout(15000);
   const page = ctx.pages()[0] || await ctx.newPage();
   const seen = { requests: [], errors: [] };
+  // A Content-Security-Policy violation is an error of the page, whether or
+  // not the browser also logs it: every document reports it on the console.
+  await ctx.addInitScript(() => document.addEventListener('securitypolicyviolation', (e) => {
+    console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`);
+  }));
   page.on('request', (r) => seen.requests.push(r.url()));
   page.on('pageerror', (e) => seen.errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') seen.errors.push(m.text()); });

@@ -117,7 +117,27 @@ test('the daemon serves the page and its assets', { skip, timeout: 30000 }, asyn
     const r = await fetch(`${url}${p}`);
     assert.equal(r.status, 200, p);
     assert.match(r.headers.get('content-type'), new RegExp(type), p);
+    assert.equal(r.headers.get('x-frame-options'), 'DENY', p);
+    assert.match(r.headers.get('content-security-policy'), /frame-ancestors 'none'/, p);
+    assert.match(r.headers.get('content-security-policy'), /default-src 'self'/, p);
   }
+});
+
+test('no other page can frame the page', { skip, timeout: 30000 }, async () => {
+  const { page } = browser;
+  const before = browser.seen.errors.length;
+  await page.setContent(`<iframe id="f" src="${url}/"></iframe>`);
+  await until('the frame to settle', async () => page.frames().length > 1, 10000);
+  await new Promise((r) => setTimeout(r, 1000));
+  for (const f of page.frames().slice(1)) {
+    const form = await f.$('#pull-form').catch(() => null);
+    assert.equal(form, null, `the page loaded inside a frame (${f.url()})`);
+  }
+  // Only the refusal itself was reported; forget it for the next tests.
+  assert.ok(browser.seen.errors.slice(before).every((e) => /frame-ancestors|frame/i.test(e)),
+    browser.seen.errors.slice(before).join('\n'));
+  browser.seen.errors.length = before;
+  await page.goto('about:blank');
 });
 
 test('pull, watch, cancel, retry, delete through the real daemon', { skip, timeout: 240000 }, async () => {

@@ -145,7 +145,12 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAf
     if (!file.startsWith(path.resolve(uiDir) + path.sep) || !fs.existsSync(file)) {
       return fail(res, 404, 'not_found', 'no such page');
     }
-    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream' });
+    // The real daemon's policy (src/daemon/http.c), so that every mock test runs the page under it.
+    res.writeHead(200, { 'Content-Type': TYPES[path.extname(file)] || 'application/octet-stream',
+      'Content-Security-Policy': "default-src 'self'; script-src 'self'; style-src 'self'; "
+        + "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+        + "form-action 'self'; frame-ancestors 'none'",
+      'X-Frame-Options': 'DENY' });
     res.end(fs.readFileSync(file));
   }
 

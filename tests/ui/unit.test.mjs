@@ -42,6 +42,9 @@ test('terminal lines', () => {
   assert.deepEqual(terminalOf('[DONE]'), { state: 'done', error: '' });
   assert.deepEqual(terminalOf('[CANCELLED]'), { state: 'cancelled', error: '' });
   assert.deepEqual(terminalOf('[ERROR] disk full'), { state: 'failed', error: 'disk full' });
+  // A daemon stop is not a failure of the job: it resumes when the daemon is back.
+  assert.deepEqual(terminalOf('[ERROR] interrupted: the daemon is stopping; the job resumes when the daemon is back'),
+    { state: 'interrupted', error: 'the daemon is stopping; the job resumes when the daemon is back' });
   assert.equal(terminalOf('downloading x'), null);
 });
 
