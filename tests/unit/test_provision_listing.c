@@ -19,7 +19,8 @@
 static int parse(const char *body, const char *link, struct hf_listing *l, char *next,
 		 size_t next_size, struct err *e)
 {
-	return hf_tree_page_parse(body, strlen(body), link, "org/repo", l, next, next_size, e);
+	return hf_tree_page_parse(body, strlen(body), link, "org/repo", NULL, l, next, next_size,
+				  e);
 }
 
 static void test_page(void **state)
