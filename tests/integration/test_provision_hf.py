@@ -495,6 +495,10 @@ class ProvisionHF(unittest.TestCase):
         self.assertEqual(quants["Q4_K_M"]["size"], sum(s["size"] for s in self.shards))
         self.assertEqual(quants["Q4_K_M"]["ref"], "hf:%s:Q4_K_M" % REPO)
         self.assertIn("README.md", [f["path"] for f in doc["files"]])
+        # The ref of a group pulls the revision that was listed.
+        doc = pr.run(self.env, self.data, [], "--repo-files", "org/pinned@v1").events[0]
+        self.assertEqual(doc["commit"], self.commit_old)
+        self.assertEqual([q["ref"] for q in doc["quants"]], ["hf:org/pinned:Q4_K_M@v1"])
         r = pr.run(self.env, self.data, [], "--repo-files", "org/nope")
         self.assertEqual(r.events[0]["code"], "not_found")
 
