@@ -293,8 +293,8 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		/* Named by the URL while unknown; now it gets its content's name. */
 		char sha[65];
 		uint64_t sz;
-		enum layout_adopt how;
-		rc = layout_import_file(ctx->layout, b->repo_dir, dest, b->cancel, sha, &sz, &how, e);
+		rc = layout_partial_import(ctx->layout, b->repo_dir, b->name, b->cancel, sha, &sz,
+					   e);
 		if (rc == 0) {
 			layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
 			snprintf(b->sha256, sizeof(b->sha256), "%s", sha);
