@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct err e = {0};
 	hf_listing_init(&l);
 
-	int rc = hf_tree_page_parse(body, len, link, "org/repo", &l, next, next_size, &e);
+	int rc = hf_tree_page_parse(body, len, link, "org/repo", NULL, &l, next, next_size, &e);
 	FUZZ_CHECK(l.n <= CAP_REPO_FILES);
 	if (rc == 0) {
 		for (size_t i = 0; i < l.n; i++)

@@ -110,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	size_t idx[SELECT_MAX], n = 0;
 	struct err e = {0};
-	int rc = hf_select(&l, r.sel, r.selector, "org/repo", idx, SELECT_MAX, &n, &e);
+	int rc = hf_select(&l, r.sel, r.selector, "org/repo", NULL, idx, SELECT_MAX, &n, &e);
 	if (rc == 0) {
 		check_selection(&l, &r, idx, n);
 	} else {

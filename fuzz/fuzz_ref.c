@@ -72,13 +72,16 @@ static int catalog_id(const struct model_ref *r, char *id, size_t size)
 	switch (r->kind) {
 	case REF_HF:
 		switch (r->sel) {
-		case SEL_PATH: return ref_catalog_id_hf(r->org, r->repo, r->selector, id, size);
+		case SEL_PATH:
+			return ref_catalog_id_hf(r->org, r->repo, r->selector, r->revision, id,
+						 size);
 		case SEL_QUANT: {
 			char file[CAP_REPO_PATH_LEN + 16];
 			snprintf(file, sizeof(file), "m.%s.gguf", r->selector);
-			return ref_catalog_id_hf(r->org, r->repo, file, id, size);
+			return ref_catalog_id_hf(r->org, r->repo, file, r->revision, id, size);
 		}
-		default: return ref_catalog_id_hf(r->org, r->repo, "x.gguf", id, size);
+		case SEL_ALL: return ref_catalog_id_hf(r->org, r->repo, "*", r->revision, id, size);
+		default: return ref_catalog_id_hf(r->org, r->repo, "x.gguf", r->revision, id, size);
 		}
 	case REF_URL:
 		if (!r->sha256[0])

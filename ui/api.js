@@ -122,7 +122,10 @@ export function normModel(m) {
     repo: str(m.repo) || '',
     name: str(m.display_name, m.name !== id ? m.name : undefined, gguf.name) || '',
     size,
-    quantization: str(m.quantization, gguf.quantization, m.quant) || '',
+    // A whole snapshot lists several quantizations; one file has one.
+    quantization: (Array.isArray(m.quantizations) &&
+      m.quantizations.filter((q) => typeof q === 'string' && q).join(', ')) ||
+      str(m.quantization, gguf.quantization, m.quant) || '',
     architecture: str(m.architecture, gguf.architecture, m.arch) || '',
     context: num(m.context_length, gguf.context_length, m.context),
     status: str(m.status, m.state) || 'unknown',

@@ -200,6 +200,29 @@ static const char *const k_created[] = {"created_at", "created_ms", "created", "
 static const char *const k_models[] = {"models", "items", NULL};
 static const char *const k_jobs[] = {"jobs", "items", NULL};
 
+/*
+ * The quantizations of a model, joined by sep into buf: the daemon lists
+ * several for a whole snapshot; an older daemon sends only the one of its
+ * first file.
+ */
+static const char *cli_quants(const json_t *m, const char *sep, char *buf, size_t size)
+{
+	json_t *a = json_object_get(m, "quantizations");
+	size_t i, used = 0;
+	json_t *q;
+	if (!json_is_array(a) || json_array_size(a) == 0)
+		return cli_jstr(m, k_quant);
+	buf[0] = '\0';
+	json_array_foreach(a, i, q)
+	{
+		const char *t = json_string_value(q);
+		if (!t || used + strlen(sep) + strlen(t) >= size)
+			break;
+		used += (size_t)snprintf(buf + used, size - used, "%s%s", used ? sep : "", t);
+	}
+	return buf;
+}
+
 static void cli_size_cell(char *buf, size_t size, const json_t *o, const char *const *keys)
 {
 	uint64_t n;
@@ -222,7 +245,7 @@ static int cli_models_all(struct cli_client *c, json_t **out, struct err *e)
 {
 	enum { MAX_PAGES = CAP_CATALOG_MODELS / CAP_MODELS_PAGE + 1 };
 	json_t *all = json_array();
-	char prev_last[CAP_REF_LEN + 64] = ""; /* the last id of the previous page */
+	char prev_last[CAP_REF_LEN + 1] = ""; /* the last id of the previous page */
 	uint64_t offset = 0;
 	int rc = 0;
 	*out = NULL;
@@ -292,10 +315,11 @@ static int cli_ls_body(struct cli_client *c, const struct cli_opts *o, struct er
 	json_t *m;
 	json_array_foreach(list, i, m)
 	{
-		char size[CLI_FMT_SHORT], age[CLI_FMT_SHORT];
+		char size[CLI_FMT_SHORT], age[CLI_FMT_SHORT], quants[256];
 		cli_size_cell(size, sizeof(size), m, k_size);
 		cli_fmt_age(age, sizeof(age), cli_jage(m, k_created));
-		const char *cells[] = {cli_jstr(m, k_id), size, cli_jstr(m, k_quant),
+		const char *cells[] = {cli_jstr(m, k_id), size,
+				       cli_quants(m, ",", quants, sizeof(quants)),
 				       cli_jstr(m, k_status), age};
 		cli_table_add(t, cells);
 	}
@@ -356,7 +380,8 @@ static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct 
 	cli_show_line("revision:", cli_jstr(m, k_rev));
 	cli_show_line("commit:", cli_jstr(m, k_commit));
 	cli_show_line("architecture:", cli_jstr(m, k_arch));
-	cli_show_line("quantization:", cli_jstr(m, k_quant));
+	char quants[1024];
+	cli_show_line("quantization:", cli_quants(m, ", ", quants, sizeof(quants)));
 	if (cli_juint(m, k_params, &n) == 0 && n > 0) {
 		/* Parameter counts read best in billions, as model cards write them. */
 		snprintf(buf, sizeof(buf), n >= 1000000000 ? "%.2fB" : "%.1fM",

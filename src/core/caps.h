@@ -6,7 +6,7 @@
 #define RBEE_CORE_CAPS_H
 
 #define CAP_REQUEST_BODY (64 * 1024)        /* HTTP request body */
-#define CAP_REF_LEN 1024                    /* a model reference string */
+#define CAP_REF_LEN 1536                    /* a model ref or catalog id */
 #define CAP_REPO_PATH_LEN 1024              /* a path inside a repo */
 #define CAP_REPO_PATH_DEPTH 32              /* components of a repo path */
 #define CAP_REPO_ID_LEN 96                  /* ORG or REPO name */
@@ -26,6 +26,7 @@
 #define CAP_SOURCES_ACTIVE 4                /* GET /v1/sources listings at once */
 #define CAP_SOURCES_DEADLINE_MS 30000       /* one GET /v1/sources listing, in all */
 #define CAP_MODEL_FILES 4096                /* files in one model */
+#define CAP_MODEL_QUANTS 64                 /* quantizations listed for one model */
 #define CAP_JSON_DEPTH 32                   /* nesting of JSON we accept */
 #define CAP_JOBS_KEPT 1000                  /* finished jobs kept */
 #define CAP_JOB_EVENTS 4096                 /* events kept per job for replay */

@@ -372,7 +372,7 @@ int ref_parse(const char *s, struct model_ref *r, struct err *e)
 		return err_set(e, ERR_UNPROCESSABLE, "model ref '': empty");
 	if (strnlen(s, CAP_REF_LEN + 1) > CAP_REF_LEN)
 		return ref_fail(e, s, "longer than %d bytes", CAP_REF_LEN);
-	snprintf(r->revision, sizeof(r->revision), "main");
+	snprintf(r->revision, sizeof(r->revision), "%s", REF_DEFAULT_REVISION);
 	size_t sl = ref_scheme_len(s);
 	int rc;
 	if (sl == 2 && strncasecmp(s, "hf", 2) == 0) {
@@ -450,10 +450,19 @@ int ref_format(const struct model_ref *r, char *buf, size_t size)
 	return ERR_INTERNAL;
 }
 
-int ref_catalog_id_hf(const char *org, const char *repo, const char *first_path, char *buf,
-		      size_t size)
+int ref_catalog_id_hf(const char *org, const char *repo, const char *first_path,
+		      const char *revision, char *buf, size_t size)
 {
-	return fmt_buf(buf, size, "hf:%s/%s:%s", org, repo, first_path);
+	if (!revision || !revision[0])
+		revision = REF_DEFAULT_REVISION;
+	/*
+	 * Ids of the default branch stay as they always were, so existing
+	 * catalogs keep them; a path with an '@' needs its revision written out,
+	 * or the id would read back as another path and revision.
+	 */
+	if (strcmp(revision, REF_DEFAULT_REVISION) == 0 && !strchr(first_path, '@'))
+		return fmt_buf(buf, size, "hf:%s/%s:%s", org, repo, first_path);
+	return fmt_buf(buf, size, "hf:%s/%s:%s@%s", org, repo, first_path, revision);
 }
 
 int ref_catalog_id_url(const char *sha256, char *buf, size_t size)
@@ -485,7 +494,11 @@ static int name_has_tag(const char *name, const char *tag)
 	return 0;
 }
 
-/* Matching against an "hf:org/repo:path" id; org/repo compare case-insensitively like the Hub. */
+/*
+ * Matching against an "hf:org/repo:path[@revision]" id, split as ref_parse
+ * splits a ref: the revision starts at the last '@' after the selector's ':'.
+ * org/repo compare case-insensitively like the Hub.
+ */
 static int ref_matches_hf(const struct model_ref *q, const char *id)
 {
 	const char *body = id + 3;
@@ -501,13 +514,24 @@ static int ref_matches_hf(const struct model_ref *q, const char *id)
 	    strlen(q->repo) != nlen || strncasecmp(q->repo, slash + 1, nlen) != 0)
 		return 0;
 	const char *path = colon + 1;
-	const char *name = strrchr(path, '/');
-	name = name ? name + 1 : path;
+	const char *at = strrchr(path, '@');
+	size_t plen = at ? (size_t)(at - path) : strlen(path);
+	const char *rev = at ? at + 1 : REF_DEFAULT_REVISION;
+	if (q->revision_given && strcmp(q->revision, rev) != 0)
+		return 0;
+	int whole = plen == 1 && path[0] == '*';
+	char file[CAP_REPO_PATH_LEN + 1];
+	if (plen > CAP_REPO_PATH_LEN)
+		return 0;
+	memcpy(file, path, plen);
+	file[plen] = '\0';
+	const char *name = strrchr(file, '/');
+	name = name ? name + 1 : file;
 	switch (q->sel) {
-	case SEL_DEFAULT:
-	case SEL_ALL: return 1;
-	case SEL_PATH: return strcmp(q->selector, path) == 0;
-	case SEL_QUANT: return name_has_tag(name, q->selector);
+	case SEL_DEFAULT: return 1;
+	case SEL_ALL: return whole;
+	case SEL_PATH: return !whole && strcmp(q->selector, file) == 0;
+	case SEL_QUANT: return !whole && name_has_tag(name, q->selector);
 	}
 	return 0;
 }

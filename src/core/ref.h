@@ -72,24 +72,34 @@ int ref_parse(const char *s, struct model_ref *r, struct err *e);
  */
 int ref_format(const struct model_ref *r, char *buf, size_t size);
 
+/* The revision a Hugging Face ref means when it names none. */
+#define REF_DEFAULT_REVISION "main"
+
 /*
  * Catalog ids: hf:org/repo:path/of/first/file, url:<first 16 hex of sha256>,
- * file:<name>. Returns 0 or ERR_TOO_LARGE.
+ * file:<name>. An hf id names one revision of one model: the whole snapshot
+ * (first_path "*") is hf:org/repo:*, and a revision other than
+ * REF_DEFAULT_REVISION follows as "@REVISION" (hf:org/repo:x.gguf@v1,
+ * hf:org/repo:*@v1; also the default one after a path with an '@'), so the
+ * id is itself a ref that pulls the same model again. revision may be NULL
+ * or "" (the default). Returns 0 or ERR_TOO_LARGE.
  */
-int ref_catalog_id_hf(const char *org, const char *repo, const char *first_path, char *buf,
-		      size_t size);
+int ref_catalog_id_hf(const char *org, const char *repo, const char *first_path,
+		      const char *revision, char *buf, size_t size);
 int ref_catalog_id_url(const char *sha256, char *buf, size_t size);
 int ref_catalog_id_file(const char *name, char *buf, size_t size);
 
 /*
  * 1 if the user's text `query` names catalog id `id`: the id itself; the id
- * without "hf:"; the rbee form ORG/REPO:FILE; ORG/REPO (when the model has a
- * single catalog entry for that repo the caller decides ambiguity);
- * ORG/REPO:QUANT where the file name carries that tag (case-insensitive, as a
- * whole word: "Q4_K" does not match "x.Q4_K_M.gguf"). ORG/REPO compare
- * case-insensitively, like the Hub; a revision in the query is ignored. A
- * URL model also matches a URL ref pinning the same #sha256=; a file model a
- * file:/// ref with the same file name.
+ * without "hf:"; the rbee form ORG/REPO:FILE; ORG/REPO (any model of the
+ * repo: the caller decides ambiguity); ORG/REPO:QUANT where the file name
+ * carries that tag (case-insensitive, as a whole word: "Q4_K" does not match
+ * "x.Q4_K_M.gguf"); ORG/REPO:* only the whole-snapshot id. ORG/REPO compare
+ * case-insensitively, like the Hub. A query that names a revision matches
+ * only ids of that revision (no "@" in the id is REF_DEFAULT_REVISION); one
+ * that names none matches every revision. A URL model also matches a URL ref
+ * pinning the same #sha256=; a file model a file:/// ref with the same file
+ * name.
  * Callers count matches over the catalog: one match is the model, more is
  * ambiguous (ERR_CONFLICT), none is ERR_NOT_FOUND.
  */

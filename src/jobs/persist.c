@@ -13,6 +13,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "provision/hfselect.h"
 #include "store/catalog.h"
 #include "store/layout.h"
 #include "store/store.h"
@@ -185,6 +186,26 @@ int job_persist_prune(struct job_persist *p, int keep, int64_t max_age_ms, struc
 	return catalog_job_prune(p->cat, max_age_ms, (size_t)(keep > 0 ? keep : 0), &removed, e);
 }
 
+/*
+ * The quantizations of a model, from its files' names (several for a whole
+ * snapshot), else the one its GGUF header names; derived, not stored.
+ */
+static json_t *model_quants_json(const struct catalog_model *m)
+{
+	json_t *a = json_array();
+	const char **paths = xcalloc(m->nfiles ? m->nfiles : 1, sizeof(*paths));
+	char tags[CAP_MODEL_QUANTS][HF_QUANT_MAX];
+	for (size_t i = 0; i < m->nfiles; i++)
+		paths[i] = m->files[i].path;
+	size_t n = hf_model_quants(paths, m->nfiles, tags, CAP_MODEL_QUANTS);
+	for (size_t i = 0; i < n; i++)
+		json_array_append_new(a, json_string(tags[i]));
+	if (n == 0 && m->gguf.quantization[0])
+		json_array_append_new(a, json_string(m->gguf.quantization));
+	free(paths);
+	return a;
+}
+
 static json_t *model_json(const struct catalog_model *m)
 {
 	json_t *o = json_object();
@@ -213,6 +234,7 @@ static json_t *model_json(const struct catalog_model *m)
 	json_set_str(gg, "size_label", nonempty(g->size_label));
 	json_set_int(gg, "context_length", (long long)g->context_length);
 	json_object_set_new(o, "gguf", gg);
+	json_object_set_new(o, "quantizations", model_quants_json(m));
 	return o;
 }
 

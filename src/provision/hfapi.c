@@ -619,6 +619,10 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
 		snprintf(names->commit, sizeof(names->commit), "%s", commit);
 		json_array_foreach(sib, i, it)
 		{
+			if (cancel_is_set(cancel)) {
+				rc = err_set(e, ERR_CANCELLED, "cancelled");
+				goto out;
+			}
 			json_t *fn = json_object_get(it, "rfilename");
 			struct err pe = {0};
 			if (!json_is_string(fn) ||
@@ -703,7 +707,8 @@ static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_i
 }
 
 int hf_tree_page_parse(const char *body, size_t len, const char *link, const char *repo_id,
-		       struct hf_listing *out, char *next_url, size_t next_size, struct err *e)
+		       struct cancel_token *cancel, struct hf_listing *out, char *next_url,
+		       size_t next_size, struct err *e)
 {
 	json_t *doc = NULL;
 	next_url[0] = '\0';
@@ -720,6 +725,10 @@ int hf_tree_page_parse(const char *body, size_t len, const char *link, const cha
 	json_t *it;
 	json_array_foreach(doc, i, it)
 	{
+		if (cancel_is_set(cancel)) {
+			rc = err_set(e, ERR_CANCELLED, "cancelled");
+			goto out;
+		}
 		if (!json_is_object(it)) {
 			rc = err_set(e, ERR_NETWORK, "tree listing of %s: entry %zu is not an object",
 				     repo_id, i);
@@ -766,8 +775,8 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 		if (rc == 0)
 			rc = check_status(c, &r, &w, e);
 		if (rc == 0)
-			rc = hf_tree_page_parse(r.body ? r.body : "", r.len, r.link, repo_id, out,
-						next, sizeof(next), e);
+			rc = hf_tree_page_parse(r.body ? r.body : "", r.len, r.link, repo_id,
+						cancel, out, next, sizeof(next), e);
 		if (rc)
 			goto out;
 		if (!next[0])
@@ -869,7 +878,7 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 	json_t *doc = NULL, *by_tag = NULL;
 	hf_listing_init(&l);
 	*out = NULL;
-	const char *rev = revision && *revision ? revision : "main";
+	const char *rev = revision && *revision ? revision : REF_DEFAULT_REVISION;
 	struct err ne = {0};
 	int rc = hf_client_init(&c, cfg, e);
 	if (rc)
@@ -930,7 +939,9 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 			json_set_str(q, "tag", tag);
 			json_set_int(q, "size", 0);
 			json_object_set_new(q, "files", json_array());
-			char *ref = xasprintf("hf:%s:%s", repo_id, tag);
+			int dflt = strcmp(rev, REF_DEFAULT_REVISION) == 0;
+			char *ref = xasprintf("hf:%s:%s%s%s", repo_id, tag, dflt ? "" : "@",
+					      dflt ? "" : rev);
 			json_set_str(q, "ref", ref);
 			free(ref);
 			json_array_append_new(quants, q);

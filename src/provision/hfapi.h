@@ -142,10 +142,12 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
  * names the repo in messages. Errors: ERR_INVALID (bad JSON, unsafe path),
  * ERR_NETWORK (not a listing, an entry without type, path, size or with a
  * bad lfs.oid), ERR_DIGEST (two sizes), ERR_TOO_LARGE (over the caps, a
- * next URL longer than next_size).
+ * next URL longer than next_size), ERR_CANCELLED as soon as cancel (may be
+ * NULL) fires.
  */
 int hf_tree_page_parse(const char *body, size_t len, const char *link, const char *repo_id,
-		       struct hf_listing *out, char *next_url, size_t next_size, struct err *e);
+		       struct cancel_token *cancel, struct hf_listing *out, char *next_url,
+		       size_t next_size, struct err *e);
 
 /* An ETag header value without its W/ prefix and quotes, into out. */
 void hf_etag_strip(const char *in, char *out, size_t size);

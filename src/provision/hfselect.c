@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/cancel.h"
 #include "core/caps.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -170,30 +171,92 @@ int hf_quant_tag(const char *path, char tag[HF_QUANT_MAX])
 	return 0;
 }
 
-size_t hf_available_tags(const struct hf_listing *l, char *buf, size_t size)
+/* A tag and the index of the first file that carries it. */
+struct tag_at {
+	char tag[HF_QUANT_MAX];
+	size_t at;
+};
+
+static int tag_at_by_tag(const void *a, const void *b)
 {
-	size_t count = 0, used = 0;
+	const struct tag_at *x = a, *y = b;
+	int c = strcmp(x->tag, y->tag);
+	if (c)
+		return c;
+	return x->at < y->at ? -1 : x->at > y->at;
+}
+
+static int tag_at_by_index(const void *a, const void *b)
+{
+	const struct tag_at *x = a, *y = b;
+	return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/*
+ * Keeps the first entry of every tag, in the order of the files: two sorts,
+ * so that a listing of N files with N distinct tags costs O(N log N), not
+ * the O(N^2) of comparing each tag with every one before it.
+ */
+static size_t tags_unique(struct tag_at *t, size_t n)
+{
+	size_t k = 0;
+	qsort(t, n, sizeof(*t), tag_at_by_tag);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || strcmp(t[k - 1].tag, t[i].tag) != 0)
+			t[k++] = t[i];
+	qsort(t, k, sizeof(*t), tag_at_by_index);
+	return k;
+}
+
+/* Writes the tags as "A, B, C" into buf (cut where it is full). */
+static void tags_join(const struct tag_at *t, size_t n, const char *sep, char *buf, size_t size)
+{
+	size_t used = 0;
 	if (size)
 		buf[0] = '\0';
-	for (size_t i = 0; i < l->n; i++) {
-		char tag[HF_QUANT_MAX];
-		if (!hf_is_gguf(l->files[i].path) || !hf_quant_tag(l->files[i].path, tag))
-			continue;
-		int seen = 0;
-		for (size_t j = 0; j < i && !seen; j++) {
-			char t2[HF_QUANT_MAX];
-			seen = hf_is_gguf(l->files[j].path) && hf_quant_tag(l->files[j].path, t2) &&
-			       strcmp(t2, tag) == 0;
-		}
-		if (seen)
-			continue;
-		int w = snprintf(buf + used, size > used ? size - used : 0, "%s%s",
-				 count ? ", " : "", tag);
-		if (w > 0 && used + (size_t)w < size)
-			used += (size_t)w;
-		count++;
+	for (size_t i = 0; i < n; i++) {
+		const char *s = i ? sep : "";
+		if (used + strlen(s) + strlen(t[i].tag) >= size)
+			break;
+		used += (size_t)snprintf(buf + used, size - used, "%s%s", s, t[i].tag);
 	}
-	return count;
+}
+
+static int select_cancelled(struct err *e)
+{
+	return err_set(e, ERR_CANCELLED, "cancelled");
+}
+
+/* The tags of the GGUF files of l, deduplicated; ERR_CANCELLED when cancel fires. */
+static int listing_tags(const struct hf_listing *l, struct cancel_token *cancel,
+			struct tag_at **out, size_t *n, struct err *e)
+{
+	struct tag_at *t = xcalloc(l->n ? l->n : 1, sizeof(*t));
+	size_t k = 0;
+	for (size_t i = 0; i < l->n; i++) {
+		if (cancel_is_set(cancel)) {
+			free(t);
+			return select_cancelled(e);
+		}
+		if (hf_is_gguf(l->files[i].path) && hf_quant_tag(l->files[i].path, t[k].tag))
+			t[k++].at = i;
+	}
+	*n = tags_unique(t, k);
+	*out = t;
+	return 0;
+}
+
+size_t hf_available_tags(const struct hf_listing *l, char *buf, size_t size)
+{
+	struct tag_at *t = NULL;
+	size_t n = 0;
+	if (size)
+		buf[0] = '\0';
+	if (listing_tags(l, NULL, &t, &n, NULL))
+		return 0;
+	tags_join(t, n, ", ", buf, size);
+	free(t);
+	return n;
 }
 
 static int is_mmproj(const char *path)
@@ -201,9 +264,31 @@ static int is_mmproj(const char *path)
 	return strncasecmp(base_name(path), "mmproj", 6) == 0;
 }
 
-/* Appends file i, or every shard of its set in shard order. */
-static int collect_set(const struct hf_listing *l, size_t i, const char *repo, size_t *idx,
-		       size_t max, size_t *n, struct err *e)
+size_t hf_model_quants(const char *const *paths, size_t n, char (*tags)[HF_QUANT_MAX], size_t max)
+{
+	struct tag_at *t = xcalloc(n ? n : 1, sizeof(*t));
+	size_t k = 0;
+	/* A vision projector's tag is the model's only when the model is nothing else. */
+	for (int proj = 0; proj < 2 && k == 0; proj++)
+		for (size_t i = 0; i < n; i++)
+			if (hf_is_gguf(paths[i]) && is_mmproj(paths[i]) == proj &&
+			    hf_quant_tag(paths[i], t[k].tag))
+				t[k++].at = i;
+	k = tags_unique(t, k);
+	for (size_t i = 0; i < k && i < max; i++)
+		memcpy(tags[i], t[i].tag, HF_QUANT_MAX);
+	free(t);
+	return k < max ? k : max;
+}
+
+/*
+ * Appends file i, or every shard of its set in shard order: one pass over
+ * the listing puts each shard of the set in its slot, so a set of M shards
+ * costs O(N), not M passes.
+ */
+static int collect_set(const struct hf_listing *l, size_t i, const char *repo,
+		       struct cancel_token *cancel, size_t *idx, size_t max, size_t *n,
+		       struct err *e)
 {
 	unsigned no, count;
 	size_t stem;
@@ -217,22 +302,25 @@ static int collect_set(const struct hf_listing *l, size_t i, const char *repo, s
 	if (count > max - *n)
 		return err_set(e, ERR_TOO_LARGE, "'%s' is split into %u shards, more than %zu",
 			       p, count, max - *n);
-	for (unsigned k = 1; k <= count; k++) {
-		size_t found = l->n;
-		for (size_t j = 0; j < l->n && found == l->n; j++) {
-			unsigned no2, count2;
-			size_t stem2;
-			const char *q = l->files[j].path;
-			if (hf_split_shard(q, &no2, &count2, &stem2) && no2 == k &&
-			    count2 == count && stem2 == stem && strncmp(p, q, stem) == 0)
-				found = j;
-		}
-		if (found == l->n)
-			return err_set(e, ERR_CORRUPT,
-				       "shard %u of %u of '%.*s' is missing from %s", k, count,
-				       (int)stem, p, repo);
-		idx[(*n)++] = found;
+	size_t *slot = idx + *n;
+	for (unsigned k = 0; k < count; k++)
+		slot[k] = l->n;
+	for (size_t j = 0; j < l->n; j++) {
+		unsigned no2, count2;
+		size_t stem2;
+		const char *q = l->files[j].path;
+		if (cancel_is_set(cancel))
+			return select_cancelled(e);
+		if (hf_split_shard(q, &no2, &count2, &stem2) && count2 == count && stem2 == stem &&
+		    strncmp(p, q, stem) == 0 && slot[no2 - 1] == l->n)
+			slot[no2 - 1] = j;
 	}
+	for (unsigned k = 0; k < count; k++)
+		if (slot[k] == l->n)
+			return err_set(e, ERR_CORRUPT,
+				       "shard %u of %u of '%.*s' is missing from %s", k + 1, count,
+				       (int)stem, p, repo);
+	*n += count;
 	return 0;
 }
 
@@ -258,35 +346,76 @@ static int name_has_tag(const char *path, const char *tag)
 	return 0;
 }
 
-/*
- * Index of the first GGUF carrying tag, preferring a model over a vision
- * projector (mmproj), which is taken only when allow_mmproj; l->n if none.
- */
-static size_t find_tag(const struct hf_listing *l, const char *tag, int allow_mmproj)
+/* 1 if GGUF path p, whose grammar tag is own ("" if none), carries tag. */
+static int gguf_has_tag(const char *p, const char *own, const char *tag)
 {
-	size_t mm = l->n;
-	for (size_t i = 0; i < l->n; i++) {
-		char t[HF_QUANT_MAX];
-		const char *p = l->files[i].path;
-		if (!hf_is_gguf(p))
-			continue;
-		if (!(hf_quant_tag(p, t) && strcasecmp(t, tag) == 0) && !name_has_tag(p, tag))
-			continue;
-		if (!is_mmproj(p))
-			return i;
-		if (mm == l->n)
-			mm = i;
-	}
-	return allow_mmproj ? mm : l->n;
+	return strcasecmp(own, tag) == 0 || name_has_tag(p, tag);
 }
 
 static const char *const default_tags[] = {"Q4_K_M", "Q8_0"};
+#define NDEFAULT (sizeof(default_tags) / sizeof(default_tags[0]))
 
-int hf_select(const struct hf_listing *l, enum ref_selector sel, const char *text,
-	      const char *repo, size_t *idx, size_t max, size_t *n, struct err *e)
+/*
+ * The candidates of one pass over the listing: the first model (not a
+ * vision projector) of each preferred tag, the first of the tag asked for,
+ * the first model GGUF and the first projector. l->n where there is none.
+ */
+struct picks {
+	size_t tag;		  /* the asked tag, a model */
+	size_t tag_mmproj;	  /* the asked tag, a projector */
+	size_t pref[NDEFAULT];	  /* each default tag, a model */
+	size_t gguf, gguf_mmproj; /* any GGUF */
+};
+
+static int scan(const struct hf_listing *l, const char *tag, struct cancel_token *cancel,
+		struct picks *pk, struct err *e)
 {
+	pk->tag = pk->tag_mmproj = pk->gguf = pk->gguf_mmproj = l->n;
+	for (size_t k = 0; k < NDEFAULT; k++)
+		pk->pref[k] = l->n;
+	for (size_t i = 0; i < l->n; i++) {
+		const char *p = l->files[i].path;
+		if (cancel_is_set(cancel))
+			return select_cancelled(e);
+		if (!hf_is_gguf(p))
+			continue;
+		int mm = is_mmproj(p);
+		char own[HF_QUANT_MAX];
+		if (!hf_quant_tag(p, own))
+			own[0] = '\0';
+		if (tag) {
+			if (!gguf_has_tag(p, own, tag))
+				continue;
+			if (!mm) {
+				pk->tag = i;
+				return 0;
+			}
+			if (pk->tag_mmproj == l->n)
+				pk->tag_mmproj = i;
+			continue;
+		}
+		if (mm) {
+			if (pk->gguf_mmproj == l->n)
+				pk->gguf_mmproj = i;
+			continue;
+		}
+		if (pk->gguf == l->n)
+			pk->gguf = i;
+		for (size_t k = 0; k < NDEFAULT; k++)
+			if (pk->pref[k] == l->n && gguf_has_tag(p, own, default_tags[k]))
+				pk->pref[k] = i;
+		if (pk->pref[0] < l->n)
+			return 0; /* the first preference: nothing later can win */
+	}
+	return 0;
+}
+
+int hf_select(const struct hf_listing *l, enum ref_selector sel, const char *text, const char *repo,
+	      struct cancel_token *cancel, size_t *idx, size_t max, size_t *n, struct err *e)
+{
+	struct picks pk;
+	int rc;
 	*n = 0;
-	char avail[512];
 	switch (sel) {
 	case SEL_ALL:
 		if (l->n > max)
@@ -298,37 +427,44 @@ int hf_select(const struct hf_listing *l, enum ref_selector sel, const char *tex
 			return err_set(e, ERR_NOT_FOUND, "%s has no files", repo);
 		return 0;
 	case SEL_PATH:
-		for (size_t i = 0; i < l->n; i++)
+		for (size_t i = 0; i < l->n; i++) {
+			if (cancel_is_set(cancel))
+				return select_cancelled(e);
 			if (strcmp(l->files[i].path, text) == 0)
-				return collect_set(l, i, repo, idx, max, n, e);
+				return collect_set(l, i, repo, cancel, idx, max, n, e);
+		}
 		return err_set(e, ERR_NOT_FOUND, "file '%s' not found in %s", text, repo);
 	case SEL_QUANT: {
-		size_t i = find_tag(l, text, 1);
+		rc = scan(l, text, cancel, &pk, e);
+		if (rc)
+			return rc;
+		size_t i = pk.tag < l->n ? pk.tag : pk.tag_mmproj;
 		if (i < l->n)
-			return collect_set(l, i, repo, idx, max, n, e);
-		if (hf_available_tags(l, avail, sizeof(avail)))
+			return collect_set(l, i, repo, cancel, idx, max, n, e);
+		struct tag_at *t = NULL;
+		size_t nt = 0;
+		char avail[512];
+		rc = listing_tags(l, cancel, &t, &nt, e);
+		if (rc)
+			return rc;
+		tags_join(t, nt, ", ", avail, sizeof(avail));
+		free(t);
+		if (nt)
 			return err_set(e, ERR_NOT_FOUND,
 				       "no GGUF file matching %s in %s; available: %s", text, repo,
 				       avail);
 		return err_set(e, ERR_NOT_FOUND, "no GGUF file matching %s in %s", text, repo);
 	}
 	case SEL_DEFAULT: {
-		for (size_t k = 0; k < sizeof(default_tags) / sizeof(default_tags[0]); k++) {
-			size_t i = find_tag(l, default_tags[k], 0);
-			if (i < l->n)
-				return collect_set(l, i, repo, idx, max, n, e);
-		}
-		size_t first = l->n;
-		for (size_t i = 0; i < l->n; i++) {
-			if (!hf_is_gguf(l->files[i].path))
-				continue;
-			if (!is_mmproj(l->files[i].path))
-				return collect_set(l, i, repo, idx, max, n, e);
-			if (first == l->n)
-				first = i;
-		}
-		if (first < l->n)
-			return collect_set(l, first, repo, idx, max, n, e);
+		rc = scan(l, NULL, cancel, &pk, e);
+		if (rc)
+			return rc;
+		size_t i = pk.gguf < l->n ? pk.gguf : pk.gguf_mmproj;
+		for (size_t k = NDEFAULT; k-- > 0;)
+			if (pk.pref[k] < l->n)
+				i = pk.pref[k];
+		if (i < l->n)
+			return collect_set(l, i, repo, cancel, idx, max, n, e);
 		return err_set(e, ERR_NOT_FOUND, "no GGUF file in %s", repo);
 	}
 	}

@@ -19,6 +19,7 @@
 
 #include "core/ref.h"
 
+struct cancel_token;
 struct err;
 
 #define HF_QUANT_MAX 32
@@ -69,15 +70,27 @@ int hf_quant_tag(const char *path, char tag[HF_QUANT_MAX]);
  * in download order (shards by shard number) and *n. repo names the repo in
  * messages ("org/repo"). Errors: ERR_NOT_FOUND with the tags that are there
  * ("no GGUF file matching Q5_K_M in a/b; available: Q4_K_M, Q8_0"),
- * ERR_CORRUPT for a shard set with a missing shard, ERR_TOO_LARGE past max.
+ * ERR_CORRUPT for a shard set with a missing shard, ERR_TOO_LARGE past max,
+ * ERR_CANCELLED as soon as cancel (may be NULL) fires. A selection is one
+ * pass over the listing, plus one for a split set and O(N log N) for the
+ * tags of an error message, whatever the number of distinct tags.
  */
-int hf_select(const struct hf_listing *l, enum ref_selector sel, const char *text,
-	      const char *repo, size_t *idx, size_t max, size_t *n, struct err *e);
+int hf_select(const struct hf_listing *l, enum ref_selector sel, const char *text, const char *repo,
+	      struct cancel_token *cancel, size_t *idx, size_t max, size_t *n, struct err *e);
 
 /*
  * Writes the distinct quantization tags of the GGUF files of l, in listing
- * order, separated by ", ", into buf. Returns the number of tags.
+ * order, separated by ", ", into buf (as many as fit). Returns the number of
+ * tags.
  */
 size_t hf_available_tags(const struct hf_listing *l, char *buf, size_t size);
+
+/*
+ * The quantizations of a model made of the n files paths: the distinct tags
+ * of its GGUF files in file order (those of vision projectors, mmproj*, only
+ * when it has no other tagged GGUF), at most max of them into tags. Returns
+ * how many were written; a whole snapshot has several.
+ */
+size_t hf_model_quants(const char *const *paths, size_t n, char (*tags)[HF_QUANT_MAX], size_t max);
 
 #endif

@@ -17,6 +17,7 @@
 
 #include <stdint.h>
 
+#include "core/caps.h"
 #include "core/err.h"
 
 struct cancel_token;
@@ -60,7 +61,7 @@ struct prov_request {
 	const struct prov_events *events; /* may be NULL */
 };
 
-#define PROV_ID_MAX 1200
+#define PROV_ID_MAX (CAP_REF_LEN + 1)
 
 struct prov_artifact {
 	char id[PROV_ID_MAX]; /* canonical catalog id of the model */

@@ -29,17 +29,60 @@ static int is_commit(const char *s)
 	return strlen(s) == 40 && is_hex_lower(s, 40);
 }
 
-/* Chooses files from l and gives the catalog id of the choice. */
+/*
+ * Chooses files from l and gives the catalog id of the choice: one id per
+ * revision, and the whole snapshot ('*') has an id of its own, so a
+ * snapshot never takes the place of a model that is one of its files.
+ */
 static int select_id(struct prov_job *j, const struct hf_listing *l, const char *repo_id,
 		     size_t *idx, size_t *n, char *id, size_t idsize, struct err *e)
 {
 	const struct model_ref *r = &j->ref;
-	int rc = hf_select(l, r->sel, r->selector, repo_id, idx, CAP_MODEL_FILES, n, e);
+	int rc =
+	    hf_select(l, r->sel, r->selector, repo_id, j->req->cancel, idx, CAP_MODEL_FILES, n, e);
 	if (rc)
 		return rc;
-	if (ref_catalog_id_hf(r->org, r->repo, l->files[idx[0]].path, id, idsize))
+	const char *first = r->sel == SEL_ALL ? "*" : l->files[idx[0]].path;
+	if (ref_catalog_id_hf(r->org, r->repo, first, r->revision, id, idsize))
 		return err_set(e, ERR_TOO_LARGE, "catalog id of %s is too long", repo_id);
 	return 0;
+}
+
+struct path_at {
+	const char *path;
+	size_t at;
+};
+
+static int path_at_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct path_at *)a)->path, ((const struct path_at *)b)->path);
+}
+
+/*
+ * The n files chosen from the names listing (idx), found by path in the tree
+ * listing of the same commit, so that a pull selects once: one sort of the
+ * tree's paths, then a binary search per chosen file. idx is rewritten to
+ * indexes into tree. Returns 0, or -1 when a name is not in the tree (the
+ * caller then selects from the tree) or the job was cancelled.
+ */
+static int find_in_tree(struct prov_job *j, const struct hf_listing *names,
+			const struct hf_listing *tree, size_t *idx, size_t n)
+{
+	struct path_at *by = xcalloc(tree->n ? tree->n : 1, sizeof(*by));
+	int rc = 0;
+	for (size_t i = 0; i < tree->n; i++)
+		by[i] = (struct path_at){tree->files[i].path, i};
+	qsort(by, tree->n, sizeof(*by), path_at_cmp);
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		struct path_at key = {names->files[idx[k]].path, 0};
+		const struct path_at *hit = bsearch(&key, by, tree->n, sizeof(*by), path_at_cmp);
+		if (!hit || prov_check_cancel(j, NULL))
+			rc = -1;
+		else
+			idx[k] = hit->at;
+	}
+	free(by);
+	return rc;
 }
 
 /* Offline: the commit from the cache's refs, else from a catalog model of that revision. */
@@ -77,7 +120,7 @@ static void scan_snapshot(struct prov_job *j, const struct prov_plan *p, const c
 	struct dirent *de;
 	if (!d)
 		return;
-	while ((de = readdir(d)) != NULL && l->n < CAP_REPO_FILES) {
+	while ((de = readdir(d)) != NULL && l->n < CAP_REPO_FILES && !prov_check_cancel(j, NULL)) {
 		char full[4096], rel[CAP_REPO_PATH_LEN + 1], target[4096];
 		struct stat st;
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
@@ -119,6 +162,9 @@ static int plan_from_snapshot(struct prov_job *j, struct prov_plan *p, struct er
 		return err_set(e, ERR_TOO_LARGE, "snapshot path too long");
 	scan_snapshot(j, p, dir, "", 1, &l);
 	idx = xcalloc(CAP_MODEL_FILES, sizeof(*idx));
+	rc = prov_check_cancel(j, e);
+	if (rc)
+		goto out;
 	struct err se = {0};
 	if (select_id(j, &l, p->repo, idx, &n, p->id, sizeof(p->id), &se)) {
 		rc = err_set(e, ERR_OFFLINE, "offline: %s is not available locally (%s)",
@@ -239,8 +285,8 @@ static int hf_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifact
 		goto out;
 	/* The one metadata request of an already-available model. */
 	struct err se = {0};
-	if (names.n && select_id(j, &names, p->repo, idx, &n, id, sizeof(id), &se) == 0 &&
-	    prov_lookup_available(j, id, p->commit, out)) {
+	int chosen = names.n && select_id(j, &names, p->repo, idx, &n, id, sizeof(id), &se) == 0;
+	if (chosen && prov_lookup_available(j, id, p->commit, out)) {
 		if (!is_commit(r->revision))
 			layout_ref_write(ctx->layout, p->repo_dir, r->revision, p->commit, NULL);
 		rc = 1;
@@ -252,9 +298,11 @@ static int hf_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifact
 	rc = hf_list_tree(&ctx->hf, r->org, r->repo, p->commit, j->req->cancel, &tree, e);
 	if (rc)
 		goto out;
-	rc = select_id(j, &tree, p->repo, idx, &n, id, sizeof(id), e);
-	if (rc)
-		goto out;
+	if (!chosen || find_in_tree(j, &names, &tree, idx, n) != 0) {
+		rc = select_id(j, &tree, p->repo, idx, &n, id, sizeof(id), e);
+		if (rc)
+			goto out;
+	}
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	prov_narrate(j, "%s@%.12s: %zu file%s", p->repo, p->commit, n, n == 1 ? "" : "s");
 	for (size_t i = 0; i < n; i++) {

@@ -72,7 +72,17 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         s2 = fixtures.write_gguf(os.path.join(t, "s2.gguf"), size=1 << 20, seed=4,
                                  file_type="Q8_0", split=(2, 2))
         cls.small_sha = small["sha256"]
+        bundle = [fixtures.write_gguf(os.path.join(t, "b%d.gguf" % i), size=1 << 20,
+                                      seed=10 + i, file_type=q)
+                  for i, q in enumerate(("Q4_K_M", "Q5_K_M", "Q8_0", "Q4_K_M"))]
+        cls.bundle_main = fixtures.fake_commit("bundle", "main")
+        cls.bundle_v1 = fixtures.fake_commit("bundle", "v1")
         cfg = fixtures.make_config([
+            fixtures.make_repo("org/bundle-GGUF", commits={
+                cls.bundle_main: [fixtures.make_file("b.%s.gguf" % q, g)
+                                  for q, g in zip(("Q4_K_M", "Q5_K_M", "Q8_0"), bundle)],
+                cls.bundle_v1: [fixtures.make_file("b.Q4_K_M.gguf", bundle[3])],
+            }, revisions={"main": cls.bundle_main, "v1": cls.bundle_v1}, tags=["v1"]),
             fixtures.make_repo("org/small-GGUF", [
                 fixtures.make_file("model.Q4_K_M.gguf", small),
                 fixtures.make_file("README.md", content="# small\n")]),
@@ -170,6 +180,58 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         self.assertTrue(err.startswith("rbee-hive: "), err)
         rc, out, err = self.run_cli("ls", "--json")
         self.assertNotIn(SMALL_ID, [m["id"] for m in json.loads(out)["models"]])
+
+    def test_revisions_and_whole_snapshot(self):
+        main_id = "hf:org/bundle-GGUF:b.Q4_K_M.gguf"
+        v1_id = main_id + "@v1"
+        all_id = "hf:org/bundle-GGUF:*"
+        snaps = os.path.join(self.tmp, "hf-home", "hub", "models--org--bundle-GGUF", "snapshots")
+        try:
+            for ref, want in (("org/bundle-GGUF:Q4_K_M", main_id),
+                              ("org/bundle-GGUF:Q4_K_M@v1", v1_id),
+                              ("org/bundle-GGUF:*", all_id)):
+                rc, out, err = self.run_cli("pull", ref)
+                self.assertEqual(rc, 0, err)
+                self.assertIn(want + " is available", out)
+            # ls tells the revisions apart and lists the snapshot's quantizations.
+            rc, out, err = self.run_cli("ls")
+            self.assertEqual(rc, 0, err)
+            rows = {r.split()[0]: r.split() for r in out.splitlines()[1:]}
+            self.assertEqual(rows[main_id][3], "Q4_K_M")
+            self.assertEqual(rows[v1_id][3], "Q4_K_M")
+            self.assertEqual(rows[all_id][3], "Q4_K_M,Q5_K_M,Q8_0")
+            m = self.api("/v1/models/" + urllib.parse.quote(all_id, safe=""))
+            self.assertEqual(m["quantizations"], ["Q4_K_M", "Q5_K_M", "Q8_0"])
+            self.assertEqual(m["gguf"]["quantization"], "Q4_K_M")
+            self.assertEqual(len(m["files"]), 3)
+            # show prints the revision and the commit of each.
+            rc, out, err = self.run_cli("show", v1_id)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("revision:       v1", out)
+            self.assertIn("commit:         " + self.bundle_v1, out)
+            rc, out, err = self.run_cli("show", "org/bundle-GGUF:Q4_K_M@main")
+            self.assertEqual(rc, 0, err)
+            self.assertIn("id:             " + main_id + "\n", out)
+            self.assertIn("commit:         " + self.bundle_main, out)
+            rc, out, err = self.run_cli("show", "org/bundle-GGUF:*")
+            self.assertEqual(rc, 0, err)
+            self.assertIn("quantization:   Q4_K_M, Q5_K_M, Q8_0", out)
+            # Both snapshots are there; a name without a revision is ambiguous.
+            for c in (self.bundle_main, self.bundle_v1):
+                self.assertTrue(os.path.exists(os.path.join(snaps, c, "b.Q4_K_M.gguf")))
+            rc, out, err = self.run_cli("rm", "org/bundle-GGUF:Q4_K_M")
+            self.assertEqual(rc, 1)
+            self.assertIn("ambiguous", err)
+            rc, out, err = self.run_cli("rm", v1_id)
+            self.assertEqual(rc, 0, err)
+            self.assertFalse(os.path.exists(os.path.join(snaps, self.bundle_v1)))
+            self.assertTrue(os.path.exists(os.path.join(snaps, self.bundle_main,
+                                                        "b.Q4_K_M.gguf")))
+            rc, out, err = self.run_cli("show", main_id)
+            self.assertEqual(rc, 0, err)
+        finally:
+            for i in (v1_id, main_id, all_id):
+                self.run_cli("rm", i)
 
     def assertLines(self, out, patterns):
         """out is exactly one line per pattern, each matching it whole."""

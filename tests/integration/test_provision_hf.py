@@ -150,6 +150,29 @@ class ProvisionHF(unittest.TestCase):
         self.assertTrue(any(q["method"] == "GET" and q["path"].endswith("/README.md")
                             for q in self.hub.requests(host="hub")))
 
+    def test_whole_snapshot_is_its_own_entry(self):
+        self.assert_done(self.pull("%s:m-Q8_0.gguf" % REPO))
+        self.hub.reset()
+        r = self.pull("%s:*" % REPO)
+        end = self.assert_done(r)
+        self.assertEqual(end["id"], "hf:%s:*" % REPO)
+        by_id = {m["id"]: m for m in r.models()}
+        self.assertEqual(sorted(by_id), ["hf:%s:*" % REPO, "hf:%s:m-Q8_0.gguf" % REPO])
+        self.assertEqual(sorted(f["path"] for f in by_id["hf:%s:*" % REPO]["files"]),
+                         sorted(SHARDS + ["m-Q8_0.gguf", "README.md"]))
+        # Every file the snapshot lacked was fetched; the one it had was not.
+        cdn = [q["file"] for q in self.hub.requests(host="cdn") if q["method"] == "GET"]
+        self.assertEqual(sorted(set(cdn)), sorted(SHARDS))
+        snap = os.path.join(self.data, "hub", "models--org--split-GGUF", "snapshots",
+                            self.commit_split)
+        for f in SHARDS + ["m-Q8_0.gguf", "README.md"]:
+            self.assertTrue(os.path.isfile(os.path.join(snap, f)), f)
+        # Again: the snapshot is available, nothing more is fetched.
+        self.hub.reset()
+        r = self.pull("hf:%s:*" % REPO)
+        self.assertEqual(self.assert_done(r)["id"], "hf:%s:*" % REPO)
+        self.assertEqual(self.hub.requests(host="cdn"), [])
+
     def test_default_prefers_q4_k_m(self):
         end = self.assert_done(self.pull("hf:" + REPO))
         self.assertEqual(end["id"], "hf:%s:%s" % (REPO, SHARDS[0]))
@@ -166,6 +189,40 @@ class ProvisionHF(unittest.TestCase):
         refs = os.path.join(self.data, "hub", "models--org--pinned", "refs", "v1")
         with open(refs) as f:
             self.assertEqual(f.read(), self.commit_old)
+
+    def test_two_revisions_are_two_catalog_entries(self):
+        repo_dir = os.path.join(self.data, "hub", "models--org--pinned")
+        snap = lambda c: os.path.join(repo_dir, "snapshots", c, "p.Q4_K_M.gguf")
+        self.assertEqual(self.assert_done(self.pull("org/pinned:Q4_K_M"))["id"],
+                         "hf:org/pinned:p.Q4_K_M.gguf")
+        r = self.pull("org/pinned:Q4_K_M@v1")
+        self.assertEqual(self.assert_done(r)["id"], "hf:org/pinned:p.Q4_K_M.gguf@v1")
+        by_id = {m["id"]: m for m in r.models()}
+        self.assertEqual(sorted(by_id), ["hf:org/pinned:p.Q4_K_M.gguf",
+                                         "hf:org/pinned:p.Q4_K_M.gguf@v1"])
+        self.assertEqual((by_id["hf:org/pinned:p.Q4_K_M.gguf"]["revision"],
+                          by_id["hf:org/pinned:p.Q4_K_M.gguf"]["commit"]),
+                         ("main", self.commit_new))
+        self.assertEqual((by_id["hf:org/pinned:p.Q4_K_M.gguf@v1"]["revision"],
+                          by_id["hf:org/pinned:p.Q4_K_M.gguf@v1"]["commit"]),
+                         ("v1", self.commit_old))
+        # Both snapshots stay, each ref names its own commit.
+        self.assertEqual(pr.sha256_file(snap(self.commit_new)), self.new["sha256"])
+        self.assertEqual(pr.sha256_file(snap(self.commit_old)), self.old["sha256"])
+        for rev, commit in (("main", self.commit_new), ("v1", self.commit_old)):
+            with open(os.path.join(repo_dir, "refs", rev)) as f:
+                self.assertEqual(f.read(), commit)
+        # Pulling either again changes nothing: no download, nothing flips.
+        self.hub.reset()
+        for ref, commit in (("org/pinned:Q4_K_M", self.commit_new),
+                            ("hf:org/pinned:p.Q4_K_M.gguf@v1", self.commit_old)):
+            r = self.pull(ref)
+            self.assertIn("is already available", " ".join(
+                e.get("line", "") for e in r.of(0, "narrate")), r.events)
+            self.assertEqual(len(r.models()), 2)
+        self.assertEqual(self.hub.requests(host="cdn"), [])
+        self.assertTrue(os.path.exists(snap(self.commit_new)))
+        self.assertTrue(os.path.exists(snap(self.commit_old)))
 
     def test_revision_commit(self):
         r = self.pull("hf:org/pinned@" + self.commit_new)
@@ -438,6 +495,10 @@ class ProvisionHF(unittest.TestCase):
         self.assertEqual(quants["Q4_K_M"]["size"], sum(s["size"] for s in self.shards))
         self.assertEqual(quants["Q4_K_M"]["ref"], "hf:%s:Q4_K_M" % REPO)
         self.assertIn("README.md", [f["path"] for f in doc["files"]])
+        # The ref of a group pulls the revision that was listed.
+        doc = pr.run(self.env, self.data, [], "--repo-files", "org/pinned@v1").events[0]
+        self.assertEqual(doc["commit"], self.commit_old)
+        self.assertEqual([q["ref"] for q in doc["quants"]], ["hf:org/pinned:Q4_K_M@v1"])
         r = pr.run(self.env, self.data, [], "--repo-files", "org/nope")
         self.assertEqual(r.events[0]["code"], "not_found")
 

@@ -68,7 +68,7 @@ static int fill_one(struct catalog *c, long i, int nfiles, struct err *e)
 		files[k].size = (1ull << 30) + (uint64_t)i;
 		size += files[k].size;
 	}
-	if (ref_catalog_id_hf("bench", repo, paths[0], id, sizeof id) < 0)
+	if (ref_catalog_id_hf("bench", repo, paths[0], NULL, id, sizeof id) < 0)
 		return err_set(e, ERR_TOO_LARGE, "model %ld: id too long", i);
 	struct catalog_model m = {
 		.id = id,

@@ -98,6 +98,11 @@ test('normalisers: listing groups, model facts, job states', () => {
     gguf: { architecture: 'llama', quantization: 'Q4_K_M', context_length: 4096 } });
   assert.equal(m.architecture, 'llama');
   assert.equal(m.context, 4096);
+  assert.equal(m.quantization, 'Q4_K_M');
+  // A whole snapshot shows every quantization it holds.
+  const all = normModel({ id: 'hf:o/r:*@v1', repo: 'o/r', status: 'available',
+    quantizations: ['Q4_K_M', 'Q5_K_M', 'Q8_0'], gguf: { quantization: 'Q4_K_M' } });
+  assert.equal(all.quantization, 'Q4_K_M, Q5_K_M, Q8_0');
   assert.equal(normJob({ job_id: 'job-1', state: 'succeeded', error: null }).state, 'done');
   assert.equal(normJob({ job_id: 'job-1', state: 'failed', error: 'x' }).error, 'x');
 });

@@ -157,7 +157,7 @@ static void test_hf_invalid(void **state)
 	memset(s, 'a', sizeof(s) - 1);
 	s[sizeof(s) - 1] = '\0';
 	s[3] = '/';
-	parse_bad(s, "longer than 1024 bytes");
+	parse_bad(s, "longer than 1536 bytes");
 
 	/* NULL input and the struct is cleared on failure. */
 	struct err e = {0};
@@ -318,9 +318,38 @@ static void test_catalog_ids(void **state)
 {
 	(void)state;
 	char buf[256];
-	assert_int_equal(ref_catalog_id_hf("org", "repo", "sub/x.Q4_K_M.gguf", buf, sizeof(buf)),
-			 0);
+	assert_int_equal(
+	    ref_catalog_id_hf("org", "repo", "sub/x.Q4_K_M.gguf", NULL, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "hf:org/repo:sub/x.Q4_K_M.gguf");
+	/* The default branch keeps the id it always had; any other revision is part of it. */
+	assert_int_equal(ref_catalog_id_hf("org", "repo", "x.gguf", "main", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "hf:org/repo:x.gguf");
+	assert_int_equal(ref_catalog_id_hf("org", "repo", "x.gguf", "v1", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "hf:org/repo:x.gguf@v1");
+	assert_int_equal(ref_catalog_id_hf("org", "repo", "*", "refs/pr/1", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "hf:org/repo:*@refs/pr/1");
+	assert_int_equal(ref_catalog_id_hf("org", "repo", "a@b.gguf", "", buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "hf:org/repo:a@b.gguf@main");
+	/* Every id reads back as the ref that pulls the same model. */
+	static const char *const back[][4] = {
+	    {"x.gguf", "v1", "x.gguf", "v1"},
+	    {"*", "v1", "", "v1"},
+	    {"*", "main", "", "main"},
+	    {"a@b.gguf", "main", "a@b.gguf", "main"},
+	    {"sub/x.Q4_K_M.gguf", "0123456789abcdef0123456789abcdef01234567", "sub/x.Q4_K_M.gguf",
+	     "0123456789abcdef0123456789abcdef01234567"},
+	};
+	for (size_t i = 0; i < sizeof(back) / sizeof(back[0]); i++) {
+		struct model_ref rr;
+		struct err e = {0};
+		assert_int_equal(
+		    ref_catalog_id_hf("org", "repo", back[i][0], back[i][1], buf, sizeof(buf)), 0);
+		assert_int_equal(ref_parse(buf, &rr, &e), 0);
+		assert_int_equal(rr.sel, strcmp(back[i][0], "*") == 0 ? SEL_ALL : SEL_PATH);
+		assert_string_equal(rr.selector, back[i][2]);
+		assert_string_equal(rr.revision, back[i][3]);
+		assert_int_equal(ref_matches_id(buf, buf), 1);
+	}
 	assert_int_equal(
 		ref_catalog_id_url(
 			"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", buf,
@@ -331,7 +360,7 @@ static void test_catalog_ids(void **state)
 	assert_string_equal(buf, "file:x.gguf");
 
 	char small[10];
-	assert_int_equal(ref_catalog_id_hf("org", "repo", "x.gguf", small, sizeof(small)),
+	assert_int_equal(ref_catalog_id_hf("org", "repo", "x.gguf", NULL, small, sizeof(small)),
 			 ERR_TOO_LARGE);
 	assert_int_equal(ref_catalog_id_file("a-long-name.gguf", small, sizeof(small)),
 			 ERR_TOO_LARGE);
@@ -342,30 +371,34 @@ static void test_matches(void **state)
 	(void)state;
 	const char *id = "hf:TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.gguf";
 	static const char *const yes[] = {
-		"hf:TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.gguf",
-		"TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.gguf",
-		"thebloke/llama-2-7b-gguf:llama-2-7b.Q4_K_M.gguf",
-		"TheBloke/Llama-2-7B-GGUF",
-		"hf:TheBloke/Llama-2-7B-GGUF",
-		"TheBloke/Llama-2-7B-GGUF:Q4_K_M",
-		"TheBloke/Llama-2-7B-GGUF:q4_k_m",
-		"TheBloke/Llama-2-7B-GGUF:Q4_K_M@main",
-		"TheBloke/Llama-2-7B-GGUF:*",
+	    "hf:TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.gguf",
+	    "TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.gguf",
+	    "thebloke/llama-2-7b-gguf:llama-2-7b.Q4_K_M.gguf",
+	    "TheBloke/Llama-2-7B-GGUF",
+	    "hf:TheBloke/Llama-2-7B-GGUF",
+	    "TheBloke/Llama-2-7B-GGUF:Q4_K_M",
+	    "TheBloke/Llama-2-7B-GGUF:q4_k_m",
+	    "TheBloke/Llama-2-7B-GGUF:Q4_K_M@main",
+	    "TheBloke/Llama-2-7B-GGUF@main",
 	};
 	static const char *const no[] = {
-		"TheBloke/Llama-2-7B-GGUF:Q4_K",
-		"TheBloke/Llama-2-7B-GGUF:K_M2",
-		"TheBloke/Llama-2-7B-GGUF:Q8_0",
-		"TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.GGUF",
-		"TheBloke/Llama-2-13B-GGUF",
-		"TheBloke/Llama-2-7B-GGUF-x",
-		"Other/Llama-2-7B-GGUF",
-		"TheBloke",
-		"a/b/c",
-		"",
-		"url:0123",
-		"file:llama-2-7b.Q4_K_M.gguf",
-		"https://example.com/llama-2-7b.Q4_K_M.gguf",
+	    "TheBloke/Llama-2-7B-GGUF:Q4_K",
+	    "TheBloke/Llama-2-7B-GGUF:K_M2",
+	    "TheBloke/Llama-2-7B-GGUF:Q8_0",
+	    "TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.GGUF",
+	    "TheBloke/Llama-2-13B-GGUF",
+	    "TheBloke/Llama-2-7B-GGUF-x",
+	    "Other/Llama-2-7B-GGUF",
+	    "TheBloke",
+	    "a/b/c",
+	    "",
+	    "url:0123",
+	    "file:llama-2-7b.Q4_K_M.gguf",
+	    "https://example.com/llama-2-7b.Q4_K_M.gguf",
+	    "TheBloke/Llama-2-7B-GGUF:*",
+	    "TheBloke/Llama-2-7B-GGUF:Q4_K_M@v1",
+	    "TheBloke/Llama-2-7B-GGUF@v1",
+	    "hf:TheBloke/Llama-2-7B-GGUF:llama-2-7b.Q4_K_M.gguf@v1",
 	};
 	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
 		if (!ref_matches_id(yes[i], id))
@@ -379,6 +412,35 @@ static void test_matches(void **state)
 	const char *split = "hf:org/repo:Q4_K_M/model-Q4_K_M-00001-of-00002.gguf";
 	assert_int_equal(ref_matches_id("org/repo:Q4_K_M", split), 1);
 	assert_int_equal(ref_matches_id("org/repo:Q4_K", split), 0);
+	/*
+	 * Another revision of a model is another id, and a query naming none
+	 * matches both; the whole snapshot is named by '*' only, never by one of
+	 * its files.
+	 */
+	static const struct {
+		const char *query, *id;
+		int want;
+	} revs[] = {
+	    {"org/repo:Q4_K_M@v1", "hf:org/repo:x.Q4_K_M.gguf@v1", 1},
+	    {"org/repo:x.Q4_K_M.gguf@v1", "hf:org/repo:x.Q4_K_M.gguf@v1", 1},
+	    {"org/repo@v1", "hf:org/repo:x.Q4_K_M.gguf@v1", 1},
+	    {"org/repo:Q4_K_M@main", "hf:org/repo:x.Q4_K_M.gguf@v1", 0},
+	    {"org/repo:Q4_K_M@v1", "hf:org/repo:x.Q4_K_M.gguf", 0},
+	    {"org/repo:Q4_K_M", "hf:org/repo:x.Q4_K_M.gguf@v1", 1},
+	    {"org/repo:Q4_K_M", "hf:org/repo:x.Q4_K_M.gguf", 1},
+	    {"org/repo:*", "hf:org/repo:*", 1},
+	    {"hf:org/repo:*@main", "hf:org/repo:*", 1},
+	    {"org/repo:*@v1", "hf:org/repo:*", 0},
+	    {"org/repo:*@v1", "hf:org/repo:*@v1", 1},
+	    {"org/repo", "hf:org/repo:*", 1},
+	    {"org/repo:Q4_K_M", "hf:org/repo:*", 0},
+	    {"org/repo:x.Q4_K_M.gguf", "hf:org/repo:*", 0},
+	    {"org/repo:*", "hf:org/repo:x.Q4_K_M.gguf", 0},
+	};
+	for (size_t i = 0; i < sizeof(revs) / sizeof(revs[0]); i++)
+		if (ref_matches_id(revs[i].query, revs[i].id) != revs[i].want)
+			fail_msg("'%s' against %s: expected %d", revs[i].query, revs[i].id,
+				 revs[i].want);
 	const char *ud = "hf:unsloth/m-GGUF:m-UD-Q4_K_XL.gguf";
 	assert_int_equal(ref_matches_id("unsloth/m-GGUF:UD-Q4_K_XL", ud), 1);
 	assert_int_equal(ref_matches_id("unsloth/m-GGUF:q4_k_xl", ud), 1);

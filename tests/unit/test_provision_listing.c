@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "core/cancel.h"
 #include "core/caps.h"
 #include "core/err.h"
 #include "provision/hfapi.h"
@@ -19,7 +20,27 @@
 static int parse(const char *body, const char *link, struct hf_listing *l, char *next,
 		 size_t next_size, struct err *e)
 {
-	return hf_tree_page_parse(body, strlen(body), link, "org/repo", l, next, next_size, e);
+	return hf_tree_page_parse(body, strlen(body), link, "org/repo", NULL, l, next, next_size,
+				  e);
+}
+
+/* A cancelled job stops reading a page at once. */
+static void test_page_cancelled(void **state)
+{
+	(void)state;
+	static const char body[] = "[{\"type\":\"file\",\"path\":\"a.gguf\",\"size\":1}]";
+	struct hf_listing l;
+	char next[64];
+	struct err e = {0};
+	struct cancel_token *t = cancel_new();
+	cancel_fire(t);
+	hf_listing_init(&l);
+	assert_int_equal(
+	    hf_tree_page_parse(body, strlen(body), NULL, "org/repo", t, &l, next, sizeof(next), &e),
+	    ERR_CANCELLED);
+	assert_int_equal(l.n, 0);
+	hf_listing_cleanup(&l);
+	cancel_unref(t);
 }
 
 static void test_page(void **state)
@@ -125,10 +146,9 @@ static void test_etag_strip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_page),
-		cmocka_unit_test(test_refused),
-		cmocka_unit_test(test_next_url_too_long),
-		cmocka_unit_test(test_etag_strip),
+	    cmocka_unit_test(test_page),       cmocka_unit_test(test_page_cancelled),
+	    cmocka_unit_test(test_refused),    cmocka_unit_test(test_next_url_too_long),
+	    cmocka_unit_test(test_etag_strip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

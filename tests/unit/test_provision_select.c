@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "core/cancel.h"
 #include "core/err.h"
 #include "provision/hfapi.h"
 #include "provision/hfselect.h"
@@ -88,7 +90,7 @@ static void test_select_quant_split_order(void **state)
 	fill(&l, repo_files, 7);
 	size_t idx[16], n = 0;
 	struct err e = {0};
-	assert_int_equal(hf_select(&l, SEL_QUANT, "Q4_K_M", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_QUANT, "Q4_K_M", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(l.files[idx[0]].path, "m-Q4_K_M-00001-of-00003.gguf");
 	assert_string_equal(l.files[idx[1]].path, "m-Q4_K_M-00002-of-00003.gguf");
@@ -98,14 +100,14 @@ static void test_select_quant_split_order(void **state)
 					 "X-UD-Q4_K_XL-00002-of-00002.gguf", "X-Q4_K.gguf"};
 	struct hf_listing l2;
 	fill(&l2, ud, 3);
-	assert_int_equal(hf_select(&l2, SEL_QUANT, "UD-Q4_K_XL", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l2, SEL_QUANT, "UD-Q4_K_XL", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 2);
-	assert_int_equal(hf_select(&l2, SEL_QUANT, "Q4_K", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l2, SEL_QUANT, "Q4_K", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(l2.files[idx[0]].path, "X-Q4_K.gguf");
 	hf_listing_cleanup(&l2);
 	/* Case-insensitive tag. */
-	assert_int_equal(hf_select(&l, SEL_QUANT, "q5_k_m", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_QUANT, "q5_k_m", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(l.files[idx[0]].path, "sub/x.Q5_K_M.gguf");
 	hf_listing_cleanup(&l);
@@ -118,13 +120,13 @@ static void test_select_default_preference(void **state)
 	size_t idx[16], n = 0;
 	struct err e = {0};
 	fill(&l, repo_files, 7);
-	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 3); /* Q4_K_M first, with its shards */
 	hf_listing_cleanup(&l);
 
 	static const char *const q8[] = {"m-Q6_K.gguf", "m-Q8_0.gguf", "mmproj-Q4_K_M.gguf"};
 	fill(&l, q8, 3);
-	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 1);
 	/* An mmproj carrying Q4_K_M loses to the model. */
 	assert_string_equal(l.files[idx[0]].path, "m-Q8_0.gguf");
@@ -132,14 +134,15 @@ static void test_select_default_preference(void **state)
 
 	static const char *const only[] = {"README.md", "mmproj.gguf", "weights.gguf"};
 	fill(&l, only, 3);
-	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(l.files[idx[0]].path, "weights.gguf");
 	hf_listing_cleanup(&l);
 
 	static const char *const none[] = {"README.md", "model.safetensors"};
 	fill(&l, none, 2);
-	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", idx, 16, &n, &e), ERR_NOT_FOUND);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", NULL, idx, 16, &n, &e),
+			 ERR_NOT_FOUND);
 	assert_string_equal(e.msg, "no GGUF file in a/b");
 	hf_listing_cleanup(&l);
 }
@@ -152,7 +155,7 @@ static void test_select_quant_missing_lists_available(void **state)
 	size_t idx[16], n = 0;
 	struct err e = {0};
 	fill(&l, files, 3);
-	assert_int_equal(hf_select(&l, SEL_QUANT, "Q5_K_M", "a/b", idx, 16, &n, &e),
+	assert_int_equal(hf_select(&l, SEL_QUANT, "Q5_K_M", "a/b", NULL, idx, 16, &n, &e),
 			 ERR_NOT_FOUND);
 	assert_string_equal(e.msg, "no GGUF file matching Q5_K_M in a/b; available: Q4_K_M, Q8_0");
 	hf_listing_cleanup(&l);
@@ -165,19 +168,21 @@ static void test_select_path_and_all(void **state)
 	size_t idx[16], n = 0;
 	struct err e = {0};
 	fill(&l, repo_files, 7);
-	assert_int_equal(hf_select(&l, SEL_PATH, "sub/x.Q5_K_M.gguf", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_PATH, "sub/x.Q5_K_M.gguf", "a/b", NULL, idx, 16, &n, &e),
+			 0);
 	assert_int_equal(n, 1);
 	assert_int_equal(idx[0], 6);
 	/* A shard named exactly brings its whole set. */
 	assert_int_equal(
-		hf_select(&l, SEL_PATH, "m-Q4_K_M-00002-of-00003.gguf", "a/b", idx, 16, &n, &e), 0);
+	    hf_select(&l, SEL_PATH, "m-Q4_K_M-00002-of-00003.gguf", "a/b", NULL, idx, 16, &n, &e),
+	    0);
 	assert_int_equal(n, 3);
-	assert_int_equal(hf_select(&l, SEL_PATH, "nope.gguf", "a/b", idx, 16, &n, &e),
+	assert_int_equal(hf_select(&l, SEL_PATH, "nope.gguf", "a/b", NULL, idx, 16, &n, &e),
 			 ERR_NOT_FOUND);
 	assert_string_equal(e.msg, "file 'nope.gguf' not found in a/b");
-	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", idx, 16, &n, &e), 0);
+	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", NULL, idx, 16, &n, &e), 0);
 	assert_int_equal(n, 7);
-	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", idx, 3, &n, &e), ERR_TOO_LARGE);
+	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", NULL, idx, 3, &n, &e), ERR_TOO_LARGE);
 	hf_listing_cleanup(&l);
 }
 
@@ -190,9 +195,117 @@ static void test_select_missing_shard(void **state)
 	size_t idx[16], n = 0;
 	struct err e = {0};
 	fill(&l, files, 2);
-	assert_int_equal(hf_select(&l, SEL_QUANT, "Q4_K_M", "a/b", idx, 16, &n, &e), ERR_CORRUPT);
+	assert_int_equal(hf_select(&l, SEL_QUANT, "Q4_K_M", "a/b", NULL, idx, 16, &n, &e),
+			 ERR_CORRUPT);
 	assert_string_equal(e.msg, "shard 2 of 3 of 'm-Q4_K_M' is missing from a/b");
 	hf_listing_cleanup(&l);
+}
+
+static double elapsed_ms(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) * 1e3 + (double)(t1.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/*
+ * A listing of 20,000 GGUF files with distinct tags and a set of 2,000
+ * shards: each selection is one pass (plus a sort for the tags of an error
+ * message), so all of them take milliseconds; comparing every tag with every
+ * earlier one took seconds here.
+ */
+static void test_select_many_distinct_tags(void **state)
+{
+	(void)state;
+	enum { FILES = 20000, SHARDS = 2000 };
+	struct hf_listing l;
+	char path[64];
+	size_t *idx = calloc(CAP_MODEL_FILES, sizeof(*idx)), n = 0;
+	struct err e = {0};
+	hf_listing_init(&l);
+	for (unsigned i = 0; i < FILES; i++) {
+		snprintf(path, sizeof(path), "m-IQ%u_%X.gguf", i % 9 + 1, i);
+		assert_int_equal(hf_listing_add(&l, path, 1, NULL, NULL), 0);
+	}
+	for (unsigned i = SHARDS; i >= 1; i--) {
+		snprintf(path, sizeof(path), "big-Q4_K_M-%05u-of-%05u.gguf", i, SHARDS);
+		assert_int_equal(hf_listing_add(&l, path, 1, NULL, NULL), 0);
+	}
+	struct timespec t0;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(
+	    hf_select(&l, SEL_QUANT, "Q5_K_S", "a/b", NULL, idx, CAP_MODEL_FILES, &n, &e),
+	    ERR_NOT_FOUND);
+	assert_non_null(strstr(e.msg, "available: IQ1_0, IQ2_1, IQ3_2, "));
+	assert_int_equal(
+	    hf_select(&l, SEL_QUANT, "q4_k_m", "a/b", NULL, idx, CAP_MODEL_FILES, &n, &e), 0);
+	assert_int_equal(n, SHARDS);
+	assert_int_equal(idx[0], FILES + SHARDS - 1);
+	assert_int_equal(idx[SHARDS - 1], FILES);
+	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", NULL, idx, CAP_MODEL_FILES, &n, &e),
+			 0);
+	assert_int_equal(n, SHARDS);
+	char tags[64];
+	assert_int_equal(hf_available_tags(&l, tags, sizeof(tags)), FILES + 1);
+	double ms = elapsed_ms(&t0);
+	if (ms > 2000)
+		fail_msg("four selections over %d files took %.0f ms", FILES + SHARDS, ms);
+	hf_listing_cleanup(&l);
+	free(idx);
+}
+
+/* A cancelled job's selection stops at once, with ERR_CANCELLED. */
+static void test_select_cancelled(void **state)
+{
+	(void)state;
+	struct hf_listing l;
+	size_t idx[16], n = 0;
+	struct err e = {0};
+	struct cancel_token *t = cancel_new();
+	fill(&l, repo_files, 7);
+	cancel_fire(t);
+	static const struct {
+		enum ref_selector sel;
+		const char *text;
+	} cases[] = {
+	    {SEL_QUANT, "Q4_K_M"},
+	    {SEL_QUANT, "Q5_K_S"},
+	    {SEL_DEFAULT, ""},
+	    {SEL_PATH, "m-Q4_K_M-00002-of-00003.gguf"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(
+		    hf_select(&l, cases[i].sel, cases[i].text, "a/b", t, idx, 16, &n, &e),
+		    ERR_CANCELLED);
+		assert_string_equal(e.msg, "cancelled");
+	}
+	cancel_unref(t);
+	hf_listing_cleanup(&l);
+}
+
+/* The quantizations of a model: one per tag, a whole snapshot has several. */
+static void test_model_quants(void **state)
+{
+	(void)state;
+	static const char *const bundle[] = {"a.Q4_K_M.gguf",
+					     "README.md",
+					     "mmproj-a-F16.gguf",
+					     "a.Q5_K_M.gguf",
+					     "b-Q8_0-00001-of-00002.gguf",
+					     "b-Q8_0-00002-of-00002.gguf",
+					     "a.q4_k_m-imatrix.gguf"};
+	static const char *const proj[] = {"mmproj-a-F16.gguf", "README.md"};
+	static const char *const none[] = {"README.md", "a.gguf"};
+	char tags[8][HF_QUANT_MAX];
+	assert_int_equal(hf_model_quants(bundle, 7, tags, 8), 3);
+	assert_string_equal(tags[0], "Q4_K_M");
+	assert_string_equal(tags[1], "Q5_K_M");
+	assert_string_equal(tags[2], "Q8_0");
+	assert_int_equal(hf_model_quants(bundle, 7, tags, 2), 2);
+	assert_string_equal(tags[1], "Q5_K_M");
+	assert_int_equal(hf_model_quants(proj, 2, tags, 8), 1);
+	assert_string_equal(tags[0], "F16");
+	assert_int_equal(hf_model_quants(none, 2, tags, 8), 0);
 }
 
 static void test_map_error(void **state)
@@ -317,17 +430,20 @@ static void test_client_token_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_quant_tag),
-		cmocka_unit_test(test_split_shard),
-		cmocka_unit_test(test_select_quant_split_order),
-		cmocka_unit_test(test_select_default_preference),
-		cmocka_unit_test(test_select_quant_missing_lists_available),
-		cmocka_unit_test(test_select_path_and_all),
-		cmocka_unit_test(test_select_missing_shard),
-		cmocka_unit_test(test_map_error),
-		cmocka_unit_test(test_env_true),
-		cmocka_unit_test(test_client_endpoint_rules),
-		cmocka_unit_test(test_client_token_file),
+	    cmocka_unit_test(test_quant_tag),
+	    cmocka_unit_test(test_split_shard),
+	    cmocka_unit_test(test_select_quant_split_order),
+	    cmocka_unit_test(test_select_default_preference),
+	    cmocka_unit_test(test_select_quant_missing_lists_available),
+	    cmocka_unit_test(test_select_path_and_all),
+	    cmocka_unit_test(test_select_missing_shard),
+	    cmocka_unit_test(test_select_many_distinct_tags),
+	    cmocka_unit_test(test_select_cancelled),
+	    cmocka_unit_test(test_model_quants),
+	    cmocka_unit_test(test_map_error),
+	    cmocka_unit_test(test_env_true),
+	    cmocka_unit_test(test_client_endpoint_rules),
+	    cmocka_unit_test(test_client_token_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
