@@ -46,8 +46,8 @@ static int with_context(struct err *e, int rc, const char *what)
 static int check_sha(const char *s, struct err *e)
 {
 	if (!s || strnlen(s, 65) != 64 || !is_hex_lower(s, 64))
-		return err_set(e, ERR_INVALID, "blob name '%.80s': expected 64 lowercase hex digits",
-			       s ? s : "");
+		return err_set(e, ERR_INVALID,
+			       "blob name '%.80s': expected 64 lowercase hex digits", s ? s : "");
 	return 0;
 }
 
@@ -86,17 +86,16 @@ int layout_repo_dir_check(const char *d, struct err *e)
 	/* One path component of harmless characters: no '/', no "..", no NUL. */
 	for (size_t i = 0; i < len; i++) {
 		char c = d[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '.' || c == '_' || c == '-';
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 		if (!ok || (c == '.' && d[i + 1] == '.'))
-			return err_set(e, ERR_INVALID, "repo folder '%.80s': bad character at %zu", d,
-				       i);
+			return err_set(e, ERR_INVALID, "repo folder '%.80s': bad character at %zu",
+				       d, i);
 	}
 	return 0;
 }
 
-int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size,
-		       struct err *e)
+int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size, struct err *e)
 {
 	if (!org || !repo)
 		return err_set(e, ERR_INVALID, "repo folder: organisation or repo missing");
@@ -122,8 +121,8 @@ int layout_repo_dir_url(const char *host, char *buf, size_t size, struct err *e)
 	/* '_' never occurs in a host name, so the mapping cannot merge two hosts. */
 	for (size_t i = 0; i < hl; i++) {
 		char c = host[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '.' || c == '-';
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '.' || c == '-';
 		buf[6 + i] = ok ? c : '_';
 	}
 	buf[6 + hl] = 0;
@@ -192,8 +191,7 @@ const char *layout_root(const struct layout *l)
  * below the hub folder, one component at a time without following symlinks,
  * creating missing folders when create is set.
  */
-static int open_dir(const struct layout *l, const char *rel, int create, int *out,
-		    struct err *e)
+static int open_dir(const struct layout *l, const char *rel, int create, int *out, struct err *e)
 {
 	char buf[PATH_MAX];
 	*out = -1;
@@ -218,11 +216,13 @@ static int open_dir(const struct layout *l, const char *rel, int create, int *ou
 			int er = errno;
 			close(cur);
 			if (er == ENOENT)
-				return err_set(e, ERR_NOT_FOUND, "%s/%s: no such folder", l->root, rel);
+				return err_set(e, ERR_NOT_FOUND, "%s/%s: no such folder", l->root,
+					       rel);
 			if (er == ELOOP || er == ENOTDIR)
-				return err_set(e, ERR_IO,
-					       "%s/%s: '%s' is a symlink or not a folder; not following it",
-					       l->root, rel, c);
+				return err_set(
+				    e, ERR_IO,
+				    "%s/%s: '%s' is a symlink or not a folder; not following it",
+				    l->root, rel, c);
 			return err_set(e, ERR_IO, "open %s/%s: %s", l->root, rel, strerror(er));
 		}
 		close(cur);
@@ -232,9 +232,87 @@ static int open_dir(const struct layout *l, const char *rel, int create, int *ou
 	return 0;
 }
 
+/* A name for a temporary file or link that no repo file can carry. */
+static void tmp_name(char *buf, size_t size)
+{
+	static unsigned counter;
+	unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+	snprintf(buf, size, ".rbee-tmp-%ld-%u", (long)getpid(), n);
+}
+
+/* The three folders of a repo folder; cache scanners need each of them. */
+static const char *const repo_subdirs[] = {"blobs", "snapshots", "refs"};
+
+/* Makes the missing ones of repo_subdirs in the repo folder dfd. */
+static int make_subdirs(const struct layout *l, int dfd, const char *repo_dir, struct err *e)
+{
+	for (size_t i = 0; i < sizeof repo_subdirs / sizeof repo_subdirs[0]; i++) {
+		if (mkdirat(dfd, repo_subdirs[i], 0755) < 0 && errno != EEXIST)
+			return err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
+				       "mkdir %s/%s/%s: %s", l->root, repo_dir, repo_subdirs[i],
+				       strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * Makes repo_dir with blobs/, snapshots/ and refs/ when it is missing. A
+ * new one is built under a temporary name and renamed into place, so no
+ * scanner ever sees a repo folder without them; an existing one gets those
+ * it lacks.
+ */
+static int repo_dir_make(const struct layout *l, const char *repo_dir, struct err *e)
+{
+	int dfd;
+	char tmp[64];
+	int rc = open_dir(l, repo_dir, 0, &dfd, e);
+	if (rc == 0)
+		goto existing;
+	if (rc != ERR_NOT_FOUND)
+		return rc;
+	err_clear(e);
+	tmp_name(tmp, sizeof tmp);
+	if (mkdirat(l->rootfd, tmp, 0755) < 0)
+		return err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO, "mkdir %s/%s: %s",
+			       l->root, tmp, strerror(errno));
+	rc = open_dir(l, tmp, 0, &dfd, e);
+	if (rc == 0) {
+		rc = make_subdirs(l, dfd, repo_dir, e);
+		for (size_t i = 0; rc && i < sizeof repo_subdirs / sizeof repo_subdirs[0]; i++)
+			unlinkat(dfd, repo_subdirs[i], AT_REMOVEDIR);
+		close(dfd);
+	}
+	if (rc == 0 && renameat2(l->rootfd, tmp, l->rootfd, repo_dir, RENAME_NOREPLACE) == 0)
+		return 0;
+	/* Another writer made it meanwhile: drop ours and complete theirs. */
+	if (rc == 0 && errno != EEXIST)
+		rc = err_set(e, ERR_IO, "rename %s/%s to %s: %s", l->root, tmp, repo_dir,
+			     strerror(errno));
+	if (open_dir(l, tmp, 0, &dfd, NULL) == 0) {
+		for (size_t i = 0; i < sizeof repo_subdirs / sizeof repo_subdirs[0]; i++)
+			unlinkat(dfd, repo_subdirs[i], AT_REMOVEDIR);
+		close(dfd);
+	}
+	unlinkat(l->rootfd, tmp, AT_REMOVEDIR);
+	if (rc)
+		return rc;
+	rc = open_dir(l, repo_dir, 0, &dfd, e);
+	if (rc)
+		return rc;
+existing:
+	rc = make_subdirs(l, dfd, repo_dir, e);
+	close(dfd);
+	return rc;
+}
+
 static int open_subdir(const struct layout *l, const char *repo_dir, const char *sub, int create,
 		       int *out, struct err *e)
 {
+	if (create) {
+		int rc = repo_dir_make(l, repo_dir, e);
+		if (rc)
+			return rc;
+	}
 	char rel[PATH_MAX];
 	if (fmt_buf(rel, sizeof rel, "%s/%s", repo_dir, sub))
 		return err_set(e, ERR_TOO_LARGE, "path too long: %.80s", repo_dir);
@@ -252,8 +330,8 @@ int layout_blob_path(const struct layout *l, const char *repo_dir, const char *s
 	return rc;
 }
 
-int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256,
-			char *buf, size_t size, struct err *e)
+int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256, char *buf,
+			size_t size, struct err *e)
 {
 	int rc = layout_repo_dir_check(repo_dir, e);
 	if (!rc)
@@ -271,7 +349,8 @@ int layout_snapshot_path(const struct layout *l, const char *repo_dir, const cha
 		rc = check_commit(commit, e);
 	if (!rc)
 		rc = check_repo_path(repo_path, e);
-	if (!rc && fmt_buf(buf, size, "%s/%s/snapshots/%s/%s", l->root, repo_dir, commit, repo_path))
+	if (!rc &&
+	    fmt_buf(buf, size, "%s/%s/snapshots/%s/%s", l->root, repo_dir, commit, repo_path))
 		rc = err_set(e, ERR_TOO_LARGE, "snapshot path too long");
 	return rc;
 }
@@ -283,8 +362,8 @@ static int check_blob_args(const char *repo_dir, const char *sha256, struct err 
 }
 
 /* Checks a blob's repo folder and name, then opens (or creates) its blobs/ folder. */
-static int open_blobs(const struct layout *l, const char *repo_dir, const char *sha256,
-		      int create, int *dfd, struct err *e)
+static int open_blobs(const struct layout *l, const char *repo_dir, const char *sha256, int create,
+		      int *dfd, struct err *e)
 {
 	int rc = check_blob_args(repo_dir, sha256, e);
 	if (rc)
@@ -326,8 +405,8 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
 	return 0;
 }
 
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
-			int *fd, uint64_t *cur_size, struct err *e)
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
+			uint64_t *cur_size, struct err *e)
 {
 	*fd = -1;
 	int dfd;
@@ -407,18 +486,11 @@ int layout_blob_commit(const struct layout *l, const char *repo_dir, const char 
 		goto out;
 	}
 	if (fsync(dfd) < 0)
-		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
+		rc =
+		    err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
 out:
 	close(dfd);
 	return rc;
-}
-
-/* A name for a temporary file or link that no repo file can carry. */
-static void tmp_name(char *buf, size_t size)
-{
-	static unsigned counter;
-	unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-	snprintf(buf, size, ".rbee-tmp-%ld-%u", (long)getpid(), n);
 }
 
 /*
@@ -430,8 +502,8 @@ static int parent_rel(char *rel, size_t size, const char *repo_dir, const char *
 {
 	const char *slash = strrchr(path, '/');
 	*base = slash ? slash + 1 : path;
-	int rc = slash ? fmt_buf(rel, size, "%s/%s/%.*s", repo_dir, sub, (int)(slash - path), path) :
-			 fmt_buf(rel, size, "%s/%s", repo_dir, sub);
+	int rc = slash ? fmt_buf(rel, size, "%s/%s/%.*s", repo_dir, sub, (int)(slash - path), path)
+		       : fmt_buf(rel, size, "%s/%s", repo_dir, sub);
 	return rc ? err_set(e, ERR_TOO_LARGE, "path too long: %.80s", path) : 0;
 }
 
@@ -481,7 +553,9 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 	snprintf(target + off, sizeof target - off, "blobs/%s", sha256);
 
 	int dfd;
-	rc = open_dir(l, rel, 1, &dfd, e);
+	rc = repo_dir_make(l, repo_dir, e);
+	if (!rc)
+		rc = open_dir(l, rel, 1, &dfd, e);
 	if (rc)
 		return rc;
 	char tmp[64];
@@ -524,7 +598,9 @@ int layout_ref_write(const struct layout *l, const char *repo_dir, const char *r
 	if (rc)
 		return rc;
 	int dfd;
-	rc = open_dir(l, rel, 1, &dfd, e);
+	rc = repo_dir_make(l, repo_dir, e);
+	if (!rc)
+		rc = open_dir(l, rel, 1, &dfd, e);
 	if (rc)
 		return rc;
 	char tmp[64];
@@ -566,8 +642,8 @@ static int read_small(int dfd, const char *name, char *buf, size_t size)
 	return 0;
 }
 
-int layout_ref_read(const struct layout *l, const char *repo_dir, const char *revision,
-		    char *buf, size_t size, struct err *e)
+int layout_ref_read(const struct layout *l, const char *repo_dir, const char *revision, char *buf,
+		    size_t size, struct err *e)
 {
 	int rc = layout_repo_dir_check(repo_dir, e);
 	if (!rc)
@@ -776,8 +852,7 @@ out:
 }
 
 int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *sha256,
-		      uint64_t size, const char *hint_dir, enum layout_adopt *how,
-		      struct err *e)
+		      uint64_t size, const char *hint_dir, enum layout_adopt *how, struct err *e)
 {
 	*how = LAYOUT_ADOPT_NONE;
 	int rc = check_blob_args(repo_dir, sha256, e);
@@ -868,8 +943,8 @@ copy:;
 		rc = copy_into(l, repo_dir, dfd, in, sha256, cancel, e);
 		close(in);
 		if (rc == ERR_DIGEST)
-			rc = err_set(e, ERR_CONFLICT, "import %s: the file changed while it was read",
-				     src_path);
+			rc = err_set(e, ERR_CONFLICT,
+				     "import %s: the file changed while it was read", src_path);
 		if (!rc)
 			*how = LAYOUT_ADOPT_COPIED;
 	}
@@ -1030,8 +1105,8 @@ int layout_remove_model(const struct layout *l, const char *repo_dir, const char
 	for (size_t i = 0; i < nblobs; i++) {
 		int lock = -1;
 		struct err lerr;
-		int lrc = layout_blob_lock(l, repo_dir, blobs[i], REMOVE_LOCK_TIMEOUT_MS, NULL, &lock,
-					   &lerr);
+		int lrc = layout_blob_lock(l, repo_dir, blobs[i], REMOVE_LOCK_TIMEOUT_MS, NULL,
+					   &lock, &lerr);
 		if (lrc) {
 			if (!rc)
 				rc = err_set(e, lrc, "%s", err_msg(&lerr));
@@ -1050,18 +1125,34 @@ int layout_remove_model(const struct layout *l, const char *repo_dir, const char
 			int bfd;
 			if (open_subdir(l, repo_dir, "blobs", 0, &bfd, NULL) == 0) {
 				if (unlinkat(bfd, blobs[i], 0) < 0 && errno != ENOENT && !rc)
-					rc = err_set(e, ERR_IO, "remove %s/%s/blobs/%s: %s", l->root,
-						     repo_dir, blobs[i], strerror(errno));
+					rc = err_set(e, ERR_IO, "remove %s/%s/blobs/%s: %s",
+						     l->root, repo_dir, blobs[i], strerror(errno));
 				close(bfd);
 			}
 		}
 		layout_blob_unlock(lock);
 	}
 
-	static const char *const subs[] = {"snapshots", "blobs", "refs"};
-	for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
-		if (fmt_buf(rel, sizeof rel, "%s/%s", repo_dir, subs[i]) == 0)
-			rmdir_rel(l, rel);
-	rmdir_rel(l, repo_dir);
+	layout_repo_prune(l, repo_dir);
 	return rc;
+}
+
+void layout_repo_prune(const struct layout *l, const char *repo_dir)
+{
+	if (layout_repo_dir_check(repo_dir, NULL))
+		return;
+	int dfd;
+	if (open_dir(l, repo_dir, 0, &dfd, NULL))
+		return;
+	/*
+	 * blobs/ first: while it holds a blob or a partial the folder stays
+	 * whole. refs/ goes only after snapshots/, since @huggingface/hub's
+	 * scanner fails on a repo folder without refs/.
+	 */
+	int gone = unlinkat(dfd, "blobs", AT_REMOVEDIR) == 0 || errno == ENOENT;
+	gone = gone && (unlinkat(dfd, "snapshots", AT_REMOVEDIR) == 0 || errno == ENOENT);
+	gone = gone && (unlinkat(dfd, "refs", AT_REMOVEDIR) == 0 || errno == ENOENT);
+	close(dfd);
+	if (gone)
+		rmdir_rel(l, repo_dir);
 }

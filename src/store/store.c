@@ -389,5 +389,8 @@ int store_partial_remove(struct catalog *c, const struct layout *l, const char *
 	if (!rc)
 		rc = catalog_partial_delete(c, repo_dir, sha256, e);
 	layout_blob_unlock(fd);
+	/* A repo folder that held only this partial goes with it. */
+	if (!rc)
+		layout_repo_prune(l, repo_dir);
 	return rc;
 }

@@ -108,8 +108,9 @@ int store_partial_writing(const struct layout *l, const char *repo_dir, const ch
 			  struct err *e);
 
 /*
- * Removes a partial download: its file and its resume state. ERR_CONFLICT
- * when a transfer holds its lock (it is being downloaded now).
+ * Removes a partial download: its file and its resume state, and the repo
+ * folder when nothing else is left in it. ERR_CONFLICT when a transfer
+ * holds its lock (it is being downloaded now).
  */
 int store_partial_remove(struct catalog *c, const struct layout *l, const char *repo_dir,
 			 const char *sha256, struct err *e);
