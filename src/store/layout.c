@@ -43,11 +43,17 @@ static int with_context(struct err *e, int rc, const char *what)
 	return rc;
 }
 
+/*
+ * A blob name: a sha256, or the git sha1 another program (huggingface_hub,
+ * for a non-LFS file) named it by. Both are one harmless path component.
+ */
 static int check_sha(const char *s, struct err *e)
 {
-	if (!s || strnlen(s, 65) != 64 || !is_hex_lower(s, 64))
+	size_t n = s ? strnlen(s, 65) : 0;
+	if ((n != 64 && n != 40) || !is_hex_lower(s, n))
 		return err_set(e, ERR_INVALID,
-			       "blob name '%.80s': expected 64 lowercase hex digits", s ? s : "");
+			       "blob name '%.80s': expected 64 (or 40) lowercase hex digits",
+			       s ? s : "");
 	return 0;
 }
 
@@ -374,17 +380,11 @@ static int open_blobs(const struct layout *l, const char *repo_dir, const char *
 int layout_blob_exists(const struct layout *l, const char *repo_dir, const char *sha256,
 		       uint64_t *size)
 {
-	int rc = check_blob_args(repo_dir, sha256, NULL);
-	if (rc)
-		return rc;
-	int dfd;
-	if (open_subdir(l, repo_dir, "blobs", 0, &dfd, NULL))
-		return 0;
-	struct stat st;
-	int found = fstatat(dfd, sha256, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-	close(dfd);
-	if (found && size)
-		*size = (uint64_t)st.st_size;
+	uint64_t have = 0;
+	int64_t mtime;
+	int found = layout_blob_stat(l, repo_dir, sha256, &have, &mtime);
+	if (found == 1 && size)
+		*size = have;
 	return found;
 }
 
@@ -526,6 +526,25 @@ static int rename_into_place(const struct layout *l, int dfd, const char *rel, c
 	return 0;
 }
 
+/* Longest snapshot link target: "../" per level, "blobs/", a sha256. */
+#define LINK_TARGET_MAX (3 * (CAP_REPO_PATH_DEPTH + 2) + 80)
+
+/*
+ * The target of snapshots/<commit>/<repo_path> for blob name, the link
+ * huggingface_hub makes too: from snapshots/<commit>/<dirs>/ up to the repo
+ * folder (2 + one per '/'), then blobs/<name>.
+ */
+static void link_target(const char *repo_path, const char *name, char buf[LINK_TARGET_MAX])
+{
+	size_t ups = 2, off = 0;
+	for (const char *p = repo_path; *p; p++)
+		ups += *p == '/';
+	for (size_t i = 0; i < ups && off < LINK_TARGET_MAX; i++)
+		off += (size_t)snprintf(buf + off, LINK_TARGET_MAX - off, "../");
+	if (off < LINK_TARGET_MAX)
+		snprintf(buf + off, LINK_TARGET_MAX - off, "blobs/%s", name ? name : "");
+}
+
 int layout_snapshot_link(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, const char *sha256, struct err *e)
 {
@@ -542,15 +561,8 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 	rc = parent_rel(rel, sizeof rel, repo_dir, sub, repo_path, &base, e);
 	if (rc)
 		return rc;
-	/* From snapshots/<commit>/<dirs>/ up to the repo folder: 2 + one per '/'. */
-	char target[256] = "";
-	size_t ups = 2;
-	for (const char *p = repo_path; *p; p++)
-		ups += *p == '/';
-	size_t off = 0;
-	for (size_t i = 0; i < ups; i++)
-		off += (size_t)snprintf(target + off, sizeof target - off, "../");
-	snprintf(target + off, sizeof target - off, "blobs/%s", sha256);
+	char target[LINK_TARGET_MAX];
+	link_target(repo_path, sha256, target);
 
 	int dfd;
 	rc = repo_dir_make(l, repo_dir, e);
@@ -568,6 +580,61 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 out:
 	close(dfd);
 	return rc;
+}
+
+int64_t layout_mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+int layout_blob_stat(const struct layout *l, const char *repo_dir, const char *name, uint64_t *size,
+		     int64_t *mtime_ns)
+{
+	int rc = check_blob_args(repo_dir, name, NULL);
+	if (rc)
+		return rc;
+	int dfd;
+	if (open_subdir(l, repo_dir, "blobs", 0, &dfd, NULL))
+		return 0;
+	struct stat st;
+	int found = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	close(dfd);
+	if (!found)
+		return 0;
+	*size = (uint64_t)st.st_size;
+	*mtime_ns = layout_mtime_ns(&st);
+	return 1;
+}
+
+int layout_snapshot_entry(const struct layout *l, const char *repo_dir, const char *commit,
+			  const char *repo_path, char name[65])
+{
+	char rel[PATH_MAX], sub[CAP_REPO_ID_LEN + 16], target[LINK_TARGET_MAX + 1];
+	char want[LINK_TARGET_MAX];
+	const char *base;
+	if (layout_repo_dir_check(repo_dir, NULL) || check_commit(commit, NULL) ||
+	    check_repo_path(repo_path, NULL))
+		return ERR_INVALID;
+	snprintf(sub, sizeof sub, "snapshots/%s", commit);
+	if (parent_rel(rel, sizeof rel, repo_dir, sub, repo_path, &base, NULL))
+		return ERR_INVALID;
+	int dfd;
+	if (open_dir(l, rel, 0, &dfd, NULL))
+		return 0;
+	ssize_t n = readlinkat(dfd, base, target, sizeof target - 1);
+	close(dfd);
+	if (n <= 0)
+		return 0;
+	target[n] = 0;
+	/* Exactly the link huggingface_hub and rbee-hive make; anything else is not adopted. */
+	link_target(repo_path, NULL, want);
+	size_t wl = strlen(want);
+	if ((size_t)n <= wl || strncmp(target, want, wl) != 0 || check_sha(target + wl, NULL))
+		return 0;
+	snprintf(name, 65, "%s", target + wl);
+	uint64_t size;
+	int64_t mtime;
+	return layout_blob_stat(l, repo_dir, name, &size, &mtime) == 1;
 }
 
 static int check_revision(const char *rev, struct err *e)

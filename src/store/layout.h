@@ -79,6 +79,31 @@ int layout_snapshot_path(const struct layout *l, const char *repo_dir, const cha
 int layout_blob_exists(const struct layout *l, const char *repo_dir, const char *sha256,
 		       uint64_t *size);
 
+/*
+ * Blob names are a sha256, or for a blob another program made, possibly the
+ * git sha1 it named it by (40 hex digits); every function below that takes
+ * a blob's name accepts both.
+ */
+
+/*
+ * 1 with the size and mtime (nanoseconds) of blobs/<name> in repo_dir when it
+ * is a regular file, 0 if not, negative on bad input.
+ */
+int layout_blob_stat(const struct layout *l, const char *repo_dir, const char *name, uint64_t *size,
+		     int64_t *mtime_ns);
+/* A file's mtime in nanoseconds, as layout_blob_stat() reports it. */
+struct stat;
+int64_t layout_mtime_ns(const struct stat *st);
+
+/*
+ * 1 with the blob's name when snapshots/<commit>/<repo_path> is the link
+ * huggingface_hub and rbee-hive make ("../" up to the repo folder, then
+ * blobs/<name>, name 64 or 40 hex) and that blob is a regular file; 0 when
+ * the entry is missing or anything else; negative on bad input.
+ */
+int layout_snapshot_entry(const struct layout *l, const char *repo_dir, const char *commit,
+			  const char *repo_path, char name[65]);
+
 /* Opens blobs/<sha256> read-only (not through a symlink). ERR_NOT_FOUND if absent. */
 int layout_blob_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
 		     struct err *e);
