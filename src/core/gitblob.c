@@ -61,7 +61,8 @@ int gitblob_hash_fd(int fd, struct cancel_token *cancel, char oid[GITBLOB_HEX_LE
 	unsigned char *buf = xmalloc(GITBLOB_BUF);
 	struct gitblob g = {0};
 	struct sha256 s = {0};
-	gitblob_init(&g, (uint64_t)st.st_size);
+	if (oid)
+		gitblob_init(&g, (uint64_t)st.st_size);
 	if (sha256)
 		sha256_init(&s);
 	uint64_t off = 0;
@@ -80,12 +81,13 @@ int gitblob_hash_fd(int fd, struct cancel_token *cancel, char oid[GITBLOB_HEX_LE
 		}
 		if (n == 0)
 			break;
-		gitblob_update(&g, buf, (size_t)n);
+		if (oid)
+			gitblob_update(&g, buf, (size_t)n);
 		if (sha256)
 			sha256_update(&s, buf, (size_t)n);
 		off += (uint64_t)n;
 	}
-	if (!rc && gitblob_final_hex(&g, oid))
+	if (!rc && (oid ? gitblob_final_hex(&g, oid) != 0 : off != (uint64_t)st.st_size))
 		rc = err_set(e, ERR_CONFLICT,
 			     "the file changed size while it was read (%llu, then %llu bytes)",
 			     (unsigned long long)st.st_size, (unsigned long long)off);
@@ -93,7 +95,8 @@ int gitblob_hash_fd(int fd, struct cancel_token *cancel, char oid[GITBLOB_HEX_LE
 		sha256_final_hex(&s, sha256);
 	if (!rc && size)
 		*size = off;
-	gitblob_cleanup(&g);
+	if (oid)
+		gitblob_cleanup(&g);
 	if (sha256)
 		sha256_cleanup(&s);
 	free(buf);

@@ -36,8 +36,8 @@ void gitblob_cleanup(struct gitblob *h);
 
 /*
  * Hashes the regular file open at fd from its first byte (with pread, so
- * fd's offset does not matter): its git blob id into oid and, when sha256
- * is not NULL, its SHA-256 in the same pass. *size (may be NULL) receives
+ * fd's offset does not matter): its git blob id into oid and its SHA-256
+ * into sha256, in one pass; either may be NULL (not computed). *size (may be NULL) receives
  * the bytes read. ERR_CONFLICT when the file changed size while it was
  * read, ERR_CANCELLED when cancel fired (cancel may be NULL), ERR_IO.
  */

@@ -236,6 +236,7 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		rc = err_set(e, ERR_TOO_LARGE, "data folder path too long");
 		goto fail;
 	}
+	ctx->shared_cache = sp.shared;
 	struct prov_config c = *cfg;
 	c.data_root = ctx->data_root;
 	rc = hf_client_init(&ctx->hf, &c, e);

@@ -51,6 +51,12 @@ static int file_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
 				    f->sha256, &size, &how, e);
 	if (rc)
 		return rc;
+	/*
+	 * Linked or copied, the blob is the file just hashed; one that was
+	 * already there is hashed when it is published.
+	 */
+	if (how != LAYOUT_ADOPT_PRESENT)
+		prov_blob_made(j->cat, j->ctx->layout, p->repo_dir, f->sha256, 1);
 	prov_narrate(j, "%s: %s", f->path,
 		     how == LAYOUT_ADOPT_PRESENT  ? "identical content already stored"
 		     : how == LAYOUT_ADOPT_COPIED ? "copied (another file system)"
