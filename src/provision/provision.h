@@ -77,6 +77,13 @@ struct prov_config {
 	int connections;       /* per file; 0: default 8 */
 	uint64_t limit_rate;   /* bytes/s over all transfers; 0: none */
 	int stall_timeout_s;   /* 0: default 30 */
+	/*
+	 * Folders whose files file:// refs may import (--allow-file-import);
+	 * none: no local path is read, only content uploaded to the daemon
+	 * (file:///PATH#sha256=HEX) is imported. Borrowed.
+	 */
+	const char *const *file_import_dirs;
+	size_t n_file_import_dirs;
 };
 
 struct provisioner;

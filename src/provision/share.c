@@ -318,13 +318,16 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		/* Named by the URL while unknown; now it gets its content's name. */
 		char sha[65];
 		uint64_t sz;
-		enum layout_adopt how;
-		rc = layout_import_file(ctx->layout, b->repo_dir, dest, b->cancel, sha, &sz, &how, e);
+		rc = layout_partial_import(ctx->layout, b->repo_dir, b->name, b->cancel, sha, &sz,
+					   e);
 		if (rc == 0) {
 			layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
 			snprintf(b->sha256, sizeof(b->sha256), "%s", sha);
-			if (how != LAYOUT_ADOPT_PRESENT)
-				prov_blob_made(cat, ctx->layout, b->repo_dir, sha, 1);
+			/*
+			 * The blob is rbee-hive's (a URL folder is its own); it may be one
+			 * already there, so publishing hashes it once before trusting it.
+			 */
+			prov_blob_made(cat, ctx->layout, b->repo_dir, sha, 0);
 			if (got[0] && strcmp(got, sha) != 0)
 				rc = err_set(e, ERR_DIGEST, "content of %s changed while it was stored",
 					     b->url);
