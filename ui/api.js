@@ -168,6 +168,36 @@ export function deleteModel(id) {
   return request('DELETE', `/v1/models/${encodeURIComponent(id)}`);
 }
 
+// "models--org--repo" -> "org/repo", "urls--host" -> "host": what a repo
+// folder of the hub cache holds, for showing.
+export function repoOfDir(dir) {
+  const m = /^(models|urls|files)--(.+)$/.exec(dir || '');
+  if (!m) return dir || '';
+  return m[1] === 'models' ? m[2].replace('--', '/') : m[2];
+}
+
+// A partial download (GET /v1/partials): what a cancelled, failed or
+// interrupted pull left for a later pull to resume.
+export function normPartial(p) {
+  return {
+    repoDir: str(p.repo_dir) || '',
+    sha256: str(p.sha256) || '',
+    done: num(p.bytes_done, p.done_bytes) ?? 0,
+    total: num(p.total_size, p.size) ?? 0,
+    writing: p.writing === true,
+    updated: num(p.updated_ms) ?? 0,
+  };
+}
+
+export async function listPartials() {
+  return listOf(await request('GET', '/v1/partials'), 'partials').map(normPartial);
+}
+
+export function discardPartial(p) {
+  const q = p.repoDir ? `?repo_dir=${encodeURIComponent(p.repoDir)}` : '';
+  return request('DELETE', `/v1/partials/${encodeURIComponent(p.sha256)}${q}`);
+}
+
 const STATE_ALIASES = {
   completed: 'done', complete: 'done', succeeded: 'done', success: 'done', finished: 'done', ok: 'done',
   error: 'failed', errored: 'failed', failure: 'failed',

@@ -43,6 +43,7 @@ const STATE_LABEL = {
   cancelled: 'Cancelled', interrupted: 'Interrupted', unknown: 'Unknown', lost: 'Disconnected',
   available: 'Available',
   partial: 'Partial',
+  paused: 'Paused',
 };
 const label = (s) => STATE_LABEL[s] || (s ? s[0].toUpperCase() + s.slice(1) : 'Unknown');
 const badge = (state) => h('span', { class: 'badge', dataset: { state } }, label(state));
@@ -168,6 +169,7 @@ function watch(j) {
       announce(`${jobTitle(j)}: ${label(t.state)}${t.error ? `: ${t.error}` : ''}`);
       refreshModels();
       refreshJobs();
+      refreshPartials();
     },
   });
 }
@@ -188,6 +190,7 @@ async function cancel(j) {
   j.cancelling = false;
   renderJob(j);
   refreshJobs();
+  refreshPartials();
 }
 
 async function retry(j) {
@@ -297,16 +300,24 @@ function renderListing(r, l) {
 
 /* ---------- catalog ---------- */
 
-function confirmDelete(m) {
+// Asks in the dialog first; resolves to true when the user chose the action.
+function confirmAction(title, text, action) {
   const d = $('confirm');
-  $('confirm-text').textContent =
-    `Delete ${m.id}${m.size ? ` (${formatBytes(m.size)})` : ''}? Its files are removed unless another model uses them.`;
+  $('confirm-title').textContent = title;
+  $('confirm-text').textContent = text;
+  $('confirm-yes').textContent = action;
   return new Promise((resolve) => {
     d.addEventListener('close', () => resolve(d.returnValue === 'ok'), { once: true });
     d.returnValue = '';
     d.showModal();
     $('confirm-no').focus();
   });
+}
+
+function confirmDelete(m) {
+  return confirmAction('Delete model?',
+    `Delete ${m.id}${m.size ? ` (${formatBytes(m.size)})` : ''}? Its files are removed unless another model uses them.`,
+    'Delete');
 }
 
 async function remove(m, btn) {
@@ -364,6 +375,71 @@ async function refreshModels() {
     if (e.status !== 401) showCatalogError(e.message);
   } finally {
     modelsBusy = false;
+  }
+}
+
+/* ---------- partial downloads ---------- */
+
+function partialName(p) {
+  return api.repoOfDir(p.repoDir);
+}
+
+async function discard(p, btn) {
+  const name = partialName(p);
+  const size = p.total ? ` (${formatBytes(p.done)} of ${formatBytes(p.total)})` : '';
+  if (!(await confirmAction('Discard partial download?',
+    `Discard the partial download of ${name}${size}? A later pull of it starts over.`, 'Discard'))) return;
+  btn.disabled = true;
+  btn.textContent = 'Discarding…';
+  try {
+    await api.discardPartial(p);
+    announce(`Discarded the partial download of ${name}`);
+    showPartialsError('');
+  } catch (e) {
+    showPartialsError(`Discard failed: ${e.message}`);
+  }
+  refreshPartials();
+}
+
+function showPartialsError(msg) {
+  $('partials-error').textContent = msg || '';
+  $('partials-error').hidden = !msg;
+}
+
+function renderPartials(parts) {
+  const rows = parts.map((p) => {
+    const name = partialName(p);
+    const pct = percent(p.done, p.total);
+    const btn = h('button', {
+      type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'discard',
+      'aria-label': `Discard the partial download of ${name} (${p.sha256.slice(0, 12)})`,
+      // A partial being written belongs to a running job: cancel that first.
+      disabled: p.writing, title: p.writing ? 'Being downloaded now; cancel its job first' : undefined,
+    }, 'Discard');
+    btn.addEventListener('click', () => discard(p, btn));
+    return h('tr', { dataset: { sha256: p.sha256, repoDir: p.repoDir } },
+      h('td', {}, h('div', { class: 'model-name' }, name)),
+      h('td', { class: 'mono', title: p.sha256 }, p.sha256.slice(0, 12)),
+      h('td', { class: 'num' }, `${formatBytes(p.done)} of ${formatBytes(p.total)}${pct === null ? '' : ` (${Math.floor(pct)}%)`}`),
+      h('td', {}, badge(p.writing ? 'downloading' : 'paused')),
+      h('td', { class: 'actions' }, btn));
+  });
+  $('partials-body').replaceChildren(...rows);
+  $('partials-empty').hidden = parts.length > 0;
+  $('partials-table').toggleAttribute('data-empty', parts.length === 0);
+  $('partials-count').textContent = parts.length ? `${parts.length}` : '';
+}
+
+let partialsBusy = false;
+async function refreshPartials() {
+  if (partialsBusy) return;
+  partialsBusy = true;
+  try {
+    renderPartials(await api.listPartials());
+  } catch (e) {
+    if (e.status !== 401) showPartialsError(e.message);
+  } finally {
+    partialsBusy = false;
   }
 }
 
@@ -473,6 +549,7 @@ function initToken() {
 function refreshAll() {
   refreshModels();
   refreshJobs();
+  refreshPartials();
 }
 
 function init() {
@@ -489,6 +566,7 @@ function init() {
   // Polling finds jobs started elsewhere and catalog changes made by others;
   // the live cards themselves are fed by their streams, not by this.
   setInterval(refreshJobs, 3000);
+  setInterval(refreshPartials, 3000);
   setInterval(refreshModels, 10000);
 }
 

@@ -41,9 +41,13 @@ static const struct cli_command cli_commands[] = {
     },
     {
 	.name = "rm",
-	.synopsis = "ID [--json]",
+	.synopsis = "ID|PARTIAL [--json]",
 	.help = "Deletes a model and the files no other model uses. Refuses while the\n"
-		"model is downloading (cancel its job first).\n\n"
+		"model is downloading (cancel its job first). Files another program put\n"
+		"in a shared cache stay.\n\n"
+		"Given a partial download's id (its sha256, or at least its first 8\n"
+		"hex digits, as GET /v1/partials and the web page list them), discards\n"
+		"that partial download instead.\n\n"
 		"  --json            print the daemon's answer as one JSON document\n",
 	.flags = CLI_OPT_JSON,
 	.min_args = 1,

@@ -469,8 +469,82 @@ static int cli_rm_busy(struct cli_client *c, const char *query, struct err *e)
 	return rc;
 }
 
+/* A partial download's id as the user may give it: its sha256, or a prefix of 8+ digits. */
+#define CLI_PARTIAL_ID_MIN 8
+
+/*
+ * The sha256 of the one partial download whose id starts with prefix, into
+ * sha (65 bytes), with the repo folders holding it. 1 when found, 0 when no
+ * partial matches (prefix may then name a model), or an error (several
+ * contents match).
+ */
+static int cli_partial_find(struct cli_client *c, const char *prefix, char *sha, char *dirs,
+			    size_t dsize, struct err *e)
+{
+	static const char *const k_partials[] = {"partials", NULL};
+	static const char *const k_sha[] = {"sha256", NULL};
+	static const char *const k_dir[] = {"repo_dir", NULL};
+	size_t n = strlen(prefix), i, off = 0;
+	json_t *ans = NULL, *p;
+	long status;
+	int found = 0;
+
+	sha[0] = dirs[0] = 0;
+	if (n < CLI_PARTIAL_ID_MIN || n > 64 || !is_hex_lower(prefix, n))
+		return 0;
+	int rc = cli_client_call(c, "GET", "/v1/partials", NULL, &status, &ans, e);
+	if (rc == 0)
+		rc = cli_expect(status, 200, ans, e);
+	json_array_foreach(rc == 0 ? cli_list(ans, k_partials) : NULL, i, p)
+	{
+		const char *s = cli_jstr(p, k_sha), *d = cli_jstr(p, k_dir);
+		if (!s || strlen(s) != 64 || strncmp(s, prefix, n) != 0)
+			continue;
+		if (found && strcmp(s, sha) != 0) {
+			rc = err_set(e, ERR_CONFLICT,
+				     "'%s' names more than one partial download (%.12s, %.12s); "
+				     "give more digits",
+				     prefix, sha, s);
+			break;
+		}
+		snprintf(sha, 65, "%s", s);
+		if (d && off < dsize)
+			off += (size_t)snprintf(dirs + off, dsize - off, "%s%s", found ? ", " : "", d);
+		found = 1;
+	}
+	json_decref(ans);
+	return rc < 0 ? rc : found;
+}
+
+/* Discards the partial download sha (the file and its resume state) in every repo folder. */
+static int cli_rm_partial(struct cli_client *c, const struct cli_opts *o, const char *sha,
+			  const char *dirs, struct err *e)
+{
+	char *path = xasprintf("/v1/partials/%s", sha);
+	json_t *ans = NULL;
+	long status;
+	int rc = cli_client_call(c, "DELETE", path, NULL, &status, &ans, e);
+	if (rc == 0 && status == 409)
+		rc = err_set(e, ERR_CONFLICT,
+			     "partial download %s is being written now; cancel its job first", sha);
+	else if (rc == 0)
+		rc = cli_expect(status, 200, ans, e);
+	if (rc == 0 && o->json)
+		cli_print_json(ans);
+	else if (rc == 0)
+		printf("deleted partial download %s of %s\n", sha, dirs);
+	json_decref(ans);
+	free(path);
+	return rc;
+}
+
 static int cli_rm_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
+	char sha[65], dirs[1024];
+	int found = cli_partial_find(c, o->args[0], sha, dirs, sizeof(dirs), e);
+	if (found)
+		return found < 0 ? found : cli_rm_partial(c, o, sha, dirs, e);
+
 	char *seg = cli_url_segment(o->args[0]);
 	char *path = xasprintf("/v1/models/%s", seg);
 	json_t *ans = NULL;

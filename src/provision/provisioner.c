@@ -237,6 +237,7 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		rc = err_set(e, ERR_TOO_LARGE, "data folder path too long");
 		goto fail;
 	}
+	ctx->shared_cache = sp.shared;
 	rc = prov_file_roots_init(ctx, cfg, e);
 	if (rc)
 		goto fail;

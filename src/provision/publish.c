@@ -18,6 +18,7 @@
 #include "store/catalog.h"
 #include "store/gguf.h"
 #include "store/layout.h"
+#include "store/store.h"
 
 #define PROV_POLL_MS 25
 /* How long the first event of a file waits for its transfer to be set up. */
@@ -41,7 +42,24 @@ static int adopt_into(struct prov_job *j, struct prov_plan *p, struct prov_file 
 	if (rc == 0 && how == LAYOUT_ADOPT_NONE)
 		rc = err_set(e, ERR_CONFLICT, "blob of '%s' vanished from the cache; try again",
 			     f->path);
+	/* A blob rbee-hive links or copies is its own; publishing hashes it before trusting it. */
+	if (rc == 0 && how != LAYOUT_ADOPT_PRESENT)
+		prov_blob_made(j->cat, l, p->repo_dir, f->sha256, how == LAYOUT_ADOPT_COPIED);
 	return rc;
+}
+
+void prov_blob_made(struct catalog *cat, const struct layout *l, const char *repo_dir,
+		    const char *sha256, int verified)
+{
+	uint64_t size = 0;
+	int64_t mtime = 0;
+	struct err e = {0};
+	if (!cat || layout_blob_stat(l, repo_dir, sha256, &size, &mtime) != 1)
+		return;
+	if (catalog_blob_verified(cat, repo_dir, sha256, sha256, size, mtime, 0, &e) == 0 && !verified)
+		catalog_blob_distrust(cat, repo_dir, sha256, &e);
+	if (e.msg[0])
+		log_warn("recording blob %s of %s: %s", sha256, repo_dir, err_msg(&e));
 }
 
 static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, struct err *e)
@@ -258,10 +276,14 @@ int prov_lookup_available(struct prov_job *j, const char *id, const char *commit
 		return 0;
 	if (m.status != CATALOG_AVAILABLE || m.nfiles == 0 || (commit && strcmp(m.commit, commit)))
 		goto out;
+	/* Each blob as it was when last found right; one that changed is hashed by the full path. */
 	for (size_t i = 0; i < m.nfiles; i++) {
+		const struct catalog_file *f = &m.files[i];
 		uint64_t size = 0;
-		if (layout_blob_exists(j->ctx->layout, m.repo_dir, m.files[i].sha256, &size) != 1 ||
-		    size != m.files[i].size)
+		int64_t mtime = 0;
+		if (layout_blob_stat(j->ctx->layout, m.repo_dir, catalog_file_blob(f), &size,
+				     &mtime) != 1 ||
+		    size != f->size || mtime != f->mtime_ns || f->verified_ms == 0)
 			goto out;
 	}
 	found = prov_artifact_fill(j, m.repo_dir, m.commit, m.files[0].path, m.id, m.size, out,
@@ -312,20 +334,34 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	int rc = 0;
 	prov_job_phase(j, PROV_PUBLISHING, NULL);
 	prov_narrate(j, "publishing %s", p->id);
-	/* Links first, under each blob's lock, so a concurrent removal cannot take the blob away. */
+	/*
+	 * Links first, under each blob's lock, so a concurrent removal cannot
+	 * take the blob away. No blob is recorded as available unless it was
+	 * found right: written and hashed by this pull, or hashed once now.
+	 */
 	for (size_t i = 0; i < p->n; i++) {
 		struct prov_file *f = &p->files[i];
+		const char *name = f->blob[0] ? f->blob : f->sha256;
 		int fd = -1;
-		enum layout_adopt how = LAYOUT_ADOPT_NONE;
-		rc = layout_blob_lock(l, p->repo_dir, f->sha256, PROV_LOCK_TIMEOUT_MS, j->req->cancel,
-				      &fd, e);
+		enum layout_adopt how = LAYOUT_ADOPT_PRESENT;
+		char sha[65];
+		struct err sub = {0};
+		rc = layout_blob_lock(l, p->repo_dir, name, PROV_LOCK_TIMEOUT_MS, j->req->cancel, &fd,
+				      e);
 		if (rc)
 			return rc;
-		rc = layout_adopt_blob(l, p->repo_dir, f->sha256, f->size, NULL, &how, e);
+		if (!f->keep_link)
+			rc = layout_adopt_blob(l, p->repo_dir, f->sha256, f->size, NULL, &how, e);
 		if (rc == 0 && how == LAYOUT_ADOPT_NONE)
 			rc = err_set(e, ERR_CONFLICT, "blob of '%s' vanished from the cache; try again",
 				     f->path);
-		if (rc == 0)
+		if (rc == 0) {
+			rc = store_blob_check(j->cat, l, p->repo_dir, name, f->sha256, NULL, f->size, 0,
+					      j->ctx->shared_cache, j->req->cancel, sha, NULL, &sub);
+			if (rc)
+				err_set(e, rc, "'%s': %s; pull again", f->path, err_msg(&sub));
+		}
+		if (rc == 0 && !f->keep_link)
 			rc = layout_snapshot_link(l, p->repo_dir, p->commit, f->path, f->sha256, e);
 		layout_blob_unlock(fd);
 		if (rc)
@@ -352,6 +388,8 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	for (size_t i = 0; i < p->n; i++) {
 		m.files[i].path = p->files[i].path;
 		memcpy(m.files[i].sha256, p->files[i].sha256, 65);
+		memcpy(m.files[i].blob, p->files[i].blob, sizeof(m.files[i].blob));
+		m.files[i].link_adopted = p->files[i].link_adopted;
 		m.files[i].size = p->files[i].size;
 		total += p->files[i].size;
 	}

@@ -14,6 +14,7 @@
 #include "provision/vendor.h"
 #include "store/catalog.h"
 #include "store/layout.h"
+#include "store/store.h"
 
 /*
  * How long the blob lock may be busy before the wait is narrated: a transfer
@@ -235,6 +236,28 @@ static int blob_run(struct prov_blob *b, struct err *e)
 				       hint[0] ? hint : NULL, &how, e);
 		if (rc)
 			goto out;
+		if (how != LAYOUT_ADOPT_NONE && how != LAYOUT_ADOPT_PRESENT)
+			prov_blob_made(cat, ctx->layout, b->repo_dir, b->sha256,
+				       how == LAYOUT_ADOPT_COPIED);
+		/*
+		 * A blob found in the cache is hashed once before it is trusted; a
+		 * damaged one is fetched again, and the commit's rename replaces it.
+		 */
+		if (how != LAYOUT_ADOPT_NONE && cat) {
+			char sha[65];
+			struct err sub = {0};
+			rc = store_blob_check(cat, ctx->layout, b->repo_dir, b->sha256, b->sha256, NULL,
+					      b->size, 0, how == LAYOUT_ADOPT_PRESENT && ctx->shared_cache,
+					      b->cancel, sha, NULL, &sub);
+			if (rc == ERR_DIGEST || rc == ERR_NOT_FOUND) {
+				log_warn("%s; fetching it again", err_msg(&sub));
+				how = LAYOUT_ADOPT_NONE;
+				rc = 0;
+			} else if (rc) {
+				err_set(e, rc, "%s", err_msg(&sub));
+				goto out;
+			}
+		}
 		if (how != LAYOUT_ADOPT_NONE) {
 			log_info("blob %.12s of %s: reused from the cache (%s)", b->sha256, b->repo_dir,
 				 how == LAYOUT_ADOPT_PRESENT ? "present"
@@ -289,6 +312,8 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		goto out;
 	if (known) {
 		rc = layout_blob_commit(ctx->layout, b->repo_dir, b->sha256, e);
+		if (rc == 0)
+			prov_blob_made(cat, ctx->layout, b->repo_dir, b->sha256, 1);
 	} else {
 		/* Named by the URL while unknown; now it gets its content's name. */
 		char sha[65];
@@ -298,6 +323,11 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		if (rc == 0) {
 			layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
 			snprintf(b->sha256, sizeof(b->sha256), "%s", sha);
+			/*
+			 * The blob is rbee-hive's (a URL folder is its own); it may be one
+			 * already there, so publishing hashes it once before trusting it.
+			 */
+			prov_blob_made(cat, ctx->layout, b->repo_dir, sha, 0);
 			if (got[0] && strcmp(got, sha) != 0)
 				rc = err_set(e, ERR_DIGEST, "content of %s changed while it was stored",
 					     b->url);

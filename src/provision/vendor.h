@@ -43,6 +43,12 @@ struct prov_ctx {
 	char *import_dirs[CAP_FILE_IMPORT_DIRS];
 	char *import_named[CAP_FILE_IMPORT_DIRS];
 	size_t n_import_dirs;
+	/*
+	 * The hub cache is shared with other programs: a blob found there that
+	 * rbee-hive has no record of is theirs, never removed. In the private
+	 * cache every blob is rbee-hive's.
+	 */
+	int shared_cache;
 };
 
 /* One file of a plan. */
@@ -54,6 +60,17 @@ struct prov_file {
 	char *url;       /* where the bytes are; NULL until resolved */
 	int url_is_hub;  /* the bytes come from the Hub host: the token may go along */
 	int present;     /* already in the layout: nothing to fetch */
+	char oid[41];    /* the listing's git blob id of a non-LFS file; "" otherwise */
+	/*
+	 * A snapshot entry that was there (another program's, or rbee-hive's
+	 * from an earlier pull) and checks out is kept as it is: keep_link says
+	 * publishing must not touch the link, link_adopted that the link is not
+	 * rbee-hive's, blob its blob's name when that is not the sha256
+	 * (huggingface_hub names a non-LFS file's blob by its git sha1).
+	 */
+	int keep_link;
+	int link_adopted;
+	char blob[65];
 };
 
 struct prov_plan {
@@ -64,6 +81,7 @@ struct prov_plan {
 	char name[CAP_REPO_ID_LEN + 1];
 	char revision[CAP_REVISION_LEN + 1]; /* as asked; "" for URL and file models */
 	int write_ref;                       /* write refs/<revision> (not for a commit) */
+	int rehash; /* the model was found bad: hash its blobs whatever their records say */
 	char commit[65];                     /* snapshot folder name */
 	char id[PROV_ID_MAX];                /* catalog id */
 	struct prov_file *files;
@@ -140,6 +158,14 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
  */
 int prov_lookup_available(struct prov_job *j, const char *id, const char *commit,
 			  struct prov_artifact *out);
+/*
+ * Records that rbee-hive made blobs/<sha256> in repo_dir (it removes it
+ * again when no model uses it); verified says it was hashed as it was made
+ * (written by a transfer, or copied), else it is hashed before it is
+ * trusted. cat may be NULL (nothing is recorded).
+ */
+void prov_blob_made(struct catalog *cat, const struct layout *l, const char *repo_dir,
+		    const char *sha256, int verified);
 /* Fills out from a catalog model id. */
 int prov_artifact_fill(struct prov_job *j, const char *repo_dir, const char *commit,
 		       const char *first_path, const char *id, uint64_t size,

@@ -284,6 +284,8 @@ static int file_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
 	prov_job_phase(j, PROV_VERIFYING, f->path);
 	if (f->present) {
 		prov_narrate(j, "%s: uploaded content sha256:%s", f->path, f->sha256);
+		/* rbee-hive's own blob; publishing hashes it once before trusting it. */
+		prov_blob_made(j->cat, j->ctx->layout, p->repo_dir, f->sha256, 0);
 	} else {
 		enum layout_adopt how = LAYOUT_ADOPT_NONE;
 		int fd = -1;
@@ -296,6 +298,9 @@ static int file_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
 		close(fd);
 		if (rc)
 			return rc;
+		/* A copy is the content just hashed; one already there is hashed when published. */
+		if (how != LAYOUT_ADOPT_PRESENT)
+			prov_blob_made(j->cat, j->ctx->layout, p->repo_dir, f->sha256, 1);
 		if (j->ref.sha256[0] && strcmp(j->ref.sha256, f->sha256) != 0)
 			return err_set(e, ERR_DIGEST,
 				       "file %.200s hashes to sha256:%s, not the pinned %s",

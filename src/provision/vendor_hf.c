@@ -23,6 +23,7 @@
 #include "provision/vendor.h"
 #include "store/catalog.h"
 #include "store/layout.h"
+#include "store/store.h"
 
 static int is_commit(const char *s)
 {
@@ -220,22 +221,86 @@ out:
 	return rc;
 }
 
+/*
+ * Checks blobs/<name> of the plan's repo folder against the listing's digest
+ * of lf (hashing it once when the catalog has no fresh record of it). 1 when
+ * it holds lf's content (its sha256 into sha), 0 when it must be fetched
+ * (missing, another size, or damaged: said in the job's narration), or an
+ * error.
+ */
+static int cache_holds(struct prov_job *j, struct prov_plan *p, const struct hf_file *lf,
+		       const char *name, char sha[65], struct err *e)
+{
+	struct err sub = {0};
+	int rc = store_blob_check(j->cat, j->ctx->layout, p->repo_dir, name,
+				  lf->sha256[0] ? lf->sha256 : NULL, lf->sha256[0] ? NULL : lf->oid,
+				  lf->size, p->rehash, j->ctx->shared_cache, j->req->cancel, sha, NULL,
+				  &sub);
+	if (rc == 0)
+		return 1;
+	if (rc != ERR_DIGEST)
+		return rc == ERR_NOT_FOUND ? 0 : err_set(e, rc, "%s", err_msg(&sub));
+	log_msg(LOG_WARN, j->req->job_id, "%s", err_msg(&sub));
+	prov_narrate(j, "'%s' in the cache does not match the Hub's listing; fetching it again",
+		     lf->path);
+	return 0;
+}
+
+/*
+ * A snapshot entry the cache already has for lf (huggingface_hub's, or
+ * rbee-hive's from an earlier pull) is adopted as it is when its blob holds
+ * the listed content: nothing is fetched or linked, and the link keeps its
+ * owner. 1 when adopted, 0 when not, or an error.
+ */
+static int plan_entry(struct prov_job *j, struct prov_plan *p, const struct hf_file *lf,
+		      struct err *e)
+{
+	char name[65], sha[65];
+	if (!lf->sha256[0] && !lf->oid[0])
+		return 0;
+	if (layout_snapshot_entry(j->ctx->layout, p->repo_dir, p->commit, lf->path, name) != 1)
+		return 0;
+	int rc = cache_holds(j, p, lf, name, sha, e);
+	if (rc != 1)
+		return rc;
+	struct prov_file *f = prov_plan_add(p, lf->path, lf->size, 1, sha, NULL);
+	f->present = 1;
+	f->keep_link = 1;
+	/* In the private cache every link is rbee-hive's; in a shared one, those it recorded. */
+	f->link_adopted = j->ctx->shared_cache &&
+			  catalog_link_made(j->cat, p->repo_dir, p->commit, lf->path, NULL) != 1;
+	if (strcmp(name, sha) != 0)
+		snprintf(f->blob, sizeof(f->blob), "%s", name);
+	return 1;
+}
+
 /* HEAD one selected file and check what the Hub says against the listing. */
 static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_file *lf,
 		     struct err *e)
 {
 	struct prov_ctx *ctx = j->ctx;
 	uint64_t have = 0;
-	/* An LFS blob the cache already holds (ours, huggingface_hub's, llama.cpp's) needs no request. */
+	char sha[65];
+	int rc = plan_entry(j, p, lf, e);
+	if (rc)
+		return rc < 0 ? rc : 0;
+	/*
+	 * An LFS blob the cache already holds (ours, huggingface_hub's,
+	 * llama.cpp's) needs no request once it checks out.
+	 */
 	if (lf->sha256[0] &&
 	    layout_blob_exists(ctx->layout, p->repo_dir, lf->sha256, &have) == 1 &&
 	    have == lf->size) {
-		struct prov_file *f = prov_plan_add(p, lf->path, lf->size, 1, lf->sha256, NULL);
-		f->present = 1;
-		return 0;
+		rc = cache_holds(j, p, lf, lf->sha256, sha, e);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			prov_plan_add(p, lf->path, lf->size, 1, lf->sha256, NULL)->present = 1;
+			return 0;
+		}
 	}
 	struct hf_file_meta m;
-	int rc = hf_head_file(&ctx->hf, p->org, p->name, p->commit, lf->path, j->req->cancel, &m, e);
+	rc = hf_head_file(&ctx->hf, p->org, p->name, p->commit, lf->path, j->req->cancel, &m, e);
 	if (rc)
 		return rc;
 	if (strcmp(m.commit, p->commit) != 0)
@@ -252,7 +317,10 @@ static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_fi
 			       "'%s' in %s: the listing's sha256 differs from the Hub's etag", lf->path,
 			       p->repo);
 	/* Small files are named by git's sha1; their sha256 is learnt while downloading. */
-	prov_plan_add(p, lf->path, m.size, 1, lfs ? m.etag : NULL, m.url)->url_is_hub = m.url_is_hub;
+	struct prov_file *f = prov_plan_add(p, lf->path, m.size, 1, lfs ? m.etag : NULL, m.url);
+	f->url_is_hub = m.url_is_hub;
+	if (!lfs)
+		snprintf(f->oid, sizeof(f->oid), "%s", lf->oid);
 	return 0;
 }
 
@@ -305,6 +373,13 @@ static int hf_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifact
 	}
 	snprintf(p->id, sizeof(p->id), "%s", id);
 	prov_narrate(j, "%s@%.12s: %zu file%s", p->repo, p->commit, n, n == 1 ? "" : "s");
+	/* verify found it bad: what the records say of its blobs no longer counts. */
+	struct catalog_model old = {0};
+	if (catalog_model_get(j->cat, id, &old, NULL) == 0 && old.status == CATALOG_FAILED) {
+		p->rehash = 1;
+		prov_narrate(j, "%s was found damaged; checking each of its files", id);
+	}
+	catalog_model_cleanup(&old);
 	for (size_t i = 0; i < n; i++) {
 		rc = prov_check_cancel(j, e);
 		if (rc)

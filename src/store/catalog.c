@@ -29,76 +29,101 @@ struct catalog {
  * Never edit an entry that has shipped; append a new one.
  */
 static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
-	/* 0 -> 1: models, their files, blobs, jobs. */
-	"CREATE TABLE models("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" source TEXT NOT NULL CHECK(source IN ('hf','url','file')),"
-	" repo TEXT NOT NULL,"
-	" revision TEXT NOT NULL DEFAULT '',"
-	" commit_sha TEXT NOT NULL DEFAULT '',"
-	" repo_dir TEXT NOT NULL,"
-	" status TEXT NOT NULL CHECK(status IN ('downloading','available','failed')),"
-	" size INTEGER NOT NULL DEFAULT 0,"
-	" created_ms INTEGER NOT NULL,"
-	" updated_ms INTEGER NOT NULL,"
-	" error TEXT NOT NULL DEFAULT '');"
-	"CREATE TABLE files("
-	" model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
-	" idx INTEGER NOT NULL,"
-	" path TEXT NOT NULL,"
-	" sha256 TEXT NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" PRIMARY KEY(model_id, idx),"
-	" UNIQUE(model_id, path));"
-	"CREATE INDEX files_sha256 ON files(sha256);"
-	"CREATE TABLE blobs("
-	" sha256 TEXT NOT NULL,"
-	" repo_dir TEXT NOT NULL,"
-	" size INTEGER NOT NULL,"
-	" PRIMARY KEY(sha256, repo_dir));"
-	"CREATE TABLE jobs("
-	" id TEXT PRIMARY KEY NOT NULL,"
-	" operation TEXT NOT NULL,"
-	" model_ref TEXT NOT NULL DEFAULT '',"
-	" state TEXT NOT NULL,"
-	" created_ms INTEGER NOT NULL,"
-	" updated_ms INTEGER NOT NULL,"
-	" progress TEXT NOT NULL DEFAULT '',"
-	" error TEXT NOT NULL DEFAULT '',"
-	" result_id TEXT NOT NULL DEFAULT '');"
-	"CREATE INDEX jobs_state ON jobs(state, updated_ms);",
-	/* 1 -> 2: GGUF facts of a model; resume state of partial blobs. */
-	"ALTER TABLE models ADD COLUMN gguf_architecture TEXT NOT NULL DEFAULT '';"
-	"ALTER TABLE models ADD COLUMN gguf_name TEXT NOT NULL DEFAULT '';"
-	"ALTER TABLE models ADD COLUMN gguf_quantization TEXT NOT NULL DEFAULT '';"
-	"ALTER TABLE models ADD COLUMN gguf_parameters INTEGER NOT NULL DEFAULT 0;"
-	"ALTER TABLE models ADD COLUMN gguf_size_label TEXT NOT NULL DEFAULT '';"
-	"ALTER TABLE models ADD COLUMN gguf_context_length INTEGER NOT NULL DEFAULT 0;"
-	"CREATE INDEX models_repo_dir ON models(repo_dir, commit_sha);"
-	"CREATE TABLE partials("
-	" repo_dir TEXT NOT NULL,"
-	" sha256 TEXT NOT NULL,"
-	" total_size INTEGER NOT NULL,"
-	" done_bytes INTEGER NOT NULL,"
-	" ranges BLOB NOT NULL,"
-	" updated_ms INTEGER NOT NULL,"
-	" PRIMARY KEY(repo_dir, sha256));",
+    /* 0 -> 1: models, their files, blobs, jobs. */
+    "CREATE TABLE models("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " source TEXT NOT NULL CHECK(source IN ('hf','url','file')),"
+    " repo TEXT NOT NULL,"
+    " revision TEXT NOT NULL DEFAULT '',"
+    " commit_sha TEXT NOT NULL DEFAULT '',"
+    " repo_dir TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('downloading','available','failed')),"
+    " size INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " error TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE files("
+    " model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL,"
+    " path TEXT NOT NULL,"
+    " sha256 TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " PRIMARY KEY(model_id, idx),"
+    " UNIQUE(model_id, path));"
+    "CREATE INDEX files_sha256 ON files(sha256);"
+    "CREATE TABLE blobs("
+    " sha256 TEXT NOT NULL,"
+    " repo_dir TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " PRIMARY KEY(sha256, repo_dir));"
+    "CREATE TABLE jobs("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " operation TEXT NOT NULL,"
+    " model_ref TEXT NOT NULL DEFAULT '',"
+    " state TEXT NOT NULL,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " progress TEXT NOT NULL DEFAULT '',"
+    " error TEXT NOT NULL DEFAULT '',"
+    " result_id TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX jobs_state ON jobs(state, updated_ms);",
+    /* 1 -> 2: GGUF facts of a model; resume state of partial blobs. */
+    "ALTER TABLE models ADD COLUMN gguf_architecture TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE models ADD COLUMN gguf_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE models ADD COLUMN gguf_quantization TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE models ADD COLUMN gguf_parameters INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE models ADD COLUMN gguf_size_label TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE models ADD COLUMN gguf_context_length INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX models_repo_dir ON models(repo_dir, commit_sha);"
+    "CREATE TABLE partials("
+    " repo_dir TEXT NOT NULL,"
+    " sha256 TEXT NOT NULL,"
+    " total_size INTEGER NOT NULL,"
+    " done_bytes INTEGER NOT NULL,"
+    " ranges BLOB NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(repo_dir, sha256));",
+    /*
+     * 2 -> 3: which files another program made (a snapshot link or blob
+     * rbee-hive adopted and must never remove), the blob name actually used
+     * (another program's may be a git sha1), and when each blob was last
+     * found right, at which size and mtime, so it is hashed again only when
+     * it changed. Blobs are now keyed by their name in blobs/.
+     */
+    "ALTER TABLE files ADD COLUMN blob TEXT NOT NULL DEFAULT '';"
+    "UPDATE files SET blob = sha256;"
+    "ALTER TABLE files ADD COLUMN link_adopted INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX files_blob ON files(blob);"
+    "CREATE TABLE blobs_v3("
+    " repo_dir TEXT NOT NULL,"
+    " name TEXT NOT NULL,"
+    " sha256 TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " adopted INTEGER NOT NULL DEFAULT 0,"
+    " mtime_ns INTEGER NOT NULL DEFAULT 0,"
+    " verified_ms INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(repo_dir, name));"
+    "INSERT INTO blobs_v3(repo_dir, name, sha256, size)"
+    " SELECT repo_dir, sha256, sha256, size FROM blobs;"
+    "DROP TABLE blobs;"
+    "ALTER TABLE blobs_v3 RENAME TO blobs;"
+    "CREATE INDEX blobs_sha256 ON blobs(sha256);",
 };
 
 static const char *const source_names[] = {
-	[CATALOG_SRC_HF] = "hf",
-	[CATALOG_SRC_URL] = "url",
-	[CATALOG_SRC_FILE] = "file",
+    [CATALOG_SRC_HF] = "hf",
+    [CATALOG_SRC_URL] = "url",
+    [CATALOG_SRC_FILE] = "file",
 };
 static const char *const status_names[] = {
-	[CATALOG_DOWNLOADING] = "downloading",
-	[CATALOG_AVAILABLE] = "available",
-	[CATALOG_FAILED] = "failed",
+    [CATALOG_DOWNLOADING] = "downloading",
+    [CATALOG_AVAILABLE] = "available",
+    [CATALOG_FAILED] = "failed",
 };
 static const char *const job_state_names[] = {
-	[CATALOG_JOB_QUEUED] = "queued",	 [CATALOG_JOB_RUNNING] = "running",
-	[CATALOG_JOB_SUCCEEDED] = "succeeded", [CATALOG_JOB_FAILED] = "failed",
-	[CATALOG_JOB_CANCELLED] = "cancelled", [CATALOG_JOB_INTERRUPTED] = "interrupted",
+    [CATALOG_JOB_QUEUED] = "queued",	   [CATALOG_JOB_RUNNING] = "running",
+    [CATALOG_JOB_SUCCEEDED] = "succeeded", [CATALOG_JOB_FAILED] = "failed",
+    [CATALOG_JOB_CANCELLED] = "cancelled", [CATALOG_JOB_INTERRUPTED] = "interrupted",
 };
 
 #define NAMES_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -163,24 +188,13 @@ static int db_fail(struct catalog *c, int src, const char *what, struct err *e)
 	int code;
 	switch (src & 0xff) {
 	case SQLITE_BUSY:
-	case SQLITE_LOCKED:
-		code = ERR_RETRY;
-		break;
-	case SQLITE_FULL:
-		code = ERR_NOSPACE;
-		break;
+	case SQLITE_LOCKED: code = ERR_RETRY; break;
+	case SQLITE_FULL: code = ERR_NOSPACE; break;
 	case SQLITE_CORRUPT:
-	case SQLITE_NOTADB:
-		code = ERR_CORRUPT;
-		break;
-	case SQLITE_CONSTRAINT:
-		code = ERR_CONFLICT;
-		break;
-	case SQLITE_NOMEM:
-		code = ERR_NOMEM;
-		break;
-	default:
-		code = ERR_IO;
+	case SQLITE_NOTADB: code = ERR_CORRUPT; break;
+	case SQLITE_CONSTRAINT: code = ERR_CONFLICT; break;
+	case SQLITE_NOMEM: code = ERR_NOMEM; break;
+	default: code = ERR_IO;
 	}
 	return err_set(e, code, "catalog %s: %s: %s", c->path, what,
 		       c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(src));
@@ -270,8 +284,8 @@ static int migrate(struct catalog *c, struct err *e)
 				rc = exec(c, pragma, "set schema version", e);
 			if (!rc)
 				log_msg(v ? LOG_INFO : LOG_DEBUG, NULL,
-					"catalog %s: schema migrated from version %d to %d", c->path, v,
-					v + 1);
+					"catalog %s: schema migrated from version %d to %d",
+					c->path, v, v + 1);
 		}
 		if (!rc)
 			rc = commit(c, e);
@@ -293,9 +307,9 @@ int catalog_open(const char *db_path, struct catalog **out, struct err *e)
 		return err_set(e, ERR_INVALID, "catalog: empty path");
 	struct catalog *c = xcalloc(1, sizeof *c);
 	c->path = xstrdup(db_path);
-	int rc = sqlite3_open_v2(db_path, &c->db,
-				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-				 NULL);
+	int rc =
+	    sqlite3_open_v2(db_path, &c->db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
 	if (rc != SQLITE_OK) {
 		rc = db_fail(c, rc, "open", e);
 		goto fail;
@@ -392,6 +406,18 @@ static int check_sha(const char *s)
 	return s && strnlen(s, 65) == 64 && is_hex_lower(s, 64);
 }
 
+/* A name in blobs/: a sha256, or the git sha1 another program named it by. */
+static int check_blob_name(const char *s)
+{
+	size_t n = s ? strnlen(s, CATALOG_BLOB_NAME_MAX + 1) : 0;
+	return (n == 64 || n == 40) && is_hex_lower(s, n);
+}
+
+const char *catalog_file_blob(const struct catalog_file *f)
+{
+	return f->blob[0] ? f->blob : f->sha256;
+}
+
 static int check_id(const char *id, struct err *e)
 {
 	if (!id || !id[0])
@@ -412,7 +438,8 @@ static int check_model(const struct catalog_model *m, struct err *e)
 		return err_set(e, ERR_INVALID, "model %s: unknown source kind %d", m->id,
 			       (int)m->source);
 	if (m->status < CATALOG_DOWNLOADING || m->status > CATALOG_FAILED)
-		return err_set(e, ERR_INVALID, "model %s: unknown status %d", m->id, (int)m->status);
+		return err_set(e, ERR_INVALID, "model %s: unknown status %d", m->id,
+			       (int)m->status);
 	rc = layout_repo_dir_check(m->repo_dir, e);
 	if (!rc && m->revision && m->revision[0])
 		rc = revision_check(m->revision, strnlen(m->revision, CAP_REVISION_LEN + 1), e);
@@ -424,24 +451,29 @@ static int check_model(const struct catalog_model *m, struct err *e)
 	if (m->nfiles > CAP_MODEL_FILES)
 		return err_set(e, ERR_TOO_LARGE, "model %s: %zu files, more than %d", m->id,
 			       m->nfiles, CAP_MODEL_FILES);
-	if (m->nfiles && (!m->commit ||
-			  name_check_hub(m->commit, strnlen(m->commit, CAP_REPO_ID_LEN + 1), e)))
+	if (m->nfiles &&
+	    (!m->commit || name_check_hub(m->commit, strnlen(m->commit, CAP_REPO_ID_LEN + 1), e)))
 		return err_set(e, ERR_INVALID, "model %s: a model with files needs a valid commit",
 			       m->id);
 	if (m->status == CATALOG_AVAILABLE && m->nfiles == 0)
 		return err_set(e, ERR_INVALID, "model %s: available without any file", m->id);
 	for (size_t i = 0; i < m->nfiles; i++) {
 		const struct catalog_file *f = &m->files[i];
-		rc = f->path ? path_check_repo(f->path, strnlen(f->path, CAP_REPO_PATH_LEN + 1), e) :
-			       err_set(e, ERR_INVALID, "path missing");
+		rc = f->path ? path_check_repo(f->path, strnlen(f->path, CAP_REPO_PATH_LEN + 1), e)
+			     : err_set(e, ERR_INVALID, "path missing");
 		if (rc) {
 			if (e)
 				err_prefix(e, "model %s file %zu", m->id, i);
 			return rc;
 		}
 		if (!check_sha(f->sha256))
-			return err_set(e, ERR_INVALID, "model %s file %s: sha256 '%.70s' is not 64 hex",
-				       m->id, f->path, f->sha256);
+			return err_set(e, ERR_INVALID,
+				       "model %s file %s: sha256 '%.70s' is not 64 hex", m->id,
+				       f->path, f->sha256);
+		if (f->blob[0] && !check_blob_name(f->blob))
+			return err_set(e, ERR_INVALID,
+				       "model %s file %s: blob name '%.70s' is not 40 or 64 hex",
+				       m->id, f->path, f->blob);
 		if (f->size > INT64_MAX)
 			return err_set(e, ERR_INVALID, "model %s file %s: size too large", m->id,
 				       f->path);
@@ -465,16 +497,22 @@ static int strv_has(char **v, size_t n, const char *s)
 	return 0;
 }
 
+/* The files a model had, for a removal: paths, blob names, links adopted. */
+struct old_files {
+	char **paths, **blobs;
+	int *link_adopted;
+	size_t n;
+};
+
 /*
  * Inside a write transaction, after a model's rows are gone or replaced:
- * of the candidate paths (of commit) and blobs (of repo_dir), which no
- * model uses any more. Unused blob rows are deleted here.
+ * of its old paths (of commit) and blobs (of repo_dir), which no model uses
+ * any more and rbee-hive made. Records of unused blobs are deleted here.
  */
 static int compute_removal(struct catalog *c, const char *repo_dir, const char *commit_sha,
-			   char **paths, char **blobs, size_t n, struct catalog_removal *r,
-			   struct err *e)
+			   const struct old_files *o, struct catalog_removal *r, struct err *e)
 {
-	sqlite3_stmt *pst = NULL, *bst = NULL, *del = NULL;
+	sqlite3_stmt *pst = NULL, *bst = NULL, *ast = NULL, *del = NULL;
 	int rc = prepare(c,
 			 "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
 			 " WHERE m.repo_dir = ?1 AND m.commit_sha = ?2 AND f.path = ?3 LIMIT 1",
@@ -482,21 +520,26 @@ static int compute_removal(struct catalog *c, const char *repo_dir, const char *
 	if (!rc)
 		rc = prepare(c,
 			     "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
-			     " WHERE f.sha256 = ?2 AND m.repo_dir = ?1 LIMIT 1",
+			     " WHERE f.blob = ?2 AND m.repo_dir = ?1 LIMIT 1",
 			     &bst, e);
 	if (!rc)
-		rc = prepare(c, "DELETE FROM blobs WHERE repo_dir = ?1 AND sha256 = ?2", &del, e);
+		rc = prepare(c, "SELECT adopted FROM blobs WHERE repo_dir = ?1 AND name = ?2", &ast,
+			     e);
+	if (!rc)
+		rc = prepare(c, "DELETE FROM blobs WHERE repo_dir = ?1 AND name = ?2", &del, e);
 	if (rc)
 		goto out;
 	r->repo_dir = xstrdup(repo_dir);
 	r->commit = xstrdup(commit_sha);
-	for (size_t i = 0; i < n && !rc; i++) {
+	char **paths = o->paths, **blobs = o->blobs;
+	for (size_t i = 0; i < o->n && !rc; i++) {
 		sqlite3_reset(pst);
 		bind_str(pst, 1, repo_dir);
 		bind_str(pst, 2, commit_sha);
 		bind_str(pst, 3, paths[i]);
 		int s = sqlite3_step(pst);
-		if (s == SQLITE_DONE && !strv_has(r->paths, r->npaths, paths[i]))
+		if (s == SQLITE_DONE && !o->link_adopted[i] &&
+		    !strv_has(r->paths, r->npaths, paths[i]))
 			strv_push(&r->paths, &r->npaths, paths[i]);
 		else if (s != SQLITE_ROW && s != SQLITE_DONE)
 			rc = db_fail(c, s, "check snapshot path", e);
@@ -507,7 +550,16 @@ static int compute_removal(struct catalog *c, const char *repo_dir, const char *
 		bind_str(bst, 2, blobs[i]);
 		s = sqlite3_step(bst);
 		if (s == SQLITE_DONE) {
-			strv_push(&r->blobs, &r->nblobs, blobs[i]);
+			/* Unused: removed when rbee-hive made it; a blob without a record stays
+			 * too. */
+			sqlite3_reset(ast);
+			bind_str(ast, 1, repo_dir);
+			bind_str(ast, 2, blobs[i]);
+			s = sqlite3_step(ast);
+			if (s == SQLITE_ROW && sqlite3_column_int(ast, 0) == 0)
+				strv_push(&r->blobs, &r->nblobs, blobs[i]);
+			else if (s != SQLITE_ROW && s != SQLITE_DONE)
+				rc = db_fail(c, s, "read blob", e);
 			sqlite3_reset(del);
 			bind_str(del, 1, repo_dir);
 			bind_str(del, 2, blobs[i]);
@@ -521,25 +573,29 @@ static int compute_removal(struct catalog *c, const char *repo_dir, const char *
 out:
 	sqlite3_finalize(pst);
 	sqlite3_finalize(bst);
+	sqlite3_finalize(ast);
 	sqlite3_finalize(del);
 	return rc;
 }
 
-/* The files of model id (path and sha256 lists), for a removal. */
-static int old_files(struct catalog *c, const char *id, char ***paths, char ***blobs, size_t *n,
-		     struct err *e)
+/* The files of model id, for a removal. */
+static int old_files_read(struct catalog *c, const char *id, struct old_files *o, struct err *e)
 {
 	sqlite3_stmt *st;
-	int rc = prepare(c, "SELECT path, sha256 FROM files WHERE model_id = ?1 ORDER BY idx", &st,
-			 e);
+	int rc = prepare(
+	    c, "SELECT path, blob, link_adopted FROM files WHERE model_id = ?1 ORDER BY idx", &st,
+	    e);
 	if (rc)
 		return rc;
 	bind_str(st, 1, id);
 	size_t np = 0;
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-		strv_push(paths, &np, (const char *)sqlite3_column_text(st, 0));
-		strv_push(blobs, n, (const char *)sqlite3_column_text(st, 1));
+		strv_push(&o->paths, &np, (const char *)sqlite3_column_text(st, 0));
+		o->link_adopted =
+		    xrealloc(o->link_adopted, (np ? np : 1) * sizeof *o->link_adopted);
+		o->link_adopted[np - 1] = sqlite3_column_int(st, 2);
+		strv_push(&o->blobs, &o->n, (const char *)sqlite3_column_text(st, 1));
 	}
 	if (s != SQLITE_DONE)
 		rc = db_fail(c, s, "read files", e);
@@ -552,6 +608,14 @@ static void strv_free(char **v, size_t n)
 	for (size_t i = 0; v && i < n; i++)
 		free(v[i]);
 	free(v);
+}
+
+static void old_files_free(struct old_files *o)
+{
+	strv_free(o->paths, o->n);
+	strv_free(o->blobs, o->n);
+	free(o->link_adopted);
+	memset(o, 0, sizeof *o);
 }
 
 /* Reads the repo folder and commit of model id. ERR_NOT_FOUND if none. */
@@ -576,35 +640,44 @@ static int model_place(struct catalog *c, const char *id, char **repo_dir, char 
 	return rc;
 }
 
-static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t now,
-		    struct err *e)
+static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t now, struct err *e)
 {
 	sqlite3_stmt *st = NULL, *fst = NULL, *bst = NULL;
 	int rc = prepare(
-		c,
-		"INSERT INTO models(id, source, repo, revision, commit_sha, repo_dir, status, size,"
-		" created_ms, updated_ms, error, gguf_architecture, gguf_name, gguf_quantization,"
-		" gguf_parameters, gguf_size_label, gguf_context_length)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
-		" ON CONFLICT(id) DO UPDATE SET source = excluded.source, repo = excluded.repo,"
-		" revision = excluded.revision, commit_sha = excluded.commit_sha,"
-		" repo_dir = excluded.repo_dir, status = excluded.status, size = excluded.size,"
-		" updated_ms = max(excluded.updated_ms, models.updated_ms + 1), error = excluded.error,"
-		" gguf_architecture = excluded.gguf_architecture, gguf_name = excluded.gguf_name,"
-		" gguf_quantization = excluded.gguf_quantization,"
-		" gguf_parameters = excluded.gguf_parameters,"
-		" gguf_size_label = excluded.gguf_size_label,"
-		" gguf_context_length = excluded.gguf_context_length",
-		&st, e);
+	    c,
+	    "INSERT INTO models(id, source, repo, revision, commit_sha, repo_dir, status, size,"
+	    " created_ms, updated_ms, error, gguf_architecture, gguf_name, gguf_quantization,"
+	    " gguf_parameters, gguf_size_label, gguf_context_length)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+	    " ON CONFLICT(id) DO UPDATE SET source = excluded.source, repo = excluded.repo,"
+	    " revision = excluded.revision, commit_sha = excluded.commit_sha,"
+	    " repo_dir = excluded.repo_dir, status = excluded.status, size = excluded.size,"
+	    " updated_ms = max(excluded.updated_ms, models.updated_ms + 1), error = excluded.error,"
+	    " gguf_architecture = excluded.gguf_architecture, gguf_name = excluded.gguf_name,"
+	    " gguf_quantization = excluded.gguf_quantization,"
+	    " gguf_parameters = excluded.gguf_parameters,"
+	    " gguf_size_label = excluded.gguf_size_label,"
+	    " gguf_context_length = excluded.gguf_context_length",
+	    &st, e);
 	if (!rc)
-		rc = prepare(c,
-			     "INSERT INTO files(model_id, idx, path, sha256, size)"
-			     " VALUES(?1, ?2, ?3, ?4, ?5)",
-			     &fst, e);
+		rc = prepare(
+		    c,
+		    "INSERT INTO files(model_id, idx, path, sha256, size, blob, link_adopted)"
+		    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+		    &fst, e);
+	/* Who made a blob does not change; a newer verification replaces an older one. */
 	if (!rc)
-		rc = prepare(c,
-			     "INSERT OR IGNORE INTO blobs(sha256, repo_dir, size) VALUES(?1, ?2, ?3)",
-			     &bst, e);
+		rc = prepare(
+		    c,
+		    "INSERT INTO blobs(repo_dir, name, sha256, size, adopted, mtime_ns,"
+		    " verified_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+		    " ON CONFLICT(repo_dir, name) DO UPDATE SET"
+		    " sha256 = excluded.sha256, size = excluded.size,"
+		    " mtime_ns = CASE WHEN excluded.verified_ms > 0 THEN excluded.mtime_ns"
+		    " ELSE blobs.mtime_ns END,"
+		    " verified_ms = CASE WHEN excluded.verified_ms > 0 THEN excluded.verified_ms"
+		    " ELSE blobs.verified_ms END",
+		    &bst, e);
 	if (rc)
 		goto out;
 	uint64_t size = m->size;
@@ -651,6 +724,8 @@ static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t no
 		bind_str(fst, 3, f->path);
 		bind_str(fst, 4, f->sha256);
 		sqlite3_bind_int64(fst, 5, (sqlite3_int64)f->size);
+		bind_str(fst, 6, catalog_file_blob(f));
+		sqlite3_bind_int(fst, 7, f->link_adopted != 0);
 		s = sqlite3_step(fst);
 		if ((s & 0xff) == SQLITE_CONSTRAINT) {
 			rc = err_set(e, ERR_INVALID, "model %s: file %s is listed twice", m->id,
@@ -662,9 +737,13 @@ static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t no
 			goto out;
 		}
 		sqlite3_reset(bst);
-		bind_str(bst, 1, f->sha256);
-		bind_str(bst, 2, m->repo_dir);
-		sqlite3_bind_int64(bst, 3, (sqlite3_int64)f->size);
+		bind_str(bst, 1, m->repo_dir);
+		bind_str(bst, 2, catalog_file_blob(f));
+		bind_str(bst, 3, f->sha256);
+		sqlite3_bind_int64(bst, 4, (sqlite3_int64)f->size);
+		sqlite3_bind_int(bst, 5, f->blob_adopted != 0);
+		sqlite3_bind_int64(bst, 6, f->mtime_ns);
+		sqlite3_bind_int64(bst, 7, f->verified_ms);
 		s = sqlite3_step(bst);
 		if (s != SQLITE_DONE) {
 			rc = db_fail(c, s, "write blob", e);
@@ -687,8 +766,7 @@ int catalog_model_put(struct catalog *c, const struct catalog_model *m,
 	if (rc)
 		return rc;
 	char *old_dir = NULL, *old_commit = NULL;
-	char **paths = NULL, **blobs = NULL;
-	size_t n = 0;
+	struct old_files of = {0};
 	struct catalog_removal r = {0};
 	rc = begin_write(c, e);
 	if (rc)
@@ -700,7 +778,7 @@ int catalog_model_put(struct catalog *c, const struct catalog_model *m,
 		goto fail;
 	}
 	if (had == 0) {
-		rc = old_files(c, m->id, &paths, &blobs, &n, e);
+		rc = old_files_read(c, m->id, &of, e);
 		if (rc)
 			goto fail;
 	}
@@ -708,7 +786,7 @@ int catalog_model_put(struct catalog *c, const struct catalog_model *m,
 	if (rc)
 		goto fail;
 	if (had == 0) {
-		rc = compute_removal(c, old_dir, old_commit, paths, blobs, n, &r, e);
+		rc = compute_removal(c, old_dir, old_commit, &of, &r, e);
 		if (rc)
 			goto fail;
 	}
@@ -726,8 +804,7 @@ fail:
 out:
 	free(old_dir);
 	free(old_commit);
-	strv_free(paths, n);
-	strv_free(blobs, n);
+	old_files_free(&of);
 	return rc;
 }
 
@@ -763,9 +840,9 @@ int catalog_model_set_status(struct catalog *c, const char *id, enum catalog_sta
 	return rc;
 }
 
-#define MODEL_COLS                                                                          \
-	"id, source, repo, revision, commit_sha, repo_dir, status, size, created_ms,"       \
-	" updated_ms, error, gguf_architecture, gguf_name, gguf_quantization,"              \
+#define MODEL_COLS                                                                                 \
+	"id, source, repo, revision, commit_sha, repo_dir, status, size, created_ms,"              \
+	" updated_ms, error, gguf_architecture, gguf_name, gguf_quantization,"                     \
 	" gguf_parameters, gguf_size_label, gguf_context_length"
 
 static int read_model_row(struct catalog *c, sqlite3_stmt *st, struct catalog_model *m,
@@ -776,8 +853,8 @@ static int read_model_row(struct catalog *c, sqlite3_stmt *st, struct catalog_mo
 	int v;
 	if (parse_name(source_names, NAMES_LEN(source_names),
 		       (const char *)sqlite3_column_text(st, 1), &v))
-		return err_set(e, ERR_CORRUPT, "catalog %s: model %s has an unknown source", c->path,
-			       m->id);
+		return err_set(e, ERR_CORRUPT, "catalog %s: model %s has an unknown source",
+			       c->path, m->id);
 	m->source = (enum catalog_source)v;
 	m->repo = col_str(st, 2);
 	m->revision = col_str(st, 3);
@@ -785,8 +862,8 @@ static int read_model_row(struct catalog *c, sqlite3_stmt *st, struct catalog_mo
 	m->repo_dir = col_str(st, 5);
 	if (parse_name(status_names, NAMES_LEN(status_names),
 		       (const char *)sqlite3_column_text(st, 6), &v))
-		return err_set(e, ERR_CORRUPT, "catalog %s: model %s has an unknown status", c->path,
-			       m->id);
+		return err_set(e, ERR_CORRUPT, "catalog %s: model %s has an unknown status",
+			       c->path, m->id);
 	m->status = (enum catalog_status)v;
 	m->size = (uint64_t)sqlite3_column_int64(st, 7);
 	m->created_ms = sqlite3_column_int64(st, 8);
@@ -801,18 +878,34 @@ static int read_model_row(struct catalog *c, sqlite3_stmt *st, struct catalog_mo
 	return 0;
 }
 
+/* The columns add_file() reads, from files f of models m with the blob's record b. */
+#define FILE_COLS                                                                                  \
+	"f.path, f.sha256, f.size, f.blob, f.link_adopted, coalesce(b.adopted, 0),"                \
+	" coalesce(b.mtime_ns, 0), coalesce(b.verified_ms, 0)"
+#define FILE_JOIN                                                                                  \
+	" FROM files f JOIN models m ON m.id = f.model_id"                                         \
+	" LEFT JOIN blobs b ON b.repo_dir = m.repo_dir AND b.name = f.blob"
+
 static void add_file(struct catalog_model *m, sqlite3_stmt *st, int col)
 {
 	if ((m->nfiles & (m->nfiles - 1)) == 0)
 		m->files = xrealloc(m->files, (m->nfiles ? m->nfiles * 2 : 1) * sizeof *m->files);
 	struct catalog_file *f = &m->files[m->nfiles++];
+	memset(f, 0, sizeof *f);
 	f->path = col_str(st, col);
 	col_buf(st, col + 1, f->sha256, sizeof f->sha256);
 	f->size = (uint64_t)sqlite3_column_int64(st, col + 2);
+	col_buf(st, col + 3, f->blob, sizeof f->blob);
+	/* The sha256 name is implied: blob stays "" for it, as callers write it. */
+	if (strcmp(f->blob, f->sha256) == 0)
+		f->blob[0] = 0;
+	f->link_adopted = sqlite3_column_int(st, col + 4);
+	f->blob_adopted = sqlite3_column_int(st, col + 5);
+	f->mtime_ns = sqlite3_column_int64(st, col + 6);
+	f->verified_ms = sqlite3_column_int64(st, col + 7);
 }
 
-static int get_in_txn(struct catalog *c, const char *id, struct catalog_model *out,
-		      struct err *e)
+static int get_in_txn(struct catalog *c, const char *id, struct catalog_model *out, struct err *e)
 {
 	sqlite3_stmt *st;
 	int rc = prepare(c, "SELECT " MODEL_COLS " FROM models WHERE id = ?1", &st, e);
@@ -829,8 +922,8 @@ static int get_in_txn(struct catalog *c, const char *id, struct catalog_model *o
 	sqlite3_finalize(st);
 	if (rc)
 		goto fail;
-	rc = prepare(c, "SELECT path, sha256, size FROM files WHERE model_id = ?1 ORDER BY idx",
-		     &st, e);
+	rc = prepare(c, "SELECT " FILE_COLS FILE_JOIN " WHERE f.model_id = ?1 ORDER BY f.idx", &st,
+		     e);
 	if (rc)
 		goto fail;
 	bind_str(st, 1, id);
@@ -847,8 +940,7 @@ fail:
 	return rc;
 }
 
-int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *out,
-		      struct err *e)
+int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *out, struct err *e)
 {
 	memset(out, 0, sizeof *out);
 	int rc = check_id(id, e);
@@ -906,8 +998,8 @@ int catalog_model_find(struct catalog *c, const char *query, struct catalog_mode
 	if (!rc && matches == 0)
 		rc = err_set(e, ERR_NOT_FOUND, "no model in the catalog matches '%.200s'", query);
 	else if (!rc && matches > 1)
-		rc = err_set(e, ERR_CONFLICT, "'%.100s' is ambiguous: %zu models match (%s%s)", query,
-			     matches, shown, matches > FIND_SHOW_MAX ? ", ..." : "");
+		rc = err_set(e, ERR_CONFLICT, "'%.100s' is ambiguous: %zu models match (%s%s)",
+			     query, matches, shown, matches > FIND_SHOW_MAX ? ", ..." : "");
 	else if (!rc)
 		rc = get_in_txn(c, first, out, e);
 	free(first);
@@ -916,8 +1008,8 @@ out:
 	return rc;
 }
 
-int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
-		       struct catalog_model **out, size_t *n, struct err *e)
+int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct catalog_model **out,
+		       size_t *n, struct err *e)
 {
 	*out = NULL;
 	*n = 0;
@@ -928,8 +1020,7 @@ int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
 	int rc = exec(c, "BEGIN", "begin", e);
 	if (rc)
 		return rc;
-	rc = prepare(c, "SELECT " MODEL_COLS " FROM models ORDER BY id LIMIT ?1 OFFSET ?2", &st,
-		     e);
+	rc = prepare(c, "SELECT " MODEL_COLS " FROM models ORDER BY id LIMIT ?1 OFFSET ?2", &st, e);
 	if (rc)
 		goto fail;
 	sqlite3_bind_int64(st, 1, lim);
@@ -961,8 +1052,8 @@ int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
 	 * every file row of the catalog for each page.
 	 */
 	rc = prepare(c,
-		     "SELECT model_id, path, sha256, size FROM files"
-		     " WHERE model_id >= ?1 AND model_id <= ?2 ORDER BY model_id, idx",
+		     "SELECT f.model_id, " FILE_COLS FILE_JOIN
+		     " WHERE f.model_id >= ?1 AND f.model_id <= ?2 ORDER BY f.model_id, f.idx",
 		     &st, e);
 	if (rc)
 		goto fail;
@@ -974,7 +1065,8 @@ int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
 		while (i < cnt && strcmp(list[i].id, mid) != 0)
 			i++;
 		if (i == cnt) {
-			rc = err_set(e, ERR_INTERNAL, "catalog %s: file rows out of order", c->path);
+			rc =
+			    err_set(e, ERR_INTERNAL, "catalog %s: file rows out of order", c->path);
 			goto fail;
 		}
 		add_file(&list[i], st, 1);
@@ -1034,14 +1126,13 @@ int catalog_model_delete(struct catalog *c, const char *id, struct catalog_remov
 	if (rc)
 		return rc;
 	char *dir = NULL, *commit_sha = NULL;
-	char **paths = NULL, **blobs = NULL;
-	size_t n = 0;
+	struct old_files of = {0};
 	rc = begin_write(c, e);
 	if (rc)
 		return rc;
 	rc = model_place(c, id, &dir, &commit_sha, e);
 	if (!rc)
-		rc = old_files(c, id, &paths, &blobs, &n, e);
+		rc = old_files_read(c, id, &of, e);
 	if (rc)
 		goto fail;
 	sqlite3_stmt *st;
@@ -1055,7 +1146,7 @@ int catalog_model_delete(struct catalog *c, const char *id, struct catalog_remov
 		rc = db_fail(c, s, "delete model", e);
 		goto fail;
 	}
-	rc = compute_removal(c, dir, commit_sha, paths, blobs, n, removal, e);
+	rc = compute_removal(c, dir, commit_sha, &of, removal, e);
 	if (!rc)
 		rc = commit(c, e);
 	if (!rc)
@@ -1066,8 +1157,7 @@ fail:
 out:
 	free(dir);
 	free(commit_sha);
-	strv_free(paths, n);
-	strv_free(blobs, n);
+	old_files_free(&of);
 	return rc;
 }
 
@@ -1095,13 +1185,14 @@ int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *s
 	return rc;
 }
 
-int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t size,
-		       struct err *e)
+int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t size, struct err *e)
 {
 	if (!check_sha(sha256))
 		return err_set(e, ERR_INVALID, "blob '%.70s': not a sha256", sha256 ? sha256 : "");
 	sqlite3_stmt *st;
-	int rc = prepare(c, "SELECT repo_dir FROM blobs WHERE sha256 = ?1 ORDER BY repo_dir LIMIT 1",
+	int rc = prepare(c,
+			 "SELECT repo_dir FROM blobs WHERE sha256 = ?1 AND name = ?1"
+			 " ORDER BY repo_dir LIMIT 1",
 			 &st, e);
 	if (rc)
 		return rc;
@@ -1115,6 +1206,130 @@ int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t 
 	} else {
 		rc = db_fail(c, s, "find blob", e);
 	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Checks the key of a blob or partial (what names it in messages). */
+static int check_key(const char *repo_dir, const char *name, const char *what, struct err *e)
+{
+	int rc = layout_repo_dir_check(repo_dir, e);
+	if (rc) {
+		if (e)
+			err_prefix(e, "%s", what);
+		return rc;
+	}
+	/* Partials are always named by their sha256; blobs may carry another program's sha1. */
+	if (strcmp(what, "blob") == 0 ? !check_blob_name(name) : !check_sha(name))
+		return err_set(e, ERR_INVALID, "%s '%.70s': not a sha256%s", what, name ? name : "",
+			       strcmp(what, "blob") == 0 ? " or git sha1" : "");
+	return 0;
+}
+
+static int check_blob_key(const char *repo_dir, const char *name, struct err *e)
+{
+	return check_key(repo_dir, name, "blob", e);
+}
+
+int catalog_blob_get(struct catalog *c, const char *repo_dir, const char *name,
+		     struct catalog_blob *out, struct err *e)
+{
+	memset(out, 0, sizeof *out);
+	int rc = check_blob_key(repo_dir, name, e);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st;
+	rc = prepare(c,
+		     "SELECT sha256, size, adopted, mtime_ns, verified_ms FROM blobs"
+		     " WHERE repo_dir = ?1 AND name = ?2",
+		     &st, e);
+	if (rc)
+		return rc;
+	bind_str(st, 1, repo_dir);
+	bind_str(st, 2, name);
+	int s = sqlite3_step(st);
+	if (s == SQLITE_ROW) {
+		col_buf(st, 0, out->sha256, sizeof out->sha256);
+		out->size = (uint64_t)sqlite3_column_int64(st, 1);
+		out->adopted = sqlite3_column_int(st, 2);
+		out->mtime_ns = sqlite3_column_int64(st, 3);
+		out->verified_ms = sqlite3_column_int64(st, 4);
+	} else if (s == SQLITE_DONE) {
+		rc = err_set(e, ERR_NOT_FOUND, "blob %s of %s is not in the catalog", name,
+			     repo_dir);
+	} else {
+		rc = db_fail(c, s, "read blob", e);
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Runs one statement with the blob key as ?1, ?2; for small updates. */
+static int blob_exec(struct catalog *c, sqlite3_stmt *st, const char *repo_dir, const char *name,
+		     const char *what, struct err *e)
+{
+	bind_str(st, 1, repo_dir);
+	bind_str(st, 2, name);
+	int s = sqlite3_step(st);
+	int rc = s == SQLITE_DONE ? 0 : db_fail(c, s, what, e);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int catalog_blob_verified(struct catalog *c, const char *repo_dir, const char *name,
+			  const char *sha256, uint64_t size, int64_t mtime_ns, int adopted,
+			  struct err *e)
+{
+	int rc = check_blob_key(repo_dir, name, e);
+	if (rc)
+		return rc;
+	if (!check_sha(sha256) || size > INT64_MAX)
+		return err_set(e, ERR_INVALID, "blob %s: bad sha256 or size", name);
+	sqlite3_stmt *st;
+	rc = prepare(
+	    c,
+	    "INSERT INTO blobs(repo_dir, name, sha256, size, adopted, mtime_ns, verified_ms)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(repo_dir, name) DO UPDATE SET"
+	    " sha256 = excluded.sha256, size = excluded.size, mtime_ns = excluded.mtime_ns,"
+	    " verified_ms = excluded.verified_ms",
+	    &st, e);
+	if (rc)
+		return rc;
+	bind_str(st, 3, sha256);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)size);
+	sqlite3_bind_int(st, 5, adopted != 0);
+	sqlite3_bind_int64(st, 6, mtime_ns);
+	sqlite3_bind_int64(st, 7, wall_ms());
+	return blob_exec(c, st, repo_dir, name, "record blob", e);
+}
+
+int catalog_blob_distrust(struct catalog *c, const char *repo_dir, const char *name, struct err *e)
+{
+	int rc = check_blob_key(repo_dir, name, e);
+	if (rc)
+		return rc;
+	sqlite3_stmt *st;
+	rc = prepare(c, "UPDATE blobs SET verified_ms = 0 WHERE repo_dir = ?1 AND name = ?2", &st,
+		     e);
+	return rc ? rc : blob_exec(c, st, repo_dir, name, "distrust blob", e);
+}
+
+int catalog_link_made(struct catalog *c, const char *repo_dir, const char *commit, const char *path,
+		      struct err *e)
+{
+	sqlite3_stmt *st;
+	int rc = prepare(c,
+			 "SELECT 1 FROM files f JOIN models m ON m.id = f.model_id"
+			 " WHERE m.repo_dir = ?1 AND m.commit_sha = ?2 AND f.path = ?3"
+			 " AND f.link_adopted = 0 LIMIT 1",
+			 &st, e);
+	if (rc)
+		return rc;
+	bind_str(st, 1, repo_dir);
+	bind_str(st, 2, commit);
+	bind_str(st, 3, path);
+	int s = sqlite3_step(st);
+	rc = s == SQLITE_ROW ? 1 : s == SQLITE_DONE ? 0 : db_fail(c, s, "read snapshot link", e);
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -1159,15 +1374,7 @@ static uint64_t get_le64(const unsigned char *p)
 
 static int check_partial_key(const char *repo_dir, const char *sha256, struct err *e)
 {
-	int rc = layout_repo_dir_check(repo_dir, e);
-	if (rc) {
-		if (e)
-			err_prefix(e, "partial");
-		return rc;
-	}
-	if (!check_sha(sha256))
-		return err_set(e, ERR_INVALID, "partial '%.70s': not a sha256", sha256 ? sha256 : "");
-	return 0;
+	return check_key(repo_dir, sha256, "partial", e);
 }
 
 int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
@@ -1185,11 +1392,11 @@ int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sh
 	for (size_t i = 0; i < n; i++) {
 		if (ranges[i].start >= ranges[i].end || ranges[i].end > total_size) {
 			free(r);
-			return err_set(e, ERR_INVALID,
-				       "partial %s: range [%llu, %llu) is empty or beyond %llu bytes",
-				       sha256, (unsigned long long)ranges[i].start,
-				       (unsigned long long)ranges[i].end,
-				       (unsigned long long)total_size);
+			return err_set(
+			    e, ERR_INVALID,
+			    "partial %s: range [%llu, %llu) is empty or beyond %llu bytes", sha256,
+			    (unsigned long long)ranges[i].start, (unsigned long long)ranges[i].end,
+			    (unsigned long long)total_size);
 		}
 		r[i] = ranges[i];
 	}
@@ -1238,7 +1445,8 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 	if (rc)
 		return rc;
 	sqlite3_stmt *st;
-	rc = prepare(c, "SELECT total_size, ranges FROM partials WHERE repo_dir = ?1 AND sha256 = ?2",
+	rc = prepare(c,
+		     "SELECT total_size, ranges FROM partials WHERE repo_dir = ?1 AND sha256 = ?2",
 		     &st, e);
 	if (rc)
 		return rc;
@@ -1302,8 +1510,7 @@ int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *
 	return rc;
 }
 
-int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n,
-			 struct err *e)
+int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n, struct err *e)
 {
 	*out = NULL;
 	*n = 0;
@@ -1402,10 +1609,10 @@ int catalog_job_put(struct catalog *c, const struct catalog_job *j, struct err *
 	return rc;
 }
 
-#define JOB_COLS "id, operation, model_ref, state, created_ms, updated_ms, progress, error, result_id"
+#define JOB_COLS                                                                                   \
+	"id, operation, model_ref, state, created_ms, updated_ms, progress, error, result_id"
 
-static int read_job_row(struct catalog *c, sqlite3_stmt *st, struct catalog_job *j,
-			struct err *e)
+static int read_job_row(struct catalog *c, sqlite3_stmt *st, struct catalog_job *j, struct err *e)
 {
 	memset(j, 0, sizeof *j);
 	j->id = col_str(st, 0);
@@ -1494,8 +1701,8 @@ int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t lim
 
 #define FINAL_STATES "('succeeded','failed','cancelled','interrupted')"
 
-int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count,
-		      size_t *removed, struct err *e)
+int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count, size_t *removed,
+		      struct err *e)
 {
 	if (removed)
 		*removed = 0;
@@ -1505,7 +1712,8 @@ int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count,
 	int before = sqlite3_total_changes(c->db);
 	sqlite3_stmt *st;
 	if (max_age_ms > 0) {
-		rc = prepare(c, "DELETE FROM jobs WHERE state IN " FINAL_STATES " AND updated_ms < ?1",
+		rc = prepare(c,
+			     "DELETE FROM jobs WHERE state IN " FINAL_STATES " AND updated_ms < ?1",
 			     &st, e);
 		if (rc)
 			goto fail;

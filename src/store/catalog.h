@@ -30,7 +30,7 @@ struct catalog;
 struct gguf_facts;
 
 /* The schema version this build writes. */
-#define CATALOG_SCHEMA_VERSION 2
+#define CATALOG_SCHEMA_VERSION 3
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
 /* Opens (creating, migrating) the catalog at db_path. */
@@ -46,11 +46,33 @@ const char *catalog_status_name(enum catalog_status s);
 /* Parses a name; returns 0 or ERR_INVALID. */
 int catalog_status_parse(const char *s, enum catalog_status *out);
 
+/* Longest blob name: a sha256; another program's may be a git sha1 (40). */
+#define CATALOG_BLOB_NAME_MAX 64
+
 struct catalog_file {
-	char *path;      /* path inside the snapshot ("sub/x.Q4_K_M.gguf") */
-	char sha256[65]; /* the blob */
+	char *path;	 /* path inside the snapshot ("sub/x.Q4_K_M.gguf") */
+	char sha256[65]; /* the content */
 	uint64_t size;
+	/*
+	 * Its name in blobs/ when that is not the sha256 ("" otherwise): a
+	 * snapshot entry huggingface_hub made for a non-LFS file names its blob
+	 * by the git sha1, and rbee-hive adopts such an entry as it is.
+	 */
+	char blob[CATALOG_BLOB_NAME_MAX + 1];
+	/* The snapshot link was there, made by another program: never removed. */
+	int link_adopted;
+	/*
+	 * The blob's record, read by catalog_model_get and catalog_model_list
+	 * (catalog_model_put stores blob_adopted for a blob it records first,
+	 * and mtime_ns with verified_ms when verified_ms is not 0):
+	 */
+	int blob_adopted;    /* the blob file was there, made by another program */
+	int64_t mtime_ns;    /* its mtime when it was last found right */
+	int64_t verified_ms; /* when that was (hashed, or written and hashed); 0: never */
 };
+
+/* The name of f's blob in blobs/. */
+const char *catalog_file_blob(const struct catalog_file *f);
 
 /* The GGUF facts shown for a model (from its first file). */
 struct catalog_gguf {
@@ -63,14 +85,14 @@ struct catalog_gguf {
 };
 
 struct catalog_model {
-	char *id;       /* canonical catalog id (core/ref.h ref_catalog_id_*) */
+	char *id; /* canonical catalog id (core/ref.h ref_catalog_id_*) */
 	enum catalog_source source;
-	char *repo;     /* "org/repo", the URL, or the local path */
+	char *repo;	/* "org/repo", the URL, or the local path */
 	char *revision; /* as asked ("main"); "" for URL and file models */
-	char *commit;   /* resolved commit (URL/file models: the first file's sha256) */
+	char *commit;	/* resolved commit (URL/file models: the first file's sha256) */
 	char *repo_dir; /* folder in the hub cache ("models--org--repo") */
 	enum catalog_status status;
-	uint64_t size; /* bytes over all files */
+	uint64_t size;			/* bytes over all files */
 	int64_t created_ms, updated_ms; /* set by the catalog */
 	struct catalog_gguf gguf;
 	char *error; /* why it failed; "" otherwise */
@@ -87,14 +109,16 @@ void catalog_gguf_from_facts(struct catalog_gguf *g, const struct gguf_facts *f)
 /*
  * Blobs of a repo folder that no model uses any more, and snapshot paths of
  * a commit no remaining model links: exactly what layout_remove_model()
- * must remove after a delete or after a model's files changed.
+ * must remove after a delete or after a model's files changed. Only what
+ * rbee-hive made is named: a blob or link another program made and
+ * rbee-hive adopted stays.
  */
 struct catalog_removal {
 	char *repo_dir;
 	char *commit;
 	char **paths;
 	size_t npaths;
-	char **blobs; /* sha256 hex */
+	char **blobs; /* names in blobs/ */
 	size_t nblobs;
 };
 void catalog_removal_cleanup(struct catalog_removal *r);
@@ -121,8 +145,7 @@ int catalog_model_set_status(struct catalog *c, const char *id, enum catalog_sta
 			     const char *error, int64_t if_updated_ms, struct err *e);
 
 /* The model with exactly this id, with its files. ERR_NOT_FOUND if none. */
-int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *out,
-		      struct err *e);
+int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *out, struct err *e);
 
 /*
  * The model a user's text names: the exact id, else the one model for which
@@ -136,8 +159,8 @@ int catalog_model_find(struct catalog *c, const char *query, struct catalog_mode
  * Models ordered by id, from offset, at most limit (0: no limit), with their
  * files: two queries whatever the count. *out is NULL when *n is 0.
  */
-int catalog_model_list(struct catalog *c, size_t offset, size_t limit,
-		       struct catalog_model **out, size_t *n, struct err *e);
+int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct catalog_model **out,
+		       size_t *n, struct err *e);
 int catalog_model_count(struct catalog *c, size_t *n, struct err *e);
 /*
  * SQLite's PRAGMA data_version of this connection: it changes whenever
@@ -163,11 +186,41 @@ int catalog_model_delete(struct catalog *c, const char *id, struct catalog_remov
 int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *sha256,
 			  size_t *count, struct err *e);
 /*
- * A repo folder whose blob row says it holds sha256 (a hint for
+ * A repo folder whose record says it holds blobs/<sha256> (a hint for
  * layout_adopt_blob), into buf. ERR_NOT_FOUND if none.
  */
 int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t size,
 		       struct err *e);
+
+/* What the catalog knows of one blob file of a repo folder. */
+struct catalog_blob {
+	char sha256[65];
+	uint64_t size;
+	int adopted;	     /* another program made it: rbee-hive never removes it */
+	int64_t mtime_ns;    /* mtime when it was last found right */
+	int64_t verified_ms; /* when; 0: never (its content is not trusted) */
+};
+
+/* The record of blobs/<name> in repo_dir. ERR_NOT_FOUND if there is none. */
+int catalog_blob_get(struct catalog *c, const char *repo_dir, const char *name,
+		     struct catalog_blob *out, struct err *e);
+/*
+ * Records that blobs/<name> in repo_dir was found to hold sha256 (hashed,
+ * or written and hashed by rbee-hive) with this size and mtime, now. A blob
+ * without a record gets one with adopted as given; an existing record keeps
+ * its adopted flag (who made the file does not change).
+ */
+int catalog_blob_verified(struct catalog *c, const char *repo_dir, const char *name,
+			  const char *sha256, uint64_t size, int64_t mtime_ns, int adopted,
+			  struct err *e);
+/* Forgets that blobs/<name> was found right: its content is hashed before the next use. */
+int catalog_blob_distrust(struct catalog *c, const char *repo_dir, const char *name, struct err *e);
+/*
+ * 1 when some model's file row says rbee-hive made the snapshot link
+ * snapshots/<commit>/<path> of repo_dir, 0 when none does.
+ */
+int catalog_link_made(struct catalog *c, const char *repo_dir, const char *commit, const char *path,
+		      struct err *e);
 
 /* A byte range [start, end) of a partial blob that is written and durable. */
 struct catalog_range {
@@ -202,8 +255,7 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *sha256,
 			   struct err *e);
 /* Every partial, ordered by repo folder and sha256; free(*out). */
-int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n,
-			 struct err *e);
+int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n, struct err *e);
 
 enum catalog_job_state {
 	CATALOG_JOB_QUEUED = 1,
@@ -219,14 +271,14 @@ int catalog_job_state_parse(const char *s, enum catalog_job_state *out);
 int catalog_job_state_final(enum catalog_job_state s);
 
 struct catalog_job {
-	char *id;        /* "job-..." */
+	char *id;	 /* "job-..." */
 	char *operation; /* "model_download", ... */
 	char *model_ref; /* as given; may be "" */
 	enum catalog_job_state state;
 	int64_t created_ms, updated_ms; /* created_ms kept from the first put */
-	char *progress_json; /* the last progress event; may be "" */
-	char *error;         /* may be "" */
-	char *result_id;     /* catalog id of the result; may be "" */
+	char *progress_json;		/* the last progress event; may be "" */
+	char *error;			/* may be "" */
+	char *result_id;		/* catalog id of the result; may be "" */
 };
 void catalog_job_cleanup(struct catalog_job *j);
 void catalog_job_list_free(struct catalog_job *list, size_t n);
@@ -245,8 +297,8 @@ int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t lim
  * no age limit) and then all but the max_count newest finished ones (0: no
  * count limit). Queued and running jobs are never removed.
  */
-int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count,
-		      size_t *removed, struct err *e);
+int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count, size_t *removed,
+		      struct err *e);
 /*
  * At startup: every queued or running job becomes interrupted, in one
  * transaction; those jobs are returned (with the new state) so the daemon

@@ -14,13 +14,13 @@
 
 /* llama.cpp's LLAMA_FTYPE values (the numbers that general.file_type stores). */
 static const char *const gguf_ftype_names[] = {
-	[0] = "F32",      [1] = "F16",     [2] = "Q4_0",    [3] = "Q4_1",    [7] = "Q8_0",
-	[8] = "Q5_0",     [9] = "Q5_1",    [10] = "Q2_K",   [11] = "Q3_K_S", [12] = "Q3_K_M",
-	[13] = "Q3_K_L",  [14] = "Q4_K_S", [15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
-	[18] = "Q6_K",    [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS",
-	[23] = "IQ3_XXS", [24] = "IQ1_S",  [25] = "IQ4_NL", [26] = "IQ3_S",  [27] = "IQ3_M",
-	[28] = "IQ2_S",   [29] = "IQ2_M",  [30] = "IQ4_XS", [31] = "IQ1_M",  [32] = "BF16",
-	[36] = "TQ1_0",   [37] = "TQ2_0",
+    [0] = "F32",      [1] = "F16",	[2] = "Q4_0",	 [3] = "Q4_1",	  [7] = "Q8_0",
+    [8] = "Q5_0",     [9] = "Q5_1",	[10] = "Q2_K",	 [11] = "Q3_K_S", [12] = "Q3_K_M",
+    [13] = "Q3_K_L",  [14] = "Q4_K_S",	[15] = "Q4_K_M", [16] = "Q5_K_S", [17] = "Q5_K_M",
+    [18] = "Q6_K",    [19] = "IQ2_XXS", [20] = "IQ2_XS", [21] = "Q2_K_S", [22] = "IQ3_XS",
+    [23] = "IQ3_XXS", [24] = "IQ1_S",	[25] = "IQ4_NL", [26] = "IQ3_S",  [27] = "IQ3_M",
+    [28] = "IQ2_S",   [29] = "IQ2_M",	[30] = "IQ4_XS", [31] = "IQ1_M",  [32] = "BF16",
+    [36] = "TQ1_0",   [37] = "TQ2_0",
 };
 
 const char *gguf_file_type_name(uint32_t ft)
@@ -54,19 +54,19 @@ enum gguf_type {
 
 struct gguf_type_info {
 	const char *name;
-	unsigned size;   /* bytes of one fixed-size value; 0 for string and array */
+	unsigned size;	 /* bytes of one fixed-size value; 0 for string and array */
 	int is_unsigned; /* an unsigned integer (or bool) that fits a uint64_t */
-	int is_signed;   /* a signed integer */
+	int is_signed;	 /* a signed integer */
 };
 
 static const struct gguf_type_info gguf_types[GT__COUNT] = {
-	[GT_U8] = {"uint8", 1, 1, 0},     [GT_I8] = {"int8", 1, 0, 1},
-	[GT_U16] = {"uint16", 2, 1, 0},   [GT_I16] = {"int16", 2, 0, 1},
-	[GT_U32] = {"uint32", 4, 1, 0},   [GT_I32] = {"int32", 4, 0, 1},
-	[GT_F32] = {"float32", 4, 0, 0},  [GT_BOOL] = {"bool", 1, 0, 0},
-	[GT_STRING] = {"string", 0, 0, 0}, [GT_ARRAY] = {"array", 0, 0, 0},
-	[GT_U64] = {"uint64", 8, 1, 0},   [GT_I64] = {"int64", 8, 0, 1},
-	[GT_F64] = {"float64", 8, 0, 0},
+    [GT_U8] = {"uint8", 1, 1, 0},      [GT_I8] = {"int8", 1, 0, 1},
+    [GT_U16] = {"uint16", 2, 1, 0},    [GT_I16] = {"int16", 2, 0, 1},
+    [GT_U32] = {"uint32", 4, 1, 0},    [GT_I32] = {"int32", 4, 0, 1},
+    [GT_F32] = {"float32", 4, 0, 0},   [GT_BOOL] = {"bool", 1, 0, 0},
+    [GT_STRING] = {"string", 0, 0, 0}, [GT_ARRAY] = {"array", 0, 0, 0},
+    [GT_U64] = {"uint64", 8, 1, 0},    [GT_I64] = {"int64", 8, 0, 1},
+    [GT_F64] = {"float64", 8, 0, 0},
 };
 
 /*
@@ -82,10 +82,10 @@ struct gguf_cur {
 	const char *name; /* shown in messages */
 	struct err *e;
 	const unsigned char *mem; /* memory source, or NULL */
-	int fd;                   /* file source when mem is NULL */
-	uint64_t size;            /* bytes available */
-	uint64_t off;             /* next byte to read */
-	unsigned char *win;       /* file window */
+	int fd;			  /* file source when mem is NULL */
+	uint64_t size;		  /* bytes available */
+	uint64_t off;		  /* next byte to read */
+	unsigned char *win;	  /* file window */
 	uint64_t win_off;
 	size_t win_len;
 };
@@ -127,8 +127,8 @@ static int cur_fill(struct gguf_cur *c)
 				       (unsigned long long)(c->off + got), strerror(errno));
 		if (r == 0)
 			return err_set(c->e, ERR_CORRUPT,
-				       "GGUF '%s': file shrank while reading at offset %llu", c->name,
-				       (unsigned long long)(c->off + got));
+				       "GGUF '%s': file shrank while reading at offset %llu",
+				       c->name, (unsigned long long)(c->off + got));
 		got += (size_t)r;
 	}
 	c->win_off = c->off;
@@ -246,17 +246,20 @@ struct gguf_key {
 	size_t text_size;
 };
 
-#define TEXT_FIELD(k, field)                                                                 \
-	{ k, W_TEXT, offsetof(struct gguf_facts, field), sizeof(((struct gguf_facts *)0)->field) }
+#define TEXT_FIELD(k, field)                                                                       \
+	{                                                                                          \
+		k, W_TEXT, offsetof(struct gguf_facts, field),                                     \
+		    sizeof(((struct gguf_facts *)0)->field)                                        \
+	}
 
 static const struct gguf_key gguf_keys[] = {
-	TEXT_FIELD("general.architecture", architecture),
-	TEXT_FIELD("general.name", name),
-	TEXT_FIELD("general.size_label", size_label),
-	{"general.file_type", W_UINT, 0, 0},
-	{"general.parameter_count", W_UINT, 0, 0},
-	{"split.count", W_UINT, 0, 0},
-	{"split.no", W_UINT, 0, 0},
+    TEXT_FIELD("general.architecture", architecture),
+    TEXT_FIELD("general.name", name),
+    TEXT_FIELD("general.size_label", size_label),
+    {"general.file_type", W_UINT, 0, 0},
+    {"general.parameter_count", W_UINT, 0, 0},
+    {"split.count", W_UINT, 0, 0},
+    {"split.no", W_UINT, 0, 0},
 };
 
 static const char ctx_suffix[] = ".context_length";
@@ -418,14 +421,16 @@ static int gguf_parse(struct gguf_cur *c, struct gguf_facts *f)
 	if (rc)
 		return rc;
 	if (!gguf_is_gguf(magic, 4))
-		return err_set(c->e, ERR_CORRUPT, "GGUF '%s': not a GGUF file (bad magic)", c->name);
+		return err_set(c->e, ERR_CORRUPT, "GGUF '%s': not a GGUF file (bad magic)",
+			       c->name);
 	rc = cur_u32(c, &f->version, "the version");
 	if (rc)
 		return rc;
 	if (f->version != 2 && f->version != 3)
-		return err_set(c->e, ERR_CORRUPT,
-			       "GGUF '%s': version %u is not supported (only 2 and 3, little-endian)",
-			       c->name, f->version);
+		return err_set(
+		    c->e, ERR_CORRUPT,
+		    "GGUF '%s': version %u is not supported (only 2 and 3, little-endian)", c->name,
+		    f->version);
 	rc = cur_u64(c, &f->tensor_count, "the tensor count");
 	if (rc == 0)
 		rc = cur_u64(c, &f->kv_count, "the key/value count");

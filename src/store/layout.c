@@ -43,10 +43,16 @@ static int with_context(struct err *e, int rc, const char *what)
 	return rc;
 }
 
+/*
+ * A blob name: a sha256, or the git sha1 another program (huggingface_hub,
+ * for a non-LFS file) named it by. Both are one harmless path component.
+ */
 static int check_sha(const char *s, struct err *e)
 {
-	if (!s || strnlen(s, 65) != 64 || !is_hex_lower(s, 64))
-		return err_set(e, ERR_INVALID, "blob name '%.80s': expected 64 lowercase hex digits",
+	size_t n = s ? strnlen(s, 65) : 0;
+	if ((n != 64 && n != 40) || !is_hex_lower(s, n))
+		return err_set(e, ERR_INVALID,
+			       "blob name '%.80s': expected 64 (or 40) lowercase hex digits",
 			       s ? s : "");
 	return 0;
 }
@@ -86,17 +92,16 @@ int layout_repo_dir_check(const char *d, struct err *e)
 	/* One path component of harmless characters: no '/', no "..", no NUL. */
 	for (size_t i = 0; i < len; i++) {
 		char c = d[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '.' || c == '_' || c == '-';
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 		if (!ok || (c == '.' && d[i + 1] == '.'))
-			return err_set(e, ERR_INVALID, "repo folder '%.80s': bad character at %zu", d,
-				       i);
+			return err_set(e, ERR_INVALID, "repo folder '%.80s': bad character at %zu",
+				       d, i);
 	}
 	return 0;
 }
 
-int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size,
-		       struct err *e)
+int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size, struct err *e)
 {
 	if (!org || !repo)
 		return err_set(e, ERR_INVALID, "repo folder: organisation or repo missing");
@@ -122,8 +127,8 @@ int layout_repo_dir_url(const char *host, char *buf, size_t size, struct err *e)
 	/* '_' never occurs in a host name, so the mapping cannot merge two hosts. */
 	for (size_t i = 0; i < hl; i++) {
 		char c = host[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '.' || c == '-';
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '.' || c == '-';
 		buf[6 + i] = ok ? c : '_';
 	}
 	buf[6 + hl] = 0;
@@ -192,8 +197,7 @@ const char *layout_root(const struct layout *l)
  * below the hub folder, one component at a time without following symlinks,
  * creating missing folders when create is set.
  */
-static int open_dir(const struct layout *l, const char *rel, int create, int *out,
-		    struct err *e)
+static int open_dir(const struct layout *l, const char *rel, int create, int *out, struct err *e)
 {
 	char buf[PATH_MAX];
 	*out = -1;
@@ -218,11 +222,13 @@ static int open_dir(const struct layout *l, const char *rel, int create, int *ou
 			int er = errno;
 			close(cur);
 			if (er == ENOENT)
-				return err_set(e, ERR_NOT_FOUND, "%s/%s: no such folder", l->root, rel);
+				return err_set(e, ERR_NOT_FOUND, "%s/%s: no such folder", l->root,
+					       rel);
 			if (er == ELOOP || er == ENOTDIR)
-				return err_set(e, ERR_IO,
-					       "%s/%s: '%s' is a symlink or not a folder; not following it",
-					       l->root, rel, c);
+				return err_set(
+				    e, ERR_IO,
+				    "%s/%s: '%s' is a symlink or not a folder; not following it",
+				    l->root, rel, c);
 			return err_set(e, ERR_IO, "open %s/%s: %s", l->root, rel, strerror(er));
 		}
 		close(cur);
@@ -232,9 +238,87 @@ static int open_dir(const struct layout *l, const char *rel, int create, int *ou
 	return 0;
 }
 
+/* A name for a temporary file or link that no repo file can carry. */
+static void tmp_name(char *buf, size_t size)
+{
+	static unsigned counter;
+	unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+	snprintf(buf, size, ".rbee-tmp-%ld-%u", (long)getpid(), n);
+}
+
+/* The three folders of a repo folder; cache scanners need each of them. */
+static const char *const repo_subdirs[] = {"blobs", "snapshots", "refs"};
+
+/* Makes the missing ones of repo_subdirs in the repo folder dfd. */
+static int make_subdirs(const struct layout *l, int dfd, const char *repo_dir, struct err *e)
+{
+	for (size_t i = 0; i < sizeof repo_subdirs / sizeof repo_subdirs[0]; i++) {
+		if (mkdirat(dfd, repo_subdirs[i], 0755) < 0 && errno != EEXIST)
+			return err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
+				       "mkdir %s/%s/%s: %s", l->root, repo_dir, repo_subdirs[i],
+				       strerror(errno));
+	}
+	return 0;
+}
+
+/*
+ * Makes repo_dir with blobs/, snapshots/ and refs/ when it is missing. A
+ * new one is built under a temporary name and renamed into place, so no
+ * scanner ever sees a repo folder without them; an existing one gets those
+ * it lacks.
+ */
+static int repo_dir_make(const struct layout *l, const char *repo_dir, struct err *e)
+{
+	int dfd;
+	char tmp[64];
+	int rc = open_dir(l, repo_dir, 0, &dfd, e);
+	if (rc == 0)
+		goto existing;
+	if (rc != ERR_NOT_FOUND)
+		return rc;
+	err_clear(e);
+	tmp_name(tmp, sizeof tmp);
+	if (mkdirat(l->rootfd, tmp, 0755) < 0)
+		return err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO, "mkdir %s/%s: %s",
+			       l->root, tmp, strerror(errno));
+	rc = open_dir(l, tmp, 0, &dfd, e);
+	if (rc == 0) {
+		rc = make_subdirs(l, dfd, repo_dir, e);
+		for (size_t i = 0; rc && i < sizeof repo_subdirs / sizeof repo_subdirs[0]; i++)
+			unlinkat(dfd, repo_subdirs[i], AT_REMOVEDIR);
+		close(dfd);
+	}
+	if (rc == 0 && renameat2(l->rootfd, tmp, l->rootfd, repo_dir, RENAME_NOREPLACE) == 0)
+		return 0;
+	/* Another writer made it meanwhile: drop ours and complete theirs. */
+	if (rc == 0 && errno != EEXIST)
+		rc = err_set(e, ERR_IO, "rename %s/%s to %s: %s", l->root, tmp, repo_dir,
+			     strerror(errno));
+	if (open_dir(l, tmp, 0, &dfd, NULL) == 0) {
+		for (size_t i = 0; i < sizeof repo_subdirs / sizeof repo_subdirs[0]; i++)
+			unlinkat(dfd, repo_subdirs[i], AT_REMOVEDIR);
+		close(dfd);
+	}
+	unlinkat(l->rootfd, tmp, AT_REMOVEDIR);
+	if (rc)
+		return rc;
+	rc = open_dir(l, repo_dir, 0, &dfd, e);
+	if (rc)
+		return rc;
+existing:
+	rc = make_subdirs(l, dfd, repo_dir, e);
+	close(dfd);
+	return rc;
+}
+
 static int open_subdir(const struct layout *l, const char *repo_dir, const char *sub, int create,
 		       int *out, struct err *e)
 {
+	if (create) {
+		int rc = repo_dir_make(l, repo_dir, e);
+		if (rc)
+			return rc;
+	}
 	char rel[PATH_MAX];
 	if (fmt_buf(rel, sizeof rel, "%s/%s", repo_dir, sub))
 		return err_set(e, ERR_TOO_LARGE, "path too long: %.80s", repo_dir);
@@ -252,8 +336,8 @@ int layout_blob_path(const struct layout *l, const char *repo_dir, const char *s
 	return rc;
 }
 
-int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256,
-			char *buf, size_t size, struct err *e)
+int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256, char *buf,
+			size_t size, struct err *e)
 {
 	int rc = layout_repo_dir_check(repo_dir, e);
 	if (!rc)
@@ -271,7 +355,8 @@ int layout_snapshot_path(const struct layout *l, const char *repo_dir, const cha
 		rc = check_commit(commit, e);
 	if (!rc)
 		rc = check_repo_path(repo_path, e);
-	if (!rc && fmt_buf(buf, size, "%s/%s/snapshots/%s/%s", l->root, repo_dir, commit, repo_path))
+	if (!rc &&
+	    fmt_buf(buf, size, "%s/%s/snapshots/%s/%s", l->root, repo_dir, commit, repo_path))
 		rc = err_set(e, ERR_TOO_LARGE, "snapshot path too long");
 	return rc;
 }
@@ -283,8 +368,8 @@ static int check_blob_args(const char *repo_dir, const char *sha256, struct err 
 }
 
 /* Checks a blob's repo folder and name, then opens (or creates) its blobs/ folder. */
-static int open_blobs(const struct layout *l, const char *repo_dir, const char *sha256,
-		      int create, int *dfd, struct err *e)
+static int open_blobs(const struct layout *l, const char *repo_dir, const char *sha256, int create,
+		      int *dfd, struct err *e)
 {
 	int rc = check_blob_args(repo_dir, sha256, e);
 	if (rc)
@@ -295,17 +380,11 @@ static int open_blobs(const struct layout *l, const char *repo_dir, const char *
 int layout_blob_exists(const struct layout *l, const char *repo_dir, const char *sha256,
 		       uint64_t *size)
 {
-	int rc = check_blob_args(repo_dir, sha256, NULL);
-	if (rc)
-		return rc;
-	int dfd;
-	if (open_subdir(l, repo_dir, "blobs", 0, &dfd, NULL))
-		return 0;
-	struct stat st;
-	int found = fstatat(dfd, sha256, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
-	close(dfd);
-	if (found && size)
-		*size = (uint64_t)st.st_size;
+	uint64_t have = 0;
+	int64_t mtime;
+	int found = layout_blob_stat(l, repo_dir, sha256, &have, &mtime);
+	if (found == 1 && size)
+		*size = have;
 	return found;
 }
 
@@ -326,8 +405,8 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
 	return 0;
 }
 
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
-			int *fd, uint64_t *cur_size, struct err *e)
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
+			uint64_t *cur_size, struct err *e)
 {
 	*fd = -1;
 	int dfd;
@@ -407,18 +486,11 @@ int layout_blob_commit(const struct layout *l, const char *repo_dir, const char 
 		goto out;
 	}
 	if (fsync(dfd) < 0)
-		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
+		rc =
+		    err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
 out:
 	close(dfd);
 	return rc;
-}
-
-/* A name for a temporary file or link that no repo file can carry. */
-static void tmp_name(char *buf, size_t size)
-{
-	static unsigned counter;
-	unsigned n = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
-	snprintf(buf, size, ".rbee-tmp-%ld-%u", (long)getpid(), n);
 }
 
 /*
@@ -430,8 +502,8 @@ static int parent_rel(char *rel, size_t size, const char *repo_dir, const char *
 {
 	const char *slash = strrchr(path, '/');
 	*base = slash ? slash + 1 : path;
-	int rc = slash ? fmt_buf(rel, size, "%s/%s/%.*s", repo_dir, sub, (int)(slash - path), path) :
-			 fmt_buf(rel, size, "%s/%s", repo_dir, sub);
+	int rc = slash ? fmt_buf(rel, size, "%s/%s/%.*s", repo_dir, sub, (int)(slash - path), path)
+		       : fmt_buf(rel, size, "%s/%s", repo_dir, sub);
 	return rc ? err_set(e, ERR_TOO_LARGE, "path too long: %.80s", path) : 0;
 }
 
@@ -454,6 +526,25 @@ static int rename_into_place(const struct layout *l, int dfd, const char *rel, c
 	return 0;
 }
 
+/* Longest snapshot link target: "../" per level, "blobs/", a sha256. */
+#define LINK_TARGET_MAX (3 * (CAP_REPO_PATH_DEPTH + 2) + 80)
+
+/*
+ * The target of snapshots/<commit>/<repo_path> for blob name, the link
+ * huggingface_hub makes too: from snapshots/<commit>/<dirs>/ up to the repo
+ * folder (2 + one per '/'), then blobs/<name>.
+ */
+static void link_target(const char *repo_path, const char *name, char buf[LINK_TARGET_MAX])
+{
+	size_t ups = 2, off = 0;
+	for (const char *p = repo_path; *p; p++)
+		ups += *p == '/';
+	for (size_t i = 0; i < ups && off < LINK_TARGET_MAX; i++)
+		off += (size_t)snprintf(buf + off, LINK_TARGET_MAX - off, "../");
+	if (off < LINK_TARGET_MAX)
+		snprintf(buf + off, LINK_TARGET_MAX - off, "blobs/%s", name ? name : "");
+}
+
 int layout_snapshot_link(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, const char *sha256, struct err *e)
 {
@@ -470,18 +561,13 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 	rc = parent_rel(rel, sizeof rel, repo_dir, sub, repo_path, &base, e);
 	if (rc)
 		return rc;
-	/* From snapshots/<commit>/<dirs>/ up to the repo folder: 2 + one per '/'. */
-	char target[256] = "";
-	size_t ups = 2;
-	for (const char *p = repo_path; *p; p++)
-		ups += *p == '/';
-	size_t off = 0;
-	for (size_t i = 0; i < ups; i++)
-		off += (size_t)snprintf(target + off, sizeof target - off, "../");
-	snprintf(target + off, sizeof target - off, "blobs/%s", sha256);
+	char target[LINK_TARGET_MAX];
+	link_target(repo_path, sha256, target);
 
 	int dfd;
-	rc = open_dir(l, rel, 1, &dfd, e);
+	rc = repo_dir_make(l, repo_dir, e);
+	if (!rc)
+		rc = open_dir(l, rel, 1, &dfd, e);
 	if (rc)
 		return rc;
 	char tmp[64];
@@ -494,6 +580,61 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 out:
 	close(dfd);
 	return rc;
+}
+
+int64_t layout_mtime_ns(const struct stat *st)
+{
+	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+}
+
+int layout_blob_stat(const struct layout *l, const char *repo_dir, const char *name, uint64_t *size,
+		     int64_t *mtime_ns)
+{
+	int rc = check_blob_args(repo_dir, name, NULL);
+	if (rc)
+		return rc;
+	int dfd;
+	if (open_subdir(l, repo_dir, "blobs", 0, &dfd, NULL))
+		return 0;
+	struct stat st;
+	int found = fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+	close(dfd);
+	if (!found)
+		return 0;
+	*size = (uint64_t)st.st_size;
+	*mtime_ns = layout_mtime_ns(&st);
+	return 1;
+}
+
+int layout_snapshot_entry(const struct layout *l, const char *repo_dir, const char *commit,
+			  const char *repo_path, char name[65])
+{
+	char rel[PATH_MAX], sub[CAP_REPO_ID_LEN + 16], target[LINK_TARGET_MAX + 1];
+	char want[LINK_TARGET_MAX];
+	const char *base;
+	if (layout_repo_dir_check(repo_dir, NULL) || check_commit(commit, NULL) ||
+	    check_repo_path(repo_path, NULL))
+		return ERR_INVALID;
+	snprintf(sub, sizeof sub, "snapshots/%s", commit);
+	if (parent_rel(rel, sizeof rel, repo_dir, sub, repo_path, &base, NULL))
+		return ERR_INVALID;
+	int dfd;
+	if (open_dir(l, rel, 0, &dfd, NULL))
+		return 0;
+	ssize_t n = readlinkat(dfd, base, target, sizeof target - 1);
+	close(dfd);
+	if (n <= 0)
+		return 0;
+	target[n] = 0;
+	/* Exactly the link huggingface_hub and rbee-hive make; anything else is not adopted. */
+	link_target(repo_path, NULL, want);
+	size_t wl = strlen(want);
+	if ((size_t)n <= wl || strncmp(target, want, wl) != 0 || check_sha(target + wl, NULL))
+		return 0;
+	snprintf(name, 65, "%s", target + wl);
+	uint64_t size;
+	int64_t mtime;
+	return layout_blob_stat(l, repo_dir, name, &size, &mtime) == 1;
 }
 
 static int check_revision(const char *rev, struct err *e)
@@ -524,7 +665,9 @@ int layout_ref_write(const struct layout *l, const char *repo_dir, const char *r
 	if (rc)
 		return rc;
 	int dfd;
-	rc = open_dir(l, rel, 1, &dfd, e);
+	rc = repo_dir_make(l, repo_dir, e);
+	if (!rc)
+		rc = open_dir(l, rel, 1, &dfd, e);
 	if (rc)
 		return rc;
 	char tmp[64];
@@ -566,8 +709,8 @@ static int read_small(int dfd, const char *name, char *buf, size_t size)
 	return 0;
 }
 
-int layout_ref_read(const struct layout *l, const char *repo_dir, const char *revision,
-		    char *buf, size_t size, struct err *e)
+int layout_ref_read(const struct layout *l, const char *repo_dir, const char *revision, char *buf,
+		    size_t size, struct err *e)
 {
 	int rc = layout_repo_dir_check(repo_dir, e);
 	if (!rc)
@@ -807,8 +950,7 @@ out:
 }
 
 int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *sha256,
-		      uint64_t size, const char *hint_dir, enum layout_adopt *how,
-		      struct err *e)
+		      uint64_t size, const char *hint_dir, enum layout_adopt *how, struct err *e)
 {
 	*how = LAYOUT_ADOPT_NONE;
 	int rc = check_blob_args(repo_dir, sha256, e);
@@ -1120,8 +1262,8 @@ int layout_remove_model(const struct layout *l, const char *repo_dir, const char
 	for (size_t i = 0; i < nblobs; i++) {
 		int lock = -1;
 		struct err lerr;
-		int lrc = layout_blob_lock(l, repo_dir, blobs[i], REMOVE_LOCK_TIMEOUT_MS, NULL, &lock,
-					   &lerr);
+		int lrc = layout_blob_lock(l, repo_dir, blobs[i], REMOVE_LOCK_TIMEOUT_MS, NULL,
+					   &lock, &lerr);
 		if (lrc) {
 			if (!rc)
 				rc = err_set(e, lrc, "%s", err_msg(&lerr));
@@ -1140,18 +1282,34 @@ int layout_remove_model(const struct layout *l, const char *repo_dir, const char
 			int bfd;
 			if (open_subdir(l, repo_dir, "blobs", 0, &bfd, NULL) == 0) {
 				if (unlinkat(bfd, blobs[i], 0) < 0 && errno != ENOENT && !rc)
-					rc = err_set(e, ERR_IO, "remove %s/%s/blobs/%s: %s", l->root,
-						     repo_dir, blobs[i], strerror(errno));
+					rc = err_set(e, ERR_IO, "remove %s/%s/blobs/%s: %s",
+						     l->root, repo_dir, blobs[i], strerror(errno));
 				close(bfd);
 			}
 		}
 		layout_blob_unlock(lock);
 	}
 
-	static const char *const subs[] = {"snapshots", "blobs", "refs"};
-	for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
-		if (fmt_buf(rel, sizeof rel, "%s/%s", repo_dir, subs[i]) == 0)
-			rmdir_rel(l, rel);
-	rmdir_rel(l, repo_dir);
+	layout_repo_prune(l, repo_dir);
 	return rc;
+}
+
+void layout_repo_prune(const struct layout *l, const char *repo_dir)
+{
+	if (layout_repo_dir_check(repo_dir, NULL))
+		return;
+	int dfd;
+	if (open_dir(l, repo_dir, 0, &dfd, NULL))
+		return;
+	/*
+	 * blobs/ first: while it holds a blob or a partial the folder stays
+	 * whole. refs/ goes only after snapshots/, since @huggingface/hub's
+	 * scanner fails on a repo folder without refs/.
+	 */
+	int gone = unlinkat(dfd, "blobs", AT_REMOVEDIR) == 0 || errno == ENOENT;
+	gone = gone && (unlinkat(dfd, "snapshots", AT_REMOVEDIR) == 0 || errno == ENOENT);
+	gone = gone && (unlinkat(dfd, "refs", AT_REMOVEDIR) == 0 || errno == ENOENT);
+	close(dfd);
+	if (gone)
+		rmdir_rel(l, repo_dir);
 }

@@ -56,8 +56,7 @@ void layout_free(struct layout *l);
 const char *layout_root(const struct layout *l);
 
 /* Repo folder names. buf receives the name; size should be LAYOUT_REPO_DIR_MAX. */
-int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size,
-		       struct err *e);
+int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size, struct err *e);
 int layout_repo_dir_url(const char *host, char *buf, size_t size, struct err *e);
 /* Checks a repo folder name as it comes from the catalog or a caller. */
 int layout_repo_dir_check(const char *repo_dir, struct err *e);
@@ -68,8 +67,8 @@ int layout_repo_dir_check(const char *repo_dir, struct err *e);
  */
 int layout_blob_path(const struct layout *l, const char *repo_dir, const char *sha256, char *buf,
 		     size_t size, struct err *e);
-int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256,
-			char *buf, size_t size, struct err *e);
+int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256, char *buf,
+			size_t size, struct err *e);
 int layout_snapshot_path(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, char *buf, size_t size, struct err *e);
 
@@ -79,6 +78,31 @@ int layout_snapshot_path(const struct layout *l, const char *repo_dir, const cha
  */
 int layout_blob_exists(const struct layout *l, const char *repo_dir, const char *sha256,
 		       uint64_t *size);
+
+/*
+ * Blob names are a sha256, or for a blob another program made, possibly the
+ * git sha1 it named it by (40 hex digits); every function below that takes
+ * a blob's name accepts both.
+ */
+
+/*
+ * 1 with the size and mtime (nanoseconds) of blobs/<name> in repo_dir when it
+ * is a regular file, 0 if not, negative on bad input.
+ */
+int layout_blob_stat(const struct layout *l, const char *repo_dir, const char *name, uint64_t *size,
+		     int64_t *mtime_ns);
+/* A file's mtime in nanoseconds, as layout_blob_stat() reports it. */
+struct stat;
+int64_t layout_mtime_ns(const struct stat *st);
+
+/*
+ * 1 with the blob's name when snapshots/<commit>/<repo_path> is the link
+ * huggingface_hub and rbee-hive make ("../" up to the repo folder, then
+ * blobs/<name>, name 64 or 40 hex) and that blob is a regular file; 0 when
+ * the entry is missing or anything else; negative on bad input.
+ */
+int layout_snapshot_entry(const struct layout *l, const char *repo_dir, const char *commit,
+			  const char *repo_path, char name[65]);
 
 /* Opens blobs/<sha256> read-only (not through a symlink). ERR_NOT_FOUND if absent. */
 int layout_blob_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
@@ -91,8 +115,8 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
  * (posix_fallocate) and writing (pwrite) are the transfer engine's work.
  * The caller closes *fd.
  */
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
-			int *fd, uint64_t *cur_size, struct err *e);
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
+			uint64_t *cur_size, struct err *e);
 /* Removes blobs/<sha256>.partial; absent is not an error. */
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,
 			  struct err *e);
@@ -121,8 +145,8 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 int layout_ref_write(const struct layout *l, const char *repo_dir, const char *revision,
 		     const char *commit, struct err *e);
 /* Reads refs/<revision> into buf. ERR_NOT_FOUND if absent, ERR_CORRUPT if not a commit. */
-int layout_ref_read(const struct layout *l, const char *repo_dir, const char *revision,
-		    char *buf, size_t size, struct err *e);
+int layout_ref_read(const struct layout *l, const char *repo_dir, const char *revision, char *buf,
+		    size_t size, struct err *e);
 
 /*
  * Takes the advisory lock .locks/<repo_dir>/<sha256>.lock (flock, exclusive),
@@ -138,7 +162,8 @@ enum layout_adopt {
 	LAYOUT_ADOPT_NONE = 0, /* not in the cache: fetch it */
 	LAYOUT_ADOPT_PRESENT,  /* already in repo_dir */
 	LAYOUT_ADOPT_LINKED,   /* hard-linked from another repo folder */
-	LAYOUT_ADOPT_COPIED,   /* copied (and rehashed) because the folders are on different file systems */
+	LAYOUT_ADOPT_COPIED,   /* copied (and rehashed) because the folders are on different file
+				  systems */
 };
 
 /*
@@ -151,8 +176,7 @@ enum layout_adopt {
  * blob lock held.
  */
 int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *sha256,
-		      uint64_t size, const char *hint_dir, enum layout_adopt *how,
-		      struct err *e);
+		      uint64_t size, const char *hint_dir, enum layout_adopt *how, struct err *e);
 
 /*
  * Imports the open file src_fd (what names it in messages) as a blob of
@@ -200,6 +224,14 @@ int layout_partial_import(const struct layout *l, const char *repo_dir, const ch
  * files are not an error. *kept (may be NULL) counts blobs kept because a
  * link still points at them.
  */
+/*
+ * Removes the repo folder when nothing is left in it: blobs/ empty (no blob,
+ * no partial), then snapshots/ and refs/ empty. A folder that still holds
+ * anything keeps blobs/, snapshots/ and refs/ all three, which cache
+ * scanners need. Errors are not reported: what cannot be removed stays.
+ */
+void layout_repo_prune(const struct layout *l, const char *repo_dir);
+
 int layout_remove_model(const struct layout *l, const char *repo_dir, const char *commit,
 			const char *const *paths, size_t npaths, const char *const *blobs,
 			size_t nblobs, size_t *kept, struct err *e);

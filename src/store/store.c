@@ -10,6 +10,7 @@
 
 #include "core/cancel.h"
 #include "core/err.h"
+#include "core/gitblob.h"
 #include "core/log.h"
 #include "core/sha256.h"
 #include "core/util.h"
@@ -61,9 +62,9 @@ int store_paths_resolve(const char *data_dir, const char *hf_cache, int share_hf
 	int rc;
 	const char *root = data_dir && data_dir[0] ? data_dir : env_nonempty("RBEE_HIVE_HOME");
 	if (root)
-		rc = fmt_buf(out->root, sizeof out->root, "%s", root) ?
-			     err_set(e, ERR_TOO_LARGE, "data folder path too long") :
-			     0;
+		rc = fmt_buf(out->root, sizeof out->root, "%s", root)
+			 ? err_set(e, ERR_TOO_LARGE, "data folder path too long")
+			 : 0;
 	else
 		rc = cache_dir(out->root, sizeof out->root, "rbee-hive", e);
 	if (rc)
@@ -121,17 +122,17 @@ int store_paths_prepare(const struct store_paths *p, struct err *e)
 }
 
 static const char *const file_status_names[] = {
-	[STORE_FILE_OK] = "ok",
-	[STORE_FILE_MISSING] = "missing",
-	[STORE_FILE_CORRUPT] = "corrupt",
-	[STORE_FILE_SIZE_MISMATCH] = "size_mismatch",
+    [STORE_FILE_OK] = "ok",
+    [STORE_FILE_MISSING] = "missing",
+    [STORE_FILE_CORRUPT] = "corrupt",
+    [STORE_FILE_SIZE_MISMATCH] = "size_mismatch",
 };
 
 const char *store_file_status_name(enum store_file_status s)
 {
-	return (unsigned)s < sizeof file_status_names / sizeof file_status_names[0] ?
-		       file_status_names[s] :
-		       "unknown";
+	return (unsigned)s < sizeof file_status_names / sizeof file_status_names[0]
+		   ? file_status_names[s]
+		   : "unknown";
 }
 
 /* Hashes fd to its end. Returns 0, ERR_CANCELLED or ERR_IO. */
@@ -166,13 +167,70 @@ static int hash_fd(int fd, struct cancel_token *cancel, char out[SHA256_HEX_LEN 
 	return rc;
 }
 
+int store_blob_check(struct catalog *c, const struct layout *l, const char *repo_dir,
+		     const char *name, const char *want_sha256, const char *want_oid, uint64_t size,
+		     int force, int adopted_if_new, struct cancel_token *cancel,
+		     char sha256_out[65], int *hashed, struct err *e)
+{
+	int fd;
+	struct stat st;
+	struct err sub;
+	if (hashed)
+		*hashed = 0;
+	int rc = layout_blob_open(l, repo_dir, name, &fd, &sub);
+	if (rc)
+		return err_set(e, rc, "%s", err_msg(&sub));
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != size) {
+		close(fd);
+		return err_set(e, ERR_NOT_FOUND, "blob %s of %s: not a file of %llu bytes", name,
+			       repo_dir, (unsigned long long)size);
+	}
+	int64_t mtime = layout_mtime_ns(&st);
+	int named_sha = strlen(name) == SHA256_HEX_LEN;
+	struct catalog_blob rec;
+	int known = catalog_blob_get(c, repo_dir, name, &rec, NULL) == 0;
+	/* A record vouches for the content it names; an oid only when the name is that oid. */
+	if (!force && known && rec.verified_ms > 0 && rec.size == size && rec.mtime_ns == mtime &&
+	    (!want_sha256 || strcmp(rec.sha256, want_sha256) == 0) &&
+	    (!want_oid || strcmp(name, want_oid) == 0)) {
+		close(fd);
+		memcpy(sha256_out, rec.sha256, SHA256_HEX_LEN + 1);
+		return 0;
+	}
+	char oid[GITBLOB_HEX_LEN + 1] = "", sha[SHA256_HEX_LEN + 1];
+	int need_oid = want_oid || !named_sha;
+	log_info("hashing blob %s of %s before trusting it", name, repo_dir);
+	rc = gitblob_hash_fd(fd, cancel, need_oid ? oid : NULL, sha, NULL, &sub);
+	close(fd);
+	if (rc)
+		return err_set(e, rc, "blob %s of %s: %s", name, repo_dir, err_msg(&sub));
+	if (hashed)
+		*hashed = 1;
+	const char *bad = (want_sha256 && strcmp(sha, want_sha256) != 0) ? "sha256"
+			  : (want_oid && strcmp(oid, want_oid) != 0)	 ? "git blob id"
+			  : strcmp(named_sha ? sha : oid, name) != 0 ? "name"
+								     : NULL;
+	if (bad) {
+		catalog_blob_distrust(c, repo_dir, name, NULL);
+		return err_set(e, ERR_DIGEST, "blob %s of %s is damaged: its %s does not match",
+			       name, repo_dir, bad);
+	}
+	/* Unrecorded (a full disk), the check still holds; the next pull hashes it again. */
+	if (catalog_blob_verified(c, repo_dir, name, sha, size, mtime,
+				  known ? rec.adopted : adopted_if_new, &sub))
+		log_warn("recording blob %s of %s: %s", name, repo_dir, err_msg(&sub));
+	memcpy(sha256_out, sha, SHA256_HEX_LEN + 1);
+	return 0;
+}
+
 /* Checks that snapshots/<commit>/<path> is a symlink resolving to the blob. */
 static int link_ok(const struct layout *l, const struct catalog_model *m,
 		   const struct catalog_file *f)
 {
 	char path[PATH_MAX], blob[PATH_MAX], target[PATH_MAX];
+	const char *name = catalog_file_blob(f);
 	if (layout_snapshot_path(l, m->repo_dir, m->commit, f->path, path, sizeof path, NULL) ||
-	    layout_blob_path(l, m->repo_dir, f->sha256, blob, sizeof blob, NULL))
+	    layout_blob_path(l, m->repo_dir, name, blob, sizeof blob, NULL))
 		return 0;
 	struct stat st;
 	if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
@@ -181,26 +239,27 @@ static int link_ok(const struct layout *l, const struct catalog_model *m,
 	if (n <= 0)
 		return 0;
 	target[n] = 0;
-	/* The link is ours if it names blobs/<sha256> and resolves to that file. */
+	/* The link is right if it names blobs/<name> and resolves to that file. */
 	struct stat a, b;
-	return strstr(target, f->sha256) && stat(path, &a) == 0 && stat(blob, &b) == 0 &&
+	return strstr(target, name) && stat(path, &a) == 0 && stat(blob, &b) == 0 &&
 	       a.st_ino == b.st_ino && a.st_dev == b.st_dev;
 }
 
-static int verify_file(const struct layout *l, const struct catalog_model *m,
+static int verify_file(struct catalog *c, const struct layout *l, const struct catalog_model *m,
 		       const struct catalog_file *f, struct cancel_token *cancel,
 		       struct store_verify_item *it, char *detail, size_t dsize,
 		       struct store_verify_summary *sum, struct err *e)
 {
+	const char *name = catalog_file_blob(f);
 	it->status = STORE_FILE_OK;
 	it->actual_size = 0;
 	detail[0] = 0;
 	int fd;
 	struct err sub;
-	int rc = layout_blob_open(l, m->repo_dir, f->sha256, &fd, &sub);
+	int rc = layout_blob_open(l, m->repo_dir, name, &fd, &sub);
 	if (rc) {
 		it->status = STORE_FILE_MISSING;
-		snprintf(detail, dsize, "%s: blob %s is missing (%s)", f->path, f->sha256,
+		snprintf(detail, dsize, "%s: blob %s is missing (%s)", f->path, name,
 			 err_msg(&sub));
 		return 0;
 	}
@@ -208,35 +267,34 @@ static int verify_file(const struct layout *l, const struct catalog_model *m,
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
 		it->status = STORE_FILE_MISSING;
-		snprintf(detail, dsize, "%s: blob %s is not a regular file", f->path, f->sha256);
+		snprintf(detail, dsize, "%s: blob %s is not a regular file", f->path, name);
 		return 0;
 	}
 	it->actual_size = (uint64_t)st.st_size;
-	if (it->actual_size != f->size) {
-		close(fd);
-		it->status = STORE_FILE_SIZE_MISMATCH;
-		snprintf(detail, dsize, "%s: blob %s has %llu bytes, expected %llu", f->path,
-			 f->sha256, (unsigned long long)it->actual_size,
-			 (unsigned long long)f->size);
-		return 0;
-	}
 	char hex[SHA256_HEX_LEN + 1];
-	rc = hash_fd(fd, cancel, hex, &sum->bytes_hashed, &sub);
-	close(fd);
-	if (rc == ERR_CANCELLED)
+	if (it->actual_size != f->size) {
+		it->status = STORE_FILE_SIZE_MISMATCH;
+		snprintf(detail, dsize, "%s: blob %s has %llu bytes, expected %llu", f->path, name,
+			 (unsigned long long)it->actual_size, (unsigned long long)f->size);
+	} else if ((rc = hash_fd(fd, cancel, hex, &sum->bytes_hashed, &sub)) == ERR_CANCELLED) {
+		close(fd);
 		return err_set(e, rc, "verify %s %s: cancelled", m->id, f->path);
-	if (rc) {
+	} else if (rc) {
 		it->status = STORE_FILE_CORRUPT;
-		snprintf(detail, dsize, "%s: blob %s cannot be read: %s", f->path, f->sha256,
+		snprintf(detail, dsize, "%s: blob %s cannot be read: %s", f->path, name,
 			 err_msg(&sub));
-		return 0;
-	}
-	if (strcmp(hex, f->sha256) != 0) {
+	} else if (strcmp(hex, f->sha256) != 0) {
 		it->status = STORE_FILE_CORRUPT;
-		snprintf(detail, dsize, "%s: blob %s hashes to %s", f->path, f->sha256, hex);
-		return 0;
+		snprintf(detail, dsize, "%s: blob %s hashes to %s", f->path, name, hex);
 	}
-	if (!link_ok(l, m, f)) {
+	close(fd);
+	/* What the blob was found to be is recorded: a pull trusts only a blob found right. */
+	if (it->status == STORE_FILE_OK)
+		catalog_blob_verified(c, m->repo_dir, name, f->sha256, f->size,
+				      layout_mtime_ns(&st), f->blob_adopted, NULL);
+	else
+		catalog_blob_distrust(c, m->repo_dir, name, NULL);
+	if (it->status == STORE_FILE_OK && !link_ok(l, m, f)) {
 		it->status = STORE_FILE_MISSING;
 		snprintf(detail, dsize, "%s: snapshot link snapshots/%s/%s is missing or wrong",
 			 f->path, m->commit, f->path);
@@ -260,21 +318,21 @@ static int verify_model(struct catalog *c, const struct layout *l, const struct 
 		const struct catalog_file *f = &m->files[i];
 		char detail[768];
 		struct store_verify_item it = {
-			.model_id = m->id,
-			.path = f->path,
-			.sha256 = f->sha256,
-			.expected_size = f->size,
-			.detail = detail,
+		    .model_id = m->id,
+		    .path = f->path,
+		    .sha256 = f->sha256,
+		    .expected_size = f->size,
+		    .detail = detail,
 		};
-		int rc = verify_file(l, m, f, cancel, &it, detail, sizeof detail, sum, e);
+		int rc = verify_file(c, l, m, f, cancel, &it, detail, sizeof detail, sum, e);
 		if (rc)
 			return rc;
 		sum->files++;
 		if (it.status != STORE_FILE_OK) {
 			sum->files_bad++;
 			if (bad++ < VERIFY_NAMED_MAX && off < sizeof errtext)
-				off += (size_t)snprintf(errtext + off, sizeof errtext - off, "%s%s (%s)",
-							bad > 1 ? ", " : "", f->path,
+				off += (size_t)snprintf(errtext + off, sizeof errtext - off,
+							"%s%s (%s)", bad > 1 ? ", " : "", f->path,
 							store_file_status_name(it.status));
 			log_warn("verify %s: %s", m->id, detail);
 		}
@@ -302,9 +360,9 @@ static int verify_model(struct catalog *c, const struct layout *l, const struct 
 	return rc;
 }
 
-int store_verify(struct catalog *c, const struct layout *l, const char *query,
-		 store_verify_fn fn, void *arg, struct cancel_token *cancel,
-		 struct store_verify_summary *sum, struct err *e)
+int store_verify(struct catalog *c, const struct layout *l, const char *query, store_verify_fn fn,
+		 void *arg, struct cancel_token *cancel, struct store_verify_summary *sum,
+		 struct err *e)
 {
 	struct store_verify_summary local;
 	if (!sum)
@@ -334,8 +392,8 @@ int store_verify(struct catalog *c, const struct layout *l, const char *query,
 	}
 }
 
-int store_delete_model(struct catalog *c, const struct layout *l, const char *query,
-		       char *id_out, size_t id_size, struct err *e)
+int store_delete_model(struct catalog *c, const struct layout *l, const char *query, char *id_out,
+		       size_t id_size, struct err *e)
 {
 	struct catalog_model m;
 	int rc = catalog_model_find(c, query, &m, e);
@@ -389,5 +447,8 @@ int store_partial_remove(struct catalog *c, const struct layout *l, const char *
 	if (!rc)
 		rc = catalog_partial_delete(c, repo_dir, sha256, e);
 	layout_blob_unlock(fd);
+	/* A repo folder that held only this partial goes with it. */
+	if (!rc)
+		layout_repo_prune(l, repo_dir);
 	return rc;
 }

@@ -374,6 +374,9 @@ class ProvisionHF(unittest.TestCase):
         self.assertLess(stats["bytes_sent"], BIG_SIZE)
         partial = self.blob("models--org--big", self.big["sha256"]) + ".partial"
         self.assertTrue(os.path.exists(partial), "the partial stays for resume")
+        # A repo folder of only a partial is still a valid cache entry for scanners.
+        rd = os.path.join(self.data, "hub", "models--org--big")
+        self.assertEqual(sorted(os.listdir(rd)), ["blobs", "refs", "snapshots"])
         # The next pull resumes: it fetches only what is missing.
         self.hub.reset()
         end = self.assert_done(self.pull("hf:org/big"))

@@ -49,7 +49,7 @@ static int fill_one(struct catalog *c, long i, int nfiles, struct err *e)
 {
 	char org_repo[64], repo[48], id[256], dir[128], commit[41], sha[65];
 	char paths[FILL_MAX_FILES][64];
-	struct catalog_file files[FILL_MAX_FILES];
+	struct catalog_file files[FILL_MAX_FILES] = {0};
 	snprintf(repo, sizeof repo, "model-%ld-GGUF", i);
 	snprintf(org_repo, sizeof org_repo, "bench/%s", repo);
 	snprintf(dir, sizeof dir, "models--bench--%s", repo);

@@ -11,7 +11,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { openBrowser } from './browser.mjs';
-import { runStory, assertLocalOnly, until } from './scenario.mjs';
+import { runStory, discardStory, assertLocalOnly, until } from './scenario.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const buildDir = path.resolve(process.env.RBEE_BUILD || path.join(here, '../../build'));
@@ -153,6 +153,14 @@ test('pull, watch, cancel, retry, delete through the real daemon', { skip, timeo
     e.message += `\n--- daemon log (last 40 lines) ---\n${logs.daemon.slice(-40).join('\n')}`;
     throw e;
   }
+});
+
+test('the partial download a cancelled pull left is listed and discarded', { skip, timeout: 120000 }, async () => {
+  const sha = await discardStory(browser.page, { url, ref: 'hf:test-org/tiny-GGUF:Q4_K_M', repo: 'test-org/tiny-GGUF', ms: 60000 });
+  const left = (await (await fetch(`${url}/v1/partials`)).json()).partials;
+  assert.deepEqual(left.filter((p) => p.sha256 === sha), []);
+  const blobs = path.join(tmp, 'main', 'data', 'hub', 'models--test-org--tiny-GGUF', 'blobs');
+  assert.ok(!fs.existsSync(path.join(blobs, `${sha}.partial`)), 'the partial file is gone');
 });
 
 test('a daemon started with --token-file: the page asks for the token, then works', { skip, timeout: 60000 }, async () => {

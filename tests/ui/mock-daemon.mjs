@@ -12,6 +12,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 
 const MB = 1000 * 1000;
 const REPO = 'test-org/tiny-GGUF';
@@ -80,6 +81,16 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAf
     p.phase = phase;
     p.state = job.state;
     emit(job, 'progress', JSON.stringify(p));
+  }
+
+  // A partial download as GET /v1/partials lists it: one per ref here.
+  function partialOf(ref) {
+    const plan = planOf(ref);
+    const writing = [...jobs.values()].some((j) => j.model === ref && j.state === 'running');
+    return { repo_dir: `models--${plan.repo.replace('/', '--')}`,
+      sha256: createHash('sha256').update(ref).digest('hex'),
+      total_size: plan.files.reduce((a, f) => a + f.size, 0), bytes_done: partial.get(ref),
+      updated_ms: Date.now(), writing };
   }
 
   function startJob(ref) {
@@ -180,6 +191,17 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAf
       const id = decodeURIComponent(m[1]);
       if (!models.delete(id)) return fail(res, 404, 'not_found', `no model ${id}`);
       return json(res, 200, { id, deleted: true });
+    }
+    if (req.method === 'GET' && p === '/v1/partials') {
+      return json(res, 200, { partials: [...partial.keys()].map(partialOf) });
+    }
+    if (req.method === 'DELETE' && (m = /^\/v1\/partials\/([0-9a-f]{64})$/.exec(p))) {
+      const ref = [...partial.keys()].find((r) => partialOf(r).sha256 === m[1]);
+      if (!ref) return fail(res, 404, 'not_found', `no partial download ${m[1]}`);
+      if (partialOf(ref).writing) return fail(res, 409, 'conflict', 'being downloaded now');
+      partial.delete(ref);
+      requests.push(`discarded ${ref}`);
+      return json(res, 200, { sha256: m[1], status: 'deleted', repo_dirs: [partialOf(ref).repo_dir] });
     }
     if (req.method === 'GET' && (m = /^\/v1\/sources\/hf\/([^/]+\/[^/]+)$/.exec(p))) {
       const repo = decodeURIComponent(m[1]);

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startMock } from './mock-daemon.mjs';
 import { openBrowser } from './browser.mjs';
-import { runStory, assertLocalOnly, jobCard, until } from './scenario.mjs';
+import { runStory, discardStory, assertLocalOnly, jobCard, until } from './scenario.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const uiDir = path.resolve(here, '../../ui');
@@ -98,6 +98,19 @@ test('a stream that drops is resumed with Last-Event-ID and the job still comple
     assert.equal(resumed.length, 1, mock.requests.join('\n'));
     assert.match(resumed[0], /after [1-9]/);
     assert.match(await card.innerText(), /100%/);
+  } finally {
+    await mock.close();
+  }
+});
+
+test('the partial download a cancelled pull left is listed and discarded', { timeout: 60000 }, async () => {
+  const mock = await startMock({ uiDir });
+  const errors = browser.seen.errors.length;
+  try {
+    await discardStory(browser.page, { url: mock.url, ref: 'hf:test-org/tiny-GGUF:F16', repo: 'test-org/tiny-GGUF' });
+    assert.ok(mock.requests.includes('discarded hf:test-org/tiny-GGUF:F16'), mock.requests.join('\n'));
+    assert.ok(mock.requests.some((r) => /^DELETE \/v1\/partials\/[0-9a-f]{64}$/.test(r)), mock.requests.join('\n'));
+    assert.deepEqual(browser.seen.errors.slice(errors), []);
   } finally {
     await mock.close();
   }

@@ -134,3 +134,37 @@ export function assertLocalOnly(seen, url) {
   const foreign = seen.requests.filter((u) => !u.startsWith(origin) && !u.startsWith('data:'));
   assert.deepEqual(foreign, [], 'the page must not request anything outside the daemon');
 }
+
+// A pull cancelled under way leaves a partial download: the page lists it
+// and discards it after asking (Keep keeps it). Resolves to its sha256.
+export async function discardStory(page, o) {
+  // o: url, ref, repo (as the list shows it), ms
+  const ms = o.ms || 60000;
+  await page.goto(o.url);
+  await until('the connection indicator', async () =>
+    await page.getAttribute('#conn', 'data-state') === 'ok');
+  await page.fill('#ref-input', o.ref);
+  await page.click('#pull-btn');
+  const card = jobCard(page, o.ref).first();
+  await until(`${o.ref} to be downloading`, async () => (await barValue(card)) >= 10, ms);
+  await card.locator('button[data-action="cancel"]').click();
+  await until(`${o.ref} to show cancelled`, async () => await cardState(card) === 'cancelled');
+
+  const row = page.locator('#partials-body tr', { hasText: o.repo });
+  await until('the partial download to be listed, no longer written', async () =>
+    await row.count() === 1 && await row.locator('.badge').innerText() === 'Paused', ms);
+  assert.match(await row.innerText(), /of .*\(\d+%\)/);
+  const sha = await row.getAttribute('data-sha256');
+  const discard = row.locator('button[data-action="discard"]');
+  await discard.click();
+  await page.locator('#confirm[open]').waitFor();
+  assert.equal(await page.innerText('#confirm-title'), 'Discard partial download?');
+  await page.click('#confirm-no');
+  await sleep(200);
+  assert.equal(await row.count(), 1);
+  await discard.click();
+  await page.click('#confirm-yes');
+  await until('the discarded partial to go', async () => await row.count() === 0);
+  await page.locator('#partials-empty:not([hidden])').waitFor();
+  return sha;
+}

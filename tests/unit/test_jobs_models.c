@@ -36,7 +36,7 @@ static void fill(const char *root, int n)
 		fail_msg("catalog_open: %s", e.msg);
 	for (int i = 0; i < n; i++) {
 		char id[128], repo[64], dir[96], paths[NMODELS][32];
-		struct catalog_file files[NMODELS];
+		struct catalog_file files[NMODELS] = {0};
 		snprintf(id, sizeof(id), "hf:org/m%d-GGUF:m%d.gguf", i, i);
 		snprintf(repo, sizeof(repo), "org/m%d-GGUF", i);
 		snprintf(dir, sizeof(dir), "models--org--m%d-GGUF", i);

@@ -187,7 +187,7 @@ static void test_put_get(void **state)
 	assert_int_equal(catalog_model_set_status(x->c, g.id, CATALOG_AVAILABLE, NULL, updated, &e),
 			 ERR_CONFLICT);
 	assert_int_equal(
-		catalog_model_set_status(x->c, g.id, CATALOG_AVAILABLE, NULL, g.updated_ms, &e), 0);
+	    catalog_model_set_status(x->c, g.id, CATALOG_AVAILABLE, NULL, g.updated_ms, &e), 0);
 	catalog_model_cleanup(&g);
 
 	assert_int_equal(catalog_model_get(x->c, "hf:org/none:x.gguf", &g, &e), ERR_NOT_FOUND);
@@ -322,12 +322,12 @@ static void test_list_10000(void **state)
 	assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
 	sqlite3_stmt *m, *f;
 	assert_int_equal(
-		sqlite3_prepare_v2(db,
-				   "INSERT INTO models(id, source, repo, commit_sha, repo_dir, status,"
-				   " size, created_ms, updated_ms) VALUES(?1, 'hf', 'o/r', '" COMMIT
-				   "', 'models--o--r', 'available', 1, 1, 1)",
-				   -1, &m, NULL),
-		SQLITE_OK);
+	    sqlite3_prepare_v2(db,
+			       "INSERT INTO models(id, source, repo, commit_sha, repo_dir, status,"
+			       " size, created_ms, updated_ms) VALUES(?1, 'hf', 'o/r', '" COMMIT
+			       "', 'models--o--r', 'available', 1, 1, 1)",
+			       -1, &m, NULL),
+	    SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db,
 					    "INSERT INTO files(model_id, idx, path, sha256, size)"
 					    " VALUES(?1, ?2, ?3, ?4, 1)",
@@ -457,35 +457,96 @@ static void test_delete_shared(void **state)
 	assert_int_equal(r.nblobs, 0);
 }
 
+/*
+ * A snapshot entry another program made (its link, its blob named by the git
+ * sha1) is adopted: recorded with the blob name actually used, and never
+ * named for removal. Blob records say when a blob was last found right.
+ */
+static void test_adopted_files_are_not_removed(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *sha1 = "0123456789abcdef0123456789abcdef01234567";
+	struct catalog_model m;
+	const char *p[] = {"model.gguf", "README.md", "found.gguf"};
+	const char *sh[] = {hex('1'), hex('2'), hex('3')};
+	make_model(&m, "hf:o/r:*", "models--o--r", p, sh, 3);
+	/* README: huggingface_hub's link and blob; found.gguf: its blob, our link. */
+	snprintf(m.files[1].blob, sizeof m.files[1].blob, "%s", sha1);
+	m.files[1].link_adopted = 1;
+	m.files[1].blob_adopted = 1;
+	m.files[2].blob_adopted = 1;
+	m.files[2].mtime_ns = 123;
+	m.files[2].verified_ms = 456;
+	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), 0);
+	free(m.files);
+
+	struct catalog_model got;
+	assert_int_equal(catalog_model_get(x->c, "hf:o/r:*", &got, &e), 0);
+	assert_string_equal(catalog_file_blob(&got.files[0]), hex('1'));
+	assert_string_equal(got.files[0].blob, "");
+	assert_string_equal(catalog_file_blob(&got.files[1]), sha1);
+	assert_int_equal(got.files[1].link_adopted, 1);
+	assert_int_equal(got.files[1].blob_adopted, 1);
+	assert_int_equal(got.files[2].link_adopted, 0);
+	assert_int_equal(got.files[2].mtime_ns, 123);
+	assert_int_equal(got.files[2].verified_ms, 456);
+	catalog_model_cleanup(&got);
+	assert_int_equal(catalog_link_made(x->c, "models--o--r", COMMIT, "model.gguf", &e), 1);
+	assert_int_equal(catalog_link_made(x->c, "models--o--r", COMMIT, "README.md", &e), 0);
+
+	struct catalog_blob b;
+	assert_int_equal(
+	    catalog_blob_verified(x->c, "models--o--r", hex('1'), hex('1'), 1, 77, 1, &e), 0);
+	assert_int_equal(catalog_blob_get(x->c, "models--o--r", hex('1'), &b, &e), 0);
+	/* Who made it does not change with a later verification. */
+	assert_int_equal(b.adopted, 0);
+	assert_int_equal(b.mtime_ns, 77);
+	assert_true(b.verified_ms > 0);
+	assert_int_equal(catalog_blob_distrust(x->c, "models--o--r", hex('1'), &e), 0);
+	assert_int_equal(catalog_blob_get(x->c, "models--o--r", hex('1'), &b, &e), 0);
+	assert_int_equal(b.verified_ms, 0);
+	assert_int_equal(catalog_blob_get(x->c, "models--o--r", hex('7'), &b, &e), ERR_NOT_FOUND);
+
+	struct catalog_removal r;
+	assert_int_equal(catalog_model_delete(x->c, "hf:o/r:*", &r, &e), 0);
+	assert_int_equal(r.nblobs, 1);
+	assert_true(removal_has_blob(&r, hex('1')));
+	assert_int_equal(r.npaths, 2);
+	assert_true(removal_has_path(&r, "model.gguf"));
+	assert_true(removal_has_path(&r, "found.gguf"));
+	catalog_removal_cleanup(&r);
+}
+
 /* The version 1 schema, as the first release wrote it. */
 static const char *const schema_v1 =
-	"CREATE TABLE models(id TEXT PRIMARY KEY NOT NULL,"
-	" source TEXT NOT NULL CHECK(source IN ('hf','url','file')), repo TEXT NOT NULL,"
-	" revision TEXT NOT NULL DEFAULT '', commit_sha TEXT NOT NULL DEFAULT '',"
-	" repo_dir TEXT NOT NULL,"
-	" status TEXT NOT NULL CHECK(status IN ('downloading','available','failed')),"
-	" size INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
-	" updated_ms INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '');"
-	"CREATE TABLE files(model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
-	" idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
-	" PRIMARY KEY(model_id, idx), UNIQUE(model_id, path));"
-	"CREATE INDEX files_sha256 ON files(sha256);"
-	"CREATE TABLE blobs(sha256 TEXT NOT NULL, repo_dir TEXT NOT NULL, size INTEGER NOT NULL,"
-	" PRIMARY KEY(sha256, repo_dir));"
-	"CREATE TABLE jobs(id TEXT PRIMARY KEY NOT NULL, operation TEXT NOT NULL,"
-	" model_ref TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, created_ms INTEGER NOT NULL,"
-	" updated_ms INTEGER NOT NULL, progress TEXT NOT NULL DEFAULT '',"
-	" error TEXT NOT NULL DEFAULT '', result_id TEXT NOT NULL DEFAULT '');"
-	"CREATE INDEX jobs_state ON jobs(state, updated_ms);"
-	"INSERT INTO models VALUES('hf:o/r:old.gguf', 'hf', 'o/r', 'main', '" COMMIT "',"
-	" 'models--o--r', 'available', 5, 1000, 2000, '');"
-	"INSERT INTO files VALUES('hf:o/r:old.gguf', 0, 'old.gguf',"
-	" 'cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc', 5);"
-	"INSERT INTO blobs VALUES('cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc',"
-	" 'models--o--r', 5);"
-	"INSERT INTO jobs VALUES('job-old', 'model_download', 'o/r', 'succeeded', 1, 2, '', '',"
-	" 'hf:o/r:old.gguf');"
-	"PRAGMA user_version = 1;";
+    "CREATE TABLE models(id TEXT PRIMARY KEY NOT NULL,"
+    " source TEXT NOT NULL CHECK(source IN ('hf','url','file')), repo TEXT NOT NULL,"
+    " revision TEXT NOT NULL DEFAULT '', commit_sha TEXT NOT NULL DEFAULT '',"
+    " repo_dir TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('downloading','available','failed')),"
+    " size INTEGER NOT NULL DEFAULT 0, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, error TEXT NOT NULL DEFAULT '');"
+    "CREATE TABLE files(model_id TEXT NOT NULL REFERENCES models(id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,"
+    " PRIMARY KEY(model_id, idx), UNIQUE(model_id, path));"
+    "CREATE INDEX files_sha256 ON files(sha256);"
+    "CREATE TABLE blobs(sha256 TEXT NOT NULL, repo_dir TEXT NOT NULL, size INTEGER NOT NULL,"
+    " PRIMARY KEY(sha256, repo_dir));"
+    "CREATE TABLE jobs(id TEXT PRIMARY KEY NOT NULL, operation TEXT NOT NULL,"
+    " model_ref TEXT NOT NULL DEFAULT '', state TEXT NOT NULL, created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL, progress TEXT NOT NULL DEFAULT '',"
+    " error TEXT NOT NULL DEFAULT '', result_id TEXT NOT NULL DEFAULT '');"
+    "CREATE INDEX jobs_state ON jobs(state, updated_ms);"
+    "INSERT INTO models VALUES('hf:o/r:old.gguf', 'hf', 'o/r', 'main', '" COMMIT "',"
+    " 'models--o--r', 'available', 5, 1000, 2000, '');"
+    "INSERT INTO files VALUES('hf:o/r:old.gguf', 0, 'old.gguf',"
+    " 'cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc', 5);"
+    "INSERT INTO blobs VALUES('cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc',"
+    " 'models--o--r', 5);"
+    "INSERT INTO jobs VALUES('job-old', 'model_download', 'o/r', 'succeeded', 1, 2, '', '',"
+    " 'hf:o/r:old.gguf');"
+    "PRAGMA user_version = 1;";
 
 static void test_migrate(void **state)
 {
@@ -514,6 +575,17 @@ static void test_migrate(void **state)
 	/* What version 2 added works. */
 	struct catalog_range r = {0, 10};
 	assert_int_equal(catalog_partial_save(c, "models--o--r", hex('d'), 100, &r, 1, &e), 0);
+	/* Version 3: the blob keeps its name and is rbee-hive's, not yet verified. */
+	struct catalog_blob b;
+	assert_int_equal(catalog_blob_get(c, "models--o--r", hex('c'), &b, &e), 0);
+	assert_int_equal(b.size, 5);
+	assert_int_equal(b.adopted, 0);
+	assert_int_equal(b.verified_ms, 0);
+	struct catalog_removal rm;
+	assert_int_equal(catalog_model_delete(c, "hf:o/r:old.gguf", &rm, &e), 0);
+	assert_int_equal(rm.nblobs, 1);
+	assert_int_equal(rm.npaths, 1);
+	catalog_removal_cleanup(&rm);
 	catalog_close(c);
 
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
@@ -561,10 +633,10 @@ static void test_interrupted_write(void **state)
 		if (sqlite3_open(x->db, &db) != SQLITE_OK)
 			_exit(2);
 		const char *sql =
-			"BEGIN IMMEDIATE;"
-			"INSERT INTO models(id, source, repo, repo_dir, status, created_ms, updated_ms)"
-			" VALUES('hf:o/r:half.gguf', 'hf', 'o/r', 'models--o--r', 'downloading', 1, 1);"
-			"UPDATE models SET status = 'failed' WHERE id = 'hf:o/r:a.gguf';";
+		    "BEGIN IMMEDIATE;"
+		    "INSERT INTO models(id, source, repo, repo_dir, status, created_ms, updated_ms)"
+		    " VALUES('hf:o/r:half.gguf', 'hf', 'o/r', 'models--o--r', 'downloading', 1, 1);"
+		    "UPDATE models SET status = 'failed' WHERE id = 'hf:o/r:a.gguf';";
 		if (sqlite3_exec(db, sql, NULL, NULL, NULL) != SQLITE_OK)
 			_exit(3);
 		_exit(0); /* no COMMIT, no close */
@@ -651,12 +723,12 @@ static void job_put(struct catalog *c, const char *id, enum catalog_job_state st
 		    int64_t updated)
 {
 	struct catalog_job j = {
-		.id = (char *)id,
-		.operation = (char *)"model_download",
-		.model_ref = (char *)"org/repo",
-		.state = st,
-		.created_ms = created,
-		.updated_ms = updated,
+	    .id = (char *)id,
+	    .operation = (char *)"model_download",
+	    .model_ref = (char *)"org/repo",
+	    .state = st,
+	    .created_ms = created,
+	    .updated_ms = updated,
 	};
 	struct err e = {0};
 	assert_int_equal(catalog_job_put(c, &j, &e), 0);
@@ -673,11 +745,11 @@ static void test_jobs(void **state)
 	job_put(x->c, "job-4", CATALOG_JOB_QUEUED, now - 1000, now - 1000);
 
 	struct catalog_job j = {
-		.id = (char *)"job-2",
-		.operation = (char *)"model_download",
-		.state = CATALOG_JOB_RUNNING,
-		.progress_json = (char *)"{\"bytes_done\":5}",
-		.created_ms = 1, /* ignored on update */
+	    .id = (char *)"job-2",
+	    .operation = (char *)"model_download",
+	    .state = CATALOG_JOB_RUNNING,
+	    .progress_json = (char *)"{\"bytes_done\":5}",
+	    .created_ms = 1, /* ignored on update */
 	};
 	assert_int_equal(catalog_job_put(x->c, &j, &e), 0);
 	struct catalog_job g;
@@ -760,14 +832,14 @@ static void *writer_main(void *arg)
 		struct catalog_file f = {.path = path, .size = 1};
 		memset(f.sha256, 'e', 64);
 		struct catalog_model m = {
-			.id = id,
-			.source = CATALOG_SRC_HF,
-			.repo = (char *)"o/r",
-			.commit = (char *)COMMIT,
-			.repo_dir = (char *)"models--o--r",
-			.status = CATALOG_AVAILABLE,
-			.files = &f,
-			.nfiles = 1,
+		    .id = id,
+		    .source = CATALOG_SRC_HF,
+		    .repo = (char *)"o/r",
+		    .commit = (char *)COMMIT,
+		    .repo_dir = (char *)"models--o--r",
+		    .status = CATALOG_AVAILABLE,
+		    .files = &f,
+		    .nfiles = 1,
 		};
 		w->rc = catalog_model_put(c, &m, NULL, &e);
 	}
@@ -800,19 +872,20 @@ static void test_concurrent_writers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_schema, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_atomic_put, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_list, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_list_10000, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_find, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delete_shared, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_schema, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_put_get, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_input, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_atomic_put, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list_10000, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_find, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delete_shared, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_adopted_files_are_not_removed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

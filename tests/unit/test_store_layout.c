@@ -28,8 +28,8 @@
 #include "test_store_tmp.h"
 
 struct fx {
-	char dir[PATH_MAX];  /* the test's own temporary folder */
-	char hub[PATH_MAX];  /* <dir>/hub */
+	char dir[PATH_MAX];	/* the test's own temporary folder */
+	char hub[PATH_MAX];	/* <dir>/hub */
 	char outside[PATH_MAX]; /* <dir>/outside: must stay empty */
 	struct layout *l;
 };
@@ -128,8 +128,8 @@ static void test_repo_dir_names(void **state)
 
 	assert_int_equal(layout_repo_dir_check(LAYOUT_FILES_DIR, &e), 0);
 	static const char *const bad[] = {
-		"..", "models--a/b", "x", "models--..--x", "/etc", "models--", "models--a\\b",
-		"datasets--a--b",
+	    "..",	    "models--a/b",    "x", "models--..--x", "/etc", "models--",
+	    "models--a\\b", "datasets--a--b",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err_clear(&e);
@@ -206,8 +206,8 @@ static void test_snapshot_links(void **state)
 	assert_int_equal(layout_snapshot_link(x->l, repo, commit, "sub/dir/x.gguf", sha, &e), 0);
 
 	char path[PATH_MAX], target[PATH_MAX], buf[64];
-	assert_int_equal(layout_snapshot_path(x->l, repo, commit, "model.gguf", path, sizeof path, &e),
-			 0);
+	assert_int_equal(
+	    layout_snapshot_path(x->l, repo, commit, "model.gguf", path, sizeof path, &e), 0);
 	ssize_t n = readlink(path, target, sizeof target - 1);
 	assert_true(n > 0);
 	target[n] = 0;
@@ -218,7 +218,7 @@ static void test_snapshot_links(void **state)
 	assert_string_equal(buf, "weights");
 
 	assert_int_equal(
-		layout_snapshot_path(x->l, repo, commit, "sub/dir/x.gguf", path, sizeof path, &e), 0);
+	    layout_snapshot_path(x->l, repo, commit, "sub/dir/x.gguf", path, sizeof path, &e), 0);
 	n = readlink(path, target, sizeof target - 1);
 	target[n] = 0;
 	snprintf(want, sizeof want, "../../../../blobs/%s", sha);
@@ -228,8 +228,8 @@ static void test_snapshot_links(void **state)
 
 	/* Relinking replaces the link atomically and leaves no temporary behind. */
 	assert_int_equal(layout_snapshot_link(x->l, repo, commit, "model.gguf", sha2, &e), 0);
-	assert_int_equal(layout_snapshot_path(x->l, repo, commit, "model.gguf", path, sizeof path, &e),
-			 0);
+	assert_int_equal(
+	    layout_snapshot_path(x->l, repo, commit, "model.gguf", path, sizeof path, &e), 0);
 	read_file(path, buf, sizeof buf);
 	assert_string_equal(buf, "other");
 	char snapdir[PATH_MAX];
@@ -281,8 +281,16 @@ static void test_hostile_paths(void **state)
 	memset(overlong, 'a', sizeof overlong - 1);
 	overlong[sizeof overlong - 1] = 0;
 	static const char *const bad[] = {
-		"../../../outside/evil", "/etc/passwd", "a/../../b", "a//b", "a\x01" "b",
-		"a\\..\\b", "", ".", "sub/./x",
+	    "../../../outside/evil",
+	    "/etc/passwd",
+	    "a/../../b",
+	    "a//b",
+	    "a\x01"
+	    "b",
+	    "a\\..\\b",
+	    "",
+	    ".",
+	    "sub/./x",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err_clear(&e);
@@ -296,13 +304,13 @@ static void test_hostile_paths(void **state)
 			 ERR_INVALID);
 	assert_int_equal(layout_snapshot_link(x->l, repo, "../../outside", "a", sha, &e),
 			 ERR_INVALID);
-	assert_int_equal(layout_partial_open(x->l, "models--x/../../outside", sha, &(int){0}, NULL,
-					     &e),
-			 ERR_INVALID);
-	/* Nothing was created for the bad requests: only the snapshot of none. */
+	assert_int_equal(
+	    layout_partial_open(x->l, "models--x/../../outside", sha, &(int){0}, NULL, &e),
+	    ERR_INVALID);
+	/* Nothing was created for the bad requests: snapshots/ is as empty as the blob left it. */
 	char snap[PATH_MAX];
 	snprintf(snap, sizeof snap, "%s/%s/snapshots", x->hub, repo);
-	assert_int_equal(count_entries(snap), -1);
+	assert_int_equal(count_entries(snap), 0);
 }
 
 static void test_symlink_escape(void **state)
@@ -354,7 +362,8 @@ static void test_adopt(void **state)
 	assert_int_equal(layout_adopt_blob(x->l, "models--a--one", sha, size, NULL, &how, &e), 0);
 	assert_int_equal(how, LAYOUT_ADOPT_PRESENT);
 	/* Wrong size: not adopted. */
-	assert_int_equal(layout_adopt_blob(x->l, "models--b--two", sha, size + 1, NULL, &how, &e), 0);
+	assert_int_equal(layout_adopt_blob(x->l, "models--b--two", sha, size + 1, NULL, &how, &e),
+			 0);
 	assert_int_equal(how, LAYOUT_ADOPT_NONE);
 	assert_int_equal(layout_blob_exists(x->l, "models--b--two", sha, NULL), 0);
 
@@ -372,7 +381,7 @@ static void test_adopt(void **state)
 
 	/* With a hint, and again: already present. */
 	assert_int_equal(
-		layout_adopt_blob(x->l, "urls--host", sha, size, "models--b--two", &how, &e), 0);
+	    layout_adopt_blob(x->l, "urls--host", sha, size, "models--b--two", &how, &e), 0);
 	assert_int_equal(how, LAYOUT_ADOPT_LINKED);
 	assert_int_equal(layout_adopt_blob(x->l, "urls--host", sha, size, NULL, &how, &e), 0);
 	assert_int_equal(how, LAYOUT_ADOPT_PRESENT);
@@ -593,6 +602,54 @@ static void test_remove_model(void **state)
 			 ERR_INVALID);
 }
 
+/* 1 if <hub>/<repo>/<sub> is a folder. */
+static int has_dir(const struct fx *x, const char *repo, const char *sub)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	snprintf(path, sizeof path, "%s/%s/%s", x->hub, repo, sub);
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * Cache scanners (huggingface_hub's scan_cache_dir, @huggingface/hub's
+ * scanCacheDir) need snapshots/ and refs/ in every repo folder: a first
+ * download that is only a .partial, and one left after its model was
+ * removed, must not break them.
+ */
+static void test_partial_only_repo_is_valid(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *repo = "models--org--partial";
+	const char *sha = "abababababababababababababababababababababababababababababababab";
+	int fd = -1;
+	assert_int_equal(layout_partial_open(x->l, repo, sha, &fd, NULL, &e), 0);
+	close(fd);
+	assert_true(has_dir(x, repo, "blobs"));
+	assert_true(has_dir(x, repo, "snapshots"));
+	assert_true(has_dir(x, repo, "refs"));
+
+	/* A model of the repo is removed while the partial stays. */
+	const char *c1 = "1111111111111111111111111111111111111111";
+	char s1[65];
+	put_blob(x->l, repo, "weights", s1);
+	assert_int_equal(layout_snapshot_link(x->l, repo, c1, "m.gguf", s1, &e), 0);
+	assert_int_equal(layout_ref_write(x->l, repo, "main", c1, &e), 0);
+	const char *paths[] = {"m.gguf"};
+	const char *blobs[] = {s1};
+	assert_int_equal(layout_remove_model(x->l, repo, c1, paths, 1, blobs, 1, NULL, &e), 0);
+	assert_true(has_dir(x, repo, "snapshots"));
+	assert_true(has_dir(x, repo, "refs"));
+
+	/* Without the partial nothing is left: the repo folder goes. */
+	assert_int_equal(layout_partial_remove(x->l, repo, sha, &e), 0);
+	layout_repo_prune(x->l, repo);
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s", x->hub, repo);
+	assert_int_equal(access(path, F_OK), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -608,6 +665,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_partial_publish_swapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_model, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_only_repo_is_valid, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,7 @@ static void publish_file(struct fx *x, const char *path, const char *data,
 {
 	struct err e = {0};
 	struct sha256 h = {0};
+	memset(f, 0, sizeof *f);
 	sha256_init(&h);
 	sha256_update(&h, data, strlen(data));
 	sha256_final_hex(&h, f->sha256);
