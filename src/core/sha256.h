@@ -2,6 +2,10 @@
  * sha256: SHA-256 over OpenSSL's EVP interface (which uses the CPU's SHA
  * instructions where present). The caller owns a struct sha256 and must call
  * sha256_cleanup() once it is done, also on error paths.
+ *
+ * Also the git blob id, the name git and the Hub give a file that is not in
+ * LFS: SHA-1 over "blob <size>\0" followed by the bytes. The same rules
+ * apply to struct git_blob_sha1.
  */
 #ifndef RBEE_CORE_SHA256_H
 #define RBEE_CORE_SHA256_H
@@ -10,6 +14,9 @@
 #include <stdint.h>
 
 #define SHA256_HEX_LEN 64
+#define GIT_SHA1_HEX_LEN 40
+/* The SHA-256 of no bytes: a digest that fixes the size too. */
+#define SHA256_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct cancel_token;
 struct err;
@@ -23,6 +30,17 @@ void sha256_update(struct sha256 *h, const void *data, size_t n);
 /* Writes 64 lowercase hex digits and a NUL. h can be reused after sha256_init. */
 void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1]);
 void sha256_cleanup(struct sha256 *h);
+
+struct git_blob_sha1 {
+	void *ctx; /* EVP_MD_CTX */
+};
+
+/* Starts the id of a blob of size bytes: the header goes in first, so the size is needed now. */
+void git_blob_sha1_init(struct git_blob_sha1 *h, uint64_t size);
+void git_blob_sha1_update(struct git_blob_sha1 *h, const void *data, size_t n);
+/* Writes 40 lowercase hex digits and a NUL. */
+void git_blob_sha1_final_hex(struct git_blob_sha1 *h, char out[GIT_SHA1_HEX_LEN + 1]);
+void git_blob_sha1_cleanup(struct git_blob_sha1 *h);
 
 /*
  * Hashes the file at path; fills out and *size. Stops with ERR_CANCELLED when

@@ -326,10 +326,11 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
 	return 0;
 }
 
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
-			int *fd, uint64_t *cur_size, struct err *e)
+int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const char *sha256,
+			    int *dir_fd, int *fd, uint64_t *cur_size, struct err *e)
 {
 	*fd = -1;
+	*dir_fd = -1;
 	int dfd;
 	int rc = open_blobs(l, repo_dir, sha256, 1, &dfd, e);
 	if (rc)
@@ -337,21 +338,34 @@ int layout_partial_open(const struct layout *l, const char *repo_dir, const char
 	char name[80];
 	snprintf(name, sizeof name, "%s.partial", sha256);
 	int f = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-	int er = errno;
-	close(dfd);
-	if (f < 0)
+	if (f < 0) {
+		int er = errno;
+		close(dfd);
 		return err_set(e, er == ENOSPC ? ERR_NOSPACE : ERR_IO, "open %s/%s/blobs/%s: %s",
 			       l->root, repo_dir, name, strerror(er));
+	}
 	struct stat st;
 	if (fstat(f, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(f);
+		close(dfd);
 		return err_set(e, ERR_IO, "%s/%s/blobs/%s: not a regular file", l->root, repo_dir,
 			       name);
 	}
 	if (cur_size)
 		*cur_size = (uint64_t)st.st_size;
 	*fd = f;
+	*dir_fd = dfd;
 	return 0;
+}
+
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
+			int *fd, uint64_t *cur_size, struct err *e)
+{
+	int dfd;
+	int rc = layout_partial_open_dir(l, repo_dir, sha256, &dfd, fd, cur_size, e);
+	if (rc == 0)
+		close(dfd);
+	return rc;
 }
 
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,

@@ -93,6 +93,13 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
  */
 int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
 			int *fd, uint64_t *cur_size, struct err *e);
+/*
+ * The same, and the blobs/ folder holding the partial (*dir_fd), so that the
+ * partial is written, renamed and removed relative to that one folder
+ * descriptor to the end (the transfer engine's contract). The caller closes both.
+ */
+int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const char *sha256,
+			    int *dir_fd, int *fd, uint64_t *cur_size, struct err *e);
 /* Removes blobs/<sha256>.partial; absent is not an error. */
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,
 			  struct err *e);
