@@ -359,6 +359,15 @@ int url_check_peer(const struct sockaddr *sa, enum url_net base, const char *hos
 		       host ? host : "?", addr, net_names[n], net_names[base]);
 }
 
+int url_open_checked_socket(int purpose, const void *a, enum url_net base, const char *host,
+			    struct err *e)
+{
+	const struct curl_sockaddr *ca = a;
+	if (purpose == CURLSOCKTYPE_IPCXN && url_check_peer(&ca->addr, base, host, e) < 0)
+		return CURL_SOCKET_BAD;
+	return socket(ca->family, ca->socktype | SOCK_CLOEXEC, ca->protocol);
+}
+
 int url_proxy_configured(void)
 {
 	static const char *const names[] = {"http_proxy",  "HTTP_PROXY", "https_proxy",

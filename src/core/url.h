@@ -91,6 +91,15 @@ int url_check_redirect(const struct url_parts *from, const struct url_parts *to,
 int url_check_peer(const struct sockaddr *sa, enum url_net base, const char *host, struct err *e);
 
 /*
+ * The body of a libcurl CURLOPT_OPENSOCKETFUNCTION that applies
+ * url_check_peer to every connection it opens: the socket (close-on-exec),
+ * or CURL_SOCKET_BAD (-1) with e filled when the address is refused.
+ * purpose and a are libcurl's (curlsocktype, struct curl_sockaddr *).
+ */
+int url_open_checked_socket(int purpose, const void *a, enum url_net base, const char *host,
+			    struct err *e);
+
+/*
  * 1 when the environment names a proxy for libcurl (http_proxy,
  * https_proxy, all_proxy in either case). The peer of a proxied request is
  * the proxy, so its address says nothing about the target.

@@ -524,13 +524,14 @@ static curl_socket_t conn_opensocket(void *arg, curlsocktype purpose, struct cur
 	struct xfer *x = c->x;
 	struct err e;
 	err_clear(&e);
-	if (purpose == CURLSOCKTYPE_IPCXN && x->peer_check &&
-	    url_check_peer(&a->addr, x->base, x->cur.host, &e) < 0) {
+	if (!x->peer_check)
+		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	curl_socket_t fd = url_open_checked_socket((int)purpose, a, x->base, x->cur.host, &e);
+	if (fd == CURL_SOCKET_BAD && e.code == ERR_FORBIDDEN) {
 		c->fail_code = e.code;
 		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", e.msg);
-		return CURL_SOCKET_BAD;
 	}
-	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	return fd;
 }
 
 /* Connection control (transfer thread) */
