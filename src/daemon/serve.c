@@ -43,13 +43,14 @@ struct serve_opts {
 	uint64_t http_connections;
 	uint64_t http_per_ip;
 	const char *limit_rate;
+	uint64_t max_unknown_size;
 	int offline;
 	const char *log_level;
 	const char *port_file;
 	int help;
 };
 
-enum opt_kind { OPT_STR, OPT_U64, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_U64, OPT_SIZE, OPT_FLAG };
 
 struct serve_flag {
 	const char *name;
@@ -78,6 +79,8 @@ static const struct serve_flag serve_flags[] = {
 	 "N  HTTP connections from one address (64 beyond loopback; no limit on it)"},
 	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
 	 "(no cap)"},
+	{"--max-unknown-size", OPT_SIZE, O(max_unknown_size), 1, UINT64_MAX / 2,
+	 "BYTES  most bytes of a download whose size is not known in advance, e.g. 100G"},
 	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
 	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
 	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
@@ -85,11 +88,36 @@ static const struct serve_flag serve_flags[] = {
 };
 #undef O
 
+/* Defaults of size flags that live in caps.h: --help prints them from there. */
+static const struct {
+	const char *name;
+	uint64_t value;
+} serve_size_defaults[] = {
+	{"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT},
+};
+
 static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: rbee-hive serve [options]\n\noptions:\n");
-	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++)
-		fprintf(f, "  %s %s\n", serve_flags[i].name, serve_flags[i].help);
+	static const char units[] = "KMGTP";
+	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++) {
+		const struct serve_flag *sf = &serve_flags[i];
+		char def[32] = "";
+		uint64_t v = 0;
+		for (size_t k = 0; k < sizeof(serve_size_defaults) / sizeof(serve_size_defaults[0]); k++)
+			if (strcmp(serve_size_defaults[k].name, sf->name) == 0)
+				v = serve_size_defaults[k].value;
+		uint64_t shown = v;
+		int u = -1;
+		while (v && v % 1024 == 0 && u + 1 < (int)sizeof(units) - 1) {
+			v /= 1024;
+			u++;
+		}
+		if (shown)
+			snprintf(def, sizeof(def), " (%llu%.*s)", (unsigned long long)v, u >= 0,
+				 u >= 0 ? &units[u] : "");
+		fprintf(f, "  %s %s%s\n", sf->name, sf->help, def);
+	}
 }
 
 static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *e)
@@ -120,6 +148,13 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 			return err_set(e, ERR_INVALID, "%s needs a value", f->name);
 		if (f->kind == OPT_STR) {
 			*(const char **)(void *)field = val;
+		} else if (f->kind == OPT_SIZE) {
+			int rc = parse_size(val, f->max, (uint64_t *)(void *)field, f->name, e);
+			if (rc < 0)
+				return rc;
+			if (*(uint64_t *)(void *)field < f->min)
+				return err_set(e, ERR_INVALID, "%s must be at least %llu", f->name,
+					       (unsigned long long)f->min);
 		} else {
 			int rc = parse_u64_str(val, f->min, f->max, (uint64_t *)(void *)field,
 					       f->name, e);
@@ -244,6 +279,7 @@ int daemon_serve_main(int argc, char **argv)
 		.offline = o.offline,
 		.connections = (int)o.connections,
 		.limit_rate = limit_rate,
+		.max_unknown_size = o.max_unknown_size,
 	};
 	if (provisioner_new(&pc, &prov, &e) < 0)
 		goto fail;

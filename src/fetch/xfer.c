@@ -343,9 +343,9 @@ static int conn_check_length(struct xconn *c)
 	if ((uint64_t)cl > x->limit) {
 		c->fail_code = ERR_TOO_LARGE;
 		snprintf(c->fail_msg, sizeof(c->fail_msg),
-			 "%s announces %lld bytes for %s, more than the %llu allowed for a file "
-			 "whose size is not known in advance (serve --max-unknown-size)",
-			 host, (long long)cl, x->dest, (unsigned long long)x->limit);
+			 "%s announces %lld bytes, more than the %llu allowed for a size not "
+			 "known in advance (serve --max-unknown-size), for %s",
+			 host, (long long)cl, (unsigned long long)x->limit, x->dest);
 		return 0;
 	}
 	struct statvfs vfs;
@@ -500,8 +500,8 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 				 (unsigned long long)x->total, x->dest);
 		else
 			snprintf(c->fail_msg, sizeof(c->fail_msg),
-				 "%s sent more than %llu bytes for %s, the most allowed for a file "
-				 "whose size is not known in advance (serve --max-unknown-size)",
+				 "%s sent more than %llu bytes, the most for a size not known in "
+				 "advance (serve --max-unknown-size), for %s",
 				 host, (unsigned long long)x->limit, x->dest);
 		return 0;
 	}

@@ -816,7 +816,7 @@ class Handler(BaseHTTPRequestHandler):
         if rng is not None and "ignore_range" in faults and self.command == "GET":
             if self.state.take_fault(repo_id, path, "ignore_range", faults["ignore_range"]):
                 rng = None
-        if self.command == "GET" and "extra_bytes" in faults and \
+        if self.command in ("GET", "HEAD") and "extra_bytes" in faults and \
                 self.state.take_fault(repo_id, path, "extra_bytes", faults["extra_bytes"]):
             return self.serve_unbounded(rf, int(faults["extra_bytes"].get("bytes", 0)), headers)
         if rng == "unsatisfiable":
@@ -856,6 +856,9 @@ class Handler(BaseHTTPRequestHandler):
         self.sent_so_far = 0
         self.start_response(200, [("Content-Type", "application/octet-stream"),
                                   ("Connection", "close")] + headers)
+        if self.command == "HEAD":
+            self.note(completed=True)
+            return
         f = rf.open()
         try:
             data = f.read() if f is not None else rf.content
