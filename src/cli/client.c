@@ -7,17 +7,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "cli/sse.h"
 #include "core/err.h"
 #include "core/json.h"
+#include "core/parse.h"
 #include "core/util.h"
 
 /* A stream silent this long is dead: the daemon sends a keep-alive every 15 s. */
 #define CLI_STREAM_SILENCE_S 45
 #define CLI_CONNECT_TIMEOUT_S 5
 #define CLI_REQUEST_TIMEOUT_S 120
+/* An upload that moves no byte for this long has stalled. */
+#define CLI_UPLOAD_STALL_S 60
+/* Attempts of one upload: a resume the daemon refuses starts over once. */
+#define CLI_UPLOAD_TRIES 5
+#define CLI_UPLOAD_BUSY_MS 500
 /* An error answer on a stream is kept only this far. */
 #define CLI_STREAM_ERROR_MAX (64 * 1024)
 
@@ -403,4 +410,155 @@ out:
 	curl_slist_free_all(hdrs);
 	curl_easy_cleanup(s.h);
 	return ret;
+}
+
+/* The Upload-Offset header of an answer, when there is one. */
+struct cli_upload {
+	int fd;
+	uint64_t pos, end;
+	int has_offset;
+	uint64_t offset;
+	cli_upload_fn progress;
+	void *arg;
+	int64_t last_ms;
+};
+
+static size_t cli_upload_header(char *d, size_t size, size_t nmemb, void *arg)
+{
+	struct cli_upload *u = arg;
+	size_t n = size * nmemb;
+	static const char name[] = "upload-offset:";
+	if (n > sizeof(name) - 1 && strncasecmp(d, name, sizeof(name) - 1) == 0) {
+		char v[32];
+		size_t i = sizeof(name) - 1, k = 0;
+		while (i < n && (d[i] == ' ' || d[i] == '\t'))
+			i++;
+		while (i < n && k < sizeof(v) - 1 && d[i] >= '0' && d[i] <= '9')
+			v[k++] = d[i++];
+		v[k] = '\0';
+		u->has_offset =
+		    parse_u64_str(v, 0, UINT64_MAX / 2, &u->offset, "Upload-Offset", NULL) == 0;
+	}
+	return n;
+}
+
+/* Sends the file from u->pos to u->end, read from the descriptor: never past end. */
+static size_t cli_upload_read(char *buf, size_t size, size_t nmemb, void *arg)
+{
+	struct cli_upload *u = arg;
+	size_t want = size * nmemb;
+	if (want > u->end - u->pos)
+		want = (size_t)(u->end - u->pos);
+	if (want == 0)
+		return 0;
+	ssize_t n;
+	do
+		n = pread(u->fd, buf, want, (off_t)u->pos);
+	while (n < 0 && errno == EINTR);
+	/* The file shrank or failed: the daemon keeps what came, for a resume. */
+	if (n <= 0)
+		return CURL_READFUNC_ABORT;
+	u->pos += (uint64_t)n;
+	if (u->progress && now_ms() - u->last_ms >= 200) {
+		u->last_ms = now_ms();
+		u->progress(u->arg, u->pos, u->end);
+	}
+	return (size_t)n;
+}
+
+/*
+ * One request about the blob: GET (put == 0) or PUT from u->pos. Fills the
+ * status, the answer and u->has_offset/u->offset.
+ */
+static int cli_upload_call(struct cli_client *c, const char *path, struct cli_upload *u, int put,
+			   long *status, json_t **answer, struct err *e)
+{
+	struct curl_slist *hdrs = NULL;
+	struct cli_buf b = {.cap = CAP_CLIENT_ANSWER};
+	char errbuf[CURL_ERROR_SIZE] = "";
+	int ret = 0;
+	*status = 0;
+	*answer = NULL;
+	u->has_offset = 0;
+	CURL *h = cli_easy(c, path, &hdrs, "Accept: application/json");
+	if (!h)
+		return err_set(e, ERR_NOMEM, "cannot start a transfer");
+	if (put) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/octet-stream");
+		curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
+		curl_easy_setopt(h, CURLOPT_INFILESIZE_LARGE, (curl_off_t)(u->end - u->pos));
+		curl_easy_setopt(h, CURLOPT_READFUNCTION, cli_upload_read);
+		curl_easy_setopt(h, CURLOPT_READDATA, u);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)CLI_UPLOAD_STALL_S);
+	} else {
+		curl_easy_setopt(h, CURLOPT_TIMEOUT, (long)CLI_REQUEST_TIMEOUT_S);
+	}
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, cli_upload_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, u);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, cli_write_buf);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+	CURLcode rc = curl_easy_perform(h);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	if (rc != CURLE_OK && *status == 0) {
+		ret = cli_transfer_error(c, rc, errbuf, e);
+	} else if (rc != CURLE_OK && rc != CURLE_SEND_ERROR) {
+		ret = err_set(e, ERR_NETWORK, "uploading to %s: %s", c->base,
+			      errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	} else if (b.len > 0) {
+		json_error_t je;
+		*answer = json_loadb(b.p, b.len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
+	}
+	free(b.p);
+	curl_slist_free_all(hdrs);
+	curl_easy_cleanup(h);
+	return ret;
+}
+
+int cli_client_upload(struct cli_client *c, int fd, uint64_t size, const char *sha256,
+		      unsigned mode, cli_upload_fn progress, void *arg, struct err *e)
+{
+	struct cli_upload u = {.fd = fd, .end = size, .progress = progress, .arg = arg};
+	char *get = xasprintf("/v1/blobs/sha256:%s", sha256);
+	long status = 0;
+	json_t *ans = NULL;
+	int rc = cli_upload_call(c, get, &u, 0, &status, &ans, e);
+	int tries = 0;
+	uint64_t start = 0;
+	while (rc == 0 && status != 200 && status != 201) {
+		if (tries == CLI_UPLOAD_TRIES ||
+		    (status != 404 && status != 409 && status != 400) ||
+		    (status == 404 && !u.has_offset) || (status == 400 && (start == 0 || !tries))) {
+			/* 404 without Upload-Offset: a daemon that takes no uploads. */
+			rc = status == 404 && !u.has_offset ? ERR_NOT_FOUND
+							    : cli_client_error(status, ans, e);
+			if (rc == ERR_NOT_FOUND && !u.has_offset)
+				err_set(e, ERR_NOT_FOUND, "the daemon at %s takes no uploads",
+					c->base);
+			break;
+		}
+		/*
+		 * Resume where the daemon stands; after a refusal of the bytes
+		 * (400: what an earlier upload left was not this file) start over.
+		 */
+		start = status == 400 || !u.has_offset || u.offset > size ? 0 : u.offset;
+		u.pos = start;
+		/* A 409: another writer (an interrupted upload not yet noticed) holds the blob. */
+		if (status == 409)
+			sleep_ms(CLI_UPLOAD_BUSY_MS);
+		json_decref(ans);
+		ans = NULL;
+		tries++;
+		char *put = xasprintf("%s?offset=%llu&mode=%04o", get, (unsigned long long)u.pos,
+				      mode & 0777);
+		rc = cli_upload_call(c, put, &u, 1, &status, &ans, e);
+		free(put);
+	}
+	if (rc == 0 && progress)
+		progress(arg, size, size);
+	json_decref(ans);
+	free(get);
+	return rc;
 }

@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include <stdint.h>
 
 #include "core/caps.h"
 
@@ -72,5 +73,22 @@ enum cli_stream_end {
  */
 int cli_client_stream(struct cli_client *c, const char *path, struct cli_sse *p,
 		      volatile sig_atomic_t *stop, cli_tick_fn tick, void *arg, struct err *e);
+
+/* Progress of an upload: bytes of the file sent (or already held) of total. */
+typedef void (*cli_upload_fn)(void *arg, uint64_t sent, uint64_t total);
+
+/*
+ * Makes the daemon hold the size bytes of the open file fd as content
+ * sha256 (PUT /v1/blobs/sha256:HEX, docs/api.md), reading fd from offset 0
+ * with pread and never past size. Nothing is sent when the daemon already
+ * holds it; an upload an earlier run left unfinished is resumed at the
+ * daemon's Upload-Offset, and started over when the daemon refuses what
+ * was kept. mode is the file's mode: the daemon keeps the blob no more
+ * readable than the file. progress may be NULL. Returns 0, ERR_NOT_FOUND
+ * when the daemon takes no uploads (an older one), or another ERR_* with
+ * the daemon's message (a digest mismatch: the file changed while read).
+ */
+int cli_client_upload(struct cli_client *c, int fd, uint64_t size, const char *sha256,
+		      unsigned mode, cli_upload_fn progress, void *arg, struct err *e);
 
 #endif

@@ -1,10 +1,14 @@
 #include "cli/cli.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/client.h"
@@ -13,6 +17,7 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/ref.h"
+#include "core/sha256.h"
 #include "core/util.h"
 
 int cli_main(const char *name, int argc, char **argv, cli_body_fn body)
@@ -604,13 +609,73 @@ static int cli_submit(struct cli_client *c, json_t *body, char **job_id, char **
 	return 0;
 }
 
+static void cli_upload_progress(void *arg, uint64_t sent, uint64_t total)
+{
+	const char *name = arg;
+	char a[FMT_SIZE_LEN], b[FMT_SIZE_LEN];
+	fmt_size(a, sizeof(a), sent);
+	fmt_size(b, sizeof(b), total);
+	fprintf(stderr, "\ruploading %s: %s of %s%s", name, a, b, sent == total ? "\n" : "");
+}
+
+/*
+ * The ref to submit for the user's ref, into ref. A file:// ref names a file
+ * of this machine, read with the rights of the user running the CLI: the
+ * CLI hashes it, uploads it to the daemon (which reads no local path unless
+ * its owner allowed a folder, and may run elsewhere), and submits the ref
+ * pinned to that content (file:///PATH#sha256=HEX). A daemon that takes no
+ * uploads gets the ref as given.
+ */
+static int cli_pull_ref(struct cli_client *c, const struct cli_opts *o, char *ref, size_t size,
+			struct err *e)
+{
+	struct model_ref r;
+	snprintf(ref, size, "%s", o->args[0]);
+	if (ref_parse(o->args[0], &r, NULL) != 0 || r.kind != REF_FILE)
+		return 0; /* the daemon judges every other ref */
+	int fd = open(r.path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd < 0)
+		return err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "%s: %s", r.path,
+			       strerror(errno));
+	struct stat st;
+	char hex[SHA256_HEX_LEN + 1];
+	uint64_t n = 0;
+	int rc = 0;
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
+		rc = err_set(e, ERR_UNPROCESSABLE, "%s is not a regular file", r.path);
+	if (rc == 0)
+		rc = sha256_fd(fd, r.path, NULL, hex, &n, e);
+	if (rc == 0 && r.sha256[0] && strcmp(r.sha256, hex) != 0)
+		rc = err_set(e, ERR_DIGEST, "%s hashes to sha256:%s, not the pinned %s", r.path,
+			     hex, r.sha256);
+	if (rc == 0) {
+		int show = !o->json && isatty(STDERR_FILENO);
+		const char *name = strrchr(r.path, '/') + 1;
+		rc = cli_client_upload(c, fd, n, hex, (unsigned)st.st_mode & 0777,
+				       show ? cli_upload_progress : NULL, (void *)name, e);
+		if (rc == ERR_NOT_FOUND) {
+			rc = 0; /* an older daemon reads the path itself */
+		} else if (rc == 0) {
+			snprintf(r.sha256, sizeof(r.sha256), "%s", hex);
+			if (ref_format(&r, ref, size) != 0)
+				rc = err_set(e, ERR_TOO_LARGE, "file ref of %s: too long", r.path);
+		}
+	}
+	close(fd);
+	return rc;
+}
+
 static int cli_pull_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
-	json_t *body = json_pack("{s:s,s:s}", "operation", "model_download", "model", o->args[0]);
+	char ref[CAP_REF_LEN + 128];
+	int rc = cli_pull_ref(c, o, ref, sizeof(ref), e);
+	if (rc < 0)
+		return rc;
+	json_t *body = json_pack("{s:s,s:s}", "operation", "model_download", "model", ref);
 	json_t *ans = NULL;
 	char *job_id = NULL, *sse_url = NULL;
 
-	int rc = cli_submit(c, body, &job_id, &sse_url, &ans, e);
+	rc = cli_submit(c, body, &job_id, &sse_url, &ans, e);
 	if (rc < 0)
 		goto out;
 	if (o->detach) {

@@ -38,5 +38,7 @@
 #define CAP_MODELS_PAGE_DEFAULT 100         /* ... when the request names no limit */
 #define CAP_TOKEN_LEN 4096                  /* a bearer token */
 #define CAP_CLIENT_ANSWER (64 * 1024 * 1024) /* one daemon answer read by the CLI */
+#define CAP_FILE_IMPORT_DIRS 64		     /* --allow-file-import folders */
+#define CAP_UPLOAD_SIZE (1ULL << 40)	     /* one blob uploaded to the daemon (1 TiB) */
 
 #endif

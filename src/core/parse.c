@@ -37,6 +37,26 @@ int parse_u64_str(const char *s, uint64_t min, uint64_t max, uint64_t *out, cons
 	return parse_u64(s, s ? strlen(s) : 0, min, max, out, what, e);
 }
 
+int parse_mode(const char *s, unsigned *out, const char *what, struct err *e)
+{
+	size_t len = s ? strlen(s) : 0;
+	if (len < 3 || len > 4)
+		return err_set(e, ERR_INVALID,
+			       "%s: '%.8s' is not a file mode (3 or 4 octal digits)", what,
+			       s ? s : "");
+	unsigned v = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '7')
+			return err_set(e, ERR_INVALID, "%s: '%s' is not a file mode (octal digits)",
+				       what, s);
+		v = v * 8 + (unsigned)(s[i] - '0');
+	}
+	if (v > 0777)
+		return err_set(e, ERR_INVALID, "%s: %s has bits beyond 0777", what, s);
+	*out = v;
+	return 0;
+}
+
 struct size_suffix {
 	char c;
 	unsigned shift;

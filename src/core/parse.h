@@ -22,6 +22,12 @@ int parse_u64_str(const char *s, uint64_t min, uint64_t max, uint64_t *out, cons
 		  struct err *e);
 
 /*
+ * Parses a file mode of 3 or 4 octal digits ("644", "0600") up to 0777 (no
+ * set-id or sticky bits). Returns 0 or ERR_INVALID.
+ */
+int parse_mode(const char *s, unsigned *out, const char *what, struct err *e);
+
+/*
  * Parses a size with an optional binary suffix: "1048576", "512K", "40M",
  * "2G" (K = 1024). Returns 0 or ERR_INVALID.
  */

@@ -169,6 +169,22 @@ static int ref_parse_hf(const char *s, const char *body, struct model_ref *r, st
 
 static const char sha_fragment[] = "sha256=";
 
+/* The digest of a "#sha256=HEX" fragment starting at hash, stored lowercase in r->sha256. */
+static int ref_parse_pin(const char *s, const char *hash, struct model_ref *r, struct err *e)
+{
+	const char *hex = hash + 1 + sizeof(sha_fragment) - 1;
+	size_t hlen = strlen(hex);
+	if (hlen != 64)
+		return ref_fail(e, s, "#sha256= needs 64 hex digits, got %zu", hlen);
+	for (size_t i = 0; i < 64; i++) {
+		if (!is_hex_digit(hex[i]))
+			return ref_fail(e, s, "#sha256= has a non-hex character at %zu", i);
+		r->sha256[i] = (char)tolower((unsigned char)hex[i]);
+	}
+	r->sha256[64] = '\0';
+	return 0;
+}
+
 /*
  * https://HOST[:PORT]/PATH[?QUERY][#sha256=HEX]. The URL itself is judged by
  * the one URL policy (core/url.h): libcurl's parser, no credentials, and
@@ -203,20 +219,10 @@ static int ref_parse_url(const char *s, size_t scheme_len, struct model_ref *r, 
 	const char *hash = strchr(s, '#');
 	size_t ulen = hash ? (size_t)(hash - s) : len;
 	if (hash) {
-		const char *frag = hash + 1;
-		size_t flen = strlen(frag);
-		if (strncmp(frag, sha_fragment, sizeof(sha_fragment) - 1) != 0)
+		if (strncmp(hash + 1, sha_fragment, sizeof(sha_fragment) - 1) != 0)
 			return ref_fail(e, s, "the only URL fragment accepted is #sha256=HEX");
-		const char *hex = frag + sizeof(sha_fragment) - 1;
-		size_t hlen = flen - (sizeof(sha_fragment) - 1);
-		if (hlen != 64)
-			return ref_fail(e, s, "#sha256= needs 64 hex digits, got %zu", hlen);
-		for (size_t i = 0; i < 64; i++) {
-			if (!is_hex_digit(hex[i]))
-				return ref_fail(e, s, "#sha256= has a non-hex character at %zu", i);
-			r->sha256[i] = (char)tolower((unsigned char)hex[i]);
-		}
-		r->sha256[64] = '\0';
+		if (ref_parse_pin(s, hash, r, e))
+			return ERR_UNPROCESSABLE;
 	}
 	memcpy(r->url, s, ulen);
 	r->url[ulen] = '\0';
@@ -235,8 +241,19 @@ static int ref_parse_file(const char *s, struct model_ref *r, struct err *e)
 	if (strncmp(p, "//", 2) != 0 || p[2] != '/')
 		return ref_fail(e, s, "expected file:///ABSOLUTE/PATH");
 	p += 2;
+	/*
+	 * A trailing "#sha256=" fragment pins the content; any other '#' belongs
+	 * to the path (ref_format writes it as %23, so the forms never mix).
+	 */
+	const char *hash = strrchr(p, '#');
+	size_t plen = strlen(p);
+	if (hash && strncmp(hash + 1, sha_fragment, sizeof(sha_fragment) - 1) == 0) {
+		if (ref_parse_pin(s, hash, r, e))
+			return ERR_UNPROCESSABLE;
+		plen = (size_t)(hash - p);
+	}
 	size_t n = 0;
-	for (size_t i = 0; p[i]; i++) {
+	for (size_t i = 0; i < plen; i++) {
 		unsigned char c = (unsigned char)p[i];
 		if (c == '%') {
 			if (!is_hex_digit(p[i + 1]) || !is_hex_digit(p[i + 2]))
@@ -352,7 +369,14 @@ int ref_format(const struct model_ref *r, char *buf, size_t size)
 		if (r->sha256[0])
 			return fmt_buf(buf, size, "%s#sha256=%s", r->url, r->sha256);
 		return fmt_buf(buf, size, "%s", r->url);
-	case REF_FILE: return ref_format_file(r->path, buf, size);
+	case REF_FILE: {
+		int rc = ref_format_file(r->path, buf, size);
+		if (rc == 0 && r->sha256[0]) {
+			size_t n = strlen(buf);
+			rc = fmt_buf(buf + n, size - n, "#sha256=%s", r->sha256);
+		}
+		return rc;
+	}
 	}
 	return ERR_INTERNAL;
 }

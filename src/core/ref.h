@@ -4,7 +4,7 @@
  *   hf:ORG/REPO[:SELECTOR][@REVISION]   Hugging Face ("hf:" may be omitted)
  *   ORG/REPO:FILE                       the rbee form, same as hf:
  *   https://HOST/PATH[#sha256=HEX]      any HTTPS file, digest optionally pinned
- *   file:///ABS/PATH                    a local file
+ *   file:///ABS/PATH[#sha256=HEX]       a local file, content optionally pinned
  *
  * ref_parse() checks everything (names, repo paths, revision, URL, digest)
  * and says precisely what was wrong: "model ref 'a/b/c': a Hugging Face repo
@@ -24,7 +24,9 @@
  *   (127.0.0.0/8, localhost, [::1]), which the test suite's fake servers use.
  *   The only fragment is #sha256= with 64 hex digits (stored lowercase).
  * - file:///ABS/PATH: %-escapes are decoded, then the path is checked: no
- *   control characters (so no NUL), no ".." component, not a directory.
+ *   control characters (so no NUL), no ".." component, not a directory. A
+ *   trailing #sha256=HEX pins the content (a file the CLI uploaded to the
+ *   daemon is named this way); any other '#' is part of the path.
  * On failure *r is zeroed.
  */
 #ifndef RBEE_CORE_REF_H
@@ -57,7 +59,7 @@ struct model_ref {
 	/* REF_URL */
 	char url[CAP_URL_LEN + 1]; /* without the fragment */
 	char host[256];
-	char sha256[65]; /* pinned digest, lowercase; empty when not pinned */
+	char sha256[65]; /* pinned digest, lowercase; empty when not pinned (also REF_FILE) */
 	/* REF_FILE */
 	char path[CAP_URL_LEN + 1]; /* absolute local path */
 };

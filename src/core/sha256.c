@@ -75,13 +75,9 @@ void git_blob_sha1_cleanup(struct git_blob_sha1 *h)
 	h->ctx = NULL;
 }
 
-int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
-		uint64_t *size, struct err *e)
+int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
+	      uint64_t *size, struct err *e)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s: %s", path,
-			       strerror(errno));
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	enum { BUF = 1 << 20 };
 	unsigned char *buf = xmalloc(BUF);
@@ -91,14 +87,14 @@ int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_H
 	int rc = 0;
 	for (;;) {
 		if (cancel_is_set(cancel)) {
-			rc = err_set(e, ERR_CANCELLED, "hashing %s: cancelled", path);
+			rc = err_set(e, ERR_CANCELLED, "hashing %s: cancelled", what);
 			break;
 		}
-		ssize_t n = read(fd, buf, BUF);
+		ssize_t n = pread(fd, buf, BUF, (off_t)total);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = err_set(e, ERR_IO, "read %s: %s", path, strerror(errno));
+			rc = err_set(e, ERR_IO, "read %s: %s", what, strerror(errno));
 			break;
 		}
 		if (n == 0)
@@ -113,6 +109,17 @@ int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_H
 	}
 	sha256_cleanup(&h);
 	free(buf);
+	return rc;
+}
+
+int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
+		uint64_t *size, struct err *e)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s: %s", path,
+			       strerror(errno));
+	int rc = sha256_fd(fd, path, cancel, out, size, e);
 	close(fd);
 	return rc;
 }

@@ -48,5 +48,11 @@ void git_blob_sha1_cleanup(struct git_blob_sha1 *h);
  */
 int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
 		uint64_t *size, struct err *e);
+/*
+ * The same for an open file, read from offset 0 to its end with pread (the
+ * file position is not used); what names it in errors.
+ */
+int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
+	      uint64_t *size, struct err *e);
 
 #endif

@@ -101,6 +101,8 @@ static int http_queue(struct http_req *rq, int status, struct MHD_Response *resp
 	if (!resp)
 		return MHD_NO;
 	http_common_headers(resp);
+	if (rq->extra_header)
+		MHD_add_response_header(resp, rq->extra_header, rq->extra_value);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, (unsigned)status, resp);
 	MHD_destroy_response(resp);

@@ -24,6 +24,8 @@
 struct MHD_Connection;
 struct MHD_Daemon;
 struct job_registry;
+struct layout;
+struct upload;
 
 /*
  * One open connection, watched for the request deadline: from its opening,
@@ -53,6 +55,7 @@ struct daemon {
 	long keepalive_ms;
 	long max_streams;
 	const struct prov_config *prov_cfg;
+	struct layout *layout; /* the hub cache, for uploads; NULL without a data root */
 	struct job_registry *jobs;
 	struct MHD_Daemon *mhd;
 	long request_deadline_ms;
@@ -84,6 +87,10 @@ struct http_req {
 	int answered;
 	char *params[HTTP_MAX_PARAMS]; /* decoded path parameters */
 	size_t n_params;
+	struct upload *upload; /* a body streamed to the disk (PUT /v1/blobs/...) */
+	/* One extra header for the answer ("Upload-Offset"), or NULL. */
+	const char *extra_header;
+	char extra_value[32];
 };
 
 /*
@@ -115,6 +122,18 @@ long http_connections(const struct daemon *d);
 
 /* Route dispatch (routes.c): answers rq. */
 int http_route(struct http_req *rq);
+/*
+ * Uploads (routes.c): a request for which http_route_streams() is 1 has its
+ * body written to the disk as it arrives instead of being read into
+ * rq->body under CAP_REQUEST_BODY. http_upload_begin() runs once the
+ * headers are in and either answers at once or sets rq->upload;
+ * http_upload_data() takes each piece of the body, http_upload_end() the
+ * end of it. Each returns an MHD_Result; an error answers rq.
+ */
+int http_route_streams(const struct http_req *rq);
+int http_upload_begin(struct http_req *rq);
+int http_upload_data(struct http_req *rq, const char *data, size_t n);
+int http_upload_end(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
 int http_guard(struct http_req *rq, int needs_token);
 int http_route_needs_token(const struct http_req *rq);

@@ -17,13 +17,19 @@
 #include "core/caps.h"
 #include "core/err.h"
 #include "core/parse.h"
+#include "core/log.h"
 #include "core/util.h"
 #include "daemon/http.h"
 #include "daemon/ui_assets.h"
 #include "jobs/job.h"
 #include "provision/hfapi.h"
+#include "store/layout.h"
+#include "store/upload.h"
 
 typedef int (*route_fn)(struct http_req *rq);
+
+static size_t route_match(const char *pattern, const char *path, const char **starts,
+			  size_t *lens);
 
 struct route {
 	const char *method;
@@ -239,6 +245,148 @@ static int route_sources(struct http_req *rq)
 	return http_reply_json(rq, MHD_HTTP_OK, o);
 }
 
+/*
+ * Uploaded content lives in the repo folder of local files, where a
+ * file:///PATH#sha256=HEX job finds it.
+ */
+#define ROUTE_BLOB_DIR LAYOUT_FILES_DIR
+#define ROUTE_DIGEST_PREFIX "sha256:"
+
+/* The 64 hex digits of a "sha256:HEX" path parameter into hex. */
+static int route_digest(const struct http_req *rq, char hex[65], struct err *e)
+{
+	const char *p = rq->params[0];
+	size_t pl = strlen(ROUTE_DIGEST_PREFIX);
+	if (strncmp(p, ROUTE_DIGEST_PREFIX, pl) != 0 || strlen(p + pl) != 64 ||
+	    !is_hex_lower(p + pl, 64))
+		return err_set(e, ERR_INVALID,
+			       "blob '%.80s': expected sha256: and 64 lowercase hex digits", p);
+	memcpy(hex, p + pl, 65);
+	return 0;
+}
+
+static int route_no_uploads(struct http_req *rq)
+{
+	return http_reply_status(rq, MHD_HTTP_NOT_IMPLEMENTED, "not_implemented",
+				 "this daemon has no hub cache to upload to");
+}
+
+/* Tells the client where an upload stands: the bytes the daemon holds. */
+static void route_set_offset(struct http_req *rq, uint64_t offset)
+{
+	rq->extra_header = "Upload-Offset";
+	snprintf(rq->extra_value, sizeof(rq->extra_value), "%llu", (unsigned long long)offset);
+}
+
+static int route_blob(struct http_req *rq)
+{
+	if (!rq->d->layout)
+		return route_no_uploads(rq);
+	struct err e;
+	err_clear(&e);
+	char hex[65];
+	uint64_t size = 0, offset = 0;
+	int rc = route_digest(rq, hex, &e);
+	if (rc == 0)
+		rc = upload_status(rq->d->layout, ROUTE_BLOB_DIR, hex, &size, &offset, &e);
+	if (rc < 0)
+		return http_reply_err(rq, &e);
+	if (rc == 1)
+		return http_reply_json(rq, MHD_HTTP_OK,
+				       json_pack("{s:s+,s:I}", "digest", ROUTE_DIGEST_PREFIX, hex,
+						 "size", (json_int_t)size));
+	route_set_offset(rq, offset);
+	return http_reply_error(rq, ERR_NOT_FOUND,
+				"no blob sha256:%s; an upload may resume at offset %llu", hex,
+				(unsigned long long)offset);
+}
+
+int http_route_streams(const struct http_req *rq)
+{
+	const char *starts[HTTP_MAX_PARAMS];
+	size_t lens[HTTP_MAX_PARAMS];
+	return strcmp(rq->method, "PUT") == 0 &&
+	       route_match("/v1/blobs/:", rq->path, starts, lens) != 0;
+}
+
+int http_upload_begin(struct http_req *rq)
+{
+	static const char *const keys[] = {"offset", "mode", NULL};
+	if (!rq->d->layout)
+		return route_no_uploads(rq);
+	const char *starts[HTTP_MAX_PARAMS];
+	size_t lens[HTTP_MAX_PARAMS];
+	route_match("/v1/blobs/:", rq->path, starts, lens);
+	char *v = http_pct_decode(starts[0], lens[0], 0);
+	if (!v)
+		return http_reply_error(rq, ERR_INVALID, "path: bad percent-encoding");
+	rq->params[rq->n_params++] = v;
+	struct err e;
+	err_clear(&e);
+	char hex[65];
+	uint64_t offset = 0, length = 0, kept = 0;
+	unsigned mode = 0644;
+	int bad = 0;
+	char *m = http_query_get(rq, "mode", &bad);
+	const char *cl = http_header(rq, "Content-Length");
+	int rc = route_digest(rq, hex, &e);
+	if (rc == 0)
+		rc = route_query_check(rq, keys, &e);
+	if (rc == 0)
+		rc = route_query_u64(rq, "offset", 0, CAP_UPLOAD_SIZE, 0, &offset, &e);
+	if (rc == 0 && bad)
+		rc = err_set(&e, ERR_INVALID, "query: bad percent-encoding");
+	if (rc == 0 && m)
+		rc = parse_mode(m, &mode, "mode", &e);
+	free(m);
+	if (rc < 0)
+		return http_reply_err(rq, &e);
+	if (!cl)
+		return http_reply_status(rq, MHD_HTTP_LENGTH_REQUIRED, "length_required",
+					 "an upload needs a Content-Length");
+	rc = parse_u64_str(cl, 0, CAP_UPLOAD_SIZE, &length, "Content-Length", &e);
+	if (rc == 0)
+		rc = upload_begin(rq->d->layout, ROUTE_BLOB_DIR, hex, offset, length, mode,
+				  &rq->upload, &kept, &e);
+	if (rc == 1)
+		return http_reply_json(rq, MHD_HTTP_OK,
+				       json_pack("{s:s+,s:I,s:s}", "digest", ROUTE_DIGEST_PREFIX, hex,
+						 "size", (json_int_t)(offset + length), "status",
+						 "present"));
+	if (rc == ERR_CONFLICT)
+		route_set_offset(rq, kept);
+	if (rc < 0)
+		return http_reply_err(rq, &e);
+	return MHD_YES;
+}
+
+int http_upload_data(struct http_req *rq, const char *data, size_t n)
+{
+	struct err e;
+	err_clear(&e);
+	if (upload_write(rq->upload, data, n, &e) < 0)
+		return http_reply_err(rq, &e);
+	return MHD_YES;
+}
+
+int http_upload_end(struct http_req *rq)
+{
+	struct err e;
+	err_clear(&e);
+	uint64_t size = upload_offset(rq->upload);
+	int rc = upload_finish(rq->upload, &e);
+	/* The lock is released now, not when the connection is done. */
+	upload_free(rq->upload);
+	rq->upload = NULL;
+	if (rc < 0)
+		return http_reply_err(rq, &e);
+	log_info("upload of sha256:%s complete (%llu bytes)", rq->params[0] + 7,
+		 (unsigned long long)size);
+	return http_reply_json(rq, MHD_HTTP_CREATED,
+			       json_pack("{s:s,s:I,s:s}", "digest", rq->params[0], "size",
+					 (json_int_t)size, "status", "stored"));
+}
+
 static int route_health(struct http_req *rq)
 {
 	static const char ok[] = "ok\n";
@@ -334,6 +482,7 @@ static const struct route routes[] = {
 	{"GET", "/v1/partials", route_partials},
 	{"DELETE", "/v1/partials/:", route_partial_delete},
 	{"GET", "/v1/sources/hf/:/:", route_sources},
+	{"GET", "/v1/blobs/:", route_blob},
 	{"GET", "/health", route_health},
 	{"GET", "/metrics", route_metrics},
 };

@@ -31,6 +31,12 @@
 
 #define DAEMON_STOP_BUDGET_MS 1800
 
+/* A flag given once per value. */
+struct serve_list {
+	const char *v[CAP_FILE_IMPORT_DIRS];
+	size_t n;
+};
+
 struct serve_opts {
 	const char *bind;
 	uint64_t port;
@@ -47,10 +53,11 @@ struct serve_opts {
 	int offline;
 	const char *log_level;
 	const char *port_file;
+	struct serve_list allow_file_import;
 	int help;
 };
 
-enum opt_kind { OPT_STR, OPT_U64, OPT_SIZE, OPT_FLAG };
+enum opt_kind { OPT_STR, OPT_U64, OPT_SIZE, OPT_FLAG, OPT_LIST };
 
 struct serve_flag {
 	const char *name;
@@ -84,6 +91,8 @@ static const struct serve_flag serve_flags[] = {
 	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
 	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
 	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
+	{"--allow-file-import", OPT_LIST, O(allow_file_import), 0, 0, "DIR  file:// refs may import "
+	 "files of DIR (repeatable; none: the daemon reads no local path)"},
 	{"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
 };
 #undef O
@@ -155,6 +164,12 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 			if (*(uint64_t *)(void *)field < f->min)
 				return err_set(e, ERR_INVALID, "%s must be at least %llu", f->name,
 					       (unsigned long long)f->min);
+		} else if (f->kind == OPT_LIST) {
+			struct serve_list *l = (struct serve_list *)(void *)field;
+			if (l->n == CAP_FILE_IMPORT_DIRS)
+				return err_set(e, ERR_INVALID, "%s: at most %d values", f->name,
+					       CAP_FILE_IMPORT_DIRS);
+			l->v[l->n++] = val;
 		} else {
 			int rc = parse_u64_str(val, f->min, f->max, (uint64_t *)(void *)field,
 					       f->name, e);
@@ -280,6 +295,8 @@ int daemon_serve_main(int argc, char **argv)
 		.connections = (int)o.connections,
 		.limit_rate = limit_rate,
 		.max_unknown_size = o.max_unknown_size,
+		.file_import_dirs = o.allow_file_import.v,
+		.n_file_import_dirs = o.allow_file_import.n,
 	};
 	if (provisioner_new(&pc, &prov, &e) < 0)
 		goto fail;

@@ -25,6 +25,8 @@
 #include "core/util.h"
 #include "daemon/http.h"
 #include "jobs/job.h"
+#include "store/layout.h"
+#include "store/upload.h"
 
 #define DAEMON_STREAM_SLICE_MS 250 /* how often a stream checks its peer */
 #define DAEMON_STACK_SIZE (512 * 1024)
@@ -162,6 +164,8 @@ static void server_completed(void *cls, struct MHD_Connection *conn, void **req_
 		return;
 	for (size_t i = 0; i < rq->n_params; i++)
 		free(rq->params[i]);
+	/* An upload cut short keeps its partial for a resume. */
+	upload_free(rq->upload);
 	free(rq->body);
 	free(rq->uri);
 	free(rq);
@@ -189,12 +193,18 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 			r = http_reply_error(rq, ERR_SHUTDOWN, "the daemon is shutting down");
 		else if (http_guard(rq, http_route_needs_token(rq)) < 0)
 			r = MHD_YES;
+		else if (http_route_streams(rq))
+			r = http_upload_begin(rq);
 		else if (cl && strtoull(cl, NULL, 10) > CAP_REQUEST_BODY)
 			r = http_reply_error(rq, ERR_TOO_LARGE,
 					     "request body of %s bytes is over the cap of %d", cl,
 					     CAP_REQUEST_BODY);
-		/* The body, when one follows, is still under the request deadline. */
-		if (rq->answered)
+		/*
+		 * The body, when one follows, is still under the request deadline,
+		 * except an upload's: it may take long, and libmicrohttpd's idle
+		 * timeout still ends one that stalls.
+		 */
+		if (rq->answered || rq->upload)
 			conn_set_busy(d, conn, 1);
 		return r;
 	}
@@ -202,6 +212,11 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 		/* An early answer is queued; drop whatever body still arrives. */
 		*upload_data_size = 0;
 		return MHD_YES;
+	}
+	if (rq->upload) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		return n ? http_upload_data(rq, upload_data, n) : http_upload_end(rq);
 	}
 	if (*upload_data_size) {
 		if (!rq->body_too_large) {
@@ -440,6 +455,17 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	int rc = job_registry_new(&jc, &d->jobs, e);
 	if (rc < 0)
 		goto fail;
+	if (cfg->hub_dir || cfg->data_root) {
+		char hub[4096];
+		if (fmt_buf(hub, sizeof(hub), "%s%s", cfg->hub_dir ? cfg->hub_dir : cfg->data_root,
+			    cfg->hub_dir ? "" : "/hub")) {
+			rc = err_set(e, ERR_TOO_LARGE, "hub cache path too long");
+			goto fail;
+		}
+		rc = layout_open(hub, &d->layout, e);
+		if (rc < 0)
+			goto fail;
+	}
 
 	d->mhd = MHD_start_daemon(
 		flags, (uint16_t)cfg->port, NULL, NULL, server_access, d,
@@ -522,6 +548,7 @@ void daemon_stop(struct daemon *d)
 	pthread_mutex_destroy(&d->conns_mu);
 	stop_set("freeing the job registry", NULL);
 	job_registry_free(d->jobs);
+	layout_free(d->layout);
 	stop_set("stopped", NULL);
 	free(d->bind);
 	free(d->hive_id);

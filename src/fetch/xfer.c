@@ -242,14 +242,6 @@ static const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t siz
 	return buf;
 }
 
-/* 1 when name in dir_fd is the file fd is open on (not a file put in its place). */
-static int same_entry(int dir_fd, const char *name, int fd)
-{
-	struct stat a, b;
-	return fstatat(dir_fd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && fstat(fd, &b) == 0 &&
-	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-}
-
 /* Hand-offs to the helper thread (transfer thread side) */
 
 static void publish_prefix(struct xfer *x, int force)
@@ -1072,7 +1064,7 @@ static int helper_save(struct xfer *x, const struct xfer_range *r, size_t n)
 /* Removes the partial's name, unless another file has taken it meanwhile. */
 static void remove_partial(struct xfer *x)
 {
-	if (!same_entry(x->dir_fd, x->name, x->fd))
+	if (!same_file_at(x->dir_fd, x->name, x->fd))
 		return;
 	if (unlinkat(x->dir_fd, x->name, 0) < 0 && errno != ENOENT)
 		log_msg(LOG_WARN, x->log_id, "unlink %s: %s", x->dest, strerror(errno));
@@ -1083,28 +1075,6 @@ static void helper_discard(struct xfer *x)
 	remove_partial(x);
 	if (x->has_resume)
 		x->resume.discard(x->resume.arg, x->key);
-}
-
-/*
- * Renames the finished partial to target in its folder, relative to the
- * folder's descriptor, and checks that the name now holds the file written:
- * a file put under the partial's name meanwhile is not published as ours.
- */
-static int helper_publish(struct xfer *x, const char *target, struct err *e)
-{
-	if (!same_entry(x->dir_fd, x->name, x->fd))
-		return err_set(e, ERR_CONFLICT,
-			       "%s was replaced by another file during the download; not published",
-			       x->dest);
-	if (renameat(x->dir_fd, x->name, x->dir_fd, target) < 0)
-		return err_set(e, ERR_IO, "rename %s to %s: %s", x->dest, target, strerror(errno));
-	if (!same_entry(x->dir_fd, target, x->fd))
-		return err_set(e, ERR_CONFLICT,
-			       "%s was replaced by another file while it was renamed to %s", x->dest,
-			       target);
-	if (fsync(x->dir_fd) < 0)
-		return err_set(e, ERR_IO, "fsync the folder of %s: %s", x->dest, strerror(errno));
-	return 0;
 }
 
 static void helper_finish(struct xfer *x, struct sha256 *h, struct git_blob_sha1 *g,
@@ -1153,7 +1123,9 @@ static void helper_finish(struct xfer *x, struct sha256 *h, struct git_blob_sha1
 				rc = err_set(&e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
 					     "fsync %s: %s", x->dest, strerror(errno));
 			if (rc == 0 && (x->rename_to || x->rename_sha))
-				rc = helper_publish(x, x->rename_to ? x->rename_to : sha, &e);
+				rc = rename_open_file_at(x->dir_fd, x->name,
+							 x->rename_to ? x->rename_to : sha, x->fd,
+							 x->dest, &e);
 			if (rc == 0 && x->has_resume) {
 				if (x->rename_to || x->rename_sha) {
 					x->resume.discard(x->resume.arg, x->key);

@@ -78,6 +78,13 @@ struct prov_config {
 	uint64_t limit_rate;   /* bytes/s over all transfers; 0: none */
 	uint64_t max_unknown_size; /* most bytes of a file of unknown size; 0: CAP_UNKNOWN_SIZE_DEFAULT */
 	int stall_timeout_s;   /* 0: default 30 */
+	/*
+	 * Folders whose files file:// refs may import (--allow-file-import);
+	 * none: no local path is read, only content uploaded to the daemon
+	 * (file:///PATH#sha256=HEX) is imported. Borrowed.
+	 */
+	const char *const *file_import_dirs;
+	size_t n_file_import_dirs;
 };
 
 struct provisioner;

@@ -207,6 +207,7 @@ static void multi_free(struct provisioner *base)
 	prov_share_free(mp->ctx.share);
 	xfer_engine_free(mp->ctx.engine);
 	layout_free(mp->ctx.layout);
+	prov_file_roots_cleanup(&mp->ctx);
 	hf_client_cleanup(&mp->ctx.hf);
 	free(mp);
 }
@@ -236,6 +237,9 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		rc = err_set(e, ERR_TOO_LARGE, "data folder path too long");
 		goto fail;
 	}
+	rc = prov_file_roots_init(ctx, cfg, e);
+	if (rc)
+		goto fail;
 	struct prov_config c = *cfg;
 	c.data_root = ctx->data_root;
 	rc = hf_client_init(&ctx->hf, &c, e);
@@ -262,6 +266,8 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 	prov_share_new(ctx, &ctx->share);
 	log_info("provisioner: data %s, hub cache %s, endpoint %s%s", ctx->data_root, ctx->hub_dir,
 		 ctx->hf.endpoint, ctx->hf.offline ? ", offline" : "");
+	for (size_t i = 0; i < ctx->n_import_dirs; i++)
+		log_info("provisioner: file:// refs may import from %s", ctx->import_dirs[i]);
 	*out = &mp->base;
 	return 0;
 fail:

@@ -39,6 +39,10 @@ struct prov_ctx {
 	struct layout *layout;
 	struct xfer_engine *engine;
 	struct prov_share *share;
+	/* Folders file:// refs may read (--allow-file-import): canonical and as named. */
+	char *import_dirs[CAP_FILE_IMPORT_DIRS];
+	char *import_named[CAP_FILE_IMPORT_DIRS];
+	size_t n_import_dirs;
 };
 
 /* One file of a plan. */
@@ -107,6 +111,14 @@ struct prov_vendor {
 extern const struct prov_vendor prov_vendor_hf;
 extern const struct prov_vendor prov_vendor_url;
 extern const struct prov_vendor prov_vendor_file;
+
+/*
+ * Checks and resolves cfg's --allow-file-import folders into ctx
+ * (vendor_file.c): absolute, existing folders, none below /proc, /sys or
+ * /dev. Returns 0 or ERR_INVALID.
+ */
+int prov_file_roots_init(struct prov_ctx *ctx, const struct prov_config *cfg, struct err *e);
+void prov_file_roots_cleanup(struct prov_ctx *ctx);
 
 /* Events (provisioner.c). */
 void prov_job_phase(struct prov_job *j, enum prov_phase ph, const char *file);

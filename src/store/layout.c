@@ -677,32 +677,37 @@ void layout_blob_unlock(int fd)
 }
 
 /*
- * Copies in to the new file "<sha256>.partial" in dfd while hashing, and
- * publishes it as <sha256> only when the copy hashes to sha256.
+ * Copies in (read with pread from offset 0, so its position does not matter)
+ * into the new file tmp of dfd while hashing it: hex receives the digest and
+ * *size the bytes. tmp is created with O_EXCL and mode (the umask applies),
+ * and fsynced; on failure it is removed.
  */
-static int copy_into(const struct layout *l, const char *repo_dir, int dfd, int in,
-		     const char *sha256, struct cancel_token *cancel, struct err *e)
+static int copy_hashed(const struct layout *l, const char *repo_dir, int dfd, int in,
+		       const char *tmp, unsigned mode, struct cancel_token *cancel, char hex[65],
+		       uint64_t *size, struct err *e)
 {
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
-	int out = openat(dfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	int out = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (out < 0)
-		return err_set(e, ERR_IO, "create %s/%s/blobs/%s: %s", l->root, repo_dir, name,
+		return err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
+			       "create %s/%s/blobs/%s: %s", l->root, repo_dir, tmp,
 			       strerror(errno));
+	posix_fadvise(in, 0, 0, POSIX_FADV_SEQUENTIAL);
 	unsigned char *buf = xmalloc(COPY_BUF);
 	struct sha256 h = {0};
 	sha256_init(&h);
+	uint64_t total = 0;
 	int rc = 0;
 	for (;;) {
 		if (cancel_is_set(cancel)) {
-			rc = err_set(e, ERR_CANCELLED, "copying blob %s: cancelled", sha256);
+			rc =
+			    err_set(e, ERR_CANCELLED, "copying into %s/blobs: cancelled", repo_dir);
 			break;
 		}
-		ssize_t n = read(in, buf, COPY_BUF);
+		ssize_t n = pread(in, buf, COPY_BUF, (off_t)total);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			rc = err_set(e, ERR_IO, "read while copying blob %s: %s", sha256,
+			rc = err_set(e, ERR_IO, "read while copying into %s/blobs: %s", repo_dir,
 				     strerror(errno));
 			break;
 		}
@@ -715,7 +720,7 @@ static int copy_into(const struct layout *l, const char *repo_dir, int dfd, int 
 				continue;
 			if (w < 0) {
 				rc = err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
-					     "write %s/%s/blobs/%s: %s", l->root, repo_dir, name,
+					     "write %s/%s/blobs/%s: %s", l->root, repo_dir, tmp,
 					     strerror(errno));
 				break;
 			}
@@ -723,25 +728,51 @@ static int copy_into(const struct layout *l, const char *repo_dir, int dfd, int 
 		}
 		if (rc)
 			break;
+		total += (uint64_t)n;
 	}
-	char hex[SHA256_HEX_LEN + 1];
 	sha256_final_hex(&h, hex);
 	sha256_cleanup(&h);
 	free(buf);
-	if (!rc && strcmp(hex, sha256) != 0)
-		rc = err_set(e, ERR_DIGEST, "copy of blob %s hashes to %s", sha256, hex);
+	*size = total;
 	if (!rc && fsync(out) < 0)
-		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, name,
+		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, tmp,
 			     strerror(errno));
 	close(out);
-	if (!rc && renameat(dfd, name, dfd, sha256) < 0)
-		rc = err_set(e, ERR_IO, "rename %s/%s/blobs/%s: %s", l->root, repo_dir, name,
-			     strerror(errno));
-	if (!rc)
-		fsync(dfd);
 	if (rc)
-		unlinkat(dfd, name, 0);
+		unlinkat(dfd, tmp, 0);
 	return rc;
+}
+
+/*
+ * The mode of a blob copied from the open file fd: the owner (this process)
+ * reads and writes; group and others read only where the source lets them,
+ * so a private file never becomes a readable blob. The umask applies too.
+ */
+static unsigned blob_mode(int fd)
+{
+	struct stat st;
+	return fstat(fd, &st) == 0 ? 0600 | ((unsigned)st.st_mode & 0044) : 0600;
+}
+
+/*
+ * Copies in to a new file in dfd while hashing, and publishes it as
+ * <sha256> only when the copy hashes to sha256.
+ */
+static int copy_into(const struct layout *l, const char *repo_dir, int dfd, int in,
+		     const char *sha256, struct cancel_token *cancel, struct err *e)
+{
+	char tmp[64], hex[SHA256_HEX_LEN + 1], rel[PATH_MAX];
+	uint64_t size;
+	tmp_name(tmp, sizeof tmp);
+	snprintf(rel, sizeof rel, "%s/blobs", repo_dir);
+	int rc = copy_hashed(l, repo_dir, dfd, in, tmp, blob_mode(in), cancel, hex, &size, e);
+	if (rc)
+		return rc;
+	if (strcmp(hex, sha256) != 0) {
+		unlinkat(dfd, tmp, 0);
+		return err_set(e, ERR_DIGEST, "copy of blob %s hashes to %s", sha256, hex);
+	}
+	return rename_into_place(l, dfd, rel, tmp, sha256, e);
 }
 
 /* Tries to adopt the blob from src_dir. Returns 0 (with *how set) or an error. */
@@ -835,58 +866,67 @@ int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *
 	return rc;
 }
 
-int layout_import_file(const struct layout *l, const char *repo_dir, const char *src_path,
-		       struct cancel_token *cancel, char sha256[65], uint64_t *size,
-		       enum layout_adopt *how, struct err *e)
+int layout_import_fd(const struct layout *l, const char *repo_dir, int src_fd, const char *what,
+		     struct cancel_token *cancel, char sha256[65], uint64_t *size,
+		     enum layout_adopt *how, struct err *e)
 {
 	*how = LAYOUT_ADOPT_NONE;
 	int rc = layout_repo_dir_check(repo_dir, e);
 	if (rc)
 		return rc;
 	struct stat st;
-	if (!src_path || stat(src_path, &st) < 0)
-		return err_set(e, ERR_NOT_FOUND, "import %s: %s", src_path ? src_path : "(null)",
-			       strerror(errno));
+	if (fstat(src_fd, &st) < 0)
+		return err_set(e, ERR_IO, "import %s: %s", what, strerror(errno));
 	if (!S_ISREG(st.st_mode))
-		return err_set(e, ERR_INVALID, "import %s: not a regular file", src_path);
-	rc = sha256_file(src_path, cancel, sha256, size, e);
-	if (rc)
-		return rc;
-	uint64_t have;
-	if (layout_blob_exists(l, repo_dir, sha256, &have) == 1 && have == *size) {
-		*how = LAYOUT_ADOPT_PRESENT;
-		return 0;
-	}
+		return err_set(e, ERR_UNPROCESSABLE, "import %s: not a regular file", what);
 	int dfd;
 	rc = open_subdir(l, repo_dir, "blobs", 1, &dfd, e);
 	if (rc)
 		return rc;
-	if (linkat(AT_FDCWD, src_path, dfd, sha256, AT_SYMLINK_FOLLOW) == 0) {
-		fsync(dfd);
-		*how = LAYOUT_ADOPT_LINKED;
-	} else if (errno == EEXIST) {
-		/* Same name, different size: a damaged blob. Replace it with a copy. */
-		goto copy;
-	} else if (errno == EXDEV || errno == EPERM || errno == EMLINK || errno == EACCES) {
-		goto copy;
-	} else {
-		rc = err_set(e, ERR_IO, "link %s into %s: %s", src_path, repo_dir, strerror(errno));
+	char tmp[64], rel[PATH_MAX];
+	tmp_name(tmp, sizeof tmp);
+	snprintf(rel, sizeof rel, "%s/blobs", repo_dir);
+	rc = copy_hashed(l, repo_dir, dfd, src_fd, tmp, blob_mode(src_fd), cancel, sha256, size, e);
+	if (rc) {
+		err_prefix(e, "import %s", what);
+		goto out;
 	}
+	struct stat bst;
+	if (fstatat(dfd, sha256, &bst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(bst.st_mode) &&
+	    (uint64_t)bst.st_size == *size) {
+		unlinkat(dfd, tmp, 0);
+		*how = LAYOUT_ADOPT_PRESENT;
+		goto out;
+	}
+	/* Absent, or the same name at another size (a damaged blob): the copy takes its place. */
+	rc = rename_into_place(l, dfd, rel, tmp, sha256, e);
+	if (!rc)
+		*how = LAYOUT_ADOPT_COPIED;
+out:
 	close(dfd);
 	return rc;
-copy:;
-	int in = open(src_path, O_RDONLY | O_CLOEXEC);
-	if (in < 0) {
-		rc = err_set(e, ERR_IO, "open %s: %s", src_path, strerror(errno));
-	} else {
-		rc = copy_into(l, repo_dir, dfd, in, sha256, cancel, e);
-		close(in);
-		if (rc == ERR_DIGEST)
-			rc = err_set(e, ERR_CONFLICT, "import %s: the file changed while it was read",
-				     src_path);
-		if (!rc)
-			*how = LAYOUT_ADOPT_COPIED;
+}
+
+int layout_partial_publish(const struct layout *l, const char *repo_dir, const char *name, int fd,
+			   const char *sha256, struct err *e)
+{
+	int dfd;
+	int rc = check_sha(name, e);
+	if (!rc)
+		rc = open_blobs(l, repo_dir, sha256, 0, &dfd, e);
+	if (rc)
+		return rc;
+	char pname[80];
+	snprintf(pname, sizeof pname, "%s.partial", name);
+	if (fsync(fd) < 0) {
+		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, pname,
+			     strerror(errno));
+		goto out;
 	}
+	char what[PATH_MAX];
+	snprintf(what, sizeof what, "%s/%s/blobs/%s", l->root, repo_dir, pname);
+	rc = rename_open_file_at(dfd, pname, sha256, fd, what, e);
+out:
 	close(dfd);
 	return rc;
 }

@@ -162,14 +162,29 @@ int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *
 		      struct err *e);
 
 /*
- * Imports the local file src_path as a blob of repo_dir: hashes it, then
- * reuses an identical blob, else hard-links the file, else copies it (when
- * link(2) is impossible: another file system, or not permitted). Fills
- * sha256 (65 bytes) and *size.
+ * Imports the open file src_fd (what names it in messages) as a blob of
+ * repo_dir: copies it from offset 0 while hashing into a new file created
+ * with O_EXCL | O_NOFOLLOW in blobs/, fsyncs it and renames it to its
+ * digest, or drops the copy when an identical blob is already there. The
+ * source is never reopened by path nor hard-linked, so the blob is exactly
+ * the bytes hashed, and its mode gives group and others read access only
+ * where the source does (owner rw; the umask applies). A source that is not
+ * a regular file is ERR_UNPROCESSABLE. Fills sha256 (65 bytes), *size and
+ * *how (LAYOUT_ADOPT_PRESENT or LAYOUT_ADOPT_COPIED).
  */
-int layout_import_file(const struct layout *l, const char *repo_dir, const char *src_path,
-		       struct cancel_token *cancel, char sha256[65], uint64_t *size,
-		       enum layout_adopt *how, struct err *e);
+int layout_import_fd(const struct layout *l, const char *repo_dir, int src_fd, const char *what,
+		     struct cancel_token *cancel, char sha256[65], uint64_t *size,
+		     enum layout_adopt *how, struct err *e);
+
+/*
+ * Publishes the open file fd, which was opened as blobs/<name>.partial of
+ * repo_dir and whose content the caller has verified to hash to sha256, as
+ * blobs/<sha256>: fsync, rename, fsync of the folder. When the name renamed
+ * is not the file fd holds (someone who can write blobs/ swapped it), the
+ * new name is removed and the answer is ERR_CONFLICT.
+ */
+int layout_partial_publish(const struct layout *l, const char *repo_dir, const char *name, int fd,
+			   const char *sha256, struct err *e);
 
 /*
  * Removes one model from repo_dir: its snapshot links snapshots/<commit>/<paths[i]>

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -176,6 +177,52 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         self.assertEqual(len(lines), len(patterns), out)
         for line, pat in zip(lines, patterns):
             self.assertRegex(line, "^" + pat + "$", out)
+
+    def test_pull_file_uploads_what_the_daemon_may_not_read(self):
+        import hashlib
+        # The daemon reads no local path (no --allow-file-import): the CLI reads
+        # the file with the user's rights and uploads it.
+        src = os.path.join(self.tmp, "mine-Q8_0.gguf")
+        g = fixtures.write_gguf(src, size=1 << 20, seed=9, file_type="Q8_0")
+        os.chmod(src, 0o600)
+        rc, out, err = self.run_cli("pull", "file://" + src)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("file:mine-Q8_0.gguf is available", out)
+        rc, out, err = self.run_cli("show", "--json", "file:mine-Q8_0.gguf")
+        m = json.loads(out)
+        self.assertEqual(m["files"][0]["sha256"], g["sha256"])
+        blob = None
+        for root, _, files in os.walk(self.tmp):
+            if g["sha256"] in files and root.endswith(os.path.join("files--local", "blobs")):
+                blob = os.path.join(root, g["sha256"])
+        self.assertIsNotNone(blob)
+        st = os.stat(blob)
+        self.assertEqual(st.st_mode & 0o077, 0, oct(st.st_mode))
+        self.assertNotEqual(st.st_ino, os.stat(src).st_ino)
+        self.run_cli("rm", "file:mine-Q8_0.gguf")
+
+        # An upload an earlier run left with bytes of another file: started over.
+        other = os.path.join(self.tmp, "other-Q8_0.gguf")
+        g2 = fixtures.write_gguf(other, size=1 << 20, seed=10, file_type="Q8_0")
+        with open(other, "rb") as f:
+            data = f.read()
+        bad = bytes(b ^ 0xff for b in data[:4096])
+        # The request ends short: the daemon keeps its 4096 bytes.
+        sock = socket.create_connection(("127.0.0.1", int(self.url.rsplit(":", 1)[1])))
+        sock.sendall(("PUT /v1/blobs/sha256:%s HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                      "Content-Length: %d\r\n\r\n" % (g2["sha256"], len(data))).encode() + bad)
+        time.sleep(0.2)
+        sock.close()
+        rc, out, err = self.run_cli("pull", "file://" + other)
+        self.assertEqual(rc, 0, out + err)
+        self.assertIn("file:other-Q8_0.gguf is available", out)
+        self.assertEqual(hashlib.sha256(data).hexdigest(), g2["sha256"])
+        self.run_cli("rm", "file:other-Q8_0.gguf")
+
+        # Not a file, and a file that is not there: said before anything is sent.
+        rc, out, err = self.run_cli("pull", "file://" + self.tmp + "/nope.gguf")
+        self.assertEqual(rc, 1)
+        self.assertIn("nope.gguf", err)
 
     def test_pull_lines_two_files(self):
         self.run_cli("rm", MULTI_ID)  # pulled by another test, perhaps

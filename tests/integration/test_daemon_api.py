@@ -520,6 +520,155 @@ class DaemonApiTest(unittest.TestCase):
         with open(d.log_path) as f:
             self.assertNotIn("integration-secret", f.read())
 
+    # Local files and uploads --------------------------------------------
+
+    def end_of(self, d, job_id):
+        return d.wait_job(job_id, lambda j: j["state"] in ("succeeded", "failed", "cancelled"))
+
+    def blob_dir(self, data):
+        """files--local/blobs of the hub cache under data (the daemon's HF_HOME is there)."""
+        for root, dirs, _ in os.walk(data):
+            if root.endswith(os.path.join("files--local", "blobs")):
+                return root
+        return None
+
+    def local_blobs(self, data):
+        d = self.blob_dir(data)
+        return sorted(os.listdir(d)) if d else []
+
+    def test_file_refs_refused_by_default(self):
+        canary = "hf_canary_%d" % os.getpid()
+        home = os.path.join(self.tmp, "noread")
+        d = self.daemon("noread", env={"RBEE_HIVE_HOME": home, "HF_TOKEN": canary})
+        src = os.path.join(self.tmp, "readable.gguf")
+        with open(src, "wb") as f:
+            f.write(b"readable by anyone")
+        for path, why in (("/proc/self/environ", "reads no local files"),
+                          (src, "--allow-file-import")):
+            job = self.end_of(d, d.submit({"operation": "model_download",
+                                           "model": "file://" + path}))
+            self.assertEqual(job["state"], "failed", job)
+            self.assertIn(why, json.dumps(job))
+        self.assertEqual(self.local_blobs(home), [])
+        # The daemon's environment landed nowhere in its data.
+        for root, _, files in os.walk(home):
+            for name in files:
+                with open(os.path.join(root, name), "rb") as f:
+                    self.assertNotIn(canary.encode(), f.read(), name)
+
+    def test_file_import_from_allowed_folder(self):
+        allowed = tempfile.mkdtemp(dir=self.tmp, prefix="allowed-")
+        bad = subprocess.run([BIN, "serve", "--port", "0", "--data-dir",
+                              os.path.join(self.tmp, "procdir"), "--allow-file-import", "/proc"],
+                             capture_output=True, text=True, timeout=20)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("/proc, /sys and /dev", bad.stderr)
+        d = self.daemon("allowed", ["--allow-file-import", allowed])
+        src = os.path.join(allowed, "private.gguf")
+        with open(src, "wb") as f:
+            f.write(b"private weights" * 1000)
+        os.chmod(src, 0o600)
+        job = self.end_of(d, d.submit({"operation": "model_download", "model": "file://" + src}))
+        self.assertEqual(job["state"], "succeeded", job)
+        blobs = self.local_blobs(d.data)
+        self.assertEqual(len(blobs), 1)
+        st = os.stat(os.path.join(self.blob_dir(d.data), blobs[0]))
+        self.assertEqual(st.st_mode & 0o077, 0, oct(st.st_mode))
+        self.assertNotEqual(st.st_ino, os.stat(src).st_ino)
+        # Outside the folder, through a link inside it, or the kernel's files: refused.
+        outside = os.path.join(self.tmp, "outside.gguf")
+        with open(outside, "wb") as f:
+            f.write(b"not for the daemon")
+        os.symlink(outside, os.path.join(allowed, "link.gguf"))
+        os.symlink("/proc/self/environ", os.path.join(allowed, "env.gguf"))
+        for path in (outside, os.path.join(allowed, "link.gguf"),
+                     os.path.join(allowed, "env.gguf"), "/proc/self/environ"):
+            job = self.end_of(d, d.submit({"operation": "model_download",
+                                           "model": "file://" + path}))
+            self.assertEqual(job["state"], "failed", (path, job))
+        self.assertEqual(len(self.local_blobs(d.data)), 1)
+
+    def put_raw(self, d, path, head_len, body, close_after=False):
+        """A PUT over a plain socket: Content-Length head_len, then body; (status, text)."""
+        s = socket.create_connection(("127.0.0.1", int(d.url.rsplit(":", 1)[1])), timeout=10)
+        s.sendall(("PUT %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n"
+                   "Content-Type: application/octet-stream\r\n\r\n" % (path, head_len)).encode()
+                  + body)
+        if close_after:
+            s.close()
+            return None
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data:
+                head, _, rest = data.partition(b"\r\n\r\n")
+                m = [l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+                if m and len(rest) >= int(m[0].split(b":")[1]):
+                    break
+        s.close()
+        return int(data.split(b" ")[1]), data.partition(b"\r\n\r\n")[2].decode()
+
+    def head(self, d, path):
+        req = urllib.request.Request(d.url + path, method="HEAD")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.headers
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers
+
+    def test_blob_upload_verified_and_resumable(self):
+        import hashlib
+        d = self.daemon("upload")
+        content = os.urandom(3 << 20)
+        sha = hashlib.sha256(content).hexdigest()
+        path = "/v1/blobs/sha256:" + sha
+        status, h = self.head(d, path)
+        self.assertEqual((status, h["Upload-Offset"]), (404, "0"))
+        self.assertEqual(d.call("GET", "/v1/blobs/sha256:XYZ")[0], 400)
+        # Wrong bytes: refused, and nothing is kept.
+        wrong = bytearray(content)
+        wrong[12345] ^= 1
+        status, text = self.put_raw(d, path, len(wrong), bytes(wrong))
+        self.assertEqual(status, 400, text)
+        self.assertIn("digest mismatch", text)
+        self.assertEqual(self.head(d, path)[1]["Upload-Offset"], "0")
+        self.assertEqual(self.local_blobs(d.data), [])
+        # From a foreign web page: refused before a byte is written.
+        status, _ = d.call("PUT", path, raw=content[:10], headers={"Origin": "http://evil.test"})
+        self.assertEqual(status, 403)
+        # Interrupted after half: the half is kept and the upload resumes there.
+        half = len(content) // 2
+        self.put_raw(d, path + "?mode=0600", len(content), content[:half], close_after=True)
+        offset = wait_for(lambda: int(self.head(d, path)[1]["Upload-Offset"]),
+                          lambda v: v == half)
+        status, text = self.put_raw(d, path + "?offset=%d" % (half + 1), len(content) - half - 1,
+                                    content[half + 1:])
+        self.assertEqual(status, 409, text)
+        # The interrupted request may hold the blob a moment longer: 409 until it lets go.
+        status, text = wait_for(lambda: self.put_raw(d, path + "?offset=%d&mode=0600" % offset,
+                                                     len(content) - offset, content[offset:]),
+                                lambda r: r[0] != 409)
+        self.assertEqual(status, 201, text)
+        self.assertEqual(json.loads(text), {"digest": "sha256:" + sha, "size": len(content),
+                                            "status": "stored"})
+        status, j = d.call("GET", path)
+        self.assertEqual((status, j["size"]), (200, len(content)))
+        blob = os.path.join(self.blob_dir(d.data), sha)
+        self.assertEqual(os.stat(blob).st_mode & 0o077, 0)
+        # Again: already there, nothing to send.
+        status, text = self.put_raw(d, path, len(content), content)
+        self.assertEqual(status, 200, text)
+        # A job names the content by the path it came from; the daemon reads no path.
+        job = self.end_of(d, d.submit({"operation": "model_download",
+                                       "model": "file:///elsewhere/up.gguf#sha256=" + sha}))
+        self.assertEqual(job["state"], "succeeded", job)
+        status, m = d.call("GET", "/v1/models/" + urllib.parse.quote("file:up.gguf", safe=""))
+        self.assertEqual(status, 200, m)
+        self.assertEqual(m["files"][0]["sha256"], sha)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -88,11 +88,13 @@ class ProvisionUrlFile(unittest.TestCase):
         # A plain URL: the Hub's /resolve, which redirects to the CDN host.
         self.url = "%s/org/files/resolve/main/u.Q8_0.gguf" % self.hub.hub_url
 
-    def pull(self, *refs, env=None):
-        return pr.run(env or self.env, self.data, refs)
+    def pull(self, *refs, env=None, allow=()):
+        """provision-run, with --allow-file-import for each folder of allow."""
+        opts = [o for d in allow for o in ("--allow-file-import", d)]
+        return pr.run(env or self.env, self.data, refs, *opts)
 
-    def assert_fails(self, ref, code, message, env=None):
-        r = self.pull(ref, env=env)
+    def assert_fails(self, ref, code, message, env=None, allow=()):
+        r = self.pull(ref, env=env, allow=allow)
         end = r.end(0)
         self.assertEqual(end["event"], "error", r.stderr)
         self.assertEqual(end["code"], code, end)
@@ -137,10 +139,14 @@ class ProvisionUrlFile(unittest.TestCase):
 
     # File vendor ---------------------------------------------------------
 
-    def test_file_import_links_and_records_facts(self):
+    def blobs(self):
+        d = os.path.join(self.data, "hub", "files--local", "blobs")
+        return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+    def test_file_import_copies_and_records_facts(self):
         src = os.path.join(self.tmp, "local-Q8_0.gguf")
         shutil.copyfile(self.g["path"], src)
-        r = self.pull("file://" + src)
+        r = self.pull("file://" + src, allow=[self.tmp])
         end = r.end(0)
         self.assertEqual(end["event"], "done", r.stderr)
         self.assertEqual(end["id"], "file:local-Q8_0.gguf")
@@ -148,12 +154,77 @@ class ProvisionUrlFile(unittest.TestCase):
         self.assertEqual((m["source"], m["files"][0]["sha256"]), ("file", self.g["sha256"]))
         self.assertEqual((m["architecture"], m["quantization"]), ("phi3", "Q8_0"))
         blob = os.path.join(self.data, "hub", m["repo_dir"], "blobs", self.g["sha256"])
-        self.assertEqual(os.stat(blob).st_ino, os.stat(src).st_ino, "same file system: a hard link")
+        # A copy: the user's file can change or go without touching the verified blob.
+        self.assertNotEqual(os.stat(blob).st_ino, os.stat(src).st_ino)
         self.assertEqual(pr.sha256_file(end["path"]), self.g["sha256"])
         self.assertEqual(self.hub.requests(), [])
 
     def test_file_missing(self):
-        self.assert_fails("file://%s/none.gguf" % self.tmp, "not_found", "none.gguf")
+        self.assert_fails("file://%s/none.gguf" % self.tmp, "not_found", "none.gguf",
+                          allow=[self.tmp])
+
+    def test_file_refused_without_allowed_folder(self):
+        src = os.path.join(self.tmp, "unallowed.gguf")
+        shutil.copyfile(self.g["path"], src)
+        end = self.assert_fails("file://" + src, "forbidden", "--allow-file-import")
+        self.assertIn("reads no local files", end["message"])
+        self.assertEqual(self.blobs(), [])
+
+    def test_file_kernel_files_refused(self):
+        # Even a daemon told it may read everything never reads /proc, /sys or /dev.
+        for path in ("/proc/self/environ", "/sys/kernel/mm/transparent_hugepage/enabled",
+                     "/dev/zero", "/dev/null"):
+            self.assert_fails("file://" + path, "forbidden", "/proc, /sys and /dev",
+                                   allow=["/"])
+        self.assertEqual(self.blobs(), [])
+        # A link to them from an allowed folder is resolved first and refused too.
+        link = os.path.join(self.tmp, "environ.gguf")
+        os.symlink("/proc/self/environ", link)
+        try:
+            self.assert_fails("file://" + link, "forbidden", "never imported", allow=[self.tmp])
+        finally:
+            os.unlink(link)
+        self.assertEqual(self.blobs(), [])
+
+    def test_file_outside_allowed_folder(self):
+        allowed = tempfile.mkdtemp(dir=self.tmp, prefix="allowed-")
+        secret = os.path.join(self.tmp, "secret.gguf")
+        with open(secret, "wb") as f:
+            f.write(b"secret weights")
+        os.chmod(secret, 0o600)
+        self.assert_fails("file://" + secret, "forbidden", "outside the folders",
+                               allow=[allowed])
+        # A symlink inside the allowed folder that points out of it is not followed out.
+        os.symlink(secret, os.path.join(allowed, "x.gguf"))
+        self.assert_fails("file://%s/x.gguf" % allowed, "forbidden", "outside the folders",
+                               allow=[allowed])
+        # A fifo is not a file.
+        os.mkfifo(os.path.join(allowed, "fifo.gguf"))
+        self.assert_fails("file://%s/fifo.gguf" % allowed, "unprocessable",
+                               "not a regular file", allow=[allowed])
+        self.assertEqual(self.blobs(), [])
+
+    def test_file_private_source_gives_private_blob(self):
+        src = os.path.join(self.tmp, "private-Q8_0.gguf")
+        shutil.copyfile(self.g["path"], src)
+        os.chmod(src, 0o600)
+        r = self.pull("file://" + src, allow=[self.tmp])
+        end = r.end(0)
+        self.assertEqual(end["event"], "done", r.stderr)
+        blob = os.path.join(self.data, "hub", "files--local", "blobs", self.g["sha256"])
+        self.assertEqual(os.stat(blob).st_mode & 0o077, 0, oct(os.stat(blob).st_mode))
+
+    def test_file_pin(self):
+        src = os.path.join(self.tmp, "pinned-Q8_0.gguf")
+        shutil.copyfile(self.g["path"], src)
+        self.assert_fails("file://%s#sha256=%s" % (src, "0" * 64), "digest_mismatch",
+                          "not the pinned", allow=[self.tmp])
+        r = self.pull("file://%s#sha256=%s" % (src, self.g["sha256"]), allow=[self.tmp])
+        self.assertEqual(r.end(0)["event"], "done", r.stderr)
+        # Once the content is stored, the pinned ref needs no read of the path at all.
+        os.unlink(src)
+        r = self.pull("file://%s#sha256=%s" % (src, self.g["sha256"]))
+        self.assertEqual(r.end(0)["event"], "done", r.stderr)
 
     # Bad input -----------------------------------------------------------
 

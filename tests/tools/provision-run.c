@@ -9,6 +9,7 @@
  *
  * Options (before the refs):
  *   --data-dir DIR  --hf-cache DIR  --endpoint URL  --offline  --connections N
+ *   --allow-file-import DIR   a folder file:// refs may read (repeatable)
  *   --cancel JOB:BYTES     cancel job JOB once it has reported BYTES bytes done
  *   --start-gap-ms MS      start each job MS after the previous one
  *   --list                 after the jobs, print every catalog model as {"event":"model",...}
@@ -165,7 +166,8 @@ static void list_models(const char *data_dir)
 static int usage(void)
 {
 	fprintf(stderr, "usage: provision-run --data-dir DIR [--hf-cache DIR] [--endpoint URL] "
-			"[--offline] [--connections N] [--cancel JOB:BYTES] [--start-gap-ms MS] "
+			"[--offline] [--connections N] [--allow-file-import DIR] [--cancel "
+			"JOB:BYTES] [--start-gap-ms MS] "
 			"[--list] [--repo-files ORG/REPO[@REV]] REF...\n");
 	return 2;
 }
@@ -204,6 +206,8 @@ int main(int argc, char **argv)
 	int njobs = 0, list = 0;
 	long gap_ms = 0;
 	const char *files_of = NULL;
+	const char *import_dirs[8];
+	size_t n_import = 0;
 	long long cancel_at[MAX_JOBS];
 	for (int i = 0; i < MAX_JOBS; i++)
 		cancel_at[i] = -1;
@@ -222,6 +226,8 @@ int main(int argc, char **argv)
 			cfg.data_root = v, i++;
 		} else if (strcmp(a, "--hf-cache") == 0) {
 			cfg.hf_cache = v, i++;
+		} else if (strcmp(a, "--allow-file-import") == 0 && n_import < 8) {
+			import_dirs[n_import++] = v, i++;
 		} else if (strcmp(a, "--endpoint") == 0) {
 			cfg.endpoint = v, i++;
 		} else if (strcmp(a, "--connections") == 0) {
@@ -240,6 +246,8 @@ int main(int argc, char **argv)
 			return usage();
 		}
 	}
+	cfg.file_import_dirs = import_dirs;
+	cfg.n_file_import_dirs = n_import;
 	if (files_of)
 		return repo_files(&cfg, files_of);
 	if (!cfg.data_root)

@@ -63,6 +63,24 @@ static void test_u64(void **state)
 	assert_int_equal(v, 7);
 }
 
+static void test_mode(void **state)
+{
+	(void)state;
+	unsigned v = 1;
+	struct err e = {0};
+	assert_int_equal(parse_mode("644", &v, "mode", &e), 0);
+	assert_int_equal(v, 0644);
+	assert_int_equal(parse_mode("0600", &v, "mode", &e), 0);
+	assert_int_equal(v, 0600);
+	assert_int_equal(parse_mode("000", &v, "mode", &e), 0);
+	assert_int_equal(v, 0);
+	static const char *const bad[] = {"",	 "64",	"0o644", "6440",  "4755",
+					  "abc", "648", " 644",	 "07777", NULL};
+	for (size_t i = 0; bad[i]; i++)
+		assert_int_equal(parse_mode(bad[i], &v, "mode", &e), ERR_INVALID);
+	assert_int_equal(parse_mode(NULL, &v, "mode", &e), ERR_INVALID);
+}
+
 static void test_size(void **state)
 {
 	(void)state;
@@ -227,8 +245,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_u64),      cmocka_unit_test(test_size),
-		cmocka_unit_test(test_path),     cmocka_unit_test(test_hub_name),
-		cmocka_unit_test(test_revision),
+	    cmocka_unit_test(test_mode),     cmocka_unit_test(test_path),
+	    cmocka_unit_test(test_hub_name), cmocka_unit_test(test_revision),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

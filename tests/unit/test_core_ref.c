@@ -279,6 +279,31 @@ static void test_file(void **state)
 	parse_bad("file:///models/", "directory");
 }
 
+static void test_file_pinned(void **state)
+{
+	(void)state;
+	const char *hex = "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+	char ref[256];
+	snprintf(ref, sizeof(ref), "file:///m/x.gguf#sha256=%s", hex);
+	parse_ok(ref);
+	assert_string_equal(r.path, "/m/x.gguf");
+	assert_string_equal(r.sha256,
+			    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	assert_format("file:///m/x.gguf#sha256="
+		      "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	/* A '#' inside the path stays there, escaped in the canonical form. */
+	snprintf(ref, sizeof(ref), "file:///m/a#b.gguf#sha256=%s", hex);
+	parse_ok(ref);
+	assert_string_equal(r.path, "/m/a#b.gguf");
+	parse_ok("file:///m/a#b.gguf");
+	assert_string_equal(r.sha256, "");
+	parse_bad("file:///m/a#sha256=x.gguf", "64 hex digits, got 6");
+	parse_bad("file:///m/x.gguf#sha256=abc", "64 hex digits, got 3");
+	parse_bad(
+	    "file:///#sha256=abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+	    "directory");
+}
+
 static void test_format_too_small(void **state)
 {
 	(void)state;
@@ -427,6 +452,7 @@ int main(void)
 		cmocka_unit_test(test_messages_are_sanitised),
 		cmocka_unit_test(test_url),
 		cmocka_unit_test(test_file),
+	    cmocka_unit_test(test_file_pinned),
 		cmocka_unit_test(test_format_too_small),
 		cmocka_unit_test(test_catalog_ids),
 		cmocka_unit_test(test_matches),

@@ -383,33 +383,99 @@ static void test_adopt(void **state)
 	assert_int_equal(how, LAYOUT_ADOPT_NONE);
 }
 
-static void test_import_file(void **state)
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void test_import_fd(void **state)
 {
 	struct fx *x = *state;
 	struct err e = {0};
-	char src[PATH_MAX];
+	char src[PATH_MAX], blob[PATH_MAX];
 	snprintf(src, sizeof src, "%s/local.gguf", x->dir);
-	FILE *f = fopen(src, "w");
-	fputs("local weights", f);
-	fclose(f);
+	write_file(src, "local weights", 0600);
 	char sha[65], want[65];
 	sha_of("local weights", want);
 	uint64_t size = 0;
 	enum layout_adopt how;
+	int fd = open(src, O_RDONLY | O_CLOEXEC);
+	/* The position of the descriptor does not matter: the copy starts at 0. */
+	assert_int_equal(lseek(fd, 5, SEEK_SET), 5);
 	assert_int_equal(
-		layout_import_file(x->l, LAYOUT_FILES_DIR, src, NULL, sha, &size, &how, &e), 0);
+	    layout_import_fd(x->l, LAYOUT_FILES_DIR, fd, src, NULL, sha, &size, &how, &e), 0);
 	assert_string_equal(sha, want);
 	assert_int_equal(size, 13);
-	assert_int_equal(how, LAYOUT_ADOPT_LINKED);
+	assert_int_equal(how, LAYOUT_ADOPT_COPIED);
+	snprintf(blob, sizeof blob, "%s/%s/blobs/%s", x->hub, LAYOUT_FILES_DIR, want);
+	struct stat bs, ss;
+	assert_int_equal(stat(blob, &bs), 0);
+	assert_int_equal(stat(src, &ss), 0);
+	/* A copy, never a link to the user's file, and as private as the source. */
+	assert_true(bs.st_ino != ss.st_ino);
+	assert_int_equal(bs.st_mode & 0077, 0);
 	assert_int_equal(
-		layout_import_file(x->l, LAYOUT_FILES_DIR, src, NULL, sha, &size, &how, &e), 0);
+	    layout_import_fd(x->l, LAYOUT_FILES_DIR, fd, src, NULL, sha, &size, &how, &e), 0);
 	assert_int_equal(how, LAYOUT_ADOPT_PRESENT);
-	char missing[PATH_MAX];
-	snprintf(missing, sizeof missing, "%s/nope", x->dir);
+	close(fd);
+	/* Only the blob is left in blobs/: no temporary file. */
+	char dir[PATH_MAX];
+	snprintf(dir, sizeof dir, "%s/%s/blobs", x->hub, LAYOUT_FILES_DIR);
+	assert_int_equal(count_entries(dir), 1);
+
+	/* A readable source gives a blob readable as far as the umask allows. */
+	snprintf(src, sizeof src, "%s/public.gguf", x->dir);
+	write_file(src, "public weights", 0644);
+	fd = open(src, O_RDONLY | O_CLOEXEC);
 	assert_int_equal(
-		layout_import_file(x->l, LAYOUT_FILES_DIR, missing, NULL, sha, &size, &how, &e),
-		ERR_NOT_FOUND);
-	assert_non_null(strstr(e.msg, "nope"));
+	    layout_import_fd(x->l, LAYOUT_FILES_DIR, fd, src, NULL, sha, &size, &how, &e), 0);
+	close(fd);
+	snprintf(blob, sizeof blob, "%s/%s/blobs/%s", x->hub, LAYOUT_FILES_DIR, sha);
+	mode_t um = umask(022);
+	umask(um);
+	assert_int_equal(stat(blob, &bs), 0);
+	assert_int_equal(bs.st_mode & 0777, (0644 & ~um) | 0600);
+
+	/* Not a regular file. */
+	fd = open(x->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_int_equal(
+	    layout_import_fd(x->l, LAYOUT_FILES_DIR, fd, x->dir, NULL, sha, &size, &how, &e),
+	    ERR_UNPROCESSABLE);
+	close(fd);
+}
+
+static void test_partial_publish_swapped(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	char sha[65];
+	sha_of("verified", sha);
+	int fd = -1;
+	assert_int_equal(layout_partial_open(x->l, LAYOUT_FILES_DIR, sha, &fd, NULL, &e), 0);
+	assert_int_equal(write(fd, "verified", 8), 8);
+	/* Someone who can write blobs/ replaces the partial after it was verified. */
+	char path[PATH_MAX], other[PATH_MAX];
+	snprintf(path, sizeof path, "%s/%s/blobs/%s.partial", x->hub, LAYOUT_FILES_DIR, sha);
+	snprintf(other, sizeof other, "%s/%s/blobs/other", x->hub, LAYOUT_FILES_DIR);
+	write_file(other, "forged", 0644);
+	assert_int_equal(rename(other, path), 0);
+	assert_int_equal(layout_partial_publish(x->l, LAYOUT_FILES_DIR, sha, fd, sha, &e),
+			 ERR_CONFLICT);
+	assert_int_equal(layout_blob_exists(x->l, LAYOUT_FILES_DIR, sha, NULL), 0);
+	close(fd);
+	/* The file written, still under its name, is published. */
+	assert_int_equal(layout_partial_open(x->l, LAYOUT_FILES_DIR, sha, &fd, NULL, &e), 0);
+	assert_int_equal(ftruncate(fd, 0), 0);
+	assert_int_equal(pwrite(fd, "verified", 8, 0), 8);
+	assert_int_equal(layout_partial_publish(x->l, LAYOUT_FILES_DIR, sha, fd, sha, &e), 0);
+	close(fd);
+	uint64_t size = 0;
+	assert_int_equal(layout_blob_exists(x->l, LAYOUT_FILES_DIR, sha, &size), 1);
+	assert_int_equal(size, 8);
 }
 
 static void test_lock(void **state)
@@ -502,7 +568,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_hostile_paths, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_symlink_escape, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_import_file, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_import_fd, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partial_publish_swapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_model, setup, teardown),
 	};
