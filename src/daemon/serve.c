@@ -105,26 +105,27 @@ static const struct {
 	{"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT},
 };
 
+/* " (64G)": a size in the largest binary unit that divides it, as parse_size reads it. */
+static void serve_size_text(uint64_t v, char *buf, size_t size)
+{
+	static const char *const units[] = {"", "K", "M", "G", "T", "P"};
+	size_t u = 0;
+	while (v && v % 1024 == 0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, " (%llu%s)", (unsigned long long)v, units[u]);
+}
+
 static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: rbee-hive serve [options]\n\noptions:\n");
-	static const char units[] = "KMGTP";
 	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++) {
 		const struct serve_flag *sf = &serve_flags[i];
 		char def[32] = "";
-		uint64_t v = 0;
 		for (size_t k = 0; k < sizeof(serve_size_defaults) / sizeof(serve_size_defaults[0]); k++)
 			if (strcmp(serve_size_defaults[k].name, sf->name) == 0)
-				v = serve_size_defaults[k].value;
-		uint64_t shown = v;
-		int u = -1;
-		while (v && v % 1024 == 0 && u + 1 < (int)sizeof(units) - 1) {
-			v /= 1024;
-			u++;
-		}
-		if (shown)
-			snprintf(def, sizeof(def), " (%llu%.*s)", (unsigned long long)v, u >= 0,
-				 u >= 0 ? &units[u] : "");
+				serve_size_text(serve_size_defaults[k].value, def, sizeof(def));
 		fprintf(f, "  %s %s%s\n", sf->name, sf->help, def);
 	}
 }
