@@ -864,6 +864,20 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 	conn_start(x, &x->conns[0]);
 }
 
+/*
+ * 1 while a whole-file answer is still open. Its end, not the count of
+ * bytes, finishes the file: a server that goes on past the expected size
+ * is caught by the write callback, whether the extra bytes come with the
+ * last expected ones or after them.
+ */
+static int whole_file_open(const struct xfer *x)
+{
+	for (int i = 0; i < x->nconn; i++)
+		if (x->conns[i].st == C_RUNNING && x->conns[i].seg < 0)
+			return 1;
+	return 0;
+}
+
 static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 {
 	struct xfer_engine *eng = x->eng;
@@ -929,7 +943,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	}
 	if (x->ended)
 		return;
-	if (x->size_known && xfer_ranges_complete(&x->done, x->total)) {
+	if (x->size_known && xfer_ranges_complete(&x->done, x->total) && !whole_file_open(x)) {
 		xfer_end(x, NET_DONE, 0, NULL);
 		return;
 	}
