@@ -38,6 +38,7 @@
 #define CAP_XFER_ACTIVE 256                 /* transfers queued or running in one engine */
 #define CAP_XFER_REDIRECTS 5                /* redirects followed by one transfer */
 #define CAP_XFER_REFRESHES 3                /* URL refreshes after 403 without progress */
+#define CAP_UNKNOWN_SIZE_DEFAULT (64ULL << 30) /* a download whose size is not known in advance */
 #define CAP_GGUF_KV 65536                   /* key/values in a GGUF header */
 #define CAP_GGUF_STRING (1024 * 1024)       /* one GGUF string */
 #define CAP_GGUF_ARRAY (64 * 1024 * 1024)   /* elements of one GGUF array */

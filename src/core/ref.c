@@ -8,6 +8,7 @@
 
 #include "core/err.h"
 #include "core/parse.h"
+#include "core/url.h"
 #include "core/util.h"
 
 /* Longest quantization tag we accept as a selector ("IQ2_XXS", "UD-Q4_K_XL"). */
@@ -166,75 +167,6 @@ static int ref_parse_hf(const char *s, const char *body, struct model_ref *r, st
 	return 0;
 }
 
-static int is_loopback_host(const char *host)
-{
-	if (strcasecmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0)
-		return 1;
-	/* 127.0.0.0/8 in dotted-quad form only. */
-	unsigned a, b, c, d;
-	char tail;
-	if (sscanf(host, "%3u.%3u.%3u.%3u%c", &a, &b, &c, &d, &tail) != 4)
-		return 0;
-	for (const char *p = host; *p; p++)
-		if (!isdigit((unsigned char)*p) && *p != '.')
-			return 0;
-	return a == 127 && b <= 255 && c <= 255 && d <= 255;
-}
-
-/*
- * Checks the authority "HOST[:PORT]" of a URL and stores the host in r.
- * Userinfo ("user:pass@") is refused: credentials do not belong in a ref,
- * which is logged and stored.
- */
-static int ref_parse_authority(const char *s, const char *a, size_t n, struct model_ref *r,
-			       struct err *e)
-{
-	if (memchr(a, '@', n))
-		return ref_fail(e, s, "credentials (user@) in a URL are not allowed");
-	if (n == 0)
-		return ref_fail(e, s, "URL has no host");
-	size_t hlen;
-	const char *port = NULL;
-	if (a[0] == '[') {
-		const char *close = memchr(a, ']', n);
-		if (!close || close == a + 1)
-			return ref_fail(e, s, "malformed IPv6 host");
-		hlen = (size_t)(close + 1 - a);
-		for (size_t i = 1; i + 1 < hlen; i++)
-			if (!is_hex_digit(a[i]) && a[i] != ':' && a[i] != '.')
-				return ref_fail(e, s, "malformed IPv6 host");
-		if (hlen < n) {
-			if (a[hlen] != ':')
-				return ref_fail(e, s, "malformed IPv6 host");
-			port = a + hlen + 1;
-		}
-	} else {
-		const char *colon = memchr(a, ':', n);
-		hlen = colon ? (size_t)(colon - a) : n;
-		if (hlen == 0)
-			return ref_fail(e, s, "URL has no host");
-		for (size_t i = 0; i < hlen; i++) {
-			unsigned char c = (unsigned char)a[i];
-			if (!isalnum(c) && c != '.' && c != '-' && c != '_')
-				return ref_fail(e, s, "character '%c' is not allowed in a host name",
-						c);
-		}
-		if (colon)
-			port = colon + 1;
-	}
-	if (hlen >= sizeof(r->host))
-		return ref_fail(e, s, "host name longer than %zu characters", sizeof(r->host) - 1);
-	if (port) {
-		uint64_t p;
-		if (parse_u64(port, (size_t)(a + n - port), 1, 65535, &p, "port", e))
-			return ref_fail_from(e, s, "");
-	}
-	for (size_t i = 0; i < hlen; i++)
-		r->host[i] = (char)tolower((unsigned char)a[i]);
-	r->host[hlen] = '\0';
-	return 0;
-}
-
 static const char sha_fragment[] = "sha256=";
 
 /* The digest of a "#sha256=HEX" fragment starting at hash, stored lowercase in r->sha256. */
@@ -254,10 +186,10 @@ static int ref_parse_pin(const char *s, const char *hash, struct model_ref *r, s
 }
 
 /*
- * https://HOST[:PORT]/PATH[?QUERY][#sha256=HEX]. Plain http:// is refused
- * except to a loopback host (127.x.y.z, localhost, [::1]): nothing on the
- * path can tamper with a loopback transfer, and the test suite serves its
- * fixtures from a loopback server without TLS.
+ * https://HOST[:PORT]/PATH[?QUERY][#sha256=HEX]. The URL itself is judged by
+ * the one URL policy (core/url.h): libcurl's parser, no credentials, and
+ * plain http:// only to a loopback host, where nothing on the path can
+ * tamper with the transfer (the test suite's fake servers have no TLS).
  */
 static int ref_parse_url(const char *s, size_t scheme_len, struct model_ref *r, struct err *e)
 {
@@ -275,15 +207,14 @@ static int ref_parse_url(const char *s, size_t scheme_len, struct model_ref *r, 
 	}
 	if (strncmp(s + scheme_len + 1, "//", 2) != 0)
 		return ref_fail(e, s, "expected '//' after '%.*s'", (int)scheme_len + 1, s);
+	struct url_parts u;
+	if (url_parse(s, &u, e) || url_check_scheme(&u, e))
+		return ref_fail_from(e, s, "");
+	snprintf(r->host, sizeof(r->host), "%s", u.host);
 	const char *auth = s + scheme_len + 3;
-	size_t alen = strcspn(auth, "/?#");
-	if (ref_parse_authority(s, auth, alen, r, e))
-		return ERR_UNPROCESSABLE;
-	const char *path = auth + alen;
+	const char *path = auth + strcspn(auth, "/?#");
 	if (path[0] != '/' || path[1] == '\0' || path[1] == '?' || path[1] == '#')
 		return ref_fail(e, s, "URL has no file path");
-	if (scheme_len == 4 && !is_loopback_host(r->host))
-		return ref_fail(e, s, "plain http:// is not allowed, use https://");
 
 	const char *hash = strchr(s, '#');
 	size_t ulen = hash ? (size_t)(hash - s) : len;

@@ -18,10 +18,11 @@
  * - REVISION starts at the last '@', so a path containing '@' needs an
  *   explicit revision after it: "org/repo:a@b.gguf@main".
  * - URLs: at most CAP_REF_LEN bytes, ASCII without spaces or control bytes,
- *   valid %-escapes, a host, a path, no userinfo ("user:pass@"), port 1..65535;
- *   the only fragment is #sha256= with 64 hex digits (stored lowercase). Plain
- *   http:// is refused except to loopback hosts (127.x.y.z, localhost, [::1]),
- *   which the test suite's fake servers use.
+ *   valid %-escapes, a path, and whatever the URL policy (core/url.h)
+ *   requires: libcurl's parse, a host, no userinfo ("user:pass@"), port
+ *   1..65535, a dotted-quad IPv4 host, plain http:// only to loopback
+ *   (127.0.0.0/8, localhost, [::1]), which the test suite's fake servers use.
+ *   The only fragment is #sha256= with 64 hex digits (stored lowercase).
  * - file:///ABS/PATH: %-escapes are decoded, then the path is checked: no
  *   control characters (so no NUL), no ".." component, not a directory. A
  *   trailing #sha256=HEX pins the content (a file the CLI uploaded to the

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -11,12 +12,26 @@
 #include "core/err.h"
 #include "core/util.h"
 
+/* Both digests are one EVP context each; these are the steps they share. */
+static void evp_start(void **ctx, const EVP_MD *md)
+{
+	if (!*ctx)
+		*ctx = EVP_MD_CTX_new();
+	if (!*ctx || EVP_DigestInit_ex(*ctx, md, NULL) != 1)
+		abort();
+}
+
+static void evp_final_hex(void *ctx, char *out)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+	EVP_DigestFinal_ex(ctx, md, &len);
+	hex_encode(md, len, out);
+}
+
 void sha256_init(struct sha256 *h)
 {
-	if (!h->ctx)
-		h->ctx = EVP_MD_CTX_new();
-	if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1)
-		abort();
+	evp_start(&h->ctx, EVP_sha256());
 }
 
 void sha256_update(struct sha256 *h, const void *data, size_t n)
@@ -26,10 +41,7 @@ void sha256_update(struct sha256 *h, const void *data, size_t n)
 
 void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1])
 {
-	unsigned char md[32];
-	unsigned int len = 0;
-	EVP_DigestFinal_ex(h->ctx, md, &len);
-	hex_encode(md, 32, out);
+	evp_final_hex(h->ctx, out);
 }
 
 void sha256_cleanup(struct sha256 *h)

@@ -2,6 +2,7 @@
  * sha256: SHA-256 over OpenSSL's EVP interface (which uses the CPU's SHA
  * instructions where present). The caller owns a struct sha256 and must call
  * sha256_cleanup() once it is done, also on error paths.
+ * (The git blob id of a file not in LFS is core/gitblob.h.)
  */
 #ifndef RBEE_CORE_SHA256_H
 #define RBEE_CORE_SHA256_H
@@ -10,6 +11,8 @@
 #include <stdint.h>
 
 #define SHA256_HEX_LEN 64
+/* The SHA-256 of no bytes: a digest that fixes the size too. */
+#define SHA256_EMPTY "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct cancel_token;
 struct err;

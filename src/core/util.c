@@ -1,11 +1,14 @@
 #include "core/util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/err.h"
 
@@ -198,4 +201,33 @@ size_t utf8_valid_len(const unsigned char *s, size_t n)
 	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
 		return 0;
 	return len;
+}
+
+int same_file_at(int dir_fd, const char *name, int fd)
+{
+	struct stat a, b;
+	return fstatat(dir_fd, name, &a, AT_SYMLINK_NOFOLLOW) == 0 && fstat(fd, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+int rename_open_file_at(int dir_fd, const char *from, const char *to, int fd, const char *what,
+			struct err *e)
+{
+	if (!same_file_at(dir_fd, from, fd))
+		return err_set(e, ERR_CONFLICT,
+			       "%s was replaced by another file while it was written; not publishing it",
+			       what);
+	if (renameat(dir_fd, from, dir_fd, to) < 0)
+		return err_set(e, errno == ENOENT ? ERR_CONFLICT : ERR_IO, "rename %s to %s: %s", what,
+			       to, strerror(errno));
+	if (!same_file_at(dir_fd, to, fd)) {
+		unlinkat(dir_fd, to, 0);
+		return err_set(e, ERR_CONFLICT,
+			       "%s was replaced by another file while it was renamed to %s; not "
+			       "publishing it",
+			       what, to);
+	}
+	if (fsync(dir_fd) < 0)
+		return err_set(e, ERR_IO, "fsync the folder of %s: %s", what, strerror(errno));
+	return 0;
 }

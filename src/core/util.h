@@ -52,6 +52,22 @@ size_t utf8_valid_len(const unsigned char *s, size_t n);
 /* snprintf that reports truncation: 0, or ERR_TOO_LARGE if it did not fit. */
 int fmt_buf(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+struct err;
+
+/* 1 when name in the folder dir_fd is the file fd is open on (not one put in its place). */
+int same_file_at(int dir_fd, const char *name, int fd);
+
+/*
+ * Renames from to to in the folder dir_fd when from is still the file fd is
+ * open on, then syncs the folder. The rename that publishes a file written
+ * through a descriptor: a file another user of a shared folder put under
+ * from is never renamed as ours (ERR_CONFLICT, names left alone), and when
+ * one was swapped in between the check and the rename, to is removed again
+ * (ERR_CONFLICT). ERR_IO otherwise. what names the file in messages.
+ */
+int rename_open_file_at(int dir_fd, const char *from, const char *to, int fd, const char *what,
+			struct err *e);
+
 /* A buffer of this size holds any output of fmt_size(). */
 #define FMT_SIZE_LEN 32
 /*

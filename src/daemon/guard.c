@@ -19,9 +19,8 @@
 #include "core/err.h"
 #include "core/parse.h"
 #include "core/sha256.h"
+#include "core/url.h"
 #include "daemon/http.h"
-
-static const char *const guard_loopback_names[] = {"localhost", "127.0.0.1", "::1"};
 
 /* 1 if name (without brackets or port) is a literal IPv4 or IPv6 address. */
 static int guard_is_ip(const char *name)
@@ -64,9 +63,9 @@ static int guard_host_ok(const struct daemon *d, const char *host)
 		if (parse_u64_str(port, 1, 65535, &p, "port", NULL) < 0 || (int)p != d->port)
 			return 0;
 	}
-	for (size_t i = 0; i < sizeof(guard_loopback_names) / sizeof(guard_loopback_names[0]); i++)
-		if (strcasecmp(name, guard_loopback_names[i]) == 0)
-			return 1;
+	/* A loopback name or literal cannot be rebound by DNS to another machine. */
+	if (url_host_is_loopback(name))
+		return 1;
 	if (strcasecmp(name, d->bind) == 0)
 		return 1;
 	if (d->hostname[0] && strcasecmp(name, d->hostname) == 0)

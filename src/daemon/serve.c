@@ -50,6 +50,7 @@ struct serve_opts {
 	uint64_t http_per_ip;
 	uint64_t sources_deadline_s;
 	const char *limit_rate;
+	uint64_t max_unknown_size;
 	int offline;
 	const char *log_level;
 	const char *port_file;
@@ -57,7 +58,7 @@ struct serve_opts {
 	int help;
 };
 
-enum opt_kind { OPT_STR, OPT_U64, OPT_FLAG, OPT_LIST };
+enum opt_kind { OPT_STR, OPT_U64, OPT_SIZE, OPT_FLAG, OPT_LIST };
 
 struct serve_flag {
 	const char *name;
@@ -88,6 +89,8 @@ static const struct serve_flag serve_flags[] = {
 	 "S  time limit of one repository listing, GET /v1/sources (30)"},
 	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
 	 "(no cap)"},
+	{"--max-unknown-size", OPT_SIZE, O(max_unknown_size), 1, UINT64_MAX / 2,
+	 "BYTES  most bytes of a download whose size is not known in advance, e.g. 100G"},
 	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
 	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
 	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
@@ -97,11 +100,37 @@ static const struct serve_flag serve_flags[] = {
 };
 #undef O
 
+/* Defaults of size flags that live in caps.h: --help prints them from there. */
+static const struct {
+	const char *name;
+	uint64_t value;
+} serve_size_defaults[] = {
+	{"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT},
+};
+
+/* " (64G)": a size in the largest binary unit that divides it, as parse_size reads it. */
+static void serve_size_text(uint64_t v, char *buf, size_t size)
+{
+	static const char *const units[] = {"", "K", "M", "G", "T", "P"};
+	size_t u = 0;
+	while (v && v % 1024 == 0 && u + 1 < sizeof(units) / sizeof(units[0])) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, size, " (%llu%s)", (unsigned long long)v, units[u]);
+}
+
 static void serve_usage(FILE *f)
 {
 	fprintf(f, "usage: rbee-hive serve [options]\n\noptions:\n");
-	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++)
-		fprintf(f, "  %s %s\n", serve_flags[i].name, serve_flags[i].help);
+	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++) {
+		const struct serve_flag *sf = &serve_flags[i];
+		char def[32] = "";
+		for (size_t k = 0; k < sizeof(serve_size_defaults) / sizeof(serve_size_defaults[0]); k++)
+			if (strcmp(serve_size_defaults[k].name, sf->name) == 0)
+				serve_size_text(serve_size_defaults[k].value, def, sizeof(def));
+		fprintf(f, "  %s %s%s\n", sf->name, sf->help, def);
+	}
 }
 
 static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *e)
@@ -132,6 +161,13 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 			return err_set(e, ERR_INVALID, "%s needs a value", f->name);
 		if (f->kind == OPT_STR) {
 			*(const char **)(void *)field = val;
+		} else if (f->kind == OPT_SIZE) {
+			int rc = parse_size(val, f->max, (uint64_t *)(void *)field, f->name, e);
+			if (rc < 0)
+				return rc;
+			if (*(uint64_t *)(void *)field < f->min)
+				return err_set(e, ERR_INVALID, "%s must be at least %llu", f->name,
+					       (unsigned long long)f->min);
 		} else if (f->kind == OPT_LIST) {
 			struct serve_list *l = (struct serve_list *)(void *)field;
 			if (l->n == CAP_FILE_IMPORT_DIRS)
@@ -262,6 +298,7 @@ int daemon_serve_main(int argc, char **argv)
 		.offline = o.offline,
 		.connections = (int)o.connections,
 		.limit_rate = limit_rate,
+		.max_unknown_size = o.max_unknown_size,
 		.file_import_dirs = o.allow_file_import.v,
 		.n_file_import_dirs = o.allow_file_import.n,
 	};

@@ -22,6 +22,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "core/url.h"
 #include "core/util.h"
 #include "daemon/http.h"
 #include "jobs/job.h"
@@ -436,16 +437,6 @@ static void server_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_msg(strstr(buf, "connection limit") ? LOG_WARN : LOG_DEBUG, NULL, "http: %s", buf);
 }
 
-static int is_loopback(const struct sockaddr *sa)
-{
-	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *)sa;
-		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
-	}
-	const struct sockaddr_in6 *in6 = (const void *)sa;
-	return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr);
-}
-
 static int is_wildcard(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)
@@ -479,7 +470,7 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		return err_set(e, ERR_INVALID, "--bind '%.64s': expected an IPv4 or IPv6 address",
 			       bind);
 	}
-	int loopback = is_loopback((struct sockaddr *)&ss);
+	int loopback = url_addr_is_loopback((struct sockaddr *)&ss);
 	if (!loopback && !(cfg->token && cfg->token[0]))
 		return err_set(e, ERR_INVALID,
 			       "--bind %s listens beyond this machine: it needs --token-file", bind);

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -29,7 +30,9 @@
 
 #include "core/cancel.h"
 #include "core/caps.h"
+#include "core/gitblob.h"
 #include "core/log.h"
+#include "core/url.h"
 #include "core/util.h"
 
 #define HASH_CHUNK (512 * 1024)
@@ -72,6 +75,8 @@ struct xconn {
 	int bad_range;
 	int io_errno;
 	int too_many_ranges;
+	int fail_code; /* the answer ends the whole transfer with fail_msg */
+	char fail_msg[ERR_MSG_MAX];
 	char why[160];
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -81,14 +86,20 @@ struct xfer {
 	struct xfer *next; /* engine queue, then active list */
 
 	/* Immutable after xfer_start. */
-	char *origin_host;
+	struct url_parts origin;
+	enum url_net base; /* the class of the origin's address: no hop may go further in */
 	char *token;
-	char *dest;
+	char *dest; /* the label of the partial, for messages */
+	char *name; /* the partial in dir_fd */
+	int dir_fd;
 	char *rename_to;
+	int rename_sha;
 	char *log_id;
 	char key[4096];
 	char want_sha[SHA256_HEX_LEN + 1];
+	char want_git[GITBLOB_HEX_LEN + 1];
 	int size_known;
+	uint64_t limit; /* bytes accepted in whole-file mode */
 	struct xfer_resume_ops resume;
 	int has_resume;
 	xfer_refresh_fn refresh_fn;
@@ -102,8 +113,10 @@ struct xfer {
 
 	/* Transfer thread only. */
 	char *url;
+	struct url_parts cur; /* url's origin */
 	int url_gen;
-	int url_auth; /* the current URL's host is the origin host */
+	int url_auth;   /* the current URL is at the origin: the token goes along */
+	int peer_check; /* the current URL is elsewhere: its address is checked on connect */
 	int url_settled;
 	int redirects;
 	uint64_t total;
@@ -195,74 +208,38 @@ static void curl_init_once(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* URL checks */
-
-static int host_is_loopback(const char *host)
-{
-	return !strcasecmp(host, "localhost") || !strncmp(host, "127.", 4) ||
-	       !strcmp(host, "[::1]") || !strcmp(host, "::1");
-}
+/* URLs: the policy of core/url.h */
 
 /*
- * Checks a URL with libcurl's own parser: https anywhere, http to loopback
- * only. *host_out (may be NULL) receives a malloc'd host name.
+ * Sets x->url after checking it as a hop from `from` (the previous URL, or
+ * the origin; NULL for the origin itself), and whether the token may go
+ * with it.
  */
-static int url_check(const char *url, char **host_out, struct err *e)
+static int xfer_set_url(struct xfer *x, const char *url, const struct url_parts *from,
+			struct err *e)
 {
-	if (!url || !*url)
-		return err_set(e, ERR_INVALID, "transfer URL is empty");
-	if (strlen(url) >= CAP_URL_LEN)
-		return err_set(e, ERR_TOO_LARGE, "transfer URL is longer than %d bytes", CAP_URL_LEN);
-	CURLU *u = curl_url();
-	char *scheme = NULL, *host = NULL;
-	int rc = 0;
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-		rc = err_set(e, ERR_INVALID, "transfer URL is not a valid absolute URL");
-		goto out;
-	}
-	if (strcasecmp(scheme, "https") != 0 &&
-	    !(strcasecmp(scheme, "http") == 0 && host_is_loopback(host))) {
-		rc = err_set(e, ERR_INVALID,
-			     "transfer URL scheme '%s' to host '%s' is not allowed (https only)",
-			     scheme, host);
-		goto out;
-	}
-	if (host_out)
-		*host_out = xstrdup(host);
-out:
-	curl_free(scheme);
-	curl_free(host);
-	curl_url_cleanup(u);
-	return rc;
-}
-
-/* Sets x->url and whether the token may go with it. */
-static int xfer_set_url(struct xfer *x, const char *url, struct err *e)
-{
-	char *host = NULL;
-	int rc = url_check(url, &host, e);
+	struct url_parts p;
+	int rc = url_parse(url, &p, e);
+	if (rc == 0)
+		rc = url_check_scheme(&p, e);
+	if (rc == 0 && from && !url_same_origin(from, &p))
+		rc = url_check_redirect(from, &p, x->base, e);
 	if (rc < 0)
 		return rc;
 	free(x->url);
 	x->url = xstrdup(url);
+	x->cur = p;
 	x->url_gen++;
-	x->url_auth = x->token && x->origin_host && !strcasecmp(host, x->origin_host);
-	free(host);
+	int at_origin = url_same_origin(&p, &x->origin);
+	x->url_auth = x->token && at_origin;
+	/* Through a proxy the peer is the proxy: its address says nothing of the target. */
+	x->peer_check = !at_origin && !url_proxy_configured();
 	return 0;
 }
 
 static const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t size)
 {
-	CURLU *u = curl_url();
-	char *host = NULL;
-	buf[0] = '\0';
-	if (curl_url_set(u, CURLUPART_URL, x->url, 0) == CURLUE_OK &&
-	    curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-		snprintf(buf, size, "%s", host);
-	curl_free(host);
-	curl_url_cleanup(u);
+	snprintf(buf, size, "%s", x->cur.host);
 	return buf;
 }
 
@@ -334,6 +311,49 @@ static void xfer_end(struct xfer *x, enum net_state st, int code, const char *fm
 
 /* Write path (transfer thread, inside curl_multi_perform) */
 
+/*
+ * A whole-file answer's announced length, before its first byte: it must be
+ * the expected size, or for a file of unknown size fit the cap and the disk.
+ * Returns 1 to go on; 0 with c->fail_code set.
+ */
+static int conn_check_length(struct xconn *c)
+{
+	struct xfer *x = c->x;
+	curl_off_t cl = -1;
+	char host[256];
+	if (curl_easy_getinfo(c->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl < 0)
+		return 1;
+	xfer_host_for_log(x, host, sizeof(host));
+	if (x->size_known && (uint64_t)cl != x->total) {
+		c->fail_code = ERR_DIGEST;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+			 "%s announces %lld bytes for %s, expected %llu", host, (long long)cl, x->dest,
+			 (unsigned long long)x->total);
+		return 0;
+	}
+	if (x->size_known)
+		return 1;
+	if ((uint64_t)cl > x->limit) {
+		c->fail_code = ERR_TOO_LARGE;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+			 "%s announces %lld bytes, more than the %llu allowed for a size not "
+			 "known in advance (serve --max-unknown-size), for %s",
+			 host, (long long)cl, (unsigned long long)x->limit, x->dest);
+		return 0;
+	}
+	struct statvfs vfs;
+	if (fstatvfs(x->fd, &vfs) == 0 &&
+	    (uint64_t)cl > (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize) {
+		c->fail_code = ERR_NOSPACE;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+			 "not enough free space for %s: %s announces %lld bytes, %llu available",
+			 x->dest, host, (long long)cl,
+			 (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize);
+		return 0;
+	}
+	return 1;
+}
+
 /* Judges the response before its first body byte is accepted. Returns 1 to accept. */
 static int conn_check(struct xconn *c)
 {
@@ -386,6 +406,8 @@ static int conn_check(struct xconn *c)
 			c->restart200 = 1;
 			return 0;
 		}
+		if (!conn_check_length(c))
+			return 0;
 		x->url_settled = 1;
 		return 1;
 	}
@@ -421,7 +443,7 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 		end = x->plan.s[c->seg].end;
 	} else {
 		pos = c->pos;
-		end = x->size_known ? x->total : UINT64_MAX;
+		end = x->size_known ? x->total : x->limit;
 	}
 	size_t w = n;
 	if (end <= pos)
@@ -460,11 +482,49 @@ static size_t conn_write(char *data, size_t size, size_t nmemb, void *arg)
 		if (x->written - x->flushed_written >= x->eng->cfg.flush_bytes)
 			post_snapshot(x);
 	}
+	if (w < n && c->seg < 0) {
+		/* Past the whole file: the server's file is not the one expected. */
+		char host[256];
+		xfer_host_for_log(x, host, sizeof(host));
+		c->fail_code = x->size_known ? ERR_DIGEST : ERR_TOO_LARGE;
+		if (x->size_known)
+			snprintf(c->fail_msg, sizeof(c->fail_msg),
+				 "%s sent more than the expected %llu bytes for %s", host,
+				 (unsigned long long)x->total, x->dest);
+		else
+			snprintf(c->fail_msg, sizeof(c->fail_msg),
+				 "%s sent more than %llu bytes, the most for a size not known in "
+				 "advance (serve --max-unknown-size), for %s",
+				 host, (unsigned long long)x->limit, x->dest);
+		return 0;
+	}
 	if (w < n) {
-		c->hit_end = 1;
+		c->hit_end = 1; /* the range was stolen or shortened: this request is done */
 		return 0;
 	}
 	return n;
+}
+
+/*
+ * Opens the socket of a new connection, after checking the address the
+ * name resolved to: a hop away from the origin may not reach an address more
+ * internal than the origin's (a public Hub redirecting into this machine or
+ * its network). Runs on the transfer thread, inside libcurl.
+ */
+static curl_socket_t conn_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct xconn *c = arg;
+	struct xfer *x = c->x;
+	struct err e;
+	err_clear(&e);
+	if (!x->peer_check)
+		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	curl_socket_t fd = url_open_checked_socket((int)purpose, a, x->base, x->cur.host, &e);
+	if (fd == CURL_SOCKET_BAD && e.code == ERR_FORBIDDEN) {
+		c->fail_code = e.code;
+		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", e.msg);
+	}
+	return fd;
 }
 
 /* Connection control (transfer thread) */
@@ -550,6 +610,8 @@ static void conn_start(struct xfer *x, struct xconn *c)
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, conn_opensocket);
+	curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c);
 	curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_BUFFERSIZE, (long)CURL_BUFFER);
@@ -563,8 +625,8 @@ static void conn_start(struct xfer *x, struct xconn *c)
 		curl_easy_setopt(h, CURLOPT_RANGE, range);
 	/*
 	 * The token goes through libcurl's bearer auth, never a raw header, and
-	 * only when this URL's host is the origin host: redirects are followed
-	 * here, one hop at a time, so each hop is judged on its own.
+	 * only when this URL is at the origin (scheme, host and port): redirects
+	 * are followed here, one hop at a time, so each hop is judged on its own.
 	 */
 	if (x->url_auth) {
 		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
@@ -572,7 +634,8 @@ static void conn_start(struct xfer *x, struct xconn *c)
 	}
 	c->url_gen = x->url_gen;
 	c->checked = c->discard = c->hit_end = c->restart200 = c->bad_range = 0;
-	c->io_errno = c->too_many_ranges = 0;
+	c->io_errno = c->too_many_ranges = c->fail_code = 0;
+	c->fail_msg[0] = '\0';
 	c->discarded = 0;
 	c->why[0] = c->errbuf[0] = '\0';
 	if (curl_multi_add_handle(eng->multi, h) != CURLM_OK) {
@@ -631,8 +694,9 @@ static void conn_redirect(struct xfer *x, struct xconn *c, long code)
 		return;
 	}
 	char *copy = xstrdup(loc); /* loc lives in the handle, which conn_start resets */
+	struct url_parts from = x->cur;
 	err_clear(&e);
-	if (xfer_set_url(x, copy, &e) < 0) {
+	if (xfer_set_url(x, copy, &from, &e) < 0) {
 		xfer_end(x, NET_FAILED, e.code, "redirect refused: %s", e.msg);
 		free(copy);
 		return;
@@ -698,6 +762,10 @@ static void conn_done(struct xfer *x, struct xconn *c, CURLcode res)
 	conn_stop(c);
 	if (x->ended || atomic_load(&x->cancel_req))
 		return;
+	if (c->fail_code) {
+		xfer_end(x, NET_FAILED, c->fail_code, "%s", c->fail_msg);
+		return;
+	}
 	if (c->io_errno) {
 		xfer_end(x, NET_FAILED, c->io_errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
 			 "write %s: %s", x->dest, strerror(c->io_errno));
@@ -797,6 +865,20 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 	conn_start(x, &x->conns[0]);
 }
 
+/*
+ * 1 while a whole-file answer is still open. Its end, not the count of
+ * bytes, finishes the file: a server that goes on past the expected size
+ * is caught by the write callback, whether the extra bytes come with the
+ * last expected ones or after them.
+ */
+static int whole_file_open(const struct xfer *x)
+{
+	for (int i = 0; i < x->nconn; i++)
+		if (x->conns[i].st == C_RUNNING && x->conns[i].seg < 0)
+			return 1;
+	return 0;
+}
+
 static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 {
 	struct xfer_engine *eng = x->eng;
@@ -819,7 +901,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		pthread_mutex_unlock(&x->lock);
 		if (rc == 0) {
 			err_clear(&e);
-			rc = xfer_set_url(x, url, &e);
+			rc = xfer_set_url(x, url, &x->origin, &e);
 		}
 		if (rc < 0) {
 			xfer_end(x, NET_FAILED, rc, "resolving the URL again after 403: %s",
@@ -862,7 +944,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	}
 	if (x->ended)
 		return;
-	if (x->size_known && xfer_ranges_complete(&x->done, x->total)) {
+	if (x->size_known && xfer_ranges_complete(&x->done, x->total) && !whole_file_open(x)) {
 		xfer_end(x, NET_DONE, 0, NULL);
 		return;
 	}
@@ -994,15 +1076,24 @@ static int helper_save(struct xfer *x, const struct xfer_range *r, size_t n)
 	return x->resume.save(x->resume.arg, x->key, atomic_load(&x->a_total), r, n);
 }
 
+/* Removes the partial's name, unless another file has taken it meanwhile. */
+static void remove_partial(struct xfer *x)
+{
+	if (!same_file_at(x->dir_fd, x->name, x->fd))
+		return;
+	if (unlinkat(x->dir_fd, x->name, 0) < 0 && errno != ENOENT)
+		log_msg(LOG_WARN, x->log_id, "unlink %s: %s", x->dest, strerror(errno));
+}
+
 static void helper_discard(struct xfer *x)
 {
-	if (unlink(x->dest) < 0 && errno != ENOENT)
-		log_msg(LOG_WARN, x->log_id, "unlink %s: %s", x->dest, strerror(errno));
+	remove_partial(x);
 	if (x->has_resume)
 		x->resume.discard(x->resume.arg, x->key);
 }
 
-static void helper_finish(struct xfer *x, struct sha256 *h, uint64_t hashed, int hash_err)
+static void helper_finish(struct xfer *x, struct sha256 *h, struct gitblob *g,
+			  uint64_t hashed, int hash_err)
 {
 	struct err e;
 	char sha[SHA256_HEX_LEN + 1] = "";
@@ -1030,19 +1121,28 @@ static void helper_finish(struct xfer *x, struct sha256 *h, uint64_t hashed, int
 					     "sha256 mismatch for %s: expected %s, got %s", x->dest,
 					     x->want_sha, sha);
 		}
+		if (rc == 0 && x->want_git[0]) {
+			char git[GITBLOB_HEX_LEN + 1];
+			gitblob_final_hex(g, git);
+			if (strcmp(git, x->want_git) != 0)
+				rc = err_set(&e, ERR_DIGEST,
+					     "git blob sha1 mismatch for %s: expected %s, got %s",
+					     x->dest, x->want_git, git);
+		}
 		if (rc == ERR_DIGEST) {
 			helper_discard(x);
 		} else if (rc == 0) {
 			if (!x->size_known && ftruncate(x->fd, (off_t)total) < 0)
 				rc = err_set(&e, ERR_IO, "truncate %s: %s", x->dest, strerror(errno));
-			if (rc == 0 && fdatasync(x->fd) < 0)
+			if (rc == 0 && fsync(x->fd) < 0)
 				rc = err_set(&e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
-					     "fdatasync %s: %s", x->dest, strerror(errno));
-			if (rc == 0 && x->rename_to && rename(x->dest, x->rename_to) < 0)
-				rc = err_set(&e, ERR_IO, "rename %s to %s: %s", x->dest,
-					     x->rename_to, strerror(errno));
+					     "fsync %s: %s", x->dest, strerror(errno));
+			if (rc == 0 && (x->rename_to || x->rename_sha))
+				rc = rename_open_file_at(x->dir_fd, x->name,
+							 x->rename_to ? x->rename_to : sha, x->fd,
+							 x->dest, &e);
 			if (rc == 0 && x->has_resume) {
-				if (x->rename_to) {
+				if (x->rename_to || x->rename_sha) {
 					x->resume.discard(x->resume.arg, x->key);
 				} else {
 					struct xfer_range all = {0, total};
@@ -1071,7 +1171,11 @@ static void *helper_main(void *arg)
 {
 	struct xfer *x = arg;
 	struct sha256 h = {0};
+	struct gitblob g = {0};
 	sha256_init(&h);
+	/* Only files git stores itself (small ones) carry a git id: the hot path hashes once. */
+	if (x->want_git[0])
+		gitblob_init(&g, x->total);
 	unsigned char *buf = xmalloc(HASH_CHUNK);
 	uint64_t hashed = 0;
 	unsigned gen_seen = 0;
@@ -1085,6 +1189,8 @@ static void *helper_main(void *arg)
 		if (x->gen != gen_seen) {
 			gen_seen = x->gen;
 			sha256_init(&h);
+			if (x->want_git[0])
+				gitblob_init(&g, x->total);
 			hashed = 0;
 			wb_off = 0;
 			hash_err = 0;
@@ -1161,6 +1267,8 @@ static void *helper_main(void *arg)
 				continue;
 			}
 			sha256_update(&h, buf, (size_t)r);
+			if (x->want_git[0])
+				gitblob_update(&g, buf, (size_t)r);
 			hashed += (uint64_t)r;
 			atomic_store(&x->a_hashed, hashed);
 			continue;
@@ -1174,8 +1282,9 @@ static void *helper_main(void *arg)
 			pthread_cond_wait(&x->cond, &x->lock);
 	}
 	pthread_mutex_unlock(&x->lock);
-	helper_finish(x, &h, hashed, hash_err);
+	helper_finish(x, &h, &g, hashed, hash_err);
 	sha256_cleanup(&h);
+	gitblob_cleanup(&g);
 	free(buf);
 	free(snap);
 	return NULL;
@@ -1223,6 +1332,8 @@ int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, str
 		c->flush_bytes = 8u << 20;
 	if (c->flush_ms <= 0)
 		c->flush_ms = 2000;
+	if (!c->max_unknown_size)
+		c->max_unknown_size = CAP_UNKNOWN_SIZE_DEFAULT;
 	eng->user_agent = cfg->user_agent ? xstrdup(cfg->user_agent)
 					  : xstrdup("rbee-hive/" RBEE_VERSION);
 	eng->ca_file = cfg->ca_file ? xstrdup(cfg->ca_file) : NULL;
@@ -1285,6 +1396,8 @@ static void xfer_release(struct xfer *x)
 {
 	if (x->fd >= 0)
 		close(x->fd);
+	if (x->dir_fd >= 0)
+		close(x->dir_fd);
 	if (x->cancel)
 		cancel_unref(x->cancel);
 	xfer_ranges_cleanup(&x->done);
@@ -1292,9 +1405,9 @@ static void xfer_release(struct xfer *x)
 	free(x->conns);
 	free(x->snap);
 	free(x->url);
-	free(x->origin_host);
 	free(x->token);
 	free(x->dest);
+	free(x->name);
 	free(x->rename_to);
 	free(x->log_id);
 	pthread_mutex_destroy(&x->lock);
@@ -1306,14 +1419,12 @@ static void xfer_release(struct xfer *x)
 /* Resume state, free space and preallocation, on the caller's thread. */
 static int xfer_prepare_file(struct xfer *x, struct err *e)
 {
-	int fd = open(x->dest, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return err_set(e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO, "open %s: %s", x->dest,
-			       strerror(errno));
-	x->fd = fd;
+	int fd = x->fd;
 	struct stat st;
 	if (fstat(fd, &st) < 0)
 		return err_set(e, ERR_IO, "stat %s: %s", x->dest, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, ERR_INVALID, "%s is not a regular file", x->dest);
 	if (x->has_resume && x->size_known) {
 		struct xfer_range *r = NULL;
 		size_t n = 0;
@@ -1371,35 +1482,54 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 {
 	int rc;
 	*out = NULL;
-	if (!req->dest || !*req->dest)
-		return err_set(e, ERR_INVALID, "transfer needs a destination path");
+	if (req->fd < 0 || req->dir_fd < 0 || !req->name || !*req->name || strchr(req->name, '/'))
+		return err_set(e, ERR_INVALID,
+			       "transfer needs the partial's descriptor, its folder's and its name");
+	if (req->rename_to && (!*req->rename_to || strchr(req->rename_to, '/')))
+		return err_set(e, ERR_INVALID, "rename_to '%.80s' is not a name in the folder",
+			       req->rename_to);
 	if (req->sha256 && req->sha256[0] && !is_hex_lower(req->sha256, SHA256_HEX_LEN))
 		return err_set(e, ERR_INVALID, "expected sha256 '%.80s' is not 64 lowercase hex digits",
 			       req->sha256);
+	if (req->git_sha1 && req->git_sha1[0] &&
+	    (!is_hex_lower(req->git_sha1, GITBLOB_HEX_LEN) || !req->size_known))
+		return err_set(e, ERR_INVALID,
+			       "expected git blob sha1 '%.80s' needs 40 lowercase hex digits and a "
+			       "known size",
+			       req->git_sha1);
 	if (req->auth_token && strlen(req->auth_token) > CAP_TOKEN_LEN)
 		return err_set(e, ERR_TOO_LARGE, "auth token is longer than %d bytes", CAP_TOKEN_LEN);
 	if (req->resume && (!req->resume->load || !req->resume->save || !req->resume->discard))
 		return err_set(e, ERR_INVALID, "resume ops need load, save and discard");
-	if (strlen(req->dest) >= sizeof(((struct xfer *)0)->key))
+	const char *label = req->label && *req->label ? req->label : req->name;
+	if (strlen(label) >= sizeof(((struct xfer *)0)->key))
 		return err_set(e, ERR_TOO_LARGE, "destination path is too long");
 
 	struct xfer *x = xcalloc(1, sizeof(*x));
 	x->eng = eng;
-	x->fd = -1;
+	x->fd = fcntl(req->fd, F_DUPFD_CLOEXEC, 0);
+	x->dir_fd = fcntl(req->dir_fd, F_DUPFD_CLOEXEC, 0);
 	pthread_mutex_init(&x->lock, NULL);
 	cond_init_monotonic(&x->cond);
 	cond_init_monotonic(&x->done_cond);
-	x->origin_host = req->origin_host ? xstrdup(req->origin_host) : NULL;
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
-	x->dest = xstrdup(req->dest);
+	x->dest = xstrdup(label);
+	x->name = xstrdup(req->name);
 	x->rename_to = req->rename_to ? xstrdup(req->rename_to) : NULL;
+	x->rename_sha = !x->rename_to && req->rename_to_sha256;
 	x->log_id = req->log_id ? xstrdup(req->log_id) : NULL;
 	if (req->sha256 && req->sha256[0])
 		memcpy(x->want_sha, req->sha256, SHA256_HEX_LEN + 1);
+	if (req->git_sha1 && req->git_sha1[0])
+		memcpy(x->want_git, req->git_sha1, GITBLOB_HEX_LEN + 1);
 	snprintf(x->key, sizeof(x->key), "%s", x->want_sha[0] ? x->want_sha : x->dest);
-	x->size_known = req->size > 0;
-	x->total = req->size;
-	atomic_store(&x->a_total, req->size);
+	x->size_known = req->size_known;
+	x->total = req->size_known ? req->size : 0;
+	/* Only the empty file has that digest: its size is known without asking anyone. */
+	if (!x->size_known && strcmp(x->want_sha, SHA256_EMPTY) == 0)
+		x->size_known = 1;
+	x->limit = eng->cfg.max_unknown_size;
+	atomic_store(&x->a_total, x->total);
 	if (req->resume) {
 		x->resume = *req->resume;
 		x->has_resume = 1;
@@ -1419,15 +1549,27 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->plan.piece = eng->cfg.piece_size;
 	x->plan.ramp = (unsigned)x->nconn;
 	x->snap = xcalloc(CAP_XFER_RANGES, sizeof(*x->snap));
+	if (x->fd < 0 || x->dir_fd < 0) {
+		rc = err_set(e, ERR_INVALID, "%s: bad descriptor: %s", x->dest, strerror(errno));
+		goto fail;
+	}
 
-	rc = xfer_set_url(x, req->url, e);
+	/*
+	 * The origin, and the class of its address, bound every hop; url itself
+	 * is the first hop when the caller got it from a redirect (a CDN URL).
+	 */
+	rc = url_parse(req->origin ? req->origin : req->url, &x->origin, e);
+	if (rc < 0)
+		goto fail;
+	x->base = url_host_net(x->origin.host);
+	rc = xfer_set_url(x, req->url, &x->origin, e);
 	if (rc < 0)
 		goto fail;
 	x->url_gen = 0;
 	rc = xfer_prepare_file(x, e);
 	if (rc < 0) {
-		if (x->fd >= 0 && x->done.bytes == 0)
-			unlink(x->dest); /* nothing of value in it, and maybe created by us */
+		if (x->done.bytes == 0)
+			remove_partial(x); /* nothing of value in it */
 		goto fail;
 	}
 	x->published_prefix = 0;

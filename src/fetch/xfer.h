@@ -1,8 +1,20 @@
 /*
  * xfer: the transfer engine. It moves the bytes of one file from an HTTP(S)
  * URL into a partial file on disk, over several Range connections at once,
- * verifies size and SHA-256 while it downloads, and keeps the finished byte
- * ranges durable through caller-supplied resume callbacks.
+ * verifies size, SHA-256 and (for files git stores itself) the git blob id
+ * while it downloads, and keeps the finished byte ranges durable through
+ * caller-supplied resume callbacks.
+ *
+ * The partial is the caller's: opened once, relative to its folder, without
+ * following symlinks (layout_partial_open_dir). The engine works on that
+ * descriptor to the end and renames or removes the partial only relative to
+ * the same folder descriptor, so a symlink swapped in under the partial's
+ * name is never written through.
+ *
+ * URLs, redirects and credentials follow the policy of core/url.h: the token
+ * goes to the exact origin it was given for; a redirect never goes from
+ * https to http, nor from the origin to an address more internal than the
+ * origin's own (checked on the resolved address when the connection opens).
  *
  * Threads and ownership:
  *   - One transfer thread per engine owns the libcurl multi handle, every
@@ -50,13 +62,12 @@ struct xfer_config {
 	long flush_ms;              /* ... or this often; 0: 2000 */
 	const char *user_agent;     /* NULL: "rbee-hive/VERSION" */
 	const char *ca_file;        /* NULL: the system's CA store */
+	uint64_t max_unknown_size;  /* a file of unknown size ends past this; 0: CAP_UNKNOWN_SIZE_DEFAULT */
 };
-
-/* URLs are https://, or http:// to a loopback host only (the tests' fake hub). */
 
 /*
  * Resume state: the done byte ranges [start, end) of the blob with this
- * sha256 (or, when the sha256 is unknown, of the dest path). load fills a
+ * sha256 (or, when the sha256 is unknown, of the label). load fills a
  * malloc'd array (the engine frees it) and returns 0, or ERR_NOT_FOUND when
  * there is none; save and discard return 0 or a negative code.
  */
@@ -88,12 +99,29 @@ typedef void (*xfer_progress_fn)(void *arg, const struct xfer_progress *p);
 
 struct xfer_request {
 	const char *url;          /* where the bytes are (a CDN URL, or one that redirects to it) */
-	const char *origin_host;  /* the host the token belongs to; NULL: send no token */
-	const char *auth_token;   /* bearer token, sent only to origin_host; may be NULL */
-	const char *dest;         /* the partial file (created, or resumed) */
-	const char *rename_to;    /* when set: renamed to this after success */
-	uint64_t size;            /* expected size; 0: unknown (one connection, no resume) */
+	/*
+	 * Where the download started: the Hub endpoint, or the URL the user gave.
+	 * The token goes to its exact origin (scheme, host, port) only, and no
+	 * hop, url included, may lead to an address of a more internal class
+	 * than its host's. NULL: url itself.
+	 */
+	const char *origin;
+	const char *auth_token;   /* bearer token for origin; may be NULL */
+	int dir_fd;               /* the folder of the partial; the engine keeps a duplicate */
+	int fd;                   /* the partial, read-write, opened relative to dir_fd with
+				     O_NOFOLLOW; the engine keeps a duplicate */
+	const char *name;         /* the partial's name in dir_fd */
+	const char *label;        /* names the partial in messages (its path); NULL: name */
+	const char *rename_to;    /* when set: renamed to this name in dir_fd after success */
+	int rename_to_sha256;     /* 1: renamed to its computed sha256 in dir_fd; a file of that
+				     name and size already there is kept and the partial removed */
+	uint64_t size;            /* expected size, when size_known */
+	int size_known;           /* 0: unknown (one connection, no resume, at most
+				     max_unknown_size bytes); a pinned sha256 of the empty
+				     file makes it known: 0 */
 	const char *sha256;       /* expected, 64 lowercase hex; NULL or "": computed */
+	const char *git_sha1;     /* expected git blob id, 40 lowercase hex, for files git
+				     stores itself (not LFS); needs size_known. NULL or "": none */
 	const struct xfer_resume_ops *resume; /* may be NULL */
 	xfer_refresh_fn refresh_url;          /* may be NULL: a 403 then fails */
 	void *refresh_arg;
@@ -115,7 +143,8 @@ void xfer_engine_free(struct xfer_engine *eng);
 /*
  * Prepares the partial (resume state, free-space check, preallocation) on
  * the calling thread, then hands the transfer to the engine. The request's
- * strings are copied. Errors: ERR_INVALID (bad URL, size or sha256),
+ * strings and descriptors are copied. Errors: ERR_INVALID (bad URL, size,
+ * digest or descriptor), ERR_FORBIDDEN (url refused by the URL policy),
  * ERR_NOSPACE (not enough free space for what is still missing), ERR_IO,
  * ERR_TOO_LARGE (too many transfers), ERR_SHUTDOWN.
  */
@@ -133,8 +162,11 @@ void xfer_progress(struct xfer *x, struct xfer_progress *p);
 
 /*
  * The outcome of a finished transfer: 0 or a negative code (ERR_CANCELLED,
- * ERR_DIGEST, ERR_NOSPACE, ERR_NETWORK, ERR_FORBIDDEN, ERR_NOT_FOUND, ERR_IO,
- * ...) with e filled. sha256_out (may be NULL) receives the hash of the bytes
+ * ERR_DIGEST (hash, or bytes past the expected size), ERR_TOO_LARGE (an
+ * unknown size past max_unknown_size), ERR_NOSPACE, ERR_NETWORK,
+ * ERR_FORBIDDEN (also a redirect the URL policy refused), ERR_NOT_FOUND,
+ * ERR_CONFLICT (the partial's name was taken by another file), ERR_IO, ...)
+ * with e filled. sha256_out (may be NULL) receives the hash of the bytes
  * on success. ERR_CONFLICT when the transfer has not finished.
  */
 int xfer_result(struct xfer *x, struct err *e, char sha256_out[SHA256_HEX_LEN + 1]);

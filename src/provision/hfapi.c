@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "core/cancel.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/url.h"
 #include "core/util.h"
 #include "provision/hfselect.h"
 #include "provision/provision.h"
@@ -72,63 +74,59 @@ static char *read_token_file(void)
 	return xstrdup(tok);
 }
 
-static int host_is_loopback(const char *host)
-{
-	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-	       strcmp(host, "[::1]") == 0 || strcmp(host, "::1") == 0;
-}
-
-/* Scheme, host and port of url (port defaulted by scheme). Returns 0 or -1. */
-static int url_origin(const char *url, char *scheme, size_t ssz, char *host, size_t hsz,
-		      long *port)
-{
-	CURLU *u = curl_url();
-	char *s = NULL, *h = NULL, *p = NULL;
-	int rc = -1;
-	if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-		goto out;
-	if (curl_url_get(u, CURLUPART_SCHEME, &s, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_PORT, &p, CURLU_DEFAULT_PORT) != CURLUE_OK)
-		goto out;
-	if (fmt_buf(scheme, ssz, "%s", s) || fmt_buf(host, hsz, "%s", h))
-		goto out;
-	*port = strtol(p, NULL, 10);
-	rc = 0;
-out:
-	curl_free(s);
-	curl_free(h);
-	curl_free(p);
-	curl_url_cleanup(u);
-	return rc;
-}
-
+/* 1 when a and b are URLs of the same origin (scheme, host, port), by the one URL policy. */
 static int same_origin(const char *a, const char *b)
 {
-	char sa[16], sb[16], ha[256], hb[256];
-	long pa, pb;
-	if (url_origin(a, sa, sizeof(sa), ha, sizeof(ha), &pa) ||
-	    url_origin(b, sb, sizeof(sb), hb, sizeof(hb), &pb))
-		return 0;
-	return strcasecmp(sa, sb) == 0 && strcasecmp(ha, hb) == 0 && pa == pb;
+	struct url_parts pa, pb;
+	return url_parse(a, &pa, NULL) == 0 && url_parse(b, &pb, NULL) == 0 &&
+	       url_same_origin(&pa, &pb);
 }
 
-int hf_url_host(const char *url, char *buf, size_t size)
+/*
+ * A redirect chain of one hf_request: where it started, and the class of
+ * that origin's address, resolved the first time a hop leaves the origin.
+ */
+struct hf_chain {
+	struct url_parts start;
+	int base; /* enum url_net, or -1 while not resolved */
+};
+
+/* Judges the hop from `from` to `to` by the URL policy; 0 or ERR_FORBIDDEN. */
+static int chain_hop(struct hf_chain *ch, const char *from, const char *to, struct err *e)
 {
-	char s[16];
-	long p;
-	return url_origin(url, s, sizeof(s), buf, size, &p) ? ERR_INVALID : 0;
+	struct url_parts pf, pt;
+	struct err pe = {0};
+	int rc = url_parse(from, &pf, &pe);
+	if (rc == 0)
+		rc = url_parse(to, &pt, &pe);
+	if (rc == 0)
+		rc = url_check_scheme(&pt, &pe);
+	if (rc == 0 && !url_same_origin(&pf, &pt)) {
+		if (ch->base < 0)
+			ch->base = (int)url_host_net(ch->start.host);
+		rc = url_check_redirect(&pf, &pt, (enum url_net)ch->base, &pe);
+	}
+	if (rc)
+		return err_set(e, ERR_FORBIDDEN, "redirect to %.200s refused: %s", to,
+			       err_msg(&pe));
+	return 0;
 }
 
-int hf_url_allowed(const struct hf_client *c, const char *url)
+/* The peer check of a request away from the chain's origin, run by libcurl on connect. */
+struct hf_peer {
+	const struct hf_chain *ch;
+	const char *host;
+	int refused;
+	struct err err;
+};
+
+static curl_socket_t hf_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
-	char s[16], h[256];
-	long p;
-	if (url_origin(url, s, sizeof(s), h, sizeof(h), &p))
-		return 0;
-	if (strcasecmp(s, "https") == 0)
-		return 1;
-	return strcasecmp(s, "http") == 0 && c->endpoint_loopback && host_is_loopback(h);
+	struct hf_peer *pc = arg;
+	curl_socket_t fd = url_open_checked_socket((int)purpose, a, (enum url_net)pc->ch->base,
+						   pc->host, &pc->err);
+	pc->refused = fd == CURL_SOCKET_BAD && pc->err.code == ERR_FORBIDDEN;
+	return fd;
 }
 
 int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct err *e)
@@ -142,12 +140,10 @@ int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct er
 	size_t n = strlen(c->endpoint);
 	while (n > 0 && c->endpoint[n - 1] == '/')
 		c->endpoint[--n] = '\0';
-	char s[16], h[256];
-	long p;
-	if (url_origin(c->endpoint, s, sizeof(s), h, sizeof(h), &p))
+	struct url_parts up;
+	if (url_parse(c->endpoint, &up, NULL))
 		return err_set(e, ERR_INVALID, "Hub endpoint '%s' is not a URL", c->endpoint);
-	c->endpoint_loopback = host_is_loopback(h);
-	if (strcasecmp(s, "https") != 0 && !(strcasecmp(s, "http") == 0 && c->endpoint_loopback))
+	if (url_check_scheme(&up, NULL))
 		return err_set(e, ERR_INVALID,
 			       "Hub endpoint '%s' must be https:// (http:// only on loopback)",
 			       c->endpoint);
@@ -295,11 +291,19 @@ static int is_retryable_curl(CURLcode cc)
 	       cc == CURLE_PARTIAL_FILE || cc == CURLE_OPERATION_TIMEDOUT;
 }
 
-/* One request to exactly url, no redirects. */
+/*
+ * One request to exactly url, no redirects. When url is away from the
+ * chain's origin, the address it resolves to is checked before connecting.
+ */
 static int request_once(const struct hf_client *c, const char *method, const char *url,
-			struct cancel_token *cancel, struct hf_resp *r, CURLcode *cc,
-			struct err *e)
+			const struct hf_chain *ch, struct cancel_token *cancel, struct hf_resp *r,
+			CURLcode *cc, struct err *e)
 {
+	struct url_parts up;
+	struct hf_peer peer = {.ch = ch};
+	/* Through a proxy the peer is the proxy: its address says nothing of the target. */
+	int check = url_parse(url, &up, NULL) == 0 && !url_same_origin(&up, &ch->start) &&
+		    ch->base >= 0 && !url_proxy_configured();
 	struct body_buf b = {.max = c->max_answer ? c->max_answer : CAP_LISTING_BYTES};
 	struct curl_slist *hdrs = NULL;
 	char *auth = NULL;
@@ -311,6 +315,11 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	curl_easy_setopt(h, CURLOPT_NOBODY, head ? 1L : 0L);
 	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	if (check) {
+		peer.host = up.host;
+		curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, hf_opensocket);
+		curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, &peer);
+	}
 	curl_easy_setopt(h, CURLOPT_USERAGENT, c->user_agent);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)HF_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -333,6 +342,10 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	int rc = 0;
 	if (*cc == CURLE_ABORTED_BY_CALLBACK) {
 		rc = err_set(e, ERR_CANCELLED, "cancelled");
+		goto out;
+	}
+	if (peer.refused) {
+		rc = err_set(e, ERR_FORBIDDEN, "%s", peer.err.msg);
 		goto out;
 	}
 	if (b.over) {
@@ -407,8 +420,10 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 	if (c->offline)
 		return err_set(e, ERR_OFFLINE, "offline mode (HF_HUB_OFFLINE or --offline): not fetching %s",
 			       url);
-	if (!hf_url_allowed(c, url))
-		return err_set(e, ERR_FORBIDDEN, "refusing non-HTTPS URL %.200s", url);
+	struct hf_chain ch = {.base = -1};
+	struct err pe = {0};
+	if (url_parse(url, &ch.start, &pe) || url_check_scheme(&ch.start, &pe))
+		return err_set(e, ERR_FORBIDDEN, "refusing URL %.200s: %s", url, err_msg(&pe));
 	if (fmt_buf(cur, sizeof(cur), "%s", url))
 		return err_set(e, ERR_TOO_LARGE, "URL too long");
 	int hops = 0;
@@ -416,7 +431,7 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 		CURLcode cc = CURLE_OK;
 		if (cancel && cancel_is_set(cancel))
 			return err_set(e, ERR_CANCELLED, "cancelled");
-		int rc = request_once(c, method, cur, cancel, r, &cc, e);
+		int rc = request_once(c, method, cur, &ch, cancel, r, &cc, e);
 		int retry = rc == ERR_NETWORK && is_retryable_curl(cc);
 		if (rc == 0 && is_retryable_status(r->status)) {
 			retry = 1;
@@ -443,12 +458,13 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 				  r->status == 307 || r->status == 308;
 		if (!is_redirect || !r->location[0])
 			break;
+		/* Judged even when not followed: the caller may hand it to the engine. */
+		rc = chain_hop(&ch, cur, r->location, e);
+		if (rc)
+			return rc;
 		int follow = redir == HF_REDIRECT_ANY || same_origin(r->location, cur);
 		if (!follow)
 			break;
-		if (!hf_url_allowed(c, r->location))
-			return err_set(e, ERR_FORBIDDEN, "redirect to a non-HTTPS URL %.200s refused",
-				       r->location);
 		if (++hops > HF_MAX_REDIRECTS)
 			return err_set(e, ERR_NETWORK, "too many redirects from %.200s", url);
 		snprintf(cur, sizeof(cur), "%s", r->location);
@@ -846,11 +862,6 @@ int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
 		if (!r.location[0]) {
 			rc = err_set(e, ERR_NETWORK, "'%s' in %s: redirect without Location", path,
 				     repo_id);
-			goto out;
-		}
-		if (!hf_url_allowed(c, r.location)) {
-			rc = err_set(e, ERR_FORBIDDEN,
-				     "'%s' in %s: redirect to a non-HTTPS URL refused", path, repo_id);
 			goto out;
 		}
 		snprintf(out->url, sizeof(out->url), "%s", r.location);

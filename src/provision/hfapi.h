@@ -5,8 +5,10 @@
  * and CDN location. Bytes themselves move through fetch/xfer, not here.
  *
  * Each request is one libcurl easy handle on the caller's thread, with a
- * capped answer (CAP_LISTING_BYTES), no redirect following except same-host
- * ones (repo renames), Authorization only to the Hub's own host, and the
+ * capped answer (CAP_LISTING_BYTES), no redirect following except same-origin
+ * ones (repo renames), Authorization only to the Hub's own origin (scheme,
+ * host, port), every redirect judged by the URL policy of core/url.h (also
+ * one handed back unfollowed), and the
  * cancel token checked while it runs. Hub error codes become plain
  * messages through one table (hf_map_error).
  *
@@ -31,7 +33,6 @@ struct hf_client {
 	char endpoint[CAP_URL_LEN + 1]; /* without trailing '/' */
 	char *token;                    /* NULL: none; never logged */
 	int offline;
-	int endpoint_loopback; /* plain http:// to loopback hosts is allowed */
 	size_t max_answer;     /* bytes of one answer read; 0: CAP_LISTING_BYTES */
 	char user_agent[64];
 };
@@ -82,18 +83,13 @@ enum hf_redirects {
  * with backoff (honouring Retry-After, waking on cancel). A 4xx answer is
  * not an error here: it is returned in r for the caller to map. Errors:
  * ERR_OFFLINE, ERR_CANCELLED, ERR_NETWORK (with curl's reason),
- * ERR_TOO_LARGE (answer over the cap), ERR_FORBIDDEN (redirect to a
- * non-HTTPS URL).
+ * ERR_TOO_LARGE (answer over the cap), ERR_FORBIDDEN (a URL or redirect the
+ * URL policy refuses: http beyond loopback, https to http, a public origin
+ * to a private or loopback address).
  */
 int hf_request(const struct hf_client *c, const char *method, const char *url,
 	       enum hf_redirects redir, struct cancel_token *cancel, struct hf_resp *r,
 	       struct err *e);
-
-/* The host of url (no port) into buf; 0, or ERR_INVALID if url is not a URL. */
-int hf_url_host(const char *url, char *buf, size_t size);
-
-/* 1 if url is https, or http to a loopback host while the endpoint is loopback. */
-int hf_url_allowed(const struct hf_client *c, const char *url);
 
 /* What a Hub error is about, for its message. */
 struct hf_what {

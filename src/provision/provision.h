@@ -77,6 +77,7 @@ struct prov_config {
 	int offline;           /* no network at all */
 	int connections;       /* per file; 0: default 8 */
 	uint64_t limit_rate;   /* bytes/s over all transfers; 0: none */
+	uint64_t max_unknown_size; /* most bytes of a file of unknown size; 0: CAP_UNKNOWN_SIZE_DEFAULT */
 	int stall_timeout_s;   /* 0: default 30 */
 	/*
 	 * Folders whose files file:// refs may import (--allow-file-import);

@@ -258,6 +258,7 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		.connections = cfg->connections,
 		.stall_timeout_s = cfg->stall_timeout_s,
 		.limit_rate = cfg->limit_rate,
+		.max_unknown_size = cfg->max_unknown_size,
 		.user_agent = ctx->hf.user_agent,
 	};
 	rc = xfer_engine_new(&xc, &ctx->engine, e);

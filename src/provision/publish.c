@@ -68,6 +68,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	struct prov_blob_req req = {
 		.repo_dir = p->repo_dir,
 		.sha256 = f->sha256,
+		.git_sha1 = f->git_sha1,
 		.size = f->size,
 		.size_known = f->size_known,
 		.url = f->url,

@@ -28,6 +28,7 @@ struct prov_blob {
 	char key[80];
 	char repo_dir[256];
 	char sha256[65]; /* expected; the actual one once done */
+	char git_sha1[41]; /* expected git blob id of a file git stores itself; "" if none */
 	char name[65];   /* blobs/<name>.partial: the sha256, or a hash of the URL */
 	uint64_t size;
 	int size_known;
@@ -270,27 +271,37 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		/* An unpinned URL: its content may have changed since a partial was left. */
 		layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
 	}
-	int fd = -1;
-	rc = layout_partial_open(ctx->layout, b->repo_dir, b->name, &fd, NULL, e);
-	if (rc)
-		goto out;
-	close(fd);
-	rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
-	if (rc)
-		goto out;
+	/*
+	 * The partial is opened once, relative to its blobs/ folder and without
+	 * following a symlink; the engine writes, renames and removes it through
+	 * these descriptors only, so a symlink swapped in under its name is never
+	 * written through.
+	 */
+	int fd = -1, dir_fd = -1;
+	char partial[80];
+	snprintf(partial, sizeof(partial), "%s.partial", b->name);
+	rc = layout_partial_open_dir(ctx->layout, b->repo_dir, b->name, &dir_fd, &fd, NULL, e);
+	if (rc == 0)
+		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
 	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
 	struct xfer_resume_ops ops = {
 		.load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
-	char origin[256] = "";
-	if (b->url_is_hub && hf_url_host(ctx->hf.endpoint, origin, sizeof(origin)))
-		origin[0] = '\0';
 	struct xfer_request req = {
 		.url = b->url,
-		.origin_host = b->url_is_hub && origin[0] ? origin : NULL,
+		/* A Hub file's download starts at the endpoint: its token, and the bound on redirects. */
+		.origin = b->org ? ctx->hf.endpoint : NULL,
 		.auth_token = b->url_is_hub ? ctx->hf.token : NULL,
-		.dest = dest,
-		.size = b->size_known ? b->size : 0,
+		.dir_fd = dir_fd,
+		.fd = fd,
+		.name = partial,
+		.label = dest,
+		/* Named by its digest: by the expected one now, else by the one computed. */
+		.rename_to = known ? b->sha256 : NULL,
+		.rename_to_sha256 = !known,
+		.size = b->size,
+		.size_known = b->size_known,
 		.sha256 = known ? b->sha256 : NULL,
+		.git_sha1 = b->git_sha1[0] ? b->git_sha1 : NULL,
 		.resume = known && cat && b->size_known ? &ops : NULL,
 		.refresh_url = b->org ? refresh_hf : NULL,
 		.refresh_arg = b,
@@ -299,7 +310,13 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		.log_id = b->log_id[0] ? b->log_id : NULL,
 	};
 	struct xfer *x = NULL;
-	rc = xfer_start(ctx->engine, &req, &x, e);
+	if (rc == 0)
+		rc = xfer_start(ctx->engine, &req, &x, e);
+	/* The engine works on its own duplicates of the descriptors. */
+	if (fd >= 0)
+		close(fd);
+	if (dir_fd >= 0)
+		close(dir_fd);
 	if (rc)
 		goto out;
 	pthread_mutex_lock(&b->sh->mu);
@@ -310,29 +327,10 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	rc = xfer_result(x, e, got);
 	if (rc)
 		goto out;
-	if (known) {
-		rc = layout_blob_commit(ctx->layout, b->repo_dir, b->sha256, e);
-		if (rc == 0)
-			prov_blob_made(cat, ctx->layout, b->repo_dir, b->sha256, 1);
-	} else {
-		/* Named by the URL while unknown; now it gets its content's name. */
-		char sha[65];
-		uint64_t sz;
-		rc = layout_partial_import(ctx->layout, b->repo_dir, b->name, b->cancel, sha, &sz,
-					   e);
-		if (rc == 0) {
-			layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
-			snprintf(b->sha256, sizeof(b->sha256), "%s", sha);
-			/*
-			 * The blob is rbee-hive's (a URL folder is its own); it may be one
-			 * already there, so publishing hashes it once before trusting it.
-			 */
-			prov_blob_made(cat, ctx->layout, b->repo_dir, sha, 0);
-			if (got[0] && strcmp(got, sha) != 0)
-				rc = err_set(e, ERR_DIGEST, "content of %s changed while it was stored",
-					     b->url);
-		}
-	}
+	if (!known)
+		snprintf(b->sha256, sizeof(b->sha256), "%s", got);
+	/* The engine hashed the bytes as it wrote them and renamed the blob into place. */
+	prov_blob_made(cat, ctx->layout, b->repo_dir, b->sha256, 1);
 out:
 	/*
 	 * The engine keeps the full range saved when it does not rename, and a
@@ -418,6 +416,7 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	snprintf(b->name, sizeof(b->name), "%s", name);
 	snprintf(b->repo_dir, sizeof(b->repo_dir), "%s", req->repo_dir);
 	snprintf(b->sha256, sizeof(b->sha256), "%s", req->sha256 ? req->sha256 : "");
+	snprintf(b->git_sha1, sizeof(b->git_sha1), "%s", req->git_sha1 ? req->git_sha1 : "");
 	b->size = req->size;
 	b->size_known = req->size_known;
 	b->url = xstrdup(req->url);

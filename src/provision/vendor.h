@@ -57,10 +57,10 @@ struct prov_file {
 	uint64_t size;   /* expected; 0 with size_known == 0 when unknown */
 	int size_known;
 	char sha256[65]; /* expected; "" when unknown until downloaded */
+	char git_sha1[41]; /* expected git blob id of a file git stores itself (not LFS); "" if none */
 	char *url;       /* where the bytes are; NULL until resolved */
 	int url_is_hub;  /* the bytes come from the Hub host: the token may go along */
 	int present;     /* already in the layout: nothing to fetch */
-	char oid[41];    /* the listing's git blob id of a non-LFS file; "" otherwise */
 	/*
 	 * A snapshot entry that was there (another program's, or rbee-hive's
 	 * from an earlier pull) and checks out is kept as it is: keep_link says

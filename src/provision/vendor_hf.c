@@ -316,11 +316,20 @@ static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_fi
 		return err_set(e, ERR_DIGEST,
 			       "'%s' in %s: the listing's sha256 differs from the Hub's etag", lf->path,
 			       p->repo);
-	/* Small files are named by git's sha1; their sha256 is learnt while downloading. */
+	/*
+	 * A file git stores itself (not LFS) is named by its git blob id: the
+	 * listing's oid, which the Hub's ETag repeats. Its bytes are checked
+	 * against that id while downloading; the sha256 that names its blob is
+	 * learnt on the way.
+	 */
+	if (!lfs && lf->oid[0] && strcmp(lf->oid, m.etag) != 0)
+		return err_set(e, ERR_DIGEST,
+			       "'%s' in %s: the listing's git blob id %s differs from the Hub's etag %s",
+			       lf->path, p->repo, lf->oid, m.etag);
 	struct prov_file *f = prov_plan_add(p, lf->path, m.size, 1, lfs ? m.etag : NULL, m.url);
 	f->url_is_hub = m.url_is_hub;
 	if (!lfs)
-		snprintf(f->oid, sizeof(f->oid), "%s", lf->oid);
+		snprintf(f->git_sha1, sizeof(f->git_sha1), "%s", m.etag);
 	return 0;
 }
 

@@ -405,10 +405,11 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
 	return 0;
 }
 
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
-			uint64_t *cur_size, struct err *e)
+int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const char *sha256,
+			    int *dir_fd, int *fd, uint64_t *cur_size, struct err *e)
 {
 	*fd = -1;
+	*dir_fd = -1;
 	int dfd;
 	int rc = open_blobs(l, repo_dir, sha256, 1, &dfd, e);
 	if (rc)
@@ -416,21 +417,34 @@ int layout_partial_open(const struct layout *l, const char *repo_dir, const char
 	char name[80];
 	snprintf(name, sizeof name, "%s.partial", sha256);
 	int f = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
-	int er = errno;
-	close(dfd);
-	if (f < 0)
+	if (f < 0) {
+		int er = errno;
+		close(dfd);
 		return err_set(e, er == ENOSPC ? ERR_NOSPACE : ERR_IO, "open %s/%s/blobs/%s: %s",
 			       l->root, repo_dir, name, strerror(er));
+	}
 	struct stat st;
 	if (fstat(f, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(f);
+		close(dfd);
 		return err_set(e, ERR_IO, "%s/%s/blobs/%s: not a regular file", l->root, repo_dir,
 			       name);
 	}
 	if (cur_size)
 		*cur_size = (uint64_t)st.st_size;
 	*fd = f;
+	*dir_fd = dfd;
 	return 0;
+}
+
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
+			int *fd, uint64_t *cur_size, struct err *e)
+{
+	int dfd;
+	int rc = layout_partial_open_dir(l, repo_dir, sha256, &dfd, fd, cur_size, e);
+	if (rc == 0)
+		close(dfd);
+	return rc;
 }
 
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,
@@ -1046,65 +1060,15 @@ int layout_partial_publish(const struct layout *l, const char *repo_dir, const c
 		return rc;
 	char pname[80];
 	snprintf(pname, sizeof pname, "%s.partial", name);
-	struct stat fs, ns;
-	if (fsync(fd) < 0 || fstat(fd, &fs) < 0) {
+	if (fsync(fd) < 0) {
 		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, pname,
 			     strerror(errno));
 		goto out;
 	}
-	if (renameat(dfd, pname, dfd, sha256) < 0) {
-		rc =
-		    err_set(e, errno == ENOENT ? ERR_CONFLICT : ERR_IO, "rename %s/%s/blobs/%s: %s",
-			    l->root, repo_dir, pname, strerror(errno));
-		goto out;
-	}
-	/* The name renamed must be the file written: not another one swapped in since. */
-	if (fstatat(dfd, sha256, &ns, AT_SYMLINK_NOFOLLOW) < 0 || ns.st_dev != fs.st_dev ||
-	    ns.st_ino != fs.st_ino) {
-		unlinkat(dfd, sha256, 0);
-		rc = err_set(e, ERR_CONFLICT,
-			     "%s/%s/blobs/%s was replaced by another file while it was written; "
-			     "not publishing it",
-			     l->root, repo_dir, pname);
-		goto out;
-	}
-	if (fsync(dfd) < 0)
-		rc =
-		    err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
+	char what[PATH_MAX];
+	snprintf(what, sizeof what, "%s/%s/blobs/%s", l->root, repo_dir, pname);
+	rc = rename_open_file_at(dfd, pname, sha256, fd, what, e);
 out:
-	close(dfd);
-	return rc;
-}
-
-int layout_partial_import(const struct layout *l, const char *repo_dir, const char *name,
-			  struct cancel_token *cancel, char sha256[65], uint64_t *size,
-			  struct err *e)
-{
-	int dfd;
-	int rc = open_blobs(l, repo_dir, name, 0, &dfd, e);
-	if (rc)
-		return rc;
-	char pname[80];
-	snprintf(pname, sizeof pname, "%s.partial", name);
-	int fd = openat(dfd, pname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		rc = err_set(e, fd < 0 && errno == ENOENT ? ERR_NOT_FOUND : ERR_IO,
-			     "%s/%s/blobs/%s: %s", l->root, repo_dir, pname,
-			     fd < 0 ? strerror(errno) : "not a regular file");
-		goto out;
-	}
-	rc = sha256_fd(fd, pname, cancel, sha256, size, e);
-	if (rc)
-		goto out;
-	struct stat bst;
-	if (fstatat(dfd, sha256, &bst, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(bst.st_mode) &&
-	    (uint64_t)bst.st_size == *size)
-		goto out; /* the same content is already there; the caller drops the partial */
-	rc = layout_partial_publish(l, repo_dir, name, fd, sha256, e);
-out:
-	if (fd >= 0)
-		close(fd);
 	close(dfd);
 	return rc;
 }

@@ -115,8 +115,15 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
  * (posix_fallocate) and writing (pwrite) are the transfer engine's work.
  * The caller closes *fd.
  */
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
-			uint64_t *cur_size, struct err *e);
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
+			int *fd, uint64_t *cur_size, struct err *e);
+/*
+ * The same, and the blobs/ folder holding the partial (*dir_fd), so that the
+ * partial is written, renamed and removed relative to that one folder
+ * descriptor to the end (the transfer engine's contract). The caller closes both.
+ */
+int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const char *sha256,
+			    int *dir_fd, int *fd, uint64_t *cur_size, struct err *e);
 /* Removes blobs/<sha256>.partial; absent is not an error. */
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,
 			  struct err *e);
@@ -202,17 +209,6 @@ int layout_import_fd(const struct layout *l, const char *repo_dir, int src_fd, c
  */
 int layout_partial_publish(const struct layout *l, const char *repo_dir, const char *name, int fd,
 			   const char *sha256, struct err *e);
-
-/*
- * Names a finished blobs/<name>.partial of repo_dir (a download whose digest
- * was unknown) by its content: opens it once without following a symlink,
- * hashes that descriptor, and publishes it (layout_partial_publish) unless
- * an identical blob is already there, in which case the partial stays for
- * the caller to remove. Fills sha256 and *size.
- */
-int layout_partial_import(const struct layout *l, const char *repo_dir, const char *name,
-			  struct cancel_token *cancel, char sha256[65], uint64_t *size,
-			  struct err *e);
 
 /*
  * Removes one model from repo_dir: its snapshot links snapshots/<commit>/<paths[i]>

@@ -187,6 +187,8 @@ def normalize_faults(f):
             v = {} if v is True else dict(v)
         elif k == "corrupt":
             v = {"offset": v} if isinstance(v, int) else dict(v)
+        elif k == "extra_bytes":
+            v = {"bytes": v} if isinstance(v, int) else dict(v)
         elif k == "head_fail":
             v = {"count": v} if isinstance(v, int) else dict(v)
         elif k in ("status_5xx", "status_429", "stall"):
@@ -846,6 +848,9 @@ class Handler(BaseHTTPRequestHandler):
         if rng is not None and "ignore_range" in faults and self.command == "GET":
             if self.state.take_fault(repo_id, path, "ignore_range", faults["ignore_range"]):
                 rng = None
+        if self.command in ("GET", "HEAD") and "extra_bytes" in faults and \
+                self.state.take_fault(repo_id, path, "extra_bytes", faults["extra_bytes"]):
+            return self.serve_unbounded(rf, int(faults["extra_bytes"].get("bytes", 0)), headers)
         if rng == "unsatisfiable":
             hs = [("Content-Range", "bytes */%d" % total)] + headers
             if self.role == "cdn":
@@ -875,6 +880,37 @@ class Handler(BaseHTTPRequestHandler):
         finally:
             self.state.body_change(key, -1, self.sent_so_far)
         self.note(completed=sent == length)
+
+    def serve_unbounded(self, rf, extra, headers):
+        """A server that streams without Content-Length and sends more than the file:
+        200 whatever the Range, the file's bytes, then `extra` more, then it closes."""
+        self.close_connection = True
+        self.sent_so_far = 0
+        self.start_response(200, [("Content-Type", "application/octet-stream"),
+                                  ("Connection", "close")] + headers)
+        if self.command == "HEAD":
+            self.note(completed=True)
+            return
+        f = rf.open()
+        try:
+            data = f.read() if f is not None else rf.content
+        finally:
+            if f is not None:
+                f.close()
+        try:
+            self.wfile.write(data)
+            self.add_sent(len(data))
+            junk = bytes(range(256)) * (CHUNK // 256)
+            left = extra
+            while left > 0:
+                n = min(left, len(junk))
+                self.wfile.write(junk[:n])
+                self.add_sent(n)
+                left -= n
+        except (ConnectionError, BrokenPipeError):
+            self.note(error="client: closed")
+            return
+        self.note(completed=True)
 
     def body_plan(self, repo_id, path, faults):
         """Decides, once per request, which byte-level faults apply to it."""

@@ -554,9 +554,28 @@ class DaemonApiTest(unittest.TestCase):
                 "--limit-rate": "(no cap)", "--sources-deadline": "(30)", "--offline": "(off)", "--hive-id": "(none: any)",
                 "--log-level": "$RBEE_HIVE_LOG, else info)",
                 "--data-dir": "$RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive",
-                "--hf-cache": "else DATA/hub)"}
+                "--hf-cache": "else DATA/hub)",
+                "--max-unknown-size": "(64G)"}
         for name, default in want.items():
             self.assertIn(default, flags.get(name, ""), (name, flags.get(name)))
+
+    def test_max_unknown_size_caps_a_download_of_unknown_size(self):
+        # A URL whose server announces no size and streams more than the cap.
+        self.hub.set_faults("README.md", {"extra_bytes": 8 << 20})
+        # Only this fault: the slow repo's pacing from the config must stay.
+        self.addCleanup(self.hub.set_faults, "README.md", {})
+        d = self.daemon("unknown-size", ["--max-unknown-size", "4K"])
+        url = self.hub.hub_url + "/org/small-GGUF/resolve/main/README.md"
+        job_id = d.submit({"operation": "model_download", "model": url})
+        events = d.stream(job_id)
+        last = events[-1][2]
+        self.assertTrue(last.startswith("[ERROR]"), events[-3:])
+        self.assertIn("more than 4096 bytes", last)
+        self.assertIn("--max-unknown-size", last)
+        p = subprocess.run([BIN, "serve", "--max-unknown-size", "0"], capture_output=True,
+                           text=True, timeout=20)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("--max-unknown-size must be at least 1", p.stderr)
 
     def test_bind_needs_token(self):
         p = subprocess.run([BIN, "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir",

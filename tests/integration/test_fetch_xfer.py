@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 """The transfer engine (src/fetch) through tests/tools/xfer-get against the fake hub:
 parallel Range download, resume after cancel and after kill -9, each CDN fault,
-cancel latency, digest mismatch, the Authorization rule and the free-space check."""
+cancel latency, digest mismatch, the Authorization rule, the redirect policy,
+size limits, the partial opened once without following symlinks, and the
+free-space check."""
 
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ MiB = 1 << 20
 # Small files still use several connections: split above 1 MiB, halves of 256 KiB.
 SPLIT = ["--split-threshold", "1M", "--min-split", "256K"]
 FAST_RETRY = ["--retry-base-ms", "50", "--retry-max-ms", "200"]
+EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 
 def saved_bytes(state_file):
@@ -59,6 +64,8 @@ class FetchTest(unittest.TestCase):
             f = fixtures.write_bytes(os.path.join(cls.tmp, "src-" + name), size, seed=n + 1)
             cls.files[name] = f
             entries.append(fixtures.make_file(name, f))
+        entries.append(fixtures.make_file("empty.bin", content="", lfs=True))
+        cls.files["empty.bin"] = {"size": 0, "sha256": EMPTY_SHA256}
         repo = fixtures.make_repo("org/files", entries)
         cls.hub = client.start(fixtures.make_config([repo], cdn_reject_authorization=True))
 
@@ -81,7 +88,7 @@ class FetchTest(unittest.TestCase):
     def argv(self, name, *extra, sha=True, size=True):
         f = self.files[name]
         args = [XFER_GET, self.resolve_url(name), os.path.join(self.dir, name + ".partial"),
-                "--auth-token", TOKEN, "--origin-host", "127.0.0.1"]
+                "--auth-token", TOKEN, "--origin", self.hub.hub_url]
         if sha:
             args += ["--sha256", f["sha256"]]
         if size:
@@ -339,15 +346,15 @@ class FetchTest(unittest.TestCase):
         self.assertEqual(self.hub.requests(), [])
         self.assertFalse(os.path.exists(os.path.join(self.dir, "f10.bin.partial")))
 
-    def test_disk_full_during_transfer_fails_cleanly(self):
-        # Unknown size: nothing is preallocated, so a 2 MiB tmpfs fills mid-transfer.
-        # The tmpfs lives in a private mount namespace of this one command.
+    def run_on_small_disk(self, name):
+        """xfer-get of name, size unknown, into a 2 MiB tmpfs in a private mount
+        namespace of this one command."""
         if not shutil.which("unshare"):
             self.skipTest("unshare is not available")
         mnt = os.path.join(self.dir, "small")
-        os.mkdir(mnt)
-        argv = self.argv("f12.bin", size=False)
-        argv[2] = os.path.join(mnt, "f12.bin.partial")
+        os.makedirs(mnt, exist_ok=True)
+        argv = self.argv(name, size=False)
+        argv[2] = os.path.join(mnt, name + ".partial")
         script = 'mount -t tmpfs -o size=2m tmpfs "$0" || exit 77; exec "$@"'
         p = subprocess.run(["unshare", "-m", "sh", "-c", script, mnt] + argv,
                            capture_output=True, text=True, timeout=60)
@@ -356,7 +363,144 @@ class FetchTest(unittest.TestCase):
         out = json.loads([l for l in p.stdout.splitlines() if l.startswith("{")][-1])
         self.assertEqual(p.returncode, 1, out)
         self.assertEqual(out["result"], "no_space")
+        return out
+
+    def test_disk_full_during_transfer_fails_cleanly(self):
+        # Unknown size and no Content-Length: nothing is preallocated or
+        # announced, so the 2 MiB disk fills mid-transfer.
+        self.hub.set_faults("f12.bin", {"extra_bytes": 0})
+        out = self.run_on_small_disk("f12.bin")
         self.assertIn("No space left on device", out["error"])
+
+    def test_announced_length_over_the_free_space_fails_before_the_body(self):
+        out = self.run_on_small_disk("f12.bin")
+        self.assertIn("announces %d bytes" % self.files["f12.bin"]["size"], out["error"])
+        self.assertEqual(out["bytes_done"], 0)
+
+    # The partial ---------------------------------------------------------------
+
+    def test_symlink_at_the_partial_is_not_followed(self):
+        # A user who can write the cache's blobs/ plants a symlink where the
+        # partial goes: the target must not be truncated or overwritten.
+        victim = os.path.join(self.dir, "victim")
+        with open(victim, "w") as f:
+            f.write("precious")
+        os.symlink(victim, os.path.join(self.dir, "f4.bin.partial"))
+        out, rc, _ = self.run_get("f4.bin")
+        self.assertNotEqual(rc, 0, out)
+        with open(victim) as f:
+            self.assertEqual(f.read(), "precious")
+        self.assertTrue(os.path.islink(os.path.join(self.dir, "f4.bin.partial")))
+        self.assertEqual(self.cdn_body_requests(), [])
+
+    # Sizes -----------------------------------------------------------------
+
+    def test_known_size_zero_fetches_nothing(self):
+        # The listing says 0 bytes (the LFS oid of the empty file); the CDN would
+        # stream without Content-Length for ever. A known size of 0 is a size.
+        self.hub.set_faults("empty.bin", {"extra_bytes": 64 * MiB})
+        out, rc, err = self.run_get("empty.bin")
+        self.assert_ok("empty.bin", out, rc, err)
+        self.assertEqual(sum(r["bytes_sent"] for r in self.cdn_body_requests()), 0)
+
+    def test_pinned_empty_digest_without_size_fetches_nothing(self):
+        self.hub.set_faults("empty.bin", {"extra_bytes": 64 * MiB})
+        out, rc, err = self.run_get("empty.bin", size=False)
+        self.assert_ok("empty.bin", out, rc, err)
+        self.assertEqual(sum(r["bytes_sent"] for r in self.cdn_body_requests()), 0)
+
+    def test_bytes_past_the_expected_size_end_the_transfer(self):
+        self.hub.set_faults("f5.bin", {"extra_bytes": 64 * MiB})
+        t0 = time.monotonic()
+        out, rc, _ = self.run_get("f5.bin")
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out["result"], "digest_mismatch")
+        self.assertIn("more than the expected %d bytes" % self.files["f5.bin"]["size"], out["error"])
+        self.assertLess(out["bytes_done"], self.files["f5.bin"]["size"] + 1)
+        self.assertLess(time.monotonic() - t0, 20)
+
+    def test_unknown_size_has_a_cap(self):
+        self.hub.set_faults("f6.bin", {"extra_bytes": 64 * MiB})
+        out, rc, _ = self.run_get("f6.bin", "--max-unknown-size", "1M", sha=False, size=False)
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out["result"], "too_large")
+        self.assertIn("more than 1048576 bytes", out["error"])
+        self.assertLessEqual(out["bytes_done"], MiB)
+
+    def test_announced_length_over_the_cap_fails_before_the_body(self):
+        out, rc, _ = self.run_get("f7.bin", "--max-unknown-size", "1M", sha=False, size=False)
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out["result"], "too_large")
+        self.assertIn("announces %d bytes" % self.files["f7.bin"]["size"], out["error"])
+        self.assertEqual(out["bytes_done"], 0)
+
+    # Non-LFS files: the git blob id -------------------------------------------
+
+    def test_git_blob_sha1_is_checked(self):
+        with open(self.files["f8.bin"]["path"], "rb") as f:
+            data = f.read()
+        good = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+        out, rc, err = self.run_get("f8.bin", "--git-sha1", good, sha=False)
+        self.assert_ok("f8.bin", out, rc, err)
+        self.hub.set_faults("f8.bin", {"corrupt": 12345})
+        out, rc, _ = self.run_get("f8.bin", "--git-sha1", good, sha=False)
+        self.assertEqual(rc, 1, out)
+        self.assertEqual(out["result"], "digest_mismatch")
+        self.assertIn("git blob sha1 mismatch", out["error"])
+        self.assertFalse(os.path.exists(os.path.join(self.dir, "f8.bin.partial")))
+
+    # Credentials and redirects ------------------------------------------------
+
+    def test_token_goes_to_the_exact_origin_only(self):
+        # The CDN on the hub's own host, another port: it must get no Authorization.
+        cfg = fixtures.make_config([fixtures.make_repo(
+            "org/files", [fixtures.make_file("f9.bin", self.files["f9.bin"])])],
+            cdn_reject_authorization=True)
+        hub = client.start(cfg, extra_args=("--cdn-host", "127.0.0.1"))
+        self.addCleanup(hub.stop)
+        self.assertTrue(hub.cdn_url.startswith("http://127.0.0.1:"), hub.cdn_url)
+        argv = [XFER_GET, hub.hub_url + "/org/files/resolve/main/f9.bin",
+                os.path.join(self.dir, "f9.bin.partial"), "--auth-token", TOKEN,
+                "--origin", hub.hub_url, "--sha256", self.files["f9.bin"]["sha256"],
+                "--size", str(self.files["f9.bin"]["size"])]
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        out = json.loads(p.stdout.splitlines()[-1])
+        self.assertEqual(p.returncode, 0, out)
+        self.assertTrue(all(r["headers"].get("authorization") == "Bearer " + TOKEN
+                            for r in hub.requests(host="hub")))
+        cdn = hub.requests(host="cdn")
+        self.assertTrue(cdn)
+        self.assertFalse([r for r in cdn if "authorization" in r["headers"]], cdn)
+
+    def test_redirect_from_https_to_plain_http_is_refused(self):
+        # The Hub (https) handed over an http:// URL on this machine.
+        argv = self.argv("f10.bin")
+        argv[argv.index("--origin") + 1] = "https://hub.example.invalid"
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        out = json.loads(p.stdout.splitlines()[-1])
+        self.assertEqual(p.returncode, 1, out)
+        self.assertEqual(out["result"], "forbidden")
+        self.assertIn("https to http", out["error"])
+        self.assertEqual(self.hub.requests(), [])
+
+    def test_redirect_to_a_name_resolving_to_loopback_is_refused_before_connecting(self):
+        name = socket.gethostname()
+        try:
+            addr = socket.gethostbyname(name)
+        except OSError:
+            self.skipTest("the host name does not resolve")
+        if not addr.startswith("127."):
+            self.skipTest("the host name resolves to %s, not loopback" % addr)
+        port = self.hub.hub_url.rsplit(":", 1)[1]
+        url = "https://%s:%s/org/files/resolve/main/f11.bin" % (name, port)
+        p = subprocess.run([XFER_GET, url, os.path.join(self.dir, "f11.bin.partial"),
+                            "--origin", "https://hub.example.invalid", "--max-retries", "1"],
+                           capture_output=True, text=True, timeout=60)
+        out = json.loads(p.stdout.splitlines()[-1])
+        self.assertEqual(p.returncode, 1, out)
+        self.assertEqual(out["result"], "forbidden")
+        self.assertIn("resolves to %s, a loopback address" % addr, out["error"])
+        self.assertEqual(self.hub.requests(), [])
 
     def test_http_to_a_non_loopback_host_is_refused(self):
         p = subprocess.run([XFER_GET, "http://example.invalid/x", os.path.join(self.dir, "x")],

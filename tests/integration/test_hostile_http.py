@@ -277,7 +277,12 @@ def host_origin():
         ("host: rebinding name", R("GET", "/v1/models", host="127.0.0.1.nip.io:{port}"), 403),
         ("host: localhost suffix", R("GET", "/v1/jobs", host="localhost.evil.example:{port}"),
          403),
-        ("host: other loopback IP", R("GET", "/v1/jobs", host="127.0.0.2:{port}"), 403),
+        # Any literal of 127.0.0.0/8 names this machine by the one URL policy and
+        # cannot be rebound by DNS; a name that only looks like one is refused.
+        ("host: other loopback IP", R("GET", "/v1/jobs", host="127.0.0.2:{port}"), 200),
+        ("host: loopback look-alike name", R("GET", "/v1/jobs",
+                                             host="127.attacker.invalid:{port}"), 403),
+        ("host: short IPv4 form", R("GET", "/v1/jobs", host="127.1:{port}"), 403),
         ("host: wrong port", R("GET", "/v1/jobs", host="127.0.0.1:1"), 403),
         ("host: port not a number", R("GET", "/v1/jobs", host="127.0.0.1:x"), 403),
         ("host: empty port", R("GET", "/v1/jobs", host="127.0.0.1:"), 403),

@@ -42,6 +42,9 @@ class ProvisionHF(unittest.TestCase):
                                       use_tool=False)
         cls.shared = fixtures.write_gguf(t("src", "shared.gguf"), size=1 << 20, seed=50,
                                          use_tool=False)
+        with open(fixtures.write_gguf(t("src", "tiny.gguf"), size=4096, seed=60,
+                                      use_tool=False)["path"], "rb") as f:
+            cls.tiny_gguf = f.read()
         split_files = [fixtures.make_file(p, s) for p, s in zip(SHARDS, cls.shards)]
         split_files += [fixtures.make_file("m-Q8_0.gguf", cls.q8),
                         fixtures.make_file("README.md", content="# split\n")]
@@ -68,6 +71,17 @@ class ProvisionHF(unittest.TestCase):
             fixtures.make_repo("org/busy", [fixtures.make_file(
                 "busy.Q4_K_M.gguf", cls.new,
                 faults={"status_429": {"count": 1, "retry_after": 1}})]),
+            # Files git stores itself, whose bytes a server flips: only the git blob id tells.
+            fixtures.make_repo("org/nonlfs", [
+                fixtures.make_file("config.json", content='{"model_type": "llama"}\n',
+                                   faults={"corrupt": 3}),
+                fixtures.make_file("tiny.Q4_K_M.gguf", content=cls.tiny_gguf, lfs=False,
+                                   faults={"corrupt": 100}),
+                fixtures.make_file("README.md", content="# fine\n"),
+            ]),
+            # The listing says 0 bytes; the CDN streams without Content-Length for ever.
+            fixtures.make_repo("org/empty", [fixtures.make_file(
+                "empty.bin", content="", lfs=True, faults={"extra_bytes": 64 << 20})]),
         ]
         cls.hub = client.start(fixtures.make_config(repos))
         cls.commit_split = next(r["revisions"]["main"] for r in repos if r["id"] == REPO)
@@ -485,6 +499,24 @@ class ProvisionHF(unittest.TestCase):
         self.assert_done(r)
         heads = [q for q in self.hub.requests(host="hub") if q["method"] == "HEAD"]
         self.assertEqual([q["status"] for q in heads], [429, 302])
+
+    # Verification of what the Hub sends ------------------------------------
+
+    def test_non_lfs_file_is_checked_against_its_git_blob_id(self):
+        self.assert_error(self.pull("hf:org/nonlfs:config.json"), "digest_mismatch",
+                          "git blob sha1 mismatch")
+        self.assert_error(self.pull("hf:org/nonlfs:tiny.Q4_K_M.gguf"), "digest_mismatch",
+                          "git blob sha1 mismatch")
+        r = self.pull("hf:org/nonlfs:README.md")
+        end = self.assert_done(r)
+        with open(end["path"]) as f:
+            self.assertEqual(f.read(), "# fine\n")
+
+    def test_known_size_zero_is_not_unbounded(self):
+        r = self.pull("hf:org/empty:empty.bin")
+        end = self.assert_done(r)
+        self.assertEqual(os.path.getsize(end["path"]), 0)
+        self.assertEqual(sum(q["bytes_sent"] for q in self.hub.requests(host="cdn")), 0)
 
     # Listing for GET /v1/sources/hf --------------------------------------
 

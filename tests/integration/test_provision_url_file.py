@@ -245,7 +245,7 @@ class ProvisionUrlFile(unittest.TestCase):
 
     def test_redirect_to_plain_http(self):
         env = dict(self.env, HF_ENDPOINT=self.evil_url)
-        self.assert_fails("hf:evil/plainhttp", "forbidden", "non-HTTPS", env=env)
+        self.assert_fails("hf:evil/plainhttp", "forbidden", "plain http:// is not allowed", env=env)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 /*
  * xfer-get: a small command line over the transfer engine, for integration
  * tests and benchmarks. It downloads URL into DEST (the partial file) and
- * prints one JSON line with the outcome.
+ * prints one JSON line with the outcome. DEST is opened as the daemon opens
+ * a partial: relative to its folder, without following a symlink.
  *
- *   xfer-get URL DEST [--sha256 HEX] [--size N] [--connections N]
- *            [--state-file F] [--auth-token T] [--origin-host H]
+ *   xfer-get URL DEST [--sha256 HEX] [--git-sha1 HEX] [--size N] [--connections N]
+ *            [--state-file F] [--auth-token T] [--origin URL] [--max-unknown-size N]
  *            [--cancel-after-ms N | --cancel-after-bytes N] [--purge]
  *            [--limit-rate N] [--split-threshold N] [--min-split N] [--piece-size N]
  *            [--stall-timeout S] [--retry-base-ms N] [--retry-max-ms N]
- *            [--max-retries N] [--flush-ms N] [--rename-to PATH]
+ *            [--max-retries N] [--flush-ms N] [--rename-to PATH (in DEST's folder)]
  *            [--refresh-from URL] [--progress]
  *
  * --state-file keeps the resume ranges in a text file ("KEY TOTAL" then one
@@ -19,6 +20,7 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,10 +41,11 @@ struct opts {
 	const char *url;
 	const char *dest;
 	const char *sha256;
-	uint64_t size;
+	const char *git_sha1;
+	uint64_t size; /* UINT64_MAX: not given, unknown */
 	const char *state_file;
 	const char *auth_token;
-	const char *origin_host;
+	const char *origin;
 	const char *rename_to;
 	const char *refresh_from;
 	uint64_t cancel_after_ms;
@@ -168,7 +171,8 @@ static const struct opt_def opt_table[] = {
 	OPT("--size", O_U64, size),
 	OPT("--state-file", O_STR, state_file),
 	OPT("--auth-token", O_STR, auth_token),
-	OPT("--origin-host", O_STR, origin_host),
+	OPT("--origin", O_STR, origin),
+	OPT("--git-sha1", O_STR, git_sha1),
 	OPT("--rename-to", O_STR, rename_to),
 	OPT("--refresh-from", O_STR, refresh_from),
 	OPT("--cancel-after-ms", O_U64, cancel_after_ms),
@@ -185,6 +189,7 @@ static const struct opt_def opt_table[] = {
 	CFG("--retry-max-ms", O_LONG, retry_max_ms),
 	CFG("--max-retries", O_INT, max_retries),
 	CFG("--flush-ms", O_LONG, flush_ms),
+	CFG("--max-unknown-size", O_U64, max_unknown_size),
 };
 
 static int parse_args(int argc, char **argv, struct opts *o, struct err *e)
@@ -246,9 +251,43 @@ static int parse_args(int argc, char **argv, struct opts *o, struct err *e)
 	return 0;
 }
 
+/*
+ * Opens DEST's folder, then DEST in it (created when absent, never through
+ * a symlink), as the daemon opens a partial. --rename-to must name a file in
+ * the same folder.
+ */
+static int open_dest(const struct opts *o, int *dir_fd, int *fd, const char **name,
+		     const char **rename_to, struct err *e)
+{
+	static char dir[4096];
+	const char *slash = strrchr(o->dest, '/');
+	*name = slash ? slash + 1 : o->dest;
+	if (slash)
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - o->dest), o->dest);
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if (!dir[0])
+		snprintf(dir, sizeof(dir), "/");
+	if (o->rename_to) {
+		const char *rs = strrchr(o->rename_to, '/');
+		size_t dlen = slash ? (size_t)(slash - o->dest) : 0;
+		if ((rs ? (size_t)(rs - o->rename_to) : 0) != dlen ||
+		    (dlen && strncmp(o->rename_to, o->dest, dlen) != 0))
+			return err_set(e, ERR_INVALID, "--rename-to must be in DEST's folder");
+		*rename_to = rs ? rs + 1 : o->rename_to;
+	}
+	*dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (*dir_fd < 0)
+		return err_set(e, ERR_IO, "open %s: %s", dir, strerror(errno));
+	*fd = openat(*dir_fd, *name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (*fd < 0)
+		return err_set(e, ERR_IO, "open %s: %s", o->dest, strerror(errno));
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	struct opts o = {0};
+	struct opts o = {.size = UINT64_MAX};
 	struct err e;
 	err_clear(&e);
 	log_init_from_env();
@@ -263,16 +302,25 @@ int main(int argc, char **argv)
 	struct xfer_resume_ops ops = {state_load, state_save, state_discard, (void *)o.state_file};
 	struct refresh_ctx rctx = {&o, 0};
 	int64_t t0 = now_ms();
-	int rc = xfer_engine_new(&o.cfg, &eng, &e);
+	int dir_fd = -1, fd = -1;
+	const char *name = NULL, *rename_to = NULL;
+	int rc = open_dest(&o, &dir_fd, &fd, &name, &rename_to, &e);
+	if (rc == 0)
+		rc = xfer_engine_new(&o.cfg, &eng, &e);
 	if (rc == 0) {
 		struct xfer_request req = {
 			.url = o.url,
-			.origin_host = o.origin_host,
+			.origin = o.origin,
 			.auth_token = o.auth_token,
-			.dest = o.dest,
-			.rename_to = o.rename_to,
-			.size = o.size,
+			.dir_fd = dir_fd,
+			.fd = fd,
+			.name = name,
+			.label = o.dest,
+			.rename_to = rename_to,
+			.size = o.size == UINT64_MAX ? 0 : o.size,
+			.size_known = o.size != UINT64_MAX,
 			.sha256 = o.sha256,
+			.git_sha1 = o.git_sha1,
 			.resume = o.state_file ? &ops : NULL,
 			.refresh_url = refresh,
 			.refresh_arg = &rctx,
@@ -282,6 +330,10 @@ int main(int argc, char **argv)
 		};
 		rc = xfer_start(eng, &req, &x, &e);
 	}
+	if (fd >= 0)
+		close(fd);
+	if (dir_fd >= 0)
+		close(dir_fd);
 	json_t *out = json_object();
 	if (rc == 0) {
 		/* Fire the cancel when asked, then watch how soon the bytes stop. */

@@ -459,6 +459,14 @@ static void test_host_and_origin(void **state)
 	snprintf(lh, sizeof(lh), "Host: localhost:%d", f->port);
 	const char *const localhost[] = {lh, NULL};
 	expect(f, "GET", "/health", localhost, NULL, 200, NULL);
+	/* Loopback is judged by the one URL policy: any 127/8 literal, never a look-alike name. */
+	char lo2[64], fake[96];
+	snprintf(lo2, sizeof(lo2), "Host: 127.0.0.2:%d", f->port);
+	const char *const other_lo[] = {lo2, NULL};
+	expect(f, "GET", "/health", other_lo, NULL, 200, NULL);
+	snprintf(fake, sizeof(fake), "Host: 127.attacker.invalid:%d", f->port);
+	const char *const lookalike[] = {fake, NULL};
+	expect(f, "GET", "/health", lookalike, NULL, 403, "forbidden");
 
 	const char *const foreign[] = {"Content-Type: application/json",
 				       "Origin: http://evil.example", NULL};

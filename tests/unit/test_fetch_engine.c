@@ -2,8 +2,12 @@
  * Transfer engine lifecycle without a server that answers: request checks,
  * cancel through the token, purge, and engine shutdown with a transfer in
  * flight. The peer is a loopback socket that listens but never replies.
+ * And the partial's descriptor: a symlink swapped in under the partial's
+ * name, against a small server that does answer, is never written through.
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,8 +31,17 @@ struct fixture {
 	char url[128];
 	char dir[256];
 	char dest[300];
+	int dfd; /* the folder */
+	int pfd; /* blob.partial in it */
 	struct xfer_engine *eng;
 };
+
+/* A request for the fixture's partial; the caller fills in the rest. */
+static struct xfer_request fixture_req(const struct fixture *f)
+{
+	return (struct xfer_request){.url = f->url, .dir_fd = f->dfd, .fd = f->pfd,
+				     .name = "blob.partial", .label = f->dest};
+}
 
 static int setup(void **state)
 {
@@ -48,6 +61,10 @@ static int setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "%s/fetch-engine-XXXXXX", base ? base : "/tmp");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->dest, sizeof(f->dest), "%s/blob.partial", f->dir);
+	f->dfd = open(f->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_true(f->dfd >= 0);
+	f->pfd = openat(f->dfd, "blob.partial", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	assert_true(f->pfd >= 0);
 	struct xfer_config cfg = {.connections = 4};
 	struct err e;
 	assert_int_equal(xfer_engine_new(&cfg, &f->eng, &e), 0);
@@ -60,7 +77,11 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 	xfer_engine_free(f->eng);
 	close(f->lfd);
-	unlink(f->dest);
+	close(f->pfd);
+	unlinkat(f->dfd, "blob.partial", 0);
+	unlinkat(f->dfd, "victim", 0);
+	unlinkat(f->dfd, "final", 0);
+	close(f->dfd);
 	rmdir(f->dir);
 	free(f);
 	return 0;
@@ -71,7 +92,10 @@ static void test_request_checks(void **state)
 	struct fixture *f = *state;
 	struct xfer *x = NULL;
 	struct err e;
-	struct xfer_request req = {.url = f->url, .dest = f->dest, .size = 10, .sha256 = "ABC"};
+	struct xfer_request req = fixture_req(f);
+	req.size = 10;
+	req.size_known = 1;
+	req.sha256 = "ABC";
 	assert_int_equal(xfer_start(f->eng, &req, &x, &e), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "64 lowercase hex"));
 	req.sha256 = NULL;
@@ -81,6 +105,18 @@ static void test_request_checks(void **state)
 	assert_int_equal(xfer_start(f->eng, &req, &x, &e), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "https only"));
 	req.url = "not a url";
+	assert_int_equal(xfer_start(f->eng, &req, &x, &e), ERR_INVALID);
+	/* A git blob id needs the size up front: it is hashed into the header. */
+	req.url = f->url;
+	req.git_sha1 = "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391";
+	req.size_known = 0;
+	assert_int_equal(xfer_start(f->eng, &req, &x, &e), ERR_INVALID);
+	req.git_sha1 = NULL;
+	/* The partial comes as descriptors; a name with a folder in it is refused. */
+	req.name = "../blob.partial";
+	assert_int_equal(xfer_start(f->eng, &req, &x, &e), ERR_INVALID);
+	req.name = "blob.partial";
+	req.fd = -1;
 	assert_int_equal(xfer_start(f->eng, &req, &x, &e), ERR_INVALID);
 	assert_null(x);
 	xfer_free(NULL);
@@ -93,7 +129,10 @@ static void test_cancel_token_keeps_partial(void **state)
 	struct cancel_token *t = cancel_new();
 	struct xfer *x = NULL;
 	struct err e;
-	struct xfer_request req = {.url = f->url, .dest = f->dest, .size = 1 << 20, .cancel = t};
+	struct xfer_request req = fixture_req(f);
+	req.size = 1 << 20;
+	req.size_known = 1;
+	req.cancel = t;
 	assert_int_equal(xfer_start(f->eng, &req, &x, &e), 0);
 	assert_int_equal(xfer_wait(x, 100), 0); /* the peer never answers */
 	int64_t t0 = now_ms();
@@ -117,7 +156,9 @@ static void test_cancel_purge_removes_partial(void **state)
 	struct fixture *f = *state;
 	struct xfer *x = NULL;
 	struct err e;
-	struct xfer_request req = {.url = f->url, .dest = f->dest, .size = 4096};
+	struct xfer_request req = fixture_req(f);
+	req.size = 4096;
+	req.size_known = 1;
 	assert_int_equal(xfer_start(f->eng, &req, &x, &e), 0);
 	assert_int_equal(xfer_result(x, &e, NULL), ERR_CONFLICT);
 	xfer_cancel(x, 1);
@@ -132,7 +173,7 @@ static void test_engine_free_cancels_running(void **state)
 	struct fixture *f = *state;
 	struct xfer *x = NULL;
 	struct err e;
-	struct xfer_request req = {.url = f->url, .dest = f->dest, .size = 0};
+	struct xfer_request req = fixture_req(f);
 	assert_int_equal(xfer_start(f->eng, &req, &x, &e), 0);
 	xfer_engine_free(f->eng);
 	f->eng = NULL;
@@ -142,6 +183,97 @@ static void test_engine_free_cancels_running(void **state)
 	xfer_free(x);
 	struct xfer_config cfg = {.connections = 4};
 	assert_int_equal(xfer_engine_new(&cfg, &f->eng, &e), 0);
+}
+
+/* A server of one file: answers each connection once (206 to a Range, else 200), then closes. */
+#define SERVED_SIZE 65536
+
+struct server {
+	int lfd;
+	int conns;
+};
+
+static void *serve_file(void *arg)
+{
+	struct server *sv = arg;
+	static unsigned char body[SERVED_SIZE];
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (unsigned char)(i * 7);
+	for (int n = 0; n < sv->conns; n++) {
+		int c = accept(sv->lfd, NULL, NULL);
+		if (c < 0)
+			break;
+		char req[4096];
+		size_t got = 0;
+		while (got < sizeof(req) - 1) {
+			ssize_t r = read(c, req + got, sizeof(req) - 1 - got);
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+			req[got] = '\0';
+			if (strstr(req, "\r\n\r\n"))
+				break;
+		}
+		req[got] = '\0';
+		unsigned long a = 0, b = SERVED_SIZE - 1;
+		const char *rg = strstr(req, "Range: bytes=");
+		char head[256];
+		if (rg && sscanf(rg, "Range: bytes=%lu-%lu", &a, &b) == 2)
+			snprintf(head, sizeof(head),
+				 "HTTP/1.1 206 Partial Content\r\nContent-Length: %lu\r\n"
+				 "Content-Range: bytes %lu-%lu/%d\r\nConnection: close\r\n\r\n",
+				 b - a + 1, a, b, SERVED_SIZE);
+		else
+			snprintf(head, sizeof(head),
+				 "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+				 SERVED_SIZE);
+		if (write(c, head, strlen(head)) < 0 || write(c, body + a, b - a + 1) < 0)
+			break;
+		close(c);
+	}
+	return NULL;
+}
+
+static void test_symlink_swapped_in_is_not_written_through(void **state)
+{
+	struct fixture *f = *state;
+	struct server sv = {.lfd = f->lfd, .conns = 1};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, serve_file, &sv), 0);
+	/* The caller has opened the partial; another user now puts a symlink in its place. */
+	int v = openat(f->dfd, "victim", O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+	assert_true(v >= 0);
+	assert_int_equal(write(v, "precious", 8), 8);
+	close(v);
+	assert_int_equal(unlinkat(f->dfd, "blob.partial", 0), 0);
+	assert_int_equal(symlinkat("victim", f->dfd, "blob.partial"), 0);
+
+	struct xfer *x = NULL;
+	struct err e;
+	struct xfer_request req = fixture_req(f);
+	req.size = SERVED_SIZE;
+	req.size_known = 1;
+	req.rename_to = "final";
+	assert_int_equal(xfer_start(f->eng, &req, &x, &e), 0);
+	assert_int_equal(xfer_wait(x, 10000), 1);
+	assert_int_equal(xfer_result(x, &e, NULL), ERR_CONFLICT);
+	assert_non_null(strstr(e.msg, "replaced by another file"));
+	xfer_free(x);
+	pthread_join(t, NULL);
+
+	char buf[32] = "";
+	v = openat(f->dfd, "victim", O_RDONLY | O_CLOEXEC);
+	assert_true(v >= 0);
+	assert_int_equal(read(v, buf, sizeof(buf)), 8);
+	close(v);
+	assert_memory_equal(buf, "precious", 8);
+	struct stat st;
+	assert_int_equal(fstatat(f->dfd, "blob.partial", &st, AT_SYMLINK_NOFOLLOW), 0);
+	assert_true(S_ISLNK(st.st_mode));
+	assert_int_equal(fstatat(f->dfd, "final", &st, AT_SYMLINK_NOFOLLOW), -1);
+	/* The bytes went into the file the caller opened, and only there. */
+	assert_int_equal(fstat(f->pfd, &st), 0);
+	assert_int_equal(st.st_size, SERVED_SIZE);
 }
 
 static void test_config_checks(void **state)
@@ -162,6 +294,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cancel_token_keeps_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cancel_purge_removes_partial, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_engine_free_cancels_running, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_symlink_swapped_in_is_not_written_through, setup,
+						teardown),
 		cmocka_unit_test(test_config_checks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -457,41 +457,6 @@ static void test_import_fd(void **state)
 	close(fd);
 }
 
-static void test_partial_import(void **state)
-{
-	struct fx *x = *state;
-	struct err e = {0};
-	char name[65], want[65], sha[65];
-	sha_of("the URL names it", name);
-	sha_of("downloaded bytes", want);
-	int fd = -1;
-	assert_int_equal(layout_partial_open(x->l, "urls--example.com", name, &fd, NULL, &e), 0);
-	assert_int_equal(write(fd, "downloaded bytes", 16), 16);
-	close(fd);
-	uint64_t size = 0;
-	assert_int_equal(
-	    layout_partial_import(x->l, "urls--example.com", name, NULL, sha, &size, &e), 0);
-	assert_string_equal(sha, want);
-	assert_int_equal(size, 16);
-	assert_int_equal(layout_blob_exists(x->l, "urls--example.com", want, NULL), 1);
-	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/urls--example.com/blobs/%s.partial", x->hub, name);
-	assert_int_equal(access(path, F_OK), -1);
-
-	/* A partial swapped for a symlink is not followed. */
-	char secret[PATH_MAX];
-	snprintf(secret, sizeof secret, "%s/secret", x->dir);
-	write_file(secret, "secret", 0600);
-	assert_int_equal(symlink(secret, path), 0);
-	assert_int_equal(
-	    layout_partial_import(x->l, "urls--example.com", name, NULL, sha, &size, &e), ERR_IO);
-	char secret_sha[65];
-	sha_of("secret", secret_sha);
-	assert_int_equal(layout_blob_exists(x->l, "urls--example.com", secret_sha, NULL), 0);
-	unlink(path);
-	unlink(secret);
-}
-
 static void test_partial_publish_swapped(void **state)
 {
 	struct fx *x = *state;
@@ -661,7 +626,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_escape, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_import_fd, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_partial_import, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partial_publish_swapped, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_remove_model, setup, teardown),
