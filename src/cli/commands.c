@@ -743,7 +743,7 @@ static int cli_pull_ref(struct cli_client *c, const struct cli_opts *o, char *re
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))
 		rc = err_set(e, ERR_UNPROCESSABLE, "%s is not a regular file", r.path);
 	if (rc == 0)
-		rc = sha256_fd(fd, r.path, NULL, hex, &n, e);
+		rc = sha256_fd(fd, r.path, NULL, hex, NULL, &n, e);
 	if (rc == 0 && r.sha256[0] && strcmp(r.sha256, hex) != 0)
 		rc = err_set(e, ERR_DIGEST, "%s hashes to sha256:%s, not the pinned %s", r.path,
 			     hex, r.sha256);

@@ -1,19 +1,11 @@
 #include "core/gitblob.h"
 
-#include <errno.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "core/cancel.h"
 #include "core/err.h"
-#include "core/sha256.h"
 #include "core/util.h"
-
-#define GITBLOB_BUF (1 << 20)
 
 void gitblob_init(struct gitblob *h, uint64_t size)
 {
@@ -48,57 +40,4 @@ void gitblob_cleanup(struct gitblob *h)
 {
 	EVP_MD_CTX_free(h->ctx);
 	h->ctx = NULL;
-}
-
-int gitblob_hash_fd(int fd, struct cancel_token *cancel, char oid[GITBLOB_HEX_LEN + 1],
-		    char sha256[65], uint64_t *size, struct err *e)
-{
-	struct stat st;
-	if (fstat(fd, &st) < 0)
-		return err_set(e, ERR_IO, "fstat: %s", strerror(errno));
-	if (!S_ISREG(st.st_mode))
-		return err_set(e, ERR_INVALID, "not a regular file");
-	unsigned char *buf = xmalloc(GITBLOB_BUF);
-	struct gitblob g = {0};
-	struct sha256 s = {0};
-	if (oid)
-		gitblob_init(&g, (uint64_t)st.st_size);
-	if (sha256)
-		sha256_init(&s);
-	uint64_t off = 0;
-	int rc = 0;
-	for (;;) {
-		if (cancel_is_set(cancel)) {
-			rc = err_set(e, ERR_CANCELLED, "hashing: cancelled");
-			break;
-		}
-		ssize_t n = pread(fd, buf, GITBLOB_BUF, (off_t)off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = err_set(e, ERR_IO, "read: %s", strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		if (oid)
-			gitblob_update(&g, buf, (size_t)n);
-		if (sha256)
-			sha256_update(&s, buf, (size_t)n);
-		off += (uint64_t)n;
-	}
-	if (!rc && (oid ? gitblob_final_hex(&g, oid) != 0 : off != (uint64_t)st.st_size))
-		rc = err_set(e, ERR_CONFLICT,
-			     "the file changed size while it was read (%llu, then %llu bytes)",
-			     (unsigned long long)st.st_size, (unsigned long long)off);
-	if (!rc && sha256)
-		sha256_final_hex(&s, sha256);
-	if (!rc && size)
-		*size = off;
-	if (oid)
-		gitblob_cleanup(&g);
-	if (sha256)
-		sha256_cleanup(&s);
-	free(buf);
-	return rc;
 }

@@ -15,9 +15,6 @@
 
 #define GITBLOB_HEX_LEN 40
 
-struct cancel_token;
-struct err;
-
 struct gitblob {
 	void *ctx; /* EVP_MD_CTX */
 	uint64_t size, seen;
@@ -34,14 +31,6 @@ void gitblob_update(struct gitblob *h, const void *data, size_t n);
 int gitblob_final_hex(struct gitblob *h, char out[GITBLOB_HEX_LEN + 1]);
 void gitblob_cleanup(struct gitblob *h);
 
-/*
- * Hashes the regular file open at fd from its first byte (with pread, so
- * fd's offset does not matter): its git blob id into oid and its SHA-256
- * into sha256, in one pass; either may be NULL (not computed). *size (may be NULL) receives
- * the bytes read. ERR_CONFLICT when the file changed size while it was
- * read, ERR_CANCELLED when cancel fired (cancel may be NULL), ERR_IO.
- */
-int gitblob_hash_fd(int fd, struct cancel_token *cancel, char oid[GITBLOB_HEX_LEN + 1],
-		    char sha256[65], uint64_t *size, struct err *e);
+/* A file's git blob id and SHA-256 in one pass: sha256_fd() (core/sha256.h). */
 
 #endif

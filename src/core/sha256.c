@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/cancel.h"
 #include "core/err.h"
+#include "core/gitblob.h"
 #include "core/util.h"
 
 /* Both digests are one EVP context each; these are the steps they share. */
@@ -51,13 +53,21 @@ void sha256_cleanup(struct sha256 *h)
 }
 
 int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
-	      uint64_t *size, struct err *e)
+	      char oid[41], uint64_t *size, struct err *e)
 {
+	struct stat st;
+	if (fstat(fd, &st) < 0)
+		return err_set(e, ERR_IO, "fstat %s: %s", what, strerror(errno));
+	if (!S_ISREG(st.st_mode))
+		return err_set(e, ERR_INVALID, "%s is not a regular file", what);
 	posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 	enum { BUF = 1 << 20 };
 	unsigned char *buf = xmalloc(BUF);
 	struct sha256 h = {0};
+	struct gitblob g = {0};
 	sha256_init(&h);
+	if (oid)
+		gitblob_init(&g, (uint64_t)st.st_size);
 	uint64_t total = 0;
 	int rc = 0;
 	for (;;) {
@@ -75,14 +85,22 @@ int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SH
 		if (n == 0)
 			break;
 		sha256_update(&h, buf, (size_t)n);
+		if (oid)
+			gitblob_update(&g, buf, (size_t)n);
 		total += (uint64_t)n;
 	}
+	/* A file that grew or shrank under the read has no one digest. */
+	if (rc == 0 && (oid ? gitblob_final_hex(&g, oid) != 0 : total != (uint64_t)st.st_size))
+		rc = err_set(e, ERR_CONFLICT,
+			     "%s changed size while it was read (%llu, then %llu bytes)", what,
+			     (unsigned long long)st.st_size, (unsigned long long)total);
 	if (rc == 0) {
 		sha256_final_hex(&h, out);
 		if (size)
 			*size = total;
 	}
 	sha256_cleanup(&h);
+	gitblob_cleanup(&g);
 	free(buf);
 	return rc;
 }
@@ -94,7 +112,7 @@ int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_H
 	if (fd < 0)
 		return err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s: %s", path,
 			       strerror(errno));
-	int rc = sha256_fd(fd, path, cancel, out, size, e);
+	int rc = sha256_fd(fd, path, cancel, out, NULL, size, e);
 	close(fd);
 	return rc;
 }

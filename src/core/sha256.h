@@ -34,10 +34,15 @@ void sha256_cleanup(struct sha256 *h);
 int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
 		uint64_t *size, struct err *e);
 /*
- * The same for an open file, read from offset 0 to its end with pread (the
- * file position is not used); what names it in errors.
+ * The one loop that hashes a file: the regular file open at fd, read from
+ * offset 0 to its end with pread (the file position is not used). Its
+ * SHA-256 goes to out and, when oid is not NULL, its git blob id
+ * (core/gitblob.h) to oid, in the same pass; *size (may be NULL) receives
+ * the bytes read; what names the file in errors. ERR_INVALID when fd is not
+ * a regular file, ERR_CONFLICT when it changed size while it was read,
+ * ERR_CANCELLED when cancel fired (cancel may be NULL), ERR_IO.
  */
 int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
-	      uint64_t *size, struct err *e);
+	      char oid[41], uint64_t *size, struct err *e);
 
 #endif

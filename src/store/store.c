@@ -18,7 +18,6 @@
 #include "store/layout.h"
 
 #define VERIFY_PAGE 256
-#define HASH_BUF (1 << 20)
 /* Bad files named in a model's error text. */
 #define VERIFY_NAMED_MAX 3
 
@@ -135,38 +134,6 @@ const char *store_file_status_name(enum store_file_status s)
 		   : "unknown";
 }
 
-/* Hashes fd to its end. Returns 0, ERR_CANCELLED or ERR_IO. */
-static int hash_fd(int fd, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
-		   uint64_t *bytes, struct err *e)
-{
-	unsigned char *buf = xmalloc(HASH_BUF);
-	struct sha256 h = {0};
-	sha256_init(&h);
-	int rc = 0;
-	for (;;) {
-		if (cancel_is_set(cancel)) {
-			rc = err_set(e, ERR_CANCELLED, "verify: cancelled");
-			break;
-		}
-		ssize_t n = read(fd, buf, HASH_BUF);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			rc = err_set(e, ERR_IO, "read: %s", strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		sha256_update(&h, buf, (size_t)n);
-		*bytes += (uint64_t)n;
-	}
-	if (!rc)
-		sha256_final_hex(&h, out);
-	sha256_cleanup(&h);
-	free(buf);
-	return rc;
-}
-
 int store_blob_check(struct catalog *c, const struct layout *l, const char *repo_dir,
 		     const char *name, const char *want_sha256, const char *want_oid, uint64_t size,
 		     int force, int adopted_if_new, struct cancel_token *cancel,
@@ -200,7 +167,7 @@ int store_blob_check(struct catalog *c, const struct layout *l, const char *repo
 	char oid[GITBLOB_HEX_LEN + 1] = "", sha[SHA256_HEX_LEN + 1];
 	int need_oid = want_oid || !named_sha;
 	log_info("hashing blob %s of %s before trusting it", name, repo_dir);
-	rc = gitblob_hash_fd(fd, cancel, need_oid ? oid : NULL, sha, NULL, &sub);
+	rc = sha256_fd(fd, name, cancel, sha, need_oid ? oid : NULL, NULL, &sub);
 	close(fd);
 	if (rc)
 		return err_set(e, rc, "blob %s of %s: %s", name, repo_dir, err_msg(&sub));
@@ -272,11 +239,12 @@ static int verify_file(struct catalog *c, const struct layout *l, const struct c
 	}
 	it->actual_size = (uint64_t)st.st_size;
 	char hex[SHA256_HEX_LEN + 1];
+	uint64_t n = 0;
 	if (it->actual_size != f->size) {
 		it->status = STORE_FILE_SIZE_MISMATCH;
 		snprintf(detail, dsize, "%s: blob %s has %llu bytes, expected %llu", f->path, name,
 			 (unsigned long long)it->actual_size, (unsigned long long)f->size);
-	} else if ((rc = hash_fd(fd, cancel, hex, &sum->bytes_hashed, &sub)) == ERR_CANCELLED) {
+	} else if ((rc = sha256_fd(fd, name, cancel, hex, NULL, &n, &sub)) == ERR_CANCELLED) {
 		close(fd);
 		return err_set(e, rc, "verify %s %s: cancelled", m->id, f->path);
 	} else if (rc) {
@@ -288,6 +256,7 @@ static int verify_file(struct catalog *c, const struct layout *l, const struct c
 		snprintf(detail, dsize, "%s: blob %s hashes to %s", f->path, name, hex);
 	}
 	close(fd);
+	sum->bytes_hashed += n;
 	/* What the blob was found to be is recorded: a pull trusts only a blob found right. */
 	if (it->status == STORE_FILE_OK)
 		catalog_blob_verified(c, m->repo_dir, name, f->sha256, f->size,

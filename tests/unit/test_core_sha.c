@@ -1,11 +1,16 @@
-/* SHA-256 through OpenSSL EVP, against known values. */
+/* SHA-256 and, in one pass over a file, the git blob id beside it, against known values. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
+#include "core/err.h"
+#include "core/gitblob.h"
 #include "core/sha256.h"
 
 static void test_sha256(void **state)
@@ -25,10 +30,41 @@ static void test_sha256(void **state)
 	sha256_cleanup(&h);
 }
 
+static void test_fd_both_digests(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/rbee-sha-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	unlink(path);
+	assert_int_equal(write(fd, "hello", 5), 5);
+	char oid[GITBLOB_HEX_LEN + 1], sha[65];
+	uint64_t size = 0;
+	struct err e = {0};
+	/* The offset at the end does not matter: the file is read from its start. */
+	assert_int_equal(sha256_fd(fd, "t", NULL, sha, oid, &size, &e), 0);
+	assert_string_equal(oid, "b6fc4c620b67d95f953a5c1c1230aaab5db5a1b0");
+	assert_string_equal(sha,
+			    "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+	assert_int_equal(size, 5);
+	/* Without an oid: the SHA-256 alone. */
+	assert_int_equal(sha256_fd(fd, "t", NULL, sha, NULL, NULL, &e), 0);
+	assert_string_equal(sha,
+			    "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+	close(fd);
+	/* Not a regular file (a pipe): refused before a byte is read. */
+	int p[2];
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(sha256_fd(p[0], "pipe", NULL, sha, NULL, NULL, &e), ERR_INVALID);
+	close(p[0]);
+	close(p[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sha256),
+	    cmocka_unit_test(test_fd_both_digests),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
