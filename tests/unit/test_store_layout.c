@@ -74,20 +74,11 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void sha_of(const char *data, char out[65])
-{
-	struct sha256 h = {0};
-	sha256_init(&h);
-	sha256_update(&h, data, strlen(data));
-	sha256_final_hex(&h, out);
-	sha256_cleanup(&h);
-}
-
 /* Writes data as a blob of repo_dir through .partial and commit. */
 static void put_blob(struct layout *l, const char *repo_dir, const char *data, char sha[65])
 {
 	struct err e = {0};
-	sha_of(data, sha);
+	store_tmp_sha_of(data, sha);
 	int fd = -1;
 	uint64_t cur = 99;
 	assert_int_equal(layout_partial_open(l, repo_dir, sha, &fd, &cur, &e), 0);
@@ -150,7 +141,7 @@ static void test_partial_commit(void **state)
 	struct err e = {0};
 	const char *repo = "models--org--repo";
 	char sha[65];
-	sha_of("hello", sha);
+	store_tmp_sha_of("hello", sha);
 	assert_int_equal(layout_blob_exists(x->l, repo, sha, NULL), 0);
 
 	int fd;
@@ -328,7 +319,7 @@ static void test_symlink_escape(void **state)
 	snprintf(path, sizeof path, "%s/%s/blobs", x->hub, repo);
 	assert_int_equal(symlink(x->outside, path), 0);
 	char sha[65];
-	sha_of("x", sha);
+	store_tmp_sha_of("x", sha);
 	int fd = -1;
 	assert_int_equal(layout_partial_open(x->l, repo, sha, &fd, NULL, &e), ERR_IO);
 	assert_non_null(strstr(e.msg, "not following"));
@@ -387,7 +378,7 @@ static void test_adopt(void **state)
 	assert_int_equal(how, LAYOUT_ADOPT_PRESENT);
 
 	char absent[65];
-	sha_of("nobody has this", absent);
+	store_tmp_sha_of("nobody has this", absent);
 	assert_int_equal(layout_adopt_blob(x->l, "models--b--two", absent, 3, NULL, &how, &e), 0);
 	assert_int_equal(how, LAYOUT_ADOPT_NONE);
 }
@@ -409,7 +400,7 @@ static void test_import_fd(void **state)
 	snprintf(src, sizeof src, "%s/local.gguf", x->dir);
 	write_file(src, "local weights", 0600);
 	char sha[65], want[65];
-	sha_of("local weights", want);
+	store_tmp_sha_of("local weights", want);
 	uint64_t size = 0;
 	enum layout_adopt how;
 	int fd = open(src, O_RDONLY | O_CLOEXEC);
@@ -462,7 +453,7 @@ static void test_partial_publish_swapped(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	char sha[65];
-	sha_of("verified", sha);
+	store_tmp_sha_of("verified", sha);
 	int fd = -1;
 	assert_int_equal(layout_partial_open(x->l, LAYOUT_FILES_DIR, sha, &fd, NULL, &e), 0);
 	assert_int_equal(write(fd, "verified", 8), 8);
@@ -492,7 +483,7 @@ static void test_lock(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	char sha[65];
-	sha_of("locked", sha);
+	store_tmp_sha_of("locked", sha);
 	int a = -1, b = -1;
 	assert_int_equal(layout_blob_lock(x->l, "models--o--r", sha, 0, NULL, &a, &e), 0);
 	char path[PATH_MAX];

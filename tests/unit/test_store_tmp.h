@@ -1,6 +1,7 @@
 /*
- * Temporary folders for the store tests: a fresh mkdtemp folder under
- * $RBEE_TEST_TMP (or /tmp), removed with everything in it at the end.
+ * Fixtures for the store tests: temporary folders (a fresh mkdtemp folder
+ * under $RBEE_TEST_TMP or /tmp, removed with everything in it at the end)
+ * and the SHA-256 of a test string.
  */
 #ifndef RBEE_TEST_STORE_TMP_H
 #define RBEE_TEST_STORE_TMP_H
@@ -8,7 +9,10 @@
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
+
+#include "core/sha256.h"
 
 static int store_tmp_rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -32,6 +36,16 @@ static inline int store_tmp_make(const char *name, char *dir, size_t size)
 static inline void store_tmp_remove(const char *dir)
 {
 	nftw(dir, store_tmp_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The SHA-256 of a NUL-terminated string, as 64 hex digits. */
+static inline void store_tmp_sha_of(const char *data, char out[65])
+{
+	struct sha256 h = {0};
+	sha256_init(&h);
+	sha256_update(&h, data, strlen(data));
+	sha256_final_hex(&h, out);
+	sha256_cleanup(&h);
 }
 
 #endif

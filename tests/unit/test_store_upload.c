@@ -54,15 +54,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static void sha_of(const char *data, char out[65])
-{
-	struct sha256 h = {0};
-	sha256_init(&h);
-	sha256_update(&h, data, strlen(data));
-	sha256_final_hex(&h, out);
-	sha256_cleanup(&h);
-}
-
 static const char content[] = "the weights of a small model";
 
 static void test_whole(void **state)
@@ -70,7 +61,7 @@ static void test_whole(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	char sha[65];
-	sha_of(content, sha);
+	store_tmp_sha_of(content, sha);
 	uint64_t size = 0, off = 0, kept = 0;
 	assert_int_equal(upload_status(x->l, DIR_, sha, &size, &off, &e), 0);
 	assert_int_equal(off, 0);
@@ -99,7 +90,7 @@ static void test_wrong_bytes(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	char sha[65];
-	sha_of(content, sha);
+	store_tmp_sha_of(content, sha);
 	struct upload *u = NULL;
 	uint64_t kept = 0, size = 0, off = 0;
 	size_t n = strlen(content);
@@ -124,7 +115,7 @@ static void test_resume(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	char sha[65];
-	sha_of(content, sha);
+	store_tmp_sha_of(content, sha);
 	struct upload *u = NULL;
 	uint64_t kept = 0, size = 0, off = 0;
 	size_t n = strlen(content);
@@ -158,7 +149,7 @@ static void test_restart_and_caps(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	char sha[65];
-	sha_of(content, sha);
+	store_tmp_sha_of(content, sha);
 	struct upload *u = NULL;
 	uint64_t kept = 0;
 	size_t n = strlen(content);
