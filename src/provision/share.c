@@ -1,5 +1,6 @@
 #include "provision/share.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,9 +72,26 @@ void prov_share_free(struct prov_share *sh)
 {
 	if (!sh)
 		return;
+	/*
+	 * The tokens are fired outside sh->mu: firing runs the engine's wake-up
+	 * (curl_multi_wakeup) on this thread. A reference keeps each token alive
+	 * once its entry may be freed by its thread.
+	 */
+	size_t n = 0;
 	pthread_mutex_lock(&sh->mu);
 	for (struct prov_blob *b = sh->head; b; b = b->next)
-		cancel_fire(b->cancel);
+		n++;
+	struct cancel_token **tokens = xcalloc(n ? n : 1, sizeof(*tokens));
+	size_t k = 0;
+	for (struct prov_blob *b = sh->head; b; b = b->next)
+		tokens[k++] = cancel_ref(b->cancel);
+	pthread_mutex_unlock(&sh->mu);
+	for (size_t i = 0; i < n; i++) {
+		cancel_fire(tokens[i]);
+		cancel_unref(tokens[i]);
+	}
+	free(tokens);
+	pthread_mutex_lock(&sh->mu);
 	while (sh->threads > 0)
 		pthread_cond_wait(&sh->cv, &sh->mu);
 	pthread_mutex_unlock(&sh->mu);
@@ -98,6 +116,7 @@ static void blob_free(struct prov_blob *b)
 /* Drops one reference; call with sh->mu held. Returns 1 if the caller must free b. */
 static int blob_unref_locked(struct prov_blob *b)
 {
+	assert(b->refs > 0);
 	return --b->refs == 0;
 }
 
@@ -401,8 +420,13 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 		*started = 0;
 	pthread_mutex_lock(&sh->mu);
 	for (struct prov_blob *b = sh->head; b; b = b->next) {
-		/* An entry everyone left is being cancelled: start afresh beside it. */
-		if (strcmp(b->key, key) == 0 && !b->done && !cancel_is_set(b->cancel)) {
+		/*
+		 * An entry everyone left is being cancelled (its token may fire a
+		 * moment after the last leaver released sh->mu): start afresh.
+		 */
+		if (strcmp(b->key, key) == 0 && !b->done && b->waiters > 0 &&
+		    !cancel_is_set(b->cancel)) {
+			assert(b->refs > b->waiters);
 			b->refs++;
 			b->waiters++;
 			pthread_mutex_unlock(&sh->mu);
@@ -516,11 +540,18 @@ void prov_share_leave(struct prov_blob *b)
 	if (!b)
 		return;
 	struct prov_share *sh = b->sh;
+	struct cancel_token *fire = NULL;
 	pthread_mutex_lock(&sh->mu);
+	assert(b->waiters > 0 && b->waiters <= b->refs);
+	/* The last job to leave cancels; the token is fired once sh->mu is released. */
 	if (--b->waiters == 0 && !b->done)
-		cancel_fire(b->cancel);
+		fire = cancel_ref(b->cancel);
 	int do_free = blob_unref_locked(b);
 	pthread_mutex_unlock(&sh->mu);
+	if (fire) {
+		cancel_fire(fire);
+		cancel_unref(fire);
+	}
 	if (do_free)
 		blob_free(b);
 }
