@@ -146,7 +146,7 @@ static void xfer_release(struct xfer *x)
 		close(x->dir_fd);
 	if (x->cancel)
 		cancel_unref(x->cancel);
-	xfer_ranges_cleanup(&x->done);
+	ranges_cleanup(&x->done);
 	xfer_plan_cleanup(&x->plan);
 	free(x->conns);
 	free(x->snap);
@@ -229,7 +229,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->conns = xcalloc((size_t)x->nconn, sizeof(*x->conns));
 	for (int i = 0; i < x->nconn; i++)
 		x->conns[i] = (struct xconn){.x = x, .idx = i, .seg = -1};
-	xfer_ranges_init(&x->done, CAP_XFER_RANGES);
+	ranges_init(&x->done, CAP_XFER_RANGES);
 	xfer_plan_init(&x->plan, CAP_XFER_RANGES + CAP_XFER_CONNECTIONS, eng->cfg.min_split);
 	x->plan.piece = eng->cfg.piece_size;
 	x->plan.ramp = (unsigned)x->nconn;
@@ -258,7 +258,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 		goto fail;
 	}
 	x->published_prefix = 0;
-	x->prefix = xfer_ranges_prefix(&x->done);
+	x->prefix = ranges_prefix(&x->done);
 	atomic_store(&x->a_done, x->done.bytes);
 
 	pthread_mutex_lock(&eng->lock);

@@ -95,9 +95,9 @@ struct xfer_config {
  * there is none; save and discard return 0 or a negative code.
  */
 struct xfer_resume_ops {
-	int (*load)(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+	int (*load)(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
 		    size_t *n);
-	int (*save)(void *arg, const char *key, uint64_t total, const struct xfer_range *r,
+	int (*save)(void *arg, const char *key, uint64_t total, const struct byte_range *r,
 		    size_t n);
 	void (*discard)(void *arg, const char *key);
 	void *arg;

@@ -68,7 +68,7 @@ const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t size)
 /* Forget everything written: the next bytes start a new generation at 0. */
 static void restart_from_zero(struct xfer *x)
 {
-	xfer_ranges_clear(&x->done);
+	ranges_clear(&x->done);
 	x->published_prefix = 0;
 	pthread_mutex_lock(&x->lock);
 	x->prefix = 0;

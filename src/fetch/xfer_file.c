@@ -48,7 +48,7 @@ int xfer_prepare_file(struct xfer *x, struct err *e)
 	if (!S_ISREG(st.st_mode))
 		return err_set(e, ERR_INVALID, "%s is not a regular file", x->dest);
 	if (x->has_resume && x->size_known) {
-		struct xfer_range *r = NULL;
+		struct byte_range *r = NULL;
 		size_t n = 0;
 		struct err le;
 		err_clear(&le);
@@ -60,7 +60,7 @@ int xfer_prepare_file(struct xfer *x, struct err *e)
 				log_msg(LOG_WARN, x->log_id,
 					"%s is shorter than its resume state; starting over",
 					x->dest);
-			} else if (xfer_ranges_load(&x->done, r, n, x->total, &le) < 0) {
+			} else if (ranges_load(&x->done, r, n, x->total, &le) < 0) {
 				log_msg(LOG_WARN, x->log_id, "%s: %s; starting over", x->dest,
 					err_msg(&le));
 			} else if (x->done.bytes) {

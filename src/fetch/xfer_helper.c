@@ -33,7 +33,7 @@
 
 /* Helper thread: hashing, durable flushes, URL refresh, the end */
 
-static int helper_save(struct xfer *x, const struct xfer_range *r, size_t n)
+static int helper_save(struct xfer *x, const struct byte_range *r, size_t n)
 {
 	/* The bytes must be on disk before the catalog says they are. */
 	if (fdatasync(x->fd) < 0) {
@@ -105,7 +105,7 @@ static void helper_finish(struct xfer *x, struct sha256 *h, struct gitblob *g, u
 				if (x->rename_to || x->rename_sha) {
 					x->resume.discard(x->resume.arg, x->key);
 				} else {
-					struct xfer_range all = {0, total};
+					struct byte_range all = {0, total};
 					x->resume.save(x->resume.arg, x->key, total, &all, 1);
 				}
 			}
@@ -140,7 +140,7 @@ void *xfer_helper_main(void *arg)
 	uint64_t hashed = 0;
 	unsigned gen_seen = 0;
 	int hash_err = 0;
-	struct xfer_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
+	struct byte_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
 	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
 	int wb_warned = 0;
 

@@ -121,7 +121,7 @@ struct xfer {
 	int redirects;
 	uint64_t total;
 	struct xconn *conns;
-	struct xfer_rangeset done;
+	struct rangeset done;
 	struct xfer_plan plan;
 	int no_range;
 	int refreshing;
@@ -162,7 +162,7 @@ struct xfer {
 	struct err net_err;
 	uint64_t final_total;
 	int discard_req;
-	struct xfer_range *snap;
+	struct byte_range *snap;
 	size_t snap_n;
 	int snap_pending;
 	int refresh_want;

@@ -66,14 +66,14 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 	x->flush_at = now + eng->cfg.flush_ms;
 	x->rate_at = now;
 	x->progress_at = now;
-	x->published_prefix = xfer_ranges_prefix(&x->done);
+	x->published_prefix = ranges_prefix(&x->done);
 	if (x->size_known) {
 		if (xfer_plan_reset(&x->plan, &x->done, x->total) < 0) {
 			xfer_end(x, NET_FAILED, ERR_TOO_LARGE, "%s: too many missing ranges",
 				 x->dest);
 			return;
 		}
-		if (xfer_ranges_complete(&x->done, x->total)) {
+		if (ranges_complete(&x->done, x->total)) {
 			xfer_end(x, NET_DONE, 0, NULL);
 			return;
 		}
@@ -160,7 +160,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	}
 	if (x->ended)
 		return;
-	if (x->size_known && xfer_ranges_complete(&x->done, x->total) && !whole_file_open(x)) {
+	if (x->size_known && ranges_complete(&x->done, x->total) && !whole_file_open(x)) {
 		xfer_end(x, NET_DONE, 0, NULL);
 		return;
 	}
@@ -214,7 +214,7 @@ static void xfer_detach(struct xfer_engine *eng, struct xfer *x)
 	x->net = x->end_state;
 	x->net_err = x->end_err;
 	x->final_total = x->total;
-	x->prefix = xfer_ranges_prefix(&x->done);
+	x->prefix = ranges_prefix(&x->done);
 	x->discard_req = x->discard_partial;
 	x->eng_gone = 1;
 	pthread_cond_signal(&x->cond);

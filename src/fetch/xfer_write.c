@@ -35,7 +35,7 @@
 
 void xfer_publish_prefix(struct xfer *x, int force)
 {
-	uint64_t p = xfer_ranges_prefix(&x->done);
+	uint64_t p = ranges_prefix(&x->done);
 	if (!force && p < x->published_prefix + PREFIX_PUBLISH_STEP &&
 	    !(x->size_known && p == x->total))
 		return;
@@ -218,7 +218,7 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 		off += (size_t)r;
 	}
 	if (w > 0) {
-		if (xfer_ranges_add(&x->done, pos, pos + w) < 0) {
+		if (ranges_add(&x->done, pos, pos + w) < 0) {
 			c->too_many_ranges = 1;
 			return 0;
 		}

@@ -128,8 +128,8 @@ struct share_resume {
 };
 
 /* The stored done ranges of a partial of total bytes; ERR_NOT_FOUND when none fit. */
-static int resume_state(struct catalog *cat, const char *repo_dir, const char *name,
-			uint64_t total, struct catalog_range **cr, size_t *n)
+static int resume_state(struct catalog *cat, const char *repo_dir, const char *name, uint64_t total,
+			struct byte_range **cr, size_t *n)
 {
 	uint64_t stored_total = 0;
 	*cr = NULL;
@@ -150,7 +150,7 @@ static int resume_state(struct catalog *cat, const char *repo_dir, const char *n
 uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const char *name,
 			    uint64_t total)
 {
-	struct catalog_range *cr;
+	struct byte_range *cr;
 	size_t n;
 	uint64_t done = 0;
 	if (!cat || !name[0] || !total || resume_state(cat, repo_dir, name, total, &cr, &n))
@@ -161,40 +161,23 @@ uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const cha
 	return done;
 }
 
-static int resume_load(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+static int resume_load(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
 		       size_t *n)
 {
 	struct share_resume *r = arg;
-	struct catalog_range *cr = NULL;
 	(void)key;
-	*ranges = NULL;
-	int rc = resume_state(r->cat, r->repo_dir, r->name, total, &cr, n);
-	if (rc)
-		return rc;
-	*ranges = xcalloc(*n ? *n : 1, sizeof(**ranges));
-	for (size_t i = 0; i < *n; i++) {
-		(*ranges)[i].start = cr[i].start;
-		(*ranges)[i].end = cr[i].end;
-	}
-	free(cr);
-	return 0;
+	return resume_state(r->cat, r->repo_dir, r->name, total, ranges, n);
 }
 
-static int resume_save(void *arg, const char *key, uint64_t total, const struct xfer_range *rs,
+static int resume_save(void *arg, const char *key, uint64_t total, const struct byte_range *rs,
 		       size_t n)
 {
 	struct share_resume *r = arg;
 	(void)key;
-	struct catalog_range *cr = xcalloc(n ? n : 1, sizeof(*cr));
-	for (size_t i = 0; i < n; i++) {
-		cr[i].start = rs[i].start;
-		cr[i].end = rs[i].end;
-	}
 	struct err e = {0};
-	int rc = catalog_partial_save(r->cat, r->repo_dir, r->name, total, cr, n, &e);
+	int rc = catalog_partial_save(r->cat, r->repo_dir, r->name, total, rs, n, &e);
 	if (rc)
 		log_warn("saving resume state of %s/%s: %s", r->repo_dir, r->name, err_msg(&e));
-	free(cr);
 	return rc;
 }
 
