@@ -1,5 +1,6 @@
 #include "fetch/ranges.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -121,18 +122,11 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 
 void xfer_plan_finish(struct xfer_plan *p, int i)
 {
+	assert(i >= 0 && (size_t)i < p->n && p->s[i].owner != XFER_SEG_FREE);
 	p->s[i].owner = XFER_SEG_FREE;
 	p->s[i].pos = p->s[i].end = 0;
 	while (p->n > 0 && p->s[p->n - 1].owner == XFER_SEG_FREE)
 		p->n--;
-}
-
-void xfer_plan_release(struct xfer_plan *p, int i)
-{
-	if (seg_left(&p->s[i]) == 0)
-		xfer_plan_finish(p, i);
-	else
-		p->s[i].owner = XFER_SEG_NONE;
 }
 
 uint64_t xfer_plan_remaining(const struct xfer_plan *p)

@@ -77,9 +77,6 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim);
 /* Marks slot i finished (its owner is done with it) and frees it. */
 void xfer_plan_finish(struct xfer_plan *p, int i);
 
-/* Returns slot i to the pool of unowned segments (its owner gave up). */
-void xfer_plan_release(struct xfer_plan *p, int i);
-
 /* Bytes not yet fetched over all segments. */
 uint64_t xfer_plan_remaining(const struct xfer_plan *p);
 

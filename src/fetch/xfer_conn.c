@@ -7,6 +7,7 @@
  */
 #include "fetch/xfer_internal.h"
 
+#include <assert.h>
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -129,6 +130,8 @@ void xconn_start(struct xfer *x, struct xconn *c)
 			c->st = C_IDLE;
 			return;
 		}
+		/* A connection's slot is one it owns: taking, stealing and finishing keep that. */
+		assert((size_t)c->seg < x->plan.n && x->plan.s[c->seg].owner == c->idx);
 		const struct xfer_seg *s = &x->plan.s[c->seg];
 		c->ranged = 1;
 		c->req_start = s->pos;
@@ -337,6 +340,7 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 	}
 	if ((code == 200 || code == 206) && (res == CURLE_OK || c->hit_end)) {
 		if (c->seg >= 0) {
+			assert((size_t)c->seg < x->plan.n && x->plan.s[c->seg].owner == c->idx);
 			const struct xfer_seg *s = &x->plan.s[c->seg];
 			if (s->pos < s->end) {
 				conn_retry(x, c, "connection closed before the range ended");
