@@ -5,28 +5,15 @@
  */
 #include "fetch/xfer_internal.h"
 
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "core/cancel.h"
-#include "core/caps.h"
-#include "core/gitblob.h"
 #include "core/log.h"
-#include "core/url.h"
 #include "core/util.h"
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;

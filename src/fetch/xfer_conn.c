@@ -8,28 +8,13 @@
 #include "fetch/xfer_internal.h"
 
 #include <assert.h>
-#include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "core/cancel.h"
-#include "core/caps.h"
-#include "core/gitblob.h"
 #include "core/log.h"
-#include "core/url.h"
 #include "core/util.h"
 
 /* URLs: the policy of core/url.h */
@@ -79,9 +64,6 @@ static void restart_from_zero(struct xfer *x)
 	atomic_store(&x->a_done, 0);
 	xfer_post_snapshot(x);
 }
-
-void xfer_end(struct xfer *x, enum net_state st, int code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
 
 void xfer_end(struct xfer *x, enum net_state st, int code, const char *fmt, ...)
 {

@@ -6,28 +6,9 @@
  */
 #include "fetch/xfer_internal.h"
 
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <math.h>
-#include <pthread.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "core/cancel.h"
-#include "core/caps.h"
-#include "core/gitblob.h"
-#include "core/log.h"
-#include "core/url.h"
 #include "core/util.h"
 
 /*
@@ -38,7 +19,7 @@
 static void rate_refill(struct xfer_engine *eng, int64_t now)
 {
 	double limit = (double)eng->cfg.limit_rate;
-	double cap = limit / 10 > 65536 ? limit / 10 : 65536;
+	double cap = limit / 10 > RATE_BURST_MIN ? limit / 10 : RATE_BURST_MIN;
 	eng->tokens += limit * (double)(now - eng->tokens_at) / 1000.0;
 	if (eng->tokens > cap)
 		eng->tokens = cap;
@@ -272,8 +253,8 @@ void *xfer_engine_main(void *arg)
 		}
 		if (stopping && !eng->active)
 			break;
-		if (eng->npaused > 0 && deadline > now + 5)
-			deadline = now + 5;
+		if (eng->npaused > 0 && deadline > now + RATE_PAUSED_POLL_MS)
+			deadline = now + RATE_PAUSED_POLL_MS;
 		int timeout = deadline > now ? (int)(deadline - now) : 0;
 		curl_multi_poll(eng->multi, NULL, 0, timeout, NULL);
 	}
