@@ -36,6 +36,13 @@
 #define CAP_XFER_CONNECTIONS 64             /* transfer connections per file */
 #define CAP_XFER_RANGES 4096                /* done ranges kept per partial */
 #define CAP_XFER_ACTIVE 256                 /* transfers queued or running in one engine */
+/*
+ * Two redirect caps, for two chains: a Hub API request (or the HEAD of a
+ * plain URL) follows repo renames and relative Locations to the final
+ * answer; a transfer then starts at that resolved URL, so it has fewer hops
+ * left to follow (a CDN's own redirects).
+ */
+#define CAP_HUB_REDIRECTS 10		    /* redirects followed by one Hub API request */
 #define CAP_XFER_REDIRECTS 5                /* redirects followed by one transfer */
 #define CAP_XFER_REFRESHES 3                /* URL refreshes after 403 without progress */
 #define CAP_UNKNOWN_SIZE_DEFAULT (64ULL << 30) /* a download whose size is not known in advance */

@@ -171,6 +171,22 @@ static int host_bare(const char *host, char *buf, size_t size)
 	return 0;
 }
 
+int url_same_origin_str(const char *a, const char *b)
+{
+	struct url_parts pa, pb;
+	return url_parse(a, &pa, NULL) == 0 && url_parse(b, &pb, NULL) == 0 &&
+	       url_same_origin(&pa, &pb);
+}
+
+int url_host_is_address(const char *host)
+{
+	char bare[256];
+	unsigned char buf[sizeof(struct in6_addr)];
+	if (!host || host_bare(host, bare, sizeof(bare)) < 0)
+		return 0;
+	return inet_pton(AF_INET, bare, buf) == 1 || inet_pton(AF_INET6, bare, buf) == 1;
+}
+
 /* IPv4 ranges that are not the public internet (RFC 6890). */
 static const struct {
 	uint32_t prefix;

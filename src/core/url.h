@@ -52,6 +52,15 @@ int url_parse(const char *url, struct url_parts *p, struct err *e);
 /* 1 when a and b have the same scheme, host and port. */
 int url_same_origin(const struct url_parts *a, const struct url_parts *b);
 
+/* 1 when the URLs a and b both parse and are of the same origin. */
+int url_same_origin_str(const char *a, const char *b);
+
+/*
+ * 1 when host (as in struct url_parts, or a bare IPv6 literal) is written as
+ * an IPv4 dotted quad or an IPv6 address: a name DNS cannot rebind.
+ */
+int url_host_is_address(const char *host);
+
 /* 1 when host (as in struct url_parts, or a bare IPv6 literal) names this machine exactly. */
 int url_host_is_loopback(const char *host);
 

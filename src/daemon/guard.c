@@ -7,7 +7,6 @@
  * CRYPTO_memcmp, so neither its content nor its length leaks through timing;
  * it is never logged.
  */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,13 +20,6 @@
 #include "core/sha256.h"
 #include "core/url.h"
 #include "daemon/http.h"
-
-/* 1 if name (without brackets or port) is a literal IPv4 or IPv6 address. */
-static int guard_is_ip(const char *name)
-{
-	unsigned char buf[16];
-	return inet_pton(AF_INET, name, buf) == 1 || inet_pton(AF_INET6, name, buf) == 1;
-}
 
 /*
  * Checks "name[:port]" or "[v6]:port" against this daemon. The port, when
@@ -71,7 +63,7 @@ static int guard_host_ok(const struct daemon *d, const char *host)
 	if (d->hostname[0] && strcasecmp(name, d->hostname) == 0)
 		return 1;
 	/* A literal address cannot be rebound by DNS. */
-	return d->any_ip_host && guard_is_ip(name);
+	return d->any_ip_host && url_host_is_address(name);
 }
 
 static int guard_origin_ok(const struct daemon *d, const char *origin)

@@ -1,5 +1,6 @@
 #include "fetch/ranges.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -7,124 +8,6 @@
 #include "core/err.h"
 #include "core/parse.h"
 #include "core/util.h"
-
-void xfer_ranges_init(struct xfer_rangeset *s, size_t cap)
-{
-	s->r = xcalloc(cap ? cap : 1, sizeof(*s->r));
-	s->n = 0;
-	s->cap = cap;
-	s->bytes = 0;
-}
-
-void xfer_ranges_cleanup(struct xfer_rangeset *s)
-{
-	free(s->r);
-	s->r = NULL;
-	s->n = s->cap = 0;
-	s->bytes = 0;
-}
-
-void xfer_ranges_clear(struct xfer_rangeset *s)
-{
-	s->n = 0;
-	s->bytes = 0;
-}
-
-/*
- * Linear in the number of ranges. That stays small (the gaps of a resumed
- * file plus one range per connection), and adds are mostly appends to the
- * range a connection is extending, found by the binary search below.
- */
-int xfer_ranges_add(struct xfer_rangeset *s, uint64_t start, uint64_t end)
-{
-	if (start >= end)
-		return 0;
-	/* lo: first range whose end >= start (it may touch or overlap). */
-	size_t lo = 0, hi = s->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (s->r[mid].end < start)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	/* hi: one past the last range whose start <= end. */
-	hi = lo;
-	while (hi < s->n && s->r[hi].start <= end)
-		hi++;
-	if (lo == hi) {
-		if (s->n == s->cap)
-			return ERR_TOO_LARGE;
-		memmove(&s->r[lo + 1], &s->r[lo], (s->n - lo) * sizeof(*s->r));
-		s->r[lo] = (struct xfer_range){start, end};
-		s->n++;
-		s->bytes += end - start;
-		return 0;
-	}
-	uint64_t ns = start < s->r[lo].start ? start : s->r[lo].start;
-	uint64_t ne = end > s->r[hi - 1].end ? end : s->r[hi - 1].end;
-	uint64_t old = 0;
-	for (size_t i = lo; i < hi; i++)
-		old += s->r[i].end - s->r[i].start;
-	s->r[lo] = (struct xfer_range){ns, ne};
-	memmove(&s->r[lo + 1], &s->r[hi], (s->n - hi) * sizeof(*s->r));
-	s->n -= hi - lo - 1;
-	s->bytes = s->bytes - old + (ne - ns);
-	return 0;
-}
-
-uint64_t xfer_ranges_prefix(const struct xfer_rangeset *s)
-{
-	return s->n && s->r[0].start == 0 ? s->r[0].end : 0;
-}
-
-int xfer_ranges_complete(const struct xfer_rangeset *s, uint64_t total)
-{
-	if (total == 0)
-		return 1;
-	return s->n == 1 && s->r[0].start == 0 && s->r[0].end >= total;
-}
-
-int xfer_ranges_load(struct xfer_rangeset *s, const struct xfer_range *in, size_t n,
-		     uint64_t total, struct err *e)
-{
-	xfer_ranges_clear(s);
-	for (size_t i = 0; i < n; i++) {
-		if (in[i].start >= in[i].end || in[i].end > total) {
-			xfer_ranges_clear(s);
-			return err_set(e, ERR_INVALID,
-				       "resume range %zu [%llu, %llu) does not fit a file of %llu bytes",
-				       i, (unsigned long long)in[i].start,
-				       (unsigned long long)in[i].end, (unsigned long long)total);
-		}
-		if (xfer_ranges_add(s, in[i].start, in[i].end) < 0) {
-			xfer_ranges_clear(s);
-			return err_set(e, ERR_TOO_LARGE, "resume state has more than %zu ranges",
-				       s->cap);
-		}
-	}
-	return 0;
-}
-
-size_t xfer_ranges_gaps(const struct xfer_rangeset *s, uint64_t total, struct xfer_range *out,
-			size_t max)
-{
-	size_t count = 0;
-	uint64_t at = 0;
-	for (size_t i = 0; i <= s->n; i++) {
-		uint64_t next = i < s->n ? s->r[i].start : total;
-		if (next > total)
-			next = total;
-		if (next > at) {
-			if (count < max)
-				out[count] = (struct xfer_range){at, next};
-			count++;
-		}
-		if (i < s->n && s->r[i].end > at)
-			at = s->r[i].end;
-	}
-	return count;
-}
 
 void xfer_plan_init(struct xfer_plan *p, size_t cap, uint64_t min_split)
 {
@@ -145,14 +28,14 @@ void xfer_plan_cleanup(struct xfer_plan *p)
 	p->n = p->cap = 0;
 }
 
-int xfer_plan_reset(struct xfer_plan *p, const struct xfer_rangeset *done, uint64_t total)
+int xfer_plan_reset(struct xfer_plan *p, const struct rangeset *done, uint64_t total)
 {
 	p->n = 0;
-	size_t gaps = xfer_ranges_gaps(done, total, NULL, 0);
+	size_t gaps = ranges_gaps(done, total, NULL, 0);
 	if (gaps > p->cap)
 		return ERR_TOO_LARGE;
-	struct xfer_range *g = xcalloc(gaps, sizeof(*g));
-	xfer_ranges_gaps(done, total, g, gaps);
+	struct byte_range *g = xcalloc(gaps, sizeof(*g));
+	ranges_gaps(done, total, g, gaps);
 	for (size_t i = 0; i < gaps; i++)
 		p->s[i] = (struct xfer_seg){g[i].start, g[i].end, XFER_SEG_NONE};
 	p->n = gaps;
@@ -239,18 +122,11 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 
 void xfer_plan_finish(struct xfer_plan *p, int i)
 {
+	assert(i >= 0 && (size_t)i < p->n && p->s[i].owner != XFER_SEG_FREE);
 	p->s[i].owner = XFER_SEG_FREE;
 	p->s[i].pos = p->s[i].end = 0;
 	while (p->n > 0 && p->s[p->n - 1].owner == XFER_SEG_FREE)
 		p->n--;
-}
-
-void xfer_plan_release(struct xfer_plan *p, int i)
-{
-	if (seg_left(&p->s[i]) == 0)
-		xfer_plan_finish(p, i);
-	else
-		p->s[i].owner = XFER_SEG_NONE;
 }
 
 uint64_t xfer_plan_remaining(const struct xfer_plan *p)

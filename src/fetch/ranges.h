@@ -1,12 +1,8 @@
 /*
- * ranges: the pure byte-range bookkeeping of the transfer engine, kept apart
- * from libcurl so it can be tested on its own.
+ * ranges: the work plan of the transfer engine, kept apart from libcurl so
+ * it can be tested on its own. The done ranges it plans around are a
+ * struct rangeset (core/ranges.h).
  *
- * Two structures:
- *   - struct xfer_rangeset: the byte ranges of a file that are written to the
- *     partial, sorted, merged, half-open [start, end). It is what the resume
- *     state saves and loads, and its first range gives the contiguous prefix
- *     that the hasher may read.
  *   - struct xfer_plan: the work still to do, as segments [pos, end) each
  *     owned by at most one connection. With a piece size set, an idle
  *     connection takes the next piece in file order (the front of the first
@@ -17,8 +13,8 @@
  *     Segments live in stable slots, so a connection can keep the index of
  *     its segment while others are added.
  *
- * Both have a hard capacity fixed at init. Neither is thread-safe: the
- * transfer thread owns them.
+ * It has a hard capacity fixed at init. It is not thread-safe: the transfer
+ * thread owns it.
  *
  * Also here, for the same reason: the parser of the Content-Range header a
  * 206 or 416 answer carries.
@@ -31,50 +27,7 @@
 
 struct err;
 
-struct xfer_range {
-	uint64_t start; /* first byte */
-	uint64_t end;   /* one past the last byte */
-};
-
-struct xfer_rangeset {
-	struct xfer_range *r; /* sorted by start, disjoint, not adjacent */
-	size_t n;
-	size_t cap;
-	uint64_t bytes; /* sum of the lengths */
-};
-
-void xfer_ranges_init(struct xfer_rangeset *s, size_t cap);
-void xfer_ranges_cleanup(struct xfer_rangeset *s);
-void xfer_ranges_clear(struct xfer_rangeset *s);
-
-/*
- * Adds [start, end), merging with overlapping or adjacent ranges. An empty
- * range is a no-op. Returns 0, or ERR_TOO_LARGE when the set would need more
- * than cap ranges (the set is then unchanged).
- */
-int xfer_ranges_add(struct xfer_rangeset *s, uint64_t start, uint64_t end);
-
-/* End of the range that starts at 0, or 0 when byte 0 is not done. */
-uint64_t xfer_ranges_prefix(const struct xfer_rangeset *s);
-
-/* 1 when [0, total) is done. */
-int xfer_ranges_complete(const struct xfer_rangeset *s, uint64_t total);
-
-/*
- * Replaces the set with ranges loaded from resume state, after checking them
- * against the file's total size: every range must satisfy start < end <=
- * total. Input may be unsorted and overlapping. Returns 0, ERR_INVALID (with
- * the reason) or ERR_TOO_LARGE; on error the set is left empty.
- */
-int xfer_ranges_load(struct xfer_rangeset *s, const struct xfer_range *in, size_t n,
-		     uint64_t total, struct err *e);
-
-/*
- * Writes the missing ranges of [0, total) into out (at most max). Returns how
- * many gaps there are (which may exceed max: then only max were written).
- */
-size_t xfer_ranges_gaps(const struct xfer_rangeset *s, uint64_t total, struct xfer_range *out,
-			size_t max);
+#include "core/ranges.h"
 
 #define XFER_SEG_FREE (-2) /* slot holds no segment */
 #define XFER_SEG_NONE (-1) /* segment waits for a connection */
@@ -103,7 +56,7 @@ void xfer_plan_cleanup(struct xfer_plan *p);
  * Rebuilds the plan from the gaps of done in [0, total): one unowned segment
  * per gap. Returns 0 or ERR_TOO_LARGE (more gaps than slots).
  */
-int xfer_plan_reset(struct xfer_plan *p, const struct xfer_rangeset *done, uint64_t total);
+int xfer_plan_reset(struct xfer_plan *p, const struct rangeset *done, uint64_t total);
 
 /*
  * Gives connection owner a segment. With p->piece set: the first p->piece
@@ -123,9 +76,6 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim);
 
 /* Marks slot i finished (its owner is done with it) and frees it. */
 void xfer_plan_finish(struct xfer_plan *p, int i);
-
-/* Returns slot i to the pool of unowned segments (its owner gave up). */
-void xfer_plan_release(struct xfer_plan *p, int i);
 
 /* Bytes not yet fetched over all segments. */
 uint64_t xfer_plan_remaining(const struct xfer_plan *p);

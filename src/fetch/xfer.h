@@ -47,19 +47,42 @@
 
 struct cancel_token;
 
+/*
+ * The defaults of struct xfer_config: a field left 0 takes these. Help texts
+ * print them from here.
+ */
+#define XFER_DEFAULT_CONNECTIONS 8
+#define XFER_DEFAULT_SPLIT_THRESHOLD (16u << 20)
+#define XFER_DEFAULT_MIN_SPLIT (4u << 20)
+#define XFER_DEFAULT_PIECE_SIZE (16u << 20)
+#define XFER_DEFAULT_STALL_TIMEOUT_S 30
+#define XFER_DEFAULT_MAX_RETRIES 5
+#define XFER_DEFAULT_RETRY_BASE_MS 1000L
+#define XFER_DEFAULT_RETRY_MAX_MS 8000L
+#define XFER_DEFAULT_RETRY_AFTER_MAX_MS 120000L
+#define XFER_DEFAULT_FLUSH_BYTES (8u << 20)
+#define XFER_DEFAULT_FLUSH_MS 2000L
+
 struct xfer_config {
-	int connections;            /* per file; 0: 8; at most CAP_XFER_CONNECTIONS */
-	uint64_t split_threshold;   /* files at least this large use several connections; 0: 16 MiB */
-	uint64_t min_split;         /* smallest half of a stolen range; 0: 4 MiB */
-	uint64_t piece_size;        /* work is handed out in file order in pieces this large; 0: 16 MiB */
-	int stall_timeout_s;        /* no bytes for this long cuts a connection; 0: 30 */
+	int connections; /* per file; 0: XFER_DEFAULT_CONNECTIONS; at most CAP_XFER_CONNECTIONS */
+	uint64_t split_threshold;   /* files at least this large use several connections; 0:
+				       XFER_DEFAULT_SPLIT_THRESHOLD */
+	uint64_t min_split;	    /* smallest half of a stolen range; 0: XFER_DEFAULT_MIN_SPLIT */
+	uint64_t piece_size;	    /* work is handed out in file order in pieces this large; 0:
+				       XFER_DEFAULT_PIECE_SIZE */
+	int stall_timeout_s;	    /* no bytes for this long cuts a connection; 0:
+				       XFER_DEFAULT_STALL_TIMEOUT_S */
 	uint64_t limit_rate;        /* bytes/s over all transfers of the engine (token bucket); 0: none */
-	int max_retries;            /* consecutive failures of a connection without progress; 0: 5 */
-	long retry_base_ms;         /* first backoff; 0: 1000 (doubles, with jitter) */
-	long retry_max_ms;          /* backoff ceiling; 0: 8000 */
-	long retry_after_max_ms;    /* ceiling on a server's Retry-After; 0: 120000 */
-	uint64_t flush_bytes;       /* resume state saved at least every this many bytes; 0: 8 MiB */
-	long flush_ms;              /* ... or this often; 0: 2000 */
+	int max_retries;	    /* consecutive failures of a connection without progress; 0:
+				       XFER_DEFAULT_MAX_RETRIES */
+	long
+	    retry_base_ms; /* first backoff; 0: XFER_DEFAULT_RETRY_BASE_MS (doubles, with jitter) */
+	long retry_max_ms; /* backoff ceiling; 0: XFER_DEFAULT_RETRY_MAX_MS */
+	long retry_after_max_ms;    /* ceiling on a server's Retry-After; 0:
+				       XFER_DEFAULT_RETRY_AFTER_MAX_MS */
+	uint64_t flush_bytes;	    /* resume state saved at least every this many bytes; 0:
+				       XFER_DEFAULT_FLUSH_BYTES */
+	long flush_ms;		    /* ... or this often; 0: XFER_DEFAULT_FLUSH_MS */
 	const char *user_agent;     /* NULL: "rbee-hive/VERSION" */
 	const char *ca_file;        /* NULL: the system's CA store */
 	uint64_t max_unknown_size;  /* a file of unknown size ends past this; 0: CAP_UNKNOWN_SIZE_DEFAULT */
@@ -72,9 +95,9 @@ struct xfer_config {
  * there is none; save and discard return 0 or a negative code.
  */
 struct xfer_resume_ops {
-	int (*load)(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+	int (*load)(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
 		    size_t *n);
-	int (*save)(void *arg, const char *key, uint64_t total, const struct xfer_range *r,
+	int (*save)(void *arg, const char *key, uint64_t total, const struct byte_range *r,
 		    size_t n);
 	void (*discard)(void *arg, const char *key);
 	void *arg;

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "core/cancel.h"
+#include "core/caps.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -19,7 +20,6 @@
 #include "provision/provision.h"
 
 #define HF_DEFAULT_ENDPOINT "https://huggingface.co"
-#define HF_MAX_REDIRECTS 10
 #define HF_TRIES 4
 #define HF_RETRY_AFTER_MAX_S 30
 #define HF_CONNECT_TIMEOUT_S 15
@@ -72,14 +72,6 @@ static char *read_token_file(void)
 	if (n == 0 || n > CAP_TOKEN_LEN)
 		return NULL;
 	return xstrdup(tok);
-}
-
-/* 1 when a and b are URLs of the same origin (scheme, host, port), by the one URL policy. */
-static int same_origin(const char *a, const char *b)
-{
-	struct url_parts pa, pb;
-	return url_parse(a, &pa, NULL) == 0 && url_parse(b, &pb, NULL) == 0 &&
-	       url_same_origin(&pa, &pb);
 }
 
 /*
@@ -332,7 +324,7 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, cancel);
 	hdrs = curl_slist_append(hdrs, "Accept-Encoding: identity");
 	/* The token goes to the Hub's own origin only, never to a CDN or another host. */
-	if (c->token && same_origin(url, c->endpoint)) {
+	if (c->token && url_same_origin_str(url, c->endpoint)) {
 		auth = xasprintf("Authorization: Bearer %s", c->token);
 		hdrs = curl_slist_append(hdrs, auth);
 	}
@@ -462,10 +454,10 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 		rc = chain_hop(&ch, cur, r->location, e);
 		if (rc)
 			return rc;
-		int follow = redir == HF_REDIRECT_ANY || same_origin(r->location, cur);
+		int follow = redir == HF_REDIRECT_ANY || url_same_origin_str(r->location, cur);
 		if (!follow)
 			break;
-		if (++hops > HF_MAX_REDIRECTS)
+		if (++hops > CAP_HUB_REDIRECTS)
 			return err_set(e, ERR_NETWORK, "too many redirects from %.200s", url);
 		snprintf(cur, sizeof(cur), "%s", r->location);
 		attempt = 0;
@@ -798,7 +790,7 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 		if (!next[0])
 			break;
 		/* The next page must come from the Hub itself: the token goes with it. */
-		if (!same_origin(next, c->endpoint)) {
+		if (!url_same_origin_str(next, c->endpoint)) {
 			rc = err_set(e, ERR_NETWORK, "tree listing of %s: next page on another host",
 				     repo_id);
 			goto out;
@@ -865,7 +857,7 @@ int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
 			goto out;
 		}
 		snprintf(out->url, sizeof(out->url), "%s", r.location);
-		out->url_is_hub = same_origin(r.location, c->endpoint);
+		out->url_is_hub = url_same_origin_str(r.location, c->endpoint);
 	} else {
 		snprintf(out->url, sizeof(out->url), "%s", r.final_url);
 		out->url_is_hub = 1;

@@ -1,5 +1,6 @@
 #include "provision/share.h"
 
+#include <assert.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,9 +72,26 @@ void prov_share_free(struct prov_share *sh)
 {
 	if (!sh)
 		return;
+	/*
+	 * The tokens are fired outside sh->mu: firing runs the engine's wake-up
+	 * (curl_multi_wakeup) on this thread. A reference keeps each token alive
+	 * once its entry may be freed by its thread.
+	 */
+	size_t n = 0;
 	pthread_mutex_lock(&sh->mu);
 	for (struct prov_blob *b = sh->head; b; b = b->next)
-		cancel_fire(b->cancel);
+		n++;
+	struct cancel_token **tokens = xcalloc(n ? n : 1, sizeof(*tokens));
+	size_t k = 0;
+	for (struct prov_blob *b = sh->head; b; b = b->next)
+		tokens[k++] = cancel_ref(b->cancel);
+	pthread_mutex_unlock(&sh->mu);
+	for (size_t i = 0; i < n; i++) {
+		cancel_fire(tokens[i]);
+		cancel_unref(tokens[i]);
+	}
+	free(tokens);
+	pthread_mutex_lock(&sh->mu);
 	while (sh->threads > 0)
 		pthread_cond_wait(&sh->cv, &sh->mu);
 	pthread_mutex_unlock(&sh->mu);
@@ -98,6 +116,7 @@ static void blob_free(struct prov_blob *b)
 /* Drops one reference; call with sh->mu held. Returns 1 if the caller must free b. */
 static int blob_unref_locked(struct prov_blob *b)
 {
+	assert(b->refs > 0);
 	return --b->refs == 0;
 }
 
@@ -109,8 +128,8 @@ struct share_resume {
 };
 
 /* The stored done ranges of a partial of total bytes; ERR_NOT_FOUND when none fit. */
-static int resume_state(struct catalog *cat, const char *repo_dir, const char *name,
-			uint64_t total, struct catalog_range **cr, size_t *n)
+static int resume_state(struct catalog *cat, const char *repo_dir, const char *name, uint64_t total,
+			struct byte_range **cr, size_t *n)
 {
 	uint64_t stored_total = 0;
 	*cr = NULL;
@@ -131,7 +150,7 @@ static int resume_state(struct catalog *cat, const char *repo_dir, const char *n
 uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const char *name,
 			    uint64_t total)
 {
-	struct catalog_range *cr;
+	struct byte_range *cr;
 	size_t n;
 	uint64_t done = 0;
 	if (!cat || !name[0] || !total || resume_state(cat, repo_dir, name, total, &cr, &n))
@@ -142,40 +161,23 @@ uint64_t prov_share_resumed(struct catalog *cat, const char *repo_dir, const cha
 	return done;
 }
 
-static int resume_load(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+static int resume_load(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
 		       size_t *n)
 {
 	struct share_resume *r = arg;
-	struct catalog_range *cr = NULL;
 	(void)key;
-	*ranges = NULL;
-	int rc = resume_state(r->cat, r->repo_dir, r->name, total, &cr, n);
-	if (rc)
-		return rc;
-	*ranges = xcalloc(*n ? *n : 1, sizeof(**ranges));
-	for (size_t i = 0; i < *n; i++) {
-		(*ranges)[i].start = cr[i].start;
-		(*ranges)[i].end = cr[i].end;
-	}
-	free(cr);
-	return 0;
+	return resume_state(r->cat, r->repo_dir, r->name, total, ranges, n);
 }
 
-static int resume_save(void *arg, const char *key, uint64_t total, const struct xfer_range *rs,
+static int resume_save(void *arg, const char *key, uint64_t total, const struct byte_range *rs,
 		       size_t n)
 {
 	struct share_resume *r = arg;
 	(void)key;
-	struct catalog_range *cr = xcalloc(n ? n : 1, sizeof(*cr));
-	for (size_t i = 0; i < n; i++) {
-		cr[i].start = rs[i].start;
-		cr[i].end = rs[i].end;
-	}
 	struct err e = {0};
-	int rc = catalog_partial_save(r->cat, r->repo_dir, r->name, total, cr, n, &e);
+	int rc = catalog_partial_save(r->cat, r->repo_dir, r->name, total, rs, n, &e);
 	if (rc)
 		log_warn("saving resume state of %s/%s: %s", r->repo_dir, r->name, err_msg(&e));
-	free(cr);
 	return rc;
 }
 
@@ -401,8 +403,13 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 		*started = 0;
 	pthread_mutex_lock(&sh->mu);
 	for (struct prov_blob *b = sh->head; b; b = b->next) {
-		/* An entry everyone left is being cancelled: start afresh beside it. */
-		if (strcmp(b->key, key) == 0 && !b->done && !cancel_is_set(b->cancel)) {
+		/*
+		 * An entry everyone left is being cancelled (its token may fire a
+		 * moment after the last leaver released sh->mu): start afresh.
+		 */
+		if (strcmp(b->key, key) == 0 && !b->done && b->waiters > 0 &&
+		    !cancel_is_set(b->cancel)) {
+			assert(b->refs > b->waiters);
 			b->refs++;
 			b->waiters++;
 			pthread_mutex_unlock(&sh->mu);
@@ -516,11 +523,18 @@ void prov_share_leave(struct prov_blob *b)
 	if (!b)
 		return;
 	struct prov_share *sh = b->sh;
+	struct cancel_token *fire = NULL;
 	pthread_mutex_lock(&sh->mu);
+	assert(b->waiters > 0 && b->waiters <= b->refs);
+	/* The last job to leave cancels; the token is fired once sh->mu is released. */
 	if (--b->waiters == 0 && !b->done)
-		cancel_fire(b->cancel);
+		fire = cancel_ref(b->cancel);
 	int do_free = blob_unref_locked(b);
 	pthread_mutex_unlock(&sh->mu);
+	if (fire) {
+		cancel_fire(fire);
+		cancel_unref(fire);
+	}
 	if (do_free)
 		blob_free(b);
 }

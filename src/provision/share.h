@@ -14,7 +14,8 @@
  * last job has left (its partial and resume state stay for a later resume).
  *
  * Locking: prov_share.mu guards the table and every entry's waiters, refs,
- * done, rc and err; it is never held across I/O, libcurl or SQLite. An entry
+ * done, rc and err; it is never held across I/O, libcurl or SQLite, nor while
+ * a cancel token fires (firing wakes the engine). An entry
  * is freed by whoever drops its last reference (the entry thread holds one,
  * each joined job one).
  */

@@ -1334,30 +1334,6 @@ int catalog_link_made(struct catalog *c, const char *repo_dir, const char *commi
 	return rc;
 }
 
-static int range_cmp(const void *a, const void *b)
-{
-	const struct catalog_range *x = a, *y = b;
-	return x->start < y->start ? -1 : x->start > y->start;
-}
-
-/* Sorts and merges ranges in place; returns the new count. */
-static size_t ranges_merge(struct catalog_range *r, size_t n)
-{
-	if (n == 0)
-		return 0;
-	qsort(r, n, sizeof *r, range_cmp);
-	size_t k = 0;
-	for (size_t i = 1; i < n; i++) {
-		if (r[i].start <= r[k].end) {
-			if (r[i].end > r[k].end)
-				r[k].end = r[i].end;
-		} else {
-			r[++k] = r[i];
-		}
-	}
-	return k + 1;
-}
-
 static void put_le64(unsigned char *p, uint64_t v)
 {
 	for (int i = 0; i < 8; i++)
@@ -1378,7 +1354,7 @@ static int check_partial_key(const char *repo_dir, const char *sha256, struct er
 }
 
 int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
-			 uint64_t total_size, const struct catalog_range *ranges, size_t n,
+			 uint64_t total_size, const struct byte_range *ranges, size_t n,
 			 struct err *e)
 {
 	int rc = check_partial_key(repo_dir, sha256, e);
@@ -1388,7 +1364,7 @@ int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sh
 		return err_set(e, ERR_INVALID, "partial %s: size too large", sha256);
 	if (n > CAP_XFER_RANGES * 4)
 		return err_set(e, ERR_TOO_LARGE, "partial %s: %zu ranges", sha256, n);
-	struct catalog_range *r = xmalloc((n ? n : 1) * sizeof *r);
+	struct byte_range *r = xmalloc((n ? n : 1) * sizeof *r);
 	for (size_t i = 0; i < n; i++) {
 		if (ranges[i].start >= ranges[i].end || ranges[i].end > total_size) {
 			free(r);
@@ -1436,8 +1412,7 @@ int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sh
 }
 
 int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sha256,
-			 uint64_t *total_size, struct catalog_range **ranges, size_t *n,
-			 struct err *e)
+			 uint64_t *total_size, struct byte_range **ranges, size_t *n, struct err *e)
 {
 	*ranges = NULL;
 	*n = 0;
@@ -1471,7 +1446,7 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 		goto out;
 	}
 	size_t m = len / 16;
-	struct catalog_range *r = xmalloc((m ? m : 1) * sizeof *r);
+	struct byte_range *r = xmalloc((m ? m : 1) * sizeof *r);
 	for (size_t i = 0; i < m; i++) {
 		r[i].start = get_le64(b + 16 * i);
 		r[i].end = get_le64(b + 16 * i + 8);

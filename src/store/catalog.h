@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/ranges.h"
+
 struct err;
 struct catalog;
 struct gguf_facts;
@@ -222,11 +224,6 @@ int catalog_blob_distrust(struct catalog *c, const char *repo_dir, const char *n
 int catalog_link_made(struct catalog *c, const char *repo_dir, const char *commit, const char *path,
 		      struct err *e);
 
-/* A byte range [start, end) of a partial blob that is written and durable. */
-struct catalog_range {
-	uint64_t start, end;
-};
-
 /* Resume state of one partial blob. */
 struct catalog_partial {
 	char repo_dir[256];
@@ -242,14 +239,14 @@ struct catalog_partial {
  * total_size; at most CAP_XFER_RANGES after merging.
  */
 int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
-			 uint64_t total_size, const struct catalog_range *ranges, size_t n,
+			 uint64_t total_size, const struct byte_range *ranges, size_t n,
 			 struct err *e);
 /*
  * Loads it: *ranges (free() it) sorted and merged. ERR_NOT_FOUND if there is
  * no state; ERR_CORRUPT if the stored state is damaged.
  */
 int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sha256,
-			 uint64_t *total_size, struct catalog_range **ranges, size_t *n,
+			 uint64_t *total_size, struct byte_range **ranges, size_t *n,
 			 struct err *e);
 /* Forgets the state (absent is not an error). */
 int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *sha256,

@@ -57,7 +57,7 @@ struct opts {
 
 /* File-based resume ops */
 
-static int state_load(void *arg, const char *key, uint64_t total, struct xfer_range **ranges,
+static int state_load(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
 		      size_t *n)
 {
 	const char *path = arg;
@@ -70,17 +70,17 @@ static int state_load(void *arg, const char *key, uint64_t total, struct xfer_ra
 		fclose(f);
 		return ERR_NOT_FOUND;
 	}
-	struct xfer_range *r = xcalloc(CAP_XFER_RANGES, sizeof(*r));
+	struct byte_range *r = xcalloc(CAP_XFER_RANGES, sizeof(*r));
 	size_t c = 0;
 	while (c < CAP_XFER_RANGES && fscanf(f, "%llu %llu", &a, &b) == 2)
-		r[c++] = (struct xfer_range){a, b};
+		r[c++] = (struct byte_range){a, b};
 	fclose(f);
 	*ranges = r;
 	*n = c;
 	return 0;
 }
 
-static int state_save(void *arg, const char *key, uint64_t total, const struct xfer_range *r,
+static int state_save(void *arg, const char *key, uint64_t total, const struct byte_range *r,
 		      size_t n)
 {
 	const char *path = arg;

@@ -76,6 +76,22 @@ static void test_same_origin_includes_port_and_scheme(void **state)
 	struct url_parts h1 = parse_ok("https://huggingface.co/x");
 	struct url_parts h2 = parse_ok("https://HuggingFace.co:443/y");
 	assert_true(url_same_origin(&h1, &h2));
+	assert_true(
+	    url_same_origin_str("https://huggingface.co/x", "https://HuggingFace.co:443/y"));
+	assert_false(url_same_origin_str("http://127.0.0.1:8000/a", "http://127.0.0.1:8001/a"));
+	assert_false(url_same_origin_str("not a url", "not a url"));
+}
+
+static void test_host_is_address(void **state)
+{
+	(void)state;
+	assert_true(url_host_is_address("192.0.2.7"));
+	assert_true(url_host_is_address("::1"));
+	assert_true(url_host_is_address("[2001:db8::1]"));
+	assert_false(url_host_is_address("localhost"));
+	assert_false(url_host_is_address("example.org"));
+	assert_false(url_host_is_address("127.1"));
+	assert_false(url_host_is_address(""));
 }
 
 static void test_loopback_is_parsed_exactly(void **state)
@@ -207,6 +223,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test(test_same_origin_includes_port_and_scheme),
+	    cmocka_unit_test(test_host_is_address),
 	    cmocka_unit_test(test_loopback_is_parsed_exactly),
 	    cmocka_unit_test(test_address_classes),
 	    cmocka_unit_test(test_scheme_rule),

@@ -21,6 +21,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "test_listen.h"
+
 #include "core/cancel.h"
 #include "core/err.h"
 #include "core/util.h"
@@ -46,15 +48,7 @@ static struct xfer_request fixture_req(const struct fixture *f)
 static int setup(void **state)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-	socklen_t len = sizeof(a);
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
-	assert_true(f->lfd >= 0);
-	assert_int_equal(bind(f->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(f->lfd, 16), 0);
-	assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&a, &len), 0);
-	snprintf(f->url, sizeof(f->url), "http://127.0.0.1:%d/blob", ntohs(a.sin_port));
+	f->lfd = test_listen_loopback(f->url, sizeof(f->url));
 	const char *base = getenv("RBEE_TEST_TMP");
 	if (base)
 		mkdir(base, 0755);

@@ -573,7 +573,7 @@ static void test_migrate(void **state)
 	assert_int_equal(j.state, CATALOG_JOB_SUCCEEDED);
 	catalog_job_cleanup(&j);
 	/* What version 2 added works. */
-	struct catalog_range r = {0, 10};
+	struct byte_range r = {0, 10};
 	assert_int_equal(catalog_partial_save(c, "models--o--r", hex('d'), 100, &r, 1, &e), 0);
 	/* Version 3: the blob keeps its name and is rbee-hive's, not yet verified. */
 	struct catalog_blob b;
@@ -663,10 +663,10 @@ static void test_partials(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	const char *dir = "models--o--r";
-	struct catalog_range in[] = {{200, 300}, {0, 100}, {50, 150}, {300, 400}, {900, 1000}};
+	struct byte_range in[] = {{200, 300}, {0, 100}, {50, 150}, {300, 400}, {900, 1000}};
 	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, in, 5, &e), 0);
 	uint64_t total = 0;
-	struct catalog_range *r;
+	struct byte_range *r;
 	size_t n;
 	assert_int_equal(catalog_partial_load(x->c, dir, hex('a'), &total, &r, &n, &e), 0);
 	assert_int_equal(total, 1000);
@@ -679,7 +679,7 @@ static void test_partials(void **state)
 	free(r);
 
 	/* Saving again replaces the state. */
-	struct catalog_range all = {0, 1000};
+	struct byte_range all = {0, 1000};
 	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &all, 1, &e), 0);
 	assert_int_equal(catalog_partial_save(x->c, "urls--host", hex('b'), 10, NULL, 0, &e), 0);
 	struct catalog_partial *list;
@@ -692,10 +692,10 @@ static void test_partials(void **state)
 	assert_int_equal(list[1].total_size, 10);
 	free(list);
 
-	struct catalog_range bad = {10, 2000};
+	struct byte_range bad = {10, 2000};
 	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &bad, 1, &e), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "beyond"));
-	bad = (struct catalog_range){5, 5};
+	bad = (struct byte_range){5, 5};
 	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &bad, 1, &e), ERR_INVALID);
 	assert_int_equal(catalog_partial_save(x->c, "../x", hex('a'), 1000, NULL, 0, &e),
 			 ERR_INVALID);

@@ -283,7 +283,7 @@ static void test_partial_remove(void **state)
 	assert_int_equal(layout_partial_open(x->l, REPO, sha, &fd, NULL, &e), 0);
 	assert_int_equal(pwrite(fd, "part", 4, 0), 4);
 	close(fd);
-	struct catalog_range r = {0, 4};
+	struct byte_range r = {0, 4};
 	assert_int_equal(catalog_partial_save(x->c, REPO, sha, 100, &r, 1, &e), 0);
 
 	/* A transfer holds the lock: not removable now. */
@@ -325,7 +325,7 @@ static void test_resume_after_restart(void **state)
 	assert_int_equal(pwrite(fd, data, 5, 0), 5);
 	assert_int_equal(pwrite(fd, data + 10, 5, 10), 5);
 	close(fd);
-	struct catalog_range done[] = {{10, 15}, {0, 5}};
+	struct byte_range done[] = {{10, 15}, {0, 5}};
 	assert_int_equal(catalog_partial_save(x->c, REPO, sha, 20, done, 2, &e), 0);
 	catalog_close(x->c);
 	layout_free(x->l);
@@ -343,7 +343,7 @@ static void test_resume_after_restart(void **state)
 	free(list);
 	assert_int_equal(layout_blob_exists(x->l, REPO, sha, NULL), 0);
 	uint64_t total, cur;
-	struct catalog_range *r;
+	struct byte_range *r;
 	assert_int_equal(catalog_partial_load(x->c, REPO, sha, &total, &r, &n, &e), 0);
 	assert_int_equal(layout_partial_open(x->l, REPO, sha, &fd, &cur, &e), 0);
 	assert_int_equal(cur, 20);

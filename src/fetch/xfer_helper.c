@@ -1,0 +1,237 @@
+/*
+ * The helper thread of one transfer: it hashes the done prefix as it
+ * grows, starts writeback early, fdatasyncs and saves the resume state,
+ * refreshes the URL after a 403, and finishes the transfer (final checks,
+ * rename, result), so the transfer thread never blocks on the disk, the
+ * caller's catalog or the vendor.
+ */
+#include "fetch/xfer_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+
+/* Helper thread: hashing, durable flushes, URL refresh, the end */
+
+static int helper_save(struct xfer *x, const struct byte_range *r, size_t n)
+{
+	/* The bytes must be on disk before the catalog says they are. */
+	if (fdatasync(x->fd) < 0) {
+		log_msg(LOG_WARN, x->log_id, "fdatasync %s: %s", x->dest, strerror(errno));
+		return ERR_IO;
+	}
+	return x->resume.save(x->resume.arg, x->key, atomic_load(&x->a_total), r, n);
+}
+
+static void helper_discard(struct xfer *x)
+{
+	xfer_remove_partial(x);
+	if (x->has_resume)
+		x->resume.discard(x->resume.arg, x->key);
+}
+
+static void helper_finish(struct xfer *x, struct sha256 *h, struct gitblob *g, uint64_t hashed,
+			  int hash_err)
+{
+	struct err e;
+	char sha[SHA256_HEX_LEN + 1] = "";
+	int rc = 0;
+	err_clear(&e);
+	pthread_mutex_lock(&x->lock);
+	enum net_state net = x->net;
+	struct err net_err = x->net_err;
+	uint64_t total = x->final_total;
+	int discard = x->discard_req;
+	pthread_mutex_unlock(&x->lock);
+	int purge = atomic_load(&x->purge_req);
+
+	if (net == NET_DONE) {
+		if (hash_err) {
+			rc =
+			    err_set(&e, ERR_IO, "reading back %s: %s", x->dest, strerror(hash_err));
+		} else if (x->size_known && hashed != x->total) {
+			rc = err_set(&e, ERR_DIGEST,
+				     "size mismatch for %s: expected %llu bytes, got %llu", x->dest,
+				     (unsigned long long)x->total, (unsigned long long)hashed);
+		} else {
+			sha256_final_hex(h, sha);
+			if (x->want_sha[0] && strcmp(sha, x->want_sha) != 0)
+				rc = err_set(&e, ERR_DIGEST,
+					     "sha256 mismatch for %s: expected %s, got %s", x->dest,
+					     x->want_sha, sha);
+		}
+		if (rc == 0 && x->want_git[0]) {
+			char git[GITBLOB_HEX_LEN + 1];
+			gitblob_final_hex(g, git);
+			if (strcmp(git, x->want_git) != 0)
+				rc = err_set(&e, ERR_DIGEST,
+					     "git blob sha1 mismatch for %s: expected %s, got %s",
+					     x->dest, x->want_git, git);
+		}
+		if (rc == ERR_DIGEST) {
+			helper_discard(x);
+		} else if (rc == 0) {
+			if (!x->size_known && ftruncate(x->fd, (off_t)total) < 0)
+				rc = err_set(&e, ERR_IO, "truncate %s: %s", x->dest,
+					     strerror(errno));
+			if (rc == 0 && fsync(x->fd) < 0)
+				rc = err_set(&e, errno == ENOSPC ? ERR_NOSPACE : ERR_IO,
+					     "fsync %s: %s", x->dest, strerror(errno));
+			if (rc == 0 && (x->rename_to || x->rename_sha))
+				rc = rename_open_file_at(x->dir_fd, x->name,
+							 x->rename_to ? x->rename_to : sha, x->fd,
+							 x->dest, &e);
+			if (rc == 0 && x->has_resume) {
+				if (x->rename_to || x->rename_sha) {
+					x->resume.discard(x->resume.arg, x->key);
+				} else {
+					struct byte_range all = {0, total};
+					x->resume.save(x->resume.arg, x->key, total, &all, 1);
+				}
+			}
+		}
+	} else {
+		rc = net_err.code ? net_err.code : ERR_INTERNAL;
+		e = net_err;
+		if (discard || (net == NET_CANCELLED && purge))
+			helper_discard(x);
+	}
+	pthread_mutex_lock(&x->lock);
+	x->result = rc;
+	x->res_err = e;
+	if (rc == 0)
+		memcpy(x->got_sha, sha, sizeof(sha));
+	x->finished = 1;
+	atomic_store(&x->a_finished, 1);
+	pthread_cond_broadcast(&x->done_cond);
+	pthread_mutex_unlock(&x->lock);
+}
+
+void *xfer_helper_main(void *arg)
+{
+	struct xfer *x = arg;
+	struct sha256 h = {0};
+	struct gitblob g = {0};
+	sha256_init(&h);
+	/* Only files git stores itself (small ones) carry a git id: the hot path hashes once. */
+	if (x->want_git[0])
+		gitblob_init(&g, x->total);
+	unsigned char *buf = xmalloc(HASH_CHUNK);
+	uint64_t hashed = 0;
+	unsigned gen_seen = 0;
+	int hash_err = 0;
+	struct byte_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
+	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
+	int wb_warned = 0;
+
+	pthread_mutex_lock(&x->lock);
+	for (;;) {
+		if (x->gen != gen_seen) {
+			gen_seen = x->gen;
+			sha256_init(&h);
+			if (x->want_git[0])
+				gitblob_init(&g, x->total);
+			hashed = 0;
+			wb_off = 0;
+			hash_err = 0;
+			atomic_store(&x->a_hashed, 0);
+		}
+		if (x->refresh_want) {
+			x->refresh_want = 0;
+			pthread_mutex_unlock(&x->lock);
+			char url[CAP_URL_LEN];
+			struct err e;
+			err_clear(&e);
+			url[0] = '\0';
+			int rc = x->refresh_fn(x->refresh_arg, url, sizeof(url), &e);
+			if (rc == 0 && !url[0])
+				rc = err_set(&e, ERR_NETWORK, "no URL returned");
+			pthread_mutex_lock(&x->lock);
+			x->refresh_rc = rc;
+			x->refresh_err = e;
+			memcpy(x->refresh_url, url, sizeof(url));
+			if (!x->eng_gone) {
+				atomic_store(&x->refresh_done, 1);
+				curl_multi_wakeup(x->eng->multi);
+			}
+			continue;
+		}
+		if (x->snap_pending && !x->discard_req &&
+		    !(x->eng_gone && x->net == NET_CANCELLED && atomic_load(&x->purge_req))) {
+			size_t n = x->snap_n;
+			memcpy(snap, x->snap, n * sizeof(*snap));
+			x->snap_pending = 0;
+			pthread_mutex_unlock(&x->lock);
+			if (helper_save(x, snap, n) < 0)
+				log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed",
+					x->dest);
+			pthread_mutex_lock(&x->lock);
+			continue;
+		}
+		if (!x->eng_gone && hashed >= wb_off + WRITEBACK_STEP) {
+			/*
+			 * Start writeback of the prefix just hashed, without waiting
+			 * for it: the next fdatasync then has little left, so resume
+			 * saves keep up with a fast transfer, and the final fdatasync
+			 * does not write the whole file at the end. One step at a
+			 * time: the call can wait while the disk queue is full, and a
+			 * cancel must not wait behind hundreds of MiB.
+			 */
+			uint64_t off = wb_off, len = hashed - wb_off;
+			wb_off = hashed;
+			pthread_mutex_unlock(&x->lock);
+			if (sync_file_range(x->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) <
+				0 &&
+			    !wb_warned) {
+				wb_warned = 1;
+				log_msg(LOG_DEBUG, x->log_id, "sync_file_range %s: %s", x->dest,
+					strerror(errno));
+			}
+			pthread_mutex_lock(&x->lock);
+			continue;
+		}
+		/* A transfer that ended without its bytes needs no hash: finish now. */
+		if (!hash_err && hashed < x->prefix && !(x->eng_gone && x->net != NET_DONE)) {
+			uint64_t want = x->prefix - hashed;
+			size_t n = want > HASH_CHUNK ? HASH_CHUNK : (size_t)want;
+			unsigned gen = x->gen;
+			pthread_mutex_unlock(&x->lock);
+			ssize_t r = pread(x->fd, buf, n, (off_t)hashed);
+			int err_no = r < 0 ? errno : 0;
+			pthread_mutex_lock(&x->lock);
+			if (x->gen != gen)
+				continue;
+			if (r < 0 && err_no == EINTR)
+				continue;
+			if (r <= 0) {
+				hash_err = r < 0 ? err_no : EIO;
+				continue;
+			}
+			sha256_update(&h, buf, (size_t)r);
+			if (x->want_git[0])
+				gitblob_update(&g, buf, (size_t)r);
+			hashed += (uint64_t)r;
+			atomic_store(&x->a_hashed, hashed);
+			continue;
+		}
+		if (x->eng_gone && !x->snap_pending &&
+		    (x->net != NET_DONE || hash_err || hashed >= x->final_total))
+			break;
+		if (x->eng_gone && x->snap_pending)
+			x->snap_pending = 0; /* purged or discarded: nothing to save */
+		else
+			pthread_cond_wait(&x->cond, &x->lock);
+	}
+	pthread_mutex_unlock(&x->lock);
+	helper_finish(x, &h, &g, hashed, hash_err);
+	sha256_cleanup(&h);
+	gitblob_cleanup(&g);
+	free(buf);
+	free(snap);
+	return NULL;
+}

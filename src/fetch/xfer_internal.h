@@ -1,0 +1,249 @@
+/*
+ * The transfer engine's insides, shared by its files (see docs/fetch.md):
+ *   xfer.c         the public API: engine and transfer lifecycle
+ *   xfer_file.c    the partial on disk: resume state, free space, preallocation
+ *   xfer_conn.c    the connection state machine and each hop's URL
+ *   xfer_write.c   the write path inside libcurl, and the checked socket opener
+ *   xfer_loop.c    the transfer thread's loop and the rate cap
+ *   xfer_helper.c  the helper thread: hashing, durable saves, URL refresh, the end
+ *
+ * Threads and ownership are in xfer.h; each field of struct xfer below is
+ * marked with the thread that owns it.
+ *
+ * Locks: eng->lock guards the engine's queue, count and stopping flag.
+ * x->lock guards the hand-off fields between the transfer thread and the
+ * transfer's helper thread (the block marked "x->lock" in struct xfer) and
+ * the result fields read by xfer_wait/xfer_result. No lock is held across
+ * libcurl, disk or callback calls, except that curl_multi_wakeup (a write on
+ * a socketpair) is called under x->lock so that it cannot race the engine's
+ * exit. Progress counters are atomics written by the transfer thread only.
+ */
+#ifndef RBEE_FETCH_XFER_INTERNAL_H
+#define RBEE_FETCH_XFER_INTERNAL_H
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/caps.h"
+#include "core/err.h"
+#include "core/gitblob.h"
+#include "core/sha256.h"
+#include "core/url.h"
+#include "fetch/ranges.h"
+#include "fetch/xfer.h"
+
+#define HASH_CHUNK (512 * 1024)		  /* the helper reads the prefix back this much at a time */
+#define PREFIX_PUBLISH_STEP (1024 * 1024) /* the grown prefix is handed to the helper this often   \
+					   */
+#define DISCARD_BODY_MAX (64 * 1024)	  /* an error body is read this far, then cut */
+#define CURL_BUFFER (128 * 1024)	  /* libcurl's receive buffer per connection */
+#define PROGRESS_MS 250			  /* rate and on_progress period */
+#define RATE_BURST_MIN 65536		  /* the rate cap's bucket holds at least this */
+#define RATE_PAUSED_POLL_MS 5		  /* the loop's wake-up while connections are paused */
+/* The helper starts writeback of the hashed prefix in steps of this size, so
+ * the fdatasync before a resume save has little left to do. */
+#define WRITEBACK_STEP (4u << 20)
+
+enum conn_state { C_IDLE = 0, C_RUNNING, C_WAIT };
+
+enum net_state { NET_RUNNING = 0, NET_DONE, NET_FAILED, NET_CANCELLED };
+
+struct xfer;
+
+/* One connection slot of a transfer; owned by the transfer thread. */
+struct xconn {
+	struct xfer *x;
+	int idx;
+	CURL *h;
+	enum conn_state st;
+	int seg;      /* plan slot, or -1 in whole-file mode */
+	uint64_t pos; /* next byte in whole-file mode */
+	int ranged;   /* the request carried a Range */
+	uint64_t req_start;
+	uint64_t req_last;
+	int url_gen;  /* x->url_gen this request used */
+	int wait_url; /* C_WAIT until a refreshed URL arrives */
+	int paused;   /* paused by the rate cap */
+	int64_t retry_at;
+	int fails; /* consecutive failures without progress */
+	/* set by the write callback for the current request */
+	int checked;
+	int discard;
+	uint64_t discarded;
+	int hit_end;
+	int restart200;
+	int bad_range;
+	int io_errno;
+	int too_many_ranges;
+	int fail_code; /* the answer ends the whole transfer with fail_msg */
+	char fail_msg[ERR_MSG_MAX];
+	char why[160];
+	char errbuf[CURL_ERROR_SIZE];
+};
+
+struct xfer {
+	struct xfer_engine *eng;
+	struct xfer *next; /* engine queue, then active list */
+
+	/* Immutable after xfer_start. */
+	struct url_parts origin;
+	enum url_net base; /* the class of the origin's address: no hop may go further in */
+	char *token;
+	char *dest; /* the label of the partial, for messages */
+	char *name; /* the partial in dir_fd */
+	int dir_fd;
+	char *rename_to;
+	int rename_sha;
+	char *log_id;
+	char key[4096];
+	char want_sha[SHA256_HEX_LEN + 1];
+	char want_git[GITBLOB_HEX_LEN + 1];
+	int size_known;
+	uint64_t limit; /* bytes accepted in whole-file mode */
+	struct xfer_resume_ops resume;
+	int has_resume;
+	xfer_refresh_fn refresh_fn;
+	void *refresh_arg;
+	xfer_progress_fn progress_fn;
+	void *progress_arg;
+	struct cancel_token *cancel;
+	int watch;
+	int fd;
+	int nconn;
+
+	/* Transfer thread only. */
+	char *url;
+	struct url_parts cur; /* url's origin */
+	int url_gen;
+	int url_auth;	/* the current URL is at the origin: the token goes along */
+	int peer_check; /* the current URL is elsewhere: its address is checked on connect */
+	int url_settled;
+	int redirects;
+	uint64_t total;
+	struct xconn *conns;
+	struct rangeset done;
+	struct xfer_plan plan;
+	int no_range;
+	int refreshing;
+	int refreshes;
+	uint64_t written_at_refresh;
+	uint64_t written; /* monotonic bytes written, for rate and flushes */
+	uint64_t flushed_written;
+	int64_t flush_at;
+	uint64_t published_prefix;
+	int64_t rate_at;
+	uint64_t rate_written;
+	double rate;
+	int64_t progress_at;
+	int ended;
+	enum net_state end_state;
+	struct err end_err;
+	int discard_partial;
+
+	/* Progress snapshot: written by the transfer and helper threads, read by anyone. */
+	_Atomic uint64_t a_done;
+	_Atomic uint64_t a_total;
+	_Atomic uint64_t a_hashed;
+	_Atomic uint64_t a_rate;
+	atomic_int a_conns;
+	atomic_int a_finished;
+	atomic_int cancel_req;
+	atomic_int purge_req;
+	atomic_int refresh_done;
+
+	/* x->lock */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;	  /* wakes the helper */
+	pthread_cond_t done_cond; /* wakes xfer_wait */
+	uint64_t prefix;
+	unsigned gen;
+	int eng_gone;
+	enum net_state net;
+	struct err net_err;
+	uint64_t final_total;
+	int discard_req;
+	struct byte_range *snap;
+	size_t snap_n;
+	int snap_pending;
+	int refresh_want;
+	int refresh_rc;
+	struct err refresh_err;
+	char refresh_url[CAP_URL_LEN];
+	int finished;
+	int result;
+	struct err res_err;
+	char got_sha[SHA256_HEX_LEN + 1];
+
+	pthread_t helper;
+	int helper_started;
+};
+
+struct xfer_engine {
+	struct xfer_config cfg;
+	char *user_agent;
+	char *ca_file;
+	CURLM *multi;
+	pthread_t thread;
+	int thread_started;
+
+	pthread_mutex_t lock; /* guards queue_head, queue_tail, count, stopping */
+	struct xfer *queue_head;
+	struct xfer *queue_tail;
+	int count;
+	int stopping;
+
+	/* Transfer thread only. */
+	struct xfer *active;
+	int nactive;
+	/* The rate cap: a token bucket over every connection of the engine. */
+	double tokens;
+	int64_t tokens_at;
+	int npaused;
+};
+
+/* xfer_conn.c (transfer thread) */
+
+/*
+ * Sets x->url after checking it as a hop from `from` (the previous URL, or
+ * the origin; NULL for the origin itself), and whether the token may go
+ * with it.
+ */
+int xfer_set_url(struct xfer *x, const char *url, const struct url_parts *from, struct err *e);
+const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t size);
+/* Ends the transfer once (later calls are no-ops); the helper finishes it. */
+void xfer_end(struct xfer *x, enum net_state st, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void xconn_stop(struct xconn *c);
+/* Starts c's next request; leaves c idle when there is nothing worth taking. */
+void xconn_start(struct xfer *x, struct xconn *c);
+/* A request of c ended with res: the next step of its connection. */
+void xconn_done(struct xfer *x, struct xconn *c, CURLcode res);
+
+/* xfer_write.c (transfer thread, inside libcurl) */
+
+/* Hands the grown done prefix to the helper (every PREFIX_PUBLISH_STEP, or force). */
+void xfer_publish_prefix(struct xfer *x, int force);
+/* Hands a snapshot of the done ranges to the helper to fdatasync and save. */
+void xfer_post_snapshot(struct xfer *x);
+size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg);
+curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a);
+
+/* xfer_loop.c */
+
+void *xfer_engine_main(void *arg);
+
+/* xfer_helper.c */
+
+void *xfer_helper_main(void *arg);
+
+/* xfer_file.c (caller's thread, and the helper) */
+
+/* Resume state, free space and preallocation. */
+int xfer_prepare_file(struct xfer *x, struct err *e);
+/* Removes the partial's name, unless another file has taken it meanwhile. */
+void xfer_remove_partial(struct xfer *x);
+
+#endif

@@ -1,0 +1,268 @@
+/*
+ * The write path of the transfer engine, on the transfer thread inside
+ * curl_multi_perform: each answer judged before its first byte, bytes
+ * written at their offset straight from libcurl's buffer, the rate cap's
+ * tokens spent, and the grown prefix and done ranges handed to the helper.
+ * Also the socket opener that checks the address a hop resolved to.
+ */
+#include "fetch/xfer_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "core/util.h"
+
+/* Hand-offs to the helper thread (transfer thread side) */
+
+void xfer_publish_prefix(struct xfer *x, int force)
+{
+	uint64_t p = ranges_prefix(&x->done);
+	if (!force && p < x->published_prefix + PREFIX_PUBLISH_STEP &&
+	    !(x->size_known && p == x->total))
+		return;
+	if (p == x->published_prefix && !force)
+		return;
+	x->published_prefix = p;
+	pthread_mutex_lock(&x->lock);
+	x->prefix = p;
+	pthread_cond_signal(&x->cond);
+	pthread_mutex_unlock(&x->lock);
+}
+
+/* Snapshot of the done ranges for the helper to fdatasync and save. */
+void xfer_post_snapshot(struct xfer *x)
+{
+	if (!x->has_resume || !x->size_known)
+		return;
+	pthread_mutex_lock(&x->lock);
+	memcpy(x->snap, x->done.r, x->done.n * sizeof(*x->snap));
+	x->snap_n = x->done.n;
+	x->snap_pending = 1;
+	pthread_cond_signal(&x->cond);
+	pthread_mutex_unlock(&x->lock);
+	x->flushed_written = x->written;
+	x->flush_at = now_ms() + x->eng->cfg.flush_ms;
+}
+
+/* Write path (transfer thread, inside curl_multi_perform) */
+
+/*
+ * A whole-file answer's announced length, before its first byte: it must be
+ * the expected size, or for a file of unknown size fit the cap and the disk.
+ * Returns 1 to go on; 0 with c->fail_code set.
+ */
+static int conn_check_length(struct xconn *c)
+{
+	struct xfer *x = c->x;
+	curl_off_t cl = -1;
+	char host[256];
+	if (curl_easy_getinfo(c->h, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &cl) != CURLE_OK || cl < 0)
+		return 1;
+	xfer_host_for_log(x, host, sizeof(host));
+	if (x->size_known && (uint64_t)cl != x->total) {
+		c->fail_code = ERR_DIGEST;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+			 "%s announces %lld bytes for %s, expected %llu", host, (long long)cl,
+			 x->dest, (unsigned long long)x->total);
+		return 0;
+	}
+	if (x->size_known)
+		return 1;
+	if ((uint64_t)cl > x->limit) {
+		c->fail_code = ERR_TOO_LARGE;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+			 "%s announces %lld bytes, more than the %llu allowed for a size not "
+			 "known in advance (serve --max-unknown-size), for %s",
+			 host, (long long)cl, (unsigned long long)x->limit, x->dest);
+		return 0;
+	}
+	struct statvfs vfs;
+	if (fstatvfs(x->fd, &vfs) == 0 &&
+	    (uint64_t)cl > (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize) {
+		c->fail_code = ERR_NOSPACE;
+		snprintf(c->fail_msg, sizeof(c->fail_msg),
+			 "not enough free space for %s: %s announces %lld bytes, %llu available",
+			 x->dest, host, (long long)cl,
+			 (unsigned long long)vfs.f_bavail * (unsigned long long)vfs.f_frsize);
+		return 0;
+	}
+	return 1;
+}
+
+/* Judges the response before its first body byte is accepted. Returns 1 to accept. */
+static int conn_check(struct xconn *c)
+{
+	struct xfer *x = c->x;
+	long code = 0;
+	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &code);
+	c->checked = 1;
+	if (code == 206) {
+		struct curl_header *hd = NULL;
+		struct xfer_content_range cr;
+		struct err ce;
+		if (!c->ranged) {
+			snprintf(c->why, sizeof(c->why), "206 answer to a request without Range");
+			c->bad_range = 1;
+			return 0;
+		}
+		if (curl_easy_header(c->h, "Content-Range", 0, CURLH_HEADER, -1, &hd) !=
+		    CURLHE_OK) {
+			snprintf(c->why, sizeof(c->why), "206 without a Content-Range");
+			c->bad_range = 1;
+			return 0;
+		}
+		err_clear(&ce);
+		if (xfer_content_range_parse(hd->value, strlen(hd->value), &cr, &ce) < 0 ||
+		    !cr.satisfied) {
+			snprintf(c->why, sizeof(c->why), "206 with an invalid %s",
+				 ce.code ? err_msg(&ce) : "Content-Range: no range, only a total");
+			c->bad_range = 1;
+			return 0;
+		}
+		if (cr.first != c->req_start || cr.last > c->req_last ||
+		    (cr.total_known && cr.total != x->total)) {
+			char total[24] = "*";
+			if (cr.total_known)
+				snprintf(total, sizeof(total), "%llu",
+					 (unsigned long long)cr.total);
+			snprintf(c->why, sizeof(c->why),
+				 "Content-Range %llu-%llu/%s does not match the request "
+				 "bytes=%llu-%llu of %llu",
+				 (unsigned long long)cr.first, (unsigned long long)cr.last, total,
+				 (unsigned long long)c->req_start, (unsigned long long)c->req_last,
+				 (unsigned long long)x->total);
+			c->bad_range = 1;
+			return 0;
+		}
+		x->url_settled = 1;
+		return 1;
+	}
+	if (code == 200) {
+		if (c->ranged) {
+			/* The server ignored Range: start this file over from 0. */
+			c->restart200 = 1;
+			return 0;
+		}
+		if (!conn_check_length(c))
+			return 0;
+		x->url_settled = 1;
+		return 1;
+	}
+	c->discard = 1;
+	return 1;
+}
+
+size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+	struct xconn *c = arg;
+	struct xfer *x = c->x;
+	size_t n = size * nmemb;
+	if (atomic_load_explicit(&x->cancel_req, memory_order_relaxed) || x->ended)
+		return 0;
+	if (!c->checked && !conn_check(c))
+		return 0;
+	if (c->discard) {
+		c->discarded += n;
+		return c->discarded > DISCARD_BODY_MAX ? 0 : n;
+	}
+	if (x->eng->cfg.limit_rate) {
+		/* Out of tokens: libcurl keeps this chunk and stops reading the socket. */
+		if (x->eng->tokens <= 0) {
+			c->paused = 1;
+			x->eng->npaused++;
+			return CURL_WRITEFUNC_PAUSE;
+		}
+		x->eng->tokens -= (double)n;
+	}
+	uint64_t pos, end;
+	if (c->seg >= 0) {
+		pos = x->plan.s[c->seg].pos;
+		end = x->plan.s[c->seg].end;
+	} else {
+		pos = c->pos;
+		end = x->size_known ? x->total : x->limit;
+	}
+	size_t w = n;
+	if (end <= pos)
+		w = 0;
+	else if ((uint64_t)w > end - pos)
+		w = (size_t)(end - pos);
+	size_t off = 0;
+	while (off < w) {
+		ssize_t r = pwrite(x->fd, data + off, w - off, (off_t)(pos + off));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			c->io_errno = r < 0 ? errno : EIO;
+			return 0;
+		}
+		off += (size_t)r;
+	}
+	if (w > 0) {
+		if (ranges_add(&x->done, pos, pos + w) < 0) {
+			c->too_many_ranges = 1;
+			return 0;
+		}
+		if (c->seg >= 0)
+			x->plan.s[c->seg].pos = pos + w;
+		else
+			c->pos = pos + w;
+		x->written += w;
+		c->fails = 0;
+		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
+		/*
+		 * Hand-offs from here, not only from the loop: at loopback speed
+		 * one curl_multi_perform can move tens of MiB per connection, and
+		 * the hasher and the resume saves must not wait for it to return.
+		 */
+		xfer_publish_prefix(x, 0);
+		if (x->written - x->flushed_written >= x->eng->cfg.flush_bytes)
+			xfer_post_snapshot(x);
+	}
+	if (w < n && c->seg < 0) {
+		/* Past the whole file: the server's file is not the one expected. */
+		char host[256];
+		xfer_host_for_log(x, host, sizeof(host));
+		c->fail_code = x->size_known ? ERR_DIGEST : ERR_TOO_LARGE;
+		if (x->size_known)
+			snprintf(c->fail_msg, sizeof(c->fail_msg),
+				 "%s sent more than the expected %llu bytes for %s", host,
+				 (unsigned long long)x->total, x->dest);
+		else
+			snprintf(c->fail_msg, sizeof(c->fail_msg),
+				 "%s sent more than %llu bytes, the most for a size not known in "
+				 "advance (serve --max-unknown-size), for %s",
+				 host, (unsigned long long)x->limit, x->dest);
+		return 0;
+	}
+	if (w < n) {
+		c->hit_end = 1; /* the range was stolen or shortened: this request is done */
+		return 0;
+	}
+	return n;
+}
+
+/*
+ * Opens the socket of a new connection, after checking the address the
+ * name resolved to: a hop away from the origin may not reach an address more
+ * internal than the origin's (a public Hub redirecting into this machine or
+ * its network). Runs on the transfer thread, inside libcurl.
+ */
+curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct xconn *c = arg;
+	struct xfer *x = c->x;
+	struct err e;
+	err_clear(&e);
+	if (!x->peer_check)
+		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	curl_socket_t fd = url_open_checked_socket((int)purpose, a, x->base, x->cur.host, &e);
+	if (fd == CURL_SOCKET_BAD && e.code == ERR_FORBIDDEN) {
+		c->fail_code = e.code;
+		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", e.msg);
+	}
+	return fd;
+}
