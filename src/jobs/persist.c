@@ -122,19 +122,16 @@ int job_persist_put(struct job_persist *p, const struct job_row *row, struct err
 {
 	if (!p)
 		return 0;
-	enum catalog_job_state st;
-	if (catalog_job_state_parse(row->state, &st) < 0)
-		return err_set(e, ERR_INTERNAL, "job state '%s' unknown to the catalog", row->state);
 	struct catalog_job j = {
-		.id = (char *)row->id,
-		.operation = (char *)row->operation,
-		.model_ref = (char *)row->arg,
-		.state = st,
-		.created_ms = row->created_ms,
-		.updated_ms = row->updated_ms,
-		.progress_json = (char *)row->progress,
-		.error = (char *)row->error,
-		.result_id = (char *)row->model_id,
+	    .id = (char *)row->id,
+	    .operation = (char *)row->operation,
+	    .model_ref = (char *)row->arg,
+	    .state = row->state,
+	    .created_ms = row->created_ms,
+	    .updated_ms = row->updated_ms,
+	    .progress_json = (char *)row->progress,
+	    .error = (char *)row->error,
+	    .result_id = (char *)row->model_id,
 	};
 	return catalog_job_put(p->cat, &j, e);
 }
@@ -155,22 +152,22 @@ int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct j
 		return 0;
 	struct catalog_job *list = NULL;
 	size_t n = 0;
-	int rc = catalog_job_list(p->cat, 0, 0, &list, &n, e);
+	int rc = catalog_job_list(p->cat, NULL, 0, &list, &n, e);
 	if (rc < 0)
 		return rc;
 	/* The catalog lists newest first; the registry keeps oldest first. */
 	for (size_t i = n; i-- > 0;) {
 		const struct catalog_job *j = &list[i];
 		struct job_row row = {
-			.id = j->id,
-			.operation = j->operation,
-			.arg = nonempty(j->model_ref),
-			.state = catalog_job_state_name(j->state),
-			.error = nonempty(j->error),
-			.progress = nonempty(j->progress_json),
-			.model_id = nonempty(j->result_id),
-			.created_ms = j->created_ms,
-			.updated_ms = j->updated_ms,
+		    .id = j->id,
+		    .operation = j->operation,
+		    .arg = nonempty(j->model_ref),
+		    .state = j->state,
+		    .error = nonempty(j->error),
+		    .progress = nonempty(j->progress_json),
+		    .model_id = nonempty(j->result_id),
+		    .created_ms = j->created_ms,
+		    .updated_ms = j->updated_ms,
 		};
 		fn(arg, &row);
 	}

@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "core/jobstate.h"
+
 struct cancel_token;
 struct err;
 struct job_persist;
@@ -59,7 +61,7 @@ struct job_row {
 	const char *id;
 	const char *operation;
 	const char *arg;      /* model ref or model id; may be NULL */
-	const char *state;    /* job_state_name() */
+	enum job_state state;
 	const char *error;    /* may be NULL */
 	const char *progress; /* latest progress JSON; may be NULL */
 	const char *model_id; /* catalog id once known; may be NULL */

@@ -1,5 +1,6 @@
 #include "store/catalog.h"
 
+#include <assert.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,12 +121,6 @@ static const char *const status_names[] = {
     [CATALOG_AVAILABLE] = "available",
     [CATALOG_FAILED] = "failed",
 };
-static const char *const job_state_names[] = {
-    [CATALOG_JOB_QUEUED] = "queued",	   [CATALOG_JOB_RUNNING] = "running",
-    [CATALOG_JOB_SUCCEEDED] = "succeeded", [CATALOG_JOB_FAILED] = "failed",
-    [CATALOG_JOB_CANCELLED] = "cancelled", [CATALOG_JOB_INTERRUPTED] = "interrupted",
-};
-
 #define NAMES_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *name_of(const char *const *names, size_t n, int v)
@@ -151,35 +146,6 @@ const char *catalog_source_name(enum catalog_source s)
 const char *catalog_status_name(enum catalog_status s)
 {
 	return name_of(status_names, NAMES_LEN(status_names), (int)s);
-}
-
-int catalog_status_parse(const char *s, enum catalog_status *out)
-{
-	int v;
-	if (parse_name(status_names, NAMES_LEN(status_names), s, &v))
-		return ERR_INVALID;
-	*out = (enum catalog_status)v;
-	return 0;
-}
-
-const char *catalog_job_state_name(enum catalog_job_state s)
-{
-	return name_of(job_state_names, NAMES_LEN(job_state_names), (int)s);
-}
-
-int catalog_job_state_parse(const char *s, enum catalog_job_state *out)
-{
-	int v;
-	if (parse_name(job_state_names, NAMES_LEN(job_state_names), s, &v))
-		return ERR_INVALID;
-	*out = (enum catalog_job_state)v;
-	return 0;
-}
-
-int catalog_job_state_final(enum catalog_job_state s)
-{
-	return s == CATALOG_JOB_SUCCEEDED || s == CATALOG_JOB_FAILED ||
-	       s == CATALOG_JOB_CANCELLED || s == CATALOG_JOB_INTERRUPTED;
 }
 
 /* Maps a SQLite result to our codes and says which catalog and step failed. */
@@ -1576,7 +1542,7 @@ int catalog_job_put(struct catalog *c, const struct catalog_job *j, struct err *
 		return err_set(e, ERR_INVALID, "job id: empty or too long");
 	if (!j->operation || !j->operation[0])
 		return err_set(e, ERR_INVALID, "job %s: no operation", j->id);
-	if (j->state < CATALOG_JOB_QUEUED || j->state > CATALOG_JOB_INTERRUPTED)
+	if ((int)j->state < 0 || j->state >= JOB__STATES)
 		return err_set(e, ERR_INVALID, "job %s: unknown state %d", j->id, (int)j->state);
 	if (j->progress_json && strnlen(j->progress_json, CAP_EVENT_LEN + 1) > CAP_EVENT_LEN)
 		return err_set(e, ERR_TOO_LARGE, "job %s: progress longer than %d bytes", j->id,
@@ -1596,7 +1562,7 @@ int catalog_job_put(struct catalog *c, const struct catalog_job *j, struct err *
 	bind_str(st, 1, j->id);
 	bind_str(st, 2, j->operation);
 	bind_str(st, 3, j->model_ref);
-	bind_str(st, 4, catalog_job_state_name(j->state));
+	bind_str(st, 4, job_state_name(j->state));
 	sqlite3_bind_int64(st, 5, j->created_ms ? j->created_ms : now);
 	sqlite3_bind_int64(st, 6, j->updated_ms ? j->updated_ms : now);
 	bind_str(st, 7, j->progress_json);
@@ -1618,12 +1584,9 @@ static int read_job_row(struct catalog *c, sqlite3_stmt *st, struct catalog_job 
 	j->id = col_str(st, 0);
 	j->operation = col_str(st, 1);
 	j->model_ref = col_str(st, 2);
-	int v;
-	if (parse_name(job_state_names, NAMES_LEN(job_state_names),
-		       (const char *)sqlite3_column_text(st, 3), &v))
+	if (job_state_parse((const char *)sqlite3_column_text(st, 3), &j->state))
 		return err_set(e, ERR_CORRUPT, "catalog %s: job %s has an unknown state", c->path,
 			       j->id);
-	j->state = (enum catalog_job_state)v;
 	j->created_ms = sqlite3_column_int64(st, 4);
 	j->updated_ms = sqlite3_column_int64(st, 5);
 	j->progress_json = col_str(st, 6);
@@ -1679,7 +1642,7 @@ static int read_jobs(struct catalog *c, sqlite3_stmt *st, struct catalog_job **o
 	return 0;
 }
 
-int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t limit,
+int catalog_job_list(struct catalog *c, const enum job_state *state, size_t limit,
 		     struct catalog_job **out, size_t *n, struct err *e)
 {
 	*out = NULL;
@@ -1692,14 +1655,48 @@ int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t lim
 	if (rc)
 		return rc;
 	if (state)
-		bind_str(st, 1, catalog_job_state_name(state));
+		bind_str(st, 1, job_state_name(*state));
 	sqlite3_bind_int64(st, 2, limit ? (sqlite3_int64)limit : -1);
 	rc = read_jobs(c, st, out, n, e);
 	sqlite3_finalize(st);
 	return rc;
 }
 
-#define FINAL_STATES "('succeeded','failed','cancelled','interrupted')"
+/*
+ * The states job_state_final() calls final (final = 1) or not (final = 0)
+ * as an SQL list "('succeeded','failed',...)", so that the rule has one home.
+ */
+static void state_list_sql(int final, char *buf, size_t size)
+{
+	size_t off = 0;
+	buf[0] = 0;
+	for (int s = 0; s < JOB__STATES; s++)
+		if (job_state_final((enum job_state)s) == final)
+			off += (size_t)snprintf(buf + off, size - off, "%c'%s'", off ? ',' : '(',
+						job_state_name((enum job_state)s));
+	snprintf(buf + off, size - off, ")");
+	assert(off + 1 < size);
+}
+
+/* Longest statement built with state lists. */
+#define JOB_SQL_MAX 512
+
+/* Runs one DELETE of finished jobs: each %s of fmt (one or two) is their list; ?1 is v. */
+static int prune_exec(struct catalog *c, const char *fmt, int64_t v, const char *what,
+		      struct err *e)
+{
+	char fin[128], sql[JOB_SQL_MAX];
+	state_list_sql(1, fin, sizeof fin);
+	snprintf(sql, sizeof sql, fmt, fin, fin);
+	sqlite3_stmt *st;
+	int rc = prepare(c, sql, &st, e);
+	if (rc)
+		return rc;
+	sqlite3_bind_int64(st, 1, v);
+	int s = sqlite3_step(st);
+	sqlite3_finalize(st);
+	return s == SQLITE_DONE ? 0 : db_fail(c, s, what, e);
+}
 
 int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count, size_t *removed,
 		      struct err *e)
@@ -1710,37 +1707,17 @@ int catalog_job_prune(struct catalog *c, int64_t max_age_ms, size_t max_count, s
 	if (rc)
 		return rc;
 	int before = sqlite3_total_changes(c->db);
-	sqlite3_stmt *st;
-	if (max_age_ms > 0) {
-		rc = prepare(c,
-			     "DELETE FROM jobs WHERE state IN " FINAL_STATES " AND updated_ms < ?1",
-			     &st, e);
-		if (rc)
-			goto fail;
-		sqlite3_bind_int64(st, 1, wall_ms() - max_age_ms);
-		int s = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (s != SQLITE_DONE) {
-			rc = db_fail(c, s, "prune old jobs", e);
-			goto fail;
-		}
-	}
-	if (max_count > 0) {
-		rc = prepare(c,
-			     "DELETE FROM jobs WHERE state IN " FINAL_STATES " AND id NOT IN"
-			     " (SELECT id FROM jobs WHERE state IN " FINAL_STATES
-			     " ORDER BY updated_ms DESC, id DESC LIMIT ?1)",
-			     &st, e);
-		if (rc)
-			goto fail;
-		sqlite3_bind_int64(st, 1, (sqlite3_int64)max_count);
-		int s = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (s != SQLITE_DONE) {
-			rc = db_fail(c, s, "prune jobs", e);
-			goto fail;
-		}
-	}
+	if (max_age_ms > 0)
+		rc = prune_exec(c, "DELETE FROM jobs WHERE state IN %s AND updated_ms < ?1",
+				wall_ms() - max_age_ms, "prune old jobs", e);
+	if (!rc && max_count > 0)
+		rc = prune_exec(c,
+				"DELETE FROM jobs WHERE state IN %s AND id NOT IN"
+				" (SELECT id FROM jobs WHERE state IN %s"
+				" ORDER BY updated_ms DESC, id DESC LIMIT ?1)",
+				(int64_t)max_count, "prune jobs", e);
+	if (rc)
+		goto fail;
 	int after = sqlite3_total_changes(c->db);
 	rc = commit(c, e);
 	if (rc)
@@ -1765,11 +1742,12 @@ int catalog_jobs_mark_interrupted(struct catalog *c, struct catalog_job **out, s
 	int rc = begin_write(c, e);
 	if (rc)
 		return rc;
+	char active[128], sql[JOB_SQL_MAX];
+	state_list_sql(0, active, sizeof active);
+	snprintf(sql, sizeof sql,
+		 "SELECT " JOB_COLS " FROM jobs WHERE state IN %s ORDER BY created_ms, id", active);
 	sqlite3_stmt *st;
-	rc = prepare(c,
-		     "SELECT " JOB_COLS " FROM jobs WHERE state IN ('queued','running')"
-		     " ORDER BY created_ms, id",
-		     &st, e);
+	rc = prepare(c, sql, &st, e);
 	if (rc)
 		goto fail;
 	rc = read_jobs(c, st, &list, &cnt, e);
@@ -1777,13 +1755,13 @@ int catalog_jobs_mark_interrupted(struct catalog *c, struct catalog_job **out, s
 	if (rc)
 		goto fail;
 	int64_t now = wall_ms();
-	rc = prepare(c,
-		     "UPDATE jobs SET state = 'interrupted', updated_ms = ?1"
-		     " WHERE state IN ('queued','running')",
-		     &st, e);
+	snprintf(sql, sizeof sql, "UPDATE jobs SET state = ?2, updated_ms = ?1 WHERE state IN %s",
+		 active);
+	rc = prepare(c, sql, &st, e);
 	if (rc)
 		goto fail;
 	sqlite3_bind_int64(st, 1, now);
+	bind_str(st, 2, job_state_name(JOB_INTERRUPTED));
 	int s = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (s != SQLITE_DONE) {
@@ -1794,7 +1772,7 @@ int catalog_jobs_mark_interrupted(struct catalog *c, struct catalog_job **out, s
 	if (rc)
 		goto fail;
 	for (size_t i = 0; i < cnt; i++) {
-		list[i].state = CATALOG_JOB_INTERRUPTED;
+		list[i].state = JOB_INTERRUPTED;
 		list[i].updated_ms = now;
 	}
 	if (out && n) {

@@ -25,6 +25,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/jobstate.h"
+
 struct err;
 struct catalog;
 struct gguf_facts;
@@ -43,8 +45,6 @@ enum catalog_status { CATALOG_DOWNLOADING = 1, CATALOG_AVAILABLE, CATALOG_FAILED
 /* "hf", "url", "file" / "downloading", "available", "failed". */
 const char *catalog_source_name(enum catalog_source s);
 const char *catalog_status_name(enum catalog_status s);
-/* Parses a name; returns 0 or ERR_INVALID. */
-int catalog_status_parse(const char *s, enum catalog_status *out);
 
 /* Longest blob name: a sha256; another program's may be a git sha1 (40). */
 #define CATALOG_BLOB_NAME_MAX 64
@@ -257,24 +257,11 @@ int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *
 /* Every partial, ordered by repo folder and sha256; free(*out). */
 int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n, struct err *e);
 
-enum catalog_job_state {
-	CATALOG_JOB_QUEUED = 1,
-	CATALOG_JOB_RUNNING,
-	CATALOG_JOB_SUCCEEDED,
-	CATALOG_JOB_FAILED,
-	CATALOG_JOB_CANCELLED,
-	CATALOG_JOB_INTERRUPTED,
-};
-const char *catalog_job_state_name(enum catalog_job_state s);
-int catalog_job_state_parse(const char *s, enum catalog_job_state *out);
-/* 1 for succeeded, failed, cancelled and interrupted. */
-int catalog_job_state_final(enum catalog_job_state s);
-
 struct catalog_job {
 	char *id;	 /* "job-..." */
 	char *operation; /* "model_download", ... */
 	char *model_ref; /* as given; may be "" */
-	enum catalog_job_state state;
+	enum job_state state;
 	int64_t created_ms, updated_ms; /* created_ms kept from the first put */
 	char *progress_json;		/* the last progress event; may be "" */
 	char *error;			/* may be "" */
@@ -287,13 +274,13 @@ void catalog_job_list_free(struct catalog_job *list, size_t n);
 int catalog_job_put(struct catalog *c, const struct catalog_job *j, struct err *e);
 int catalog_job_get(struct catalog *c, const char *id, struct catalog_job *out, struct err *e);
 /*
- * Jobs, newest first (created_ms, then id), only those in state (0: all),
- * at most limit (0: no limit).
+ * Jobs, newest first (created_ms, then id), only those in *state (NULL:
+ * all), at most limit (0: no limit).
  */
-int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t limit,
+int catalog_job_list(struct catalog *c, const enum job_state *state, size_t limit,
 		     struct catalog_job **out, size_t *n, struct err *e);
 /*
- * Removes finished jobs last updated before now - max_age_ms (max_age_ms <= 0:
+ * Removes finished jobs (job_state_final()) last updated before now - max_age_ms (max_age_ms <= 0:
  * no age limit) and then all but the max_count newest finished ones (0: no
  * count limit). Queued and running jobs are never removed.
  */

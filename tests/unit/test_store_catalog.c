@@ -570,7 +570,7 @@ static void test_migrate(void **state)
 	catalog_model_cleanup(&m);
 	struct catalog_job j;
 	assert_int_equal(catalog_job_get(c, "job-old", &j, &e), 0);
-	assert_int_equal(j.state, CATALOG_JOB_SUCCEEDED);
+	assert_int_equal(j.state, JOB_SUCCEEDED);
 	catalog_job_cleanup(&j);
 	/* What version 2 added works. */
 	struct catalog_range r = {0, 10};
@@ -719,7 +719,7 @@ static void test_partials(void **state)
 	assert_null(r);
 }
 
-static void job_put(struct catalog *c, const char *id, enum catalog_job_state st, int64_t created,
+static void job_put(struct catalog *c, const char *id, enum job_state st, int64_t created,
 		    int64_t updated)
 {
 	struct catalog_job j = {
@@ -739,15 +739,15 @@ static void test_jobs(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	int64_t now = wall_ms();
-	job_put(x->c, "job-1", CATALOG_JOB_SUCCEEDED, now - 100000, now - 90000);
-	job_put(x->c, "job-2", CATALOG_JOB_RUNNING, now - 5000, now - 4000);
-	job_put(x->c, "job-3", CATALOG_JOB_FAILED, now - 3000, now - 2000);
-	job_put(x->c, "job-4", CATALOG_JOB_QUEUED, now - 1000, now - 1000);
+	job_put(x->c, "job-1", JOB_SUCCEEDED, now - 100000, now - 90000);
+	job_put(x->c, "job-2", JOB_RUNNING, now - 5000, now - 4000);
+	job_put(x->c, "job-3", JOB_FAILED, now - 3000, now - 2000);
+	job_put(x->c, "job-4", JOB_QUEUED, now - 1000, now - 1000);
 
 	struct catalog_job j = {
 	    .id = (char *)"job-2",
 	    .operation = (char *)"model_download",
-	    .state = CATALOG_JOB_RUNNING,
+	    .state = JOB_RUNNING,
 	    .progress_json = (char *)"{\"bytes_done\":5}",
 	    .created_ms = 1, /* ignored on update */
 	};
@@ -763,16 +763,17 @@ static void test_jobs(void **state)
 
 	struct catalog_job *list;
 	size_t n;
-	assert_int_equal(catalog_job_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, NULL, 0, &list, &n, &e), 0);
 	assert_int_equal(n, 4);
 	assert_string_equal(list[0].id, "job-4"); /* newest first */
 	assert_string_equal(list[3].id, "job-1");
 	catalog_job_list_free(list, n);
-	assert_int_equal(catalog_job_list(x->c, CATALOG_JOB_FAILED, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, &(enum job_state){JOB_FAILED}, 0, &list, &n, &e),
+			 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].id, "job-3");
 	catalog_job_list_free(list, n);
-	assert_int_equal(catalog_job_list(x->c, 0, 2, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, NULL, 2, &list, &n, &e), 0);
 	assert_int_equal(n, 2);
 	catalog_job_list_free(list, n);
 
@@ -780,16 +781,16 @@ static void test_jobs(void **state)
 	assert_int_equal(catalog_jobs_mark_interrupted(x->c, &list, &n, &e), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].id, "job-2");
-	assert_int_equal(list[0].state, CATALOG_JOB_INTERRUPTED);
+	assert_int_equal(list[0].state, JOB_INTERRUPTED);
 	assert_string_equal(list[1].id, "job-4");
 	catalog_job_list_free(list, n);
 	assert_int_equal(catalog_job_get(x->c, "job-4", &g, &e), 0);
-	assert_int_equal(g.state, CATALOG_JOB_INTERRUPTED);
+	assert_int_equal(g.state, JOB_INTERRUPTED);
 	catalog_job_cleanup(&g);
 	assert_int_equal(catalog_jobs_mark_interrupted(x->c, NULL, NULL, &e), 0);
 
 	/* Prune: old finished jobs go; unfinished ones always stay. */
-	job_put(x->c, "job-5", CATALOG_JOB_RUNNING, now - 200000, now - 200000);
+	job_put(x->c, "job-5", JOB_RUNNING, now - 200000, now - 200000);
 	size_t removed = 0;
 	assert_int_equal(catalog_job_prune(x->c, 60000, 0, &removed, &e), 0);
 	assert_int_equal(removed, 1); /* job-1 */
@@ -797,18 +798,28 @@ static void test_jobs(void **state)
 	catalog_job_cleanup(&g);
 	assert_int_equal(catalog_job_prune(x->c, 0, 1, &removed, &e), 0);
 	assert_int_equal(removed, 2); /* of job-2, job-3, job-4 the newest stays */
-	assert_int_equal(catalog_job_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, NULL, 0, &list, &n, &e), 0);
 	assert_int_equal(n, 2);
 	catalog_job_list_free(list, n);
 
-	struct catalog_job bad = {.id = (char *)"", .operation = (char *)"x", .state = 1};
+	struct catalog_job bad = {.id = (char *)"", .operation = (char *)"x", .state = JOB_RUNNING};
 	assert_int_equal(catalog_job_put(x->c, &bad, &e), ERR_INVALID);
-	enum catalog_job_state st;
-	assert_int_equal(catalog_job_state_parse("interrupted", &st), 0);
-	assert_int_equal(st, CATALOG_JOB_INTERRUPTED);
-	assert_int_equal(catalog_job_state_parse("bogus", &st), ERR_INVALID);
-	assert_true(catalog_job_state_final(CATALOG_JOB_CANCELLED));
-	assert_false(catalog_job_state_final(CATALOG_JOB_RUNNING));
+	enum job_state st;
+	assert_int_equal(job_state_parse("interrupted", &st), 0);
+	assert_int_equal(st, JOB_INTERRUPTED);
+	assert_int_equal(job_state_parse("queued", &st), 0);
+	assert_int_equal(st, JOB_QUEUED);
+	assert_int_equal(job_state_parse("bogus", &st), ERR_INVALID);
+	assert_string_equal(job_state_name(JOB_QUEUED), "queued");
+	assert_string_equal(job_state_name(JOB__STATES), "unknown");
+	/* One final-state rule: an interrupted job is final (kept until pruned). */
+	assert_true(job_state_final(JOB_CANCELLED));
+	assert_true(job_state_final(JOB_INTERRUPTED));
+	assert_false(job_state_final(JOB_RUNNING));
+	assert_false(job_state_final(JOB_QUEUED));
+	struct catalog_job odd = {
+	    .id = (char *)"job-x", .operation = (char *)"x", .state = JOB__STATES};
+	assert_int_equal(catalog_job_put(x->c, &odd, &e), ERR_INVALID);
 }
 
 struct writer {
