@@ -95,7 +95,7 @@ int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e);
  */
 int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
 			   struct err *e);
-/* Deletes the model with catalog id id (files no other model uses go too). */
+/* store_delete_model() of the model with catalog id id (files no other model uses go too). */
 int job_persist_model_delete(struct job_persist *p, const char *id, struct err *e);
 /*
  * store_verify() over this connection and the hub folder: one model (query,

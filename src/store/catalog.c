@@ -226,43 +226,46 @@ static int user_version(struct catalog *c, int *v, struct err *e)
 	return rc;
 }
 
+/*
+ * Brings the schema to CATALOG_SCHEMA_VERSION: every missing step in one
+ * write transaction that re-reads the version first (another process may
+ * have migrated), so a catalog is either as it was or at the latest
+ * version. A new catalog (version 0) is thus created at the latest version
+ * and logged as created, not as migrated.
+ */
 static int migrate(struct catalog *c, struct err *e)
 {
 	int v;
 	int rc = user_version(c, &v, e);
-	if (rc)
+	if (rc || v == CATALOG_SCHEMA_VERSION)
 		return rc;
 	if (v > CATALOG_SCHEMA_VERSION)
 		return err_set(e, ERR_CONFLICT,
 			       "catalog %s has schema version %d, newer than this rbee-hive "
 			       "understands (%d)",
 			       c->path, v, CATALOG_SCHEMA_VERSION);
-	while (v < CATALOG_SCHEMA_VERSION) {
-		/* Re-read inside the write lock: another process may have migrated. */
-		rc = begin_write(c, e);
-		if (!rc)
-			rc = user_version(c, &v, e);
-		if (!rc && v < CATALOG_SCHEMA_VERSION) {
-			char pragma[64];
-			snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", v + 1);
-			rc = exec(c, migrations[v], "migrate schema", e);
-			if (!rc)
-				rc = exec(c, pragma, "set schema version", e);
-			if (!rc)
-				log_msg(v ? LOG_INFO : LOG_DEBUG, NULL,
-					"catalog %s: schema migrated from version %d to %d",
-					c->path, v, v + 1);
-		}
-		if (!rc)
-			rc = commit(c, e);
-		if (rc) {
-			rollback(c);
-			return rc;
-		}
+	rc = begin_write(c, e);
+	if (!rc)
 		rc = user_version(c, &v, e);
-		if (rc)
-			return rc;
+	int from = v;
+	for (; !rc && v < CATALOG_SCHEMA_VERSION; v++)
+		rc = exec(c, migrations[v], "migrate schema", e);
+	if (!rc && from < CATALOG_SCHEMA_VERSION) {
+		char pragma[64];
+		snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", CATALOG_SCHEMA_VERSION);
+		rc = exec(c, pragma, "set schema version", e);
 	}
+	if (!rc)
+		rc = commit(c, e);
+	if (rc) {
+		rollback(c);
+		return rc;
+	}
+	if (from == 0)
+		log_info("catalog %s created (schema version %d)", c->path, CATALOG_SCHEMA_VERSION);
+	else if (from < CATALOG_SCHEMA_VERSION)
+		log_info("catalog %s: schema migrated from version %d to %d", c->path, from,
+			 CATALOG_SCHEMA_VERSION);
 	return 0;
 }
 
@@ -1054,17 +1057,23 @@ fail:
 	return rc;
 }
 
-int catalog_model_count(struct catalog *c, size_t *n, struct err *e)
+int catalog_model_totals(struct catalog *c, size_t *n, uint64_t *bytes, struct err *e)
 {
+	*n = 0;
+	if (bytes)
+		*bytes = 0;
 	sqlite3_stmt *st;
-	int rc = prepare(c, "SELECT COUNT(*) FROM models", &st, e);
+	int rc = prepare(c, "SELECT COUNT(*), coalesce(sum(size), 0) FROM models", &st, e);
 	if (rc)
 		return rc;
 	int s = sqlite3_step(st);
-	if (s == SQLITE_ROW)
+	if (s == SQLITE_ROW) {
 		*n = (size_t)sqlite3_column_int64(st, 0);
-	else
+		if (bytes)
+			*bytes = (uint64_t)sqlite3_column_int64(st, 1);
+	} else {
 		rc = db_fail(c, s, "count models", e);
+	}
 	sqlite3_finalize(st);
 	return rc;
 }

@@ -161,7 +161,12 @@ int catalog_model_find(struct catalog *c, const char *query, struct catalog_mode
  */
 int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct catalog_model **out,
 		       size_t *n, struct err *e);
-int catalog_model_count(struct catalog *c, size_t *n, struct err *e);
+/*
+ * The number of models and the sum of their sizes (bytes may be NULL), by
+ * one query: SQLite still visits every model row (O(N) in the number of
+ * models), but no row is copied out.
+ */
+int catalog_model_totals(struct catalog *c, size_t *n, uint64_t *bytes, struct err *e);
 /*
  * SQLite's PRAGMA data_version of this connection: it changes whenever
  * another connection (of this process or another) commits, and never for

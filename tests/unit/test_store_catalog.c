@@ -229,7 +229,7 @@ static void test_bad_input(void **state)
 	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
 	free(m.files);
 	size_t n = 99;
-	assert_int_equal(catalog_model_count(x->c, &n, &e), 0);
+	assert_int_equal(catalog_model_totals(x->c, &n, NULL, &e), 0);
 	assert_int_equal(n, 0);
 }
 
@@ -301,6 +301,20 @@ static void test_list(void **state)
 	assert_int_equal(list[2].nfiles, 2);
 	catalog_model_list_free(list, n);
 
+	/* Count and bytes come from one query, not from loading the list. */
+	size_t count = 0;
+	uint64_t bytes = 0, want = 0;
+	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	for (size_t i = 0; i < n; i++)
+		want += list[i].size;
+	catalog_model_list_free(list, n);
+	assert_int_equal(catalog_model_totals(x->c, &count, &bytes, &e), 0);
+	assert_int_equal(count, 3);
+	assert_true(want > 0);
+	assert_int_equal(bytes, want);
+	assert_int_equal(catalog_model_totals(x->c, &count, NULL, &e), 0);
+	assert_int_equal(count, 3);
+
 	assert_int_equal(catalog_model_list(x->c, 1, 1, &list, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].id, "hf:o/b:x.gguf");
@@ -370,7 +384,7 @@ static void test_list_10000(void **state)
 	/* Two queries whatever the count; generous for sanitizer builds. */
 	assert_true(dt < 3000);
 	size_t cnt;
-	assert_int_equal(catalog_model_count(x->c, &cnt, &e), 0);
+	assert_int_equal(catalog_model_totals(x->c, &cnt, NULL, &e), 0);
 	assert_int_equal(cnt, 10000);
 }
 
@@ -548,6 +562,46 @@ static const char *const schema_v1 =
     " 'hf:o/r:old.gguf');"
     "PRAGMA user_version = 1;";
 
+/* Runs catalog_open(path) with stderr (the log) captured into buf. */
+static int open_logged(const char *dir, const char *path, struct catalog **c, char *buf,
+		       size_t size)
+{
+	char logpath[PATH_MAX];
+	snprintf(logpath, sizeof logpath, "%s/open.log", dir);
+	fflush(stderr);
+	int saved = dup(2);
+	FILE *f = fopen(logpath, "w+");
+	assert_non_null(f);
+	dup2(fileno(f), 2);
+	struct err e = {0};
+	int rc = catalog_open(path, c, &e);
+	dup2(saved, 2);
+	close(saved);
+	rewind(f);
+	size_t n = fread(buf, 1, size - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return rc;
+}
+
+/* A fresh catalog is created at the latest version; it says so, and migrates nothing. */
+static void test_fresh_catalog_log(void **state)
+{
+	struct fx *x = *state;
+	char path[PATH_MAX], log[4096];
+	snprintf(path, sizeof path, "%s/fresh.db", x->dir);
+	struct catalog *c = NULL;
+	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
+	catalog_close(c);
+	assert_null(strstr(log, "migrated"));
+	assert_non_null(strstr(log, "created"));
+	/* Opening it again logs nothing about the schema. */
+	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
+	catalog_close(c);
+	assert_null(strstr(log, "schema"));
+	assert_null(strstr(log, "created"));
+}
+
 static void test_migrate(void **state)
 {
 	struct fx *x = *state;
@@ -560,7 +614,11 @@ static void test_migrate(void **state)
 	sqlite3_close(db);
 
 	struct catalog *c;
-	assert_int_equal(catalog_open(path, &c, &e), 0);
+	char log[4096];
+	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
+	/* An upgrade says from which version to which, in one line. */
+	assert_non_null(strstr(log, "schema migrated from version 1 to 3"));
+	assert_null(strstr(log, "created"));
 	struct catalog_model m;
 	assert_int_equal(catalog_model_get(c, "hf:o/r:old.gguf", &m, &e), 0);
 	assert_int_equal(m.created_ms, 1000);
@@ -873,7 +931,7 @@ static void test_concurrent_writers(void **state)
 	}
 	size_t n;
 	struct err e = {0};
-	assert_int_equal(catalog_model_count(x->c, &n, &e), 0);
+	assert_int_equal(catalog_model_totals(x->c, &n, NULL, &e), 0);
 	assert_int_equal(n, 120);
 	size_t refs;
 	assert_int_equal(catalog_blob_refcount(x->c, "models--o--r", hex('e'), &refs, &e), 0);
@@ -892,6 +950,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_find, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delete_shared, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_adopted_files_are_not_removed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh_catalog_log, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
