@@ -2,8 +2,12 @@
  * catalog: what rbee-hive knows about its models, blobs, partial downloads
  * and jobs, in SQLite (<root>/catalog.db, WAL). The schema and its
  * migrations are described in docs/store.md; the schema version is PRAGMA
- * user_version and catalog_open() migrates an older file forward, each step
- * in one transaction.
+ * user_version and catalog_open() creates a new file at the latest version
+ * or migrates an older one forward, in one transaction either way.
+ *
+ * The code lives in catalog.c (schema, opening, SQL helpers),
+ * catalog_model.c and catalog_read.c (models), catalog_blob.c,
+ * catalog_partial.c and catalog_job.c, behind catalog_internal.h.
  *
  * Threads: a struct catalog is one SQLite connection and belongs to one
  * thread at a time; every thread that needs the catalog opens its own
@@ -35,7 +39,11 @@ struct gguf_facts;
 #define CATALOG_SCHEMA_VERSION 3
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
-/* Opens (creating, migrating) the catalog at db_path. */
+/*
+ * Opens the catalog at db_path: a new one is created at
+ * CATALOG_SCHEMA_VERSION (logged as created), an older one migrated to it
+ * (logged with both versions).
+ */
 int catalog_open(const char *db_path, struct catalog **out, struct err *e);
 void catalog_close(struct catalog *c);
 
@@ -150,7 +158,8 @@ int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *o
 /*
  * The model a user's text names: the exact id, else the one model for which
  * ref_matches_id() holds. ERR_NOT_FOUND when none does, ERR_CONFLICT (the
- * message lists some candidates) when several do.
+ * message lists some candidates) when several do. A query that is not an
+ * exact id reads every model id (O(N) in the number of models).
  */
 int catalog_model_find(struct catalog *c, const char *query, struct catalog_model *out,
 		       struct err *e);
