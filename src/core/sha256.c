@@ -104,15 +104,3 @@ int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SH
 	free(buf);
 	return rc;
 }
-
-int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
-		uint64_t *size, struct err *e)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s: %s", path,
-			       strerror(errno));
-	int rc = sha256_fd(fd, path, cancel, out, NULL, size, e);
-	close(fd);
-	return rc;
-}

@@ -28,12 +28,6 @@ void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1]);
 void sha256_cleanup(struct sha256 *h);
 
 /*
- * Hashes the file at path; fills out and *size. Stops with ERR_CANCELLED when
- * cancel fires (cancel may be NULL). Errors name the path.
- */
-int sha256_file(const char *path, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
-		uint64_t *size, struct err *e);
-/*
  * The one loop that hashes a file: the regular file open at fd, read from
  * offset 0 to its end with pread (the file position is not used). Its
  * SHA-256 goes to out and, when oid is not NULL, its git blob id

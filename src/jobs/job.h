@@ -33,27 +33,12 @@
 
 #include <jansson.h>
 
+#include "core/jobstate.h"
+
 struct err;
 struct provisioner;
 
 #define JOB_ID_MAX 32 /* "job-" + 16 hex digits + NUL, with room */
-
-enum job_state {
-	JOB_QUEUED = 0,
-	JOB_RUNNING,
-	JOB_SUCCEEDED,
-	JOB_FAILED,
-	JOB_CANCELLED,
-	JOB_INTERRUPTED,
-	JOB__STATES
-};
-
-/* "queued", "running", ... */
-const char *job_state_name(enum job_state s);
-/* Returns 0 or ERR_INVALID. */
-int job_state_parse(const char *s, enum job_state *out);
-/* 1 for succeeded, failed and cancelled. */
-int job_state_is_final(enum job_state s);
 
 enum job_event_kind {
 	JOB_EV_PROGRESS = 0, /* event: progress, data is the progress JSON */

@@ -122,19 +122,16 @@ int job_persist_put(struct job_persist *p, const struct job_row *row, struct err
 {
 	if (!p)
 		return 0;
-	enum catalog_job_state st;
-	if (catalog_job_state_parse(row->state, &st) < 0)
-		return err_set(e, ERR_INTERNAL, "job state '%s' unknown to the catalog", row->state);
 	struct catalog_job j = {
-		.id = (char *)row->id,
-		.operation = (char *)row->operation,
-		.model_ref = (char *)row->arg,
-		.state = st,
-		.created_ms = row->created_ms,
-		.updated_ms = row->updated_ms,
-		.progress_json = (char *)row->progress,
-		.error = (char *)row->error,
-		.result_id = (char *)row->model_id,
+	    .id = (char *)row->id,
+	    .operation = (char *)row->operation,
+	    .model_ref = (char *)row->arg,
+	    .state = row->state,
+	    .created_ms = row->created_ms,
+	    .updated_ms = row->updated_ms,
+	    .progress_json = (char *)row->progress,
+	    .error = (char *)row->error,
+	    .result_id = (char *)row->model_id,
 	};
 	return catalog_job_put(p->cat, &j, e);
 }
@@ -155,22 +152,22 @@ int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct j
 		return 0;
 	struct catalog_job *list = NULL;
 	size_t n = 0;
-	int rc = catalog_job_list(p->cat, 0, 0, &list, &n, e);
+	int rc = catalog_job_list(p->cat, NULL, 0, &list, &n, e);
 	if (rc < 0)
 		return rc;
 	/* The catalog lists newest first; the registry keeps oldest first. */
 	for (size_t i = n; i-- > 0;) {
 		const struct catalog_job *j = &list[i];
 		struct job_row row = {
-			.id = j->id,
-			.operation = j->operation,
-			.arg = nonempty(j->model_ref),
-			.state = catalog_job_state_name(j->state),
-			.error = nonempty(j->error),
-			.progress = nonempty(j->progress_json),
-			.model_id = nonempty(j->result_id),
-			.created_ms = j->created_ms,
-			.updated_ms = j->updated_ms,
+		    .id = j->id,
+		    .operation = j->operation,
+		    .arg = nonempty(j->model_ref),
+		    .state = j->state,
+		    .error = nonempty(j->error),
+		    .progress = nonempty(j->progress_json),
+		    .model_id = nonempty(j->result_id),
+		    .created_ms = j->created_ms,
+		    .updated_ms = j->updated_ms,
 		};
 		fn(arg, &row);
 	}
@@ -267,7 +264,7 @@ int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, 
 int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e)
 {
 	*n = 0;
-	return p ? catalog_model_count(p->cat, n, e) : 0;
+	return p ? catalog_model_totals(p->cat, n, NULL, e) : 0;
 }
 
 int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e)
@@ -296,20 +293,11 @@ int job_persist_model_delete(struct job_persist *p, const char *id, struct err *
 {
 	if (!p)
 		return err_set(e, ERR_NOT_FOUND, "no model '%.200s' in the catalog", id);
-	struct catalog_removal rm;
-	memset(&rm, 0, sizeof(rm));
-	int rc = catalog_model_delete(p->cat, id, &rm, e);
-	if (rc < 0)
-		return rc;
-	/* The rows are gone; now the files that no other model uses. */
 	struct layout *l = NULL;
-	rc = layout_open(p->hub_dir, &l, e);
-	if (rc == 0 && rm.repo_dir)
-		rc = layout_remove_model(l, rm.repo_dir, rm.commit, (const char *const *)rm.paths,
-					 rm.npaths, (const char *const *)rm.blobs, rm.nblobs, NULL,
-					 e);
+	int rc = layout_open(p->hub_dir, &l, e);
+	if (rc == 0)
+		rc = store_delete_model(p->cat, l, id, NULL, 0, e);
 	layout_free(l);
-	catalog_removal_cleanup(&rm);
 	return rc;
 }
 
@@ -407,14 +395,7 @@ void job_persist_catalog_size(struct job_persist *p, long *models, uint64_t *byt
 {
 	*models = -1;
 	*bytes = 0;
-	if (!p)
-		return;
-	struct catalog_model *list = NULL;
-	size_t n = 0;
-	if (catalog_model_list(p->cat, 0, 0, &list, &n, NULL) < 0)
-		return;
-	*models = (long)n;
-	for (size_t i = 0; i < n; i++)
-		*bytes += list[i].size;
-	catalog_model_list_free(list, n);
+	size_t n;
+	if (p && catalog_model_totals(p->cat, &n, bytes, NULL) == 0)
+		*models = (long)n;
 }

@@ -16,6 +16,8 @@
 
 #include <jansson.h>
 
+#include "core/jobstate.h"
+
 struct cancel_token;
 struct err;
 struct job_persist;
@@ -59,7 +61,7 @@ struct job_row {
 	const char *id;
 	const char *operation;
 	const char *arg;      /* model ref or model id; may be NULL */
-	const char *state;    /* job_state_name() */
+	enum job_state state;
 	const char *error;    /* may be NULL */
 	const char *progress; /* latest progress JSON; may be NULL */
 	const char *model_id; /* catalog id once known; may be NULL */
@@ -93,7 +95,7 @@ int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e);
  */
 int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
 			   struct err *e);
-/* Deletes the model with catalog id id (files no other model uses go too). */
+/* store_delete_model() of the model with catalog id id (files no other model uses go too). */
 int job_persist_model_delete(struct job_persist *p, const char *id, struct err *e);
 /*
  * store_verify() over this connection and the hub folder: one model (query,

@@ -36,35 +36,6 @@
  */
 #define JOB_DURABLE_WAIT_MS 6000
 
-static const char *const job_state_names[JOB__STATES] = {
-	[JOB_QUEUED] = "queued",       [JOB_RUNNING] = "running",
-	[JOB_SUCCEEDED] = "succeeded", [JOB_FAILED] = "failed",
-	[JOB_CANCELLED] = "cancelled", [JOB_INTERRUPTED] = "interrupted",
-};
-
-const char *job_state_name(enum job_state s)
-{
-	if ((int)s < 0 || s >= JOB__STATES)
-		return "unknown";
-	return job_state_names[s];
-}
-
-int job_state_parse(const char *s, enum job_state *out)
-{
-	for (int i = 0; i < JOB__STATES; i++) {
-		if (s && strcmp(s, job_state_names[i]) == 0) {
-			*out = (enum job_state)i;
-			return 0;
-		}
-	}
-	return ERR_INVALID;
-}
-
-int job_state_is_final(enum job_state s)
-{
-	return s == JOB_SUCCEEDED || s == JOB_FAILED || s == JOB_CANCELLED;
-}
-
 int job_event_is_terminal(enum job_event_kind k)
 {
 	return k == JOB_EV_DONE || k == JOB_EV_ERROR || k == JOB_EV_CANCELLED;
@@ -127,7 +98,7 @@ static void job_unlink_at_locked(struct job_registry *r, size_t i)
 
 static int job_is_active(const struct job *j)
 {
-	return j->state == JOB_QUEUED || j->state == JOB_RUNNING;
+	return !job_state_final(j->state);
 }
 
 /* Drops finished jobs over the count cap (oldest first) and over the age cap. */
@@ -553,7 +524,7 @@ static void job_snap_write(struct job_persist *cat, struct job_snap *s, size_t n
 			.id = s[i].id,
 			.operation = s[i].op,
 			.arg = s[i].arg,
-			.state = job_state_name(s[i].state),
+			.state = s[i].state,
 			.error = s[i].error,
 			.progress = s[i].progress,
 			.model_id = s[i].model_id,
@@ -630,8 +601,8 @@ static void job_load_row(void *arg, const struct job_row *row)
 {
 	struct job_registry *r = arg;
 	const struct job_op *op = job_op_or_null(row->operation);
-	enum job_state st;
-	if (!op || !row->id || strlen(row->id) >= JOB_ID_MAX || job_state_parse(row->state, &st) < 0) {
+	enum job_state st = row->state;
+	if (!op || !row->id || strlen(row->id) >= JOB_ID_MAX) {
 		log_warn("catalog: skipping job row '%.40s' that this version cannot read",
 			 row->id ? row->id : "");
 		return;

@@ -2,8 +2,12 @@
  * catalog: what rbee-hive knows about its models, blobs, partial downloads
  * and jobs, in SQLite (<root>/catalog.db, WAL). The schema and its
  * migrations are described in docs/store.md; the schema version is PRAGMA
- * user_version and catalog_open() migrates an older file forward, each step
- * in one transaction.
+ * user_version and catalog_open() creates a new file at the latest version
+ * or migrates an older one forward, in one transaction either way.
+ *
+ * The code lives in catalog.c (schema, opening, SQL helpers),
+ * catalog_model.c and catalog_read.c (models), catalog_blob.c,
+ * catalog_partial.c and catalog_job.c, behind catalog_internal.h.
  *
  * Threads: a struct catalog is one SQLite connection and belongs to one
  * thread at a time; every thread that needs the catalog opens its own
@@ -26,6 +30,7 @@
 #include <stdint.h>
 
 #include "core/ranges.h"
+#include "core/jobstate.h"
 
 struct err;
 struct catalog;
@@ -35,7 +40,11 @@ struct gguf_facts;
 #define CATALOG_SCHEMA_VERSION 3
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
-/* Opens (creating, migrating) the catalog at db_path. */
+/*
+ * Opens the catalog at db_path: a new one is created at
+ * CATALOG_SCHEMA_VERSION (logged as created), an older one migrated to it
+ * (logged with both versions).
+ */
 int catalog_open(const char *db_path, struct catalog **out, struct err *e);
 void catalog_close(struct catalog *c);
 
@@ -45,8 +54,6 @@ enum catalog_status { CATALOG_DOWNLOADING = 1, CATALOG_AVAILABLE, CATALOG_FAILED
 /* "hf", "url", "file" / "downloading", "available", "failed". */
 const char *catalog_source_name(enum catalog_source s);
 const char *catalog_status_name(enum catalog_status s);
-/* Parses a name; returns 0 or ERR_INVALID. */
-int catalog_status_parse(const char *s, enum catalog_status *out);
 
 /* Longest blob name: a sha256; another program's may be a git sha1 (40). */
 #define CATALOG_BLOB_NAME_MAX 64
@@ -152,7 +159,8 @@ int catalog_model_get(struct catalog *c, const char *id, struct catalog_model *o
 /*
  * The model a user's text names: the exact id, else the one model for which
  * ref_matches_id() holds. ERR_NOT_FOUND when none does, ERR_CONFLICT (the
- * message lists some candidates) when several do.
+ * message lists some candidates) when several do. A query that is not an
+ * exact id reads every model id (O(N) in the number of models).
  */
 int catalog_model_find(struct catalog *c, const char *query, struct catalog_model *out,
 		       struct err *e);
@@ -163,7 +171,12 @@ int catalog_model_find(struct catalog *c, const char *query, struct catalog_mode
  */
 int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct catalog_model **out,
 		       size_t *n, struct err *e);
-int catalog_model_count(struct catalog *c, size_t *n, struct err *e);
+/*
+ * The number of models and the sum of their sizes (bytes may be NULL), by
+ * one query: SQLite still visits every model row (O(N) in the number of
+ * models), but no row is copied out.
+ */
+int catalog_model_totals(struct catalog *c, size_t *n, uint64_t *bytes, struct err *e);
 /*
  * SQLite's PRAGMA data_version of this connection: it changes whenever
  * another connection (of this process or another) commits, and never for
@@ -254,24 +267,11 @@ int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *
 /* Every partial, ordered by repo folder and sha256; free(*out). */
 int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n, struct err *e);
 
-enum catalog_job_state {
-	CATALOG_JOB_QUEUED = 1,
-	CATALOG_JOB_RUNNING,
-	CATALOG_JOB_SUCCEEDED,
-	CATALOG_JOB_FAILED,
-	CATALOG_JOB_CANCELLED,
-	CATALOG_JOB_INTERRUPTED,
-};
-const char *catalog_job_state_name(enum catalog_job_state s);
-int catalog_job_state_parse(const char *s, enum catalog_job_state *out);
-/* 1 for succeeded, failed, cancelled and interrupted. */
-int catalog_job_state_final(enum catalog_job_state s);
-
 struct catalog_job {
 	char *id;	 /* "job-..." */
 	char *operation; /* "model_download", ... */
 	char *model_ref; /* as given; may be "" */
-	enum catalog_job_state state;
+	enum job_state state;
 	int64_t created_ms, updated_ms; /* created_ms kept from the first put */
 	char *progress_json;		/* the last progress event; may be "" */
 	char *error;			/* may be "" */
@@ -284,13 +284,13 @@ void catalog_job_list_free(struct catalog_job *list, size_t n);
 int catalog_job_put(struct catalog *c, const struct catalog_job *j, struct err *e);
 int catalog_job_get(struct catalog *c, const char *id, struct catalog_job *out, struct err *e);
 /*
- * Jobs, newest first (created_ms, then id), only those in state (0: all),
- * at most limit (0: no limit).
+ * Jobs, newest first (created_ms, then id), only those in *state (NULL:
+ * all), at most limit (0: no limit).
  */
-int catalog_job_list(struct catalog *c, enum catalog_job_state state, size_t limit,
+int catalog_job_list(struct catalog *c, const enum job_state *state, size_t limit,
 		     struct catalog_job **out, size_t *n, struct err *e);
 /*
- * Removes finished jobs last updated before now - max_age_ms (max_age_ms <= 0:
+ * Removes finished jobs (job_state_final()) last updated before now - max_age_ms (max_age_ms <= 0:
  * no age limit) and then all but the max_count newest finished ones (0: no
  * count limit). Queued and running jobs are never removed.
  */

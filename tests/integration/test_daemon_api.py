@@ -242,6 +242,7 @@ class DaemonApiTest(unittest.TestCase):
         self.assertEqual(status, 200)
         self.assertIn('rbee_jobs{state="succeeded"} 3', text)
         self.assertIn("rbee_catalog_models 1", text)
+        self.assertIn("rbee_catalog_bytes %d\n" % m["size"], text)
 
         # model_verify: every model, or one by any unambiguous ref.
         ver_id = d.submit({"operation": "model_verify"})

@@ -193,7 +193,7 @@ static void row_state(const char *root, const char *id, char *out, size_t size)
 	struct catalog_job j;
 	memset(&j, 0, sizeof(j));
 	if (catalog_job_get(c, id, &j, &e) == 0)
-		snprintf(out, size, "%s", catalog_job_state_name(j.state));
+		snprintf(out, size, "%s", job_state_name(j.state));
 	else
 		snprintf(out, size, "(no row: %s)", err_name(e.code));
 	catalog_job_cleanup(&j);

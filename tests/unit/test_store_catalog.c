@@ -229,7 +229,7 @@ static void test_bad_input(void **state)
 	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), ERR_INVALID);
 	free(m.files);
 	size_t n = 99;
-	assert_int_equal(catalog_model_count(x->c, &n, &e), 0);
+	assert_int_equal(catalog_model_totals(x->c, &n, NULL, &e), 0);
 	assert_int_equal(n, 0);
 }
 
@@ -301,6 +301,20 @@ static void test_list(void **state)
 	assert_int_equal(list[2].nfiles, 2);
 	catalog_model_list_free(list, n);
 
+	/* Count and bytes come from one query, not from loading the list. */
+	size_t count = 0;
+	uint64_t bytes = 0, want = 0;
+	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	for (size_t i = 0; i < n; i++)
+		want += list[i].size;
+	catalog_model_list_free(list, n);
+	assert_int_equal(catalog_model_totals(x->c, &count, &bytes, &e), 0);
+	assert_int_equal(count, 3);
+	assert_true(want > 0);
+	assert_int_equal(bytes, want);
+	assert_int_equal(catalog_model_totals(x->c, &count, NULL, &e), 0);
+	assert_int_equal(count, 3);
+
 	assert_int_equal(catalog_model_list(x->c, 1, 1, &list, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].id, "hf:o/b:x.gguf");
@@ -370,7 +384,7 @@ static void test_list_10000(void **state)
 	/* Two queries whatever the count; generous for sanitizer builds. */
 	assert_true(dt < 3000);
 	size_t cnt;
-	assert_int_equal(catalog_model_count(x->c, &cnt, &e), 0);
+	assert_int_equal(catalog_model_totals(x->c, &cnt, NULL, &e), 0);
 	assert_int_equal(cnt, 10000);
 }
 
@@ -548,6 +562,46 @@ static const char *const schema_v1 =
     " 'hf:o/r:old.gguf');"
     "PRAGMA user_version = 1;";
 
+/* Runs catalog_open(path) with stderr (the log) captured into buf. */
+static int open_logged(const char *dir, const char *path, struct catalog **c, char *buf,
+		       size_t size)
+{
+	char logpath[PATH_MAX];
+	snprintf(logpath, sizeof logpath, "%s/open.log", dir);
+	fflush(stderr);
+	int saved = dup(2);
+	FILE *f = fopen(logpath, "w+");
+	assert_non_null(f);
+	dup2(fileno(f), 2);
+	struct err e = {0};
+	int rc = catalog_open(path, c, &e);
+	dup2(saved, 2);
+	close(saved);
+	rewind(f);
+	size_t n = fread(buf, 1, size - 1, f);
+	buf[n] = 0;
+	fclose(f);
+	return rc;
+}
+
+/* A fresh catalog is created at the latest version; it says so, and migrates nothing. */
+static void test_fresh_catalog_log(void **state)
+{
+	struct fx *x = *state;
+	char path[PATH_MAX], log[4096];
+	snprintf(path, sizeof path, "%s/fresh.db", x->dir);
+	struct catalog *c = NULL;
+	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
+	catalog_close(c);
+	assert_null(strstr(log, "migrated"));
+	assert_non_null(strstr(log, "created"));
+	/* Opening it again logs nothing about the schema. */
+	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
+	catalog_close(c);
+	assert_null(strstr(log, "schema"));
+	assert_null(strstr(log, "created"));
+}
+
 static void test_migrate(void **state)
 {
 	struct fx *x = *state;
@@ -560,7 +614,11 @@ static void test_migrate(void **state)
 	sqlite3_close(db);
 
 	struct catalog *c;
-	assert_int_equal(catalog_open(path, &c, &e), 0);
+	char log[4096];
+	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
+	/* An upgrade says from which version to which, in one line. */
+	assert_non_null(strstr(log, "schema migrated from version 1 to 3"));
+	assert_null(strstr(log, "created"));
 	struct catalog_model m;
 	assert_int_equal(catalog_model_get(c, "hf:o/r:old.gguf", &m, &e), 0);
 	assert_int_equal(m.created_ms, 1000);
@@ -570,7 +628,7 @@ static void test_migrate(void **state)
 	catalog_model_cleanup(&m);
 	struct catalog_job j;
 	assert_int_equal(catalog_job_get(c, "job-old", &j, &e), 0);
-	assert_int_equal(j.state, CATALOG_JOB_SUCCEEDED);
+	assert_int_equal(j.state, JOB_SUCCEEDED);
 	catalog_job_cleanup(&j);
 	/* What version 2 added works. */
 	struct byte_range r = {0, 10};
@@ -719,7 +777,7 @@ static void test_partials(void **state)
 	assert_null(r);
 }
 
-static void job_put(struct catalog *c, const char *id, enum catalog_job_state st, int64_t created,
+static void job_put(struct catalog *c, const char *id, enum job_state st, int64_t created,
 		    int64_t updated)
 {
 	struct catalog_job j = {
@@ -739,15 +797,15 @@ static void test_jobs(void **state)
 	struct fx *x = *state;
 	struct err e = {0};
 	int64_t now = wall_ms();
-	job_put(x->c, "job-1", CATALOG_JOB_SUCCEEDED, now - 100000, now - 90000);
-	job_put(x->c, "job-2", CATALOG_JOB_RUNNING, now - 5000, now - 4000);
-	job_put(x->c, "job-3", CATALOG_JOB_FAILED, now - 3000, now - 2000);
-	job_put(x->c, "job-4", CATALOG_JOB_QUEUED, now - 1000, now - 1000);
+	job_put(x->c, "job-1", JOB_SUCCEEDED, now - 100000, now - 90000);
+	job_put(x->c, "job-2", JOB_RUNNING, now - 5000, now - 4000);
+	job_put(x->c, "job-3", JOB_FAILED, now - 3000, now - 2000);
+	job_put(x->c, "job-4", JOB_QUEUED, now - 1000, now - 1000);
 
 	struct catalog_job j = {
 	    .id = (char *)"job-2",
 	    .operation = (char *)"model_download",
-	    .state = CATALOG_JOB_RUNNING,
+	    .state = JOB_RUNNING,
 	    .progress_json = (char *)"{\"bytes_done\":5}",
 	    .created_ms = 1, /* ignored on update */
 	};
@@ -763,16 +821,17 @@ static void test_jobs(void **state)
 
 	struct catalog_job *list;
 	size_t n;
-	assert_int_equal(catalog_job_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, NULL, 0, &list, &n, &e), 0);
 	assert_int_equal(n, 4);
 	assert_string_equal(list[0].id, "job-4"); /* newest first */
 	assert_string_equal(list[3].id, "job-1");
 	catalog_job_list_free(list, n);
-	assert_int_equal(catalog_job_list(x->c, CATALOG_JOB_FAILED, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, &(enum job_state){JOB_FAILED}, 0, &list, &n, &e),
+			 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].id, "job-3");
 	catalog_job_list_free(list, n);
-	assert_int_equal(catalog_job_list(x->c, 0, 2, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, NULL, 2, &list, &n, &e), 0);
 	assert_int_equal(n, 2);
 	catalog_job_list_free(list, n);
 
@@ -780,16 +839,16 @@ static void test_jobs(void **state)
 	assert_int_equal(catalog_jobs_mark_interrupted(x->c, &list, &n, &e), 0);
 	assert_int_equal(n, 2);
 	assert_string_equal(list[0].id, "job-2");
-	assert_int_equal(list[0].state, CATALOG_JOB_INTERRUPTED);
+	assert_int_equal(list[0].state, JOB_INTERRUPTED);
 	assert_string_equal(list[1].id, "job-4");
 	catalog_job_list_free(list, n);
 	assert_int_equal(catalog_job_get(x->c, "job-4", &g, &e), 0);
-	assert_int_equal(g.state, CATALOG_JOB_INTERRUPTED);
+	assert_int_equal(g.state, JOB_INTERRUPTED);
 	catalog_job_cleanup(&g);
 	assert_int_equal(catalog_jobs_mark_interrupted(x->c, NULL, NULL, &e), 0);
 
 	/* Prune: old finished jobs go; unfinished ones always stay. */
-	job_put(x->c, "job-5", CATALOG_JOB_RUNNING, now - 200000, now - 200000);
+	job_put(x->c, "job-5", JOB_RUNNING, now - 200000, now - 200000);
 	size_t removed = 0;
 	assert_int_equal(catalog_job_prune(x->c, 60000, 0, &removed, &e), 0);
 	assert_int_equal(removed, 1); /* job-1 */
@@ -797,18 +856,28 @@ static void test_jobs(void **state)
 	catalog_job_cleanup(&g);
 	assert_int_equal(catalog_job_prune(x->c, 0, 1, &removed, &e), 0);
 	assert_int_equal(removed, 2); /* of job-2, job-3, job-4 the newest stays */
-	assert_int_equal(catalog_job_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_job_list(x->c, NULL, 0, &list, &n, &e), 0);
 	assert_int_equal(n, 2);
 	catalog_job_list_free(list, n);
 
-	struct catalog_job bad = {.id = (char *)"", .operation = (char *)"x", .state = 1};
+	struct catalog_job bad = {.id = (char *)"", .operation = (char *)"x", .state = JOB_RUNNING};
 	assert_int_equal(catalog_job_put(x->c, &bad, &e), ERR_INVALID);
-	enum catalog_job_state st;
-	assert_int_equal(catalog_job_state_parse("interrupted", &st), 0);
-	assert_int_equal(st, CATALOG_JOB_INTERRUPTED);
-	assert_int_equal(catalog_job_state_parse("bogus", &st), ERR_INVALID);
-	assert_true(catalog_job_state_final(CATALOG_JOB_CANCELLED));
-	assert_false(catalog_job_state_final(CATALOG_JOB_RUNNING));
+	enum job_state st;
+	assert_int_equal(job_state_parse("interrupted", &st), 0);
+	assert_int_equal(st, JOB_INTERRUPTED);
+	assert_int_equal(job_state_parse("queued", &st), 0);
+	assert_int_equal(st, JOB_QUEUED);
+	assert_int_equal(job_state_parse("bogus", &st), ERR_INVALID);
+	assert_string_equal(job_state_name(JOB_QUEUED), "queued");
+	assert_string_equal(job_state_name(JOB__STATES), "unknown");
+	/* One final-state rule: an interrupted job is final (kept until pruned). */
+	assert_true(job_state_final(JOB_CANCELLED));
+	assert_true(job_state_final(JOB_INTERRUPTED));
+	assert_false(job_state_final(JOB_RUNNING));
+	assert_false(job_state_final(JOB_QUEUED));
+	struct catalog_job odd = {
+	    .id = (char *)"job-x", .operation = (char *)"x", .state = JOB__STATES};
+	assert_int_equal(catalog_job_put(x->c, &odd, &e), ERR_INVALID);
 }
 
 struct writer {
@@ -862,7 +931,7 @@ static void test_concurrent_writers(void **state)
 	}
 	size_t n;
 	struct err e = {0};
-	assert_int_equal(catalog_model_count(x->c, &n, &e), 0);
+	assert_int_equal(catalog_model_totals(x->c, &n, NULL, &e), 0);
 	assert_int_equal(n, 120);
 	size_t refs;
 	assert_int_equal(catalog_blob_refcount(x->c, "models--o--r", hex('e'), &refs, &e), 0);
@@ -881,6 +950,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_find, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delete_shared, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_adopted_files_are_not_removed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh_catalog_log, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),

@@ -1,17 +1,21 @@
 /*
  * Fixtures for the store tests: temporary folders (a fresh mkdtemp folder
  * under $RBEE_TEST_TMP or /tmp, removed with everything in it at the end)
- * and the SHA-256 of a test string.
+ * and the SHA-256 of a test string or of a file.
  */
 #ifndef RBEE_TEST_STORE_TMP_H
 #define RBEE_TEST_STORE_TMP_H
 
+#include <fcntl.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "core/err.h"
 #include "core/sha256.h"
 
 static int store_tmp_rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
@@ -46,6 +50,17 @@ static inline void store_tmp_sha_of(const char *data, char out[65])
 	sha256_update(&h, data, strlen(data));
 	sha256_final_hex(&h, out);
 	sha256_cleanup(&h);
+}
+
+/* The SHA-256 and size of the file at path (sha256_fd() on it); returns 0 or an ERR_*. */
+static inline int store_tmp_sha_file(const char *path, char out[65], uint64_t *size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return ERR_NOT_FOUND;
+	int rc = sha256_fd(fd, path, NULL, out, NULL, size, NULL);
+	close(fd);
+	return rc;
 }
 
 #endif

@@ -361,7 +361,7 @@ static void test_resume_after_restart(void **state)
 	assert_int_equal(layout_blob_path(x->l, REPO, sha, path, sizeof path, &e), 0);
 	char hex[65];
 	uint64_t size;
-	assert_int_equal(sha256_file(path, NULL, hex, &size, &e), 0);
+	assert_int_equal(store_tmp_sha_file(path, hex, &size), 0);
 	assert_string_equal(hex, sha);
 	assert_int_equal(size, 20);
 }

@@ -1,0 +1,78 @@
+/*
+ * catalog_internal: what the files of the catalog share and nothing else
+ * includes. catalog.c holds the schema, its migrations, opening and the SQL
+ * helpers below; catalog_model.c writes models (put, status, delete, and
+ * what a removal leaves); catalog_read.c reads them (get, find, list,
+ * totals); catalog_blob.c keeps the blob records; catalog_partial.c the
+ * resume ranges of partial blobs; catalog_job.c the job rows.
+ *
+ * Every helper takes the connection it works on; none keeps state, so the
+ * threading rule of catalog.h (one connection, one thread at a time) is the
+ * only one.
+ */
+#ifndef RBEE_STORE_CATALOG_INTERNAL_H
+#define RBEE_STORE_CATALOG_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/catalog.h"
+
+struct err;
+
+struct catalog {
+	sqlite3 *db;
+	char *path;
+};
+
+/* Longest model or job id we store. */
+#define CATALOG_ID_MAX 2048
+
+/* Maps a SQLite result to an ERR_* code and says which catalog and step failed. */
+int catalog_fail(struct catalog *c, int src, const char *what, struct err *e);
+/* Runs SQL without parameters or results. */
+int catalog_exec(struct catalog *c, const char *sql, const char *what, struct err *e);
+int catalog_prepare(struct catalog *c, const char *sql, sqlite3_stmt **st, struct err *e);
+/*
+ * Prepares sql and binds the strings keys[0..n) to ?1..?n (NULL binds "");
+ * the caller finalizes *st.
+ */
+int catalog_prepare_keys(struct catalog *c, const char *sql, const char *const *keys, size_t n,
+			 sqlite3_stmt **st, struct err *e);
+/* Steps st once: 1 for a row, 0 when done, or catalog_fail(what). */
+int catalog_step(struct catalog *c, sqlite3_stmt *st, const char *what, struct err *e);
+/*
+ * Prepares sql with the keys bound and steps once: 1 with the first row in
+ * *st, 0 when there is none, or an error. The caller finalizes *st (NULL
+ * when preparing failed) in every case.
+ */
+int catalog_row(struct catalog *c, const char *sql, const char *const *keys, size_t n,
+		sqlite3_stmt **st, const char *what, struct err *e);
+/* Prepares, binds the keys, steps to the end and finalizes: a change of rows. */
+int catalog_run_keys(struct catalog *c, const char *sql, const char *const *keys, size_t n,
+		     const char *what, struct err *e);
+/* Reads the integer of the first column of the one row sql gives, with the keys bound. */
+int catalog_query_int(struct catalog *c, const char *sql, const char *const *keys, size_t n,
+		      int64_t *v, const char *what, struct err *e);
+int catalog_begin_write(struct catalog *c, struct err *e);
+int catalog_commit(struct catalog *c, struct err *e);
+/* Ends an open transaction, if any, without its changes. */
+void catalog_rollback(struct catalog *c);
+
+/* Column i as a new string ("" for NULL) or into buf, truncated. */
+char *catalog_col_str(sqlite3_stmt *st, int i);
+void catalog_col_buf(sqlite3_stmt *st, int i, char *buf, size_t size);
+/* Binds a copy of s (NULL: "") to parameter i. */
+void catalog_bind_str(sqlite3_stmt *st, int i, const char *s);
+
+/* 1 for 64 lowercase hex digits. */
+int catalog_check_sha(const char *s);
+/* 1 for a name in blobs/: a sha256, or the git sha1 another program named it by. */
+int catalog_check_blob_name(const char *s);
+/* A model id: not empty, at most CATALOG_ID_MAX bytes. */
+int catalog_check_id(const char *id, struct err *e);
+/* The key of a blob or partial: what is "blob" or "partial" and names it in messages. */
+int catalog_check_key(const char *repo_dir, const char *name, const char *what, struct err *e);
+
+#endif
