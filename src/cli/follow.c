@@ -19,7 +19,8 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/client.h"
-#include "cli/cmd.h"
+#include "cli/answer.h"
+#include "cli/follow.h"
 #include "cli/fmt.h"
 #include "cli/sse.h"
 #include "core/caps.h"
@@ -238,16 +239,6 @@ static struct vbar *view_bar(struct view *v, const char *file, uint64_t job_done
 
 static void view_progress(struct view *v, const char *data, size_t len, const char *id)
 {
-	static const char *const k_phase[] = {"phase", NULL};
-	static const char *const k_file[] = {"file", NULL};
-	static const char *const k_files_done[] = {"files_done", NULL};
-	static const char *const k_files_total[] = {"files_total", NULL};
-	static const char *const k_done[] = {"bytes_done", NULL};
-	static const char *const k_total[] = {"bytes_total", NULL};
-	static const char *const k_fdone[] = {"file_bytes_done", NULL};
-	static const char *const k_ftotal[] = {"file_bytes_total", NULL};
-	static const char *const k_rate[] = {"rate_bps", NULL};
-	static const char *const k_eta[] = {"eta_s", NULL};
 	json_t *p = NULL;
 	uint64_t files_done = 0, files_total = 0, done = 0, total = 0, fdone, ftotal, x;
 
@@ -263,17 +254,18 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 		json_decref(p);
 		return;
 	}
-	const char *phase = cli_jstr(p, k_phase);
-	const char *file = cli_jstr(p, k_file);
-	cli_juint(p, k_files_done, &files_done);
-	cli_juint(p, k_files_total, &files_total);
-	cli_juint(p, k_done, &done);
-	cli_juint(p, k_total, &total);
+	const char *phase = cli_jstr(p, "phase");
+	const char *file = cli_jstr(p, "file");
+	cli_juint(p, "files_done", &files_done);
+	cli_juint(p, "files_total", &files_total);
+	cli_juint(p, "bytes_done", &done);
+	cli_juint(p, "bytes_total", &total);
 	snprintf(v->phase, sizeof(v->phase), "%s", phase ? phase : "");
 	v->files_total = (int)(files_total < 1000000 ? files_total : 1000000);
 	v->job_done = done;
-	v->rate_bps = cli_juint(p, k_rate, &x) == 0 ? json_number_value(cli_jfind(p, k_rate)) : -1;
-	v->eta_s = cli_juint(p, k_eta, &x) == 0 ? (long long)x : -1;
+	v->rate_bps =
+	    cli_juint(p, "rate_bps", &x) == 0 ? json_number_value(cli_jget(p, "rate_bps")) : -1;
+	v->eta_s = cli_juint(p, "eta_s", &x) == 0 ? (long long)x : -1;
 
 	if (v->mode == VIEW_LINES) {
 		/* The daemon narrates every phase of every file; a line of ours would repeat it. */
@@ -283,7 +275,8 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 
 	if (file && file[0]) {
 		struct vbar *b = view_bar(v, file, done, (int)files_done);
-		if (cli_juint(p, k_fdone, &fdone) == 0 && cli_juint(p, k_ftotal, &ftotal) == 0) {
+		if (cli_juint(p, "file_bytes_done", &fdone) == 0 &&
+		    cli_juint(p, "file_bytes_total", &ftotal) == 0) {
 			b->done = fdone;
 			b->total = ftotal;
 			b->own_counts = 1;
@@ -421,7 +414,7 @@ static int follow_cancel(struct cli_client *c, struct view *v, struct cli_sse *p
 	free(path);
 	free(seg);
 	if (rc == 0 && status != 200 && status != 409)
-		rc = cli_client_error(status, ans, e);
+		rc = cli_client_error(c, status, ans, e);
 	json_decref(ans);
 	if (rc < 0)
 		return err_prefix(e, "could not cancel job %s", job_id);
