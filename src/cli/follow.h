@@ -8,6 +8,7 @@
 
 struct cli_client;
 struct cli_opts;
+struct cli_sse_event;
 struct err;
 
 /*
@@ -18,5 +19,19 @@ struct err;
  */
 int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 	       const struct cli_opts *o, const char *what, struct err *e);
+
+/*
+ * The view of one job's stream, apart from the transfer that feeds it (so
+ * that it is unit-tested over any byte source): bars, lines or NDJSON on
+ * stdout. cli_view_event is the cli_sse callback; it returns nonzero once
+ * the terminal line ([DONE], [ERROR] ..., [CANCELLED]) arrived, and
+ * cli_view_finish then shows the end and returns what cli_follow returns.
+ */
+enum cli_view_mode { CLI_VIEW_BARS, CLI_VIEW_LINES, CLI_VIEW_JSON };
+struct cli_view;
+struct cli_view *cli_view_new(enum cli_view_mode mode, const char *what);
+int cli_view_event(const struct cli_sse_event *ev, void *view);
+int cli_view_finish(struct cli_view *v, const char *job_id, struct err *e);
+void cli_view_free(struct cli_view *v);
 
 #endif
