@@ -447,7 +447,7 @@ static int cli_partial_find(struct cli_client *c, const char *prefix, char *sha,
 	json_array_foreach(rc == 0 ? cli_list(ans, "partials") : NULL, i, p)
 	{
 		const char *s = cli_jstr(p, "sha256"), *d = cli_jstr(p, "repo_dir");
-		if (!s || strlen(s) != 64 || strncmp(s, prefix, n) != 0)
+		if (!sha256_hex_valid(s) || strncmp(s, prefix, n) != 0)
 			continue;
 		if (found && strcmp(s, sha) != 0) {
 			rc = err_set(e, ERR_CONFLICT,

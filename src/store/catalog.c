@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/ref.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "store/gguf.h"
 #include "store/layout.h"
@@ -401,11 +402,6 @@ void catalog_removal_cleanup(struct catalog_removal *r)
 	memset(r, 0, sizeof *r);
 }
 
-static int check_sha(const char *s)
-{
-	return s && strnlen(s, 65) == 64 && is_hex_lower(s, 64);
-}
-
 /* A name in blobs/: a sha256, or the git sha1 another program named it by. */
 static int check_blob_name(const char *s)
 {
@@ -466,7 +462,7 @@ static int check_model(const struct catalog_model *m, struct err *e)
 				err_prefix(e, "model %s file %zu", m->id, i);
 			return rc;
 		}
-		if (!check_sha(f->sha256))
+		if (!sha256_hex_valid(f->sha256))
 			return err_set(e, ERR_INVALID,
 				       "model %s file %s: sha256 '%.70s' is not 64 hex", m->id,
 				       f->path, f->sha256);
@@ -1164,7 +1160,7 @@ out:
 int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *sha256,
 			  size_t *count, struct err *e)
 {
-	if (!check_sha(sha256))
+	if (!sha256_hex_valid(sha256))
 		return err_set(e, ERR_INVALID, "blob '%.70s': not a sha256", sha256 ? sha256 : "");
 	sqlite3_stmt *st;
 	int rc = prepare(c,
@@ -1187,7 +1183,7 @@ int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *s
 
 int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t size, struct err *e)
 {
-	if (!check_sha(sha256))
+	if (!sha256_hex_valid(sha256))
 		return err_set(e, ERR_INVALID, "blob '%.70s': not a sha256", sha256 ? sha256 : "");
 	sqlite3_stmt *st;
 	int rc = prepare(c,
@@ -1220,7 +1216,7 @@ static int check_key(const char *repo_dir, const char *name, const char *what, s
 		return rc;
 	}
 	/* Partials are always named by their sha256; blobs may carry another program's sha1. */
-	if (strcmp(what, "blob") == 0 ? !check_blob_name(name) : !check_sha(name))
+	if (strcmp(what, "blob") == 0 ? !check_blob_name(name) : !sha256_hex_valid(name))
 		return err_set(e, ERR_INVALID, "%s '%.70s': not a sha256%s", what, name ? name : "",
 			       strcmp(what, "blob") == 0 ? " or git sha1" : "");
 	return 0;
@@ -1283,7 +1279,7 @@ int catalog_blob_verified(struct catalog *c, const char *repo_dir, const char *n
 	int rc = check_blob_key(repo_dir, name, e);
 	if (rc)
 		return rc;
-	if (!check_sha(sha256) || size > INT64_MAX)
+	if (!sha256_hex_valid(sha256) || size > INT64_MAX)
 		return err_set(e, ERR_INVALID, "blob %s: bad sha256 or size", name);
 	sqlite3_stmt *st;
 	rc = prepare(
