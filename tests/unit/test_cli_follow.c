@@ -37,7 +37,8 @@ static void *daemon_main(void *arg)
 	size_t len = strlen(d->text);
 	for (size_t off = 0; off < len;) {
 		size_t n = len - off < d->chunk ? len - off : d->chunk;
-		ssize_t w = write(d->fd, d->text + off, n);
+		/* The reader may stop at the terminal line and close: no SIGPIPE then. */
+		ssize_t w = send(d->fd, d->text + off, n, MSG_NOSIGNAL);
 		if (w <= 0)
 			break;
 		off += (size_t)w;
