@@ -1,6 +1,7 @@
 /*
  * rbee-hive: one binary, daemon and client. main() only dispatches on the
- * subcommand table; each subcommand lives in its module.
+ * one command table; each command's entry (name, summary, usage, options,
+ * exec function) lives beside its code.
  */
 #include <stdio.h>
 #include <string.h>
@@ -9,38 +10,44 @@
 #include "core/log.h"
 #include "daemon/daemon.h"
 
-struct subcommand {
-	const char *name;
-	const char *summary;
-	int (*run)(int argc, char **argv);
-};
-
-static int cmd_version(int argc, char **argv)
+/*
+ * serve parses its own options (src/daemon); --json, which every command
+ * takes, is taken here: it makes the daemon's log lines JSON objects.
+ */
+static int serve_run(int argc, char **argv)
 {
-	(void)argc;
-	(void)argv;
-	printf("rbee-hive %s\n", RBEE_VERSION);
-	return 0;
+	int n = 0, i = 0;
+	/* argv is compacted in place: the options after "--" are serve's own. */
+	for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			log_set_json(1);
+		else
+			argv[n++] = argv[i];
+	}
+	while (i < argc)
+		argv[n++] = argv[i++];
+	argv[n] = NULL;
+	return daemon_serve_main(n, argv);
 }
 
-static const struct subcommand subcommands[] = {
-	{"version", "print the version", cmd_version},
-	{"serve", "run the daemon (HTTP API, jobs, web UI)", daemon_serve_main},
-	{"pull", "download a model, with progress (Ctrl-C cancels)", cli_run},
-	{"ls", "list the models of the catalog", cli_run},
-	{"show", "show a model's files, hashes and GGUF facts", cli_run},
-	{"rm", "delete a model", cli_run},
-	{"jobs", "list the daemon's jobs", cli_run},
-	{"cancel", "cancel a job", cli_run},
-	{"verify", "hash a model's files again and report", cli_run},
+static const struct cli_command cmd_serve = {
+    .name = "serve",
+    .summary = "run the daemon (HTTP API, jobs, web UI)",
+    .run = serve_run,
+};
+
+static const struct cli_command *const commands[] = {
+    &cli_cmd_version, &cmd_serve,    &cli_cmd_pull,   &cli_cmd_ls,     &cli_cmd_show,
+    &cli_cmd_rm,      &cli_cmd_jobs, &cli_cmd_cancel, &cli_cmd_verify,
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: rbee-hive COMMAND [ARGS]\n\ncommands:\n");
-	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++)
-		fprintf(f, "  %-10s %s\n", subcommands[i].name, subcommands[i].summary);
-	fprintf(f, "\nrbee-hive COMMAND --help shows a command's options.\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+	fprintf(f, "\nrbee-hive COMMAND --help shows a command's options; every command takes "
+		   "--json.\n");
 }
 
 int main(int argc, char **argv)
@@ -48,20 +55,21 @@ int main(int argc, char **argv)
 	log_init_from_env();
 	if (argc < 2) {
 		usage(stderr);
-		return 2;
+		return CLI_EXIT_USAGE;
 	}
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
 	    strcmp(argv[1], "help") == 0) {
 		usage(stdout);
-		return 0;
+		return CLI_EXIT_OK;
 	}
-	if (strcmp(argv[1], "--version") == 0)
-		return cmd_version(argc - 1, argv + 1);
-	for (size_t i = 0; i < sizeof(subcommands) / sizeof(subcommands[0]); i++) {
-		if (strcmp(argv[1], subcommands[i].name) == 0)
-			return subcommands[i].run(argc - 1, argv + 1);
+	const char *name = strcmp(argv[1], "--version") == 0 ? "version" : argv[1];
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+		const struct cli_command *cmd = commands[i];
+		if (strcmp(name, cmd->name) != 0)
+			continue;
+		return cmd->run ? cmd->run(argc - 1, argv + 1) : cli_run(cmd, argc - 1, argv + 1);
 	}
 	fprintf(stderr, "rbee-hive: unknown command '%s'\n", argv[1]);
 	usage(stderr);
-	return 2;
+	return CLI_EXIT_USAGE;
 }

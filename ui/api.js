@@ -1,7 +1,9 @@
-// The daemon's HTTP API (DESIGN §5) as seen from the page: one request
+// The daemon's HTTP API (docs/api.md) as seen from the page: one request
 // helper that adds the bearer token, turns error bodies into messages and
-// reports 401s, plus normalisers that turn answers into the shapes app.js
-// draws, so a renamed or missing field degrades to a dash, not an exception.
+// reports 401s, plus readers that turn answers into the shapes app.js
+// draws. Each reads the one field name docs/api.md gives (the list in
+// tests/integration/test_api_contract.py checks them against real answers);
+// a missing field degrades to a dash, not an exception.
 
 const TOKEN_KEY = 'rbee-hive.token';
 
@@ -84,12 +86,9 @@ export async function request(method, path, body) {
   try { return JSON.parse(text); } catch { return text; }
 }
 
+// The list under key of an answer ({"models":[…]}, {"jobs":[…]}, …).
 function listOf(answer, key) {
-  if (Array.isArray(answer)) return answer;
-  if (answer && Array.isArray(answer[key])) return answer[key];
-  if (answer && Array.isArray(answer.items)) return answer.items;
-  if (answer && Array.isArray(answer.data)) return answer.data;
-  return [];
+  return answer && Array.isArray(answer[key]) ? answer[key] : [];
 }
 
 const num = (...vs) => vs.find((v) => typeof v === 'number' && Number.isFinite(v));
@@ -112,23 +111,19 @@ export function splitId(id) {
 }
 
 export function normModel(m) {
-  const gguf = m.gguf || m.facts || {};
-  const id = str(m.id, m.ref, m.name) || '';
+  const gguf = m.gguf || {};
   const files = Array.isArray(m.files) ? m.files : [];
-  const size = num(m.size, m.size_bytes, m.bytes, m.total_size) ??
-    (files.length ? files.reduce((a, f) => a + (num(f.size, f.bytes) || 0), 0) : undefined);
   return {
-    id,
+    id: str(m.id) || '',
     repo: str(m.repo) || '',
-    name: str(m.display_name, m.name !== id ? m.name : undefined, gguf.name) || '',
-    size,
+    name: str(gguf.name) || '',
+    size: num(m.size),
     // A whole snapshot lists several quantizations; one file has one.
     quantization: (Array.isArray(m.quantizations) &&
-      m.quantizations.filter((q) => typeof q === 'string' && q).join(', ')) ||
-      str(m.quantization, gguf.quantization, m.quant) || '',
-    architecture: str(m.architecture, gguf.architecture, m.arch) || '',
-    context: num(m.context_length, gguf.context_length, m.context),
-    status: str(m.status, m.state) || 'unknown',
+      m.quantizations.filter((q) => typeof q === 'string' && q).join(', ')) || '',
+    architecture: str(gguf.architecture) || '',
+    context: num(gguf.context_length),
+    status: str(m.status) || 'unknown',
     error: str(m.error) || '',
     files: files.length,
   };
@@ -154,8 +149,8 @@ export async function listModels(req = request) {
       if (id) seen.add(id);
       out.push(normModel(m));
     }
-    const next = ans && !Array.isArray(ans) ? ans.next_offset : undefined;
-    if (next === null || next === undefined) return out;
+    const next = ans ? ans.next_offset : undefined;
+    if (next === null) return out;
     if (!Number.isInteger(next) || next <= offset) {
       throw new ApiError(0, 'bad_answer', "the daemon's model list has a bad next_offset");
     }
@@ -182,8 +177,8 @@ export function normPartial(p) {
   return {
     repoDir: str(p.repo_dir) || '',
     sha256: str(p.sha256) || '',
-    done: num(p.bytes_done, p.done_bytes) ?? 0,
-    total: num(p.total_size, p.size) ?? 0,
+    done: num(p.bytes_done) ?? 0,
+    total: num(p.total_size) ?? 0,
     writing: p.writing === true,
     updated: num(p.updated_ms) ?? 0,
   };
@@ -198,29 +193,24 @@ export function discardPartial(p) {
   return request('DELETE', `/v1/partials/${encodeURIComponent(p.sha256)}${q}`);
 }
 
-const STATE_ALIASES = {
-  completed: 'done', complete: 'done', succeeded: 'done', success: 'done', finished: 'done', ok: 'done',
-  error: 'failed', errored: 'failed', failure: 'failed',
-  canceled: 'cancelled', cancelling: 'running', pending: 'queued',
-};
-
+// The page calls a job that succeeded "done", as the stream's [DONE] says;
+// every other state of docs/api.md is shown by its own name.
 export function normState(s) {
-  s = (s || '').toLowerCase();
-  return STATE_ALIASES[s] || s || 'unknown';
+  return s === 'succeeded' ? 'done' : s || 'unknown';
 }
 
 export function normJob(j) {
-  const p = j.progress || j.latest_progress || {};
   return {
-    id: str(j.job_id, j.id) || '',
-    operation: str(j.operation, j.op) || '',
-    ref: str(j.model, j.ref, j.id_arg, j.target) || '',
-    state: normState(str(j.state, j.status)),
-    error: str(j.error?.message, j.error, j.message) || '',
-    modelId: str(j.model_id, j.result_id) || '',
-    created: num(j.created_ms, j.created) ?? 0,
-    updated: num(j.updated_ms, j.updated) ?? 0,
-    progress: p,
+    id: str(j.job_id) || '',
+    operation: str(j.operation) || '',
+    // The job's argument: "model" of a download, "id" of the other operations.
+    ref: str(j.model, j.id) || '',
+    state: normState(str(j.state)),
+    error: str(j.error) || '',
+    modelId: str(j.model_id) || '',
+    created: num(j.created_ms) ?? 0,
+    updated: num(j.updated_ms) ?? 0,
+    progress: j.progress || {},
   };
 }
 
@@ -244,40 +234,21 @@ export async function listRepo(repo, revision) {
   return normListing(a);
 }
 
+// GET /v1/sources/hf/ORG/REPO: {repo, revision, commit, files:[{path, size,
+// quant, …}], quants:[{tag, size, files:[path…], ref}]}. A group names its
+// files by path; their sizes come from the flat file list.
 export function normListing(a) {
-  const groups = [];
-  const byTag = new Map();
-  const add = (tag, f) => {
-    let g = byTag.get(tag);
-    if (!g) { g = { tag, size: 0, files: [] }; byTag.set(tag, g); groups.push(g); }
-    const size = num(f.size, f.bytes) || 0;
-    g.files.push({ path: str(f.path, f.name, f.rfilename) || '', size });
-    g.size += size;
-  };
-  // Groups may list their files by path only; sizes then come from the
-  // flat file list beside them.
-  const sizes = new Map(listOf(a, 'files').map((f) => [str(f.path, f.name, f.rfilename), f.size]));
-  const fileOf = (f) => (typeof f === 'string' ? { path: f, size: sizes.get(f) } : f);
-  const rawGroups = a && (a.quants || a.groups || a.quantizations || a.by_quantization);
-  if (Array.isArray(rawGroups)) {
-    for (const g of rawGroups) {
-      const tag = str(g.quantization, g.tag, g.quant, g.name) || '';
-      for (const f of g.files || []) add(tag, fileOf(f));
-    }
-  } else if (rawGroups && typeof rawGroups === 'object') {
-    for (const [tag, files] of Object.entries(rawGroups)) {
-      for (const f of files || []) add(tag, fileOf(f));
-    }
-  } else {
-    for (const f of listOf(a, 'files')) {
-      add(str(f.quantization, f.quant, f.tag) || '', f);
-    }
-  }
+  const files = listOf(a, 'files');
+  const sizes = new Map(files.map((f) => [f.path, num(f.size) || 0]));
+  const groups = listOf(a, 'quants').map((q) => {
+    const paths = Array.isArray(q.files) ? q.files.filter((p) => typeof p === 'string') : [];
+    const gfiles = paths.map((path) => ({ path, size: sizes.get(path) || 0 }));
+    return { tag: str(q.tag) || '', size: gfiles.reduce((n, f) => n + f.size, 0), files: gfiles };
+  }).filter((g) => g.files.length > 0);
   return {
-    repo: str(a?.repo, a?.id) || '',
-    commit: str(a?.commit, a?.sha) || '',
-    groups: groups.filter((g) => g.files.some((f) => /\.gguf$/i.test(f.path))),
-    otherFiles: groups.filter((g) => !g.files.some((f) => /\.gguf$/i.test(f.path)))
-      .reduce((n, g) => n + g.files.length, 0),
+    repo: str(a?.repo) || '',
+    commit: str(a?.commit) || '',
+    groups,
+    otherFiles: files.filter((f) => !f.quant).length,
   };
 }

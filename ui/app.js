@@ -48,6 +48,27 @@ const STATE_LABEL = {
 const label = (s) => STATE_LABEL[s] || (s ? s[0].toUpperCase() + s.slice(1) : 'Unknown');
 const badge = (state) => h('span', { class: 'badge', dataset: { state } }, label(state));
 
+/* ---------- tables ---------- */
+
+// Each table of the page (catalog, partials, recent) is one list of columns:
+// header, its class and the cell of an item. index.html holds only the
+// empty <table> and <tbody>; the header row is drawn from the same list as
+// the rows, so the two cannot disagree.
+function tableHead(name, columns) {
+  const table = $(`${name}-table`);
+  if (table.tHead) return;
+  table.createTHead().append(h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.cls },
+    c.hidden ? h('span', { class: 'sr-only' }, c.head) : c.head))));
+}
+
+function drawTable(name, columns, items, rowAttrs) {
+  tableHead(name, columns);
+  $(`${name}-body`).replaceChildren(...items.map((it) =>
+    h('tr', rowAttrs(it), columns.map((c) => h('td', { class: c.cls, ...(c.attrs?.(it) || {}) }, c.cell(it))))));
+  $(`${name}-empty`).hidden = items.length > 0;
+  $(`${name}-table`).toggleAttribute('data-empty', items.length === 0);
+}
+
 /* ---------- live jobs ---------- */
 
 // job_id -> { id, ref, state, phase, progress, note, error, el, watch }
@@ -338,29 +359,32 @@ function showCatalogError(msg) {
   $('catalog-error').hidden = !msg;
 }
 
-function renderModels(models) {
-  const rows = models.map((m) => {
+function deleteButton(m) {
+  const del = h('button', {
+    type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'delete',
+    'aria-label': `Delete ${m.id}`,
+  }, 'Delete');
+  del.addEventListener('click', () => remove(m, del));
+  return del;
+}
+
+const CATALOG_COLUMNS = [
+  { head: 'Name', cell: (m) => {
     const { repo, file } = api.splitId(m.id);
     const name = m.repo || repo || m.name || m.id;
-    const del = h('button', {
-      type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'delete',
-      'aria-label': `Delete ${m.id}`,
-    }, 'Delete');
-    del.addEventListener('click', () => remove(m, del));
-    return h('tr', { dataset: { modelId: m.id } },
-      h('td', {},
-        h('div', { class: 'model-name' }, name),
-        h('div', { class: 'model-id', title: m.id }, file && file !== name ? file : m.id)),
-      h('td', { class: 'num' }, formatBytes(m.size)),
-      h('td', { class: 'mono' }, m.quantization || '–'),
-      h('td', {}, m.architecture || '–'),
-      h('td', { class: 'num' }, m.context ? formatCount(m.context) : '–'),
-      h('td', { title: m.error || undefined }, badge(m.status)),
-      h('td', { class: 'actions' }, del));
-  });
-  $('catalog-body').replaceChildren(...rows);
-  $('catalog-empty').hidden = models.length > 0;
-  $('catalog-table').toggleAttribute('data-empty', models.length === 0);
+    return [h('div', { class: 'model-name' }, name),
+      h('div', { class: 'model-id', title: m.id }, file && file !== name ? file : m.id)];
+  } },
+  { head: 'Size', cls: 'num', cell: (m) => formatBytes(m.size) },
+  { head: 'Quantization', cls: 'mono', cell: (m) => m.quantization || '–' },
+  { head: 'Architecture', cell: (m) => m.architecture || '–' },
+  { head: 'Context', cls: 'num', cell: (m) => (m.context ? formatCount(m.context) : '–') },
+  { head: 'Status', cell: (m) => badge(m.status), attrs: (m) => ({ title: m.error || undefined }) },
+  { head: 'Actions', hidden: true, cls: 'actions', cell: deleteButton },
+];
+
+function renderModels(models) {
+  drawTable('catalog', CATALOG_COLUMNS, models, (m) => ({ dataset: { modelId: m.id } }));
   $('catalog-count').textContent = models.length ? `${models.length} model${models.length > 1 ? 's' : ''}` : '';
 }
 
@@ -406,27 +430,30 @@ function showPartialsError(msg) {
   $('partials-error').hidden = !msg;
 }
 
-function renderPartials(parts) {
-  const rows = parts.map((p) => {
-    const name = partialName(p);
+function discardButton(p) {
+  const btn = h('button', {
+    type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'discard',
+    'aria-label': `Discard the partial download of ${partialName(p)} (${p.sha256.slice(0, 12)})`,
+    // A partial being written belongs to a running job: cancel that first.
+    disabled: p.writing, title: p.writing ? 'Being downloaded now; cancel its job first' : undefined,
+  }, 'Discard');
+  btn.addEventListener('click', () => discard(p, btn));
+  return btn;
+}
+
+const PARTIAL_COLUMNS = [
+  { head: 'Repository', cell: (p) => h('div', { class: 'model-name' }, partialName(p)) },
+  { head: 'File', cls: 'mono', cell: (p) => p.sha256.slice(0, 12), attrs: (p) => ({ title: p.sha256 }) },
+  { head: 'Downloaded', cls: 'num', cell: (p) => {
     const pct = percent(p.done, p.total);
-    const btn = h('button', {
-      type: 'button', class: 'btn btn-small btn-danger', 'data-action': 'discard',
-      'aria-label': `Discard the partial download of ${name} (${p.sha256.slice(0, 12)})`,
-      // A partial being written belongs to a running job: cancel that first.
-      disabled: p.writing, title: p.writing ? 'Being downloaded now; cancel its job first' : undefined,
-    }, 'Discard');
-    btn.addEventListener('click', () => discard(p, btn));
-    return h('tr', { dataset: { sha256: p.sha256, repoDir: p.repoDir } },
-      h('td', {}, h('div', { class: 'model-name' }, name)),
-      h('td', { class: 'mono', title: p.sha256 }, p.sha256.slice(0, 12)),
-      h('td', { class: 'num' }, `${formatBytes(p.done)} of ${formatBytes(p.total)}${pct === null ? '' : ` (${Math.floor(pct)}%)`}`),
-      h('td', {}, badge(p.writing ? 'downloading' : 'paused')),
-      h('td', { class: 'actions' }, btn));
-  });
-  $('partials-body').replaceChildren(...rows);
-  $('partials-empty').hidden = parts.length > 0;
-  $('partials-table').toggleAttribute('data-empty', parts.length === 0);
+    return `${formatBytes(p.done)} of ${formatBytes(p.total)}${pct === null ? '' : ` (${Math.floor(pct)}%)`}`;
+  } },
+  { head: 'Status', cell: (p) => badge(p.writing ? 'downloading' : 'paused') },
+  { head: 'Actions', hidden: true, cls: 'actions', cell: discardButton },
+];
+
+function renderPartials(parts) {
+  drawTable('partials', PARTIAL_COLUMNS, parts, (p) => ({ dataset: { sha256: p.sha256, repoDir: p.repoDir } }));
   $('partials-count').textContent = parts.length ? `${parts.length}` : '';
 }
 
@@ -455,25 +482,25 @@ function whenOf(j) {
   return same ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+const RECENT_COLUMNS = [
+  { head: 'Job', cls: 'mono nowrap', cell: (j) => j.id },
+  { head: 'Model', cls: 'mono', cell: (j) => j.ref || j.operation || '–' },
+  { head: 'Outcome', cell: (j) => badge(j.state) },
+  { head: 'Detail', cls: 'detail', cell: (j) => (j.error && j.error !== j.state ? j.error : whenOf(j)),
+    attrs: (j) => (j.state === 'failed' ? { class: 'detail bad' } : {}) },
+  { head: 'Actions', hidden: true, cls: 'actions', cell: (j) => {
+    const canRetry = RETRYABLE.has(j.state) && j.operation === 'model_download' && j.ref;
+    return canRetry ? h('button', {
+      type: 'button', class: 'btn btn-small', 'data-action': 'retry',
+      'aria-label': `Retry ${j.ref}`, onclick: () => retry(j),
+    }, 'Retry') : null;
+  } },
+];
+
 function renderRecent(jobs) {
   const done = jobs.filter((j) => TERMINAL.has(j.state))
     .sort((a, b) => (b.updated || b.created) - (a.updated || a.created)).slice(0, RECENT_MAX);
-  const rows = done.map((j) => {
-    const canRetry = RETRYABLE.has(j.state) && j.operation === 'model_download' && j.ref;
-    return h('tr', { dataset: { jobId: j.id, state: j.state } },
-      h('td', { class: 'mono nowrap' }, j.id),
-      h('td', { class: 'mono' }, j.ref || j.operation || '–'),
-      h('td', {}, badge(j.state)),
-      h('td', { class: `detail${j.state === 'failed' ? ' bad' : ''}` },
-        j.error && j.error !== j.state ? j.error : whenOf(j)),
-      h('td', { class: 'actions' }, canRetry ? h('button', {
-        type: 'button', class: 'btn btn-small', 'data-action': 'retry',
-        'aria-label': `Retry ${j.ref}`, onclick: () => retry(j),
-      }, 'Retry') : null));
-  });
-  $('recent-body').replaceChildren(...rows);
-  $('recent-empty').hidden = done.length > 0;
-  $('recent-table').toggleAttribute('data-empty', done.length === 0);
+  drawTable('recent', RECENT_COLUMNS, done, (j) => ({ dataset: { jobId: j.id, state: j.state } }));
   $('recent-count').textContent = done.length ? `${done.length}` : '';
 }
 
@@ -561,6 +588,9 @@ function init() {
     for (const r of document.querySelectorAll('input[name="quant"]')) r.checked = r.value === $('ref-input').value.trim();
   });
   $('catalog-refresh').addEventListener('click', refreshModels);
+  tableHead('catalog', CATALOG_COLUMNS);
+  tableHead('partials', PARTIAL_COLUMNS);
+  tableHead('recent', RECENT_COLUMNS);
   updateJobsCount();
   refreshAll();
   // Polling finds jobs started elsewhere and catalog changes made by others;

@@ -162,7 +162,12 @@ static const struct {
     {503, ERR_SHUTDOWN}, {507, ERR_NOSPACE},
 };
 
-int cli_client_error(long status, const json_t *answer, struct err *e)
+int cli_client_foreign(const struct cli_client *c, const char *why, struct err *e)
+{
+	return err_set(e, ERR_NETWORK, "%s: not an rbee-hive daemon (%s)", c->base, why);
+}
+
+int cli_client_error(const struct cli_client *c, long status, const json_t *answer, struct err *e)
 {
 	int code = ERR_NETWORK;
 	for (size_t i = 0; i < sizeof(cli_status_codes) / sizeof(cli_status_codes[0]); i++) {
@@ -170,10 +175,12 @@ int cli_client_error(long status, const json_t *answer, struct err *e)
 			code = cli_status_codes[i].code;
 	}
 	const json_t *msg = json_object_get(json_object_get(answer, "error"), "message");
-	if (json_is_string(msg))
-		err_set(e, code, "%s", json_string_value(msg));
-	else
-		err_set(e, code, "the daemon answered HTTP %ld", status);
+	if (!json_is_string(msg)) {
+		char why[64];
+		snprintf(why, sizeof(why), "HTTP %ld without the API's error body", status);
+		return cli_client_foreign(c, why, e);
+	}
+	err_set(e, code, "%s", json_string_value(msg));
 	if (status == 401)
 		err_prefix(e, "unauthorized (give the token with --token-file or RBEE_HIVE_TOKEN)");
 	return code;
@@ -390,7 +397,7 @@ int cli_client_stream(struct cli_client *c, const char *path, struct cli_sse *p,
 			json_error_t je;
 			ans = json_loadb(s.errbody.p, s.errbody.len, 0, &je);
 		}
-		ret = cli_client_error(s.status, ans, e);
+		ret = cli_client_error(c, s.status, ans, e);
 		json_decref(ans);
 	} else if (rc == CURLE_OPERATION_TIMEDOUT && s.status == 200) {
 		ret = err_set(e, ERR_TIMEOUT, "the event stream was silent for %d s",
@@ -533,7 +540,7 @@ int cli_client_upload(struct cli_client *c, int fd, uint64_t size, const char *s
 		    (status == 404 && !u.has_offset) || (status == 400 && (start == 0 || !tries))) {
 			/* 404 without Upload-Offset: a daemon that takes no uploads. */
 			rc = status == 404 && !u.has_offset ? ERR_NOT_FOUND
-							    : cli_client_error(status, ans, e);
+							    : cli_client_error(c, status, ans, e);
 			if (rc == ERR_NOT_FOUND && !u.has_offset)
 				err_set(e, ERR_NOT_FOUND, "the daemon at %s takes no uploads",
 					c->base);

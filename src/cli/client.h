@@ -47,10 +47,14 @@ int cli_client_call(struct cli_client *c, const char *method, const char *path, 
 		    long *status, json_t **answer, struct err *e);
 
 /*
- * The daemon's error answer as a message in e: its "error.message", else
- * "HTTP <status>". Returns the ERR_* code that matches the status.
+ * The daemon's error answer as a message in e: its "error.message". An
+ * answer without one is not the API's error body, so the server is named
+ * as something else: "URL: not an rbee-hive daemon (HTTP 404 ...)".
+ * Returns the ERR_* code that matches the status.
  */
-int cli_client_error(long status, const json_t *answer, struct err *e);
+int cli_client_error(const struct cli_client *c, long status, const json_t *answer, struct err *e);
+/* Sets e to "URL: not an rbee-hive daemon (why)" and returns ERR_NETWORK. */
+int cli_client_foreign(const struct cli_client *c, const char *why, struct err *e);
 
 /* Percent-encodes one path segment (everything but unreserved characters). Caller frees. */
 char *cli_url_segment(const char *s);

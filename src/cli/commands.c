@@ -12,17 +12,33 @@
 
 #include "cli/args.h"
 #include "cli/client.h"
-#include "cli/cmd.h"
+#include "cli/answer.h"
 #include "cli/fmt.h"
+#include "cli/follow.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/ref.h"
 #include "core/sha256.h"
 #include "core/util.h"
 
-int cli_main(const char *name, int argc, char **argv, cli_body_fn body)
+/* An error as docs/cli.md defines it for --json: the daemon's error body, on stderr. */
+static void cli_print_error(const struct cli_opts *o, const struct err *e)
 {
-	const struct cli_command *cmd = cli_command_find(name);
+	fflush(stdout);
+	if (!o->json) {
+		fprintf(stderr, "rbee-hive: %s\n", err_msg(e));
+		return;
+	}
+	json_t *v =
+	    json_pack("{s:{s:s,s:s}}", "error", "code", err_name(e->code), "message", err_msg(e));
+	char *s = json_dump_compact(v);
+	fprintf(stderr, "%s\n", s);
+	free(s);
+	json_decref(v);
+}
+
+int cli_run(const struct cli_command *cmd, int argc, char **argv)
+{
 	struct cli_opts o;
 	struct cli_client c;
 	struct err e;
@@ -30,89 +46,44 @@ int cli_main(const char *name, int argc, char **argv, cli_body_fn body)
 
 	err_clear(&e);
 	if (cli_args_parse(cmd, argc, argv, &o, &e) < 0) {
-		fprintf(stderr, "rbee-hive: %s\n", err_msg(&e));
-		cli_args_usage(cmd);
+		cli_print_error(&o, &e);
+		if (!o.json)
+			cli_args_usage(cmd);
 		return CLI_EXIT_USAGE;
 	}
 	if (o.help) {
 		cli_args_help(cmd);
 		return CLI_EXIT_OK;
 	}
-	if (cli_client_init(&c, o.url, o.token_file, &e) < 0) {
-		fprintf(stderr, "rbee-hive: %s\n", err_msg(&e));
+	if (!(cmd->flags & CLI_OPT_DAEMON)) {
+		rc = cmd->body(NULL, &o, &e);
+	} else if (cli_client_init(&c, o.url, o.token_file, &e) < 0) {
+		cli_print_error(&o, &e);
 		return CLI_EXIT_USAGE;
+	} else {
+		rc = cmd->body(&c, &o, &e);
+		cli_client_cleanup(&c);
 	}
-	rc = body(&c, &o, &e);
-	cli_client_cleanup(&c);
 	if (rc < 0) {
-		fflush(stdout);
-		fprintf(stderr, "rbee-hive: %s\n", err_msg(&e));
+		cli_print_error(&o, &e);
 		return CLI_EXIT_FAIL;
 	}
 	return rc;
 }
 
-json_t *cli_jfind(const json_t *o, const char *const *keys)
+/* Seconds since the time in milliseconds since the epoch under key; -1 when absent. */
+static long long cli_age_s(const json_t *o, const char *key)
 {
-	for (; *keys; keys++) {
-		const char *dot = strchr(*keys, '.');
-		json_t *v;
-		if (dot) {
-			char head[64];
-			snprintf(head, sizeof(head), "%.*s", (int)(dot - *keys), *keys);
-			v = json_object_get(json_object_get(o, head), dot + 1);
-		} else {
-			v = json_object_get(o, *keys);
-		}
-		if (v && !json_is_null(v))
-			return v;
-	}
-	return NULL;
-}
-
-const char *cli_jstr(const json_t *o, const char *const *keys)
-{
-	return json_string_value(cli_jfind(o, keys));
-}
-
-int cli_juint(const json_t *o, const char *const *keys, uint64_t *out)
-{
-	json_t *v = cli_jfind(o, keys);
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
-		*out = (uint64_t)json_integer_value(v);
-		return 0;
-	}
-	if (json_is_real(v) && json_real_value(v) >= 0) {
-		*out = (uint64_t)json_real_value(v);
-		return 0;
-	}
-	return -1;
-}
-
-long long cli_jage(const json_t *o, const char *const *keys)
-{
-	json_t *v = cli_jfind(o, keys);
+	uint64_t ms;
 	long long now = (long long)(wall_ms() / 1000);
-	long long t;
-
-	if (json_is_number(v)) {
-		double d = json_number_value(v);
-		/* Past 1e11 a count of seconds would be year 5138: it is milliseconds. */
-		t = (long long)(d > 1e11 ? d / 1000 : d);
-	} else if (json_is_string(v)) {
-		struct tm tm;
-		memset(&tm, 0, sizeof(tm));
-		const char *end = strptime(json_string_value(v), "%Y-%m-%dT%H:%M:%S", &tm);
-		if (!end)
-			return -1;
-		t = (long long)timegm(&tm);
-	} else {
+	if (cli_juint(o, key, &ms) < 0)
 		return -1;
-	}
+	long long t = (long long)(ms / 1000);
 	return now >= t ? now - t : 0;
 }
 
-void cli_print_json(const json_t *v)
+/* Prints v to stdout as one JSON document (indented) and a newline. */
+static void cli_print_json(const json_t *v)
 {
 	char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY);
 	if (s) {
@@ -121,6 +92,7 @@ void cli_print_json(const json_t *v)
 	}
 }
 
+/* A table of strings printed with aligned columns; cells are copied. */
 #define CLI_TABLE_COLS 8
 
 struct cli_table {
@@ -130,15 +102,7 @@ struct cli_table {
 	char **cells; /* nrows * ncols, row 0 is the header */
 };
 
-struct cli_table *cli_table_new(const char *const *headers, int ncols)
-{
-	struct cli_table *t = xcalloc(1, sizeof(*t));
-	t->ncols = ncols < CLI_TABLE_COLS ? ncols : CLI_TABLE_COLS;
-	cli_table_add(t, headers);
-	return t;
-}
-
-void cli_table_add(struct cli_table *t, const char *const *cells)
+static void cli_table_add(struct cli_table *t, const char *const *cells)
 {
 	t->cells = xrealloc(t->cells, (t->nrows + 1) * (size_t)t->ncols * sizeof(char *));
 	for (int i = 0; i < t->ncols; i++) {
@@ -150,7 +114,15 @@ void cli_table_add(struct cli_table *t, const char *const *cells)
 	t->nrows++;
 }
 
-void cli_table_print(const struct cli_table *t)
+static struct cli_table *cli_table_new(const char *const *headers, int ncols)
+{
+	struct cli_table *t = xcalloc(1, sizeof(*t));
+	t->ncols = ncols < CLI_TABLE_COLS ? ncols : CLI_TABLE_COLS;
+	cli_table_add(t, headers);
+	return t;
+}
+
+static void cli_table_print(const struct cli_table *t)
 {
 	for (size_t r = 0; r < t->nrows; r++) {
 		for (int i = 0; i < t->ncols; i++) {
@@ -164,7 +136,7 @@ void cli_table_print(const struct cli_table *t)
 	}
 }
 
-void cli_table_free(struct cli_table *t)
+static void cli_table_free(struct cli_table *t)
 {
 	if (!t)
 		return;
@@ -174,36 +146,30 @@ void cli_table_free(struct cli_table *t)
 	free(t);
 }
 
-/* An answer that is not the success it should be becomes an error from the daemon. */
-static int cli_expect(long status, long want, json_t *answer, struct err *e)
+/*
+ * An answer that is not the success it should be becomes an error from the
+ * daemon; a success that is not a JSON object is not from an rbee-hive daemon.
+ */
+static int cli_expect(const struct cli_client *c, long status, long want, json_t *answer,
+		      struct err *e)
 {
-	if (status == want || (want == 200 && status == 201) || (want == 201 && status == 200))
-		return 0;
-	return cli_client_error(status, answer, e);
+	if (status != want && !(want == 200 && status == 201) && !(want == 201 && status == 200))
+		return cli_client_error(c, status, answer, e);
+	if (!json_is_object(answer))
+		return cli_client_foreign(c, "its answer is not a JSON object", e);
+	return 0;
 }
 
-/* A list answer is an array, or an object holding it under one of keys. */
-static json_t *cli_list(json_t *answer, const char *const *keys)
+/* The list under key of an answer (docs/api.md: {"models":[…]}, {"jobs":[…]}, …). */
+static json_t *cli_list(const json_t *answer, const char *key)
 {
-	if (json_is_array(answer))
-		return answer;
-	json_t *v = cli_jfind(answer, keys);
+	json_t *v = cli_jget(answer, key);
 	return json_is_array(v) ? v : NULL;
 }
 
-static const char *const k_id[] = {"id", NULL};
-static const char *const k_size[] = {"size", "size_bytes", "bytes", "total_size", NULL};
-static const char *const k_quant[] = {"quantization", "gguf.quantization", "quant", NULL};
-static const char *const k_status[] = {"status", "state", NULL};
-static const char *const k_created[] = {"created_at", "created_ms", "created", "added_at",
-					"updated_at", "updated_ms", NULL};
-static const char *const k_models[] = {"models", "items", NULL};
-static const char *const k_jobs[] = {"jobs", "items", NULL};
-
 /*
- * The quantizations of a model, joined by sep into buf: the daemon lists
- * several for a whole snapshot; an older daemon sends only the one of its
- * first file.
+ * The quantizations of a model, joined by sep into buf: several for a
+ * whole snapshot, none for a model without GGUF files.
  */
 static const char *cli_quants(const json_t *m, const char *sep, char *buf, size_t size)
 {
@@ -211,7 +177,7 @@ static const char *cli_quants(const json_t *m, const char *sep, char *buf, size_
 	size_t i, used = 0;
 	json_t *q;
 	if (!json_is_array(a) || json_array_size(a) == 0)
-		return cli_jstr(m, k_quant);
+		return NULL;
 	buf[0] = '\0';
 	json_array_foreach(a, i, q)
 	{
@@ -223,10 +189,10 @@ static const char *cli_quants(const json_t *m, const char *sep, char *buf, size_
 	return buf;
 }
 
-static void cli_size_cell(char *buf, size_t size, const json_t *o, const char *const *keys)
+static void cli_size_cell(char *buf, size_t size, const json_t *o)
 {
 	uint64_t n;
-	if (cli_juint(o, keys, &n) == 0)
+	if (cli_juint(o, "size", &n) == 0)
 		fmt_size(buf, size, n);
 	else
 		snprintf(buf, size, "-");
@@ -262,16 +228,17 @@ static int cli_models_all(struct cli_client *c, json_t **out, struct err *e)
 		long status;
 		rc = cli_client_call(c, "GET", path, NULL, &status, &ans, e);
 		if (rc == 0)
-			rc = cli_expect(status, 200, ans, e);
-		json_t *list = rc == 0 ? cli_list(ans, k_models) : NULL;
+			rc = cli_expect(c, status, 200, ans, e);
+		json_t *list = rc == 0 ? cli_list(ans, "models") : NULL;
 		if (rc == 0 && !list)
-			rc = err_set(e, ERR_NETWORK, "the daemon's model list is not a list");
+			rc = cli_client_foreign(c, "its answer to GET /v1/models has no model list",
+						e);
 		size_t i;
 		json_t *m;
 		const char *last = NULL;
 		json_array_foreach(list, i, m)
 		{
-			const char *id = cli_jstr(m, k_id);
+			const char *id = cli_jstr(m, "id");
 			if (id && prev_last[0] && strcmp(id, prev_last) <= 0)
 				continue;
 			if (id)
@@ -316,11 +283,11 @@ static int cli_ls_body(struct cli_client *c, const struct cli_opts *o, struct er
 	json_array_foreach(list, i, m)
 	{
 		char size[CLI_FMT_SHORT], age[CLI_FMT_SHORT], quants[256];
-		cli_size_cell(size, sizeof(size), m, k_size);
-		cli_fmt_age(age, sizeof(age), cli_jage(m, k_created));
-		const char *cells[] = {cli_jstr(m, k_id), size,
+		cli_size_cell(size, sizeof(size), m);
+		cli_fmt_age(age, sizeof(age), cli_age_s(m, "created_ms"));
+		const char *cells[] = {cli_jstr(m, "id"), size,
 				       cli_quants(m, ",", quants, sizeof(quants)),
-				       cli_jstr(m, k_status), age};
+				       cli_jstr(m, "status"), age};
 		cli_table_add(t, cells);
 	}
 	if (json_array_size(list) == 0)
@@ -342,17 +309,6 @@ static void cli_show_line(const char *label, const char *value)
 
 static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
-	static const char *const k_source[] = {"source", NULL};
-	static const char *const k_repo[] = {"repo", NULL};
-	static const char *const k_commit[] = {"commit", "commit_sha", "revision_sha", NULL};
-	static const char *const k_rev[] = {"revision", NULL};
-	static const char *const k_arch[] = {"architecture", "gguf.architecture", NULL};
-	static const char *const k_params[] = {"parameters", "gguf.parameters", "parameter_count",
-					       "gguf.parameter_count", NULL};
-	static const char *const k_ctx[] = {"context_length", "gguf.context_length", NULL};
-	static const char *const k_path[] = {"path", "name", "file", NULL};
-	static const char *const k_sha[] = {"sha256", "digest", NULL};
-	static const char *const k_files[] = {"files", NULL};
 	char *seg = cli_url_segment(o->args[0]);
 	char *path = xasprintf("/v1/models/%s", seg);
 	json_t *ans = NULL;
@@ -362,37 +318,36 @@ static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct 
 
 	int rc = cli_client_call(c, "GET", path, NULL, &status, &ans, e);
 	if (rc == 0)
-		rc = cli_expect(status, 200, ans, e);
+		rc = cli_expect(c, status, 200, ans, e);
 	if (rc < 0)
 		goto out;
 	if (o->json) {
 		cli_print_json(ans);
 		goto out;
 	}
-	json_t *m =
-	    json_is_object(json_object_get(ans, "model")) ? json_object_get(ans, "model") : ans;
-	cli_show_line("id:", cli_jstr(m, k_id));
-	cli_show_line("status:", cli_jstr(m, k_status));
-	cli_size_cell(buf, sizeof(buf), m, k_size);
+	json_t *m = ans;
+	cli_show_line("id:", cli_jstr(m, "id"));
+	cli_show_line("status:", cli_jstr(m, "status"));
+	cli_size_cell(buf, sizeof(buf), m);
 	cli_show_line("size:", buf);
-	cli_show_line("source:", cli_jstr(m, k_source));
-	cli_show_line("repo:", cli_jstr(m, k_repo));
-	cli_show_line("revision:", cli_jstr(m, k_rev));
-	cli_show_line("commit:", cli_jstr(m, k_commit));
-	cli_show_line("architecture:", cli_jstr(m, k_arch));
+	cli_show_line("source:", cli_jstr(m, "source"));
+	cli_show_line("repo:", cli_jstr(m, "repo"));
+	cli_show_line("revision:", cli_jstr(m, "revision"));
+	cli_show_line("commit:", cli_jstr(m, "commit"));
+	cli_show_line("architecture:", cli_jstr(m, "gguf.architecture"));
 	char quants[1024];
 	cli_show_line("quantization:", cli_quants(m, ", ", quants, sizeof(quants)));
-	if (cli_juint(m, k_params, &n) == 0 && n > 0) {
+	if (cli_juint(m, "gguf.parameters", &n) == 0 && n > 0) {
 		/* Parameter counts read best in billions, as model cards write them. */
 		snprintf(buf, sizeof(buf), n >= 1000000000 ? "%.2fB" : "%.1fM",
 			 n >= 1000000000 ? (double)n / 1e9 : (double)n / 1e6);
 		cli_show_line("parameters:", buf);
 	}
-	if (cli_juint(m, k_ctx, &n) == 0 && n > 0) {
+	if (cli_juint(m, "gguf.context_length", &n) == 0 && n > 0) {
 		snprintf(buf, sizeof(buf), "%llu", (unsigned long long)n);
 		cli_show_line("context length:", buf);
 	}
-	json_t *files = cli_jfind(m, k_files);
+	json_t *files = cli_jget(m, "files");
 	if (json_is_array(files) && json_array_size(files) > 0) {
 		static const char *const headers[] = {"  PATH", "SIZE", "SHA256"};
 		struct cli_table *t = cli_table_new(headers, 3);
@@ -402,9 +357,9 @@ static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct 
 		json_array_foreach(files, i, f)
 		{
 			char *p =
-			    xasprintf("  %s", cli_jstr(f, k_path) ? cli_jstr(f, k_path) : "?");
-			cli_size_cell(buf, sizeof(buf), f, k_size);
-			const char *cells[] = {p, buf, cli_jstr(f, k_sha)};
+			    xasprintf("  %s", cli_jstr(f, "path") ? cli_jstr(f, "path") : "?");
+			cli_size_cell(buf, sizeof(buf), f);
+			const char *cells[] = {p, buf, cli_jstr(f, "sha256")};
 			cli_table_add(t, cells);
 			free(p);
 		}
@@ -438,9 +393,6 @@ static int cli_same_repo(const char *a, const char *b)
  */
 static int cli_rm_busy(struct cli_client *c, const char *query, struct err *e)
 {
-	static const char *const k_model[] = {"model", NULL};
-	static const char *const k_job[] = {"job_id", NULL};
-	static const char *const k_op[] = {"operation", NULL};
 	json_t *ans = NULL;
 	long status;
 	size_t i;
@@ -451,17 +403,17 @@ static int cli_rm_busy(struct cli_client *c, const char *query, struct err *e)
 		json_decref(ans);
 		return rc;
 	}
-	json_array_foreach(cli_list(ans, k_jobs), i, j)
+	json_array_foreach(cli_list(ans, "jobs"), i, j)
 	{
-		const char *op = cli_jstr(j, k_op), *ref = cli_jstr(j, k_model);
-		const char *st = cli_jstr(j, k_status);
-		int active = !st || strcmp(st, "running") == 0 || strcmp(st, "queued") == 0;
+		const char *op = cli_jstr(j, "operation"), *ref = cli_jstr(j, "model");
+		const char *st = cli_jstr(j, "state");
+		int active = st && (strcmp(st, "running") == 0 || strcmp(st, "queued") == 0);
 		if (active && op && strcmp(op, "model_download") == 0 && ref &&
 		    cli_same_repo(query, ref)) {
 			rc = err_set(e, ERR_CONFLICT,
 				     "model '%s' is being downloaded by job %s; cancel it first "
 				     "(rbee-hive cancel %s)",
-				     query, cli_jstr(j, k_job), cli_jstr(j, k_job));
+				     query, cli_jstr(j, "job_id"), cli_jstr(j, "job_id"));
 			break;
 		}
 	}
@@ -481,9 +433,6 @@ static int cli_rm_busy(struct cli_client *c, const char *query, struct err *e)
 static int cli_partial_find(struct cli_client *c, const char *prefix, char *sha, char *dirs,
 			    size_t dsize, struct err *e)
 {
-	static const char *const k_partials[] = {"partials", NULL};
-	static const char *const k_sha[] = {"sha256", NULL};
-	static const char *const k_dir[] = {"repo_dir", NULL};
 	size_t n = strlen(prefix), i, off = 0;
 	json_t *ans = NULL, *p;
 	long status;
@@ -494,11 +443,11 @@ static int cli_partial_find(struct cli_client *c, const char *prefix, char *sha,
 		return 0;
 	int rc = cli_client_call(c, "GET", "/v1/partials", NULL, &status, &ans, e);
 	if (rc == 0)
-		rc = cli_expect(status, 200, ans, e);
-	json_array_foreach(rc == 0 ? cli_list(ans, k_partials) : NULL, i, p)
+		rc = cli_expect(c, status, 200, ans, e);
+	json_array_foreach(rc == 0 ? cli_list(ans, "partials") : NULL, i, p)
 	{
-		const char *s = cli_jstr(p, k_sha), *d = cli_jstr(p, k_dir);
-		if (!s || strlen(s) != 64 || strncmp(s, prefix, n) != 0)
+		const char *s = cli_jstr(p, "sha256"), *d = cli_jstr(p, "repo_dir");
+		if (!sha256_hex_valid(s) || strncmp(s, prefix, n) != 0)
 			continue;
 		if (found && strcmp(s, sha) != 0) {
 			rc = err_set(e, ERR_CONFLICT,
@@ -528,7 +477,7 @@ static int cli_rm_partial(struct cli_client *c, const struct cli_opts *o, const 
 		rc = err_set(e, ERR_CONFLICT,
 			     "partial download %s is being written now; cancel its job first", sha);
 	else if (rc == 0)
-		rc = cli_expect(status, 200, ans, e);
+		rc = cli_expect(c, status, 200, ans, e);
 	if (rc == 0 && o->json)
 		cli_print_json(ans);
 	else if (rc == 0)
@@ -553,19 +502,15 @@ static int cli_rm_body(struct cli_client *c, const struct cli_opts *o, struct er
 	int rc = cli_rm_busy(c, o->args[0], e);
 	if (rc == 0)
 		rc = cli_client_call(c, "DELETE", path, NULL, &status, &ans, e);
-	if (rc == 0 && status == 409 && !cli_jfind(ans, (const char *const[]){"error", NULL}))
+	if (rc == 0 && status == 409 && !cli_jget(ans, "error"))
 		rc = err_set(e, ERR_CONFLICT,
 			     "model '%s' is being downloaded; cancel its job first", o->args[0]);
 	else if (rc == 0)
-		rc = cli_expect(status, 200, ans, e);
-	if (rc == 0 && status != 204 && o->json) {
+		rc = cli_expect(c, status, 200, ans, e);
+	if (rc == 0 && o->json) {
 		cli_print_json(ans);
-	} else if (rc == 0 && o->json) {
-		json_t *v = json_pack("{s:s,s:b}", "id", o->args[0], "deleted", 1);
-		cli_print_json(v);
-		json_decref(v);
 	} else if (rc == 0) {
-		const char *id = cli_jstr(ans, k_id);
+		const char *id = cli_jstr(ans, "id");
 		printf("deleted %s\n", id ? id : o->args[0]);
 	}
 	json_decref(ans);
@@ -574,76 +519,83 @@ static int cli_rm_body(struct cli_client *c, const struct cli_opts *o, struct er
 	return rc;
 }
 
-/* "45% 1.23 GB/2.70 GB", or the phase, from a job's latest progress. */
+/* 1 for a job state after which the job does not run again (docs/api.md). */
+static int cli_job_ended(const char *state)
+{
+	static const char *const ended[] = {"succeeded", "failed", "cancelled"};
+	for (size_t i = 0; state && i < sizeof(ended) / sizeof(ended[0]); i++) {
+		if (strcmp(state, ended[i]) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * "45% 1.23 GB/2.70 GB" from a job's latest progress; while it runs without
+ * byte counts, its phase. An ended job's phase is where it stopped, not
+ * what it does: it shows no phase.
+ */
 static void cli_job_progress(char *buf, size_t size, const json_t *job)
 {
-	static const char *const k_progress[] = {"progress", NULL};
-	static const char *const k_done[] = {"bytes_done", NULL};
-	static const char *const k_total[] = {"bytes_total", NULL};
-	static const char *const k_phase[] = {"phase", NULL};
-	json_t *p = cli_jfind(job, k_progress);
+	json_t *p = cli_jget(job, "progress");
 	uint64_t done, total;
 	char a[CLI_FMT_SHORT], b[CLI_FMT_SHORT];
 
-	if (json_is_string(p)) {
-		/* Kept as the event text: read it as JSON. */
-		json_error_t je;
-		p = json_loads(json_string_value(p), 0, &je);
-	} else {
-		json_incref(p);
-	}
-	if (cli_juint(p, k_done, &done) == 0 && cli_juint(p, k_total, &total) == 0 && total > 0) {
+	if (cli_juint(p, "bytes_done", &done) == 0 && cli_juint(p, "bytes_total", &total) == 0 &&
+	    total > 0) {
 		fmt_size(a, sizeof(a), done);
 		fmt_size(b, sizeof(b), total);
 		snprintf(buf, size, "%d%% %s/%s", (int)(done >= total ? 100 : done * 100 / total),
 			 a, b);
-	} else if (cli_jstr(p, k_phase)) {
-		snprintf(buf, size, "%s", cli_jstr(p, k_phase));
+	} else if (!cli_job_ended(cli_jstr(job, "state")) && cli_jstr(p, "phase")) {
+		snprintf(buf, size, "%s", cli_jstr(p, "phase"));
 	} else {
 		snprintf(buf, size, "-");
 	}
-	json_decref(p);
 }
 
 static int cli_jobs_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
-	static const char *const headers[] = {"JOB",	  "OPERATION", "STATE",
-					      "PROGRESS", "MODEL",     "AGE"};
-	static const char *const k_job[] = {"job_id", "id", NULL};
-	static const char *const k_op[] = {"operation", NULL};
-	static const char *const k_model[] = {"model", "ref", "model_id", NULL};
+	static const char *const headers[] = {"JOB",   "OPERATION", "STATE", "PROGRESS",
+					      "MODEL", "AGE",	    "ERROR"};
 	json_t *ans = NULL;
 	long status;
 
 	int rc = cli_client_call(c, "GET", "/v1/jobs", NULL, &status, &ans, e);
 	if (rc == 0)
-		rc = cli_expect(status, 200, ans, e);
+		rc = cli_expect(c, status, 200, ans, e);
 	if (rc < 0)
 		goto out;
 	if (o->json) {
 		cli_print_json(ans);
 		goto out;
 	}
-	json_t *list = cli_list(ans, k_jobs);
+	json_t *list = cli_list(ans, "jobs");
 	if (!list) {
-		rc = err_set(e, ERR_NETWORK, "the daemon's job list is not a list");
+		rc = cli_client_foreign(c, "its answer to GET /v1/jobs has no job list", e);
 		goto out;
 	}
 	if (json_array_size(list) == 0) {
 		printf("no jobs\n");
 		goto out;
 	}
-	struct cli_table *t = cli_table_new(headers, 6);
+	struct cli_table *t = cli_table_new(headers, 7);
 	size_t i;
 	json_t *j;
 	json_array_foreach(list, i, j)
 	{
 		char prog[64], age[CLI_FMT_SHORT];
+		/* The job's argument: "model" of a download, "id" of the other operations. */
+		const char *arg = cli_jstr(j, "model") ? cli_jstr(j, "model") : cli_jstr(j, "id");
 		cli_job_progress(prog, sizeof(prog), j);
-		cli_fmt_age(age, sizeof(age), cli_jage(j, k_created));
-		const char *cells[] = {cli_jstr(j, k_job),    cli_jstr(j, k_op),
-				       cli_jstr(j, k_status), prog,
-				       cli_jstr(j, k_model),  age};
+		cli_fmt_age(age, sizeof(age), cli_age_s(j, "created_ms"));
+		const char *cells[] = {cli_jstr(j, "job_id"),
+				       cli_jstr(j, "operation"),
+				       cli_jstr(j, "state"),
+				       prog,
+				       arg,
+				       age,
+				       cli_jstr(j, "error")};
 		cli_table_add(t, cells);
 	}
 	cli_table_print(t);
@@ -661,12 +613,12 @@ static int cli_cancel_body(struct cli_client *c, const struct cli_opts *o, struc
 	long status;
 
 	int rc = cli_client_call(c, "POST", path, NULL, &status, &ans, e);
-	if (rc == 0 && status == 409 && !cli_jfind(ans, (const char *const[]){"error", NULL})) {
-		const char *st = cli_jstr(ans, k_status);
+	if (rc == 0 && status == 409 && !cli_jget(ans, "error")) {
+		const char *st = cli_jstr(ans, "status");
 		rc = err_set(e, ERR_CONFLICT, "job %s has already ended (%s)", o->args[0],
 			     st ? st : "final");
 	} else if (rc == 0) {
-		rc = cli_expect(status, 200, ans, e);
+		rc = cli_expect(c, status, 200, ans, e);
 	}
 	if (rc == 0 && o->json)
 		cli_print_json(ans);
@@ -682,18 +634,16 @@ static int cli_cancel_body(struct cli_client *c, const struct cli_opts *o, struc
 static int cli_submit(struct cli_client *c, json_t *body, char **job_id, char **sse_url,
 		      json_t **answer, struct err *e)
 {
-	static const char *const k_job[] = {"job_id", NULL};
-	static const char *const k_sse[] = {"sse_url", NULL};
 	long status;
 
 	*job_id = *sse_url = NULL;
 	int rc = cli_client_call(c, "POST", "/v1/jobs", body, &status, answer, e);
 	if (rc == 0)
-		rc = cli_expect(status, 201, *answer, e);
+		rc = cli_expect(c, status, 201, *answer, e);
 	if (rc < 0)
 		return rc;
-	const char *id = cli_jstr(*answer, k_job);
-	const char *sse = cli_jstr(*answer, k_sse);
+	const char *id = cli_jstr(*answer, "job_id");
+	const char *sse = cli_jstr(*answer, "sse_url");
 	if (!id || !id[0] || strlen(id) > 128)
 		return err_set(e, ERR_NETWORK, "the daemon's answer has no job_id");
 	*job_id = xstrdup(id);
@@ -764,10 +714,40 @@ static int cli_pull_ref(struct cli_client *c, const struct cli_opts *o, char *re
 	return rc;
 }
 
+/*
+ * A local path given where a ref goes, which no ref parser accepts: the
+ * user meant a file:// ref. Says so (a usage error) before asking the
+ * daemon, which would only call the ref malformed.
+ */
+static int cli_pull_path(const struct cli_opts *o)
+{
+	static const char *const heads[] = {"/", "./", "../", "~/"};
+	const char *arg = o->args[0];
+	struct err e;
+	if (ref_parse(arg, &(struct model_ref){0}, NULL) == 0)
+		return 0;
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		if (strncmp(arg, heads[i], strlen(heads[i])) != 0)
+			continue;
+		if (arg[0] == '/')
+			err_set(&e, ERR_INVALID, "'%s' is a path: pull a local file as file://%s",
+				arg, arg);
+		else
+			err_set(&e, ERR_INVALID,
+				"'%s' is a path: pull a local file as file:///ABSOLUTE/PATH", arg);
+		cli_print_error(o, &e);
+		return CLI_EXIT_USAGE;
+	}
+	return 0;
+}
+
 static int cli_pull_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
 {
 	char ref[CAP_REF_LEN + 128];
-	int rc = cli_pull_ref(c, o, ref, sizeof(ref), e);
+	int rc = cli_pull_path(o);
+	if (rc != 0)
+		return rc;
+	rc = cli_pull_ref(c, o, ref, sizeof(ref), e);
 	if (rc < 0)
 		return rc;
 	json_t *body = json_pack("{s:s,s:s}", "operation", "model_download", "model", ref);
@@ -821,21 +801,124 @@ static int cli_verify_body(struct cli_client *c, const struct cli_opts *o, struc
 	return rc;
 }
 
-static const struct {
-	const char *name;
-	cli_body_fn body;
-} cli_bodies[] = {
-    {"pull", cli_pull_body},	 {"ls", cli_ls_body},	  {"show", cli_show_body},
-    {"rm", cli_rm_body},	 {"jobs", cli_jobs_body}, {"cancel", cli_cancel_body},
-    {"verify", cli_verify_body},
+static int cli_version_body(struct cli_client *c, const struct cli_opts *o, struct err *e)
+{
+	(void)c;
+	(void)e;
+	if (o->json) {
+		json_t *v = json_pack("{s:s}", "version", RBEE_VERSION);
+		cli_print_json(v);
+		json_decref(v);
+	} else {
+		printf("rbee-hive %s\n", RBEE_VERSION);
+	}
+	return CLI_EXIT_OK;
+}
+
+/* The entries of the commands, listed by main()'s command table. */
+
+const struct cli_command cli_cmd_version = {
+    .name = "version",
+    .summary = "print the version",
+    .synopsis = "[--json]",
+    .help = "Prints the version of rbee-hive.\n\n"
+	    "  --json            print it as {\"version\":\"X.Y.Z\"}\n"
+	    "  -h, --help        show this help\n",
+    .flags = CLI_OPT_JSON,
+    .body = cli_version_body,
 };
 
-int cli_run(int argc, char **argv)
-{
-	for (size_t i = 0; i < sizeof(cli_bodies) / sizeof(cli_bodies[0]); i++) {
-		if (strcmp(argv[0], cli_bodies[i].name) == 0)
-			return cli_main(cli_bodies[i].name, argc, argv, cli_bodies[i].body);
-	}
-	fprintf(stderr, "rbee-hive: unknown command '%s'\n", argv[0]);
-	return CLI_EXIT_USAGE;
-}
+const struct cli_command cli_cmd_pull = {
+    .name = "pull",
+    .summary = "download a model, with progress (Ctrl-C cancels)",
+    .synopsis = "REF [--detach] [--json]",
+    .help = "Downloads a model into the daemon's catalog and follows the job.\n"
+	    "REF is hf:ORG/REPO[:SELECTOR][@REVISION], https://HOST/PATH[#sha256=HEX]\n"
+	    "or file:///ABS/PATH. On a terminal a progress bar per file is drawn;\n"
+	    "otherwise a line per phase. Ctrl-C cancels the job on the daemon\n"
+	    "(exit 130); a second Ctrl-C leaves at once.\n\n"
+	    "  --detach          print the job id and return; the job runs on\n"
+	    "  --json            print the job's events as NDJSON\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON | CLI_OPT_DETACH,
+    .min_args = 1,
+    .max_args = 1,
+    .body = cli_pull_body,
+};
+
+const struct cli_command cli_cmd_ls = {
+    .name = "ls",
+    .summary = "list the models of the catalog",
+    .synopsis = "[--json]",
+    .help = "Lists the models of the catalog: id, size, quantization, status, age.\n\n"
+	    "  --json            print the daemon's answer as one JSON document\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON,
+    .body = cli_ls_body,
+};
+
+const struct cli_command cli_cmd_show = {
+    .name = "show",
+    .summary = "show a model's files, hashes and GGUF facts",
+    .synopsis = "ID [--json]",
+    .help = "Shows one model: its files with sizes and SHA-256, the commit it was\n"
+	    "pulled at, and the GGUF facts (architecture, quantization, parameters,\n"
+	    "context length). ID is a catalog id or any unambiguous ref.\n\n"
+	    "  --json            print the daemon's answer as one JSON document\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON,
+    .min_args = 1,
+    .max_args = 1,
+    .body = cli_show_body,
+};
+
+const struct cli_command cli_cmd_rm = {
+    .name = "rm",
+    .summary = "delete a model",
+    .synopsis = "ID|PARTIAL [--json]",
+    .help = "Deletes a model and the files no other model uses. Refuses while the\n"
+	    "model is downloading (cancel its job first). Files another program put\n"
+	    "in a shared cache stay.\n\n"
+	    "Given a partial download's id (its sha256, or at least its first 8\n"
+	    "hex digits, as GET /v1/partials and the web page list them), discards\n"
+	    "that partial download instead.\n\n"
+	    "  --json            print the daemon's answer as one JSON document\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON,
+    .min_args = 1,
+    .max_args = 1,
+    .body = cli_rm_body,
+};
+
+const struct cli_command cli_cmd_jobs = {
+    .name = "jobs",
+    .summary = "list the daemon's jobs",
+    .synopsis = "[--json]",
+    .help = "Lists the daemon's jobs, newest first: id, operation, state, progress,\n"
+	    "model, age and, for a failed job, its error. An ended job shows the bytes\n"
+	    "it moved, not the phase it stopped in.\n\n"
+	    "  --json            print the daemon's answer as one JSON document\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON,
+    .body = cli_jobs_body,
+};
+
+const struct cli_command cli_cmd_cancel = {
+    .name = "cancel",
+    .summary = "cancel a job",
+    .synopsis = "JOB_ID [--json]",
+    .help = "Cancels a queued or running job. Its partial download stays for a\n"
+	    "later pull to resume. Fails when the job has already ended.\n\n"
+	    "  --json            print the daemon's answer as one JSON document\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON,
+    .min_args = 1,
+    .max_args = 1,
+    .body = cli_cancel_body,
+};
+
+const struct cli_command cli_cmd_verify = {
+    .name = "verify",
+    .summary = "hash a model's files again and report",
+    .synopsis = "[ID] [--json]",
+    .help = "Hashes a model's files again (every model without ID) and reports\n"
+	    "each file as ok or damaged. Exit 1 when any file is damaged.\n\n"
+	    "  --json            print the job's events as NDJSON\n",
+    .flags = CLI_OPT_DAEMON | CLI_OPT_JSON,
+    .max_args = 1,
+    .body = cli_verify_body,
+};

@@ -19,7 +19,8 @@
 #include "cli/args.h"
 #include "cli/cli.h"
 #include "cli/client.h"
-#include "cli/cmd.h"
+#include "cli/answer.h"
+#include "cli/follow.h"
 #include "cli/fmt.h"
 #include "cli/sse.h"
 #include "core/caps.h"
@@ -46,8 +47,6 @@ static void follow_on_sigint(int sig)
 	cli_interrupted = 1;
 }
 
-enum view_mode { VIEW_BARS, VIEW_LINES, VIEW_JSON };
-
 enum follow_end { END_DONE = 1, END_ERROR, END_CANCELLED, END_INTERRUPTED };
 
 /* The daemon's message when it stopped before the job ended (docs/api.md). */
@@ -63,8 +62,8 @@ struct vbar {
 	int own_counts; /* the events carry this file's own byte counts */
 };
 
-struct view {
-	enum view_mode mode;
+struct cli_view {
+	enum cli_view_mode mode;
 	const char *what;
 	int utf8;
 	struct vbar *bars;
@@ -108,7 +107,7 @@ static int locale_utf8(void)
 }
 
 /* Moves the cursor to the start of the live region and clears it. */
-static void view_erase(struct view *v)
+static void view_erase(struct cli_view *v)
 {
 	if (v->drawn == 0)
 		return;
@@ -119,7 +118,7 @@ static void view_erase(struct view *v)
 	v->drawn = 0;
 }
 
-static void view_draw(struct view *v)
+static void view_draw(struct cli_view *v)
 {
 	char line[1024];
 	int width = term_width();
@@ -165,8 +164,8 @@ static void view_draw(struct view *v)
 
 static void view_tick(void *arg)
 {
-	struct view *v = arg;
-	if (v->mode == VIEW_BARS && v->dirty && now_ms() - v->last_draw >= FOLLOW_REDRAW_MS)
+	struct cli_view *v = arg;
+	if (v->mode == CLI_VIEW_BARS && v->dirty && now_ms() - v->last_draw >= FOLLOW_REDRAW_MS)
 		view_draw(v);
 	if (v->deadline && now_ms() >= v->deadline)
 		v->deadline_hit = 1;
@@ -177,7 +176,7 @@ static void view_tick(void *arg)
  * while it ran; finished, it shows what this file added: the model's bytes
  * now less those when it started (files arrive one after another).
  */
-static void view_bar_finish(struct view *v, struct vbar *b)
+static void view_bar_finish(struct cli_view *v, struct vbar *b)
 {
 	/* A file left behind is complete, though its last event may have been coalesced away. */
 	if (!b->finished && b->own_counts && b->total)
@@ -188,9 +187,9 @@ static void view_bar_finish(struct view *v, struct vbar *b)
 }
 
 /* Ends the bar region so that what follows starts on a fresh line. */
-static void view_close(struct view *v)
+static void view_close(struct cli_view *v)
 {
-	if (v->mode != VIEW_BARS)
+	if (v->mode != CLI_VIEW_BARS)
 		return;
 	if (v->dirty || v->drawn)
 		view_draw(v);
@@ -215,7 +214,8 @@ static void view_json(const char *event, const char *id, const char *key, json_t
 	json_decref(o);
 }
 
-static struct vbar *view_bar(struct view *v, const char *file, uint64_t job_done, int files_done)
+static struct vbar *view_bar(struct cli_view *v, const char *file, uint64_t job_done,
+			     int files_done)
 {
 	for (size_t i = v->nbars; i > v->first_live; i--) {
 		if (strcmp(v->bars[i - 1].name, file) == 0)
@@ -236,18 +236,8 @@ static struct vbar *view_bar(struct view *v, const char *file, uint64_t job_done
 	return b;
 }
 
-static void view_progress(struct view *v, const char *data, size_t len, const char *id)
+static void view_progress(struct cli_view *v, const char *data, size_t len, const char *id)
 {
-	static const char *const k_phase[] = {"phase", NULL};
-	static const char *const k_file[] = {"file", NULL};
-	static const char *const k_files_done[] = {"files_done", NULL};
-	static const char *const k_files_total[] = {"files_total", NULL};
-	static const char *const k_done[] = {"bytes_done", NULL};
-	static const char *const k_total[] = {"bytes_total", NULL};
-	static const char *const k_fdone[] = {"file_bytes_done", NULL};
-	static const char *const k_ftotal[] = {"file_bytes_total", NULL};
-	static const char *const k_rate[] = {"rate_bps", NULL};
-	static const char *const k_eta[] = {"eta_s", NULL};
 	json_t *p = NULL;
 	uint64_t files_done = 0, files_total = 0, done = 0, total = 0, fdone, ftotal, x;
 
@@ -255,7 +245,7 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 		json_decref(p);
 		return;
 	}
-	if (v->mode == VIEW_JSON) {
+	if (v->mode == CLI_VIEW_JSON) {
 		view_json("progress", id, "data", p);
 		return;
 	}
@@ -263,19 +253,20 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 		json_decref(p);
 		return;
 	}
-	const char *phase = cli_jstr(p, k_phase);
-	const char *file = cli_jstr(p, k_file);
-	cli_juint(p, k_files_done, &files_done);
-	cli_juint(p, k_files_total, &files_total);
-	cli_juint(p, k_done, &done);
-	cli_juint(p, k_total, &total);
+	const char *phase = cli_jstr(p, "phase");
+	const char *file = cli_jstr(p, "file");
+	cli_juint(p, "files_done", &files_done);
+	cli_juint(p, "files_total", &files_total);
+	cli_juint(p, "bytes_done", &done);
+	cli_juint(p, "bytes_total", &total);
 	snprintf(v->phase, sizeof(v->phase), "%s", phase ? phase : "");
 	v->files_total = (int)(files_total < 1000000 ? files_total : 1000000);
 	v->job_done = done;
-	v->rate_bps = cli_juint(p, k_rate, &x) == 0 ? json_number_value(cli_jfind(p, k_rate)) : -1;
-	v->eta_s = cli_juint(p, k_eta, &x) == 0 ? (long long)x : -1;
+	v->rate_bps =
+	    cli_juint(p, "rate_bps", &x) == 0 ? json_number_value(cli_jget(p, "rate_bps")) : -1;
+	v->eta_s = cli_juint(p, "eta_s", &x) == 0 ? (long long)x : -1;
 
-	if (v->mode == VIEW_LINES) {
+	if (v->mode == CLI_VIEW_LINES) {
 		/* The daemon narrates every phase of every file; a line of ours would repeat it. */
 		json_decref(p);
 		return;
@@ -283,7 +274,8 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 
 	if (file && file[0]) {
 		struct vbar *b = view_bar(v, file, done, (int)files_done);
-		if (cli_juint(p, k_fdone, &fdone) == 0 && cli_juint(p, k_ftotal, &ftotal) == 0) {
+		if (cli_juint(p, "file_bytes_done", &fdone) == 0 &&
+		    cli_juint(p, "file_bytes_total", &ftotal) == 0) {
 			b->done = fdone;
 			b->total = ftotal;
 			b->own_counts = 1;
@@ -297,35 +289,35 @@ static void view_progress(struct view *v, const char *data, size_t len, const ch
 	json_decref(p);
 }
 
-static void view_narration(struct view *v, const char *text, const char *id)
+static void view_narration(struct cli_view *v, const char *text, const char *id)
 {
-	if (v->mode == VIEW_JSON) {
+	if (v->mode == CLI_VIEW_JSON) {
 		view_json("message", id, "data", json_string(text));
 		return;
 	}
-	if (v->mode == VIEW_BARS)
+	if (v->mode == CLI_VIEW_BARS)
 		view_erase(v);
 	printf("%s\n", text);
-	if (v->mode == VIEW_BARS)
+	if (v->mode == CLI_VIEW_BARS)
 		view_draw(v);
 	fflush(stdout);
 }
 
-static void view_data(struct view *v, const char *data, size_t len, const char *id)
+static void view_data(struct cli_view *v, const char *data, size_t len, const char *id)
 {
 	json_t *d = NULL;
 	if (json_parse_strict(data, len, CAP_EVENT_LEN, &d, NULL) < 0)
 		d = json_stringn(data, len);
-	if (v->mode == VIEW_JSON) {
+	if (v->mode == CLI_VIEW_JSON) {
 		view_json("data", id, "data", d);
 		return;
 	}
 	json_decref(d);
 }
 
-static int follow_event(const struct cli_sse_event *ev, void *arg)
+int cli_view_event(const struct cli_sse_event *ev, void *arg)
 {
-	struct view *v = arg;
+	struct cli_view *v = arg;
 
 	if (strcmp(ev->type, "progress") == 0) {
 		view_progress(v, ev->data, ev->data_len, ev->id);
@@ -358,9 +350,9 @@ static int follow_event(const struct cli_sse_event *ev, void *arg)
 }
 
 /* Shows the end and returns the exit status. */
-static int follow_finish(struct view *v, const char *job_id, struct err *e)
+int cli_view_finish(struct cli_view *v, const char *job_id, struct err *e)
 {
-	if (v->end == END_DONE && v->mode == VIEW_BARS) {
+	if (v->end == END_DONE && v->mode == CLI_VIEW_BARS) {
 		for (size_t i = v->first_live; i < v->nbars; i++)
 			view_bar_finish(v, &v->bars[i]);
 		v->dirty = 1;
@@ -368,18 +360,18 @@ static int follow_finish(struct view *v, const char *job_id, struct err *e)
 	view_close(v);
 	switch (v->end) {
 	case END_DONE:
-		if (v->mode == VIEW_JSON)
+		if (v->mode == CLI_VIEW_JSON)
 			view_json("done", NULL, NULL, NULL);
-		else if (v->mode == VIEW_LINES)
+		else if (v->mode == CLI_VIEW_LINES)
 			printf("done\n");
 		return CLI_EXIT_OK;
 	case END_CANCELLED:
-		if (v->mode == VIEW_JSON)
+		if (v->mode == CLI_VIEW_JSON)
 			view_json("cancelled", NULL, NULL, NULL);
 		fprintf(stderr, "rbee-hive: job %s was cancelled\n", job_id);
 		return CLI_EXIT_CANCELLED;
 	case END_INTERRUPTED:
-		if (v->mode == VIEW_JSON)
+		if (v->mode == CLI_VIEW_JSON)
 			view_json("interrupted", NULL, "message", json_string(v->error));
 		/* A download goes back to the daemon's queue; any other job must be asked again. */
 		if (strcmp(v->what, "pull") == 0)
@@ -395,7 +387,7 @@ static int follow_finish(struct view *v, const char *job_id, struct err *e)
 				v->what);
 		return CLI_EXIT_INTERRUPTED;
 	default:
-		if (v->mode == VIEW_JSON)
+		if (v->mode == CLI_VIEW_JSON)
 			view_json("error", NULL, "message", json_string(v->error ? v->error : ""));
 		return err_set(e, ERR_INTERNAL, "%s failed: %s", v->what,
 			       v->error ? v->error : "the job failed");
@@ -406,7 +398,7 @@ static int follow_finish(struct view *v, const char *job_id, struct err *e)
  * After Ctrl-C: asks the daemon to cancel, then reads the stream a few more
  * seconds for the terminal line, which says how the job really ended.
  */
-static int follow_cancel(struct cli_client *c, struct view *v, struct cli_sse *p,
+static int follow_cancel(struct cli_client *c, struct cli_view *v, struct cli_sse *p,
 			 const char *job_id, const char *sse_url, struct err *e)
 {
 	char *seg = cli_url_segment(job_id);
@@ -421,7 +413,7 @@ static int follow_cancel(struct cli_client *c, struct view *v, struct cli_sse *p
 	free(path);
 	free(seg);
 	if (rc == 0 && status != 200 && status != 409)
-		rc = cli_client_error(status, ans, e);
+		rc = cli_client_error(c, status, ans, e);
 	json_decref(ans);
 	if (rc < 0)
 		return err_prefix(e, "could not cancel job %s", job_id);
@@ -429,28 +421,47 @@ static int follow_cancel(struct cli_client *c, struct view *v, struct cli_sse *p
 	v->deadline = now_ms() + FOLLOW_CANCEL_WAIT_MS;
 	rc = cli_client_stream(c, sse_url, p, &v->deadline_hit, view_tick, v, e);
 	if (rc > 0)
-		return follow_finish(v, job_id, e);
+		return cli_view_finish(v, job_id, e);
 	fprintf(stderr, "rbee-hive: job %s did not confirm the cancel within %d s\n", job_id,
 		FOLLOW_CANCEL_WAIT_MS / 1000);
 	return CLI_EXIT_CANCELLED;
 }
 
+struct cli_view *cli_view_new(enum cli_view_mode mode, const char *what)
+{
+	struct cli_view *v = xcalloc(1, sizeof(*v));
+	v->what = what;
+	v->eta_s = -1;
+	v->rate_bps = -1;
+	v->mode = mode;
+	v->utf8 = locale_utf8();
+	return v;
+}
+
+void cli_view_free(struct cli_view *v)
+{
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->nbars; i++)
+		free(v->bars[i].name);
+	free(v->bars);
+	free(v->error);
+	free(v);
+}
+
 int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 	       const struct cli_opts *o, const char *what, struct err *e)
 {
-	struct view v;
+	struct cli_view *v = cli_view_new(o->json		  ? CLI_VIEW_JSON
+					  : isatty(STDOUT_FILENO) ? CLI_VIEW_BARS
+								  : CLI_VIEW_LINES,
+					  what);
 	struct cli_sse *p = xmalloc(sizeof(*p));
 	struct sigaction sa, old;
 	int failures = 0;
 	int rc;
 
-	memset(&v, 0, sizeof(v));
-	v.what = what;
-	v.eta_s = -1;
-	v.rate_bps = -1;
-	v.mode = o->json ? VIEW_JSON : isatty(STDOUT_FILENO) ? VIEW_BARS : VIEW_LINES;
-	v.utf8 = locale_utf8();
-	cli_sse_init(p, follow_event, &v);
+	cli_sse_init(p, cli_view_event, v);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = follow_on_sigint;
@@ -461,13 +472,13 @@ int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 	for (;;) {
 		char before[CLI_SSE_ID_MAX + 1];
 		snprintf(before, sizeof(before), "%s", p->last_id);
-		rc = cli_client_stream(c, sse_url, p, &cli_interrupted, view_tick, &v, e);
+		rc = cli_client_stream(c, sse_url, p, &cli_interrupted, view_tick, v, e);
 		if (rc > 0) {
-			rc = follow_finish(&v, job_id, e);
+			rc = cli_view_finish(v, job_id, e);
 			break;
 		}
 		if (rc == CLI_STREAM_INTERRUPTED) {
-			rc = follow_cancel(c, &v, p, job_id, sse_url, e);
+			rc = follow_cancel(c, v, p, job_id, sse_url, e);
 			break;
 		}
 		/* A stream that ends early is resumed; one that makes no headway is given up. */
@@ -475,7 +486,7 @@ int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 		if (strcmp(before, p->last_id) != 0)
 			failures = 0;
 		if (fatal || ++failures > FOLLOW_RECONNECTS) {
-			view_close(&v);
+			view_close(v);
 			if (rc == CLI_STREAM_EOF)
 				rc = err_set(e, ERR_NETWORK,
 					     "the event stream of job %s ended before the job did",
@@ -487,10 +498,7 @@ int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 	}
 
 	sigaction(SIGINT, &old, NULL);
-	for (size_t i = 0; i < v.nbars; i++)
-		free(v.bars[i].name);
-	free(v.bars);
-	free(v.error);
+	cli_view_free(v);
 	free(p);
 	return rc;
 }

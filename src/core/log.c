@@ -9,9 +9,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "core/err.h"
 
 static atomic_int log_level_cur = LOG_INFO;
+static atomic_int log_json;
 
 static const char *const log_names[] = {
 	[LOG_ERROR] = "error", [LOG_WARN] = "warn", [LOG_INFO] = "info", [LOG_DEBUG] = "debug"};
@@ -38,6 +41,31 @@ void log_init_from_env(void)
 
 int log_enabled(enum log_level lvl) { return (int)lvl <= atomic_load(&log_level_cur); }
 
+void log_set_json(int on)
+{
+	atomic_store(&log_json, on != 0);
+}
+
+/* One line as a JSON object; jansson escapes the message, so it stays one line. */
+static void log_write_json(const char *time, enum log_level lvl, const char *job, const char *msg)
+{
+	json_t *o = json_pack("{s:s,s:s}", "time", time, "level", log_names[lvl]);
+	if (job)
+		json_object_set_new(o, "job", json_string(job));
+	/* A message cut inside a UTF-8 sequence is not a JSON string: keep its bytes escaped. */
+	json_t *m = json_string(msg);
+	json_object_set_new(o, "msg", m ? m : json_string("(message not UTF-8)"));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		return;
+	size_t n = strlen(s);
+	s[n] = '\n';
+	ssize_t w = write(STDERR_FILENO, s, n + 1);
+	(void)w;
+	free(s);
+}
+
 void log_msg(enum log_level lvl, const char *job, const char *fmt, ...)
 {
 	if (!log_enabled(lvl))
@@ -55,8 +83,12 @@ void log_msg(enum log_level lvl, const char *job, const char *fmt, ...)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n += strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ level=%s", ts.tv_nsec / 1000000,
-			      log_names[lvl]);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ", ts.tv_nsec / 1000000);
+	if (atomic_load(&log_json)) {
+		log_write_json(line, lvl, job, msg);
+		return;
+	}
+	n += (size_t)snprintf(line + n, sizeof(line) - n, " level=%s", log_names[lvl]);
 	if (job)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " job=%s", job);
 	n += (size_t)snprintf(line + n, sizeof(line) - n, " msg=\"");

@@ -31,6 +31,12 @@ static void evp_final_hex(void *ctx, char *out)
 	hex_encode(md, len, out);
 }
 
+int sha256_hex_valid(const char *s)
+{
+	return s && strnlen(s, SHA256_HEX_LEN + 1) == SHA256_HEX_LEN &&
+	       is_hex_lower(s, SHA256_HEX_LEN);
+}
+
 void sha256_init(struct sha256 *h)
 {
 	evp_start(&h->ctx, EVP_sha256());

@@ -23,6 +23,12 @@ struct sha256 {
 
 void sha256_init(struct sha256 *h);
 void sha256_update(struct sha256 *h, const void *data, size_t n);
+/*
+ * 1 if s is a SHA-256 as rbee-hive writes and names content: exactly 64
+ * lowercase hex digits (s may be NULL). The one check of the tree.
+ */
+int sha256_hex_valid(const char *s);
+
 /* Writes 64 lowercase hex digits and a NUL. h can be reused after sha256_init. */
 void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1]);
 void sha256_cleanup(struct sha256 *h);

@@ -19,6 +19,7 @@
 #include "core/err.h"
 #include "core/parse.h"
 #include "core/log.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "daemon/http.h"
 #include "daemon/ui_assets.h"
@@ -294,8 +295,7 @@ static int route_digest(const struct http_req *rq, char hex[65], struct err *e)
 {
 	const char *p = rq->params[0];
 	size_t pl = strlen(ROUTE_DIGEST_PREFIX);
-	if (strncmp(p, ROUTE_DIGEST_PREFIX, pl) != 0 || strlen(p + pl) != 64 ||
-	    !is_hex_lower(p + pl, 64))
+	if (strncmp(p, ROUTE_DIGEST_PREFIX, pl) != 0 || !sha256_hex_valid(p + pl))
 		return err_set(e, ERR_INVALID,
 			       "blob '%.80s': expected sha256: and 64 lowercase hex digits", p);
 	memcpy(hex, p + pl, 65);

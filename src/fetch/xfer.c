@@ -160,7 +160,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	if (req->rename_to && (!*req->rename_to || strchr(req->rename_to, '/')))
 		return err_set(e, ERR_INVALID, "rename_to '%.80s' is not a name in the folder",
 			       req->rename_to);
-	if (req->sha256 && req->sha256[0] && !is_hex_lower(req->sha256, SHA256_HEX_LEN))
+	if (req->sha256 && req->sha256[0] && !sha256_hex_valid(req->sha256))
 		return err_set(e, ERR_INVALID, "expected sha256 '%.80s' is not 64 lowercase hex digits",
 			       req->sha256);
 	if (req->git_sha1 && req->git_sha1[0] &&

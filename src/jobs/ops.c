@@ -13,6 +13,7 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/ref.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "jobs/job_internal.h"
 #include "jobs/persist.h"
@@ -573,7 +574,7 @@ int job_partial_delete(struct job_registry *r, const char *sha256, const char *r
 		       json_t **out, struct err *e)
 {
 	*out = NULL;
-	if (!is_hex_lower(sha256, 64))
+	if (!sha256_hex_valid(sha256))
 		return err_set(e, ERR_INVALID, "'%.80s' is not a sha256 (64 lowercase hex digits)",
 			       sha256);
 	struct job_persist *cat = NULL;

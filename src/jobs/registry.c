@@ -918,6 +918,9 @@ static json_t *job_json_locked(const struct job *j)
 	json_t *p = NULL;
 	if (j->progress)
 		p = json_loads(j->progress, 0, NULL);
+	/* The latest progress event was sent while the job ran: it ends in the job's state. */
+	if (json_is_object(p))
+		json_set_str(p, "state", job_state_name(j->state));
 	json_object_set_new(o, "progress", p ? p : json_null());
 	char url[JOB_ID_MAX + 32];
 	snprintf(url, sizeof(url), "/v1/jobs/%s/stream", j->id);

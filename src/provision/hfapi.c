@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/url.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "provision/hfselect.h"
 #include "provision/provision.h"
@@ -690,8 +691,7 @@ static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_i
 	json_t *lfs = json_object_get(it, "lfs");
 	if (json_is_object(lfs)) {
 		json_t *lo = json_object_get(lfs, "oid");
-		if (!json_is_string(lo) || json_string_length(lo) != 64 ||
-		    !is_hex_lower(json_string_value(lo), 64))
+		if (!sha256_hex_valid(json_string_value(lo)))
 			return err_set(e, ERR_NETWORK, "tree listing of %s: bad lfs.oid for '%s'",
 				       repo_id, p);
 		sha = json_string_value(lo);

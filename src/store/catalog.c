@@ -8,6 +8,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "store/catalog_internal.h"
 #include "store/layout.h"
@@ -308,11 +309,6 @@ void catalog_close(struct catalog *c)
 	free(c);
 }
 
-int catalog_check_sha(const char *s)
-{
-	return s && strnlen(s, 65) == 64 && is_hex_lower(s, 64);
-}
-
 int catalog_check_blob_name(const char *s)
 {
 	size_t n = s ? strnlen(s, CATALOG_BLOB_NAME_MAX + 1) : 0;
@@ -337,7 +333,7 @@ int catalog_check_key(const char *repo_dir, const char *name, const char *what, 
 		return rc;
 	}
 	/* Partials are always named by their sha256; blobs may carry another program's sha1. */
-	if (strcmp(what, "blob") == 0 ? !catalog_check_blob_name(name) : !catalog_check_sha(name))
+	if (strcmp(what, "blob") == 0 ? !catalog_check_blob_name(name) : !sha256_hex_valid(name))
 		return err_set(e, ERR_INVALID, "%s '%.70s': not a sha256%s", what, name ? name : "",
 			       strcmp(what, "blob") == 0 ? " or git sha1" : "");
 	return 0;

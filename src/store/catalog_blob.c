@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/err.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "store/catalog_internal.h"
 
@@ -17,7 +18,7 @@ static int check_blob_key(const char *repo_dir, const char *name, struct err *e)
 int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *sha256,
 			  size_t *count, struct err *e)
 {
-	if (!catalog_check_sha(sha256))
+	if (!sha256_hex_valid(sha256))
 		return err_set(e, ERR_INVALID, "blob '%.70s': not a sha256", sha256 ? sha256 : "");
 	/* Without a repo folder ?2 stays NULL: every folder counts. */
 	int64_t v = 0;
@@ -32,7 +33,7 @@ int catalog_blob_refcount(struct catalog *c, const char *repo_dir, const char *s
 
 int catalog_blob_where(struct catalog *c, const char *sha256, char *buf, size_t size, struct err *e)
 {
-	if (!catalog_check_sha(sha256))
+	if (!sha256_hex_valid(sha256))
 		return err_set(e, ERR_INVALID, "blob '%.70s': not a sha256", sha256 ? sha256 : "");
 	sqlite3_stmt *st;
 	int rc = catalog_row(c,
@@ -83,7 +84,7 @@ int catalog_blob_verified(struct catalog *c, const char *repo_dir, const char *n
 	int rc = check_blob_key(repo_dir, name, e);
 	if (rc)
 		return rc;
-	if (!catalog_check_sha(sha256) || size > INT64_MAX)
+	if (!sha256_hex_valid(sha256) || size > INT64_MAX)
 		return err_set(e, ERR_INVALID, "blob %s: bad sha256 or size", name);
 	sqlite3_stmt *st;
 	rc = catalog_prepare_keys(

@@ -66,8 +66,6 @@ void catalog_col_buf(sqlite3_stmt *st, int i, char *buf, size_t size);
 /* Binds a copy of s (NULL: "") to parameter i. */
 void catalog_bind_str(sqlite3_stmt *st, int i, const char *s);
 
-/* 1 for 64 lowercase hex digits. */
-int catalog_check_sha(const char *s);
 /* 1 for a name in blobs/: a sha256, or the git sha1 another program named it by. */
 int catalog_check_blob_name(const char *s);
 /* A model id: not empty, at most CATALOG_ID_MAX bytes. */

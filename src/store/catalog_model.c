@@ -9,6 +9,7 @@
 #include "core/caps.h"
 #include "core/err.h"
 #include "core/parse.h"
+#include "core/sha256.h"
 #include "core/util.h"
 #include "store/catalog_internal.h"
 #include "store/gguf.h"
@@ -109,7 +110,7 @@ static int check_model(const struct catalog_model *m, struct err *e)
 				err_prefix(e, "model %s file %zu", m->id, i);
 			return rc;
 		}
-		if (!catalog_check_sha(f->sha256))
+		if (!sha256_hex_valid(f->sha256))
 			return err_set(e, ERR_INVALID,
 				       "model %s file %s: sha256 '%.70s' is not 64 hex", m->id,
 				       f->path, f->sha256);

@@ -71,6 +71,7 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
                                  file_type="Q8_0", split=(1, 2))
         s2 = fixtures.write_gguf(os.path.join(t, "s2.gguf"), size=1 << 20, seed=4,
                                  file_type="Q8_0", split=(2, 2))
+        ended = fixtures.write_gguf(os.path.join(t, "ended.gguf"), size=1 << 20, seed=99)
         cls.small_sha = small["sha256"]
         bundle = [fixtures.write_gguf(os.path.join(t, "b%d.gguf" % i), size=1 << 20,
                                       seed=10 + i, file_type=q)
@@ -90,6 +91,8 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
             fixtures.make_repo("org/slow-GGUF", [
                 fixtures.make_file("model.Q4_K_M.gguf", slow,
                                    faults={"rate_limit_bps": 300000})]),
+            fixtures.make_repo("org/ended-GGUF", [
+                fixtures.make_file("model.Q4_K_M.gguf", ended)]),
             fixtures.make_repo("org/multi-GGUF", [
                 fixtures.make_file("model-Q8_0-00001-of-00002.gguf", s1),
                 fixtures.make_file("model-Q8_0-00002-of-00002.gguf", s2)]),
@@ -371,6 +374,63 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         rc, out, err = self.run_cli("pull", "not a ref")
         self.assertEqual(rc, 1)
         self.assertIn("rbee-hive: ", err)
+
+    def test_jobs_show_how_ended_jobs_ended(self):
+        rc, out, err = self.run_cli("pull", "--detach", "org/no-such-repo")
+        self.assertEqual(rc, 0, err)
+        failed = out.strip()
+        job = self.wait_job(failed, lambda j: j["state"] == "failed")
+        rc, out, err = self.run_cli("pull", "--detach", "hf:org/ended-GGUF")
+        self.assertEqual(rc, 0, err)
+        done = out.strip()
+        self.wait_job(done, lambda j: j["state"] == "succeeded")
+
+        rc, out, err = self.run_cli("jobs")
+        self.assertEqual(rc, 0, err)
+        lines = out.splitlines()
+        self.assertEqual(lines[0].split(), ["JOB", "OPERATION", "STATE", "PROGRESS", "MODEL",
+                                            "AGE", "ERROR"])
+        row = next(l for l in lines if l.startswith(failed))
+        self.assertEqual(row.split()[2], "failed")
+        # The phase the job was in when it ended is not shown as if it went on.
+        self.assertNotIn("resolving", row)
+        self.assertIn(job["error"], row)
+        row = next(l for l in lines if l.startswith(done))
+        self.assertEqual(row.split()[2:4], ["succeeded", "100%"])
+        self.assertNotIn("publishing", row)
+
+        # The job's progress says the state the job ended in, as GET /v1/jobs/{id} does.
+        rc, out, err = self.run_cli("jobs", "--json")
+        self.assertEqual(rc, 0, err)
+        by_id = {j["job_id"]: j for j in json.loads(out)["jobs"]}
+        for job_id, state in ((failed, "failed"), (done, "succeeded")):
+            self.assertEqual(by_id[job_id]["state"], state)
+            if by_id[job_id]["progress"] is not None:
+                self.assertEqual(by_id[job_id]["progress"]["state"], state)
+        self.assertIsNotNone(by_id[done]["progress"])
+        self.assertEqual(self.run_cli("rm", "hf:org/ended-GGUF:model.Q4_K_M.gguf")[0], 0)
+
+    def test_serve_json_logs(self):
+        port_file = os.path.join(self.tmp, "json.port")
+        env = daemon_env(self.hub.hub_url, os.path.join(self.tmp, "hf-home-json"), "info")
+        proc = subprocess.Popen([BIN, "serve", "--json", "--port", "0", "--port-file", port_file,
+                                 "--data-dir", os.path.join(self.tmp, "json")],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            self.assertIsNotNone(wait_for_port(proc, port_file))
+        finally:
+            stop_daemon(proc)
+        out, err = proc.communicate(timeout=10)
+        self.assertEqual(proc.returncode, 0, err)
+        lines = [l for l in err.splitlines() if l.strip()]
+        self.assertTrue(lines)
+        for line in lines:
+            rec = json.loads(line)
+            self.assertIn(rec["level"], ("error", "warn", "info", "debug"))
+            self.assertIsInstance(rec["msg"], str)
+            self.assertRegex(rec["time"], r"^\d{4}-\d\d-\d\dT")
+        self.assertTrue(any("listening on" in json.loads(l)["msg"] for l in lines))
 
     def test_verify(self):
         rc, out, err = self.run_cli("pull", "--json", "hf:org/small-GGUF")

@@ -72,6 +72,7 @@ class Stub:
                 "files": [
                     {"path": "sub/model.Q4_K_M.gguf", "size": 4368439584, "sha256": SHA_A},
                 ],
+                "quantizations": ["Q4_K_M"],
             },
             "hf:org/busy:x.gguf": {
                 "id": "hf:org/busy:x.gguf",
@@ -220,7 +221,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 if model["status"] == "downloading":
                     return self.error(409, "conflict", "model '%s' is downloading" % mid)
                 del STUB.models[mid]
-                return self.answer(200, {"id": mid, "deleted": True})
+                return self.answer(200, {"id": mid, "status": "deleted"})
         return self.error(404, "not_found", "no route")
 
     def submit(self, body):
@@ -481,7 +482,8 @@ class CliStubTest(CliMixin, unittest.TestCase):
         rc, out, err = self.run_cli("jobs")
         self.assertEqual(rc, 0, err)
         lines = out.splitlines()
-        self.assertEqual(lines[0].split(), ["JOB", "OPERATION", "STATE", "PROGRESS", "MODEL", "AGE"])
+        self.assertEqual(lines[0].split(), ["JOB", "OPERATION", "STATE", "PROGRESS", "MODEL", "AGE",
+                                            "ERROR"])
         row = next(l for l in lines if l.startswith(job_id))
         self.assertIn("model_download", row)
         self.assertIn("running", row)
@@ -502,6 +504,85 @@ class CliStubTest(CliMixin, unittest.TestCase):
         rc, out, err = self.run_cli("cancel", "job-0000000000000bad")
         self.assertEqual(rc, 1)
         self.assertIn("not found", err)
+
+    # -- the front door: --json everywhere, refs, foreign servers -----------
+
+    def test_version_json(self):
+        rc, out, err = self.run_cli("version", "--json")
+        self.assertEqual(rc, 0, err)
+        v = json.loads(out)
+        self.assertRegex(v["version"], r"^\d+\.\d+\.\d+")
+        rc, out, err = self.run_cli("version")
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.strip(), "rbee-hive " + v["version"])
+        rc, out, err = self.run_cli("--version")
+        self.assertEqual(out.strip(), "rbee-hive " + v["version"])
+
+    def test_errors_as_json(self):
+        # The daemon's error, with its code, as one JSON object on stderr; stdout stays empty.
+        rc, out, err = self.run_cli("show", "--json", "hf:org/none:x.gguf")
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+        e = json.loads(err)["error"]
+        self.assertEqual(e["code"], "not_found")
+        self.assertIn("hf:org/none:x.gguf", e["message"])
+        # A failure of the CLI itself (nobody listens) has the same shape.
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        rc, out, err = self.run_cli("ls", "--json", "--url", "http://127.0.0.1:%d" % port)
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(err)["error"]["code"], "network")
+        # A usage error too, with the usage exit status.
+        rc, out, err = self.run_cli("ls", "--json", "--bogus")
+        self.assertEqual(rc, 2)
+        self.assertEqual(json.loads(err)["error"]["code"], "bad_request")
+        # A failed job: the NDJSON of its events on stdout, the error object on stderr.
+        rc, out, err = self.run_cli("pull", "--json", "hf:org/repo:fail")
+        self.assertEqual(rc, 1)
+        self.assertEqual(json.loads(out.splitlines()[-1])["event"], "error")
+        self.assertIn("digest mismatch", json.loads(err)["error"]["message"])
+
+    def test_bare_path_hints_at_file_url(self):
+        before = len(self.requests("POST", "/v1/jobs"))
+        rc, out, err = self.run_cli("pull", "/tmp/x.gguf")
+        self.assertEqual(rc, 2)
+        self.assertIn("file:///tmp/x.gguf", err)
+        rc, out, err = self.run_cli("pull", "./models/x.gguf")
+        self.assertEqual(rc, 2)
+        self.assertIn("file:///", err)
+        self.assertEqual(len(self.requests("POST", "/v1/jobs")), before)
+
+    def test_not_an_rbee_hive_daemon(self):
+        # A web server that is something else: every path answers 404 as HTML,
+        # and / answers 200 as HTML.
+        class Other(http.server.BaseHTTPRequestHandler):
+            def log_message(self, fmt, *args):
+                pass
+
+            def do_GET(self):
+                body = b"<html><body>Not Found</body></html>"
+                self.send_response(200 if self.path == "/" else 404)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_GET
+
+        srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        try:
+            url = "http://127.0.0.1:%d" % srv.server_address[1]
+            for args in (("ls",), ("jobs",), ("show", "x"), ("pull", "org/repo")):
+                rc, out, err = self.run_cli(*args, "--url", url)
+                self.assertEqual(rc, 1, args)
+                self.assertIn("%s: not an rbee-hive daemon (" % url, err, args)
+        finally:
+            srv.shutdown()
+            srv.server_close()
 
     def test_verify(self):
         rc, out, err = self.run_cli("verify", MODEL_ID)

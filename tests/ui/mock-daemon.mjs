@@ -141,9 +141,11 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAf
       const f = plan.files[0];
       const mid = `hf:${plan.repo}:${f.path}`;
       models.set(mid, { id: mid, source: 'hf', repo: plan.repo, revision: 'main', commit: COMMIT,
-        status: 'available', size: total, files: plan.files.map((x) => ({ path: x.path, size: x.size })),
+        status: 'available', size: total, created_ms: Date.now(), updated_ms: Date.now(), error: null,
+        files: plan.files.map((x) => ({ path: x.path, sha256: createHash('sha256').update(x.path).digest('hex'), size: x.size })),
         gguf: { architecture: 'llama', name: 'Tiny', quantization: f.quant, parameters: 1100000,
-          context_length: 4096 } });
+          size_label: '1M', context_length: 4096 },
+        quantizations: [f.quant] });
       partial.delete(ref);
       finish(job, 'done', '[DONE]');
     }, 100);
@@ -185,12 +187,13 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAf
     }
     let m;
     if (req.method === 'GET' && p === '/v1/models') {
-      return json(res, 200, { models: [...models.values()] });
+      const all = [...models.values()];
+      return json(res, 200, { models: all, total: all.length, offset: 0, limit: 1000, next_offset: null });
     }
     if (req.method === 'DELETE' && (m = /^\/v1\/models\/(.+)$/.exec(p))) {
       const id = decodeURIComponent(m[1]);
       if (!models.delete(id)) return fail(res, 404, 'not_found', `no model ${id}`);
-      return json(res, 200, { id, deleted: true });
+      return json(res, 200, { id, status: 'deleted' });
     }
     if (req.method === 'GET' && p === '/v1/partials') {
       return json(res, 200, { partials: [...partial.keys()].map(partialOf) });
@@ -206,15 +209,17 @@ export async function startMock({ uiDir, token = '', rate = 2 * MB, dropStreamAf
     if (req.method === 'GET' && (m = /^\/v1\/sources\/hf\/([^/]+\/[^/]+)$/.exec(p))) {
       const repo = decodeURIComponent(m[1]);
       if (repo !== REPO) return fail(res, 404, 'not_found', `repo ${repo} not found on the Hub`);
-      const groups = [];
+      // The daemon's shape (docs/api.md): groups under "quants" name their files by path.
+      const quants = [];
       for (const f of FILES.filter((x) => x.quant)) {
-        let g = groups.find((x) => x.quantization === f.quant);
-        if (!g) { g = { quantization: f.quant, size: 0, files: [] }; groups.push(g); }
-        g.files.push({ path: f.path, size: f.size });
-        g.size += f.size;
+        let q = quants.find((x) => x.tag === f.quant);
+        if (!q) { q = { tag: f.quant, size: 0, files: [], ref: `hf:${repo}:${f.quant}` }; quants.push(q); }
+        q.files.push(f.path);
+        q.size += f.size;
       }
-      return json(res, 200, { repo, commit: COMMIT, revision: 'main', groups,
-        files: FILES.map((f) => ({ path: f.path, size: f.size })) });
+      return json(res, 200, { repo, revision: 'main', commit: COMMIT, quants,
+        files: FILES.map((f) => ({ path: f.path, size: f.size, sha256: null, quant: f.quant || null,
+          shard: null, shards: null })) });
     }
     if (req.method === 'POST' && p === '/v1/jobs') {
       const b = await body(req);

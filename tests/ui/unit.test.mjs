@@ -77,24 +77,17 @@ test('refs: which repo to list', () => {
     { repo: 'org/repo', file: 'x.Q8_0-00001-of-00002.gguf' });
 });
 
-test('normalisers: listing groups, model facts, job states', () => {
-  const l = normListing({ repo: 'o/r', commit: 'c1', groups: [
-    { quantization: 'Q4_K_M', files: [{ path: 'a.Q4_K_M.gguf', size: 10 }] },
-    { quantization: '', files: [{ path: 'README.md', size: 1 }] },
-  ] });
-  assert.equal(l.groups.length, 1);
-  assert.equal(l.groups[0].size, 10);
-  assert.equal(l.otherFiles, 1);
-  const flat = normListing({ files: [{ path: 'a.Q8_0.gguf', size: 3, quantization: 'Q8_0' },
-    { path: 'b.Q8_0.gguf', size: 4, quantization: 'Q8_0' }] });
-  assert.deepEqual(flat.groups.map((g) => [g.tag, g.size, g.files.length]), [['Q8_0', 7, 2]]);
+test('readers: listing groups, model facts, job states', () => {
   // The daemon's shape: groups under "quants" name their files by path.
   const d = normListing({ repo: 'o/r', commit: 'c2',
     files: [{ path: 'README.md', size: 7, quant: null }, { path: 'q8/a-00001-of-00002.gguf', size: 5, quant: 'Q8_0' },
       { path: 'q8/a-00002-of-00002.gguf', size: 6, quant: 'Q8_0' }],
     quants: [{ tag: 'Q8_0', size: 11, files: ['q8/a-00001-of-00002.gguf', 'q8/a-00002-of-00002.gguf'] }] });
   assert.deepEqual(d.groups.map((g) => [g.tag, g.size, g.files.map((f) => f.size)]), [['Q8_0', 11, [5, 6]]]);
+  assert.equal(d.otherFiles, 1);
+  assert.equal(d.commit, 'c2');
   const m = normModel({ id: 'hf:o/r:a.gguf', repo: 'o/r', size: 5, status: 'available',
+    quantizations: ['Q4_K_M'],
     gguf: { architecture: 'llama', quantization: 'Q4_K_M', context_length: 4096 } });
   assert.equal(m.architecture, 'llama');
   assert.equal(m.context, 4096);
@@ -105,6 +98,11 @@ test('normalisers: listing groups, model facts, job states', () => {
   assert.equal(all.quantization, 'Q4_K_M, Q5_K_M, Q8_0');
   assert.equal(normJob({ job_id: 'job-1', state: 'succeeded', error: null }).state, 'done');
   assert.equal(normJob({ job_id: 'job-1', state: 'failed', error: 'x' }).error, 'x');
+  // A job of another operation names its model by "id".
+  assert.equal(normJob({ job_id: 'job-2', operation: 'model_verify', id: 'o/r', state: 'running' }).ref, 'o/r');
+  // Only the names docs/api.md defines are read.
+  assert.equal(normModel({ id: 'x', size_bytes: 5, state: 'available' }).size, undefined);
+  assert.equal(normJob({ job_id: 'j', state: 'completed' }).state, 'completed');
 });
 
 // A stand-in for the daemon's paged GET /v1/models over ids m0000..m(n-1).
@@ -140,9 +138,9 @@ test('listModels follows next_offset over every page', async () => {
   assert.equal(new Set(again.map((m) => m.id)).size, again.length);
 });
 
-test('listModels: one answer without next_offset, and a bad next_offset', async () => {
+test('listModels: one page with next_offset null, and a bad next_offset', async () => {
   // Not in id order: every model is kept.
-  const old = await listModels(async () => ({ models: [{ id: 'b' }, { id: 'a' }] }));
+  const old = await listModels(async () => ({ models: [{ id: 'b' }, { id: 'a' }], next_offset: null }));
   assert.deepEqual(old.map((m) => m.id), ['b', 'a']);
   await assert.rejects(listModels(async () => ({ models: [], next_offset: 0 })), /next_offset/);
 });

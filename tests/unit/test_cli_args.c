@@ -9,20 +9,21 @@
 #include <cmocka.h>
 
 #include "cli/args.h"
+#include "cli/cli.h"
 #include "cli/client.h"
 #include "core/err.h"
 
 #define ARGV(...) ((char *[]){__VA_ARGS__, NULL})
 #define ARGC(...) ((int)(sizeof((char *[]){__VA_ARGS__}) / sizeof(char *)))
 #define PARSE(cmd, o, e, ...)                                                                      \
-	cli_args_parse(cli_command_find(cmd), ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), o, e)
+	cli_args_parse(&cli_cmd_##cmd, ARGC(__VA_ARGS__), ARGV(__VA_ARGS__), o, e)
 
 static void test_pull_options_anywhere(void **state)
 {
 	(void)state;
 	struct cli_opts o;
 	struct err e;
-	assert_int_equal(PARSE("pull", &o, &e, "pull", "--json", "hf:org/repo:Q4_K_M", "--url",
+	assert_int_equal(PARSE(pull, &o, &e, "pull", "--json", "hf:org/repo:Q4_K_M", "--url",
 			       "http://127.0.0.1:9", "--detach", "--token-file=/t"),
 			 0);
 	assert_int_equal(o.nargs, 1);
@@ -38,9 +39,9 @@ static void test_help_wins(void **state)
 	(void)state;
 	struct cli_opts o;
 	struct err e;
-	assert_int_equal(PARSE("show", &o, &e, "show", "--help"), 0);
+	assert_int_equal(PARSE(show, &o, &e, "show", "--help"), 0);
 	assert_int_equal(o.help, 1);
-	assert_int_equal(PARSE("rm", &o, &e, "rm", "-h", "--bogus"), 0);
+	assert_int_equal(PARSE(rm, &o, &e, "rm", "-h", "--bogus"), 0);
 	assert_int_equal(o.help, 1);
 }
 
@@ -49,17 +50,17 @@ static void test_usage_errors(void **state)
 	(void)state;
 	struct cli_opts o;
 	struct err e;
-	assert_int_equal(PARSE("pull", &o, &e, "pull"), ERR_INVALID);
+	assert_int_equal(PARSE(pull, &o, &e, "pull"), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "missing argument"));
-	assert_int_equal(PARSE("ls", &o, &e, "ls", "extra"), ERR_INVALID);
+	assert_int_equal(PARSE(ls, &o, &e, "ls", "extra"), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "'extra'"));
-	assert_int_equal(PARSE("ls", &o, &e, "ls", "--frobnicate"), ERR_INVALID);
+	assert_int_equal(PARSE(ls, &o, &e, "ls", "--frobnicate"), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "--frobnicate"));
-	assert_int_equal(PARSE("ls", &o, &e, "ls", "--url"), ERR_INVALID);
+	assert_int_equal(PARSE(ls, &o, &e, "ls", "--url"), ERR_INVALID);
 	assert_non_null(strstr(e.msg, "needs a value"));
 	/* --detach belongs to pull only. */
-	assert_int_equal(PARSE("ls", &o, &e, "ls", "--detach"), ERR_INVALID);
-	assert_int_equal(PARSE("cancel", &o, &e, "cancel", "a", "b"), ERR_INVALID);
+	assert_int_equal(PARSE(ls, &o, &e, "ls", "--detach"), ERR_INVALID);
+	assert_int_equal(PARSE(cancel, &o, &e, "cancel", "a", "b"), ERR_INVALID);
 }
 
 static void test_optional_argument(void **state)
@@ -67,27 +68,44 @@ static void test_optional_argument(void **state)
 	(void)state;
 	struct cli_opts o;
 	struct err e;
-	assert_int_equal(PARSE("verify", &o, &e, "verify"), 0);
+	assert_int_equal(PARSE(verify, &o, &e, "verify"), 0);
 	assert_int_equal(o.nargs, 0);
-	assert_int_equal(PARSE("verify", &o, &e, "verify", "--json", "hf:a/b:c.gguf"), 0);
+	assert_int_equal(PARSE(verify, &o, &e, "verify", "--json", "hf:a/b:c.gguf"), 0);
 	assert_int_equal(o.nargs, 1);
 	assert_int_equal(o.json, 1);
 	/* After "--" an argument that looks like an option is an argument. */
-	assert_int_equal(PARSE("show", &o, &e, "show", "--", "--odd"), 0);
+	assert_int_equal(PARSE(show, &o, &e, "show", "--", "--odd"), 0);
 	assert_string_equal(o.args[0], "--odd");
 }
 
 static void test_every_command_known(void **state)
 {
 	(void)state;
-	static const char *const names[] = {"pull", "ls", "show", "rm", "jobs", "cancel", "verify"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		const struct cli_command *c = cli_command_find(names[i]);
-		assert_non_null(c);
+	static const struct cli_command *const cmds[] = {
+	    &cli_cmd_pull, &cli_cmd_ls,	    &cli_cmd_show,   &cli_cmd_rm,
+	    &cli_cmd_jobs, &cli_cmd_cancel, &cli_cmd_verify, &cli_cmd_version,
+	};
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const struct cli_command *c = cmds[i];
 		assert_non_null(c->help);
+		assert_non_null(c->summary);
+		assert_non_null(c->body);
 		assert_true(c->flags & CLI_OPT_JSON);
+		/* Every command but version talks to a daemon. */
+		assert_int_equal(!!(c->flags & CLI_OPT_DAEMON), c != &cli_cmd_version);
 	}
-	assert_null(cli_command_find("serve"));
+}
+
+/* version takes --json, and no daemon options. */
+static void test_version_options(void **state)
+{
+	(void)state;
+	struct cli_opts o;
+	struct err e;
+	assert_int_equal(PARSE(version, &o, &e, "version", "--json"), 0);
+	assert_int_equal(o.json, 1);
+	assert_int_equal(PARSE(version, &o, &e, "version", "--url", "http://x"), ERR_INVALID);
+	assert_int_equal(PARSE(version, &o, &e, "version", "extra"), ERR_INVALID);
 }
 
 static void test_url_segment(void **state)
@@ -136,9 +154,13 @@ static void test_client_url_and_token(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_pull_options_anywhere), cmocka_unit_test(test_help_wins),
-	    cmocka_unit_test(test_usage_errors),	  cmocka_unit_test(test_optional_argument),
-	    cmocka_unit_test(test_every_command_known),	  cmocka_unit_test(test_url_segment),
+	    cmocka_unit_test(test_pull_options_anywhere),
+	    cmocka_unit_test(test_help_wins),
+	    cmocka_unit_test(test_usage_errors),
+	    cmocka_unit_test(test_optional_argument),
+	    cmocka_unit_test(test_every_command_known),
+	    cmocka_unit_test(test_version_options),
+	    cmocka_unit_test(test_url_segment),
 	    cmocka_unit_test(test_client_url_and_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,21 @@ static void test_sha256(void **state)
 	sha256_cleanup(&h);
 }
 
+static void test_hex_valid(void **state)
+{
+	(void)state;
+	assert_true(sha256_hex_valid(SHA256_EMPTY));
+	assert_false(sha256_hex_valid(NULL));
+	assert_false(sha256_hex_valid(""));
+	/* One digit short or long, an uppercase digit, a non-hex character. */
+	assert_false(sha256_hex_valid(SHA256_EMPTY + 1));
+	assert_false(sha256_hex_valid(SHA256_EMPTY "0"));
+	assert_false(
+	    sha256_hex_valid("E3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+	assert_false(
+	    sha256_hex_valid("g3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+}
+
 static void test_fd_both_digests(void **state)
 {
 	(void)state;
@@ -65,6 +80,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sha256),
 	    cmocka_unit_test(test_fd_both_digests),
+	    cmocka_unit_test(test_hex_valid),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
