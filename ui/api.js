@@ -1,4 +1,4 @@
-// The daemon's HTTP API (DESIGN §5) as seen from the page: one request
+// The daemon's HTTP API (docs/api.md) as seen from the page: one request
 // helper that adds the bearer token, turns error bodies into messages and
 // reports 401s, plus normalisers that turn answers into the shapes app.js
 // draws, so a renamed or missing field degrades to a dash, not an exception.
