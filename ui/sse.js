@@ -69,7 +69,7 @@ export class SseParser {
   }
 }
 
-// The terminal line of a job stream (DESIGN §5), or null.
+// The terminal line of a job stream (docs/api.md), or null.
 export function terminalOf(data) {
   if (data === '[DONE]') return { state: 'done', error: '' };
   if (data === '[CANCELLED]') return { state: 'cancelled', error: '' };

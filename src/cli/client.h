@@ -1,5 +1,5 @@
 /*
- * cli_client: the CLI's side of the daemon's HTTP API (DESIGN §5), over
+ * cli_client: the CLI's side of the daemon's HTTP API (docs/api.md), over
  * libcurl. Finds the daemon (--url, $RBEE_HIVE_URL, http://127.0.0.1:7835),
  * carries the bearer token (--token-file, $RBEE_HIVE_TOKEN), turns "nobody
  * listens" into a message that says how to start a daemon, and turns the

@@ -1,5 +1,5 @@
 /*
- * ref: model references (DESIGN §3 of docs/architecture.md).
+ * ref: model references (docs/refs.md).
  *
  *   hf:ORG/REPO[:SELECTOR][@REVISION]   Hugging Face ("hf:" may be omitted)
  *   ORG/REPO:FILE                       the rbee form, same as hf:

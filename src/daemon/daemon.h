@@ -1,6 +1,6 @@
 /*
- * daemon: the HTTP server of rbee-hive (DESIGN §5) and the `serve`
- * subcommand (§6). libmicrohttpd runs behind a small facade (http.h); the
+ * daemon: the HTTP server of rbee-hive (docs/api.md) and the `serve`
+ * subcommand (docs/api.md, "rbee-hive serve"). libmicrohttpd runs behind a small facade (http.h); the
  * routes are one table (routes.c); the jobs module does the work.
  *
  * Threads: libmicrohttpd's listening thread and one thread per connection.

@@ -1,6 +1,6 @@
 /*
  * guard: the security checks every request passes before its route runs
- * (DESIGN §5): the Host header must name this daemon (against DNS
+ * (docs/api.md, docs/security.md): the Host header must name this daemon (against DNS
  * rebinding), a state-changing request must not come from a foreign Origin
  * (against cross-site requests), and when a token is configured the bearer
  * token must match. The token is compared as a SHA-256 digest with

@@ -1,5 +1,5 @@
 /*
- * routes: the route table of the HTTP API (DESIGN §5) and its handlers.
+ * routes: the route table of the HTTP API (docs/api.md) and its handlers.
  *
  * A pattern is matched against the raw (still percent-encoded) path one
  * segment at a time: a literal matches itself, ":" matches one segment and

@@ -1,5 +1,5 @@
 /*
- * serve: the `rbee-hive serve` subcommand (DESIGN §6). Parses the flags
+ * serve: the `rbee-hive serve` subcommand (docs/api.md, "rbee-hive serve"). Parses the flags
  * through a table, builds the provisioner and the daemon, then waits for
  * SIGTERM or SIGINT with sigwait() on the main thread (the signals are
  * blocked in every other thread, which inherit the mask). On a signal it
@@ -280,7 +280,7 @@ int daemon_serve_main(int argc, char **argv)
 	}
 	if (o.token_file && serve_read_token(o.token_file, &token, &e) < 0)
 		goto fail;
-	/* The provisioner resolves the same paths; both follow DESIGN §4 through the store. */
+	/* The provisioner resolves the same paths; both follow docs/store.md through the store. */
 	if (store_paths_resolve(o.data_dir, o.hf_cache, hf_env_shares_cache(), &sp, &e) < 0)
 		goto fail;
 

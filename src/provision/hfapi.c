@@ -45,7 +45,7 @@ static int env_set(const char *name)
 
 int hf_env_shares_cache(void)
 {
-	/* DESIGN §4: HF_HUB_CACHE or HF_HOME in the environment ask for the shared cache. */
+	/* docs/store.md: HF_HUB_CACHE or HF_HOME in the environment ask for the shared cache. */
 	return env_set("HF_HUB_CACHE") || env_set("HF_HOME");
 }
 

@@ -1,6 +1,6 @@
 /*
  * hfapi: the small requests of the Hugging Face Hub protocol
- * (docs HF_PROTOCOL.md): revision -> commit, the recursive tree listing with
+ * (docs/hf-protocol.md): revision -> commit, the recursive tree listing with
  * its pagination, and HEAD .../resolve/... for one file's commit, etag, size
  * and CDN location. Bytes themselves move through fetch/xfer, not here.
  *

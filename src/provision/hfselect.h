@@ -1,6 +1,6 @@
 /*
  * hfselect: which files of a Hub repo listing a model ref asks for
- * (DESIGN §3). Pure functions over a listing, no I/O, so they are unit
+ * (docs/refs.md). Pure functions over a listing, no I/O, so they are unit
  * tested on their own.
  *
  *   exact path   that file; when it is a split shard, every shard of its set

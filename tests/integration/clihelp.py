@@ -11,8 +11,7 @@ import subprocess
 import termios
 import time
 
-BUILD = os.environ.get("RBEE_BUILD", "build")
-BIN = os.environ.get("RBEE_HIVE_BIN", os.path.join(BUILD, "rbee-hive"))
+from daemonhelp import BIN
 TIMEOUT = 60
 
 

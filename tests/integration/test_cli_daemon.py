@@ -7,12 +7,9 @@ and is cancelled with Ctrl-C.
 import json
 import os
 import re
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
@@ -24,45 +21,22 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 from clihelp import BIN, CliMixin  # noqa: E402
-from daemonhelp import daemon_env, wait_for_port  # noqa: E402
+from daemonhelp import DaemonTestCase, stop_daemon  # noqa: E402
 sys.path.insert(0, os.path.join(SRC, "tests", "torture"))
 import common as torture  # noqa: E402
-import client  # noqa: E402
 import fixtures  # noqa: E402
 
 SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
 MULTI_ID = "hf:org/multi-GGUF:model-Q8_0-00001-of-00002.gguf"
 
 
-def start_daemon(tmp, name, hub, extra=()):
-    port_file = os.path.join(tmp, name + ".port")
-    env = daemon_env(hub.hub_url, os.path.join(tmp, "hf-home"), "warn")
-    log = open(os.path.join(tmp, name + ".log"), "w")
-    proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
-                             "--data-dir", os.path.join(tmp, name)] + list(extra),
-                            env=env, stdout=log, stderr=log)
-    log.close()
-    url = wait_for_port(proc, port_file)
-    if url:
-        return proc, url
-    proc.kill()
-    proc.wait()
-    raise RuntimeError("rbee-hive serve did not start; see %s.log" % name)
+class CliDaemonTest(CliMixin, DaemonTestCase):
+    tmp_prefix = "rbee-cli-daemon-"
+    # Every daemon of the class shares one hub cache.
+    serve_defaults = {"level": "warn", "hf_home": "hf-home"}
 
-
-def stop_daemon(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-class CliDaemonTest(CliMixin, unittest.TestCase):
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-cli-daemon-")
+    def hub_config(cls):
         t = cls.tmp
         small = fixtures.write_gguf(os.path.join(t, "small.gguf"), size=2 << 20, seed=1,
                                     context_length=8192)
@@ -97,20 +71,11 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
                 fixtures.make_file("model-Q8_0-00001-of-00002.gguf", s1),
                 fixtures.make_file("model-Q8_0-00002-of-00002.gguf", s2)]),
         ])
-        cls.hub = client.start(cfg)
-        try:
-            cls.daemon, cls.url = start_daemon(t, "hive", cls.hub)
-        except Exception:
-            cls.hub.stop()
-            raise
+        return cfg
 
     @classmethod
-    def tearDownClass(cls):
-        stop_daemon(cls.daemon)
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
-
+    def set_up_class(cls):
+        cls.daemon, cls.url = cls.serve("hive")
 
     def api(self, path):
         with urllib.request.urlopen(self.url + path, timeout=10) as r:
@@ -501,7 +466,7 @@ class CliDaemonTest(CliMixin, unittest.TestCase):
         tf = os.path.join(self.tmp, "token")
         with open(tf, "w") as f:
             f.write("cli-test-token\n")
-        proc, url = start_daemon(self.tmp, "guarded", self.hub, ["--token-file", tf])
+        proc, url = self.serve("guarded", ["--token-file", tf])
         try:
             env = self.env(RBEE_HIVE_URL=url)
             rc, out, err = self.run_cli("ls", env=env)

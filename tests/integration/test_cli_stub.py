@@ -1,5 +1,5 @@
 """The client subcommands against a small stand-in daemon that answers the
-HTTP API of DESIGN section 5 (job protocol, SSE stream, resource API). It
+HTTP API of docs/api.md (job protocol, SSE stream, resource API). It
 checks what the CLI sends and how it shows what it gets: tables, NDJSON,
 phase lines, progress bars on a pseudo-terminal, Ctrl-C, reconnects, tokens
 and exit statuses. test_cli_daemon.py runs the CLI against the real daemon.

@@ -6,7 +6,6 @@ SIGTERM within 2 s, and resume after a clean stop and after kill -9.
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,8 +25,7 @@ BIN = os.path.join(BUILD, "rbee-hive")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
-from daemonhelp import daemon_env, wait_for_port  # noqa: E402
-import client  # noqa: E402
+from daemonhelp import DaemonTestCase, start_daemon  # noqa: E402
 import fixtures  # noqa: E402
 
 SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
@@ -44,23 +42,11 @@ class Daemon:
         self.proc = None
 
     def start(self):
-        port_file = os.path.join(self.tmp, self.name + ".port")
-        if os.path.exists(port_file):
-            os.unlink(port_file)
-        env = daemon_env(self.hub.hub_url, os.path.join(self.data, "hf-home"))
-        env.update(self.env or {})
-        self.log_path = os.path.join(self.tmp, self.name + ".log")
-        log = open(self.log_path, "a")
-        where = ["--data-dir", self.data] if self.env is None else []
-        self.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file]
-                                     + where + self.extra,
-                                     env=env, stdout=log, stderr=log)
-        log.close()
-        self.url = wait_for_port(self.proc, port_file)
-        if self.url:
-            return self
-        self.kill()
-        raise RuntimeError("rbee-hive serve did not start; see %s" % self.log_path)
+        self.proc, self.url, self.log_path = start_daemon(
+            self.tmp, self.name, self.hub.hub_url, self.extra,
+            hf_home=os.path.join(self.data, "hf-home"), env=self.env,
+            data_dir=self.env is None, binary=BIN)
+        return self
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
@@ -159,10 +145,11 @@ def downloading(events):
     return [p for p in out if p["phase"] == "downloading"]
 
 
-class DaemonApiTest(unittest.TestCase):
+class DaemonApiTest(DaemonTestCase):
+    tmp_prefix = "rbee-daemon-api-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-daemon-api-")
+    def hub_config(cls):
         t = cls.tmp
         small = fixtures.write_gguf(os.path.join(t, "small.gguf"), size=1 << 20, seed=11)
         slow = fixtures.write_gguf(os.path.join(t, "slow.gguf"), size=24 << 20, seed=12)
@@ -180,12 +167,7 @@ class DaemonApiTest(unittest.TestCase):
             "model.Q4_K_M.gguf", fixtures.write_gguf(os.path.join(t, "burst%d.gguf" % i),
                                                      size=256 << 10, seed=20 + i))])
              for i in range(5)])
-        cls.hub = client.start(cfg)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        return cfg
 
     def daemon(self, name, extra=(), env=None):
         d = Daemon(self.tmp, name, self.hub, extra, env).start()

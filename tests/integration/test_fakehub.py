@@ -5,7 +5,6 @@ import hashlib
 import http.client
 import json
 import os
-import shutil
 import socket
 import sys
 import tempfile
@@ -18,6 +17,7 @@ import urllib.request
 SRC = os.environ.get("RBEE_SRC") or os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 
+from daemonhelp import DaemonTestCase  # noqa: E402
 import client  # noqa: E402
 import fixtures  # noqa: E402
 
@@ -63,10 +63,11 @@ def raw_get(url, headers=None, timeout=10):
         conn.close()
 
 
-class FakeHubTest(unittest.TestCase):
+class FakeHubTest(DaemonTestCase):
+    tmp_prefix = "test-fakehub-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="test-fakehub-")
+    def hub_config(cls):
         cls.gguf = fixtures.write_gguf(os.path.join(cls.tmp, "m.gguf"), size=GGUF_SIZE, seed=7,
                                        use_tool=False)
         with open(cls.gguf["path"], "rb") as f:
@@ -89,12 +90,7 @@ class FakeHubTest(unittest.TestCase):
         private = fixtures.make_repo("org/private", [fixtures.make_file("p.txt", content="p\n")],
                                      private=True)
         cls.cfg = fixtures.make_config([cls.repo, gated, private], page_size=4)
-        cls.hub = client.start(cls.cfg)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        return cls.cfg
 
     def setUp(self):
         self.hub.clear_faults()

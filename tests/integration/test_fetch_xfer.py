@@ -21,6 +21,7 @@ SRC = os.environ.get("RBEE_SRC") or os.path.abspath(os.path.join(os.path.dirname
 BUILD = os.environ.get("RBEE_BUILD") or os.path.join(SRC, "build")
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 
+from daemonhelp import DaemonTestCase  # noqa: E402
 import client  # noqa: E402
 import fixtures  # noqa: E402
 
@@ -49,12 +50,17 @@ def saved_bytes(state_file):
     return total
 
 
-class FetchTest(unittest.TestCase):
+class FetchTest(DaemonTestCase):
+    tmp_prefix = "fetch-test-"
+
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(XFER_GET):
             raise unittest.SkipTest("xfer-get is not built in %s" % BUILD)
-        cls.tmp = tempfile.mkdtemp(prefix="fetch-test-")
+        super().setUpClass()
+
+    @classmethod
+    def hub_config(cls):
         specs = {"big.bin": 24 * MiB, "slow.bin": 32 * MiB}
         for i in range(14):
             specs["f%d.bin" % i] = 6 * MiB + 4321
@@ -67,12 +73,7 @@ class FetchTest(unittest.TestCase):
         entries.append(fixtures.make_file("empty.bin", content="", lfs=True))
         cls.files["empty.bin"] = {"size": 0, "sha256": EMPTY_SHA256}
         repo = fixtures.make_repo("org/files", entries)
-        cls.hub = client.start(fixtures.make_config([repo], cdn_reject_authorization=True))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        return fixtures.make_config([repo], cdn_reject_authorization=True)
 
     def setUp(self):
         self.hub.clear_faults()

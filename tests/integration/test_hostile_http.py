@@ -12,10 +12,8 @@ cleanly (so that under LeakSanitizer a leak fails this test).
 import json
 import select
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -26,12 +24,11 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
-import client  # noqa: E402
 import fixtures  # noqa: E402
 from clihelp import BIN  # noqa: E402
 from hostile_wire import (DROPPED, Reader, connect, exchange, json_post,  # noqa: E402
                           read_reply, request, reset, wait_closed)
-from test_cli_daemon import start_daemon  # noqa: E402
+from daemonhelp import DaemonTestCase, start_daemon  # noqa: E402
 
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -357,66 +354,41 @@ class Ctx:
     pass
 
 
-class HostileHttpTest(unittest.TestCase):
+class HostileHttpTest(DaemonTestCase):
+    tmp_prefix = "rbee-hostile-"
+    serve_defaults = {"level": "warn", "hf_home": "hf-home"}
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-hostile-")
+    def hub_config(cls):
         t = cls.tmp
         small = fixtures.write_gguf(os.path.join(t, "small.gguf"), size=2 << 20, seed=11)
         slow = fixtures.write_gguf(os.path.join(t, "slow.gguf"), size=8 << 20, seed=12)
         cls.small_sha = small["sha256"]
-        cfg = fixtures.make_config([
+        return fixtures.make_config([
             fixtures.make_repo("org/small-GGUF", [fixtures.make_file("model.Q4_K_M.gguf", small)]),
             # Paced so that its job runs for the whole of a stream test.
             fixtures.make_repo("org/slow-GGUF", [fixtures.make_file(
                 "model.Q4_K_M.gguf", slow, faults={"rate_limit_bps": 100000})]),
         ])
+
+    @classmethod
+    def set_up_class(cls):
+        t = cls.tmp
         # What path traversal would reach from the data folders.
         cls.canaries = [os.path.join(t, "canary"), os.path.join(t, "hive", "canary")]
         os.makedirs(os.path.join(t, "hive"))
         for c in cls.canaries:
             with open(c, "w") as f:
                 f.write("canary\n")
-        cls.hub = client.start(cfg)
-        cls.procs = []
-        try:
-            cls.daemon, url = start_daemon(t, "hive", cls.hub, ["--log-level", "debug"])
-            cls.procs.append(cls.daemon)
-            cls.port = int(url.rsplit(":", 1)[1])
-            tf = os.path.join(t, "token")
-            with open(tf, "w") as f:
-                f.write(TOKEN + "\n")
-            cls.guarded, url = start_daemon(t, "guarded", cls.hub, [
-                "--token-file", tf, "--hive-id", "hostile-hive", "--log-level", "debug",
-                "--hf-cache", os.path.join(t, "guarded-hf"), "--http-connections", "64"])
-            cls.procs.append(cls.guarded)
-            cls.gport = int(url.rsplit(":", 1)[1])
-        except Exception:
-            cls.stop_all()
-            raise
-
-    @classmethod
-    def stop_all(cls):
-        codes = []
-        procs, cls.procs = cls.procs, []
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-            try:
-                codes.append(p.wait(timeout=20))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                codes.append("hung")
-        if cls.hub:
-            cls.hub.stop()
-            cls.hub = None
-        return codes
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.stop_all()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.daemon, url = cls.serve("hive", ["--log-level", "debug"])
+        cls.port = int(url.rsplit(":", 1)[1])
+        tf = os.path.join(t, "token")
+        with open(tf, "w") as f:
+            f.write(TOKEN + "\n")
+        cls.guarded, url = cls.serve("guarded", [
+            "--token-file", tf, "--hive-id", "hostile-hive", "--log-level", "debug",
+            "--hf-cache", os.path.join(t, "guarded-hf"), "--http-connections", "64"])
+        cls.gport = int(url.rsplit(":", 1)[1])
 
     # Helpers
 
@@ -449,7 +421,7 @@ class HostileHttpTest(unittest.TestCase):
     def assert_alive(self, port=None, token=None, what=""):
         r = self.api("/health", port=port)
         self.assertEqual((r.status, r.body), (200, b"ok\n"), "health after %s" % what)
-        for p in self.procs:
+        for p in (self.daemon, self.guarded):
             self.assertIsNone(p.poll(), "daemon exited after %s" % what)
 
     def metric(self, name, port=None, token=None):
@@ -672,7 +644,8 @@ class HostileHttpTest(unittest.TestCase):
     def test_j_per_ip_limit(self):
         """--http-per-ip N: the connection over N from one address is closed at
         once, and the others are served."""
-        proc, url = start_daemon(self.tmp, "per-ip", self.hub, ["--http-per-ip", "4"])
+        proc, url, _ = start_daemon(self.tmp, "per-ip", self.hub.hub_url, ["--http-per-ip", "4"],
+                                    hf_home=os.path.join(self.tmp, "hf-home"), level="warn")
         self.addCleanup(proc.kill)
         port = int(url.rsplit(":", 1)[1])
         held = [connect(port) for _ in range(4)]
@@ -788,9 +761,7 @@ class HostileHttpTest(unittest.TestCase):
     def test_z_clean_exit_and_no_token_in_logs(self):
         self.assert_alive(what="everything")
         self.assert_alive(port=self.gport, what="everything")
-        procs = list(self.procs)
-        codes = self.stop_all()
-        self.procs = procs
+        codes = self.stop_daemons()
         self.assertEqual(codes, [0, 0], "daemon exit status (LeakSanitizer exits 23)")
         for name in ("hive", "guarded"):
             with open(os.path.join(self.tmp, name + ".log"), errors="replace") as f:

@@ -6,14 +6,14 @@ reading every page (its pages hold 1,000 models).
 
 import json
 import os
-import shutil
-import signal
 import subprocess
-import tempfile
-import time
+import sys
 import unittest
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from daemonhelp import NO_HUB, DaemonTestCase, daemon_env  # noqa: E402
 
 BUILD = os.environ.get("RBEE_BUILD", "build")
 BIN = os.path.join(BUILD, "rbee-hive")
@@ -21,48 +21,18 @@ FILL = os.path.join(BUILD, "catalog-fill")
 N = 2100
 
 
-class ModelsPagingTest(unittest.TestCase):
+class ModelsPagingTest(DaemonTestCase):
+    tmp_prefix = "rbee-models-paging-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-models-paging-")
+    def set_up_class(cls):
         data = os.path.join(cls.tmp, "data")
         os.makedirs(data)
         subprocess.run([FILL, os.path.join(data, "catalog.db"), str(N)], check=True,
                        timeout=120, stdout=subprocess.DEVNULL)
-        port_file = os.path.join(cls.tmp, "port")
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("RBEE_HIVE", "HF_", "HUGGING"))}
-        env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=os.path.join(cls.tmp, "hf-home"),
-                   RBEE_HIVE_LOG="warn")
-        cls.log = open(os.path.join(cls.tmp, "daemon.log"), "w")
-        cls.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
-                                     "--data-dir", data], env=env, stdout=cls.log,
-                                    stderr=cls.log)
-        deadline = time.time() + 20
-        cls.base = None
-        while time.time() < deadline and cls.proc.poll() is None:
-            if os.path.exists(port_file):
-                with open(port_file) as f:
-                    text = f.read().strip()
-                if text:
-                    cls.base = "http://127.0.0.1:" + text
-                    break
-            time.sleep(0.05)
-        if not cls.base:
-            cls.tearDownClass()
-            raise RuntimeError("rbee-hive serve did not start")
-        cls.env = dict(env, RBEE_HIVE_URL=cls.base)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.proc.send_signal(signal.SIGTERM)
-        try:
-            cls.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            cls.proc.kill()
-            cls.proc.wait()
-        cls.log.close()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        hf_home = os.path.join(cls.tmp, "hf-home")
+        _, cls.base = cls.serve("data", hf_home=hf_home, level="warn", binary=BIN)
+        cls.env = dict(daemon_env(NO_HUB, hf_home, "warn"), RBEE_HIVE_URL=cls.base)
 
     def get(self, query=""):
         try:

@@ -10,8 +10,8 @@ import tempfile
 import threading
 import unittest
 
+from daemonhelp import DaemonTestCase
 import provision_run as pr
-import client
 import fixtures
 
 REPO = "org/split-GGUF"
@@ -21,10 +21,11 @@ BIG_SIZE = 8 << 20
 BIG_RATE = 3 << 20  # bytes/s per connection: the big file takes a few seconds
 
 
-class ProvisionHF(unittest.TestCase):
+class ProvisionHF(DaemonTestCase):
+    tmp_prefix = "prov-hf-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="prov-hf-")
+    def hub_config(cls):
         t = lambda *p: os.path.join(cls.tmp, *p)
         os.makedirs(t("src"))
         os.makedirs(t("home"))
@@ -83,13 +84,8 @@ class ProvisionHF(unittest.TestCase):
             fixtures.make_repo("org/empty", [fixtures.make_file(
                 "empty.bin", content="", lfs=True, faults={"extra_bytes": 64 << 20})]),
         ]
-        cls.hub = client.start(fixtures.make_config(repos))
         cls.commit_split = next(r["revisions"]["main"] for r in repos if r["id"] == REPO)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        return fixtures.make_config(repos)
 
     def setUp(self):
         self.data = tempfile.mkdtemp(dir=self.tmp, prefix="data-")

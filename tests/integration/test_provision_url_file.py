@@ -11,8 +11,8 @@ import threading
 import unittest
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from daemonhelp import DaemonTestCase
 import provision_run as pr
-import client
 import fixtures
 
 EVIL_COMMIT = "e" * 40
@@ -61,25 +61,30 @@ class EvilHub(BaseHTTPRequestHandler):
         self.send(404)
 
 
-class ProvisionUrlFile(unittest.TestCase):
+class ProvisionUrlFile(DaemonTestCase):
+    tmp_prefix = "prov-url-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="prov-url-")
+    def hub_config(cls):
         os.makedirs(os.path.join(cls.tmp, "home"))
         cls.g = fixtures.write_gguf(os.path.join(cls.tmp, "u.gguf"), size=(2 << 20) + 123,
                                     seed=7, file_type="Q8_0", arch="phi3", use_tool=False)
         repo = fixtures.make_repo("org/files", [fixtures.make_file("u.Q8_0.gguf", cls.g)])
-        cls.hub = client.start(fixtures.make_config([repo]))
+        return fixtures.make_config([repo])
+
+    @classmethod
+    def set_up_class(cls):
         cls.evil = ThreadingHTTPServer(("127.0.0.1", 0), EvilHub)
         threading.Thread(target=cls.evil.serve_forever, daemon=True).start()
         cls.evil_url = "http://127.0.0.1:%d" % cls.evil.server_address[1]
 
     @classmethod
     def tearDownClass(cls):
-        cls.hub.stop()
-        cls.evil.shutdown()
-        cls.evil.server_close()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        evil = getattr(cls, "evil", None)
+        if evil:
+            evil.shutdown()
+            evil.server_close()
+        super().tearDownClass()
 
     def setUp(self):
         self.data = tempfile.mkdtemp(dir=self.tmp, prefix="data-")

@@ -11,7 +11,6 @@ import os
 import shutil
 import sqlite3
 import sys
-import tempfile
 import time
 import unittest
 import urllib.parse
@@ -23,8 +22,7 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 from clihelp import CliMixin  # noqa: E402
-from test_cli_daemon import start_daemon, stop_daemon  # noqa: E402
-import client  # noqa: E402
+from daemonhelp import DaemonTestCase  # noqa: E402
 import fixtures  # noqa: E402
 
 README = b"# shared\n"
@@ -53,10 +51,12 @@ def flip_byte(path, offset=4096, keep_mtime=False):
         os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
 
 
-class SharedCacheTest(CliMixin, unittest.TestCase):
+class SharedCacheTest(CliMixin, DaemonTestCase):
+    tmp_prefix = "rbee-shared-cache-"
+    serve_defaults = {"level": "warn", "hf_home": "hf-home"}
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-shared-cache-")
+    def hub_config(cls):
         t = lambda *p: os.path.join(cls.tmp, *p)
         os.makedirs(t("src"))
         cls.gguf = fixtures.write_gguf(t("src", "m.gguf"), size=1 << 20, seed=61)
@@ -77,21 +77,13 @@ class SharedCacheTest(CliMixin, unittest.TestCase):
                 "slow.Q4_K_M.gguf", slow, faults={"rate_limit_bps": 400000})]),
         ]
         cls.commits = {r["id"]: r["revisions"]["main"] for r in repos}
-        cls.hub = client.start(fixtures.make_config(repos))
-        cls.cache = t("hfcache")
-        os.makedirs(cls.cache)
-        try:
-            cls.daemon, cls.url = start_daemon(cls.tmp, "hive", cls.hub,
-                                               extra=["--hf-cache", cls.cache])
-        except Exception:
-            cls.hub.stop()
-            raise
+        return fixtures.make_config(repos)
 
     @classmethod
-    def tearDownClass(cls):
-        stop_daemon(cls.daemon)
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+    def set_up_class(cls):
+        cls.cache = os.path.join(cls.tmp, "hfcache")
+        os.makedirs(cls.cache)
+        cls.daemon, cls.url = cls.serve("hive", ["--hf-cache", cls.cache])
 
     def setUp(self):
         self.hub.reset()

@@ -8,12 +8,9 @@ once, and a stop does not wait for a listing in flight.
 
 import json
 import os
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import unittest
@@ -23,9 +20,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "fakehub"))
-from clihelp import BIN  # noqa: E402
-from daemonhelp import daemon_env, wait_for_port  # noqa: E402
-import client  # noqa: E402
+from daemonhelp import DaemonTestCase, start_daemon  # noqa: E402
 import fixtures  # noqa: E402
 
 ENTRIES_CAP = 20000  # CAP_SOURCES_ENTRIES
@@ -49,12 +44,13 @@ def vm_hwm_kib(pid):
     return 0
 
 
-class SourcesCapsTest(unittest.TestCase):
+class SourcesCapsTest(DaemonTestCase):
+    tmp_prefix = "rbee-sources-caps-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-sources-caps-")
+    def hub_config(cls):
         t = cls.tmp
-        cfg = fixtures.make_config([
+        return fixtures.make_config([
             gguf_repo(t, "org/small-GGUF", 1),
             # One file, and folders enough to pass the entry cap with them.
             gguf_repo(t, "org/dirs-GGUF", 2, tree_dirs=ENTRIES_CAP),
@@ -63,25 +59,10 @@ class SourcesCapsTest(unittest.TestCase):
             gguf_repo(t, "org/slow-GGUF", 4, tree_delay_seconds=SLOW_S),
             gguf_repo(t, "org/stuck-GGUF", 5, tree_delay_seconds=60),
         ], page_size=1000)
-        cls.hub = client.start(cfg)
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def daemon(self, name, extra=()):
-        port_file = os.path.join(self.tmp, name + ".port")
-        env = daemon_env(self.hub.hub_url, os.path.join(self.tmp, name, "hf-home"))
-        log_path = os.path.join(self.tmp, name + ".log")
-        log = open(log_path, "w")
-        proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
-                                 "--data-dir", os.path.join(self.tmp, name)] + list(extra),
-                                env=env, stdout=log, stderr=log)
-        log.close()
+        proc, url, log_path = start_daemon(self.tmp, name, self.hub.hub_url, extra)
         self.addCleanup(lambda: proc.poll() is None and (proc.kill(), proc.wait()))
-        url = wait_for_port(proc, port_file)
-        self.assertTrue(url, "rbee-hive serve did not start; see %s" % log_path)
         return proc, url, log_path
 
     def get(self, url, path, timeout=30):

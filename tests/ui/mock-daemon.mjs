@@ -1,4 +1,4 @@
-// A stand-in for `rbee-hive serve` that speaks the HTTP API of DESIGN §5
+// A stand-in for `rbee-hive serve` that speaks the HTTP API of docs/api.md
 // with simulated downloads, and serves ui/ from the source tree. The page
 // logic is tested against it in mock.test.mjs (token prompt, error text,
 // resume on retry) without the daemon and the fake hub; ui.test.mjs runs the

@@ -28,12 +28,9 @@
 /* Model i: "hf:org/m<i>-GGUF:m<i>.gguf" with i + 1 files. */
 static void fill(const char *root, int n)
 {
-	char *db = xasprintf("%s/catalog.db", root);
-	struct catalog *c = NULL;
+	struct catalog *c = store_tmp_catalog(root);
 	struct err e;
 	err_clear(&e);
-	if (catalog_open(db, &c, &e) != 0)
-		fail_msg("catalog_open: %s", e.msg);
 	for (int i = 0; i < n; i++) {
 		char id[128], repo[64], dir[96], paths[NMODELS][32];
 		struct catalog_file files[NMODELS] = {0};
@@ -63,7 +60,6 @@ static void fill(const char *root, int n)
 			fail_msg("catalog_model_put: %s", e.msg);
 	}
 	catalog_close(c);
-	free(db);
 }
 
 static struct job_registry *open_reg(const char *root)

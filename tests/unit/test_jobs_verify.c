@@ -20,17 +20,11 @@
 #include "core/util.h"
 #include "jobs/job.h"
 #include "store/catalog.h"
+#include "test_store_tmp.h"
 
 #define BIG_SIZE (2ULL << 30) /* sparse: no disk space, seconds of hashing */
 #define BIG_SHA "abababababababababababababababababababababababababababababababab"
 #define BIG_ID "hf:o/r:big.gguf"
-
-static void rmtree(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
-}
 
 /* A catalog with one available model whose blob is BIG_SIZE bytes of holes. */
 static void make_model(const char *root)
@@ -44,12 +38,9 @@ static void make_model(const char *root)
 	assert_int_equal(ftruncate(fd, (off_t)BIG_SIZE), 0);
 	close(fd);
 
-	char *db = xasprintf("%s/catalog.db", root);
-	struct catalog *c = NULL;
+	struct catalog *c = store_tmp_catalog(root);
 	struct err e;
 	err_clear(&e);
-	if (catalog_open(db, &c, &e) != 0)
-		fail_msg("catalog_open: %s", e.msg);
 	struct catalog_file f = {.path = "big.gguf", .sha256 = BIG_SHA, .size = BIG_SIZE};
 	struct catalog_model m = {
 		.id = BIG_ID,
@@ -69,7 +60,6 @@ static void make_model(const char *root)
 		fail_msg("catalog_model_put: %s", e.msg);
 	catalog_removal_cleanup(&orphans);
 	catalog_close(c);
-	free(db);
 	free(blob);
 	free(cmd);
 	free(blobs);
@@ -135,7 +125,7 @@ static void test_verify_cancel(void **state)
 	char buf[32];
 	assert_string_equal(model_status(r, buf, sizeof(buf)), "available");
 	job_registry_free(r);
-	rmtree(root);
+	store_tmp_remove(root);
 }
 
 int main(void)

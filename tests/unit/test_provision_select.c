@@ -1,4 +1,4 @@
-/* Selector rules (DESIGN §3) and Hub error mapping of the provision module. */
+/* Selector rules (docs/refs.md) and Hub error mapping of the provision module. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,13 +1,17 @@
 /*
- * Fixtures for the store tests: temporary folders (a fresh mkdtemp folder
- * under $RBEE_TEST_TMP or /tmp, removed with everything in it at the end)
- * and the SHA-256 of a test string or of a file.
+ * Fixtures for the tests of the store and of what sits on it: temporary
+ * folders (a fresh mkdtemp folder under $RBEE_TEST_TMP or /tmp, removed with
+ * everything in it at the end), the catalog of a data root, and the SHA-256
+ * of a test string or of a file.
  */
 #ifndef RBEE_TEST_STORE_TMP_H
 #define RBEE_TEST_STORE_TMP_H
 
 #include <fcntl.h>
 #include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,8 +19,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cmocka.h>
+
 #include "core/err.h"
 #include "core/sha256.h"
+#include "core/util.h"
+#include "store/catalog.h"
 
 static int store_tmp_rm_entry(const char *p, const struct stat *st, int flag, struct FTW *f)
 {
@@ -40,6 +48,19 @@ static inline int store_tmp_make(const char *name, char *dir, size_t size)
 static inline void store_tmp_remove(const char *dir)
 {
 	nftw(dir, store_tmp_rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The catalog of data root ROOT (ROOT/catalog.db), open; the test fails when it cannot be. */
+static inline struct catalog *store_tmp_catalog(const char *root)
+{
+	char *db = xasprintf("%s/catalog.db", root);
+	struct catalog *c = NULL;
+	struct err e;
+	err_clear(&e);
+	if (catalog_open(db, &c, &e) != 0)
+		fail_msg("catalog_open %s: %s", db, e.msg);
+	free(db);
+	return c;
 }
 
 /* The SHA-256 of a NUL-terminated string, as 64 hex digits. */
