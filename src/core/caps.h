@@ -31,6 +31,7 @@
 #define CAP_JOBS_KEPT 1000                  /* finished jobs kept */
 #define CAP_JOB_EVENTS 4096                 /* events kept per job for replay */
 #define CAP_EVENT_LEN 4096                  /* one event's data */
+#define CAP_JOB_DATA (256 * 1024)           /* a job's result event; bigger is refused, not split */
 #define CAP_WATCHERS 1024                   /* stream watchers in all */
 #define CAP_CONNECTIONS 1024                /* HTTP connections at once */
 #define CAP_XFER_CONNECTIONS 64             /* transfer connections per file */
@@ -56,6 +57,7 @@
 #define CAP_TOKEN_LEN 4096                  /* a bearer token */
 #define CAP_CLIENT_ANSWER (64 * 1024 * 1024) /* one daemon answer read by the CLI */
 #define CAP_FILE_IMPORT_DIRS 64		     /* --allow-file-import folders */
+#define CAP_ADOPT_SCAN 100000               /* hub folder entries looked at for a blob to adopt */
 #define CAP_UPLOAD_SIZE (1ULL << 40)	     /* one blob uploaded to the daemon (1 TiB) */
 
 #endif

@@ -153,6 +153,23 @@ int http_work_end(struct http_req *rq, struct cancel_token *t);
 /* HTTP connections open now (libmicrohttpd's count), or -1. */
 long http_connections(const struct daemon *d);
 
+/*
+ * Connection watching (conns.c). conn_notify is libmicrohttpd's connection
+ * notification: it lists and unlists each connection. conn_set_busy marks
+ * a request of conn as being answered (busy) or ended (its deadline
+ * restarts). conn_work_check fires the cancel token of w's handler when it
+ * is due (why, else its deadline or a vanished peer); the caller holds
+ * conns_mu. conn_fd_gone is 1 when the peer of fd has closed its side.
+ * conn_reaper_main is the reaper thread.
+ */
+enum MHD_ConnectionNotificationCode;
+void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+		 enum MHD_ConnectionNotificationCode code);
+void conn_set_busy(struct daemon *d, struct MHD_Connection *conn, int busy);
+void conn_work_check(struct conn_watch *w, int64_t now, int why);
+int conn_fd_gone(int fd);
+void *conn_reaper_main(void *arg);
+
 /* Route dispatch (routes.c): answers rq. */
 int http_route(struct http_req *rq);
 /*

@@ -1,7 +1,8 @@
 /*
- * server: starting and stopping libmicrohttpd, the access handler that reads
- * a request (body capped) and hands it to the guard and the route table, and
- * the job event stream.
+ * server: starting and stopping libmicrohttpd, and the access handler that
+ * reads a request (body capped) and hands it to the guard and the route
+ * table. The watched connections are in conns.c, the job event stream in
+ * stream.c.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,11 +30,9 @@
 #include "store/layout.h"
 #include "store/upload.h"
 
-#define DAEMON_STREAM_SLICE_MS 250 /* how often a stream checks its peer */
 #define DAEMON_STACK_SIZE (512 * 1024)
 #define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
 #define DAEMON_REQUEST_DEADLINE_MS 10000
-#define DAEMON_REAPER_PERIOD_MS 200
 #define DAEMON_STOP_STREAMS_MS 500 /* a stop waits that long for streams to send their end */
 
 /*
@@ -52,125 +51,6 @@ static void stop_set(const char *step, struct job_registry *jobs)
 	stop_step = step;
 	stop_jobs = jobs;
 	pthread_mutex_unlock(&stop_mu);
-}
-
-static struct conn_watch *conn_watch_of(struct MHD_Connection *conn)
-{
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-	return ci ? ci->socket_context : NULL;
-}
-
-/* A request of conn is being answered (busy), or it has ended: the deadline restarts. */
-static void conn_set_busy(struct daemon *d, struct MHD_Connection *conn, int busy)
-{
-	struct conn_watch *w = conn_watch_of(conn);
-	if (!w)
-		return;
-	pthread_mutex_lock(&d->conns_mu);
-	w->busy = busy;
-	if (!busy)
-		w->since_ms = now_ms();
-	pthread_mutex_unlock(&d->conns_mu);
-}
-
-static void server_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
-			  enum MHD_ConnectionNotificationCode code)
-{
-	struct daemon *d = cls;
-	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-		const union MHD_ConnectionInfo *ci =
-			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-		struct conn_watch *w = xcalloc(1, sizeof(*w));
-		w->fd = ci ? ci->connect_fd : -1;
-		w->since_ms = now_ms();
-		pthread_mutex_lock(&d->conns_mu);
-		w->next = d->conns;
-		if (d->conns)
-			d->conns->prev = w;
-		d->conns = w;
-		pthread_mutex_unlock(&d->conns_mu);
-		*socket_context = w;
-		return;
-	}
-	struct conn_watch *w = *socket_context;
-	if (!w)
-		return;
-	/*
-	 * libmicrohttpd closes the socket after this call, so once the entry
-	 * is unlinked under conns_mu the reaper cannot shut down a reused fd.
-	 */
-	pthread_mutex_lock(&d->conns_mu);
-	if (w->prev)
-		w->prev->next = w->next;
-	else
-		d->conns = w->next;
-	if (w->next)
-		w->next->prev = w->prev;
-	pthread_mutex_unlock(&d->conns_mu);
-	free(w);
-	*socket_context = NULL;
-}
-
-/* 1 when the peer of fd has closed its side or the socket failed. */
-static int conn_fd_gone(int fd)
-{
-	if (fd < 0)
-		return 0;
-	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
-	if (poll(&p, 1, 0) <= 0)
-		return 0;
-	return (p.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL)) != 0;
-}
-
-/*
- * Fires the cancel token of w's handler when it is due: why, else its
- * deadline or a vanished peer. Caller holds conns_mu, which keeps the token
- * alive (http_work_end unhooks it under the same lock); no wake callback is
- * registered on these tokens, so firing under the lock is quick.
- */
-static void conn_work_check(struct conn_watch *w, int64_t now, int why)
-{
-	if (!w->cancel || w->cancel_why)
-		return;
-	if (!why && now >= w->cancel_at)
-		why = ERR_TIMEOUT;
-	if (!why && conn_fd_gone(w->fd))
-		why = ERR_CANCELLED;
-	if (!why)
-		return;
-	w->cancel_why = why;
-	cancel_fire(w->cancel);
-}
-
-/*
- * Shuts down the connections that have waited for a complete request longer
- * than the deadline; libmicrohttpd then sees the end of the stream and
- * closes them on their own threads. Cancels the long handlers that are due.
- */
-static void *server_reaper_main(void *arg)
-{
-	struct daemon *d = arg;
-	while (!atomic_load(&d->reaper_stop)) {
-		sleep_ms(DAEMON_REAPER_PERIOD_MS);
-		int64_t now = now_ms();
-		int cut = 0;
-		int why = atomic_load(&d->stopping) ? ERR_SHUTDOWN : 0;
-		pthread_mutex_lock(&d->conns_mu);
-		for (struct conn_watch *w = d->conns; w; w = w->next) {
-			conn_work_check(w, now, why);
-			if (w->busy || w->cut || w->fd < 0 || now - w->since_ms <= d->request_deadline_ms)
-				continue;
-			shutdown(w->fd, SHUT_RDWR);
-			w->cut = 1;
-			cut++;
-		}
-		pthread_mutex_unlock(&d->conns_mu);
-		if (cut)
-			log_debug("http: closed %d connection(s) without a complete request for %ld ms",
-				  cut, d->request_deadline_ms);
-	}
-	return NULL;
 }
 
 /* Called by MHD with the raw URI before unescaping: the request starts here. */
@@ -275,156 +155,6 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 		return http_reply_error(rq, ERR_TOO_LARGE, "request body is over the cap of %d bytes",
 					CAP_REQUEST_BODY);
 	return http_route(rq);
-}
-
-struct sse {
-	struct daemon *d;
-	struct job_watch *w;
-	int fd;
-	char *buf;
-	size_t len, off;
-	int done;
-	int64_t last_send;
-};
-
-static const char *const sse_event_names[] = {
-	[JOB_EV_PROGRESS] = "progress", [JOB_EV_NARRATION] = NULL, [JOB_EV_DATA] = "data",
-	[JOB_EV_DONE] = NULL,           [JOB_EV_ERROR] = NULL,     [JOB_EV_CANCELLED] = NULL,
-};
-
-static void sse_set(struct sse *s, char *text)
-{
-	free(s->buf);
-	s->buf = text;
-	s->len = strlen(text);
-	s->off = 0;
-}
-
-void http_work_begin(struct http_req *rq, long deadline_ms, struct cancel_token **out)
-{
-	struct daemon *d = rq->d;
-	struct cancel_token *t = cancel_new();
-	*out = t;
-	struct conn_watch *w = conn_watch_of(rq->conn);
-	if (!w)
-		return;
-	pthread_mutex_lock(&d->conns_mu);
-	w->cancel = t;
-	w->cancel_at = now_ms() + deadline_ms;
-	w->cancel_why = 0;
-	/* A stop that began before the hook would otherwise be missed until the reaper's turn. */
-	conn_work_check(w, now_ms(), atomic_load(&d->stopping) ? ERR_SHUTDOWN : 0);
-	pthread_mutex_unlock(&d->conns_mu);
-}
-
-int http_work_end(struct http_req *rq, struct cancel_token *t)
-{
-	struct daemon *d = rq->d;
-	int why = 0;
-	struct conn_watch *w = conn_watch_of(rq->conn);
-	if (w) {
-		pthread_mutex_lock(&d->conns_mu);
-		if (w->cancel == t) {
-			why = w->cancel_why;
-			w->cancel = NULL;
-			w->cancel_why = 0;
-		}
-		pthread_mutex_unlock(&d->conns_mu);
-	}
-	cancel_unref(t);
-	return why;
-}
-
-static int sse_peer_gone(const struct sse *s)
-{
-	return conn_fd_gone(s->fd);
-}
-
-static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
-{
-	(void)pos;
-	struct sse *s = cls;
-	while (s->off == s->len) {
-		if (s->done)
-			return MHD_CONTENT_READER_END_OF_STREAM;
-		/* During a stop the job's terminal event is still to come: no early exit. */
-		if (sse_peer_gone(s))
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		struct job_event ev;
-		int rc = job_watch_next(s->w, DAEMON_STREAM_SLICE_MS, &ev);
-		if (rc < 0)
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		if (rc == 1) {
-			const char *name = sse_event_names[ev.kind];
-			sse_set(s, xasprintf("id: %llu\n%s%s%sdata: %s\n\n",
-					     (unsigned long long)ev.id, name ? "event: " : "",
-					     name ? name : "", name ? "\n" : "", ev.data));
-			if (job_event_is_terminal(ev.kind))
-				s->done = 1;
-			free(ev.data);
-		} else if (now_ms() - s->last_send >= s->d->keepalive_ms) {
-			sse_set(s, xstrdup(": keep-alive\n\n"));
-		}
-	}
-	size_t n = s->len - s->off;
-	if (n > max)
-		n = max;
-	memcpy(out, s->buf + s->off, n);
-	s->off += n;
-	s->last_send = now_ms();
-	return (ssize_t)n;
-}
-
-static void sse_free(void *cls)
-{
-	struct sse *s = cls;
-	job_watch_close(s->w);
-	atomic_fetch_sub(&s->d->streams, 1);
-	free(s->buf);
-	free(s);
-}
-
-int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id)
-{
-	struct daemon *d = rq->d;
-	if (atomic_fetch_add(&d->streams, 1) >= d->max_streams) {
-		atomic_fetch_sub(&d->streams, 1);
-		http_set_retry_after(rq, 1);
-		return http_reply_error(rq, ERR_RETRY, "%ld streams are open; try again later",
-					d->max_streams);
-	}
-	struct err e;
-	err_clear(&e);
-	struct job_watch *w = NULL;
-	if (job_watch_open(d->jobs, job_id, last_id, &w, &e) < 0) {
-		atomic_fetch_sub(&d->streams, 1);
-		return http_reply_err(rq, &e);
-	}
-	struct sse *s = xcalloc(1, sizeof(*s));
-	s->d = d;
-	s->w = w;
-	s->fd = -1;
-	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci)
-		s->fd = ci->connect_fd;
-	/* A first comment so that headers and a byte reach the client at once. */
-	sse_set(s, xasprintf(": %s\n\n", job_id));
-	s->last_send = now_ms();
-	struct MHD_Response *resp =
-		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
-	if (!resp) {
-		sse_free(s);
-		return MHD_NO;
-	}
-	MHD_add_response_header(resp, "Content-Type", "text/event-stream");
-	MHD_add_response_header(resp, "Cache-Control", "no-cache");
-	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
-	http_security_headers(resp);
-	rq->answered = 1;
-	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
-	MHD_destroy_response(resp);
-	return r;
 }
 
 static void server_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -543,14 +273,14 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		(unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE,
 		MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED,
-		server_completed, d, MHD_OPTION_NOTIFY_CONNECTION, server_notify, d,
+		server_completed, d, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, d,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip, MHD_OPTION_END);
 	if (!d->mhd) {
 		rc = err_set(e, ERR_IO, "cannot listen on %s port %d (in use, or not permitted)",
 			     bind, cfg->port);
 		goto fail;
 	}
-	if (pthread_create(&d->reaper, NULL, server_reaper_main, d) != 0) {
+	if (pthread_create(&d->reaper, NULL, conn_reaper_main, d) != 0) {
 		rc = err_set(e, ERR_IO, "starting the HTTP deadline thread: %s", strerror(errno));
 		goto fail;
 	}
@@ -580,13 +310,6 @@ int daemon_stop_report(char *buf, size_t size)
 }
 
 int daemon_port(const struct daemon *d) { return d->port; }
-
-long http_connections(const struct daemon *d)
-{
-	const union MHD_DaemonInfo *di =
-		d->mhd ? MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
-	return di ? (long)di->num_connections : -1;
-}
 
 void daemon_stop(struct daemon *d)
 {

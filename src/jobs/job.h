@@ -40,6 +40,10 @@ struct provisioner;
 
 #define JOB_ID_MAX 32 /* "job-" + 16 hex digits + NUL, with room */
 
+/* Defaults of struct job_registry_config (serve --help prints them). */
+#define JOB_DEFAULT_MAX_JOBS 2
+#define JOB_DEFAULT_KEEP_MS (7LL * 24 * 3600 * 1000)
+
 enum job_event_kind {
 	JOB_EV_PROGRESS = 0, /* event: progress, data is the progress JSON */
 	JOB_EV_NARRATION,    /* plain data: line */
@@ -63,9 +67,9 @@ struct job_registry_config {
 	const char *data_root;    /* catalog location; NULL: no persistence (tests) */
 	const char *hub_dir;      /* hub cache folder; NULL: <data_root>/hub */
 	const char *hive_id;      /* NULL: any hive_id is accepted */
-	int max_jobs;             /* downloads running at once; 0: 2 */
+	int max_jobs;             /* downloads running at once; 0: JOB_DEFAULT_MAX_JOBS */
 	int keep_jobs;            /* finished jobs kept; 0: CAP_JOBS_KEPT */
-	int64_t keep_ms;          /* finished jobs older than this are pruned; 0: 7 days */
+	int64_t keep_ms;          /* finished jobs older than this are pruned; 0: JOB_DEFAULT_KEEP_MS */
 	int resume;               /* resume interrupted and queued jobs found in the catalog */
 };
 

@@ -1,7 +1,11 @@
 /*
- * job_internal: the structures shared by the files of the jobs module
- * (registry.c: table, queues, workers, events, watchers; ops.c: the
- * operation table and its handlers). Not for other modules.
+ * job_internal: the structures shared by the files of the jobs module. Not
+ * for other modules. From the bottom up: event.c (a job's event log),
+ * table.c (the job table, reference counts, row marks, ending a job),
+ * queue.c (submission, queues, workers, cancellation), watch.c (JSON views,
+ * watchers), models.c (catalog resource calls, models page cache), ops.c
+ * (the operation table and its handlers), registry.c (creation, loading,
+ * the persistence thread, shutdown). A file calls only the files below it.
  *
  * Every field of struct job and struct job_registry below the config is
  * guarded by registry->lock unless its comment says otherwise.
@@ -10,6 +14,10 @@
 #define RBEE_JOBS_JOB_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
 
 #include "core/err.h"
 #include "jobs/job.h"
@@ -111,6 +119,7 @@ struct job_registry {
 	struct job_persist *persist; /* owned by the persistence thread once it runs */
 };
 
+/* models.c */
 struct job_models_cache *job_models_cache_new(void);
 /* NULL is a no-op. */
 void job_models_cache_free(struct job_models_cache *c);
@@ -135,5 +144,51 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 /* Records the latest progress (takes ownership of json) and appends it as an event. */
 void job_set_progress(struct job_registry *r, struct job *j, char *json, uint64_t bytes_done);
 void job_set_model_id(struct job_registry *r, struct job *j, const char *model_id);
+
+/* event.c. One line for an SSE data: field: control characters become spaces. */
+char *job_line(const char *s);
+
+/*
+ * table.c. Every call ending in _locked is made with r->lock held. A job
+ * holds one reference for the table, one while queued or running, and one
+ * per watcher or snapshot; the last unref frees it.
+ */
+void job_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *m, long ms);
+void job_unref_locked(struct job *j);
+struct job *job_find_locked(struct job_registry *r, const char *id);
+void job_unlink_at_locked(struct job_registry *r, size_t i);
+int job_is_active(const struct job *j);
+void job_prune_locked(struct job_registry *r);
+/*
+ * Marks j's row stale and returns the mark's sequence number, which
+ * job_wait_durable_locked() takes. An urgent mark is written at once, a
+ * progress update with the next periodic flush.
+ */
+uint64_t job_mark_dirty_locked(struct job_registry *r, struct job *j, int urgent);
+uint64_t job_set_state_locked(struct job_registry *r, struct job *j, enum job_state s);
+/*
+ * Waits (releasing the lock meanwhile) until every row marked up to seq has
+ * been written by the persistence thread. Returns 0, ERR_TIMEOUT, or
+ * ERR_SHUTDOWN when the thread has left without writing it.
+ */
+int job_wait_durable_locked(struct job_registry *r, uint64_t seq);
+/* Sets a final (or interrupted) state and appends the terminal event once it is on disk. */
+void job_end_locked(struct job_registry *r, struct job *j, enum job_state st,
+		    enum job_event_kind kind, char *data);
+/* The message of a job cut short by a daemon stop, into j->error. */
+void job_set_interrupted_msg(struct job *j);
+
+/* queue.c */
+void job_enqueue_locked(struct job_registry *r, struct job *j);
+/* A worker of pool p: the thread's argument, which the thread frees. */
+struct job_worker_arg {
+	struct job_registry *r;
+	enum job_pool pool;
+};
+void *job_worker_main(void *p);
+
+/* models.c: deletes the model query names unless a running job writes it. */
+int job_model_delete_on(struct job_registry *r, struct job_persist *cat, const char *query,
+			json_t **out, struct err *e);
 
 #endif

@@ -13,15 +13,12 @@
 #include "core/json.h"
 #include "core/log.h"
 #include "core/ref.h"
-#include "core/sha256.h"
 #include "core/util.h"
 #include "jobs/job_internal.h"
 #include "jobs/persist.h"
 #include "provision/provision.h"
 #include "store/store.h"
 
-/* A result bigger than one event is refused rather than split silently. */
-#define JOB_DATA_MAX (256 * 1024)
 
 struct job_prov_ctx {
 	struct job_registry *r;
@@ -81,10 +78,10 @@ static int op_download(struct job_registry *r, struct job *j, struct job_persist
 static int job_append_data(struct job_registry *r, struct job *j, json_t *v, struct err *e)
 {
 	char *s = json_dump_compact(v);
-	if (strlen(s) > JOB_DATA_MAX) {
+	if (strlen(s) > CAP_JOB_DATA) {
 		free(s);
 		return err_set(e, ERR_TOO_LARGE, "the result is over %d bytes; use the resource API",
-			       JOB_DATA_MAX);
+			       CAP_JOB_DATA);
 	}
 	job_append(r, j, JOB_EV_DATA, s);
 	return 0;
@@ -114,39 +111,11 @@ static int op_get(struct job_registry *r, struct job *j, struct job_persist *cat
 	return rc;
 }
 
-static int job_delete_on(struct job_registry *r, struct job_persist *cat, const char *query,
-			 json_t **out, struct err *e)
-{
-	/* Checked before the lookup too: the catalog may not list it yet. */
-	if (job_model_busy(r, query))
-		return err_set(e, ERR_CONFLICT, "model %.400s is being written by a running job",
-			       query);
-	json_t *m = NULL;
-	int rc = job_persist_model_json(cat, query, &m, e);
-	if (rc < 0)
-		return rc;
-	const char *id = json_string_value(json_object_get(m, "id"));
-	if (!id) {
-		json_decref(m);
-		return err_set(e, ERR_CORRUPT, "catalog entry for '%.200s' has no id", query);
-	}
-	if (job_model_busy(r, id)) {
-		rc = err_set(e, ERR_CONFLICT, "model %.400s is being written by a running job", id);
-		json_decref(m);
-		return rc;
-	}
-	rc = job_persist_model_delete(cat, id, e);
-	if (rc == 0)
-		*out = json_pack("{s:s,s:s}", "id", id, "status", "deleted");
-	json_decref(m);
-	return rc;
-}
-
 static int op_delete(struct job_registry *r, struct job *j, struct job_persist *cat,
 		     struct err *e)
 {
 	json_t *o = NULL;
-	int rc = job_delete_on(r, cat, j->arg, &o, e);
+	int rc = job_model_delete_on(r, cat, j->arg, &o, e);
 	if (rc < 0)
 		return rc;
 	job_narrate(r, j, "deleted %s", json_string_value(json_object_get(o, "id")));
@@ -221,7 +190,7 @@ static int op_verify(struct job_registry *r, struct job *j, struct job_persist *
 	if (sum.models_skipped)
 		json_set_int(report, "skipped", (long long)sum.models_skipped);
 	char *s = json_dump_compact(report);
-	if (strlen(s) > JOB_DATA_MAX) {
+	if (strlen(s) > CAP_JOB_DATA) {
 		/* A catalog too large for one event: the good models' files are left out. */
 		size_t i;
 		json_t *m;
@@ -233,11 +202,11 @@ static int op_verify(struct job_registry *r, struct job *j, struct job_persist *
 		s = json_dump_compact(report);
 	}
 	json_decref(report);
-	if (strlen(s) > JOB_DATA_MAX) {
+	if (strlen(s) > CAP_JOB_DATA) {
 		free(s);
 		job_narrate(r, j, "the report is over %d bytes even without the good files; "
 				  "the models' statuses are in GET /v1/models",
-			    JOB_DATA_MAX);
+			    CAP_JOB_DATA);
 	} else {
 		job_append(r, j, JOB_EV_DATA, s);
 	}
@@ -353,251 +322,5 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len,
 	rc = job_start(r, op, arg, id_out, e);
 out:
 	json_decref(req);
-	return rc;
-}
-
-/*
- * Recent GET /v1/models answers, serialised, so that clients polling the
- * same pages do not each rebuild them. An entry is valid while the catalog
- * has not changed: the cache's own connection, which never writes, reads
- * PRAGMA data_version, which moves with every commit of any other
- * connection. That connection is taken out of the cache for the SQLite call
- * (no lock is held across it); a request that finds it taken waits until it
- * is given back, which is microseconds later: going without the cache
- * instead made concurrent requests rebuild pages that were kept. A daemon
- * without a data root builds every answer.
- */
-#define JOB_MODELS_CACHED 8
-
-struct job_models_entry {
-	size_t offset, limit;
-	uint64_t version;
-	char *text; /* NULL: unused */
-	size_t len;
-	uint64_t used; /* for replacing the least recently used entry */
-};
-
-struct job_models_cache {
-	pthread_mutex_t lock; /* guards every field */
-	struct job_persist *vconn; /* NULL while a request uses it, or not opened */
-	int vconn_busy;
-	pthread_cond_t vconn_cv; /* signalled when vconn is given back */
-	uint64_t tick;
-	struct job_models_entry e[JOB_MODELS_CACHED];
-};
-
-struct job_models_cache *job_models_cache_new(void)
-{
-	struct job_models_cache *c = xcalloc(1, sizeof(*c));
-	pthread_mutex_init(&c->lock, NULL);
-	pthread_cond_init(&c->vconn_cv, NULL);
-	return c;
-}
-
-static void job_models_cache_clear_locked(struct job_models_cache *c)
-{
-	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
-		free(c->e[i].text);
-		c->e[i].text = NULL;
-	}
-}
-
-void job_models_cache_free(struct job_models_cache *c)
-{
-	if (!c)
-		return;
-	job_models_cache_clear_locked(c);
-	job_persist_close(c->vconn);
-	pthread_cond_destroy(&c->vconn_cv);
-	pthread_mutex_destroy(&c->lock);
-	free(c);
-}
-
-/* The catalog's data version seen by the cache's connection: 0, or -1 to go without the cache. */
-static int job_models_version(struct job_registry *r, uint64_t *v)
-{
-	struct job_models_cache *c = r->models_cache;
-	if (!r->data_root)
-		return -1;
-	pthread_mutex_lock(&c->lock);
-	while (c->vconn_busy)
-		pthread_cond_wait(&c->vconn_cv, &c->lock);
-	struct job_persist *p = c->vconn;
-	c->vconn = NULL;
-	c->vconn_busy = 1;
-	pthread_mutex_unlock(&c->lock);
-	int fresh = !p, rc = 0;
-	if (fresh)
-		rc = job_persist_open(r->data_root, r->hub_dir, &p, NULL);
-	if (rc == 0 && p)
-		rc = job_persist_data_version(p, v, NULL);
-	if (rc < 0 || !p) {
-		job_persist_close(p);
-		p = NULL;
-	}
-	pthread_mutex_lock(&c->lock);
-	/* The numbers of a new connection are not those of the old one. */
-	if (fresh)
-		job_models_cache_clear_locked(c);
-	c->vconn = p;
-	c->vconn_busy = 0;
-	pthread_cond_signal(&c->vconn_cv);
-	pthread_mutex_unlock(&c->lock);
-	return p ? 0 : -1;
-}
-
-/* A copy of the cached answer for the page at version v, or NULL. */
-static char *job_models_cache_get(struct job_models_cache *c, size_t offset, size_t limit,
-				  uint64_t v, size_t *len)
-{
-	char *out = NULL;
-	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
-		struct job_models_entry *x = &c->e[i];
-		if (x->text && x->offset == offset && x->limit == limit && x->version == v) {
-			out = xmalloc(x->len + 1);
-			memcpy(out, x->text, x->len + 1);
-			*len = x->len;
-			x->used = ++c->tick;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	return out;
-}
-
-static void job_models_cache_put(struct job_models_cache *c, size_t offset, size_t limit,
-				  uint64_t v, const char *text, size_t len)
-{
-	char *copy = xmalloc(len + 1);
-	memcpy(copy, text, len + 1);
-	pthread_mutex_lock(&c->lock);
-	struct job_models_entry *x = &c->e[0];
-	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
-		struct job_models_entry *y = &c->e[i];
-		if (y->text && y->offset == offset && y->limit == limit) {
-			x = y;
-			break;
-		}
-		if (!y->text || (x->text && y->used < x->used))
-			x = y;
-	}
-	free(x->text);
-	*x = (struct job_models_entry){offset, limit, v, copy, len, ++c->tick};
-	pthread_mutex_unlock(&c->lock);
-}
-
-static int job_models_build(struct job_registry *r, size_t offset, size_t limit, char **text,
-			    size_t *len, struct err *e)
-{
-	struct job_persist *cat = NULL;
-	int rc = job_persist_pool_acquire(r->pool, &cat, e);
-	if (rc < 0)
-		return rc;
-	json_t *models = NULL;
-	int more = 0;
-	size_t total = 0;
-	rc = job_persist_models_json(cat, offset, limit, &models, &more, e);
-	if (rc == 0)
-		rc = job_persist_model_count(cat, &total, e);
-	job_persist_pool_release(r->pool, cat, rc);
-	if (rc < 0) {
-		json_decref(models);
-		return rc;
-	}
-	json_t *o = json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
-			      "offset", (json_int_t)offset, "limit", (json_int_t)limit,
-			      "next_offset",
-			      more ? json_integer((json_int_t)(offset + limit)) : json_null());
-	if (!o)
-		return err_set(e, ERR_INTERNAL, "a model of the catalog cannot be encoded");
-	char *s = json_dump_compact(o);
-	json_decref(o);
-	size_t n = strlen(s);
-	s = xrealloc(s, n + 2);
-	s[n++] = '\n';
-	s[n] = 0;
-	*text = s;
-	*len = n;
-	return 0;
-}
-
-int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, char **text,
-			 size_t *len, struct err *e)
-{
-	*text = NULL;
-	*len = 0;
-	if (limit < 1 || limit > CAP_MODELS_PAGE)
-		return err_set(e, ERR_INVALID, "limit %zu: expected 1 to %d", limit, CAP_MODELS_PAGE);
-	if (offset > CAP_CATALOG_MODELS)
-		return err_set(e, ERR_INVALID, "offset %zu: expected 0 to %d", offset,
-			       CAP_CATALOG_MODELS);
-	uint64_t v = 0;
-	/* The version is read before the page, so a kept page is never older than its version. */
-	int cached = job_models_version(r, &v) == 0;
-	if (cached && (*text = job_models_cache_get(r->models_cache, offset, limit, v, len)))
-		return 0;
-	int rc = job_models_build(r, offset, limit, text, len, e);
-	if (rc == 0 && cached)
-		job_models_cache_put(r->models_cache, offset, limit, v, *text, *len);
-	return rc;
-}
-
-int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e)
-{
-	struct job_persist *cat = NULL;
-	*out = NULL;
-	int rc = job_persist_pool_acquire(r->pool, &cat, e);
-	if (rc < 0)
-		return rc;
-	rc = job_persist_model_json(cat, id, out, e);
-	job_persist_pool_release(r->pool, cat, rc);
-	return rc;
-}
-
-int job_partials_list_json(struct job_registry *r, json_t **out, struct err *e)
-{
-	struct job_persist *cat = NULL;
-	*out = NULL;
-	int rc = job_persist_pool_acquire(r->pool, &cat, e);
-	if (rc < 0)
-		return rc;
-	json_t *list = NULL;
-	rc = job_persist_partials_json(cat, &list, e);
-	job_persist_pool_release(r->pool, cat, rc);
-	if (rc == 0)
-		*out = json_pack("{s:o}", "partials", list);
-	return rc;
-}
-
-int job_partial_delete(struct job_registry *r, const char *sha256, const char *repo_dir,
-		       json_t **out, struct err *e)
-{
-	*out = NULL;
-	if (!sha256_hex_valid(sha256))
-		return err_set(e, ERR_INVALID, "'%.80s' is not a sha256 (64 lowercase hex digits)",
-			       sha256);
-	struct job_persist *cat = NULL;
-	int rc = job_persist_pool_acquire(r->pool, &cat, e);
-	if (rc < 0)
-		return rc;
-	rc = job_persist_partial_remove(cat, sha256, repo_dir, out, e);
-	job_persist_pool_release(r->pool, cat, rc);
-	if (rc == 0)
-		log_info("partial download %s deleted", sha256);
-	return rc;
-}
-
-int job_model_delete(struct job_registry *r, const char *id, json_t **out, struct err *e)
-{
-	struct job_persist *cat = NULL;
-	*out = NULL;
-	int rc = job_persist_pool_acquire(r->pool, &cat, e);
-	if (rc < 0)
-		return rc;
-	rc = job_delete_on(r, cat, id, out, e);
-	job_persist_pool_release(r->pool, cat, rc);
-	if (rc == 0)
-		log_info("model deleted");
 	return rc;
 }

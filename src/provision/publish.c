@@ -48,20 +48,6 @@ static int adopt_into(struct prov_job *j, struct prov_plan *p, struct prov_file 
 	return rc;
 }
 
-void prov_blob_made(struct catalog *cat, const struct layout *l, const char *repo_dir,
-		    const char *sha256, int verified)
-{
-	uint64_t size = 0;
-	int64_t mtime = 0;
-	struct err e = {0};
-	if (!cat || layout_blob_stat(l, repo_dir, sha256, &size, &mtime) != 1)
-		return;
-	if (catalog_blob_verified(cat, repo_dir, sha256, sha256, size, mtime, 0, &e) == 0 && !verified)
-		catalog_blob_distrust(cat, repo_dir, sha256, &e);
-	if (e.msg[0])
-		log_warn("recording blob %s of %s: %s", sha256, repo_dir, err_msg(&e));
-}
-
 static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, struct err *e)
 {
 	struct prov_file *f = &p->files[index];

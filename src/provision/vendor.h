@@ -89,6 +89,7 @@ struct prov_plan {
 	uint64_t total;
 };
 
+/* Plans (progress.c). */
 void prov_plan_cleanup(struct prov_plan *p);
 /* Appends a file; path and url are copied (url may be NULL). */
 struct prov_file *prov_plan_add(struct prov_plan *p, const char *path, uint64_t size,
@@ -137,7 +138,7 @@ extern const struct prov_vendor prov_vendor_file;
 int prov_file_roots_init(struct prov_ctx *ctx, const struct prov_config *cfg, struct err *e);
 void prov_file_roots_cleanup(struct prov_ctx *ctx);
 
-/* Events (provisioner.c). */
+/* Events and the cancel check (progress.c). */
 void prov_job_phase(struct prov_job *j, enum prov_phase ph, const char *file);
 void prov_job_bytes(struct prov_job *j, uint64_t file_done, double rate_bps, int force);
 void prov_narrate(struct prov_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -162,7 +163,7 @@ int prov_lookup_available(struct prov_job *j, const char *id, const char *commit
  * Records that rbee-hive made blobs/<sha256> in repo_dir (it removes it
  * again when no model uses it); verified says it was hashed as it was made
  * (written by a transfer, or copied), else it is hashed before it is
- * trusted. cat may be NULL (nothing is recorded).
+ * trusted. cat may be NULL (nothing is recorded). In blob.c.
  */
 void prov_blob_made(struct catalog *cat, const struct layout *l, const char *repo_dir,
 		    const char *sha256, int verified);

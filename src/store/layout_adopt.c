@@ -25,8 +25,6 @@
 #include "core/util.h"
 #include "store/layout_internal.h"
 
-/* Entries of the hub folder looked at when searching for a blob to adopt. */
-#define ADOPT_SCAN_MAX 100000
 #define COPY_BUF (1 << 20)
 
 /*
@@ -206,7 +204,7 @@ int layout_adopt_blob(const struct layout *l, const char *repo_dir, const char *
 		return err_set(e, ERR_IO, "read %s: %s", l->root, strerror(errno));
 	}
 	struct dirent *de;
-	for (int seen = 0; (de = readdir(d)) != NULL && seen < ADOPT_SCAN_MAX; seen++) {
+	for (int seen = 0; (de = readdir(d)) != NULL && seen < CAP_ADOPT_SCAN; seen++) {
 		if (layout_repo_dir_check(de->d_name, NULL) || strcmp(de->d_name, repo_dir) == 0 ||
 		    (hint_dir && strcmp(de->d_name, hint_dir) == 0))
 			continue;
