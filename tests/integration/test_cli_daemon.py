@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 import unittest
@@ -21,7 +22,7 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 from clihelp import BIN, CliMixin  # noqa: E402
-from daemonhelp import DaemonTestCase, stop_daemon  # noqa: E402
+from daemonhelp import DaemonTestCase, daemon_env, stop_daemon, wait_for_port  # noqa: E402
 sys.path.insert(0, os.path.join(SRC, "tests", "torture"))
 import common as torture  # noqa: E402
 import fixtures  # noqa: E402
