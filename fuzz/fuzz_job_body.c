@@ -32,7 +32,10 @@ static int prov_fail(struct provisioner *p, const struct prov_request *req,
 	return err_set(e, ERR_NETWORK, "the hub did not answer");
 }
 
-static void prov_free(struct provisioner *p) { (void)p; }
+static void prov_free(struct provisioner *p)
+{
+	(void)p;
+}
 
 static const struct provisioner_ops prov_fail_ops = {"fail", prov_fail, prov_free};
 static struct provisioner prov_failing = {&prov_fail_ops};
@@ -42,10 +45,10 @@ static struct job_registry *registry(void)
 	static struct job_registry *r;
 	if (!r) {
 		struct job_registry_config cfg = {
-			.prov = &prov_failing,
-			.hive_id = HIVE_ID,
-			.max_jobs = 1,
-			.keep_jobs = 16,
+		    .prov = &prov_failing,
+		    .hive_id = HIVE_ID,
+		    .max_jobs = 1,
+		    .keep_jobs = 16,
 		};
 		struct err e = {0};
 		FUZZ_CHECK(job_registry_new(&cfg, &r, &e) == 0);

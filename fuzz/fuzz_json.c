@@ -45,9 +45,9 @@ static void check_unpack(json_t *v)
 	int flag = -7;
 	json_t *obj = NULL, *arr = NULL, *any = NULL;
 	const struct json_field fields[] = {
-		{"operation", JF_STRING, 1, &op}, {"n", JF_INT, 0, &n},
-		{"flag", JF_BOOL, 0, &flag},      {"obj", JF_OBJECT, 0, &obj},
-		{"arr", JF_ARRAY, 0, &arr},       {"any", JF_ANY, 0, &any},
+	    {"operation", JF_STRING, 1, &op}, {"n", JF_INT, 0, &n},
+	    {"flag", JF_BOOL, 0, &flag},      {"obj", JF_OBJECT, 0, &obj},
+	    {"arr", JF_ARRAY, 0, &arr},	      {"any", JF_ANY, 0, &any},
 	};
 	const size_t nf = sizeof(fields) / sizeof(fields[0]);
 	struct err e = {0};

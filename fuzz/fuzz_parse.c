@@ -104,7 +104,8 @@ static void check_numbers(const char *s, size_t n)
 		if (v > 0)
 			FUZZ_CHECK(parse_u64(s, n, 0, v - 1, &v, "n", NULL) == ERR_INVALID);
 		if (v < UINT64_MAX)
-			FUZZ_CHECK(parse_u64(s, n, v + 1, UINT64_MAX, &v, "n", NULL) == ERR_INVALID);
+			FUZZ_CHECK(parse_u64(s, n, v + 1, UINT64_MAX, &v, "n", NULL) ==
+				   ERR_INVALID);
 	} else {
 		FUZZ_CHECK(rc == ERR_INVALID && fuzz_err_ok(&e));
 		FUZZ_CHECK(!digits || n > 20 || over);

@@ -217,8 +217,8 @@ static int cli_models_all(struct cli_client *c, json_t **out, struct err *e)
 	*out = NULL;
 	for (int page = 0;; page++) {
 		if (page == MAX_PAGES) {
-			rc = err_set(e, ERR_TOO_LARGE, "the daemon's model list goes on past %d pages",
-				     MAX_PAGES);
+			rc = err_set(e, ERR_TOO_LARGE,
+				     "the daemon's model list goes on past %d pages", MAX_PAGES);
 			break;
 		}
 		char path[64];
@@ -458,7 +458,8 @@ static int cli_partial_find(struct cli_client *c, const char *prefix, char *sha,
 		}
 		snprintf(sha, 65, "%s", s);
 		if (d && off < dsize)
-			off += (size_t)snprintf(dirs + off, dsize - off, "%s%s", found ? ", " : "", d);
+			off +=
+			    (size_t)snprintf(dirs + off, dsize - off, "%s%s", found ? ", " : "", d);
 		found = 1;
 	}
 	json_decref(ans);

@@ -5,8 +5,8 @@
  *
  * Reference counted: cancel_new() returns one reference; cancel_ref() adds
  * one, cancel_unref() drops one and frees at zero. All functions are
- * thread-safe. Wake callbacks run at least once (twice at most, if added while the token fires), on the thread that calls
- * cancel_fire(), outside the token's lock; they must be quick and must not
+ * thread-safe. Wake callbacks run at least once (twice at most, if added while the token fires), on
+ * the thread that calls cancel_fire(), outside the token's lock; they must be quick and must not
  * block (typical: curl_multi_wakeup, or write to an eventfd). A callback added
  * after the token fired runs at once on the adding thread.
  */

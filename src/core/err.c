@@ -14,28 +14,28 @@ struct err_info {
 
 /* Indexed by -code. */
 static const struct err_info err_table[ERR__COUNT] = {
-	[0] = {"ok", "ok", 200},
-	[-ERR_INVALID] = {"bad_request", "malformed request", 400},
-	[-ERR_NOT_FOUND] = {"not_found", "not found", 404},
-	[-ERR_CONFLICT] = {"conflict", "conflict with the current state", 409},
-	[-ERR_TOO_LARGE] = {"too_large", "too large", 413},
-	[-ERR_MEDIA] = {"unsupported_media_type", "unsupported content type", 415},
-	[-ERR_UNPROCESSABLE] = {"unprocessable", "cannot process this request", 422},
-	[-ERR_SHUTDOWN] = {"shutting_down", "the daemon is shutting down", 503},
-	[-ERR_UNAUTHORIZED] = {"unauthorized", "missing or wrong token", 401},
-	[-ERR_FORBIDDEN] = {"forbidden", "forbidden", 403},
-	[-ERR_NOMEM] = {"out_of_memory", "out of memory", 500},
-	[-ERR_IO] = {"io_error", "input/output error", 500},
-	[-ERR_NOSPACE] = {"no_space", "not enough free disk space", 507},
-	[-ERR_NETWORK] = {"network", "network error", 502},
-	[-ERR_DIGEST] = {"digest_mismatch", "content does not match its digest", 502},
-	[-ERR_CANCELLED] = {"cancelled", "cancelled", 409},
-	[-ERR_TIMEOUT] = {"timeout", "timed out", 504},
-	[-ERR_CORRUPT] = {"corrupt", "stored data is corrupt", 500},
-	[-ERR_GATED] = {"gated", "gated repository: access not granted", 403},
-	[-ERR_OFFLINE] = {"offline", "offline mode: network access disabled", 503},
-	[-ERR_RETRY] = {"retry", "temporary failure, try again", 503},
-	[-ERR_INTERNAL] = {"internal", "internal error", 500},
+    [0] = {"ok", "ok", 200},
+    [-ERR_INVALID] = {"bad_request", "malformed request", 400},
+    [-ERR_NOT_FOUND] = {"not_found", "not found", 404},
+    [-ERR_CONFLICT] = {"conflict", "conflict with the current state", 409},
+    [-ERR_TOO_LARGE] = {"too_large", "too large", 413},
+    [-ERR_MEDIA] = {"unsupported_media_type", "unsupported content type", 415},
+    [-ERR_UNPROCESSABLE] = {"unprocessable", "cannot process this request", 422},
+    [-ERR_SHUTDOWN] = {"shutting_down", "the daemon is shutting down", 503},
+    [-ERR_UNAUTHORIZED] = {"unauthorized", "missing or wrong token", 401},
+    [-ERR_FORBIDDEN] = {"forbidden", "forbidden", 403},
+    [-ERR_NOMEM] = {"out_of_memory", "out of memory", 500},
+    [-ERR_IO] = {"io_error", "input/output error", 500},
+    [-ERR_NOSPACE] = {"no_space", "not enough free disk space", 507},
+    [-ERR_NETWORK] = {"network", "network error", 502},
+    [-ERR_DIGEST] = {"digest_mismatch", "content does not match its digest", 502},
+    [-ERR_CANCELLED] = {"cancelled", "cancelled", 409},
+    [-ERR_TIMEOUT] = {"timeout", "timed out", 504},
+    [-ERR_CORRUPT] = {"corrupt", "stored data is corrupt", 500},
+    [-ERR_GATED] = {"gated", "gated repository: access not granted", 403},
+    [-ERR_OFFLINE] = {"offline", "offline mode: network access disabled", 503},
+    [-ERR_RETRY] = {"retry", "temporary failure, try again", 503},
+    [-ERR_INTERNAL] = {"internal", "internal error", 500},
 };
 
 static const struct err_info *err_lookup(int code)
@@ -45,9 +45,18 @@ static const struct err_info *err_lookup(int code)
 	return &err_table[-code];
 }
 
-const char *err_name(int code) { return err_lookup(code)->name; }
-const char *err_text(int code) { return err_lookup(code)->text; }
-int err_http_status(int code) { return err_lookup(code)->http; }
+const char *err_name(int code)
+{
+	return err_lookup(code)->name;
+}
+const char *err_text(int code)
+{
+	return err_lookup(code)->text;
+}
+int err_http_status(int code)
+{
+	return err_lookup(code)->http;
+}
 
 void err_clear(struct err *e)
 {

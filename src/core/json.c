@@ -34,8 +34,8 @@ int json_parse_strict(const char *buf, size_t len, size_t max_len, json_t **out,
 {
 	*out = NULL;
 	if (len > max_len)
-		return err_set(e, ERR_TOO_LARGE, "JSON document of %zu bytes is over the cap of %zu",
-			       len, max_len);
+		return err_set(e, ERR_TOO_LARGE,
+			       "JSON document of %zu bytes is over the cap of %zu", len, max_len);
 	json_error_t je;
 	json_t *v = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
 	if (!v)
@@ -50,8 +50,8 @@ int json_parse_strict(const char *buf, size_t len, size_t max_len, json_t **out,
 }
 
 static const char *const json_type_names[] = {
-	[JF_STRING] = "a string", [JF_INT] = "an integer", [JF_BOOL] = "a boolean",
-	[JF_OBJECT] = "an object", [JF_ARRAY] = "an array", [JF_ANY] = "a value",
+    [JF_STRING] = "a string",  [JF_INT] = "an integer", [JF_BOOL] = "a boolean",
+    [JF_OBJECT] = "an object", [JF_ARRAY] = "an array", [JF_ANY] = "a value",
 };
 
 static int json_type_ok(const json_t *v, enum json_field_type t)
@@ -88,7 +88,8 @@ int json_unpack_fields(json_t *obj, const struct json_field *fields, size_t n, c
 		json_t *v = json_object_get(obj, f->name);
 		if (!v || json_is_null(v)) {
 			if (f->required)
-				return err_set(e, ERR_INVALID, "%s: missing key '%s'", what, f->name);
+				return err_set(e, ERR_INVALID, "%s: missing key '%s'", what,
+					       f->name);
 			continue;
 		}
 		if (!json_type_ok(v, f->type))

@@ -21,11 +21,11 @@ int json_parse_strict(const char *buf, size_t len, size_t max_len, json_t **out,
 
 enum json_field_type {
 	JF_STRING, /* out: const char ** (borrowed from the object) */
-	JF_INT,    /* out: json_int_t * */
+	JF_INT,	   /* out: json_int_t * */
 	JF_BOOL,   /* out: int * */
 	JF_OBJECT, /* out: json_t ** (borrowed) */
 	JF_ARRAY,  /* out: json_t ** (borrowed) */
-	JF_ANY,    /* out: json_t ** (borrowed) */
+	JF_ANY,	   /* out: json_t ** (borrowed) */
 };
 
 struct json_field {

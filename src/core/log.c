@@ -17,7 +17,7 @@ static atomic_int log_level_cur = LOG_INFO;
 static atomic_int log_json;
 
 static const char *const log_names[] = {
-	[LOG_ERROR] = "error", [LOG_WARN] = "warn", [LOG_INFO] = "info", [LOG_DEBUG] = "debug"};
+    [LOG_ERROR] = "error", [LOG_WARN] = "warn", [LOG_INFO] = "info", [LOG_DEBUG] = "debug"};
 
 int log_level_parse(const char *s, enum log_level *out)
 {
@@ -30,7 +30,10 @@ int log_level_parse(const char *s, enum log_level *out)
 	return ERR_INVALID;
 }
 
-void log_set_level(enum log_level lvl) { atomic_store(&log_level_cur, lvl); }
+void log_set_level(enum log_level lvl)
+{
+	atomic_store(&log_level_cur, lvl);
+}
 
 void log_init_from_env(void)
 {
@@ -39,7 +42,10 @@ void log_init_from_env(void)
 		log_set_level(lvl);
 }
 
-int log_enabled(enum log_level lvl) { return (int)lvl <= atomic_load(&log_level_cur); }
+int log_enabled(enum log_level lvl)
+{
+	return (int)lvl <= atomic_load(&log_level_cur);
+}
 
 void log_set_json(int on)
 {

@@ -23,7 +23,7 @@ void log_set_json(int on);
 
 /* job may be NULL. The message is quoted and escaped. */
 void log_msg(enum log_level lvl, const char *job, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 #define log_error(...) log_msg(LOG_ERROR, NULL, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, NULL, __VA_ARGS__)

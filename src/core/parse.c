@@ -63,7 +63,7 @@ struct size_suffix {
 };
 
 static const struct size_suffix size_suffixes[] = {
-	{'K', 10}, {'k', 10}, {'M', 20}, {'m', 20}, {'G', 30}, {'g', 30}, {'T', 40}, {'t', 40},
+    {'K', 10}, {'k', 10}, {'M', 20}, {'m', 20}, {'G', 30}, {'g', 30}, {'T', 40}, {'t', 40},
 };
 
 int parse_size(const char *s, uint64_t max, uint64_t *out, const char *what, struct err *e)
@@ -135,14 +135,15 @@ int name_check_hub(const char *s, size_t len, struct err *e)
 		return err_set(e, ERR_INVALID, "name longer than %d characters", CAP_REPO_ID_LEN);
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
-		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-			 c == '.' || c == '_' || c == '-';
+		int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+			 (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 		if (!ok)
 			return err_set(e, ERR_INVALID, "name '%.*s': character '%c' is not allowed",
 				       (int)(len > 80 ? 80 : len), s,
 				       (c >= 0x20 && c < 0x7f) ? c : '?');
 		if (c == '.' && i + 1 < len && s[i + 1] == '.')
-			return err_set(e, ERR_INVALID, "name '%.*s': '..' is not allowed", (int)len, s);
+			return err_set(e, ERR_INVALID, "name '%.*s': '..' is not allowed", (int)len,
+				       s);
 	}
 	if (s[0] == '.' || s[0] == '-' || s[len - 1] == '.' || s[len - 1] == '-')
 		return err_set(e, ERR_INVALID, "name '%.*s': must not start or end with '.' or '-'",
@@ -163,8 +164,8 @@ int revision_check(const char *s, size_t len, struct err *e)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c <= 0x20 || c >= 0x7f || c == '\\')
-			return err_set(e, ERR_INVALID, "revision: character at byte %zu is not allowed",
-				       i);
+			return err_set(e, ERR_INVALID,
+				       "revision: character at byte %zu is not allowed", i);
 		if (c == '.' && i + 1 < len && s[i + 1] == '.')
 			return err_set(e, ERR_INVALID, "revision '%.*s': '..' is not allowed",
 				       (int)(len > 80 ? 80 : len), s);

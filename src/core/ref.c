@@ -37,7 +37,7 @@ static void ref_show(const char *s, char out[REF_SHOW_MAX + 4])
 
 /* Sets e to "model ref 'S': <fmt>" with ERR_UNPROCESSABLE. */
 static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
 {
@@ -202,7 +202,8 @@ static int ref_parse_url(const char *s, size_t scheme_len, struct model_ref *r, 
 					"URL has a space, control or non-ASCII byte at %zu "
 					"(percent-encode it)",
 					i);
-		if (c == '%' && (i + 2 >= len || !is_hex_digit(s[i + 1]) || !is_hex_digit(s[i + 2])))
+		if (c == '%' &&
+		    (i + 2 >= len || !is_hex_digit(s[i + 1]) || !is_hex_digit(s[i + 2])))
 			return ref_fail(e, s, "URL has a malformed %%-escape at %zu", i);
 	}
 	if (strncmp(s + scheme_len + 1, "//", 2) != 0)
@@ -358,9 +359,8 @@ int ref_format(const struct model_ref *r, char *buf, size_t size)
 {
 	switch (r->kind) {
 	case REF_HF: {
-		const char *sep = (r->sel == SEL_PATH || r->sel == SEL_QUANT || r->sel == SEL_ALL)
-					  ? ":"
-					  : "";
+		const char *sep =
+		    (r->sel == SEL_PATH || r->sel == SEL_QUANT || r->sel == SEL_ALL) ? ":" : "";
 		const char *sel = r->sel == SEL_ALL ? "*" : r->selector;
 		return fmt_buf(buf, size, "hf:%s/%s%s%s@%s", r->org, r->repo, sep, sel,
 			       r->revision);
@@ -479,7 +479,8 @@ static int ref_may_match(const char *query, const char *id)
 		const char *colon = strchr(id + 3, ':');
 		size_t n = colon ? (size_t)(colon - id - 3) : strlen(id + 3);
 		const char *q = strncasecmp(query, "hf:", 3) == 0 ? query + 3 : query;
-		return strncasecmp(q, id + 3, n) == 0 && (q[n] == '\0' || q[n] == ':' || q[n] == '@');
+		return strncasecmp(q, id + 3, n) == 0 &&
+		       (q[n] == '\0' || q[n] == ':' || q[n] == '@');
 	}
 	if (strncmp(id, "url:", 4) == 0)
 		return strncasecmp(query, "http", 4) == 0;

@@ -42,9 +42,9 @@ enum ref_kind { REF_HF = 1, REF_URL, REF_FILE };
 
 enum ref_selector {
 	SEL_DEFAULT = 0, /* none given: Q4_K_M, else Q8_0, else the only/first .gguf */
-	SEL_PATH,        /* an exact repo path */
-	SEL_QUANT,       /* a quantization tag such as Q4_K_M (stored upper-case) */
-	SEL_ALL,         /* '*': the whole snapshot */
+	SEL_PATH,	 /* an exact repo path */
+	SEL_QUANT,	 /* a quantization tag such as Q4_K_M (stored upper-case) */
+	SEL_ALL,	 /* '*': the whole snapshot */
 };
 
 struct model_ref {

@@ -214,12 +214,13 @@ int rename_open_file_at(int dir_fd, const char *from, const char *to, int fd, co
 			struct err *e)
 {
 	if (!same_file_at(dir_fd, from, fd))
-		return err_set(e, ERR_CONFLICT,
-			       "%s was replaced by another file while it was written; not publishing it",
-			       what);
+		return err_set(
+		    e, ERR_CONFLICT,
+		    "%s was replaced by another file while it was written; not publishing it",
+		    what);
 	if (renameat(dir_fd, from, dir_fd, to) < 0)
-		return err_set(e, errno == ENOENT ? ERR_CONFLICT : ERR_IO, "rename %s to %s: %s", what,
-			       to, strerror(errno));
+		return err_set(e, errno == ENOENT ? ERR_CONFLICT : ERR_IO, "rename %s to %s: %s",
+			       what, to, strerror(errno));
 	if (!same_file_at(dir_fd, to, fd)) {
 		unlinkat(dir_fd, to, 0);
 		return err_set(e, ERR_CONFLICT,

@@ -22,7 +22,7 @@
 static struct conn_watch *conn_watch_of(struct MHD_Connection *conn)
 {
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	return ci ? ci->socket_context : NULL;
 }
 
@@ -40,12 +40,12 @@ void conn_set_busy(struct daemon *d, struct MHD_Connection *conn, int busy)
 }
 
 void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
-			  enum MHD_ConnectionNotificationCode code)
+		 enum MHD_ConnectionNotificationCode code)
 {
 	struct daemon *d = cls;
 	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
 		const union MHD_ConnectionInfo *ci =
-			MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 		struct conn_watch *w = xcalloc(1, sizeof(*w));
 		w->fd = ci ? ci->connect_fd : -1;
 		w->since_ms = now_ms();
@@ -124,7 +124,8 @@ void *conn_reaper_main(void *arg)
 		pthread_mutex_lock(&d->conns_mu);
 		for (struct conn_watch *w = d->conns; w; w = w->next) {
 			conn_work_check(w, now, why);
-			if (w->busy || w->cut || w->fd < 0 || now - w->since_ms <= d->request_deadline_ms)
+			if (w->busy || w->cut || w->fd < 0 ||
+			    now - w->since_ms <= d->request_deadline_ms)
 				continue;
 			shutdown(w->fd, SHUT_RDWR);
 			w->cut = 1;
@@ -132,8 +133,9 @@ void *conn_reaper_main(void *arg)
 		}
 		pthread_mutex_unlock(&d->conns_mu);
 		if (cut)
-			log_debug("http: closed %d connection(s) without a complete request for %ld ms",
-				  cut, d->request_deadline_ms);
+			log_debug(
+			    "http: closed %d connection(s) without a complete request for %ld ms",
+			    cut, d->request_deadline_ms);
 	}
 	return NULL;
 }
@@ -176,6 +178,6 @@ int http_work_end(struct http_req *rq, struct cancel_token *t)
 long http_connections(const struct daemon *d)
 {
 	const union MHD_DaemonInfo *di =
-		d->mhd ? MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
+	    d->mhd ? MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS) : NULL;
 	return di ? (long)di->num_connections : -1;
 }

@@ -1,7 +1,7 @@
 /*
  * daemon: the HTTP server of rbee-hive (docs/api.md) and the `serve`
- * subcommand (docs/api.md, "rbee-hive serve"). libmicrohttpd runs behind a small facade (http.h); the
- * routes are one table (routes.c); the jobs module does the work.
+ * subcommand (docs/api.md, "rbee-hive serve"). libmicrohttpd runs behind a small facade (http.h);
+ * the routes are one table (routes.c); the jobs module does the work.
  *
  * Threads: libmicrohttpd's listening thread and one thread per connection.
  * A job stream blocks its own connection thread on the job's event log, so a
@@ -28,21 +28,21 @@ struct prov_config;
 #define DAEMON_PER_IP_DEFAULT 64
 
 struct daemon_config {
-	const char *bind;      /* address to listen on; NULL: 127.0.0.1 */
-	int port;              /* 0: an ephemeral port (see daemon_port) */
-	const char *data_root; /* NULL: no persistence (tests) */
-	const char *hub_dir;   /* hub cache folder; NULL: <data_root>/hub */
-	const char *hive_id;   /* NULL: any hive_id accepted */
-	const char *token;     /* bearer token; required to bind beyond loopback */
-	int max_jobs;          /* 0: 2 */
-	int max_connections;   /* 0: CAP_CONNECTIONS */
+	const char *bind;	  /* address to listen on; NULL: 127.0.0.1 */
+	int port;		  /* 0: an ephemeral port (see daemon_port) */
+	const char *data_root;	  /* NULL: no persistence (tests) */
+	const char *hub_dir;	  /* hub cache folder; NULL: <data_root>/hub */
+	const char *hive_id;	  /* NULL: any hive_id accepted */
+	const char *token;	  /* bearer token; required to bind beyond loopback */
+	int max_jobs;		  /* 0: 2 */
+	int max_connections;	  /* 0: CAP_CONNECTIONS */
 	int connection_timeout_s; /* idle HTTP connections; 0: 30 */
 	long request_deadline_ms; /* a request must arrive in full within it; 0: 10000 */
 	long sources_deadline_ms; /* one GET /v1/sources listing; 0: CAP_SOURCES_DEADLINE_MS */
-	int per_ip_connections;   /* connections from one address; 0: unlimited on
+	int per_ip_connections;	  /* connections from one address; 0: unlimited on
 				     loopback, DAEMON_PER_IP_DEFAULT beyond */
-	long keepalive_ms;     /* stream keep-alive comment period; 0: 15000 */
-	int resume;            /* resume interrupted jobs found in the catalog */
+	long keepalive_ms;	  /* stream keep-alive comment period; 0: 15000 */
+	int resume;		  /* resume interrupted jobs found in the catalog */
 	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */
 	const struct prov_config *prov_cfg;
 };

@@ -115,8 +115,8 @@ int http_guard(struct http_req *rq, int needs_token)
 		return -1;
 	}
 	if (host && !guard_host_ok(d, host)) {
-		http_reply_error(rq, ERR_FORBIDDEN,
-				 "Host '%.100s' is not this daemon's address", host);
+		http_reply_error(rq, ERR_FORBIDDEN, "Host '%.100s' is not this daemon's address",
+				 host);
 		return -1;
 	}
 	const char *origin = http_header(rq, "Origin");
@@ -125,7 +125,8 @@ int http_guard(struct http_req *rq, int needs_token)
 				 "requests from origin '%.100s' may not change state", origin);
 		return -1;
 	}
-	if (needs_token && d->token_sha[0] && !guard_token_ok(d, http_header(rq, "Authorization"))) {
+	if (needs_token && d->token_sha[0] &&
+	    !guard_token_ok(d, http_header(rq, "Authorization"))) {
 		http_reply_error(rq, ERR_UNAUTHORIZED, "a valid bearer token is required");
 		return -1;
 	}

@@ -98,13 +98,13 @@ const char *http_header(const struct http_req *rq, const char *name)
  * the same protection.
  */
 static const char *const http_security_headers_table[][2] = {
-	{"Content-Security-Policy",
-	 "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-	 "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
-	 "frame-ancestors 'none'"},
-	{"X-Frame-Options", "DENY"},
-	{"X-Content-Type-Options", "nosniff"},
-	{"Referrer-Policy", "no-referrer"},
+    {"Content-Security-Policy",
+     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+     "frame-ancestors 'none'"},
+    {"X-Frame-Options", "DENY"},
+    {"X-Content-Type-Options", "nosniff"},
+    {"Referrer-Policy", "no-referrer"},
 };
 
 void http_security_headers(struct MHD_Response *resp)
@@ -144,7 +144,7 @@ int http_reply_text(struct http_req *rq, int status, const char *content_type, c
 		    size_t len, int copy)
 {
 	struct MHD_Response *resp = MHD_create_response_from_buffer(
-		len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
+	    len, (void *)body, copy ? MHD_RESPMEM_MUST_COPY : MHD_RESPMEM_PERSISTENT);
 	if (!resp)
 		return MHD_NO;
 	MHD_add_response_header(resp, "Content-Type", content_type);
@@ -156,7 +156,7 @@ int http_reply_json(struct http_req *rq, int status, json_t *body)
 	if (!body) {
 		/* json_pack refused a value (not UTF-8): a bug, answered as one. */
 		static const char internal[] =
-			"{\"error\":{\"code\":\"internal\",\"message\":\"unencodable answer\"}}\n";
+		    "{\"error\":{\"code\":\"internal\",\"message\":\"unencodable answer\"}}\n";
 		return http_reply_text(rq, 500, "application/json", internal, sizeof(internal) - 1,
 				       0);
 	}
@@ -166,8 +166,7 @@ int http_reply_json(struct http_req *rq, int status, json_t *body)
 	s = xrealloc(s, n + 2);
 	s[n++] = '\n';
 	s[n] = 0;
-	struct MHD_Response *resp =
-		MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *resp = MHD_create_response_from_buffer(n, s, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {
 		free(s);
 		return MHD_NO;

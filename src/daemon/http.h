@@ -37,7 +37,7 @@ struct upload;
 struct conn_watch {
 	int fd;
 	int64_t since_ms; /* waiting for a request since then */
-	int busy;         /* a request is being answered (a stream, say): no deadline */
+	int busy;	  /* a request is being answered (a stream, say): no deadline */
 	int cut;
 	/*
 	 * A long handler's cancel token (http_work_begin): fired at cancel_at,
@@ -88,9 +88,9 @@ struct http_req {
 	struct MHD_Connection *conn;
 	const char *method;
 	const char *version; /* "HTTP/1.1", "HTTP/1.0" (libmicrohttpd refuses others) */
-	char *uri;   /* raw, as received */
-	char *path;  /* raw path (not decoded), points into uri copy */
-	char *query; /* raw query without '?', or NULL */
+	char *uri;	     /* raw, as received */
+	char *path;	     /* raw path (not decoded), points into uri copy */
+	char *query;	     /* raw query without '?', or NULL */
 	char *body;
 	size_t body_len;
 	int body_too_large;
@@ -120,7 +120,7 @@ const char *http_header(const struct http_req *rq, const char *name);
 void http_set_retry_after(struct http_req *rq, int seconds);
 int http_reply_json(struct http_req *rq, int status, json_t *body); /* steals body */
 int http_reply_error(struct http_req *rq, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 /* An error from a lower layer: its code and message. */
 int http_reply_err(struct http_req *rq, const struct err *e);
 /* A status and error code name outside core/err.h (405, 501). */

@@ -30,8 +30,7 @@
 
 typedef int (*route_fn)(struct http_req *rq);
 
-static size_t route_match(const char *pattern, const char *path, const char **starts,
-			  size_t *lens);
+static size_t route_match(const char *pattern, const char *path, const char **starts, size_t *lens);
 
 struct route {
 	const char *method;
@@ -100,15 +99,16 @@ static int route_cancel(struct http_req *rq)
 	enum job_state st;
 	int rc = job_cancel(rq->d->jobs, rq->params[0], &st, &e);
 	if (rc == ERR_CONFLICT) {
-		json_t *o = json_pack("{s:{s:s,s:s},s:s,s:s}", "error", "code", err_name(rc), "message",
-				      err_msg(&e), "job_id", rq->params[0], "status",
-				      job_state_name(st));
+		json_t *o =
+		    json_pack("{s:{s:s,s:s},s:s,s:s}", "error", "code", err_name(rc), "message",
+			      err_msg(&e), "job_id", rq->params[0], "status", job_state_name(st));
 		return http_reply_json(rq, err_http_status(rc), o);
 	}
 	if (rc < 0)
 		return http_reply_err(rq, &e);
-	return http_reply_json(rq, MHD_HTTP_OK,
-			       json_pack("{s:s,s:s}", "job_id", rq->params[0], "status", "cancelled"));
+	return http_reply_json(
+	    rq, MHD_HTTP_OK,
+	    json_pack("{s:s,s:s}", "job_id", rq->params[0], "status", "cancelled"));
 }
 
 /*
@@ -145,8 +145,8 @@ static int route_query_check(const struct http_req *rq, const char *const *keys,
 }
 
 /* A decimal query parameter in [min, max], or dflt when absent. */
-static int route_query_u64(const struct http_req *rq, const char *key, uint64_t min,
-			   uint64_t max, uint64_t dflt, uint64_t *out, struct err *e)
+static int route_query_u64(const struct http_req *rq, const char *key, uint64_t min, uint64_t max,
+			   uint64_t dflt, uint64_t *out, struct err *e)
 {
 	int bad;
 	char *v = http_query_get(rq, key, &bad);
@@ -167,8 +167,8 @@ static int route_models(struct http_req *rq)
 	char *text = NULL;
 	size_t len = 0;
 	if (route_query_check(rq, keys, &e) < 0 ||
-	    route_query_u64(rq, "limit", 1, CAP_MODELS_PAGE, CAP_MODELS_PAGE_DEFAULT, &limit,
-			    &e) < 0 ||
+	    route_query_u64(rq, "limit", 1, CAP_MODELS_PAGE, CAP_MODELS_PAGE_DEFAULT, &limit, &e) <
+		0 ||
 	    route_query_u64(rq, "offset", 0, CAP_CATALOG_MODELS, 0, &offset, &e) < 0 ||
 	    job_models_list_text(rq->d->jobs, (size_t)offset, (size_t)limit, &text, &len, &e) < 0)
 		return http_reply_err(rq, &e);
@@ -387,9 +387,9 @@ int http_upload_begin(struct http_req *rq)
 				  &rq->upload, &kept, &e);
 	if (rc == 1)
 		return http_reply_json(rq, MHD_HTTP_OK,
-				       json_pack("{s:s+,s:I,s:s}", "digest", ROUTE_DIGEST_PREFIX, hex,
-						 "size", (json_int_t)(offset + length), "status",
-						 "present"));
+				       json_pack("{s:s+,s:I,s:s}", "digest", ROUTE_DIGEST_PREFIX,
+						 hex, "size", (json_int_t)(offset + length),
+						 "status", "present"));
 	if (rc == ERR_CONFLICT)
 		route_set_offset(rq, kept);
 	if (rc < 0)
@@ -431,7 +431,7 @@ static int route_health(struct http_req *rq)
 }
 
 static void metric(char **buf, size_t *len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 static void metric(char **buf, size_t *len, const char *fmt, ...)
 {
 	char line[512];
@@ -454,33 +454,41 @@ static int route_metrics(struct http_req *rq)
 	job_stats_get(rq->d->jobs, &st);
 	char *b = NULL;
 	size_t n = 0;
-	metric(&b, &n, "# HELP rbee_jobs Jobs kept by the daemon, by state.\n"
-		       "# TYPE rbee_jobs gauge\n");
+	metric(&b, &n,
+	       "# HELP rbee_jobs Jobs kept by the daemon, by state.\n"
+	       "# TYPE rbee_jobs gauge\n");
 	for (int s = 0; s < JOB__STATES; s++)
 		metric(&b, &n, "rbee_jobs{state=\"%s\"} %ld\n", job_state_name((enum job_state)s),
 		       st.by_state[s]);
-	metric(&b, &n, "# HELP rbee_bytes_downloaded_total Bytes downloaded since start.\n"
-		       "# TYPE rbee_bytes_downloaded_total counter\n"
-		       "rbee_bytes_downloaded_total %llu\n",
+	metric(&b, &n,
+	       "# HELP rbee_bytes_downloaded_total Bytes downloaded since start.\n"
+	       "# TYPE rbee_bytes_downloaded_total counter\n"
+	       "rbee_bytes_downloaded_total %llu\n",
 	       (unsigned long long)st.bytes_downloaded);
-	metric(&b, &n, "# HELP rbee_active_transfers Downloads running now.\n"
-		       "# TYPE rbee_active_transfers gauge\nrbee_active_transfers %ld\n",
+	metric(&b, &n,
+	       "# HELP rbee_active_transfers Downloads running now.\n"
+	       "# TYPE rbee_active_transfers gauge\nrbee_active_transfers %ld\n",
 	       st.active_transfers);
-	metric(&b, &n, "# HELP rbee_streams Job event streams open now.\n"
-		       "# TYPE rbee_streams gauge\nrbee_streams %ld\n",
+	metric(&b, &n,
+	       "# HELP rbee_streams Job event streams open now.\n"
+	       "# TYPE rbee_streams gauge\nrbee_streams %ld\n",
 	       (long)atomic_load(&rq->d->streams));
-	metric(&b, &n, "# HELP rbee_http_connections HTTP connections open now.\n"
-		       "# TYPE rbee_http_connections gauge\nrbee_http_connections %ld\n",
+	metric(&b, &n,
+	       "# HELP rbee_http_connections HTTP connections open now.\n"
+	       "# TYPE rbee_http_connections gauge\nrbee_http_connections %ld\n",
 	       http_connections(rq->d));
-	metric(&b, &n, "# HELP rbee_http_requests_total HTTP requests received.\n"
-		       "# TYPE rbee_http_requests_total counter\nrbee_http_requests_total %llu\n",
+	metric(&b, &n,
+	       "# HELP rbee_http_requests_total HTTP requests received.\n"
+	       "# TYPE rbee_http_requests_total counter\nrbee_http_requests_total %llu\n",
 	       (unsigned long long)atomic_load(&rq->d->requests));
 	if (st.catalog_models >= 0) {
-		metric(&b, &n, "# HELP rbee_catalog_models Models in the catalog.\n"
-			       "# TYPE rbee_catalog_models gauge\nrbee_catalog_models %ld\n",
+		metric(&b, &n,
+		       "# HELP rbee_catalog_models Models in the catalog.\n"
+		       "# TYPE rbee_catalog_models gauge\nrbee_catalog_models %ld\n",
 		       st.catalog_models);
-		metric(&b, &n, "# HELP rbee_catalog_bytes Bytes of the models in the catalog.\n"
-			       "# TYPE rbee_catalog_bytes gauge\nrbee_catalog_bytes %llu\n",
+		metric(&b, &n,
+		       "# HELP rbee_catalog_bytes Bytes of the models in the catalog.\n"
+		       "# TYPE rbee_catalog_bytes gauge\nrbee_catalog_bytes %llu\n",
 		       (unsigned long long)st.catalog_bytes);
 	}
 	struct MHD_Response *resp = MHD_create_response_from_buffer(n, b, MHD_RESPMEM_MUST_FREE);
@@ -508,29 +516,28 @@ static int route_asset(struct http_req *rq)
 }
 
 static const struct route routes[] = {
-	{"POST", "/v1/jobs", route_submit},
-	{"GET", "/v1/jobs", route_jobs},
-	{"GET", "/v1/jobs/:", route_job},
-	{"DELETE", "/v1/jobs/:", route_cancel},
-	{"GET", "/v1/jobs/:/stream", route_stream},
-	{"POST", "/v1/jobs/:/cancel", route_cancel},
-	{"GET", "/v1/models", route_models},
-	{"GET", "/v1/models/*", route_model},
-	{"DELETE", "/v1/models/*", route_model_delete},
-	{"GET", "/v1/partials", route_partials},
-	{"DELETE", "/v1/partials/:", route_partial_delete},
-	{"GET", "/v1/sources/hf/:/:", route_sources},
-	{"GET", "/v1/blobs/:", route_blob},
-	{"GET", "/health", route_health},
-	{"GET", "/metrics", route_metrics},
+    {"POST", "/v1/jobs", route_submit},
+    {"GET", "/v1/jobs", route_jobs},
+    {"GET", "/v1/jobs/:", route_job},
+    {"DELETE", "/v1/jobs/:", route_cancel},
+    {"GET", "/v1/jobs/:/stream", route_stream},
+    {"POST", "/v1/jobs/:/cancel", route_cancel},
+    {"GET", "/v1/models", route_models},
+    {"GET", "/v1/models/*", route_model},
+    {"DELETE", "/v1/models/*", route_model_delete},
+    {"GET", "/v1/partials", route_partials},
+    {"DELETE", "/v1/partials/:", route_partial_delete},
+    {"GET", "/v1/sources/hf/:/:", route_sources},
+    {"GET", "/v1/blobs/:", route_blob},
+    {"GET", "/health", route_health},
+    {"GET", "/metrics", route_metrics},
 };
 
 /*
  * Matches raw path against pattern; on a match stores the raw parameter
  * spans in starts/lens and returns their count + 1, else 0.
  */
-static size_t route_match(const char *pattern, const char *path, const char **starts,
-			  size_t *lens)
+static size_t route_match(const char *pattern, const char *path, const char **starts, size_t *lens)
 {
 	size_t np = 0;
 	const char *p = pattern, *s = path;

@@ -70,33 +70,40 @@ struct serve_flag {
 
 #define O(f) offsetof(struct serve_opts, f)
 static const struct serve_flag serve_flags[] = {
-	{"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (127.0.0.1)"},
-	{"--port", OPT_U64, O(port), 0, 65535, "N  port (7835; 0 picks a free one)"},
-	{"--data-dir", OPT_STR, O(data_dir), 0, 0, "DIR  data root: catalog, hub cache ($RBEE_HIVE_HOME, else "
-	 "$XDG_CACHE_HOME/rbee-hive, else ~/.cache/rbee-hive)"},
-	{"--hf-cache", OPT_STR, O(hf_cache), 0, 0, "DIR  Hugging Face hub cache to share ($HF_HUB_CACHE or "
-	 "$HF_HOME/hub when set, else DATA/hub)"},
-	{"--hive-id", OPT_STR, O(hive_id), 0, 0, "ID  this hive's id, checked in job requests (none: any)"},
-	{"--token-file", OPT_STR, O(token_file), 0, 0, "F  bearer token required by the API (none; needed beyond loopback)"},
-	{"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once (2)"},
-	{"--connections", OPT_U64, O(connections), 1, CAP_XFER_CONNECTIONS,
-	 "N  transfer connections per file (8)"},
-	{"--http-connections", OPT_U64, O(http_connections), 8, CAP_CONNECTIONS,
-	 "N  HTTP connections at once (1024)"},
-	{"--http-per-ip", OPT_U64, O(http_per_ip), 1, CAP_CONNECTIONS,
-	 "N  HTTP connections from one address (64 beyond loopback; no limit on it)"},
-	{"--sources-deadline", OPT_U64, O(sources_deadline_s), 1, 3600,
-	 "S  time limit of one repository listing, GET /v1/sources (30)"},
-	{"--limit-rate", OPT_STR, O(limit_rate), 0, 0, "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
-	 "(no cap)"},
-	{"--max-unknown-size", OPT_SIZE, O(max_unknown_size), 1, UINT64_MAX / 2,
-	 "BYTES  most bytes of a download whose size is not known in advance, e.g. 100G"},
-	{"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
-	{"--log-level", OPT_STR, O(log_level), 0, 0, "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
-	{"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
-	{"--allow-file-import", OPT_LIST, O(allow_file_import), 0, 0, "DIR  file:// refs may import "
-	 "files of DIR (repeatable; none: the daemon reads no local path)"},
-	{"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
+    {"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (127.0.0.1)"},
+    {"--port", OPT_U64, O(port), 0, 65535, "N  port (7835; 0 picks a free one)"},
+    {"--data-dir", OPT_STR, O(data_dir), 0, 0,
+     "DIR  data root: catalog, hub cache ($RBEE_HIVE_HOME, else "
+     "$XDG_CACHE_HOME/rbee-hive, else ~/.cache/rbee-hive)"},
+    {"--hf-cache", OPT_STR, O(hf_cache), 0, 0,
+     "DIR  Hugging Face hub cache to share ($HF_HUB_CACHE or "
+     "$HF_HOME/hub when set, else DATA/hub)"},
+    {"--hive-id", OPT_STR, O(hive_id), 0, 0,
+     "ID  this hive's id, checked in job requests (none: any)"},
+    {"--token-file", OPT_STR, O(token_file), 0, 0,
+     "F  bearer token required by the API (none; needed beyond loopback)"},
+    {"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once (2)"},
+    {"--connections", OPT_U64, O(connections), 1, CAP_XFER_CONNECTIONS,
+     "N  transfer connections per file (8)"},
+    {"--http-connections", OPT_U64, O(http_connections), 8, CAP_CONNECTIONS,
+     "N  HTTP connections at once (1024)"},
+    {"--http-per-ip", OPT_U64, O(http_per_ip), 1, CAP_CONNECTIONS,
+     "N  HTTP connections from one address (64 beyond loopback; no limit on it)"},
+    {"--sources-deadline", OPT_U64, O(sources_deadline_s), 1, 3600,
+     "S  time limit of one repository listing, GET /v1/sources (30)"},
+    {"--limit-rate", OPT_STR, O(limit_rate), 0, 0,
+     "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
+     "(no cap)"},
+    {"--max-unknown-size", OPT_SIZE, O(max_unknown_size), 1, UINT64_MAX / 2,
+     "BYTES  most bytes of a download whose size is not known in advance, e.g. 100G"},
+    {"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
+    {"--log-level", OPT_STR, O(log_level), 0, 0,
+     "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
+    {"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
+    {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, 0,
+     "DIR  file:// refs may import "
+     "files of DIR (repeatable; none: the daemon reads no local path)"},
+    {"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
 };
 #undef O
 
@@ -105,7 +112,7 @@ static const struct {
 	const char *name;
 	uint64_t value;
 } serve_size_defaults[] = {
-	{"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT},
+    {"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT},
 };
 
 /* " (64G)": a size in the largest binary unit that divides it, as parse_size reads it. */
@@ -126,7 +133,8 @@ static void serve_usage(FILE *f)
 	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++) {
 		const struct serve_flag *sf = &serve_flags[i];
 		char def[32] = "";
-		for (size_t k = 0; k < sizeof(serve_size_defaults) / sizeof(serve_size_defaults[0]); k++)
+		for (size_t k = 0; k < sizeof(serve_size_defaults) / sizeof(serve_size_defaults[0]);
+		     k++)
 			if (strcmp(serve_size_defaults[k].name, sf->name) == 0)
 				serve_size_text(serve_size_defaults[k].value, def, sizeof(def));
 		fprintf(f, "  %s %s%s\n", sf->name, sf->help, def);
@@ -142,7 +150,8 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 		size_t n = eq ? (size_t)(eq - a) : strlen(a);
 		const struct serve_flag *f = NULL;
 		for (size_t k = 0; k < sizeof(serve_flags) / sizeof(serve_flags[0]); k++)
-			if (strlen(serve_flags[k].name) == n && strncmp(serve_flags[k].name, a, n) == 0)
+			if (strlen(serve_flags[k].name) == n &&
+			    strncmp(serve_flags[k].name, a, n) == 0)
 				f = &serve_flags[k];
 		if (!f)
 			return err_set(e, ERR_INVALID, "unknown option '%.64s'", a);
@@ -266,15 +275,16 @@ int daemon_serve_main(int argc, char **argv)
 	if (o.log_level) {
 		enum log_level lvl;
 		if (log_level_parse(o.log_level, &lvl) < 0) {
-			fprintf(stderr, "rbee-hive serve: --log-level '%s': expected error, warn, "
-					"info or debug\n",
+			fprintf(stderr,
+				"rbee-hive serve: --log-level '%s': expected error, warn, "
+				"info or debug\n",
 				o.log_level);
 			return 2;
 		}
 		log_set_level(lvl);
 	}
-	if (o.limit_rate && parse_size(o.limit_rate, UINT64_MAX / 2, &limit_rate, "--limit-rate",
-				       &e) < 0) {
+	if (o.limit_rate &&
+	    parse_size(o.limit_rate, UINT64_MAX / 2, &limit_rate, "--limit-rate", &e) < 0) {
 		fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
 		return 2;
 	}
@@ -293,30 +303,30 @@ int daemon_serve_main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 
 	struct prov_config pc = {
-		.data_root = sp.root,
-		.hf_cache = o.hf_cache,
-		.offline = o.offline,
-		.connections = (int)o.connections,
-		.limit_rate = limit_rate,
-		.max_unknown_size = o.max_unknown_size,
-		.file_import_dirs = o.allow_file_import.v,
-		.n_file_import_dirs = o.allow_file_import.n,
+	    .data_root = sp.root,
+	    .hf_cache = o.hf_cache,
+	    .offline = o.offline,
+	    .connections = (int)o.connections,
+	    .limit_rate = limit_rate,
+	    .max_unknown_size = o.max_unknown_size,
+	    .file_import_dirs = o.allow_file_import.v,
+	    .n_file_import_dirs = o.allow_file_import.n,
 	};
 	if (provisioner_new(&pc, &prov, &e) < 0)
 		goto fail;
 	struct daemon_config dc = {
-		.bind = o.bind,
-		.port = (int)o.port,
-		.data_root = sp.root,
-		.hub_dir = sp.hub,
-		.hive_id = o.hive_id,
-		.token = token,
-		.max_jobs = (int)o.max_jobs,
-		.max_connections = (int)o.http_connections,
-		.per_ip_connections = (int)o.http_per_ip,
-		.sources_deadline_ms = (long)o.sources_deadline_s * 1000,
-		.resume = 1,
-		.prov_cfg = &pc,
+	    .bind = o.bind,
+	    .port = (int)o.port,
+	    .data_root = sp.root,
+	    .hub_dir = sp.hub,
+	    .hive_id = o.hive_id,
+	    .token = token,
+	    .max_jobs = (int)o.max_jobs,
+	    .max_connections = (int)o.http_connections,
+	    .per_ip_connections = (int)o.http_per_ip,
+	    .sources_deadline_ms = (long)o.sources_deadline_s * 1000,
+	    .resume = 1,
+	    .prov_cfg = &pc,
 	};
 	if (daemon_start(&dc, prov, &d, &e) < 0)
 		goto fail;

@@ -152,7 +152,8 @@ static enum MHD_Result server_access(void *cls, struct MHD_Connection *conn, con
 	}
 	conn_set_busy(d, conn, 1);
 	if (rq->body_too_large)
-		return http_reply_error(rq, ERR_TOO_LARGE, "request body is over the cap of %d bytes",
+		return http_reply_error(rq, ERR_TOO_LARGE,
+					"request body is over the cap of %d bytes",
 					CAP_REQUEST_BODY);
 	return http_route(rq);
 }
@@ -203,12 +204,13 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	int loopback = url_addr_is_loopback((struct sockaddr *)&ss);
 	if (!loopback && !(cfg->token && cfg->token[0]))
 		return err_set(e, ERR_INVALID,
-			       "--bind %s listens beyond this machine: it needs --token-file", bind);
+			       "--bind %s listens beyond this machine: it needs --token-file",
+			       bind);
 
 	struct daemon *d = xcalloc(1, sizeof(*d));
 	pthread_mutex_init(&d->conns_mu, NULL);
 	d->request_deadline_ms =
-		cfg->request_deadline_ms > 0 ? cfg->request_deadline_ms : DAEMON_REQUEST_DEADLINE_MS;
+	    cfg->request_deadline_ms > 0 ? cfg->request_deadline_ms : DAEMON_REQUEST_DEADLINE_MS;
 	d->sources_deadline_ms =
 	    cfg->sources_deadline_ms > 0 ? cfg->sources_deadline_ms : CAP_SOURCES_DEADLINE_MS;
 	/*
@@ -230,8 +232,8 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	if (max_conn > CAP_CONNECTIONS)
 		max_conn = CAP_CONNECTIONS;
 	/* Streams may not take every connection: the API must still answer. */
-	d->max_streams = max_conn > 2 * DAEMON_STREAM_RESERVE ? max_conn - DAEMON_STREAM_RESERVE
-							       : max_conn / 2;
+	d->max_streams =
+	    max_conn > 2 * DAEMON_STREAM_RESERVE ? max_conn - DAEMON_STREAM_RESERVE : max_conn / 2;
 	if (d->max_streams > CAP_WATCHERS)
 		d->max_streams = CAP_WATCHERS;
 	if (cfg->token && cfg->token[0]) {
@@ -243,12 +245,12 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	}
 
 	struct job_registry_config jc = {
-		.prov = prov,
-		.data_root = cfg->data_root,
-		.hub_dir = cfg->hub_dir,
-		.hive_id = cfg->hive_id,
-		.max_jobs = cfg->max_jobs,
-		.resume = cfg->resume,
+	    .prov = prov,
+	    .data_root = cfg->data_root,
+	    .hub_dir = cfg->hub_dir,
+	    .hive_id = cfg->hive_id,
+	    .max_jobs = cfg->max_jobs,
+	    .resume = cfg->resume,
 	};
 	int rc = job_registry_new(&jc, &d->jobs, e);
 	if (rc < 0)
@@ -266,15 +268,14 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	}
 
 	d->mhd = MHD_start_daemon(
-		flags, (uint16_t)cfg->port, NULL, NULL, server_access, d,
-		MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, d, MHD_OPTION_SOCK_ADDR,
-		(struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn,
-		MHD_OPTION_CONNECTION_TIMEOUT,
-		(unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
-		MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE,
-		MHD_OPTION_URI_LOG_CALLBACK, server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED,
-		server_completed, d, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, d,
-		MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned int)per_ip, MHD_OPTION_END);
+	    flags, (uint16_t)cfg->port, NULL, NULL, server_access, d, MHD_OPTION_EXTERNAL_LOGGER,
+	    server_mhd_log, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
+	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE, MHD_OPTION_URI_LOG_CALLBACK,
+	    server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED, server_completed, d,
+	    MHD_OPTION_NOTIFY_CONNECTION, conn_notify, d, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)per_ip, MHD_OPTION_END);
 	if (!d->mhd) {
 		rc = err_set(e, ERR_IO, "cannot listen on %s port %d (in use, or not permitted)",
 			     bind, cfg->port);
@@ -309,7 +310,10 @@ int daemon_stop_report(char *buf, size_t size)
 	return flushed;
 }
 
-int daemon_port(const struct daemon *d) { return d->port; }
+int daemon_port(const struct daemon *d)
+{
+	return d->port;
+}
 
 void daemon_stop(struct daemon *d)
 {

@@ -27,8 +27,8 @@ struct sse {
 };
 
 static const char *const sse_event_names[] = {
-	[JOB_EV_PROGRESS] = "progress", [JOB_EV_NARRATION] = NULL, [JOB_EV_DATA] = "data",
-	[JOB_EV_DONE] = NULL,           [JOB_EV_ERROR] = NULL,     [JOB_EV_CANCELLED] = NULL,
+    [JOB_EV_PROGRESS] = "progress", [JOB_EV_NARRATION] = NULL, [JOB_EV_DATA] = "data",
+    [JOB_EV_DONE] = NULL,	    [JOB_EV_ERROR] = NULL,     [JOB_EV_CANCELLED] = NULL,
 };
 
 static void sse_set(struct sse *s, char *text)
@@ -109,14 +109,14 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
 	s->w = w;
 	s->fd = -1;
 	const union MHD_ConnectionInfo *ci =
-		MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	    MHD_get_connection_info(rq->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
 	if (ci)
 		s->fd = ci->connect_fd;
 	/* A first comment so that headers and a byte reach the client at once. */
 	sse_set(s, xasprintf(": %s\n\n", job_id));
 	s->last_send = now_ms();
 	struct MHD_Response *resp =
-		MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
+	    MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, sse_read, s, sse_free);
 	if (!resp) {
 		sse_free(s);
 		return MHD_NO;

@@ -92,7 +92,8 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 		if (piece && seg_left(f) >= piece + piece / 2) {
 			int slot = plan_slot(p);
 			if (slot >= 0) {
-				p->s[slot] = (struct xfer_seg){f->pos + piece, f->end, XFER_SEG_NONE};
+				p->s[slot] =
+				    (struct xfer_seg){f->pos + piece, f->end, XFER_SEG_NONE};
 				f->end = f->pos + piece;
 			}
 		}
@@ -155,8 +156,8 @@ static int content_range_number(const char *s, size_t n, uint64_t *out, const ch
 				struct err *e)
 {
 	if (parse_u64(s, n, 0, UINT64_MAX, out, what, NULL) < 0)
-		return err_set(e, ERR_INVALID, "Content-Range: the %s is not a 64-bit decimal number",
-			       what);
+		return err_set(e, ERR_INVALID,
+			       "Content-Range: the %s is not a 64-bit decimal number", what);
 	return 0;
 }
 
@@ -199,7 +200,8 @@ int xfer_content_range_parse(const char *v, size_t len, struct xfer_content_rang
 	    content_range_number(dash + 1, (size_t)(slash - dash - 1), &r.last, "last byte", e) < 0)
 		return ERR_INVALID;
 	if (r.last < r.first)
-		return err_set(e, ERR_INVALID, "Content-Range: last byte %llu before first byte %llu",
+		return err_set(e, ERR_INVALID,
+			       "Content-Range: last byte %llu before first byte %llu",
 			       (unsigned long long)r.last, (unsigned long long)r.first);
 	if (r.last == UINT64_MAX)
 		return err_set(e, ERR_INVALID, "Content-Range: last byte %llu has no length",

@@ -40,13 +40,13 @@ struct xfer_seg {
 
 struct xfer_plan {
 	struct xfer_seg *s;
-	size_t n;   /* slots in use or freed: the high-water mark */
+	size_t n; /* slots in use or freed: the high-water mark */
 	size_t cap;
 	uint64_t min_split; /* each half of a split is at least this long */
-	uint64_t align;     /* split points are multiples of this (power of two) */
-	uint64_t piece;     /* 0: take whole segments; else pieces of about this size, in file order */
-	unsigned ramp;      /* the first ramp pieces grow from piece/ramp to piece (see take) */
-	unsigned taken;     /* pieces handed out so far */
+	uint64_t align;	    /* split points are multiples of this (power of two) */
+	uint64_t piece; /* 0: take whole segments; else pieces of about this size, in file order */
+	unsigned ramp;	/* the first ramp pieces grow from piece/ramp to piece (see take) */
+	unsigned taken; /* pieces handed out so far */
 };
 
 void xfer_plan_init(struct xfer_plan *p, size_t cap, uint64_t min_split);
@@ -91,11 +91,11 @@ size_t xfer_plan_live(const struct xfer_plan *p);
 
 /* A Content-Range header value, as xfer_content_range_parse reads it. */
 struct xfer_content_range {
-	int satisfied;   /* 1: "bytes A-B/T" or "bytes A-B/ *"; 0: "bytes * /T" (a 416) */
+	int satisfied;	 /* 1: "bytes A-B/T" or "bytes A-B/ *"; 0: "bytes * /T" (a 416) */
 	int total_known; /* 0 only for "bytes A-B/ *" */
-	uint64_t first;  /* A, when satisfied */
-	uint64_t last;   /* B, inclusive, when satisfied */
-	uint64_t total;  /* T, when total_known */
+	uint64_t first;	 /* A, when satisfied */
+	uint64_t last;	 /* B, inclusive, when satisfied */
+	uint64_t total;	 /* T, when total_known */
 };
 
 /*

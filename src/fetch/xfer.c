@@ -67,8 +67,8 @@ int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, str
 		c->flush_ms = XFER_DEFAULT_FLUSH_MS;
 	if (!c->max_unknown_size)
 		c->max_unknown_size = CAP_UNKNOWN_SIZE_DEFAULT;
-	eng->user_agent = cfg->user_agent ? xstrdup(cfg->user_agent)
-					  : xstrdup("rbee-hive/" RBEE_VERSION);
+	eng->user_agent =
+	    cfg->user_agent ? xstrdup(cfg->user_agent) : xstrdup("rbee-hive/" RBEE_VERSION);
 	eng->ca_file = cfg->ca_file ? xstrdup(cfg->ca_file) : NULL;
 	c->user_agent = eng->user_agent;
 	c->ca_file = eng->ca_file;
@@ -155,13 +155,15 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	int rc;
 	*out = NULL;
 	if (req->fd < 0 || req->dir_fd < 0 || !req->name || !*req->name || strchr(req->name, '/'))
-		return err_set(e, ERR_INVALID,
-			       "transfer needs the partial's descriptor, its folder's and its name");
+		return err_set(
+		    e, ERR_INVALID,
+		    "transfer needs the partial's descriptor, its folder's and its name");
 	if (req->rename_to && (!*req->rename_to || strchr(req->rename_to, '/')))
 		return err_set(e, ERR_INVALID, "rename_to '%.80s' is not a name in the folder",
 			       req->rename_to);
 	if (req->sha256 && req->sha256[0] && !sha256_hex_valid(req->sha256))
-		return err_set(e, ERR_INVALID, "expected sha256 '%.80s' is not 64 lowercase hex digits",
+		return err_set(e, ERR_INVALID,
+			       "expected sha256 '%.80s' is not 64 lowercase hex digits",
 			       req->sha256);
 	if (req->git_sha1 && req->git_sha1[0] &&
 	    (!is_hex_lower(req->git_sha1, GITBLOB_HEX_LEN) || !req->size_known))
@@ -170,7 +172,8 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 			       "known size",
 			       req->git_sha1);
 	if (req->auth_token && strlen(req->auth_token) > CAP_TOKEN_LEN)
-		return err_set(e, ERR_TOO_LARGE, "auth token is longer than %d bytes", CAP_TOKEN_LEN);
+		return err_set(e, ERR_TOO_LARGE, "auth token is longer than %d bytes",
+			       CAP_TOKEN_LEN);
 	if (req->resume && (!req->resume->load || !req->resume->save || !req->resume->discard))
 		return err_set(e, ERR_INVALID, "resume ops need load, save and discard");
 	const char *label = req->label && *req->label ? req->label : req->name;
@@ -270,8 +273,9 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 		int w = cancel_watch(x->cancel, xfer_wake, x);
 		x->watch = w > 0 ? w : 0;
 		if (w < 0)
-			log_msg(LOG_WARN, x->log_id, "cancel token has too many watchers; cancel "
-						     "is checked between transfer steps only");
+			log_msg(LOG_WARN, x->log_id,
+				"cancel token has too many watchers; cancel "
+				"is checked between transfer steps only");
 		if (cancel_is_set(x->cancel))
 			atomic_store(&x->cancel_req, 1);
 	}

@@ -65,27 +65,28 @@ struct cancel_token;
 
 struct xfer_config {
 	int connections; /* per file; 0: XFER_DEFAULT_CONNECTIONS; at most CAP_XFER_CONNECTIONS */
-	uint64_t split_threshold;   /* files at least this large use several connections; 0:
-				       XFER_DEFAULT_SPLIT_THRESHOLD */
-	uint64_t min_split;	    /* smallest half of a stolen range; 0: XFER_DEFAULT_MIN_SPLIT */
-	uint64_t piece_size;	    /* work is handed out in file order in pieces this large; 0:
-				       XFER_DEFAULT_PIECE_SIZE */
-	int stall_timeout_s;	    /* no bytes for this long cuts a connection; 0:
-				       XFER_DEFAULT_STALL_TIMEOUT_S */
-	uint64_t limit_rate;        /* bytes/s over all transfers of the engine (token bucket); 0: none */
-	int max_retries;	    /* consecutive failures of a connection without progress; 0:
-				       XFER_DEFAULT_MAX_RETRIES */
+	uint64_t split_threshold; /* files at least this large use several connections; 0:
+				     XFER_DEFAULT_SPLIT_THRESHOLD */
+	uint64_t min_split;	  /* smallest half of a stolen range; 0: XFER_DEFAULT_MIN_SPLIT */
+	uint64_t piece_size;	  /* work is handed out in file order in pieces this large; 0:
+				     XFER_DEFAULT_PIECE_SIZE */
+	int stall_timeout_s;	  /* no bytes for this long cuts a connection; 0:
+				     XFER_DEFAULT_STALL_TIMEOUT_S */
+	uint64_t limit_rate; /* bytes/s over all transfers of the engine (token bucket); 0: none */
+	int max_retries;     /* consecutive failures of a connection without progress; 0:
+				XFER_DEFAULT_MAX_RETRIES */
 	long
 	    retry_base_ms; /* first backoff; 0: XFER_DEFAULT_RETRY_BASE_MS (doubles, with jitter) */
 	long retry_max_ms; /* backoff ceiling; 0: XFER_DEFAULT_RETRY_MAX_MS */
-	long retry_after_max_ms;    /* ceiling on a server's Retry-After; 0:
-				       XFER_DEFAULT_RETRY_AFTER_MAX_MS */
-	uint64_t flush_bytes;	    /* resume state saved at least every this many bytes; 0:
-				       XFER_DEFAULT_FLUSH_BYTES */
-	long flush_ms;		    /* ... or this often; 0: XFER_DEFAULT_FLUSH_MS */
-	const char *user_agent;     /* NULL: "rbee-hive/VERSION" */
-	const char *ca_file;        /* NULL: the system's CA store */
-	uint64_t max_unknown_size;  /* a file of unknown size ends past this; 0: CAP_UNKNOWN_SIZE_DEFAULT */
+	long retry_after_max_ms;   /* ceiling on a server's Retry-After; 0:
+				      XFER_DEFAULT_RETRY_AFTER_MAX_MS */
+	uint64_t flush_bytes;	   /* resume state saved at least every this many bytes; 0:
+				      XFER_DEFAULT_FLUSH_BYTES */
+	long flush_ms;		   /* ... or this often; 0: XFER_DEFAULT_FLUSH_MS */
+	const char *user_agent;	   /* NULL: "rbee-hive/VERSION" */
+	const char *ca_file;	   /* NULL: the system's CA store */
+	uint64_t max_unknown_size; /* a file of unknown size ends past this; 0:
+				      CAP_UNKNOWN_SIZE_DEFAULT */
 };
 
 /*
@@ -105,11 +106,11 @@ struct xfer_resume_ops {
 
 struct xfer_progress {
 	uint64_t bytes_done; /* bytes written to the partial, resumed ones included */
-	uint64_t total;      /* 0 when unknown */
+	uint64_t total;	     /* 0 when unknown */
 	uint64_t hashed;     /* bytes of the prefix hashed so far */
 	double rate_bps;     /* smoothed over about 2 s */
 	int connections;     /* connections moving bytes now */
-	int finished;        /* 1 once xfer_wait would return 1 */
+	int finished;	     /* 1 once xfer_wait would return 1 */
 };
 
 /*
@@ -121,7 +122,7 @@ typedef int (*xfer_refresh_fn)(void *arg, char *url_out, size_t size, struct err
 typedef void (*xfer_progress_fn)(void *arg, const struct xfer_progress *p);
 
 struct xfer_request {
-	const char *url;          /* where the bytes are (a CDN URL, or one that redirects to it) */
+	const char *url; /* where the bytes are (a CDN URL, or one that redirects to it) */
 	/*
 	 * Where the download started: the Hub endpoint, or the URL the user gave.
 	 * The token goes to its exact origin (scheme, host, port) only, and no
@@ -129,30 +130,30 @@ struct xfer_request {
 	 * than its host's. NULL: url itself.
 	 */
 	const char *origin;
-	const char *auth_token;   /* bearer token for origin; may be NULL */
-	int dir_fd;               /* the folder of the partial; the engine keeps a duplicate */
-	int fd;                   /* the partial, read-write, opened relative to dir_fd with
-				     O_NOFOLLOW; the engine keeps a duplicate */
-	const char *name;         /* the partial's name in dir_fd */
-	const char *label;        /* names the partial in messages (its path); NULL: name */
-	const char *rename_to;    /* when set: renamed to this name in dir_fd after success */
-	int rename_to_sha256;     /* 1: renamed to its computed sha256 in dir_fd; a file of that
-				     name and size already there is kept and the partial removed */
-	uint64_t size;            /* expected size, when size_known */
-	int size_known;           /* 0: unknown (one connection, no resume, at most
-				     max_unknown_size bytes); a pinned sha256 of the empty
-				     file makes it known: 0 */
-	const char *sha256;       /* expected, 64 lowercase hex; NULL or "": computed */
-	const char *git_sha1;     /* expected git blob id, 40 lowercase hex, for files git
-				     stores itself (not LFS); needs size_known. NULL or "": none */
+	const char *auth_token; /* bearer token for origin; may be NULL */
+	int dir_fd;		/* the folder of the partial; the engine keeps a duplicate */
+	int fd;			/* the partial, read-write, opened relative to dir_fd with
+				   O_NOFOLLOW; the engine keeps a duplicate */
+	const char *name;	/* the partial's name in dir_fd */
+	const char *label;	/* names the partial in messages (its path); NULL: name */
+	const char *rename_to;	/* when set: renamed to this name in dir_fd after success */
+	int rename_to_sha256;	/* 1: renamed to its computed sha256 in dir_fd; a file of that
+				   name and size already there is kept and the partial removed */
+	uint64_t size;		/* expected size, when size_known */
+	int size_known;		/* 0: unknown (one connection, no resume, at most
+				   max_unknown_size bytes); a pinned sha256 of the empty
+				   file makes it known: 0 */
+	const char *sha256;	/* expected, 64 lowercase hex; NULL or "": computed */
+	const char *git_sha1;	/* expected git blob id, 40 lowercase hex, for files git
+				   stores itself (not LFS); needs size_known. NULL or "": none */
 	const struct xfer_resume_ops *resume; /* may be NULL */
-	xfer_refresh_fn refresh_url;          /* may be NULL: a 403 then fails */
+	xfer_refresh_fn refresh_url;	      /* may be NULL: a 403 then fails */
 	void *refresh_arg;
-	struct cancel_token *cancel; /* may be NULL; the transfer takes a reference */
-	int purge_on_cancel;         /* 1: a cancel deletes the partial and its resume state */
+	struct cancel_token *cancel;  /* may be NULL; the transfer takes a reference */
+	int purge_on_cancel;	      /* 1: a cancel deletes the partial and its resume state */
 	xfer_progress_fn on_progress; /* may be NULL; about 4 times a second */
 	void *progress_arg;
-	const char *log_id;           /* job id for logs; may be NULL */
+	const char *log_id; /* job id for logs; may be NULL */
 };
 
 struct xfer_engine;

@@ -35,14 +35,15 @@
 #include "fetch/ranges.h"
 #include "fetch/xfer.h"
 
-#define HASH_CHUNK (512 * 1024)		  /* the helper reads the prefix back this much at a time */
-#define PREFIX_PUBLISH_STEP (1024 * 1024) /* the grown prefix is handed to the helper this often   \
-					   */
-#define DISCARD_BODY_MAX (64 * 1024)	  /* an error body is read this far, then cut */
-#define CURL_BUFFER (128 * 1024)	  /* libcurl's receive buffer per connection */
-#define PROGRESS_MS 250			  /* rate and on_progress period */
-#define RATE_BURST_MIN 65536		  /* the rate cap's bucket holds at least this */
-#define RATE_PAUSED_POLL_MS 5		  /* the loop's wake-up while connections are paused */
+#define HASH_CHUNK (512 * 1024) /* the helper reads the prefix back this much at a time */
+#define PREFIX_PUBLISH_STEP                                                                        \
+	(1024 * 1024)		     /* the grown prefix is handed to the helper this often        \
+				      */
+#define DISCARD_BODY_MAX (64 * 1024) /* an error body is read this far, then cut */
+#define CURL_BUFFER (128 * 1024)     /* libcurl's receive buffer per connection */
+#define PROGRESS_MS 250		     /* rate and on_progress period */
+#define RATE_BURST_MIN 65536	     /* the rate cap's bucket holds at least this */
+#define RATE_PAUSED_POLL_MS 5	     /* the loop's wake-up while connections are paused */
 /* The helper starts writeback of the hashed prefix in steps of this size, so
  * the fdatasync before a resume save has little left to do. */
 #define WRITEBACK_STEP (4u << 20)

@@ -47,9 +47,9 @@ struct provisioner;
 enum job_event_kind {
 	JOB_EV_PROGRESS = 0, /* event: progress, data is the progress JSON */
 	JOB_EV_NARRATION,    /* plain data: line */
-	JOB_EV_DATA,         /* event: data, data is a JSON result */
-	JOB_EV_DONE,         /* data: [DONE] */
-	JOB_EV_ERROR,        /* data: [ERROR] <message> */
+	JOB_EV_DATA,	     /* event: data, data is a JSON result */
+	JOB_EV_DONE,	     /* data: [DONE] */
+	JOB_EV_ERROR,	     /* data: [ERROR] <message> */
 	JOB_EV_CANCELLED,    /* data: [CANCELLED] */
 };
 
@@ -64,13 +64,13 @@ struct job_event {
 
 struct job_registry_config {
 	struct provisioner *prov; /* borrowed; shared by all download workers */
-	const char *data_root;    /* catalog location; NULL: no persistence (tests) */
-	const char *hub_dir;      /* hub cache folder; NULL: <data_root>/hub */
-	const char *hive_id;      /* NULL: any hive_id is accepted */
-	int max_jobs;             /* downloads running at once; 0: JOB_DEFAULT_MAX_JOBS */
-	int keep_jobs;            /* finished jobs kept; 0: CAP_JOBS_KEPT */
-	int64_t keep_ms;          /* finished jobs older than this are pruned; 0: JOB_DEFAULT_KEEP_MS */
-	int resume;               /* resume interrupted and queued jobs found in the catalog */
+	const char *data_root;	  /* catalog location; NULL: no persistence (tests) */
+	const char *hub_dir;	  /* hub cache folder; NULL: <data_root>/hub */
+	const char *hive_id;	  /* NULL: any hive_id is accepted */
+	int max_jobs;		  /* downloads running at once; 0: JOB_DEFAULT_MAX_JOBS */
+	int keep_jobs;		  /* finished jobs kept; 0: CAP_JOBS_KEPT */
+	int64_t keep_ms; /* finished jobs older than this are pruned; 0: JOB_DEFAULT_KEEP_MS */
+	int resume;	 /* resume interrupted and queued jobs found in the catalog */
 };
 
 struct job_registry;
@@ -106,8 +106,8 @@ void job_registry_free(struct job_registry *r);
  * ref, foreign hive_id), ERR_TOO_LARGE, ERR_RETRY (too many active jobs) or
  * ERR_SHUTDOWN, with a message in e.
  */
-int job_submit_json(struct job_registry *r, const char *body, size_t len,
-		    char id_out[JOB_ID_MAX], struct err *e);
+int job_submit_json(struct job_registry *r, const char *body, size_t len, char id_out[JOB_ID_MAX],
+		    struct err *e);
 
 /*
  * Cancels a queued or running job: 0. An ended job: ERR_CONFLICT, with its
@@ -127,8 +127,8 @@ int job_list_json(struct job_registry *r, const char *filter, json_t **out, stru
  * unknown job, ERR_RETRY when CAP_WATCHERS watchers are open.
  */
 struct job_watch;
-int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id,
-		   struct job_watch **out, struct err *e);
+int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id, struct job_watch **out,
+		   struct err *e);
 /*
  * Waits up to timeout_ms for the next event. Returns 1 with *ev filled (the
  * caller frees ev->data), 0 on timeout, or ERR_SHUTDOWN when the registry
@@ -174,10 +174,10 @@ int job_partial_delete(struct job_registry *r, const char *sha256, const char *r
 
 struct job_stats {
 	long by_state[JOB__STATES];
-	long active_transfers;    /* running download jobs */
+	long active_transfers;	   /* running download jobs */
 	uint64_t bytes_downloaded; /* since start, from progress events */
 	long watchers;
-	long catalog_models;   /* -1 when unknown */
+	long catalog_models; /* -1 when unknown */
 	uint64_t catalog_bytes;
 };
 void job_stats_get(struct job_registry *r, struct job_stats *st);

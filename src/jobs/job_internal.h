@@ -47,27 +47,27 @@ struct job_op {
 const struct job_op *job_op_find(const char *name);
 
 struct job {
-	char id[JOB_ID_MAX];    /* immutable */
-	const struct job_op *op; /* immutable */
-	char *arg;               /* immutable: model ref or model id; may be NULL */
+	char id[JOB_ID_MAX];	     /* immutable */
+	const struct job_op *op;     /* immutable */
+	char *arg;		     /* immutable: model ref or model id; may be NULL */
 	struct cancel_token *cancel; /* immutable pointer; the token is thread-safe */
 	enum job_state state;
 	int64_t created_ms, updated_ms; /* wall clock */
 	char error[ERR_MSG_MAX];
-	char *progress;  /* latest progress JSON, or NULL */
-	char *model_id;  /* catalog id once known */
+	char *progress;	     /* latest progress JSON, or NULL */
+	char *model_id;	     /* catalog id once known */
 	uint64_t last_bytes; /* bytes_done of the last progress, for the metrics counter */
 	int shutdown_cancel; /* cancelled by shutdown: ends interrupted, not cancelled */
 	int user_cancel;     /* a user asked first: ends cancelled even during shutdown */
 	struct job_event *ev;
 	size_t n_ev, cap_ev;
 	uint64_t next_id;
-	int ended; /* the terminal event is in the log */
+	int ended;	   /* the terminal event is in the log */
 	pthread_cond_t cv; /* broadcast on every appended event */
 	int refs;
-	int linked; /* in the registry table */
-	int dirty;  /* the catalog row is stale */
-	int persist_rc; /* result of the last write of its row (0 or ERR_*) */
+	int linked;		       /* in the registry table */
+	int dirty;		       /* the catalog row is stale */
+	int persist_rc;		       /* result of the last write of its row (0 or ERR_*) */
 	char persist_msg[ERR_MSG_MAX]; /* why that write failed */
 	struct job *qnext;
 };
@@ -91,18 +91,18 @@ struct job_registry {
 	struct job_models_cache *models_cache;
 
 	pthread_mutex_t lock;
-	pthread_cond_t work_cv;    /* workers wait for queued jobs */
+	pthread_cond_t work_cv;	   /* workers wait for queued jobs */
 	pthread_cond_t persist_cv; /* the persistence thread waits for dirty rows */
-	struct job **jobs;         /* oldest first */
+	struct job **jobs;	   /* oldest first */
 	size_t n_jobs, cap_jobs;
 	struct job_queue queues[JOB__POOLS];
-	int stopping;        /* no submissions; workers and watchers leave */
-	int persist_stop;    /* the persistence thread flushes and leaves */
-	int shut_down;       /* job_registry_shutdown() completed */
+	int stopping;	  /* no submissions; workers and watchers leave */
+	int persist_stop; /* the persistence thread flushes and leaves */
+	int shut_down;	  /* job_registry_shutdown() completed */
 	long watchers;
 	uint64_t bytes_downloaded;
 
-	pthread_t *workers;  /* max_jobs download workers, then one per other pool */
+	pthread_t *workers; /* max_jobs download workers, then one per other pool */
 	int n_workers;
 	pthread_t persister;
 	int persister_started;
@@ -125,13 +125,12 @@ struct job_models_cache *job_models_cache_new(void);
 void job_models_cache_free(struct job_models_cache *c);
 
 /* Appends an event; takes ownership of data. Caller holds r->lock. */
-void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind,
-		       char *data);
+void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data);
 /* Takes the lock and appends. */
 void job_append(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data);
 /* Formats a narration line (newlines flattened, capped) and appends it. */
 void job_narrate(struct job_registry *r, struct job *j, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* Creates, links and enqueues a job. Caller holds r->lock. */
 struct job *job_create_locked(struct job_registry *r, const struct job_op *op, const char *arg,

@@ -17,7 +17,7 @@
 #include "jobs/persist.h"
 
 int job_model_delete_on(struct job_registry *r, struct job_persist *cat, const char *query,
-			 json_t **out, struct err *e)
+			json_t **out, struct err *e)
 {
 	/* Checked before the lookup too: the catalog may not list it yet. */
 	if (job_model_busy(r, query))
@@ -66,7 +66,7 @@ struct job_models_entry {
 };
 
 struct job_models_cache {
-	pthread_mutex_t lock; /* guards every field */
+	pthread_mutex_t lock;	   /* guards every field */
 	struct job_persist *vconn; /* NULL while a request uses it, or not opened */
 	int vconn_busy;
 	pthread_cond_t vconn_cv; /* signalled when vconn is given back */
@@ -155,7 +155,7 @@ static char *job_models_cache_get(struct job_models_cache *c, size_t offset, siz
 }
 
 static void job_models_cache_put(struct job_models_cache *c, size_t offset, size_t limit,
-				  uint64_t v, const char *text, size_t len)
+				 uint64_t v, const char *text, size_t len)
 {
 	char *copy = xmalloc(len + 1);
 	memcpy(copy, text, len + 1);
@@ -193,10 +193,10 @@ static int job_models_build(struct job_registry *r, size_t offset, size_t limit,
 		json_decref(models);
 		return rc;
 	}
-	json_t *o = json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
-			      "offset", (json_int_t)offset, "limit", (json_int_t)limit,
-			      "next_offset",
-			      more ? json_integer((json_int_t)(offset + limit)) : json_null());
+	json_t *o =
+	    json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
+		      "offset", (json_int_t)offset, "limit", (json_int_t)limit, "next_offset",
+		      more ? json_integer((json_int_t)(offset + limit)) : json_null());
 	if (!o)
 		return err_set(e, ERR_INTERNAL, "a model of the catalog cannot be encoded");
 	char *s = json_dump_compact(o);
@@ -216,7 +216,8 @@ int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, ch
 	*text = NULL;
 	*len = 0;
 	if (limit < 1 || limit > CAP_MODELS_PAGE)
-		return err_set(e, ERR_INVALID, "limit %zu: expected 1 to %d", limit, CAP_MODELS_PAGE);
+		return err_set(e, ERR_INVALID, "limit %zu: expected 1 to %d", limit,
+			       CAP_MODELS_PAGE);
 	if (offset > CAP_CATALOG_MODELS)
 		return err_set(e, ERR_INVALID, "offset %zu: expected 0 to %d", offset,
 			       CAP_CATALOG_MODELS);

@@ -19,7 +19,6 @@
 #include "provision/provision.h"
 #include "store/store.h"
 
-
 struct job_prov_ctx {
 	struct job_registry *r;
 	struct job *j;
@@ -60,7 +59,8 @@ static int op_download(struct job_registry *r, struct job *j, struct job_persist
 		return err_set(e, ERR_INTERNAL, "no provisioner is configured");
 	struct job_prov_ctx cx = {r, j};
 	struct prov_events ev = {job_on_progress, job_on_narrate, &cx};
-	struct prov_request req = {.ref = j->arg, .job_id = j->id, .cancel = j->cancel, .events = &ev};
+	struct prov_request req = {
+	    .ref = j->arg, .job_id = j->id, .cancel = j->cancel, .events = &ev};
 	struct prov_artifact *art = xcalloc(1, sizeof(*art));
 	int rc = provision(r->prov, &req, art, e);
 	if (rc == 0) {
@@ -80,8 +80,8 @@ static int job_append_data(struct job_registry *r, struct job *j, json_t *v, str
 	char *s = json_dump_compact(v);
 	if (strlen(s) > CAP_JOB_DATA) {
 		free(s);
-		return err_set(e, ERR_TOO_LARGE, "the result is over %d bytes; use the resource API",
-			       CAP_JOB_DATA);
+		return err_set(e, ERR_TOO_LARGE,
+			       "the result is over %d bytes; use the resource API", CAP_JOB_DATA);
 	}
 	job_append(r, j, JOB_EV_DATA, s);
 	return 0;
@@ -111,8 +111,7 @@ static int op_get(struct job_registry *r, struct job *j, struct job_persist *cat
 	return rc;
 }
 
-static int op_delete(struct job_registry *r, struct job *j, struct job_persist *cat,
-		     struct err *e)
+static int op_delete(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
 {
 	json_t *o = NULL;
 	int rc = job_model_delete_on(r, cat, j->arg, &o, e);
@@ -126,10 +125,10 @@ static int op_delete(struct job_registry *r, struct job *j, struct job_persist *
 
 /* What a file's status reads as in narration. */
 static const char *const verify_words[] = {
-	[STORE_FILE_OK] = "ok",
-	[STORE_FILE_MISSING] = "missing",
-	[STORE_FILE_CORRUPT] = "corrupt",
-	[STORE_FILE_SIZE_MISMATCH] = "size mismatch",
+    [STORE_FILE_OK] = "ok",
+    [STORE_FILE_MISSING] = "missing",
+    [STORE_FILE_CORRUPT] = "corrupt",
+    [STORE_FILE_SIZE_MISMATCH] = "size mismatch",
 };
 
 /* Bad files named in the [ERROR] line. */
@@ -138,8 +137,8 @@ static const char *const verify_words[] = {
 struct verify_ctx {
 	struct job_registry *r;
 	struct job *j;
-	json_t *models; /* the report's models, in the order checked */
-	json_t *model;  /* the entry of the model being checked, borrowed */
+	json_t *models;		 /* the report's models, in the order checked */
+	json_t *model;		 /* the entry of the model being checked, borrowed */
 	char named[ERR_MSG_MAX]; /* the first bad files, for the summary */
 	size_t n_named;
 };
@@ -153,20 +152,19 @@ static void verify_on_file(void *arg, const struct store_verify_item *it)
 		json_array_append_new(v->models, v->model);
 	}
 	const char *status = store_file_status_name(it->status);
-	json_array_append_new(json_object_get(v->model, "files"),
-			      json_pack("{s:s,s:s,s:s}", "path", it->path, "sha256", it->sha256,
-					"status", status));
+	json_array_append_new(
+	    json_object_get(v->model, "files"),
+	    json_pack("{s:s,s:s,s:s}", "path", it->path, "sha256", it->sha256, "status", status));
 	if (it->status == STORE_FILE_OK) {
 		job_narrate(v->r, v->j, "ok: %s (%s)", it->path, it->model_id);
 		return;
 	}
 	json_object_set_new(v->model, "status", json_string("bad"));
-	job_narrate(v->r, v->j, "%s: %s (%s)", verify_words[it->status], it->detail,
-		    it->model_id);
+	job_narrate(v->r, v->j, "%s: %s (%s)", verify_words[it->status], it->detail, it->model_id);
 	if (v->n_named++ < VERIFY_NAMED_MAX) {
 		size_t off = strlen(v->named);
-		snprintf(v->named + off, sizeof(v->named) - off, "%s%s in %s (%s)",
-			 off ? ", " : "", it->path, it->model_id, verify_words[it->status]);
+		snprintf(v->named + off, sizeof(v->named) - off, "%s%s in %s (%s)", off ? ", " : "",
+			 it->path, it->model_id, verify_words[it->status]);
 	}
 }
 
@@ -175,8 +173,7 @@ static void verify_on_file(void *arg, const struct store_verify_item *it)
  * result, and [ERROR] naming the bad files when any is bad. The store makes
  * the catalog truthful on the way (a model with a bad file becomes failed).
  */
-static int op_verify(struct job_registry *r, struct job *j, struct job_persist *cat,
-		     struct err *e)
+static int op_verify(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
 {
 	struct verify_ctx v = {.r = r, .j = j, .models = json_array()};
 	struct store_verify_summary sum;
@@ -184,9 +181,9 @@ static int op_verify(struct job_registry *r, struct job *j, struct job_persist *
 	int rc = job_persist_verify(cat, j->arg, verify_on_file, &v, j->cancel, &sum, e);
 	if (rc < 0)
 		goto out;
-	json_t *report = json_pack("{s:O,s:I,s:I}", "models", v.models, "ok",
-				   (json_int_t)(sum.files - sum.files_bad), "bad",
-				   (json_int_t)sum.files_bad);
+	json_t *report =
+	    json_pack("{s:O,s:I,s:I}", "models", v.models, "ok",
+		      (json_int_t)(sum.files - sum.files_bad), "bad", (json_int_t)sum.files_bad);
 	if (sum.models_skipped)
 		json_set_int(report, "skipped", (long long)sum.models_skipped);
 	char *s = json_dump_compact(report);
@@ -194,9 +191,9 @@ static int op_verify(struct job_registry *r, struct job *j, struct job_persist *
 		/* A catalog too large for one event: the good models' files are left out. */
 		size_t i;
 		json_t *m;
-		json_array_foreach(v.models, i, m)
-			if (strcmp(json_string_value(json_object_get(m, "status")), "ok") == 0)
-				json_object_del(m, "files");
+		json_array_foreach(v.models, i,
+				   m) if (strcmp(json_string_value(json_object_get(m, "status")),
+						 "ok") == 0) json_object_del(m, "files");
 		json_object_set_new(report, "ok_files_omitted", json_true());
 		free(s);
 		s = json_dump_compact(report);
@@ -204,8 +201,9 @@ static int op_verify(struct job_registry *r, struct job *j, struct job_persist *
 	json_decref(report);
 	if (strlen(s) > CAP_JOB_DATA) {
 		free(s);
-		job_narrate(r, j, "the report is over %d bytes even without the good files; "
-				  "the models' statuses are in GET /v1/models",
+		job_narrate(r, j,
+			    "the report is over %d bytes even without the good files; "
+			    "the models' statuses are in GET /v1/models",
 			    CAP_JOB_DATA);
 	} else {
 		job_append(r, j, JOB_EV_DATA, s);
@@ -223,11 +221,11 @@ out:
 }
 
 static const struct job_op job_ops[] = {
-	{"model_download", JOB_POOL_DOWNLOAD, "model", 0, op_download},
-	{"model_list", JOB_POOL_QUICK, NULL, 0, op_list},
-	{"model_get", JOB_POOL_QUICK, "id", 0, op_get},
-	{"model_delete", JOB_POOL_QUICK, "id", 0, op_delete},
-	{"model_verify", JOB_POOL_VERIFY, "id", 1, op_verify},
+    {"model_download", JOB_POOL_DOWNLOAD, "model", 0, op_download},
+    {"model_list", JOB_POOL_QUICK, NULL, 0, op_list},
+    {"model_get", JOB_POOL_QUICK, "id", 0, op_get},
+    {"model_delete", JOB_POOL_QUICK, "id", 0, op_delete},
+    {"model_verify", JOB_POOL_VERIFY, "id", 1, op_verify},
 };
 
 const struct job_op *job_op_find(const char *name)
@@ -254,8 +252,8 @@ static int job_text_check(const char *s, const char *what, struct err *e)
 	return 0;
 }
 
-int job_submit_json(struct job_registry *r, const char *body, size_t len,
-		    char id_out[JOB_ID_MAX], struct err *e)
+int job_submit_json(struct job_registry *r, const char *body, size_t len, char id_out[JOB_ID_MAX],
+		    struct err *e)
 {
 	json_t *req = NULL;
 	int rc = json_parse_strict(body, len, CAP_REQUEST_BODY, &req, e);
@@ -263,10 +261,10 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len,
 		return rc;
 	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
 	const struct json_field fields[] = {
-		{"operation", JF_STRING, 1, &operation},
-		{"model", JF_STRING, 0, &model},
-		{"id", JF_STRING, 0, &id},
-		{"hive_id", JF_STRING, 0, &hive_id},
+	    {"operation", JF_STRING, 1, &operation},
+	    {"model", JF_STRING, 0, &model},
+	    {"id", JF_STRING, 0, &id},
+	    {"hive_id", JF_STRING, 0, &hive_id},
 	};
 	rc = json_unpack_fields(req, fields, sizeof(fields) / sizeof(fields[0]), "request body", e);
 	if (rc < 0)

@@ -85,8 +85,7 @@ void job_persist_pool_free(struct job_persist_pool *pool)
 	free(pool);
 }
 
-int job_persist_pool_acquire(struct job_persist_pool *pool, struct job_persist **out,
-			     struct err *e)
+int job_persist_pool_acquire(struct job_persist_pool *pool, struct job_persist **out, struct err *e)
 {
 	*out = NULL;
 	pthread_mutex_lock(&pool->lock);
@@ -143,7 +142,10 @@ int job_persist_mark_interrupted(struct job_persist *p, struct err *e)
 	return catalog_jobs_mark_interrupted(p->cat, NULL, NULL, e);
 }
 
-static const char *nonempty(const char *s) { return s && s[0] ? s : NULL; }
+static const char *nonempty(const char *s)
+{
+	return s && s[0] ? s : NULL;
+}
 
 int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct job_row *row),
 		     void *arg, struct err *e)
@@ -273,8 +275,7 @@ int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e)
 	return p ? catalog_data_version(p->cat, v, e) : 0;
 }
 
-int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
-			   struct err *e)
+int job_persist_model_json(struct job_persist *p, const char *query, json_t **out, struct err *e)
 {
 	*out = NULL;
 	if (!p)
@@ -303,8 +304,7 @@ int job_persist_model_delete(struct job_persist *p, const char *id, struct err *
 
 int job_persist_verify(struct job_persist *p, const char *query,
 		       void (*fn)(void *arg, const struct store_verify_item *it), void *arg,
-		       struct cancel_token *cancel, struct store_verify_summary *sum,
-		       struct err *e)
+		       struct cancel_token *cancel, struct store_verify_summary *sum, struct err *e)
 {
 	memset(sum, 0, sizeof(*sum));
 	if (!p)
@@ -344,12 +344,11 @@ int job_persist_partials_json(struct job_persist *p, json_t **out, struct err *e
 		int writing = store_partial_writing(l, c->repo_dir, c->sha256, &sub);
 		if (writing < 0)
 			log_warn("partial %s of %s: %s", c->sha256, c->repo_dir, err_msg(&sub));
-		json_array_append_new(*out, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b}", "repo_dir",
-						      c->repo_dir, "sha256", c->sha256,
-						      "total_size", (json_int_t)c->total_size,
-						      "bytes_done", (json_int_t)c->done_bytes,
-						      "updated_ms", (json_int_t)c->updated_ms,
-						      "writing", writing == 1));
+		json_array_append_new(
+		    *out, json_pack("{s:s,s:s,s:I,s:I,s:I,s:b}", "repo_dir", c->repo_dir, "sha256",
+				    c->sha256, "total_size", (json_int_t)c->total_size,
+				    "bytes_done", (json_int_t)c->done_bytes, "updated_ms",
+				    (json_int_t)c->updated_ms, "writing", writing == 1));
 	}
 	layout_free(l);
 	free(list);

@@ -60,7 +60,7 @@ void job_persist_pool_release(struct job_persist_pool *pool, struct job_persist 
 struct job_row {
 	const char *id;
 	const char *operation;
-	const char *arg;      /* model ref or model id; may be NULL */
+	const char *arg; /* model ref or model id; may be NULL */
 	enum job_state state;
 	const char *error;    /* may be NULL */
 	const char *progress; /* latest progress JSON; may be NULL */
@@ -93,8 +93,7 @@ int job_persist_data_version(struct job_persist *p, uint64_t *v, struct err *e);
  * Resolves a user's id or unambiguous ref to one model: ERR_NOT_FOUND,
  * ERR_CONFLICT when ambiguous. *out is the model object.
  */
-int job_persist_model_json(struct job_persist *p, const char *query, json_t **out,
-			   struct err *e);
+int job_persist_model_json(struct job_persist *p, const char *query, json_t **out, struct err *e);
 /* store_delete_model() of the model with catalog id id (files no other model uses go too). */
 int job_persist_model_delete(struct job_persist *p, const char *id, struct err *e);
 /*

@@ -44,7 +44,7 @@ static int job_dequeue_locked(struct job_registry *r, struct job *j)
 		if (q->tail == it)
 			q->tail = prev;
 		assert(j->refs > 1); /* the table still holds one */
-		j->refs--; /* the queue's reference; the table still holds one */
+		j->refs--;	     /* the queue's reference; the table still holds one */
 		return 1;
 	}
 	return 0;
@@ -69,9 +69,9 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 	struct job *j = job_create_locked(r, op, arg, NULL);
 	snprintf(id_out, JOB_ID_MAX, "%s", j->id);
 	uint64_t seq = job_mark_dirty_locked(r, j, 1);
-	job_append_locked(r, j, JOB_EV_NARRATION,
-			  xasprintf("job %s queued: %s%s%s", j->id, op->name, arg ? " " : "",
-				    arg ? arg : ""));
+	job_append_locked(
+	    r, j, JOB_EV_NARRATION,
+	    xasprintf("job %s queued: %s%s%s", j->id, op->name, arg ? " " : "", arg ? arg : ""));
 	/*
 	 * The 201 promises a job that survives a crash: the queued row is
 	 * written (one small transaction, grouped with whatever else is due)
@@ -116,7 +116,8 @@ static void job_finish_locked(struct job_registry *r, struct job *j, int rc, con
 				       xasprintf("[ERROR] %s", j->error));
 		} else {
 			snprintf(j->error, sizeof(j->error), "cancelled");
-			job_end_locked(r, j, JOB_CANCELLED, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
+			job_end_locked(r, j, JOB_CANCELLED, JOB_EV_CANCELLED,
+				       xstrdup("[CANCELLED]"));
 		}
 	} else {
 		snprintf(j->error, sizeof(j->error), "%s", err_msg(e));
@@ -164,8 +165,8 @@ void *job_worker_main(void *p)
 
 		pthread_mutex_lock(&r->lock);
 		job_finish_locked(r, j, rc, &e);
-		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, j->id, "job %s%s%s", job_state_name(j->state),
-			rc == 0 ? "" : ": ", rc == 0 ? "" : j->error);
+		log_msg(rc == 0 ? LOG_INFO : LOG_WARN, j->id, "job %s%s%s",
+			job_state_name(j->state), rc == 0 ? "" : ": ", rc == 0 ? "" : j->error);
 		job_unref_locked(j); /* the queue's reference */
 		job_prune_locked(r);
 	}

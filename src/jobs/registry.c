@@ -79,15 +79,15 @@ static void job_snap_write(struct job_persist *cat, struct job_snap *s, size_t n
 {
 	for (size_t i = 0; i < n; i++) {
 		struct job_row row = {
-			.id = s[i].id,
-			.operation = s[i].op,
-			.arg = s[i].arg,
-			.state = s[i].state,
-			.error = s[i].error,
-			.progress = s[i].progress,
-			.model_id = s[i].model_id,
-			.created_ms = s[i].created_ms,
-			.updated_ms = s[i].updated_ms,
+		    .id = s[i].id,
+		    .operation = s[i].op,
+		    .arg = s[i].arg,
+		    .state = s[i].state,
+		    .error = s[i].error,
+		    .progress = s[i].progress,
+		    .model_id = s[i].model_id,
+		    .created_ms = s[i].created_ms,
+		    .updated_ms = s[i].updated_ms,
 		};
 		struct err e;
 		err_clear(&e);
@@ -191,7 +191,9 @@ static void job_load_row(void *arg, const struct job_row *row)
 	/* A finished job replays its history as far as the catalog kept it. */
 	switch (st) {
 	case JOB_SUCCEEDED: job_append_locked(r, j, JOB_EV_DONE, xstrdup("[DONE]")); break;
-	case JOB_CANCELLED: job_append_locked(r, j, JOB_EV_CANCELLED, xstrdup("[CANCELLED]")); break;
+	case JOB_CANCELLED:
+		job_append_locked(r, j, JOB_EV_CANCELLED, xstrdup("[CANCELLED]"));
+		break;
 	case JOB_FAILED:
 		job_append_locked(r, j, JOB_EV_ERROR,
 				  xasprintf("[ERROR] %s", j->error[0] ? j->error : "failed"));
@@ -263,8 +265,9 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	for (int i = 0; i < n_workers; i++) {
 		struct job_worker_arg *wa = xmalloc(sizeof(*wa));
 		wa->r = r;
-		wa->pool = i < r->max_jobs ? JOB_POOL_DOWNLOAD
-					   : (enum job_pool)(JOB_POOL_DOWNLOAD + 1 + i - r->max_jobs);
+		wa->pool = i < r->max_jobs
+			       ? JOB_POOL_DOWNLOAD
+			       : (enum job_pool)(JOB_POOL_DOWNLOAD + 1 + i - r->max_jobs);
 		if (pthread_create(&r->workers[i], NULL, job_worker_main, wa) != 0) {
 			free(wa);
 			rc = err_set(e, ERR_IO, "starting job workers: %s", strerror(errno));

@@ -162,7 +162,7 @@ int job_wait_durable_locked(struct job_registry *r, uint64_t seq)
  * longer queued or running).
  */
 void job_end_locked(struct job_registry *r, struct job *j, enum job_state st,
-			   enum job_event_kind kind, char *data)
+		    enum job_event_kind kind, char *data)
 {
 	uint64_t seq = job_set_state_locked(r, j, st);
 	int rc = job_wait_durable_locked(r, seq);

@@ -79,8 +79,8 @@ struct job_watch {
 	int done;
 };
 
-int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id,
-		   struct job_watch **out, struct err *e)
+int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id, struct job_watch **out,
+		   struct err *e)
 {
 	*out = NULL;
 	pthread_mutex_lock(&r->lock);

@@ -16,7 +16,8 @@ void prov_blob_made(struct catalog *cat, const struct layout *l, const char *rep
 	struct err e = {0};
 	if (!cat || layout_blob_stat(l, repo_dir, sha256, &size, &mtime) != 1)
 		return;
-	if (catalog_blob_verified(cat, repo_dir, sha256, sha256, size, mtime, 0, &e) == 0 && !verified)
+	if (catalog_blob_verified(cat, repo_dir, sha256, sha256, size, mtime, 0, &e) == 0 &&
+	    !verified)
 		catalog_blob_distrust(cat, repo_dir, sha256, &e);
 	if (e.msg[0])
 		log_warn("recording blob %s of %s: %s", sha256, repo_dir, err_msg(&e));

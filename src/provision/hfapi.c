@@ -126,8 +126,8 @@ int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct er
 {
 	memset(c, 0, sizeof(*c));
 	const char *ep = cfg->endpoint && *cfg->endpoint ? cfg->endpoint
-			 : env_set("HF_ENDPOINT")         ? getenv("HF_ENDPOINT")
-							  : HF_DEFAULT_ENDPOINT;
+			 : env_set("HF_ENDPOINT")	 ? getenv("HF_ENDPOINT")
+							 : HF_DEFAULT_ENDPOINT;
 	if (fmt_buf(c->endpoint, sizeof(c->endpoint), "%s", ep))
 		return err_set(e, ERR_INVALID, "Hub endpoint is too long");
 	size_t n = strlen(c->endpoint);
@@ -411,8 +411,8 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 	hf_resp_cleanup(r);
 	memset(r, 0, sizeof(*r));
 	if (c->offline)
-		return err_set(e, ERR_OFFLINE, "offline mode (HF_HUB_OFFLINE or --offline): not fetching %s",
-			       url);
+		return err_set(e, ERR_OFFLINE,
+			       "offline mode (HF_HUB_OFFLINE or --offline): not fetching %s", url);
 	struct hf_chain ch = {.base = -1};
 	struct err pe = {0};
 	if (url_parse(url, &ch.start, &pe) || url_check_scheme(&ch.start, &pe))
@@ -469,17 +469,22 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 
 struct hf_error_map {
 	const char *code; /* X-Error-Code, or NULL to match on status alone */
-	long status;      /* 0: any */
+	long status;	  /* 0: any */
 	int err;
 };
 
 /* First match wins: specific Hub codes, then bare statuses. */
 static const struct hf_error_map hf_errors[] = {
-	{"RepoNotFound", 0, ERR_NOT_FOUND},  {"RevisionNotFound", 0, ERR_NOT_FOUND},
-	{"EntryNotFound", 0, ERR_NOT_FOUND}, {"GatedRepo", 0, ERR_GATED},
-	{"DisabledRepo", 0, ERR_FORBIDDEN},  {NULL, 401, ERR_UNAUTHORIZED},
-	{NULL, 403, ERR_FORBIDDEN},          {NULL, 404, ERR_NOT_FOUND},
-	{NULL, 429, ERR_RETRY},              {NULL, 0, ERR_NETWORK},
+    {"RepoNotFound", 0, ERR_NOT_FOUND},
+    {"RevisionNotFound", 0, ERR_NOT_FOUND},
+    {"EntryNotFound", 0, ERR_NOT_FOUND},
+    {"GatedRepo", 0, ERR_GATED},
+    {"DisabledRepo", 0, ERR_FORBIDDEN},
+    {NULL, 401, ERR_UNAUTHORIZED},
+    {NULL, 403, ERR_FORBIDDEN},
+    {NULL, 404, ERR_NOT_FOUND},
+    {NULL, 429, ERR_RETRY},
+    {NULL, 0, ERR_NETWORK},
 };
 
 int hf_map_error(long status, const char *error_code, const char *error_message,
@@ -499,7 +504,8 @@ int hf_map_error(long status, const char *error_code, const char *error_message,
 	if (strcmp(code, "RepoNotFound") == 0) {
 		if (status == 401 && !w->have_token)
 			return err_set(e, ERR_NOT_FOUND,
-				       "repo '%s' not found (if it is private, set HF_TOKEN)", repo);
+				       "repo '%s' not found (if it is private, set HF_TOKEN)",
+				       repo);
 		return err_set(e, ERR_NOT_FOUND, "repo '%s' not found", repo);
 	}
 	if (strcmp(code, "RevisionNotFound") == 0)
@@ -512,10 +518,11 @@ int hf_map_error(long status, const char *error_code, const char *error_message,
 	if (strcmp(code, "GatedRepo") == 0) {
 		if (!w->have_token)
 			return err_set(e, ERR_GATED,
-				       "'%s' is gated: set HF_TOKEN after accepting its terms", repo);
-		return err_set(e, ERR_GATED,
-			       "'%s' is gated and the token has no access: accept its terms on the Hub",
-			       repo);
+				       "'%s' is gated: set HF_TOKEN after accepting its terms",
+				       repo);
+		return err_set(
+		    e, ERR_GATED,
+		    "'%s' is gated and the token has no access: accept its terms on the Hub", repo);
 	}
 	if (strcmp(code, "DisabledRepo") == 0)
 		return err_set(e, ERR_FORBIDDEN, "'%s' is disabled on the Hub", repo);
@@ -529,8 +536,9 @@ int hf_map_error(long status, const char *error_code, const char *error_message,
 		return err_set(e, err, "'%s': access refused (HTTP 403)%s%s", repo,
 			       *msg ? ": " : "", msg);
 	case ERR_NOT_FOUND:
-		return err_set(e, err, "%s%s not found in %s", w->path ? "file " : "repo or revision",
-			       w->path ? w->path : "", repo);
+		return err_set(e, err, "%s%s not found in %s",
+			       w->path ? "file " : "repo or revision", w->path ? w->path : "",
+			       repo);
 	case ERR_RETRY:
 		return err_set(e, err, "the Hub is rate limiting requests; try again later");
 	default:
@@ -565,8 +573,8 @@ static char *escape_path(const char *p)
 	return out;
 }
 
-static int check_status(const struct hf_client *c, const struct hf_resp *r,
-			const struct hf_what *w, struct err *e)
+static int check_status(const struct hf_client *c, const struct hf_resp *r, const struct hf_what *w,
+			struct err *e)
 {
 	if (r->status >= 200 && r->status < 300)
 		return 0;
@@ -614,7 +622,8 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
 	int rc = get_json(c, url, &w, "model info", cancel, &r, &doc, e);
 	if (rc)
 		goto out;
-	/* Hub answers carry many more keys than we read and gain new ones; only ours are checked. */
+	/* Hub answers carry many more keys than we read and gain new ones; only ours are checked.
+	 */
 	json_t *sha = json_is_object(doc) ? json_object_get(doc, "sha") : NULL;
 	if (!json_is_string(sha) || !is_commit(json_string_value(sha))) {
 		rc = err_set(e, ERR_NETWORK, "model info of %s has no commit sha", repo_id);
@@ -636,8 +645,10 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
 			struct err pe = {0};
 			if (!json_is_string(fn) ||
 			    path_check_repo(json_string_value(fn), json_string_length(fn), &pe)) {
-				rc = err_set(e, ERR_INVALID, "model info of %s: unsafe file name refused: %s",
-					     repo_id, json_is_string(fn) ? err_msg(&pe) : "not a string");
+				rc = err_set(e, ERR_INVALID,
+					     "model info of %s: unsafe file name refused: %s",
+					     repo_id,
+					     json_is_string(fn) ? err_msg(&pe) : "not a string");
 				goto out;
 			}
 			if (hf_listing_add(names, json_string_value(fn), 0, NULL, NULL)) {
@@ -680,13 +691,14 @@ static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_i
 	size_t plen = json_string_length(path);
 	struct err pe = {0};
 	if (path_check_repo(p, plen, &pe))
-		return err_set(e, ERR_INVALID, "tree listing of %s: unsafe path refused: %s", repo_id,
-			       err_msg(&pe));
+		return err_set(e, ERR_INVALID, "tree listing of %s: unsafe path refused: %s",
+			       repo_id, err_msg(&pe));
 	uint64_t size = 0;
 	int has_size = get_u64(json_object_get(it, "size"), &size) == 0;
 	const char *sha = NULL, *oid = NULL;
 	json_t *o = json_object_get(it, "oid");
-	if (json_is_string(o) && json_string_length(o) == 40 && is_hex_lower(json_string_value(o), 40))
+	if (json_is_string(o) && json_string_length(o) == 40 &&
+	    is_hex_lower(json_string_value(o), 40))
 		oid = json_string_value(o);
 	json_t *lfs = json_object_get(it, "lfs");
 	if (json_is_object(lfs)) {
@@ -698,10 +710,10 @@ static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_i
 		uint64_t lsize;
 		if (get_u64(json_object_get(lfs, "size"), &lsize) == 0) {
 			if (has_size && lsize != size)
-				return err_set(e, ERR_DIGEST,
-					       "tree listing of %s: '%s' has two sizes (%llu, %llu)",
-					       repo_id, p, (unsigned long long)size,
-					       (unsigned long long)lsize);
+				return err_set(
+				    e, ERR_DIGEST,
+				    "tree listing of %s: '%s' has two sizes (%llu, %llu)", repo_id,
+				    p, (unsigned long long)size, (unsigned long long)lsize);
 			size = lsize;
 			has_size = 1;
 		}
@@ -738,8 +750,8 @@ int hf_tree_page_parse(const char *body, size_t len, const char *link, const cha
 			goto out;
 		}
 		if (!json_is_object(it)) {
-			rc = err_set(e, ERR_NETWORK, "tree listing of %s: entry %zu is not an object",
-				     repo_id, i);
+			rc = err_set(e, ERR_NETWORK,
+				     "tree listing of %s: entry %zu is not an object", repo_id, i);
 			goto out;
 		}
 		rc = add_tree_entry(out, it, repo_id, e);
@@ -747,23 +759,22 @@ int hf_tree_page_parse(const char *body, size_t len, const char *link, const cha
 			goto out;
 	}
 	if (link && link_next(link, next_url, next_size))
-		rc = err_set(e, ERR_TOO_LARGE, "tree listing of %s: the next page's URL is too long",
-			     repo_id);
+		rc = err_set(e, ERR_TOO_LARGE,
+			     "tree listing of %s: the next page's URL is too long", repo_id);
 out:
 	json_decref(doc);
 	return rc;
 }
 
-int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
-		 const char *commit, struct cancel_token *cancel, struct hf_listing *out,
-		 struct err *e)
+int hf_list_tree(const struct hf_client *c, const char *org, const char *repo, const char *commit,
+		 struct cancel_token *cancel, struct hf_listing *out, struct err *e)
 {
 	char repo_id[2 * CAP_REPO_ID_LEN + 2];
 	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
 	struct hf_what w = {.repo = repo_id, .revision = commit, .have_token = c->token != NULL};
 	char *rev = escape_all(commit);
-	char *url = xasprintf("%s/api/models/%s/%s/tree/%s?recursive=true", c->endpoint, org, repo,
-			      rev);
+	char *url =
+	    xasprintf("%s/api/models/%s/%s/tree/%s?recursive=true", c->endpoint, org, repo, rev);
 	free(rev);
 	struct hf_resp r = {0};
 	char next[CAP_URL_LEN + 1];
@@ -775,8 +786,8 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 	snprintf(out->commit, sizeof(out->commit), "%s", commit);
 	for (int page = 0;; page++) {
 		if (page >= CAP_LISTING_PAGES) {
-			rc = err_set(e, ERR_TOO_LARGE, "tree listing of %s has over %d pages", repo_id,
-				     CAP_LISTING_PAGES);
+			rc = err_set(e, ERR_TOO_LARGE, "tree listing of %s has over %d pages",
+				     repo_id, CAP_LISTING_PAGES);
 			goto out;
 		}
 		rc = hf_request(&pc, "GET", url, HF_REDIRECT_SAME_HOST, cancel, &r, e);
@@ -791,8 +802,8 @@ int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
 			break;
 		/* The next page must come from the Hub itself: the token goes with it. */
 		if (!url_same_origin_str(next, c->endpoint)) {
-			rc = err_set(e, ERR_NETWORK, "tree listing of %s: next page on another host",
-				     repo_id);
+			rc = err_set(e, ERR_NETWORK,
+				     "tree listing of %s: next page on another host", repo_id);
 			goto out;
 		}
 		free(url);
@@ -804,14 +815,14 @@ out:
 	return rc;
 }
 
-int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
-		 const char *revision, const char *path, struct cancel_token *cancel,
-		 struct hf_file_meta *out, struct err *e)
+int hf_head_file(const struct hf_client *c, const char *org, const char *repo, const char *revision,
+		 const char *path, struct cancel_token *cancel, struct hf_file_meta *out,
+		 struct err *e)
 {
 	char repo_id[2 * CAP_REPO_ID_LEN + 2];
 	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
-	struct hf_what w = {.repo = repo_id, .revision = revision, .path = path,
-			    .have_token = c->token != NULL};
+	struct hf_what w = {
+	    .repo = repo_id, .revision = revision, .path = path, .have_token = c->token != NULL};
 	memset(out, 0, sizeof(*out));
 	char *rev = escape_all(revision);
 	char *ep = escape_path(path);
@@ -830,7 +841,8 @@ int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
 	}
 	if (!r.commit[0]) {
 		rc = err_set(e, ERR_NETWORK,
-			     "'%s' in %s: the answer has no X-Repo-Commit, so it did not come from the Hub (proxy?)",
+			     "'%s' in %s: the answer has no X-Repo-Commit, so it did not come from "
+			     "the Hub (proxy?)",
 			     path, repo_id);
 		goto out;
 	}
@@ -840,7 +852,8 @@ int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
 	}
 	size_t el = strlen(r.etag);
 	if (!((el == 64 && is_hex_lower(r.etag, 64)) || (el == 40 && is_hex_lower(r.etag, 40)))) {
-		rc = err_set(e, ERR_NETWORK, "'%s' in %s: the Hub gave no usable etag", path, repo_id);
+		rc = err_set(e, ERR_NETWORK, "'%s' in %s: the Hub gave no usable etag", path,
+			     repo_id);
 		goto out;
 	}
 	if (!r.has_size) {
@@ -952,7 +965,7 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 		}
 		json_set_int(q, "size",
 			     (long long)json_integer_value(json_object_get(q, "size")) +
-				     (long long)f->size);
+				 (long long)f->size);
 		json_array_append_new(json_object_get(q, "files"), json_string(f->path));
 	}
 	*out = doc;

@@ -31,9 +31,9 @@ struct prov_config;
 
 struct hf_client {
 	char endpoint[CAP_URL_LEN + 1]; /* without trailing '/' */
-	char *token;                    /* NULL: none; never logged */
+	char *token;			/* NULL: none; never logged */
 	int offline;
-	size_t max_answer;     /* bytes of one answer read; 0: CAP_LISTING_BYTES */
+	size_t max_answer; /* bytes of one answer read; 0: CAP_LISTING_BYTES */
 	char user_agent[64];
 };
 
@@ -57,17 +57,17 @@ struct hf_resp {
 	long status;
 	char *body; /* NUL-terminated, malloc'd; NULL for HEAD */
 	size_t len;
-	char commit[64];        /* X-Repo-Commit */
-	char etag[128];         /* X-Linked-Etag, else ETag, W/ and quotes stripped */
-	uint64_t size;          /* X-Linked-Size, else Content-Length of a non-redirect */
+	char commit[64]; /* X-Repo-Commit */
+	char etag[128];	 /* X-Linked-Etag, else ETag, W/ and quotes stripped */
+	uint64_t size;	 /* X-Linked-Size, else Content-Length of a non-redirect */
 	int has_size;
-	char location[CAP_URL_LEN + 1]; /* absolute; of a redirect not followed */
-	char error_code[64];    /* X-Error-Code */
-	char error_message[256]; /* X-Error-Message */
-	char request_id[128];   /* X-Request-Id */
-	char link[CAP_HEADER_VALUE]; /* Link, as sent */
-	long retry_after_s;     /* -1 when absent */
-	int accept_ranges;      /* Accept-Ranges: bytes */
+	char location[CAP_URL_LEN + 1];	 /* absolute; of a redirect not followed */
+	char error_code[64];		 /* X-Error-Code */
+	char error_message[256];	 /* X-Error-Message */
+	char request_id[128];		 /* X-Request-Id */
+	char link[CAP_HEADER_VALUE];	 /* Link, as sent */
+	long retry_after_s;		 /* -1 when absent */
+	int accept_ranges;		 /* Accept-Ranges: bytes */
 	char final_url[CAP_URL_LEN + 1]; /* after same-host redirects */
 };
 
@@ -75,7 +75,7 @@ void hf_resp_cleanup(struct hf_resp *r);
 
 enum hf_redirects {
 	HF_REDIRECT_SAME_HOST = 0, /* Hub requests: follow same-host ones, read the rest */
-	HF_REDIRECT_ANY,          /* plain URLs: follow to any https host (or loopback in tests) */
+	HF_REDIRECT_ANY,	   /* plain URLs: follow to any https host (or loopback in tests) */
 };
 
 /*
@@ -124,9 +124,8 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
  * out->max_entries as files do. Each path goes through path_check_repo; a bad
  * one fails the whole listing.
  */
-int hf_list_tree(const struct hf_client *c, const char *org, const char *repo,
-		 const char *commit, struct cancel_token *cancel, struct hf_listing *out,
-		 struct err *e);
+int hf_list_tree(const struct hf_client *c, const char *org, const char *repo, const char *commit,
+		 struct cancel_token *cancel, struct hf_listing *out, struct err *e);
 
 /*
  * One page of that listing, with no I/O (hf_list_tree's parser, fuzzed on
@@ -151,15 +150,15 @@ void hf_etag_strip(const char *in, char *out, size_t size);
 /* One file's facts from HEAD E/ORG/REPO/resolve/REV/PATH. */
 struct hf_file_meta {
 	char commit[41];
-	char etag[65];  /* sha256 (64 hex) of an LFS file, or git sha1 (40 hex) */
+	char etag[65]; /* sha256 (64 hex) of an LFS file, or git sha1 (40 hex) */
 	uint64_t size;
 	char url[CAP_URL_LEN + 1]; /* where the bytes are: the CDN location or the resolve URL */
-	int url_is_hub;            /* the bytes come from the Hub host itself (small files) */
+	int url_is_hub;		   /* the bytes come from the Hub host itself (small files) */
 };
 
-int hf_head_file(const struct hf_client *c, const char *org, const char *repo,
-		 const char *revision, const char *path, struct cancel_token *cancel,
-		 struct hf_file_meta *out, struct err *e);
+int hf_head_file(const struct hf_client *c, const char *org, const char *repo, const char *revision,
+		 const char *path, struct cancel_token *cancel, struct hf_file_meta *out,
+		 struct err *e);
 
 /*
  * For GET /v1/sources/hf/ORG/REPO: the repo's files at revision (NULL: main)

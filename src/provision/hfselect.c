@@ -300,8 +300,8 @@ static int collect_set(const struct hf_listing *l, size_t i, const char *repo,
 		return 0;
 	}
 	if (count > max - *n)
-		return err_set(e, ERR_TOO_LARGE, "'%s' is split into %u shards, more than %zu",
-			       p, count, max - *n);
+		return err_set(e, ERR_TOO_LARGE, "'%s' is split into %u shards, more than %zu", p,
+			       count, max - *n);
 	size_t *slot = idx + *n;
 	for (unsigned k = 0; k < count; k++)
 		slot[k] = l->n;

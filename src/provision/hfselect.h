@@ -25,10 +25,10 @@ struct err;
 #define HF_QUANT_MAX 32
 
 struct hf_file {
-	char *path;      /* repo path, checked by path_check_repo */
-	uint64_t size;   /* bytes, as the listing says */
+	char *path;	 /* repo path, checked by path_check_repo */
+	uint64_t size;	 /* bytes, as the listing says */
 	char sha256[65]; /* lfs.oid for LFS files; "" otherwise */
-	char oid[65];    /* git blob id (40 hex) for small files; "" if unknown */
+	char oid[65];	 /* git blob id (40 hex) for small files; "" if unknown */
 };
 
 struct hf_listing {

@@ -22,16 +22,16 @@ static void emit(struct prov_job *j)
 	if (!ev || !ev->progress)
 		return;
 	struct prov_progress p = {
-		.phase = j->phase,
-		.file = j->file,
-		.files_done = j->files_done,
-		.files_total = j->files_total,
-		.bytes_done = j->bytes_before + j->file_bytes,
-		.bytes_total = j->bytes_total,
-		.file_bytes_done = j->file ? j->file_bytes : 0,
-		.file_bytes_total = j->file ? j->file_size : 0,
-		.rate_bps = j->rate_bps,
-		.eta_s = -1,
+	    .phase = j->phase,
+	    .file = j->file,
+	    .files_done = j->files_done,
+	    .files_total = j->files_total,
+	    .bytes_done = j->bytes_before + j->file_bytes,
+	    .bytes_total = j->bytes_total,
+	    .file_bytes_done = j->file ? j->file_bytes : 0,
+	    .file_bytes_total = j->file ? j->file_size : 0,
+	    .rate_bps = j->rate_bps,
+	    .eta_s = -1,
 	};
 	if (p.bytes_done > p.bytes_total && p.bytes_total)
 		p.bytes_done = p.bytes_total;

@@ -42,8 +42,8 @@ struct prov_progress {
 	uint64_t bytes_total;
 	uint64_t file_bytes_done;  /* of the current file; 0 when file is NULL */
 	uint64_t file_bytes_total; /* the current file's size; 0 when unknown or no file */
-	double rate_bps; /* smoothed */
-	double eta_s;    /* negative when unknown */
+	double rate_bps;	   /* smoothed */
+	double eta_s;		   /* negative when unknown */
 };
 
 struct prov_events {
@@ -66,19 +66,20 @@ struct prov_request {
 struct prov_artifact {
 	char id[PROV_ID_MAX]; /* canonical catalog id of the model */
 	char path[4096];      /* absolute path of the first (or only) file */
-	uint64_t size;        /* bytes over all files */
+	uint64_t size;	      /* bytes over all files */
 };
 
 struct prov_config {
-	const char *data_root; /* the data root; catalog.db lives here */
-	const char *hf_cache;  /* hub cache folder; NULL: <data_root>/hub */
-	const char *endpoint;  /* HF endpoint; NULL: $HF_ENDPOINT or https://huggingface.co */
-	const char *hf_token;  /* NULL: $HF_TOKEN or $HF_HOME/token */
-	int offline;           /* no network at all */
-	int connections;       /* per file; 0: default 8 */
-	uint64_t limit_rate;   /* bytes/s over all transfers; 0: none */
-	uint64_t max_unknown_size; /* most bytes of a file of unknown size; 0: CAP_UNKNOWN_SIZE_DEFAULT */
-	int stall_timeout_s;   /* 0: default 30 */
+	const char *data_root;	   /* the data root; catalog.db lives here */
+	const char *hf_cache;	   /* hub cache folder; NULL: <data_root>/hub */
+	const char *endpoint;	   /* HF endpoint; NULL: $HF_ENDPOINT or https://huggingface.co */
+	const char *hf_token;	   /* NULL: $HF_TOKEN or $HF_HOME/token */
+	int offline;		   /* no network at all */
+	int connections;	   /* per file; 0: default 8 */
+	uint64_t limit_rate;	   /* bytes/s over all transfers; 0: none */
+	uint64_t max_unknown_size; /* most bytes of a file of unknown size; 0:
+				      CAP_UNKNOWN_SIZE_DEFAULT */
+	int stall_timeout_s;	   /* 0: default 30 */
 	/*
 	 * Folders whose files file:// refs may import (--allow-file-import);
 	 * none: no local path is read, only content uploaded to the daemon

@@ -19,12 +19,11 @@
 #include "store/layout.h"
 #include "store/store.h"
 
-
 static const char *const phase_names[PROV__PHASES] = {
-	[PROV_RESOLVING] = "resolving",
-	[PROV_DOWNLOADING] = "downloading",
-	[PROV_VERIFYING] = "verifying",
-	[PROV_PUBLISHING] = "publishing",
+    [PROV_RESOLVING] = "resolving",
+    [PROV_DOWNLOADING] = "downloading",
+    [PROV_VERIFYING] = "verifying",
+    [PROV_PUBLISHING] = "publishing",
 };
 
 const char *prov_phase_name(enum prov_phase p)
@@ -33,9 +32,9 @@ const char *prov_phase_name(enum prov_phase p)
 }
 
 static const struct prov_vendor *const vendors[] = {
-	&prov_vendor_hf,
-	&prov_vendor_url,
-	&prov_vendor_file,
+    &prov_vendor_hf,
+    &prov_vendor_url,
+    &prov_vendor_file,
 };
 
 struct multi_provisioner {
@@ -65,7 +64,8 @@ static int multi_provision(struct provisioner *base, const struct prov_request *
 		return rc;
 	const struct prov_vendor *v = vendor_for(j.ref.kind);
 	if (!v)
-		return err_set(e, ERR_UNPROCESSABLE, "model ref '%.80s': no vendor provides it", req->ref);
+		return err_set(e, ERR_UNPROCESSABLE, "model ref '%.80s': no vendor provides it",
+			       req->ref);
 	rc = catalog_open(mp->ctx.db_path, &j.cat, e);
 	if (rc)
 		return rc;
@@ -101,7 +101,8 @@ static int multi_provision(struct provisioner *base, const struct prov_request *
 	}
 out:
 	if (rc && rc != ERR_CANCELLED)
-		log_msg(LOG_WARN, req->job_id, "provisioning %.200s failed: %s", req->ref, err_msg(e));
+		log_msg(LOG_WARN, req->job_id, "provisioning %.200s failed: %s", req->ref,
+			err_msg(e));
 	prov_plan_cleanup(&plan);
 	catalog_close(j.cat);
 	return rc;
@@ -119,9 +120,9 @@ static void multi_free(struct provisioner *base)
 }
 
 static const struct provisioner_ops multi_ops = {
-	.name = "multi",
-	.provision = multi_provision,
-	.free = multi_free,
+    .name = "multi",
+    .provision = multi_provision,
+    .free = multi_free,
 };
 
 int provisioner_new(const struct prov_config *cfg, struct provisioner **out, struct err *e)
@@ -161,11 +162,11 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 	if (rc)
 		goto fail;
 	struct xfer_config xc = {
-		.connections = cfg->connections,
-		.stall_timeout_s = cfg->stall_timeout_s,
-		.limit_rate = cfg->limit_rate,
-		.max_unknown_size = cfg->max_unknown_size,
-		.user_agent = ctx->hf.user_agent,
+	    .connections = cfg->connections,
+	    .stall_timeout_s = cfg->stall_timeout_s,
+	    .limit_rate = cfg->limit_rate,
+	    .max_unknown_size = cfg->max_unknown_size,
+	    .user_agent = ctx->hf.user_agent,
 	};
 	rc = xfer_engine_new(&xc, &ctx->engine, e);
 	if (rc)

@@ -52,18 +52,18 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 {
 	struct prov_file *f = &p->files[index];
 	struct prov_blob_req req = {
-		.repo_dir = p->repo_dir,
-		.sha256 = f->sha256,
-		.git_sha1 = f->git_sha1,
-		.size = f->size,
-		.size_known = f->size_known,
-		.url = f->url,
-		.url_is_hub = f->url_is_hub,
-		.org = p->kind == REF_HF ? p->org : NULL,
-		.repo = p->kind == REF_HF ? p->name : NULL,
-		.commit = p->kind == REF_HF ? p->commit : NULL,
-		.path = p->kind == REF_HF ? f->path : NULL,
-		.log_id = j->req->job_id,
+	    .repo_dir = p->repo_dir,
+	    .sha256 = f->sha256,
+	    .git_sha1 = f->git_sha1,
+	    .size = f->size,
+	    .size_known = f->size_known,
+	    .url = f->url,
+	    .url_is_hub = f->url_is_hub,
+	    .org = p->kind == REF_HF ? p->org : NULL,
+	    .repo = p->kind == REF_HF ? p->name : NULL,
+	    .commit = p->kind == REF_HF ? p->commit : NULL,
+	    .path = p->kind == REF_HF ? f->path : NULL,
+	    .log_id = j->req->job_id,
 	};
 	struct prov_blob *b = NULL;
 	int started = 0;
@@ -138,8 +138,8 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 		return rc;
 	}
 	if (f->sha256[0] && strcmp(f->sha256, sha) != 0)
-		return err_set(e, ERR_DIGEST, "'%s': expected sha256 %s, got %s", f->path, f->sha256,
-			       sha);
+		return err_set(e, ERR_DIGEST, "'%s': expected sha256 %s, got %s", f->path,
+			       f->sha256, sha);
 	snprintf(f->sha256, sizeof(f->sha256), "%s", sha);
 	/* The engine hashed while downloading; what is left is checking the stored blob. */
 	prov_job_phase(j, PROV_VERIFYING, f->path);
@@ -214,7 +214,8 @@ static int check_space(struct prov_job *j, const struct prov_plan *p, struct err
 	char ns[FMT_SIZE_LEN], as[FMT_SIZE_LEN];
 	fmt_size(ns, sizeof(ns), need);
 	fmt_size(as, sizeof(as), avail);
-	return err_set(e, ERR_NOSPACE, "not enough free space for %.300s: needs %s, %s free on %.300s",
+	return err_set(e, ERR_NOSPACE,
+		       "not enough free space for %.300s: needs %s, %s free on %.300s",
 		       p->id[0] ? p->id : j->req->ref, ns, as, layout_root(j->ctx->layout));
 }
 
@@ -263,7 +264,8 @@ int prov_lookup_available(struct prov_job *j, const char *id, const char *commit
 		return 0;
 	if (m.status != CATALOG_AVAILABLE || m.nfiles == 0 || (commit && strcmp(m.commit, commit)))
 		goto out;
-	/* Each blob as it was when last found right; one that changed is hashed by the full path. */
+	/* Each blob as it was when last found right; one that changed is hashed by the full path.
+	 */
 	for (size_t i = 0; i < m.nfiles; i++) {
 		const struct catalog_file *f = &m.files[i];
 		uint64_t size = 0;
@@ -312,8 +314,7 @@ static void read_facts(struct prov_job *j, const struct prov_plan *p, struct cat
 	catalog_gguf_from_facts(g, &facts);
 }
 
-int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
-		 struct err *e)
+int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out, struct err *e)
 {
 	struct layout *l = j->ctx->layout;
 	struct catalog_model m = {0};
@@ -333,18 +334,19 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 		enum layout_adopt how = LAYOUT_ADOPT_PRESENT;
 		char sha[65];
 		struct err sub = {0};
-		rc = layout_blob_lock(l, p->repo_dir, name, PROV_LOCK_TIMEOUT_MS, j->req->cancel, &fd,
-				      e);
+		rc = layout_blob_lock(l, p->repo_dir, name, PROV_LOCK_TIMEOUT_MS, j->req->cancel,
+				      &fd, e);
 		if (rc)
 			return rc;
 		if (!f->keep_link)
 			rc = layout_adopt_blob(l, p->repo_dir, f->sha256, f->size, NULL, &how, e);
 		if (rc == 0 && how == LAYOUT_ADOPT_NONE)
-			rc = err_set(e, ERR_CONFLICT, "blob of '%s' vanished from the cache; try again",
-				     f->path);
+			rc = err_set(e, ERR_CONFLICT,
+				     "blob of '%s' vanished from the cache; try again", f->path);
 		if (rc == 0) {
-			rc = store_blob_check(j->cat, l, p->repo_dir, name, f->sha256, NULL, f->size, 0,
-					      j->ctx->shared_cache, j->req->cancel, sha, NULL, &sub);
+			rc = store_blob_check(j->cat, l, p->repo_dir, name, f->sha256, NULL,
+					      f->size, 0, j->ctx->shared_cache, j->req->cancel, sha,
+					      NULL, &sub);
 			if (rc)
 				err_set(e, rc, "'%s': %s; pull again", f->path, err_msg(&sub));
 		}
@@ -361,8 +363,9 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	}
 	read_facts(j, p, &m.gguf);
 	m.id = p->id;
-	m.source = p->kind == REF_HF ? CATALOG_SRC_HF : p->kind == REF_URL ? CATALOG_SRC_URL
-									   : CATALOG_SRC_FILE;
+	m.source = p->kind == REF_HF	? CATALOG_SRC_HF
+		   : p->kind == REF_URL ? CATALOG_SRC_URL
+					: CATALOG_SRC_FILE;
 	m.repo = p->repo;
 	m.revision = p->revision;
 	m.commit = p->commit;
@@ -390,10 +393,12 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 		struct err oe = {0};
 		if (layout_remove_model(l, orphans.repo_dir, orphans.commit,
 					(const char *const *)orphans.paths, orphans.npaths,
-					(const char *const *)orphans.blobs, orphans.nblobs, NULL, &oe))
+					(const char *const *)orphans.blobs, orphans.nblobs, NULL,
+					&oe))
 			log_warn("cleaning up old files of %s: %s", p->id, err_msg(&oe));
 	}
 	catalog_removal_cleanup(&orphans);
 	j->files_done = (int)p->n;
-	return prov_artifact_fill(j, p->repo_dir, p->commit, p->files[0].path, p->id, total, out, e);
+	return prov_artifact_fill(j, p->repo_dir, p->commit, p->files[0].path, p->id, total, out,
+				  e);
 }

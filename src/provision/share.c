@@ -28,9 +28,9 @@ struct prov_blob {
 	struct prov_blob *next; /* in the table while not done */
 	char key[80];
 	char repo_dir[256];
-	char sha256[65]; /* expected; the actual one once done */
+	char sha256[65];   /* expected; the actual one once done */
 	char git_sha1[41]; /* expected git blob id of a file git stores itself; "" if none */
-	char name[65];   /* blobs/<name>.partial: the sha256, or a hash of the URL */
+	char name[65];	   /* blobs/<name>.partial: the sha256, or a hash of the URL */
 	uint64_t size;
 	int size_known;
 	char *url;
@@ -40,7 +40,7 @@ struct prov_blob {
 	struct cancel_token *cancel; /* the transfer's own token */
 	struct xfer *x;
 	/* guarded by sh->mu */
-	char *lock_path; /* the blob's lock, once another writer was found holding it */
+	char *lock_path;  /* the blob's lock, once another writer was found holding it */
 	int lock_waiting; /* waiting for that lock now */
 	int refs;
 	int waiters;
@@ -193,11 +193,13 @@ static int refresh_hf(void *arg, char *url_out, size_t size, struct err *e)
 {
 	struct prov_blob *b = arg;
 	struct hf_file_meta m;
-	int rc = hf_head_file(&b->sh->ctx->hf, b->org, b->repo, b->commit, b->path, b->cancel, &m, e);
+	int rc =
+	    hf_head_file(&b->sh->ctx->hf, b->org, b->repo, b->commit, b->path, b->cancel, &m, e);
 	if (rc)
 		return rc;
 	if (strcmp(m.etag, b->sha256) != 0)
-		return err_set(e, ERR_DIGEST, "'%s' changed on the Hub during the download", b->path);
+		return err_set(e, ERR_DIGEST, "'%s' changed on the Hub during the download",
+			       b->path);
 	return fmt_buf(url_out, size, "%s", m.url) ? err_set(e, ERR_TOO_LARGE, "URL too long") : 0;
 }
 
@@ -212,16 +214,18 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	int rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, PROV_LOCK_QUIET_MS, b->cancel,
 				  &lock_fd, e);
 	if (rc == ERR_TIMEOUT) {
-		/* Someone else writes this blob (huggingface_hub, another daemon): say so, then wait. */
-		char *path = xasprintf("%s/.locks/%s/%s.lock", layout_root(ctx->layout), b->repo_dir,
-				       b->name);
+		/* Someone else writes this blob (huggingface_hub, another daemon): say so, then
+		 * wait. */
+		char *path = xasprintf("%s/.locks/%s/%s.lock", layout_root(ctx->layout),
+				       b->repo_dir, b->name);
 		err_clear(e);
 		pthread_mutex_lock(&b->sh->mu);
 		free(b->lock_path);
 		b->lock_path = path;
 		b->lock_waiting = 1;
 		pthread_mutex_unlock(&b->sh->mu);
-		rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, -1, b->cancel, &lock_fd, e);
+		rc =
+		    layout_blob_lock(ctx->layout, b->repo_dir, b->name, -1, b->cancel, &lock_fd, e);
 		pthread_mutex_lock(&b->sh->mu);
 		b->lock_waiting = 0;
 		pthread_mutex_unlock(&b->sh->mu);
@@ -249,8 +253,9 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		if (how != LAYOUT_ADOPT_NONE && cat) {
 			char sha[65];
 			struct err sub = {0};
-			rc = store_blob_check(cat, ctx->layout, b->repo_dir, b->sha256, b->sha256, NULL,
-					      b->size, 0, how == LAYOUT_ADOPT_PRESENT && ctx->shared_cache,
+			rc = store_blob_check(cat, ctx->layout, b->repo_dir, b->sha256, b->sha256,
+					      NULL, b->size, 0,
+					      how == LAYOUT_ADOPT_PRESENT && ctx->shared_cache,
 					      b->cancel, sha, NULL, &sub);
 			if (rc == ERR_DIGEST || rc == ERR_NOT_FOUND) {
 				log_warn("%s; fetching it again", err_msg(&sub));
@@ -262,8 +267,9 @@ static int blob_run(struct prov_blob *b, struct err *e)
 			}
 		}
 		if (how != LAYOUT_ADOPT_NONE) {
-			log_info("blob %.12s of %s: reused from the cache (%s)", b->sha256, b->repo_dir,
-				 how == LAYOUT_ADOPT_PRESENT ? "present"
+			log_info("blob %.12s of %s: reused from the cache (%s)", b->sha256,
+				 b->repo_dir,
+				 how == LAYOUT_ADOPT_PRESENT  ? "present"
 				 : how == LAYOUT_ADOPT_LINKED ? "hard link"
 							      : "copy");
 			b->adopted = 1;
@@ -287,29 +293,30 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
 	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
 	struct xfer_resume_ops ops = {
-		.load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
+	    .load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
 	struct xfer_request req = {
-		.url = b->url,
-		/* A Hub file's download starts at the endpoint: its token, and the bound on redirects. */
-		.origin = b->org ? ctx->hf.endpoint : NULL,
-		.auth_token = b->url_is_hub ? ctx->hf.token : NULL,
-		.dir_fd = dir_fd,
-		.fd = fd,
-		.name = partial,
-		.label = dest,
-		/* Named by its digest: by the expected one now, else by the one computed. */
-		.rename_to = known ? b->sha256 : NULL,
-		.rename_to_sha256 = !known,
-		.size = b->size,
-		.size_known = b->size_known,
-		.sha256 = known ? b->sha256 : NULL,
-		.git_sha1 = b->git_sha1[0] ? b->git_sha1 : NULL,
-		.resume = known && cat && b->size_known ? &ops : NULL,
-		.refresh_url = b->org ? refresh_hf : NULL,
-		.refresh_arg = b,
-		.cancel = b->cancel,
-		.purge_on_cancel = 0,
-		.log_id = b->log_id[0] ? b->log_id : NULL,
+	    .url = b->url,
+	    /* A Hub file's download starts at the endpoint: its token, and the bound on redirects.
+	     */
+	    .origin = b->org ? ctx->hf.endpoint : NULL,
+	    .auth_token = b->url_is_hub ? ctx->hf.token : NULL,
+	    .dir_fd = dir_fd,
+	    .fd = fd,
+	    .name = partial,
+	    .label = dest,
+	    /* Named by its digest: by the expected one now, else by the one computed. */
+	    .rename_to = known ? b->sha256 : NULL,
+	    .rename_to_sha256 = !known,
+	    .size = b->size,
+	    .size_known = b->size_known,
+	    .sha256 = known ? b->sha256 : NULL,
+	    .git_sha1 = b->git_sha1[0] ? b->git_sha1 : NULL,
+	    .resume = known && cat && b->size_known ? &ops : NULL,
+	    .refresh_url = b->org ? refresh_hf : NULL,
+	    .refresh_arg = b,
+	    .cancel = b->cancel,
+	    .purge_on_cancel = 0,
+	    .log_id = b->log_id[0] ? b->log_id : NULL,
 	};
 	struct xfer *x = NULL;
 	if (rc == 0)

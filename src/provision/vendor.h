@@ -53,14 +53,15 @@ struct prov_ctx {
 
 /* One file of a plan. */
 struct prov_file {
-	char *path;      /* path in the snapshot (checked) */
-	uint64_t size;   /* expected; 0 with size_known == 0 when unknown */
+	char *path;    /* path in the snapshot (checked) */
+	uint64_t size; /* expected; 0 with size_known == 0 when unknown */
 	int size_known;
-	char sha256[65]; /* expected; "" when unknown until downloaded */
-	char git_sha1[41]; /* expected git blob id of a file git stores itself (not LFS); "" if none */
-	char *url;       /* where the bytes are; NULL until resolved */
-	int url_is_hub;  /* the bytes come from the Hub host: the token may go along */
-	int present;     /* already in the layout: nothing to fetch */
+	char sha256[65];   /* expected; "" when unknown until downloaded */
+	char git_sha1[41]; /* expected git blob id of a file git stores itself (not LFS); "" if none
+			    */
+	char *url;	   /* where the bytes are; NULL until resolved */
+	int url_is_hub;	   /* the bytes come from the Hub host: the token may go along */
+	int present;	   /* already in the layout: nothing to fetch */
 	/*
 	 * A snapshot entry that was there (another program's, or rbee-hive's
 	 * from an earlier pull) and checks out is kept as it is: keep_link says
@@ -80,10 +81,10 @@ struct prov_plan {
 	char org[CAP_REPO_ID_LEN + 1];
 	char name[CAP_REPO_ID_LEN + 1];
 	char revision[CAP_REVISION_LEN + 1]; /* as asked; "" for URL and file models */
-	int write_ref;                       /* write refs/<revision> (not for a commit) */
-	int rehash; /* the model was found bad: hash its blobs whatever their records say */
-	char commit[65];                     /* snapshot folder name */
-	char id[PROV_ID_MAX];                /* catalog id */
+	int write_ref;			     /* write refs/<revision> (not for a commit) */
+	int rehash;	 /* the model was found bad: hash its blobs whatever their records say */
+	char commit[65]; /* snapshot folder name */
+	char id[PROV_ID_MAX]; /* catalog id */
 	struct prov_file *files;
 	size_t n;
 	uint64_t total;
@@ -151,8 +152,7 @@ int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e);
  * Links every file into snapshots/<commit>/, writes refs/<revision>, reads
  * the GGUF facts of the first file and records the model as available.
  */
-int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
-		 struct err *e);
+int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out, struct err *e);
 /*
  * The fast path: 1 with out filled if the catalog holds id as available at
  * commit (NULL: any) and every blob is still in the layout at its size.

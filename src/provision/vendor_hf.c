@@ -234,8 +234,8 @@ static int cache_holds(struct prov_job *j, struct prov_plan *p, const struct hf_
 	struct err sub = {0};
 	int rc = store_blob_check(j->cat, j->ctx->layout, p->repo_dir, name,
 				  lf->sha256[0] ? lf->sha256 : NULL, lf->sha256[0] ? NULL : lf->oid,
-				  lf->size, p->rehash, j->ctx->shared_cache, j->req->cancel, sha, NULL,
-				  &sub);
+				  lf->size, p->rehash, j->ctx->shared_cache, j->req->cancel, sha,
+				  NULL, &sub);
 	if (rc == 0)
 		return 1;
 	if (rc != ERR_DIGEST)
@@ -288,8 +288,7 @@ static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_fi
 	 * An LFS blob the cache already holds (ours, huggingface_hub's,
 	 * llama.cpp's) needs no request once it checks out.
 	 */
-	if (lf->sha256[0] &&
-	    layout_blob_exists(ctx->layout, p->repo_dir, lf->sha256, &have) == 1 &&
+	if (lf->sha256[0] && layout_blob_exists(ctx->layout, p->repo_dir, lf->sha256, &have) == 1 &&
 	    have == lf->size) {
 		rc = cache_holds(j, p, lf, lf->sha256, sha, e);
 		if (rc < 0)
@@ -304,18 +303,18 @@ static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_fi
 	if (rc)
 		return rc;
 	if (strcmp(m.commit, p->commit) != 0)
-		return err_set(e, ERR_NETWORK, "'%s' in %s: the Hub answered for commit %.12s, not %.12s",
-			       lf->path, p->repo, m.commit, p->commit);
+		return err_set(e, ERR_NETWORK,
+			       "'%s' in %s: the Hub answered for commit %.12s, not %.12s", lf->path,
+			       p->repo, m.commit, p->commit);
 	if (m.size != lf->size)
-		return err_set(e, ERR_DIGEST,
-			       "'%s' in %s: the listing says %llu bytes but the file has %llu",
-			       lf->path, p->repo, (unsigned long long)lf->size,
-			       (unsigned long long)m.size);
+		return err_set(
+		    e, ERR_DIGEST, "'%s' in %s: the listing says %llu bytes but the file has %llu",
+		    lf->path, p->repo, (unsigned long long)lf->size, (unsigned long long)m.size);
 	int lfs = strlen(m.etag) == 64;
 	if (lf->sha256[0] && (!lfs || strcmp(m.etag, lf->sha256) != 0))
 		return err_set(e, ERR_DIGEST,
-			       "'%s' in %s: the listing's sha256 differs from the Hub's etag", lf->path,
-			       p->repo);
+			       "'%s' in %s: the listing's sha256 differs from the Hub's etag",
+			       lf->path, p->repo);
 	/*
 	 * A file git stores itself (not LFS) is named by its git blob id: the
 	 * listing's oid, which the Hub's ETag repeats. Its bytes are checked
@@ -323,9 +322,10 @@ static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_fi
 	 * learnt on the way.
 	 */
 	if (!lfs && lf->oid[0] && strcmp(lf->oid, m.etag) != 0)
-		return err_set(e, ERR_DIGEST,
-			       "'%s' in %s: the listing's git blob id %s differs from the Hub's etag %s",
-			       lf->path, p->repo, lf->oid, m.etag);
+		return err_set(
+		    e, ERR_DIGEST,
+		    "'%s' in %s: the listing's git blob id %s differs from the Hub's etag %s",
+		    lf->path, p->repo, lf->oid, m.etag);
 	struct prov_file *f = prov_plan_add(p, lf->path, m.size, 1, lfs ? m.etag : NULL, m.url);
 	f->url_is_hub = m.url_is_hub;
 	if (!lfs)
@@ -408,8 +408,8 @@ out:
 }
 
 const struct prov_vendor prov_vendor_hf = {
-	.name = "huggingface",
-	.kind = REF_HF,
-	.plan = hf_plan,
-	.fetch = NULL,
+    .name = "huggingface",
+    .kind = REF_HF,
+    .plan = hf_plan,
+    .fetch = NULL,
 };

@@ -64,7 +64,8 @@ static int url_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifac
 		if (prov_lookup_available(j, p->id, NULL, out))
 			return 1;
 	} else if (find_by_url(j, out)) {
-		/* Unpinned content is fetched once; pin #sha256= or remove the model to fetch again. */
+		/* Unpinned content is fetched once; pin #sha256= or remove the model to fetch
+		 * again. */
 		return 1;
 	}
 	if (ctx->hf.offline)
@@ -74,13 +75,13 @@ static int url_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifac
 	if (rc)
 		goto out;
 	if (h.status < 200 || h.status >= 300) {
-		rc = err_set(e, h.status == 404 ? ERR_NOT_FOUND : ERR_NETWORK, "%s answered HTTP %ld",
-			     r->url, h.status);
+		rc = err_set(e, h.status == 404 ? ERR_NOT_FOUND : ERR_NETWORK,
+			     "%s answered HTTP %ld", r->url, h.status);
 		goto out;
 	}
 	url_file_name(r->url, name, sizeof(name));
 	struct prov_file *f =
-		prov_plan_add(p, name, h.has_size ? h.size : 0, h.has_size, r->sha256, h.final_url);
+	    prov_plan_add(p, name, h.has_size ? h.size : 0, h.has_size, r->sha256, h.final_url);
 	if (!h.accept_ranges)
 		prov_narrate(j, "%s does not announce range support: one connection", r->url);
 	if (r->sha256[0]) {
@@ -108,8 +109,8 @@ static int url_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
 }
 
 const struct prov_vendor prov_vendor_url = {
-	.name = "url",
-	.kind = REF_URL,
-	.plan = url_plan,
-	.fetch = url_fetch,
+    .name = "url",
+    .kind = REF_URL,
+    .plan = url_plan,
+    .fetch = url_fetch,
 };

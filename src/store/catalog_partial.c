@@ -94,8 +94,7 @@ int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sh
 }
 
 int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sha256,
-			 uint64_t *total_size, struct byte_range **ranges, size_t *n,
-			 struct err *e)
+			 uint64_t *total_size, struct byte_range **ranges, size_t *n, struct err *e)
 {
 	*ranges = NULL;
 	*n = 0;

@@ -17,15 +17,15 @@ struct gguf_facts {
 	uint32_t version;
 	uint64_t tensor_count;
 	uint64_t kv_count;
-	char architecture[64]; /* general.architecture */
-	char name[256];        /* general.name */
-	char quantization[32]; /* from general.file_type: "Q4_K_M", "F16", ... */
-	uint32_t file_type;    /* general.file_type as stored; UINT32_MAX if absent */
-	uint64_t parameters;   /* general.parameter_count, else 0 */
-	char size_label[32];   /* general.size_label ("7B"), else "" */
+	char architecture[64];	 /* general.architecture */
+	char name[256];		 /* general.name */
+	char quantization[32];	 /* from general.file_type: "Q4_K_M", "F16", ... */
+	uint32_t file_type;	 /* general.file_type as stored; UINT32_MAX if absent */
+	uint64_t parameters;	 /* general.parameter_count, else 0 */
+	char size_label[32];	 /* general.size_label ("7B"), else "" */
 	uint64_t context_length; /* <arch>.context_length, else 0 */
-	uint32_t split_count;  /* split.count, else 0 */
-	uint32_t split_no;     /* split.no, else 0 */
+	uint32_t split_count;	 /* split.count, else 0 */
+	uint32_t split_no;	 /* split.no, else 0 */
 };
 
 /* Reads the facts of the GGUF file at path. */

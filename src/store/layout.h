@@ -115,8 +115,8 @@ int layout_blob_open(const struct layout *l, const char *repo_dir, const char *s
  * (posix_fallocate) and writing (pwrite) are the transfer engine's work.
  * The caller closes *fd.
  */
-int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256,
-			int *fd, uint64_t *cur_size, struct err *e);
+int layout_partial_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
+			uint64_t *cur_size, struct err *e);
 /*
  * The same, and the blobs/ folder holding the partial (*dir_fd), so that the
  * partial is written, renamed and removed relative to that one folder

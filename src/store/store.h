@@ -27,10 +27,10 @@ struct store_paths {
 };
 
 /*
- * Resolves the paths (docs/store.md, "Where things live"). Data root: data_dir, else $RBEE_HIVE_HOME,
- * else $XDG_CACHE_HOME/rbee-hive, else $HOME/.cache/rbee-hive. Hub cache:
- * hf_cache (--hf-cache DIR) when given; else, when share_hf_cache is set,
- * $HF_HUB_CACHE, else $HF_HOME/hub, else huggingface_hub's own default
+ * Resolves the paths (docs/store.md, "Where things live"). Data root: data_dir, else
+ * $RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive, else $HOME/.cache/rbee-hive. Hub cache: hf_cache
+ * (--hf-cache DIR) when given; else, when share_hf_cache is set, $HF_HUB_CACHE, else $HF_HOME/hub,
+ * else huggingface_hub's own default
  * ($XDG_CACHE_HOME/huggingface/hub, ~/.cache/huggingface/hub); else the
  * private <root>/hub. The caller decides when to share: the daemon and the
  * provisioner share whenever HF_HUB_CACHE or HF_HOME is set (docs/store.md,

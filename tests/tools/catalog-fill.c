@@ -71,17 +71,17 @@ static int fill_one(struct catalog *c, long i, int nfiles, struct err *e)
 	if (ref_catalog_id_hf("bench", repo, paths[0], NULL, id, sizeof id) < 0)
 		return err_set(e, ERR_TOO_LARGE, "model %ld: id too long", i);
 	struct catalog_model m = {
-		.id = id,
-		.source = CATALOG_SRC_HF,
-		.repo = org_repo,
-		.revision = "main",
-		.commit = commit,
-		.repo_dir = dir,
-		.status = CATALOG_AVAILABLE,
-		.size = size,
-		.error = "",
-		.files = files,
-		.nfiles = (size_t)nfiles,
+	    .id = id,
+	    .source = CATALOG_SRC_HF,
+	    .repo = org_repo,
+	    .revision = "main",
+	    .commit = commit,
+	    .repo_dir = dir,
+	    .status = CATALOG_AVAILABLE,
+	    .size = size,
+	    .error = "",
+	    .files = files,
+	    .nfiles = (size_t)nfiles,
 	};
 	snprintf(m.gguf.architecture, sizeof m.gguf.architecture, "llama");
 	snprintf(m.gguf.name, sizeof m.gguf.name, "Bench Model %ld", i);

@@ -64,10 +64,11 @@ struct gen_opts {
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: gguf-gen --out PATH [--size BYTES] [--arch NAME] [--name NAME]\n"
-		   "                [--file-type N] [--context N] [--params N] [--size-label S]\n"
-		   "                [--split-no N --split-count N] [--kv KEY=VALUE]...\n"
-		   "                [--tokens N] [--gguf-version 2|3] [--seed N] [--print-sha256]\n");
+	fprintf(f,
+		"usage: gguf-gen --out PATH [--size BYTES] [--arch NAME] [--name NAME]\n"
+		"                [--file-type N] [--context N] [--params N] [--size-label S]\n"
+		"                [--split-no N --split-count N] [--kv KEY=VALUE]...\n"
+		"                [--tokens N] [--gguf-version 2|3] [--seed N] [--print-sha256]\n");
 }
 
 static uint64_t splitmix64(uint64_t *state)
@@ -190,23 +191,23 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{"out", required_argument, NULL, OPT_OUT},
-	{"size", required_argument, NULL, OPT_SIZE},
-	{"arch", required_argument, NULL, OPT_ARCH},
-	{"name", required_argument, NULL, OPT_NAME},
-	{"file-type", required_argument, NULL, OPT_FILE_TYPE},
-	{"context", required_argument, NULL, OPT_CONTEXT},
-	{"params", required_argument, NULL, OPT_PARAMS},
-	{"size-label", required_argument, NULL, OPT_SIZE_LABEL},
-	{"split-no", required_argument, NULL, OPT_SPLIT_NO},
-	{"split-count", required_argument, NULL, OPT_SPLIT_COUNT},
-	{"seed", required_argument, NULL, OPT_SEED},
-	{"kv", required_argument, NULL, OPT_KV},
-	{"tokens", required_argument, NULL, OPT_TOKENS},
-	{"gguf-version", required_argument, NULL, OPT_VERSION},
-	{"print-sha256", no_argument, NULL, OPT_PRINT_SHA},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"size", required_argument, NULL, OPT_SIZE},
+    {"arch", required_argument, NULL, OPT_ARCH},
+    {"name", required_argument, NULL, OPT_NAME},
+    {"file-type", required_argument, NULL, OPT_FILE_TYPE},
+    {"context", required_argument, NULL, OPT_CONTEXT},
+    {"params", required_argument, NULL, OPT_PARAMS},
+    {"size-label", required_argument, NULL, OPT_SIZE_LABEL},
+    {"split-no", required_argument, NULL, OPT_SPLIT_NO},
+    {"split-count", required_argument, NULL, OPT_SPLIT_COUNT},
+    {"seed", required_argument, NULL, OPT_SEED},
+    {"kv", required_argument, NULL, OPT_KV},
+    {"tokens", required_argument, NULL, OPT_TOKENS},
+    {"gguf-version", required_argument, NULL, OPT_VERSION},
+    {"print-sha256", no_argument, NULL, OPT_PRINT_SHA},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 /* Numeric options: where the value goes, its bounds, and its "given" flag. */
@@ -218,19 +219,21 @@ struct num_opt {
 	uint64_t min, max;
 };
 
-#define NUM(id, name, field, flag, min, max)                                                 \
-	{ id, name, offsetof(struct gen_opts, field), flag, min, max }
+#define NUM(id, name, field, flag, min, max)                                                       \
+	{                                                                                          \
+		id, name, offsetof(struct gen_opts, field), flag, min, max                         \
+	}
 #define FLAG(field) (ptrdiff_t) offsetof(struct gen_opts, field)
 
 static const struct num_opt num_opts[] = {
-	NUM(OPT_FILE_TYPE, "file-type", file_type, FLAG(has_file_type), 0, UINT32_MAX),
-	NUM(OPT_CONTEXT, "context", context, FLAG(has_context), 0, UINT64_MAX),
-	NUM(OPT_PARAMS, "params", params, FLAG(has_params), 0, UINT64_MAX),
-	NUM(OPT_SPLIT_NO, "split-no", split_no, FLAG(has_split_no), 0, UINT16_MAX),
-	NUM(OPT_SPLIT_COUNT, "split-count", split_count, FLAG(has_split_count), 0, UINT16_MAX),
-	NUM(OPT_SEED, "seed", seed, -1, 0, UINT64_MAX),
-	NUM(OPT_TOKENS, "tokens", tokens, -1, 0, 10000000),
-	NUM(OPT_VERSION, "gguf-version", version, -1, 2, 3),
+    NUM(OPT_FILE_TYPE, "file-type", file_type, FLAG(has_file_type), 0, UINT32_MAX),
+    NUM(OPT_CONTEXT, "context", context, FLAG(has_context), 0, UINT64_MAX),
+    NUM(OPT_PARAMS, "params", params, FLAG(has_params), 0, UINT64_MAX),
+    NUM(OPT_SPLIT_NO, "split-no", split_no, FLAG(has_split_no), 0, UINT16_MAX),
+    NUM(OPT_SPLIT_COUNT, "split-count", split_count, FLAG(has_split_count), 0, UINT16_MAX),
+    NUM(OPT_SEED, "seed", seed, -1, 0, UINT64_MAX),
+    NUM(OPT_TOKENS, "tokens", tokens, -1, 0, 10000000),
+    NUM(OPT_VERSION, "gguf-version", version, -1, 2, 3),
 };
 
 static int parse_opts(int argc, char **argv, struct gen_opts *o)
@@ -266,7 +269,8 @@ static int parse_opts(int argc, char **argv, struct gen_opts *o)
 		case OPT_SIZE_LABEL: o->size_label = optarg; break;
 		case OPT_KV:
 			if (!strchr(optarg, '=') || optarg[0] == '=') {
-				fprintf(stderr, "gguf-gen: --kv wants KEY=VALUE, got '%s'\n", optarg);
+				fprintf(stderr, "gguf-gen: --kv wants KEY=VALUE, got '%s'\n",
+					optarg);
 				return 2;
 			}
 			o->kv[o->n_kv++] = optarg;

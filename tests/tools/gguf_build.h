@@ -67,8 +67,14 @@ static inline void gguf_build_le(struct gguf_build *b, uint64_t v, unsigned size
 	gguf_build_bytes(b, t, size);
 }
 
-static inline void gguf_build_u32(struct gguf_build *b, uint32_t v) { gguf_build_le(b, v, 4); }
-static inline void gguf_build_u64(struct gguf_build *b, uint64_t v) { gguf_build_le(b, v, 8); }
+static inline void gguf_build_u32(struct gguf_build *b, uint32_t v)
+{
+	gguf_build_le(b, v, 4);
+}
+static inline void gguf_build_u64(struct gguf_build *b, uint64_t v)
+{
+	gguf_build_le(b, v, 8);
+}
 
 /* A GGUF string: uint64 length, then the bytes (no NUL). */
 static inline void gguf_build_str(struct gguf_build *b, const char *s)

@@ -97,8 +97,8 @@ static void *run_job(void *arg)
 	struct prov_events ev = {.progress = on_progress, .narrate = on_narrate, .arg = j};
 	char job_id[32];
 	snprintf(job_id, sizeof(job_id), "job-%d", j->index);
-	struct prov_request req = {.ref = j->ref, .job_id = job_id, .cancel = j->cancel,
-				   .events = &ev};
+	struct prov_request req = {
+	    .ref = j->ref, .job_id = job_id, .cancel = j->cancel, .events = &ev};
 	struct prov_artifact art;
 	struct err e = {0};
 	int64_t t0 = now_ms();
@@ -278,8 +278,8 @@ int main(int argc, char **argv)
 	int status = 0;
 	for (int k = 0; k < njobs; k++) {
 		pthread_join(th[k], NULL);
-		int expected = jobs[k].rc == 0 ||
-			       (jobs[k].rc == ERR_CANCELLED && jobs[k].cancel_requested);
+		int expected =
+		    jobs[k].rc == 0 || (jobs[k].rc == ERR_CANCELLED && jobs[k].cancel_requested);
 		if (!expected)
 			status = 1;
 		cancel_unref(jobs[k].cancel);

@@ -68,11 +68,11 @@ struct bench_case {
 };
 
 static const struct bench_case cases[] = {
-	{"tag_missing", SEL_QUANT, "Q5_K_S"}, /* whole pass, then the available tags */
-	{"tag_split_last", SEL_QUANT, "Q4_K_M"},
-	{"default", SEL_DEFAULT, ""},
-	{"path_split_last", SEL_PATH, "big-Q4_K_M-00002-of-00003.gguf"},
-	{"all", SEL_ALL, ""},
+    {"tag_missing", SEL_QUANT, "Q5_K_S"}, /* whole pass, then the available tags */
+    {"tag_split_last", SEL_QUANT, "Q4_K_M"},
+    {"default", SEL_DEFAULT, ""},
+    {"path_split_last", SEL_PATH, "big-Q4_K_M-00002-of-00003.gguf"},
+    {"all", SEL_ALL, ""},
 };
 
 struct canceller {
@@ -125,8 +125,8 @@ int main(int argc, char **argv)
 			rc = hf_select(&l, cases[c].sel, cases[c].text, "bench/repo", idx, max, &n,
 				       &e);
 #else
-			rc = hf_select(&l, cases[c].sel, cases[c].text, "bench/repo", NULL, idx, max,
-				       &n, &e);
+			rc = hf_select(&l, cases[c].sel, cases[c].text, "bench/repo", NULL, idx,
+				       max, &n, &e);
 #endif
 			t[r] = now_s() - t0;
 		}

@@ -145,11 +145,12 @@ static int refresh(void *arg, char *url_out, size_t size, struct err *e)
 static void on_progress(void *arg, const struct xfer_progress *p)
 {
 	(void)arg;
-	fprintf(stderr,
-		"{\"progress\":{\"bytes_done\":%llu,\"total\":%llu,\"hashed\":%llu,\"rate_bps\":%.0f,"
-		"\"connections\":%d}}\n",
-		(unsigned long long)p->bytes_done, (unsigned long long)p->total,
-		(unsigned long long)p->hashed, p->rate_bps, p->connections);
+	fprintf(
+	    stderr,
+	    "{\"progress\":{\"bytes_done\":%llu,\"total\":%llu,\"hashed\":%llu,\"rate_bps\":%.0f,"
+	    "\"connections\":%d}}\n",
+	    (unsigned long long)p->bytes_done, (unsigned long long)p->total,
+	    (unsigned long long)p->hashed, p->rate_bps, p->connections);
 }
 
 /* Command line */
@@ -163,33 +164,39 @@ struct opt_def {
 	int in_cfg;
 };
 
-#define OPT(n, k, f) {n, k, offsetof(struct opts, f), 0}
-#define CFG(n, k, f) {n, k, offsetof(struct xfer_config, f), 1}
+#define OPT(n, k, f)                                                                               \
+	{                                                                                          \
+		n, k, offsetof(struct opts, f), 0                                                  \
+	}
+#define CFG(n, k, f)                                                                               \
+	{                                                                                          \
+		n, k, offsetof(struct xfer_config, f), 1                                           \
+	}
 
 static const struct opt_def opt_table[] = {
-	OPT("--sha256", O_STR, sha256),
-	OPT("--size", O_U64, size),
-	OPT("--state-file", O_STR, state_file),
-	OPT("--auth-token", O_STR, auth_token),
-	OPT("--origin", O_STR, origin),
-	OPT("--git-sha1", O_STR, git_sha1),
-	OPT("--rename-to", O_STR, rename_to),
-	OPT("--refresh-from", O_STR, refresh_from),
-	OPT("--cancel-after-ms", O_U64, cancel_after_ms),
-	OPT("--cancel-after-bytes", O_U64, cancel_after_bytes),
-	OPT("--purge", O_FLAG, purge),
-	OPT("--progress", O_FLAG, progress),
-	CFG("--connections", O_INT, connections),
-	CFG("--limit-rate", O_U64, limit_rate),
-	CFG("--split-threshold", O_U64, split_threshold),
-	CFG("--min-split", O_U64, min_split),
-	CFG("--piece-size", O_U64, piece_size),
-	CFG("--stall-timeout", O_INT, stall_timeout_s),
-	CFG("--retry-base-ms", O_LONG, retry_base_ms),
-	CFG("--retry-max-ms", O_LONG, retry_max_ms),
-	CFG("--max-retries", O_INT, max_retries),
-	CFG("--flush-ms", O_LONG, flush_ms),
-	CFG("--max-unknown-size", O_U64, max_unknown_size),
+    OPT("--sha256", O_STR, sha256),
+    OPT("--size", O_U64, size),
+    OPT("--state-file", O_STR, state_file),
+    OPT("--auth-token", O_STR, auth_token),
+    OPT("--origin", O_STR, origin),
+    OPT("--git-sha1", O_STR, git_sha1),
+    OPT("--rename-to", O_STR, rename_to),
+    OPT("--refresh-from", O_STR, refresh_from),
+    OPT("--cancel-after-ms", O_U64, cancel_after_ms),
+    OPT("--cancel-after-bytes", O_U64, cancel_after_bytes),
+    OPT("--purge", O_FLAG, purge),
+    OPT("--progress", O_FLAG, progress),
+    CFG("--connections", O_INT, connections),
+    CFG("--limit-rate", O_U64, limit_rate),
+    CFG("--split-threshold", O_U64, split_threshold),
+    CFG("--min-split", O_U64, min_split),
+    CFG("--piece-size", O_U64, piece_size),
+    CFG("--stall-timeout", O_INT, stall_timeout_s),
+    CFG("--retry-base-ms", O_LONG, retry_base_ms),
+    CFG("--retry-max-ms", O_LONG, retry_max_ms),
+    CFG("--max-retries", O_INT, max_retries),
+    CFG("--flush-ms", O_LONG, flush_ms),
+    CFG("--max-unknown-size", O_U64, max_unknown_size),
 };
 
 static int parse_args(int argc, char **argv, struct opts *o, struct err *e)
@@ -224,9 +231,7 @@ static int parse_args(int argc, char **argv, struct opts *o, struct err *e)
 			return err_set(e, ERR_INVALID, "%s needs a value", a);
 		uint64_t v = 0;
 		switch (d->kind) {
-		case O_STR:
-			*(const char **)field = argv[i];
-			break;
+		case O_STR: *(const char **)field = argv[i]; break;
 		case O_U64:
 			if (parse_size(argv[i], UINT64_MAX, &v, a, e) < 0)
 				return e->code;
@@ -242,8 +247,7 @@ static int parse_args(int argc, char **argv, struct opts *o, struct err *e)
 				return e->code;
 			*(long *)field = (long)v;
 			break;
-		case O_FLAG:
-			break;
+		case O_FLAG: break;
 		}
 	}
 	if (pos != 2)
@@ -309,24 +313,24 @@ int main(int argc, char **argv)
 		rc = xfer_engine_new(&o.cfg, &eng, &e);
 	if (rc == 0) {
 		struct xfer_request req = {
-			.url = o.url,
-			.origin = o.origin,
-			.auth_token = o.auth_token,
-			.dir_fd = dir_fd,
-			.fd = fd,
-			.name = name,
-			.label = o.dest,
-			.rename_to = rename_to,
-			.size = o.size == UINT64_MAX ? 0 : o.size,
-			.size_known = o.size != UINT64_MAX,
-			.sha256 = o.sha256,
-			.git_sha1 = o.git_sha1,
-			.resume = o.state_file ? &ops : NULL,
-			.refresh_url = refresh,
-			.refresh_arg = &rctx,
-			.cancel = cancel,
-			.purge_on_cancel = o.purge,
-			.on_progress = o.progress ? on_progress : NULL,
+		    .url = o.url,
+		    .origin = o.origin,
+		    .auth_token = o.auth_token,
+		    .dir_fd = dir_fd,
+		    .fd = fd,
+		    .name = name,
+		    .label = o.dest,
+		    .rename_to = rename_to,
+		    .size = o.size == UINT64_MAX ? 0 : o.size,
+		    .size_known = o.size != UINT64_MAX,
+		    .sha256 = o.sha256,
+		    .git_sha1 = o.git_sha1,
+		    .resume = o.state_file ? &ops : NULL,
+		    .refresh_url = refresh,
+		    .refresh_arg = &rctx,
+		    .cancel = cancel,
+		    .purge_on_cancel = o.purge,
+		    .on_progress = o.progress ? on_progress : NULL,
 		};
 		rc = xfer_start(eng, &req, &x, &e);
 	}
@@ -351,8 +355,9 @@ int main(int argc, char **argv)
 				finished_at = now;
 			if (fin && (!fired_at || now - fired_at > 200))
 				break;
-			if (!fired_at && ((o.cancel_after_ms && now - t0 >= (int64_t)o.cancel_after_ms) ||
-					  (o.cancel_after_bytes && p.bytes_done >= o.cancel_after_bytes))) {
+			if (!fired_at &&
+			    ((o.cancel_after_ms && now - t0 >= (int64_t)o.cancel_after_ms) ||
+			     (o.cancel_after_bytes && p.bytes_done >= o.cancel_after_bytes))) {
 				at_fire = p.bytes_done;
 				fired_at = now_ms();
 				cancel_fire(cancel);
@@ -367,7 +372,8 @@ int main(int argc, char **argv)
 		json_set_int(out, "hashed", (long long)p.hashed);
 		if (fired_at) {
 			json_set_int(out, "bytes_at_cancel", (long long)at_fire);
-			json_set_int(out, "bytes_after_cancel", (long long)(p.bytes_done - at_fire));
+			json_set_int(out, "bytes_after_cancel",
+				     (long long)(p.bytes_done - at_fire));
 			json_set_int(out, "cancel_stop_ms",
 				     last_change ? (long long)(last_change - fired_at) : 0);
 			json_set_int(out, "cancel_finish_ms", (long long)(finished_at - fired_at));

@@ -34,14 +34,14 @@ static inline void fake_emit(const struct prov_request *req, int step, int total
 	if (!req->events || !req->events->progress)
 		return;
 	struct prov_progress p = {
-		.phase = PROV_DOWNLOADING,
-		.file = "model.Q4_K_M.gguf",
-		.files_done = 0,
-		.files_total = 1,
-		.bytes_done = (uint64_t)step * 1000,
-		.bytes_total = (uint64_t)total * 1000,
-		.rate_bps = 200000,
-		.eta_s = total > step ? (total - step) * 0.005 : 0,
+	    .phase = PROV_DOWNLOADING,
+	    .file = "model.Q4_K_M.gguf",
+	    .files_done = 0,
+	    .files_total = 1,
+	    .bytes_done = (uint64_t)step * 1000,
+	    .bytes_total = (uint64_t)total * 1000,
+	    .rate_bps = 200000,
+	    .eta_s = total > step ? (total - step) * 0.005 : 0,
 	};
 	req->events->progress(req->events->arg, &p);
 }
@@ -102,7 +102,10 @@ static inline int fake_provision(struct provisioner *p, const struct prov_reques
 	return rc;
 }
 
-static inline void fake_free(struct provisioner *p) { (void)p; }
+static inline void fake_free(struct provisioner *p)
+{
+	(void)p;
+}
 
 static const struct provisioner_ops fake_prov_ops = {"fake", fake_provision, fake_free};
 

@@ -211,10 +211,13 @@ static void test_unwatch_waits_for_running_callback(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_fire),         cmocka_unit_test(test_refcount),
-		cmocka_unit_test(test_wait_timeout), cmocka_unit_test(test_watch),
-		cmocka_unit_test(test_watch_full),   cmocka_unit_test(test_cross_thread),
-		cmocka_unit_test(test_unwatch_waits_for_running_callback),
+	    cmocka_unit_test(test_fire),
+	    cmocka_unit_test(test_refcount),
+	    cmocka_unit_test(test_wait_timeout),
+	    cmocka_unit_test(test_watch),
+	    cmocka_unit_test(test_watch_full),
+	    cmocka_unit_test(test_cross_thread),
+	    cmocka_unit_test(test_unwatch_waits_for_running_callback),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,20 +41,20 @@ static void test_table_values(void **state)
 		const char *name;
 		int status;
 	} want[] = {
-		{ERR_INVALID, "bad_request", 400},
-		{ERR_NOT_FOUND, "not_found", 404},
-		{ERR_CONFLICT, "conflict", 409},
-		{ERR_TOO_LARGE, "too_large", 413},
-		{ERR_MEDIA, "unsupported_media_type", 415},
-		{ERR_UNPROCESSABLE, "unprocessable", 422},
-		{ERR_SHUTDOWN, "shutting_down", 503},
-		{ERR_UNAUTHORIZED, "unauthorized", 401},
-		{ERR_NOSPACE, "no_space", 507},
-		{ERR_DIGEST, "digest_mismatch", 502},
-		{ERR_CANCELLED, "cancelled", 409},
-		{ERR_TIMEOUT, "timeout", 504},
-		{ERR_GATED, "gated", 403},
-		{ERR_INTERNAL, "internal", 500},
+	    {ERR_INVALID, "bad_request", 400},
+	    {ERR_NOT_FOUND, "not_found", 404},
+	    {ERR_CONFLICT, "conflict", 409},
+	    {ERR_TOO_LARGE, "too_large", 413},
+	    {ERR_MEDIA, "unsupported_media_type", 415},
+	    {ERR_UNPROCESSABLE, "unprocessable", 422},
+	    {ERR_SHUTDOWN, "shutting_down", 503},
+	    {ERR_UNAUTHORIZED, "unauthorized", 401},
+	    {ERR_NOSPACE, "no_space", 507},
+	    {ERR_DIGEST, "digest_mismatch", 502},
+	    {ERR_CANCELLED, "cancelled", 409},
+	    {ERR_TIMEOUT, "timeout", 504},
+	    {ERR_GATED, "gated", 403},
+	    {ERR_INTERNAL, "internal", 500},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		assert_string_equal(err_name(want[i].code), want[i].name);
@@ -110,9 +110,9 @@ static void test_set_prefix(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_table_complete),
-		cmocka_unit_test(test_table_values),
-		cmocka_unit_test(test_set_prefix),
+	    cmocka_unit_test(test_table_complete),
+	    cmocka_unit_test(test_table_values),
+	    cmocka_unit_test(test_set_prefix),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,20 +112,19 @@ struct body {
 static int unpack(const char *text, struct body *b, struct err *e)
 {
 	const struct json_field fields[] = {
-		{"operation", JF_STRING, 1, &b->operation},
-		{"model", JF_STRING, 0, &b->model},
-		{"count", JF_INT, 0, &b->count},
-		{"flag", JF_BOOL, 0, &b->flag},
-		{"opts", JF_OBJECT, 0, &b->opts},
-		{"list", JF_ARRAY, 0, &b->list},
-		{"any", JF_ANY, 0, &b->any},
+	    {"operation", JF_STRING, 1, &b->operation},
+	    {"model", JF_STRING, 0, &b->model},
+	    {"count", JF_INT, 0, &b->count},
+	    {"flag", JF_BOOL, 0, &b->flag},
+	    {"opts", JF_OBJECT, 0, &b->opts},
+	    {"list", JF_ARRAY, 0, &b->list},
+	    {"any", JF_ANY, 0, &b->any},
 	};
 	json_t *v = NULL;
 	int rc = json_parse_strict(text, strlen(text), CAP_REQUEST_BODY, &v, e);
 	if (rc)
 		return rc;
-	rc = json_unpack_fields(v, fields, sizeof(fields) / sizeof(fields[0]), "request body",
-				e);
+	rc = json_unpack_fields(v, fields, sizeof(fields) / sizeof(fields[0]), "request body", e);
 	/* The borrowed values die with the document; only the scalars are checked after. */
 	json_decref(v);
 	return rc;
@@ -156,17 +155,17 @@ static void test_unpack(void **state)
 	static const struct {
 		const char *text, *want;
 	} bad[] = {
-		{"{\"operation\":\"x\",\"extra\":1}", "request body: unknown key 'extra'"},
-		{"{\"model\":\"a/b\"}", "request body: missing key 'operation'"},
-		{"{\"operation\":null}", "request body: missing key 'operation'"},
-		{"{\"operation\":5}", "request body: 'operation' must be a string"},
-		{"{\"operation\":\"x\",\"count\":\"7\"}", "'count' must be an integer"},
-		{"{\"operation\":\"x\",\"count\":7.0}", "'count' must be an integer"},
-		{"{\"operation\":\"x\",\"flag\":1}", "'flag' must be a boolean"},
-		{"{\"operation\":\"x\",\"opts\":[]}", "'opts' must be an object"},
-		{"{\"operation\":\"x\",\"list\":{}}", "'list' must be an array"},
-		{"[1]", "request body: expected a JSON object"},
-		{"\"x\"", "expected a JSON object"},
+	    {"{\"operation\":\"x\",\"extra\":1}", "request body: unknown key 'extra'"},
+	    {"{\"model\":\"a/b\"}", "request body: missing key 'operation'"},
+	    {"{\"operation\":null}", "request body: missing key 'operation'"},
+	    {"{\"operation\":5}", "request body: 'operation' must be a string"},
+	    {"{\"operation\":\"x\",\"count\":\"7\"}", "'count' must be an integer"},
+	    {"{\"operation\":\"x\",\"count\":7.0}", "'count' must be an integer"},
+	    {"{\"operation\":\"x\",\"flag\":1}", "'flag' must be a boolean"},
+	    {"{\"operation\":\"x\",\"opts\":[]}", "'opts' must be an object"},
+	    {"{\"operation\":\"x\",\"list\":{}}", "'list' must be an array"},
+	    {"[1]", "request body: expected a JSON object"},
+	    {"\"x\"", "expected a JSON object"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(unpack(bad[i].text, &b, &e), ERR_INVALID);
@@ -191,10 +190,10 @@ static void test_helpers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_depth),
-		cmocka_unit_test(test_unpack),
-		cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_depth),
+	    cmocka_unit_test(test_unpack),
+	    cmocka_unit_test(test_helpers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

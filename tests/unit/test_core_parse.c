@@ -90,14 +90,14 @@ static void test_size(void **state)
 		const char *s;
 		uint64_t want;
 	} ok[] = {
-		{"0", 0},
-		{"1048576", 1048576},
-		{"512K", 512 * 1024},
-		{"512k", 512 * 1024},
-		{"40M", 40ULL << 20},
-		{"2G", 2ULL << 30},
-		{"3t", 3ULL << 40},
-		{"16777215T", 16777215ULL << 40},
+	    {"0", 0},
+	    {"1048576", 1048576},
+	    {"512K", 512 * 1024},
+	    {"512k", 512 * 1024},
+	    {"40M", 40ULL << 20},
+	    {"2G", 2ULL << 30},
+	    {"3t", 3ULL << 40},
+	    {"16777215T", 16777215ULL << 40},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		assert_int_equal(parse_size(ok[i].s, UINT64_MAX, &v, "size", &e), 0);
@@ -153,7 +153,9 @@ static void test_path(void **state)
 	path_bad("a/", 2, "empty component");
 	path_bad("a\\b", 3, "backslash");
 	path_bad("a\\..\\b", 6, "backslash");
-	path_bad("a\x01" "b", 3, "control character at byte 1");
+	path_bad("a\x01"
+		 "b",
+		 3, "control character at byte 1");
 	path_bad("a\x7f", 2, "control character at byte 1");
 	path_bad("a\nb", 3, "control character");
 	/* An embedded NUL is caught because the length is given. */
@@ -190,16 +192,16 @@ static void test_hub_name(void **state)
 		const char *s;
 		const char *want;
 	} bad[] = {
-		{"", "empty"},
-		{"a b", "' ' is not allowed"},
-		{"a/b", "'/' is not allowed"},
-		{"a:b", "':' is not allowed"},
-		{"a..b", "'..'"},
-		{".a", "start or end"},
-		{"a.", "start or end"},
-		{"-a", "start or end"},
-		{"a-", "start or end"},
-		{"caf\xc3\xa9", "'?' is not allowed"},
+	    {"", "empty"},
+	    {"a b", "' ' is not allowed"},
+	    {"a/b", "'/' is not allowed"},
+	    {"a:b", "':' is not allowed"},
+	    {"a..b", "'..'"},
+	    {".a", "start or end"},
+	    {"a.", "start or end"},
+	    {"-a", "start or end"},
+	    {"a-", "start or end"},
+	    {"caf\xc3\xa9", "'?' is not allowed"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(name_check_hub(bad[i].s, strlen(bad[i].s), &e), ERR_INVALID);
@@ -225,10 +227,10 @@ static void test_revision(void **state)
 		const char *s;
 		const char *want;
 	} bad[] = {
-		{"", "empty"},          {"/main", "must not start with '/'"},
-		{"a b", "byte 1"},      {"a\tb", "byte 1"},
-		{"a..b", "'..'"},       {"..", "'..'"},
-		{"a\\b", "byte 1"},     {"caf\xc3\xa9", "byte 3"},
+	    {"", "empty"},	{"/main", "must not start with '/'"},
+	    {"a b", "byte 1"},	{"a\tb", "byte 1"},
+	    {"a..b", "'..'"},	{"..", "'..'"},
+	    {"a\\b", "byte 1"}, {"caf\xc3\xa9", "byte 3"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_int_equal(revision_check(bad[i].s, strlen(bad[i].s), &e), ERR_INVALID);
@@ -244,7 +246,7 @@ static void test_revision(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_u64),      cmocka_unit_test(test_size),
+	    cmocka_unit_test(test_u64),	     cmocka_unit_test(test_size),
 	    cmocka_unit_test(test_mode),     cmocka_unit_test(test_path),
 	    cmocka_unit_test(test_hub_name), cmocka_unit_test(test_revision),
 	};

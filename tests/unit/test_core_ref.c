@@ -70,9 +70,9 @@ static void test_hf_forms(void **state)
 	static const struct {
 		const char *in, *tag;
 	} quants[] = {
-		{"q8_0", "Q8_0"},     {"IQ2_XXS", "IQ2_XXS"}, {"f16", "F16"},
-		{"bf16", "BF16"},     {"tq1_0", "TQ1_0"},     {"UD-Q4_K_XL", "UD-Q4_K_XL"},
-		{"Q4_K_M", "Q4_K_M"},
+	    {"q8_0", "Q8_0"},	  {"IQ2_XXS", "IQ2_XXS"}, {"f16", "F16"},
+	    {"bf16", "BF16"},	  {"tq1_0", "TQ1_0"},	  {"UD-Q4_K_XL", "UD-Q4_K_XL"},
+	    {"Q4_K_M", "Q4_K_M"},
 	};
 	for (size_t i = 0; i < sizeof(quants) / sizeof(quants[0]); i++) {
 		char s[64];
@@ -351,10 +351,9 @@ static void test_catalog_ids(void **state)
 		assert_int_equal(ref_matches_id(buf, buf), 1);
 	}
 	assert_int_equal(
-		ref_catalog_id_url(
-			"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", buf,
-			sizeof(buf)),
-		0);
+	    ref_catalog_id_url("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+			       buf, sizeof(buf)),
+	    0);
 	assert_string_equal(buf, "url:abcdef0123456789");
 	assert_int_equal(ref_catalog_id_file("x.gguf", buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "file:x.gguf");
@@ -474,7 +473,8 @@ static void test_matches(void **state)
 static void test_random_refs(void **state)
 {
 	(void)state;
-	static const char alphabet[] = "ab/:@.#%*-_Q4KM hf:https://file:///127.0.0.1sha256=0f\\x\x01";
+	static const char alphabet[] =
+	    "ab/:@.#%*-_Q4KM hf:https://file:///127.0.0.1sha256=0f\\x\x01";
 	uint64_t x = 88172645463325252ULL;
 	int ok = 0;
 	for (int iter = 0; iter < 50000; iter++) {
@@ -509,16 +509,16 @@ static void test_random_refs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_hf_forms),
-		cmocka_unit_test(test_hf_invalid),
-		cmocka_unit_test(test_messages_are_sanitised),
-		cmocka_unit_test(test_url),
-		cmocka_unit_test(test_file),
+	    cmocka_unit_test(test_hf_forms),
+	    cmocka_unit_test(test_hf_invalid),
+	    cmocka_unit_test(test_messages_are_sanitised),
+	    cmocka_unit_test(test_url),
+	    cmocka_unit_test(test_file),
 	    cmocka_unit_test(test_file_pinned),
-		cmocka_unit_test(test_format_too_small),
-		cmocka_unit_test(test_catalog_ids),
-		cmocka_unit_test(test_matches),
-		cmocka_unit_test(test_random_refs),
+	    cmocka_unit_test(test_format_too_small),
+	    cmocka_unit_test(test_catalog_ids),
+	    cmocka_unit_test(test_matches),
+	    cmocka_unit_test(test_random_refs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

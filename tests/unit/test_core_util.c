@@ -65,8 +65,8 @@ static void test_timed_wait_lasts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_deadline_normalised),
-		cmocka_unit_test(test_timed_wait_lasts),
+	    cmocka_unit_test(test_deadline_normalised),
+	    cmocka_unit_test(test_timed_wait_lasts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

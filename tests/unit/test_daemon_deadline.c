@@ -68,11 +68,12 @@ static void test_trickle_cut_stream_kept(void **state)
 
 	int stream = dial(port);
 	char req[256];
-	int n = snprintf(req, sizeof(req), "GET /v1/jobs/%s/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-			 id);
+	int n = snprintf(req, sizeof(req),
+			 "GET /v1/jobs/%s/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", id);
 	assert_int_equal(send(stream, req, (size_t)n, 0), n);
 
-	const char *slow = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: xxxxxxxxxxxxxxxxxxxx";
+	const char *slow =
+	    "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: xxxxxxxxxxxxxxxxxxxx";
 	int trickle = dial(port);
 	int64_t t0 = now_ms(), cut_at = -1;
 	for (size_t i = 0; i < strlen(slow) && cut_at < 0; i++) {
@@ -93,7 +94,7 @@ static void test_trickle_cut_stream_kept(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_trickle_cut_stream_kept),
+	    cmocka_unit_test(test_trickle_cut_stream_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -521,17 +521,17 @@ int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_health_and_ui, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_submit_errors, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_unknown_ids, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_stream_and_replay, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_many_streams, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_vanished_watcher, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_host_and_origin, setup, teardown),
-		cmocka_unit_test(test_token),
-		cmocka_unit_test(test_stop_ends_streams),
+	    cmocka_unit_test_setup_teardown(test_health_and_ui, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_submit_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_ids, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stream_and_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_many_streams, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_vanished_watcher, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keepalive, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_and_origin, setup, teardown),
+	    cmocka_unit_test(test_token),
+	    cmocka_unit_test(test_stop_ends_streams),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

@@ -70,7 +70,7 @@ static void test_report_while_stuck(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_report_while_stuck),
+	    cmocka_unit_test(test_report_while_stuck),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,8 +41,11 @@ struct fixture {
 /* A request for the fixture's partial; the caller fills in the rest. */
 static struct xfer_request fixture_req(const struct fixture *f)
 {
-	return (struct xfer_request){.url = f->url, .dir_fd = f->dfd, .fd = f->pfd,
-				     .name = "blob.partial", .label = f->dest};
+	return (struct xfer_request){.url = f->url,
+				     .dir_fd = f->dfd,
+				     .fd = f->pfd,
+				     .name = "blob.partial",
+				     .label = f->dest};
 }
 
 static int setup(void **state)
@@ -218,9 +221,10 @@ static void *serve_file(void *arg)
 				 "Content-Range: bytes %lu-%lu/%d\r\nConnection: close\r\n\r\n",
 				 b - a + 1, a, b, SERVED_SIZE);
 		else
-			snprintf(head, sizeof(head),
-				 "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-				 SERVED_SIZE);
+			snprintf(
+			    head, sizeof(head),
+			    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
+			    SERVED_SIZE);
 		if (write(c, head, strlen(head)) < 0 || write(c, body + a, b - a + 1) < 0)
 			break;
 		close(c);
@@ -284,13 +288,13 @@ static void test_config_checks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_request_checks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_token_keeps_partial, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_purge_removes_partial, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_engine_free_cancels_running, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_symlink_swapped_in_is_not_written_through, setup,
-						teardown),
-		cmocka_unit_test(test_config_checks),
+	    cmocka_unit_test_setup_teardown(test_request_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_token_keeps_partial, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_purge_removes_partial, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_engine_free_cancels_running, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_symlink_swapped_in_is_not_written_through, setup,
+					    teardown),
+	    cmocka_unit_test(test_config_checks),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -218,10 +218,10 @@ static void cr_bad(const char *v)
 	cr_bad_len(v, strlen(v));
 }
 
-#define CR_BAD_ALL(list)                                               \
-	do {                                                           \
-		for (size_t i_ = 0; i_ < sizeof(list) / sizeof((list)[0]); i_++) \
-			cr_bad((list)[i_]);                            \
+#define CR_BAD_ALL(list)                                                                           \
+	do {                                                                                       \
+		for (size_t i_ = 0; i_ < sizeof(list) / sizeof((list)[0]); i_++)                   \
+			cr_bad((list)[i_]);                                                        \
 	} while (0)
 
 static void test_content_range_valid(void **state)
@@ -231,19 +231,19 @@ static void test_content_range_valid(void **state)
 		const char *v;
 		struct xfer_content_range want;
 	} ok[] = {
-		{"bytes 0-0/1", {1, 1, 0, 0, 1}},
-		{"bytes 100-199/1000", {1, 1, 100, 199, 1000}},
-		{"bytes 42-42/*", {1, 0, 42, 42, 0}},
-		/* the unsatisfied form of a 416, for an empty file too */
-		{"bytes */5000", {0, 1, 0, 0, 5000}},
-		{"bytes */0", {0, 1, 0, 0, 0}},
-		/* range units are case-insensitive; leading zeros are digits */
-		{"Bytes 007-010/0100", {1, 1, 7, 10, 100}},
-		{"BYTES 0-1/2", {1, 1, 0, 1, 2}},
-		/* the largest values: B = T - 1 = UINT64_MAX - 1, 20 digits each */
-		{"bytes 18446744073709551614-18446744073709551614/18446744073709551615",
-		 {1, 1, UINT64_MAX - 1, UINT64_MAX - 1, UINT64_MAX}},
-		{"bytes 0-18446744073709551614/*", {1, 0, 0, UINT64_MAX - 1, 0}},
+	    {"bytes 0-0/1", {1, 1, 0, 0, 1}},
+	    {"bytes 100-199/1000", {1, 1, 100, 199, 1000}},
+	    {"bytes 42-42/*", {1, 0, 42, 42, 0}},
+	    /* the unsatisfied form of a 416, for an empty file too */
+	    {"bytes */5000", {0, 1, 0, 0, 5000}},
+	    {"bytes */0", {0, 1, 0, 0, 0}},
+	    /* range units are case-insensitive; leading zeros are digits */
+	    {"Bytes 007-010/0100", {1, 1, 7, 10, 100}},
+	    {"BYTES 0-1/2", {1, 1, 0, 1, 2}},
+	    /* the largest values: B = T - 1 = UINT64_MAX - 1, 20 digits each */
+	    {"bytes 18446744073709551614-18446744073709551614/18446744073709551615",
+	     {1, 1, UINT64_MAX - 1, UINT64_MAX - 1, UINT64_MAX}},
+	    {"bytes 0-18446744073709551614/*", {1, 0, 0, UINT64_MAX - 1, 0}},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct xfer_content_range r = cr_ok(ok[i].v);
@@ -285,30 +285,30 @@ static void test_content_range_junk(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		"",
-		"bytes",
-		"bytes ",
-		"bytes=0-1/2",    /* the request's form */
-		"octets 0-1/2",   /* another unit */
-		"bytesx0-1/2",
-		"bytes 0-1",      /* no total */
-		"bytes 0/2",      /* no '-' */
-		"bytes 0-1/",     /* empty total */
-		"bytes -1/2",     /* empty first */
-		"bytes 0-/2",     /* empty last */
-		"bytes 0-1/2x",   /* junk after */
-		"bytes 0-1/2/3",
-		"bytes 0-1-2/3",
-		"bytes 0x10-0x20/0x30",
-		"bytes 1e3-2e3/3e3",
-		"bytes */*",      /* neither range nor total */
-		"bytes *-1/2",
-		"bytes 0-*/2",
-		"bytes **/2",
-		"bytes */",
-		"bytes 0-1/**",
-		"bytes 0,1-2/3",  /* multipart lists are not a header value */
-		"bytes\t0-1/2",
+	    "",
+	    "bytes",
+	    "bytes ",
+	    "bytes=0-1/2",  /* the request's form */
+	    "octets 0-1/2", /* another unit */
+	    "bytesx0-1/2",
+	    "bytes 0-1",    /* no total */
+	    "bytes 0/2",    /* no '-' */
+	    "bytes 0-1/",   /* empty total */
+	    "bytes -1/2",   /* empty first */
+	    "bytes 0-/2",   /* empty last */
+	    "bytes 0-1/2x", /* junk after */
+	    "bytes 0-1/2/3",
+	    "bytes 0-1-2/3",
+	    "bytes 0x10-0x20/0x30",
+	    "bytes 1e3-2e3/3e3",
+	    "bytes */*", /* neither range nor total */
+	    "bytes *-1/2",
+	    "bytes 0-*/2",
+	    "bytes **/2",
+	    "bytes */",
+	    "bytes 0-1/**",
+	    "bytes 0,1-2/3", /* multipart lists are not a header value */
+	    "bytes\t0-1/2",
 	};
 	CR_BAD_ALL(bad);
 	/* an embedded NUL inside len is junk, wherever it is */
@@ -328,11 +328,10 @@ static void test_content_range_spaces_and_signs(void **state)
 {
 	(void)state;
 	static const char *const bad[] = {
-		" bytes 0-1/2",  "bytes  0-1/2", "bytes 0 -1/2", "bytes 0- 1/2",
-		"bytes 0-1 /2",  "bytes 0-1/ 2", "bytes 0-1/2 ", "bytes 0-1/2\r\n",
-		"bytes -0-1/2",  "bytes 0--1/2", "bytes 0-1/-2", "bytes +0-1/2",
-		"bytes 0-+1/2",  "bytes 0-1/+2", "bytes */-1",   "bytes * /2",
-		"bytes -5-3/10",
+	    " bytes 0-1/2", "bytes  0-1/2",  "bytes 0 -1/2",	"bytes 0- 1/2", "bytes 0-1 /2",
+	    "bytes 0-1/ 2", "bytes 0-1/2 ",  "bytes 0-1/2\r\n", "bytes -0-1/2", "bytes 0--1/2",
+	    "bytes 0-1/-2", "bytes +0-1/2",  "bytes 0-+1/2",	"bytes 0-1/+2", "bytes */-1",
+	    "bytes * /2",   "bytes -5-3/10",
 	};
 	CR_BAD_ALL(bad);
 }

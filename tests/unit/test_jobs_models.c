@@ -44,17 +44,17 @@ static void fill(const char *root, int n)
 			files[k].size = 100;
 		}
 		struct catalog_model m = {
-			.id = id,
-			.source = CATALOG_SRC_HF,
-			.repo = repo,
-			.revision = "main",
-			.commit = "0123456789abcdef0123456789abcdef01234567",
-			.repo_dir = dir,
-			.status = CATALOG_AVAILABLE,
-			.size = 100u * (unsigned)(i + 1),
-			.error = "",
-			.files = files,
-			.nfiles = (size_t)i + 1,
+		    .id = id,
+		    .source = CATALOG_SRC_HF,
+		    .repo = repo,
+		    .revision = "main",
+		    .commit = "0123456789abcdef0123456789abcdef01234567",
+		    .repo_dir = dir,
+		    .status = CATALOG_AVAILABLE,
+		    .size = 100u * (unsigned)(i + 1),
+		    .error = "",
+		    .files = files,
+		    .nfiles = (size_t)i + 1,
 		};
 		if (catalog_model_put(c, &m, NULL, &e) != 0)
 			fail_msg("catalog_model_put: %s", e.msg);
@@ -129,8 +129,8 @@ static size_t list_page(struct job_registry *r, size_t offset, size_t limit, jso
 		assert_string_equal(json_string_value(json_object_get(m, "id")), want);
 		json_t *files = json_object_get(m, "files");
 		assert_int_equal(json_array_size(files), (size_t)k + 1);
-		assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "path")),
-				    path);
+		assert_string_equal(
+		    json_string_value(json_object_get(json_array_get(files, 0), "path")), path);
 	}
 	size_t n = json_array_size(models);
 	json_decref(o);
@@ -201,7 +201,8 @@ static void *lister_main(void *arg)
 		json_t *o = NULL;
 		if (job_models_list_text(l->r, off, 2, &text, &len, &e) == 0)
 			o = json_loadb(text, len, 0, NULL);
-		if (!o || json_array_size(json_object_get(o, "models")) != (off + 2 <= NMODELS ? 2 : 1))
+		if (!o ||
+		    json_array_size(json_object_get(o, "models")) != (off + 2 <= NMODELS ? 2 : 1))
 			l->failures++;
 		json_decref(o);
 		free(text);
@@ -260,9 +261,9 @@ static void test_pages_follow_changes(void **state)
 	json_decref(del);
 	o = models_page(r, 0, 10, &rc, &e);
 	assert_int_equal(page_int(o, "total"), 2);
-	assert_string_equal(
-		json_string_value(json_object_get(json_array_get(json_object_get(o, "models"), 1), "id")),
-		"hf:org/m2-GGUF:m2.gguf");
+	assert_string_equal(json_string_value(json_object_get(
+				json_array_get(json_object_get(o, "models"), 1), "id")),
+			    "hf:org/m2-GGUF:m2.gguf");
 	json_decref(o);
 	job_registry_free(r);
 	store_tmp_remove(root);
@@ -307,11 +308,11 @@ static void test_pool_reuses_connections(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pages),
-		cmocka_unit_test(test_no_data_root),
-		cmocka_unit_test(test_threads_share_the_pool),
-		cmocka_unit_test(test_pages_follow_changes),
-		cmocka_unit_test(test_pool_reuses_connections),
+	    cmocka_unit_test(test_pages),
+	    cmocka_unit_test(test_no_data_root),
+	    cmocka_unit_test(test_threads_share_the_pool),
+	    cmocka_unit_test(test_pages_follow_changes),
+	    cmocka_unit_test(test_pool_reuses_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

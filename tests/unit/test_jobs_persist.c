@@ -37,7 +37,7 @@ static void rmtree(const char *dir)
 static struct job_registry *open_reg(struct fake_prov *fp, const char *root, int keep)
 {
 	struct job_registry_config cfg = {
-		.prov = &fp->base, .data_root = root, .resume = 1, .keep_jobs = keep};
+	    .prov = &fp->base, .data_root = root, .resume = 1, .keep_jobs = keep};
 	struct job_registry *r = NULL;
 	struct err e;
 	err_clear(&e);
@@ -137,9 +137,9 @@ static void test_restart_keeps_and_resumes(void **state)
 	assert_int_equal(job_get_json(r, done, &o, &e), 0);
 	assert_string_equal(json_string_value(json_object_get(o, "model_id")),
 			    "hf:acme/ok-persist:model.Q4_K_M.gguf");
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(o, "progress"),
-							    "bytes_done")),
-			 20000);
+	assert_int_equal(
+	    json_integer_value(json_object_get(json_object_get(o, "progress"), "bytes_done")),
+	    20000);
 	json_decref(o);
 
 	enum job_state st;
@@ -277,9 +277,9 @@ static void test_rows_durable_when_acknowledged(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_restart_keeps_and_resumes),
-		cmocka_unit_test(test_prune_by_count),
-		cmocka_unit_test(test_rows_durable_when_acknowledged),
+	    cmocka_unit_test(test_restart_keeps_and_resumes),
+	    cmocka_unit_test(test_prune_by_count),
+	    cmocka_unit_test(test_rows_durable_when_acknowledged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,8 +38,14 @@ static int setup_n(void **state, int max_jobs)
 	return 0;
 }
 
-static int setup(void **state) { return setup_n(state, 2); }
-static int setup_one(void **state) { return setup_n(state, 1); }
+static int setup(void **state)
+{
+	return setup_n(state, 2);
+}
+static int setup_one(void **state)
+{
+	return setup_n(state, 1);
+}
 
 static int teardown(void **state)
 {
@@ -372,10 +378,10 @@ static void test_quick_ops(void **state)
 		enum job_event_kind end;
 		int data;
 	} cases[] = {
-		{"{\"operation\":\"model_get\",\"id\":\"hf:a/b:c.gguf\"}", JOB_EV_ERROR, 0},
-		/* model_verify takes an optional id; an empty catalog checks out. */
-		{"{\"operation\":\"model_verify\"}", JOB_EV_DONE, 1},
-		{"{\"operation\":\"model_verify\",\"id\":\"hf:a/b:c.gguf\"}", JOB_EV_ERROR, 0},
+	    {"{\"operation\":\"model_get\",\"id\":\"hf:a/b:c.gguf\"}", JOB_EV_ERROR, 0},
+	    /* model_verify takes an optional id; an empty catalog checks out. */
+	    {"{\"operation\":\"model_verify\"}", JOB_EV_DONE, 1},
+	    {"{\"operation\":\"model_verify\",\"id\":\"hf:a/b:c.gguf\"}", JOB_EV_ERROR, 0},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		submit(f->r, cases[i].body, id);
@@ -395,22 +401,22 @@ static void test_bad_submissions(void **state)
 		const char *body;
 		int rc;
 	} cases[] = {
-		{"{", ERR_INVALID},
-		{"[]", ERR_INVALID},
-		{"{\"operation\":1}", ERR_INVALID},
-		{"{\"operation\":\"model_list\",\"x\":1}", ERR_INVALID},
-		{"{\"operation\":\"model_list\",\"operation\":\"model_list\"}", ERR_INVALID},
-		{"{\"operation\":\"model_list\",\"model\":\"a/b\"}", ERR_INVALID},
-		{"{\"operation\":\"model_download\"}", ERR_INVALID},
-		{"{\"operation\":\"model_download\",\"model\":5}", ERR_INVALID},
-		{"{\"operation\":\"model_destroy\"}", ERR_UNPROCESSABLE},
-		{"{\"operation\":\"model_download\",\"model\":\"a/../b\"}", ERR_UNPROCESSABLE},
-		{"{\"operation\":\"model_download\",\"model\":\"\"}", ERR_UNPROCESSABLE},
-		{"{\"operation\":\"model_download\",\"model\":\"a/b:../../etc/passwd\"}",
-		 ERR_UNPROCESSABLE},
-		{"{\"operation\":\"model_get\",\"id\":\"a\\u0001b\"}", ERR_UNPROCESSABLE},
-		{"{\"operation\":\"model_verify\",\"model\":\"a/b\"}", ERR_INVALID},
-		{"{\"operation\":\"model_verify\",\"id\":\"\"}", ERR_UNPROCESSABLE},
+	    {"{", ERR_INVALID},
+	    {"[]", ERR_INVALID},
+	    {"{\"operation\":1}", ERR_INVALID},
+	    {"{\"operation\":\"model_list\",\"x\":1}", ERR_INVALID},
+	    {"{\"operation\":\"model_list\",\"operation\":\"model_list\"}", ERR_INVALID},
+	    {"{\"operation\":\"model_list\",\"model\":\"a/b\"}", ERR_INVALID},
+	    {"{\"operation\":\"model_download\"}", ERR_INVALID},
+	    {"{\"operation\":\"model_download\",\"model\":5}", ERR_INVALID},
+	    {"{\"operation\":\"model_destroy\"}", ERR_UNPROCESSABLE},
+	    {"{\"operation\":\"model_download\",\"model\":\"a/../b\"}", ERR_UNPROCESSABLE},
+	    {"{\"operation\":\"model_download\",\"model\":\"\"}", ERR_UNPROCESSABLE},
+	    {"{\"operation\":\"model_download\",\"model\":\"a/b:../../etc/passwd\"}",
+	     ERR_UNPROCESSABLE},
+	    {"{\"operation\":\"model_get\",\"id\":\"a\\u0001b\"}", ERR_UNPROCESSABLE},
+	    {"{\"operation\":\"model_verify\",\"model\":\"a/b\"}", ERR_INVALID},
+	    {"{\"operation\":\"model_verify\",\"id\":\"\"}", ERR_UNPROCESSABLE},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char id[JOB_ID_MAX];
@@ -476,19 +482,19 @@ static void test_prune_by_age(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_success_and_replay, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failure, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fan_out, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_running_fast, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_queued, setup_one, teardown),
-		cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shutdown_interrupts, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_model_busy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bounded_log, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_quick_ops, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_submissions, setup, teardown),
-		cmocka_unit_test(test_hive_id),
-		cmocka_unit_test(test_prune_by_age),
+	    cmocka_unit_test_setup_teardown(test_success_and_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failure, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fan_out, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_running_fast, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cancel_queued, setup_one, teardown),
+	    cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_shutdown_interrupts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_model_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bounded_log, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_quick_ops, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_submissions, setup, teardown),
+	    cmocka_unit_test(test_hive_id),
+	    cmocka_unit_test(test_prune_by_age),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,17 +43,17 @@ static void make_model(const char *root)
 	err_clear(&e);
 	struct catalog_file f = {.path = "big.gguf", .sha256 = BIG_SHA, .size = BIG_SIZE};
 	struct catalog_model m = {
-		.id = BIG_ID,
-		.source = CATALOG_SRC_HF,
-		.repo = "o/r",
-		.revision = "main",
-		.commit = "0123456789012345678901234567890123456789",
-		.repo_dir = "models--o--r",
-		.status = CATALOG_AVAILABLE,
-		.size = BIG_SIZE,
-		.error = "",
-		.files = &f,
-		.nfiles = 1,
+	    .id = BIG_ID,
+	    .source = CATALOG_SRC_HF,
+	    .repo = "o/r",
+	    .revision = "main",
+	    .commit = "0123456789012345678901234567890123456789",
+	    .repo_dir = "models--o--r",
+	    .status = CATALOG_AVAILABLE,
+	    .size = BIG_SIZE,
+	    .error = "",
+	    .files = &f,
+	    .nfiles = 1,
 	};
 	struct catalog_removal orphans = {0};
 	if (catalog_model_put(c, &m, &orphans, &e) != 0)
@@ -131,7 +131,7 @@ static void test_verify_cancel(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_verify_cancel),
+	    cmocka_unit_test(test_verify_cancel),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

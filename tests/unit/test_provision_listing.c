@@ -55,8 +55,9 @@ static void test_page(void **state)
 	char next[CAP_URL_LEN + 1];
 	struct err e = {0};
 	hf_listing_init(&l);
-	assert_int_equal(parse(body, "<https://hub.example/api/models/org/repo/tree/c?cursor=x>; "
-				     "rel=\"next\"",
+	assert_int_equal(parse(body,
+			       "<https://hub.example/api/models/org/repo/tree/c?cursor=x>; "
+			       "rel=\"next\"",
 			       &l, next, sizeof(next), &e),
 			 0);
 	assert_int_equal(l.n, 2);
@@ -87,20 +88,20 @@ static void test_refused(void **state)
 		int code;
 		const char *msg;
 	} cases[] = {
-		{"{\"type\":\"file\"}", ERR_NETWORK, "tree listing of org/repo is not a JSON array"},
-		{"[1]", ERR_NETWORK, "entry 0 is not an object"},
-		{"[{\"path\":\"a\"}]", ERR_NETWORK, "entry without type or path"},
-		{"[{\"type\":\"file\",\"path\":\"../etc/passwd\",\"size\":1}]", ERR_INVALID,
-		 "unsafe path refused"},
-		{"[{\"type\":\"file\",\"path\":\"a.gguf\"}]", ERR_NETWORK, "'a.gguf' has no size"},
-		{"[{\"type\":\"file\",\"path\":\"a.gguf\",\"size\":-1}]", ERR_NETWORK, "has no size"},
-		{"[{\"type\":\"file\",\"path\":\"a\",\"size\":1,\"lfs\":{\"oid\":\"xyz\"}}]",
-		 ERR_NETWORK, "bad lfs.oid for 'a'"},
-		{"[{\"type\":\"file\",\"path\":\"a\",\"size\":1,\"lfs\":{\"oid\":\"" SHA_A
-		 "\",\"size\":2}}]",
-		 ERR_DIGEST, "'a' has two sizes (1, 2)"},
-		{"[{\"type\":\"file\",", ERR_INVALID, "tree listing of org/repo: "},
-		{"", ERR_INVALID, "tree listing of org/repo: "},
+	    {"{\"type\":\"file\"}", ERR_NETWORK, "tree listing of org/repo is not a JSON array"},
+	    {"[1]", ERR_NETWORK, "entry 0 is not an object"},
+	    {"[{\"path\":\"a\"}]", ERR_NETWORK, "entry without type or path"},
+	    {"[{\"type\":\"file\",\"path\":\"../etc/passwd\",\"size\":1}]", ERR_INVALID,
+	     "unsafe path refused"},
+	    {"[{\"type\":\"file\",\"path\":\"a.gguf\"}]", ERR_NETWORK, "'a.gguf' has no size"},
+	    {"[{\"type\":\"file\",\"path\":\"a.gguf\",\"size\":-1}]", ERR_NETWORK, "has no size"},
+	    {"[{\"type\":\"file\",\"path\":\"a\",\"size\":1,\"lfs\":{\"oid\":\"xyz\"}}]",
+	     ERR_NETWORK, "bad lfs.oid for 'a'"},
+	    {"[{\"type\":\"file\",\"path\":\"a\",\"size\":1,\"lfs\":{\"oid\":\"" SHA_A
+	     "\",\"size\":2}}]",
+	     ERR_DIGEST, "'a' has two sizes (1, 2)"},
+	    {"[{\"type\":\"file\",", ERR_INVALID, "tree listing of org/repo: "},
+	    {"", ERR_INVALID, "tree listing of org/repo: "},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct hf_listing l;

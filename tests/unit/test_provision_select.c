@@ -25,19 +25,19 @@ static void test_quant_tag(void **state)
 		const char *path;
 		const char *tag; /* NULL: none */
 	} cases[] = {
-		{"Llama-3-8B-Instruct.Q4_K_M.gguf", "Q4_K_M"},
-		{"model-q8_0.gguf", "Q8_0"},
-		{"sub/dir/x.Q4_K_M.gguf", "Q4_K_M"},
-		{"Qwen2-7B-Instruct-Q5_K_S-00001-of-00003.gguf", "Q5_K_S"},
-		{"model-IQ2_XXS.gguf", "IQ2_XXS"},
-		{"model-f16.gguf", "F16"},
-		{"model.BF16.gguf", "BF16"},
-		{"llama_7b_Q4_0.gguf", "Q4_0"},
-		{"DeepSeek-UD-Q4_K_XL.gguf", "Q4_K_XL"},
-		{"Q8_0-Llama-Q4_K_M.gguf", "Q4_K_M"},
-		{"Qwen2-7B.gguf", NULL},
-		{"tokenizer.json", NULL},
-		{"model-Qwerty.gguf", NULL},
+	    {"Llama-3-8B-Instruct.Q4_K_M.gguf", "Q4_K_M"},
+	    {"model-q8_0.gguf", "Q8_0"},
+	    {"sub/dir/x.Q4_K_M.gguf", "Q4_K_M"},
+	    {"Qwen2-7B-Instruct-Q5_K_S-00001-of-00003.gguf", "Q5_K_S"},
+	    {"model-IQ2_XXS.gguf", "IQ2_XXS"},
+	    {"model-f16.gguf", "F16"},
+	    {"model.BF16.gguf", "BF16"},
+	    {"llama_7b_Q4_0.gguf", "Q4_0"},
+	    {"DeepSeek-UD-Q4_K_XL.gguf", "Q4_K_XL"},
+	    {"Q8_0-Llama-Q4_K_M.gguf", "Q4_K_M"},
+	    {"Qwen2-7B.gguf", NULL},
+	    {"tokenizer.json", NULL},
+	    {"model-Qwerty.gguf", NULL},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char tag[HF_QUANT_MAX] = "";
@@ -74,13 +74,13 @@ static void fill(struct hf_listing *l, const char *const *paths, size_t n)
 }
 
 static const char *const repo_files[] = {
-	"README.md",
-	"m-Q8_0.gguf",
-	"m-Q4_K_M-00002-of-00003.gguf",
-	"m-Q4_K_M-00001-of-00003.gguf",
-	"m-Q4_K_M-00003-of-00003.gguf",
-	"mmproj-Q4_K_M.gguf",
-	"sub/x.Q5_K_M.gguf",
+    "README.md",
+    "m-Q8_0.gguf",
+    "m-Q4_K_M-00002-of-00003.gguf",
+    "m-Q4_K_M-00001-of-00003.gguf",
+    "m-Q4_K_M-00003-of-00003.gguf",
+    "mmproj-Q4_K_M.gguf",
+    "sub/x.Q5_K_M.gguf",
 };
 
 static void test_select_quant_split_order(void **state)
@@ -320,17 +320,17 @@ static void test_map_error(void **state)
 		int err;
 		const char *msg;
 	} cases[] = {
-		{404, "RepoNotFound", 1, ERR_NOT_FOUND, "repo 'a/b' not found"},
-		{401, "RepoNotFound", 0, ERR_NOT_FOUND,
-		 "repo 'a/b' not found (if it is private, set HF_TOKEN)"},
-		{404, "RevisionNotFound", 0, ERR_NOT_FOUND, "revision 'v9' not found in a/b"},
-		{404, "EntryNotFound", 0, ERR_NOT_FOUND, "file 'x.gguf' not found in a/b@v9"},
-		{401, "GatedRepo", 0, ERR_GATED,
-		 "'a/b' is gated: set HF_TOKEN after accepting its terms"},
-		{403, "GatedRepo", 1, ERR_GATED,
-		 "'a/b' is gated and the token has no access: accept its terms on the Hub"},
-		{429, NULL, 0, ERR_RETRY, "the Hub is rate limiting requests; try again later"},
-		{500, NULL, 0, ERR_NETWORK, "the Hub answered HTTP 500 for a/b"},
+	    {404, "RepoNotFound", 1, ERR_NOT_FOUND, "repo 'a/b' not found"},
+	    {401, "RepoNotFound", 0, ERR_NOT_FOUND,
+	     "repo 'a/b' not found (if it is private, set HF_TOKEN)"},
+	    {404, "RevisionNotFound", 0, ERR_NOT_FOUND, "revision 'v9' not found in a/b"},
+	    {404, "EntryNotFound", 0, ERR_NOT_FOUND, "file 'x.gguf' not found in a/b@v9"},
+	    {401, "GatedRepo", 0, ERR_GATED,
+	     "'a/b' is gated: set HF_TOKEN after accepting its terms"},
+	    {403, "GatedRepo", 1, ERR_GATED,
+	     "'a/b' is gated and the token has no access: accept its terms on the Hub"},
+	    {429, NULL, 0, ERR_RETRY, "the Hub is rate limiting requests; try again later"},
+	    {500, NULL, 0, ERR_NETWORK, "the Hub answered HTTP 500 for a/b"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		w.have_token = cases[i].have_token;
@@ -353,8 +353,8 @@ static void test_env_true(void **state)
 
 static void clear_hf_env(void)
 {
-	static const char *const vars[] = {"HF_ENDPOINT", "HF_TOKEN", "HF_HOME", "HF_HUB_CACHE",
-					   "HF_HUB_OFFLINE", "XDG_CACHE_HOME"};
+	static const char *const vars[] = {"HF_ENDPOINT",  "HF_TOKEN",	     "HF_HOME",
+					   "HF_HUB_CACHE", "HF_HUB_OFFLINE", "XDG_CACHE_HOME"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 }

@@ -1,4 +1,5 @@
-/* Unit tests of store/gguf: header facts from memory and from files, and every way a header can lie. */
+/* Unit tests of store/gguf: header facts from memory and from files, and every way a header can
+ * lie. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -118,7 +119,11 @@ static void test_text_sanitised(void **state)
 	(void)state;
 	struct gguf_build b;
 	gguf_build_init(&b, 3, 0);
-	gguf_build_kv_str(&b, "general.name", "a\x01" "b\xff" "c\xc3\xa9" "d\xe2\x82");
+	gguf_build_kv_str(&b, "general.name",
+			  "a\x01"
+			  "b\xff"
+			  "c\xc3\xa9"
+			  "d\xe2\x82");
 	char longname[1000];
 	memset(longname, 'n', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
@@ -126,7 +131,8 @@ static void test_text_sanitised(void **state)
 	gguf_build_finish(&b);
 	struct gguf_facts f;
 	assert_int_equal(gguf_read_mem(b.buf, b.len, &f, NULL), 0);
-	assert_string_equal(f.name, "a?b?c\xc3\xa9" "d??");
+	assert_string_equal(f.name, "a?b?c\xc3\xa9"
+				    "d??");
 	assert_int_equal(strlen(f.size_label), sizeof(f.size_label) - 1);
 	gguf_build_free(&b);
 }
@@ -505,18 +511,18 @@ static void test_gguf_gen(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid_mem),
-		cmocka_unit_test(test_defaults_and_order),
-		cmocka_unit_test(test_text_sanitised),
-		cmocka_unit_test(test_file_type_table),
-		cmocka_unit_test(test_magic),
-		cmocka_unit_test(test_versions),
-		cmocka_unit_test(test_truncated_everywhere),
-		cmocka_unit_test(test_oversize_lengths),
-		cmocka_unit_test(test_unknown_types),
-		cmocka_unit_test(test_file),
-		cmocka_unit_test(test_mutations),
-		cmocka_unit_test(test_gguf_gen),
+	    cmocka_unit_test(test_valid_mem),
+	    cmocka_unit_test(test_defaults_and_order),
+	    cmocka_unit_test(test_text_sanitised),
+	    cmocka_unit_test(test_file_type_table),
+	    cmocka_unit_test(test_magic),
+	    cmocka_unit_test(test_versions),
+	    cmocka_unit_test(test_truncated_everywhere),
+	    cmocka_unit_test(test_oversize_lengths),
+	    cmocka_unit_test(test_unknown_types),
+	    cmocka_unit_test(test_file),
+	    cmocka_unit_test(test_mutations),
+	    cmocka_unit_test(test_gguf_gen),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

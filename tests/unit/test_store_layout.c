@@ -609,18 +609,18 @@ static void test_partial_only_repo_is_valid(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_repo_dir_names),
-		cmocka_unit_test_setup_teardown(test_partial_commit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_snapshot_links, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_paths, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_symlink_escape, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
+	    cmocka_unit_test(test_repo_dir_names),
+	    cmocka_unit_test_setup_teardown(test_partial_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_snapshot_links, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hostile_paths, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_symlink_escape, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_import_fd, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partial_publish_swapped, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_remove_model, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_partial_only_repo_is_valid, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_remove_model, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partial_only_repo_is_valid, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -44,8 +44,9 @@ static int setup(void **state)
 	char root[PATH_MAX];
 	snprintf(root, sizeof root, "%s/data", x->dir);
 	struct err e = {0};
-	if (store_paths_resolve(root, NULL, 0, &x->paths, &e) || store_paths_prepare(&x->paths, &e) ||
-	    catalog_open(x->paths.catalog, &x->c, &e) || layout_open(x->paths.hub, &x->l, &e))
+	if (store_paths_resolve(root, NULL, 0, &x->paths, &e) ||
+	    store_paths_prepare(&x->paths, &e) || catalog_open(x->paths.catalog, &x->c, &e) ||
+	    layout_open(x->paths.hub, &x->l, &e))
 		return -1;
 	*state = x;
 	return 0;
@@ -62,8 +63,7 @@ static int teardown(void **state)
 }
 
 /* Publishes a file the way the provisioner does: blob, link, then the row. */
-static void publish_file(struct fx *x, const char *path, const char *data,
-			 struct catalog_file *f)
+static void publish_file(struct fx *x, const char *path, const char *data, struct catalog_file *f)
 {
 	struct err e = {0};
 	struct sha256 h = {0};
@@ -87,15 +87,15 @@ static void publish_model(struct fx *x, const char *id, struct catalog_file *fil
 	struct err e = {0};
 	assert_int_equal(layout_ref_write(x->l, REPO, "main", COMMIT, &e), 0);
 	struct catalog_model m = {
-		.id = (char *)id,
-		.source = CATALOG_SRC_HF,
-		.repo = (char *)"org/repo",
-		.revision = (char *)"main",
-		.commit = (char *)COMMIT,
-		.repo_dir = (char *)REPO,
-		.status = CATALOG_AVAILABLE,
-		.files = files,
-		.nfiles = n,
+	    .id = (char *)id,
+	    .source = CATALOG_SRC_HF,
+	    .repo = (char *)"org/repo",
+	    .revision = (char *)"main",
+	    .commit = (char *)COMMIT,
+	    .repo_dir = (char *)REPO,
+	    .status = CATALOG_AVAILABLE,
+	    .files = files,
+	    .nfiles = n,
 	};
 	assert_int_equal(catalog_model_put(x->c, &m, NULL, &e), 0);
 }
@@ -196,9 +196,8 @@ static void test_verify(void **state)
 	assert_int_equal(status_of(x, id, NULL, 0), CATALOG_AVAILABLE);
 
 	/* A missing snapshot link is found too. */
-	assert_int_equal(layout_snapshot_path(x->l, REPO, COMMIT, "sub/config.json", path,
-					      sizeof path, &e),
-			 0);
+	assert_int_equal(
+	    layout_snapshot_path(x->l, REPO, COMMIT, "sub/config.json", path, sizeof path, &e), 0);
 	assert_int_equal(unlink(path), 0);
 	memset(&s, 0, sizeof s);
 	assert_int_equal(store_verify(x->c, x->l, id, on_file, &s, NULL, &sum, &e), 0);
@@ -219,16 +218,16 @@ static void test_verify_skips_and_cancels(void **state)
 	publish_file(x, "a.gguf", "aaaa", &f);
 	publish_model(x, "hf:org/repo:a.gguf", &f, 1);
 	/* A model being downloaded is not judged. */
-	assert_int_equal(catalog_model_set_status(x->c, "hf:org/repo:a.gguf", CATALOG_DOWNLOADING,
-						  NULL, 0, &e),
-			 0);
+	assert_int_equal(
+	    catalog_model_set_status(x->c, "hf:org/repo:a.gguf", CATALOG_DOWNLOADING, NULL, 0, &e),
+	    0);
 	struct store_verify_summary sum;
 	assert_int_equal(store_verify(x->c, x->l, NULL, NULL, NULL, NULL, &sum, &e), 0);
 	assert_int_equal(sum.models_skipped, 1);
 	assert_int_equal(sum.files, 0);
-	assert_int_equal(catalog_model_set_status(x->c, "hf:org/repo:a.gguf", CATALOG_AVAILABLE,
-						  NULL, 0, &e),
-			 0);
+	assert_int_equal(
+	    catalog_model_set_status(x->c, "hf:org/repo:a.gguf", CATALOG_AVAILABLE, NULL, 0, &e),
+	    0);
 	struct cancel_token *t = cancel_new();
 	cancel_fire(t);
 	assert_int_equal(store_verify(x->c, x->l, NULL, NULL, NULL, t, &sum, &e), ERR_CANCELLED);
@@ -256,12 +255,12 @@ static void test_delete(void **state)
 	assert_int_equal(layout_blob_exists(x->l, REPO, a[1].sha256, NULL), 1);
 	assert_int_equal(layout_blob_exists(x->l, REPO, b[0].sha256, NULL), 1);
 	char path[PATH_MAX];
-	assert_int_equal(layout_snapshot_path(x->l, REPO, COMMIT, "README.md", path, sizeof path, &e),
-			 0);
+	assert_int_equal(
+	    layout_snapshot_path(x->l, REPO, COMMIT, "README.md", path, sizeof path, &e), 0);
 	assert_int_equal(access(path, R_OK), 0); /* still linked for the Q8 model */
-	assert_int_equal(layout_snapshot_path(x->l, REPO, COMMIT, "model.Q4_K_M.gguf", path,
-					      sizeof path, &e),
-			 0);
+	assert_int_equal(
+	    layout_snapshot_path(x->l, REPO, COMMIT, "model.Q4_K_M.gguf", path, sizeof path, &e),
+	    0);
 	assert_int_equal(access(path, F_OK), -1);
 	struct store_verify_summary sum;
 	assert_int_equal(store_verify(x->c, x->l, NULL, NULL, NULL, NULL, &sum, &e), 0);
@@ -371,7 +370,8 @@ static void test_paths(void **state)
 	(void)state;
 	struct store_paths p;
 	struct err e = {0};
-	const char *keep[] = {"RBEE_HIVE_HOME", "XDG_CACHE_HOME", "HOME", "HF_HUB_CACHE", "HF_HOME"};
+	const char *keep[] = {"RBEE_HIVE_HOME", "XDG_CACHE_HOME", "HOME", "HF_HUB_CACHE",
+			      "HF_HOME"};
 	char *saved[5];
 	for (int i = 0; i < 5; i++) {
 		const char *v = getenv(keep[i]);
@@ -419,12 +419,12 @@ static void test_paths(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_verify_skips_and_cancels, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_partial_remove, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
-		cmocka_unit_test(test_paths),
+	    cmocka_unit_test_setup_teardown(test_verify, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_skips_and_cancels, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partial_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
+	    cmocka_unit_test(test_paths),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
