@@ -40,6 +40,14 @@ static void link_target(const char *repo_path, const char *name, char buf[LINK_T
 		snprintf(buf + off, LINK_TARGET_MAX - off, "blobs/%s", name ? name : "");
 }
 
+/* Opens rel (below repo_dir), making the repo folder and rel when missing. */
+static int open_in_made_repo(const struct layout *l, const char *repo_dir, const char *rel,
+			     int *dfd, struct err *e)
+{
+	int rc = layout_repo_dir_make(l, repo_dir, e);
+	return rc ? rc : layout_open_dir(l, rel, 1, dfd, e);
+}
+
 int layout_snapshot_link(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, const char *sha256, struct err *e)
 {
@@ -60,9 +68,7 @@ int layout_snapshot_link(const struct layout *l, const char *repo_dir, const cha
 	link_target(repo_path, sha256, target);
 
 	int dfd;
-	rc = layout_repo_dir_make(l, repo_dir, e);
-	if (!rc)
-		rc = layout_open_dir(l, rel, 1, &dfd, e);
+	rc = open_in_made_repo(l, repo_dir, rel, &dfd, e);
 	if (rc)
 		return rc;
 	char tmp[64];
@@ -142,9 +148,7 @@ int layout_ref_write(const struct layout *l, const char *repo_dir, const char *r
 	if (rc)
 		return rc;
 	int dfd;
-	rc = layout_repo_dir_make(l, repo_dir, e);
-	if (!rc)
-		rc = layout_open_dir(l, rel, 1, &dfd, e);
+	rc = open_in_made_repo(l, repo_dir, rel, &dfd, e);
 	if (rc)
 		return rc;
 	char tmp[64];
