@@ -20,6 +20,7 @@
 #define RBEE_PROVISION_HFAPI_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,9 +32,9 @@ struct hf_listing;
 struct prov_config;
 
 struct hf_client {
-	char endpoint[CAP_URL_LEN + 1];	  /* without trailing '/' */
-	char *token;			  /* from the configuration; NULL: see hf_token_get */
-	char token_file[CAP_URL_LEN + 1]; /* huggingface_hub's token file; "": none */
+	char endpoint[CAP_URL_LEN + 1]; /* without trailing '/' */
+	char *token;			/* from the configuration; NULL: see hf_token_get */
+	char token_file[PATH_MAX];	/* huggingface_hub's token file; "": none */
 	int offline;
 	size_t max_answer; /* bytes of one answer read; 0: CAP_LISTING_BYTES */
 	char user_agent[64];
