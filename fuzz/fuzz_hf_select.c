@@ -103,11 +103,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(hf_listing_add(&l, line, strlen(line) * 1000, NULL, NULL) == 0);
 	}
 
-	char avail[256];
-	size_t tags = hf_available_tags(&l, avail, sizeof(avail));
-	FUZZ_CHECK(strnlen(avail, sizeof(avail)) < sizeof(avail));
-	FUZZ_CHECK(tags == 0 || avail[0] != '\0');
-
 	size_t idx[SELECT_MAX], n = 0;
 	struct err e = {0};
 	int rc = hf_select(&l, r.sel, r.selector, "org/repo", NULL, idx, SELECT_MAX, &n, &e);

@@ -3,7 +3,6 @@
 #include <ctype.h>
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,8 @@
 #include "core/err.h"
 #include "core/json.h"
 #include "core/parse.h"
+#include "core/token.h"
+#include "core/url.h"
 #include "core/util.h"
 
 /* A stream silent this long is dead: the daemon sends a keep-alive every 15 s. */
@@ -28,57 +29,10 @@
 /* An error answer on a stream is kept only this far. */
 #define CLI_STREAM_ERROR_MAX (64 * 1024)
 
-static int cli_read_token(const char *file, char **out, struct err *e)
-{
-	char buf[CAP_TOKEN_LEN + 2];
-	size_t len = 0;
-	int fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return err_set(e, ERR_IO, "token file '%s': %s", file, strerror(errno));
-	for (;;) {
-		ssize_t n = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			int saved = errno;
-			close(fd);
-			return err_set(e, ERR_IO, "token file '%s': %s", file, strerror(saved));
-		}
-		if (n == 0 || len + (size_t)n >= sizeof(buf) - 1) {
-			len += (size_t)n;
-			break;
-		}
-		len += (size_t)n;
-	}
-	close(fd);
-	buf[len] = '\0';
-	while (len > 0 && isspace((unsigned char)buf[len - 1]))
-		buf[--len] = '\0';
-	if (len > CAP_TOKEN_LEN)
-		return err_set(e, ERR_INVALID, "token file '%s': token over %d bytes", file,
-			       CAP_TOKEN_LEN);
-	*out = xstrndup(buf, len);
-	return 0;
-}
-
-/* A token goes into a header: printable ASCII only, or a header could be forged. */
-static int cli_token_check(const char *t, const char *where, struct err *e)
-{
-	if (!t[0])
-		return err_set(e, ERR_INVALID, "%s: the token is empty", where);
-	for (const char *p = t; *p; p++) {
-		if (*p < 0x21 || *p > 0x7e)
-			return err_set(e, ERR_INVALID,
-				       "%s: the token has a space or control character", where);
-	}
-	return 0;
-}
-
 int cli_client_init(struct cli_client *c, const char *url, const char *token_file, struct err *e)
 {
 	char *token = NULL;
-	const char *where = NULL;
-	int rc;
+	int rc = 0;
 
 	memset(c, 0, sizeof(*c));
 	if (!url || !url[0])
@@ -99,25 +53,22 @@ int cli_client_init(struct cli_client *c, const char *url, const char *token_fil
 	for (size_t n = strlen(c->base); n > 0 && c->base[n - 1] == '/'; n--)
 		c->base[n - 1] = '\0';
 
+	/* A token goes into a header: token.h lets only printable ASCII through. */
 	if (token_file && token_file[0]) {
-		rc = cli_read_token(token_file, &token, e);
-		if (rc < 0)
-			return rc;
-		where = "token file";
+		rc = token_read_file(token_file, 0, &token, e);
 	} else if (getenv("RBEE_HIVE_TOKEN") && getenv("RBEE_HIVE_TOKEN")[0]) {
 		token = xstrdup(getenv("RBEE_HIVE_TOKEN"));
-		where = "RBEE_HIVE_TOKEN";
+		rc = token_check(token, "RBEE_HIVE_TOKEN", e);
 	}
 	if (token) {
-		rc = cli_token_check(token, where, e);
 		if (rc == 0)
 			c->auth = xasprintf("Authorization: Bearer %s", token);
 		/* Scrub our copy: the header string is the only one kept. */
 		memset(token, 0, strlen(token));
 		free(token);
-		if (rc < 0)
-			return rc;
 	}
+	if (rc < 0)
+		return rc;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	return 0;
 }
@@ -233,7 +184,7 @@ static CURL *cli_easy(struct cli_client *c, const char *path, struct curl_slist 
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)CLI_CONNECT_TIMEOUT_S);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "rbee-hive/" RBEE_VERSION);
 	/* A proxy from the environment must not carry requests meant for a local daemon. */
-	curl_easy_setopt(h, CURLOPT_NOPROXY, "127.0.0.1,localhost,::1");
+	curl_easy_setopt(h, CURLOPT_NOPROXY, URL_LOOPBACK_NOPROXY);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	*hdrs = curl_slist_append(*hdrs, accept);
 	if (c->auth)

@@ -55,6 +55,7 @@
 #define CAP_MODELS_PAGE 1000		       /* models in one GET /v1/models answer */
 #define CAP_MODELS_PAGE_DEFAULT 100	       /* ... when the request names no limit */
 #define CAP_TOKEN_LEN 4096		       /* a bearer token */
+#define CAP_TOKEN_FILE 8192		       /* a token file: the token and white space */
 #define CAP_CLIENT_ANSWER (64 * 1024 * 1024)   /* one daemon answer read by the CLI */
 #define CAP_FILE_IMPORT_DIRS 64		       /* --allow-file-import folders */
 #define CAP_ADOPT_SCAN 100000	     /* hub folder entries looked at for a blob to adopt */

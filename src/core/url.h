@@ -65,6 +65,14 @@ int url_host_is_address(const char *host);
 int url_host_is_loopback(const char *host);
 
 /*
+ * The hosts url_host_is_loopback accepts, as a libcurl CURLOPT_NOPROXY
+ * list: a request to this machine never goes through a proxy from the
+ * environment. 127.0.0.1 is also named alone for a libcurl older than
+ * 7.86, which reads no address ranges there.
+ */
+#define URL_LOOPBACK_NOPROXY "localhost,127.0.0.1,127.0.0.0/8,::1"
+
+/*
  * 1 when sa is a loopback address exactly: 127.0.0.0/8 or ::1 (not the
  * unspecified address, which a listening socket reads as "every address").
  */

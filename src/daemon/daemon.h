@@ -19,7 +19,11 @@ struct err;
 struct provisioner;
 struct prov_config;
 
+#define DAEMON_DEFAULT_BIND "127.0.0.1"
 #define DAEMON_DEFAULT_PORT 7835
+#define DAEMON_CONNECTION_TIMEOUT_S 30	 /* an idle HTTP connection is closed */
+#define DAEMON_REQUEST_DEADLINE_MS 10000 /* a request must arrive in full within it */
+#define DAEMON_KEEPALIVE_MS 15000	 /* a job stream's keep-alive comment period */
 /*
  * Connections one remote address may hold when bound beyond loopback: one
  * host cannot take every connection, yet an orchestrator watching many jobs
@@ -28,26 +32,36 @@ struct prov_config;
 #define DAEMON_PER_IP_DEFAULT 64
 
 struct daemon_config {
-	const char *bind;	  /* address to listen on; NULL: 127.0.0.1 */
+	const char *bind;	  /* address to listen on; NULL: DAEMON_DEFAULT_BIND */
 	int port;		  /* 0: an ephemeral port (see daemon_port) */
+	const int *listen_fd;	  /* a socket of daemon_listen, taken over by daemon_start
+				     (closed on failure too); NULL: it binds bind and port */
 	const char *data_root;	  /* NULL: no persistence (tests) */
 	const char *hub_dir;	  /* hub cache folder; NULL: <data_root>/hub */
 	const char *hive_id;	  /* NULL: any hive_id accepted */
 	const char *token;	  /* bearer token; required to bind beyond loopback */
-	int max_jobs;		  /* 0: 2 */
+	int max_jobs;		  /* 0: JOB_DEFAULT_MAX_JOBS */
 	int max_connections;	  /* 0: CAP_CONNECTIONS */
-	int connection_timeout_s; /* idle HTTP connections; 0: 30 */
-	long request_deadline_ms; /* a request must arrive in full within it; 0: 10000 */
+	int connection_timeout_s; /* idle HTTP connections; 0: DAEMON_CONNECTION_TIMEOUT_S */
+	long request_deadline_ms; /* 0: DAEMON_REQUEST_DEADLINE_MS */
 	long sources_deadline_ms; /* one GET /v1/sources listing; 0: CAP_SOURCES_DEADLINE_MS */
 	int per_ip_connections;	  /* connections from one address; 0: unlimited on
 				     loopback, DAEMON_PER_IP_DEFAULT beyond */
-	long keepalive_ms;	  /* stream keep-alive comment period; 0: 15000 */
+	long keepalive_ms;	  /* stream keep-alive comment period; 0: DAEMON_KEEPALIVE_MS */
 	int resume;		  /* resume interrupted jobs found in the catalog */
 	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */
 	const struct prov_config *prov_cfg;
 };
 
 struct daemon;
+
+/*
+ * Binds and listens on addr (NULL: DAEMON_DEFAULT_BIND) and port into *fd,
+ * before anything else is set up, so that a port in use fails before any
+ * file is made. Refuses a non-loopback bind without a token (ERR_INVALID);
+ * ERR_IO names the address and the system's reason (a port in use).
+ */
+int daemon_listen(const char *addr, int port, int have_token, int *fd, struct err *e);
 
 /*
  * Starts serving with prov (borrowed; may be NULL, then downloads fail).

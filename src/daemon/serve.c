@@ -23,8 +23,11 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/parse.h"
+#include "core/token.h"
 #include "core/util.h"
 #include "daemon/daemon.h"
+#include "fetch/xfer.h"
+#include "jobs/job.h"
 #include "provision/hfapi.h"
 #include "provision/provision.h"
 #include "store/store.h"
@@ -70,8 +73,8 @@ struct serve_flag {
 
 #define O(f) offsetof(struct serve_opts, f)
 static const struct serve_flag serve_flags[] = {
-    {"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (127.0.0.1)"},
-    {"--port", OPT_U64, O(port), 0, 65535, "N  port (7835; 0 picks a free one)"},
+    {"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (" DAEMON_DEFAULT_BIND ")"},
+    {"--port", OPT_U64, O(port), 0, 65535, "N  port, 0 picks a free one"},
     {"--data-dir", OPT_STR, O(data_dir), 0, 0,
      "DIR  data root: catalog, hub cache ($RBEE_HIVE_HOME, else "
      "$XDG_CACHE_HOME/rbee-hive, else ~/.cache/rbee-hive)"},
@@ -82,15 +85,15 @@ static const struct serve_flag serve_flags[] = {
      "ID  this hive's id, checked in job requests (none: any)"},
     {"--token-file", OPT_STR, O(token_file), 0, 0,
      "F  bearer token required by the API (none; needed beyond loopback)"},
-    {"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once (2)"},
+    {"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once"},
     {"--connections", OPT_U64, O(connections), 1, CAP_XFER_CONNECTIONS,
-     "N  transfer connections per file (8)"},
+     "N  transfer connections per file"},
     {"--http-connections", OPT_U64, O(http_connections), 8, CAP_CONNECTIONS,
-     "N  HTTP connections at once (1024)"},
+     "N  HTTP connections at once"},
     {"--http-per-ip", OPT_U64, O(http_per_ip), 1, CAP_CONNECTIONS,
-     "N  HTTP connections from one address (64 beyond loopback; no limit on it)"},
+     "N  HTTP connections from one address beyond loopback; none on loopback"},
     {"--sources-deadline", OPT_U64, O(sources_deadline_s), 1, 3600,
-     "S  time limit of one repository listing, GET /v1/sources (30)"},
+     "S  time limit of one repository listing, GET /v1/sources"},
     {"--limit-rate", OPT_STR, O(limit_rate), 0, 0,
      "BYTES/S  cap on the download rate over all transfers, e.g. 40M "
      "(no cap)"},
@@ -107,12 +110,22 @@ static const struct serve_flag serve_flags[] = {
 };
 #undef O
 
-/* Defaults of size flags that live in caps.h: --help prints them from there. */
+/*
+ * The defaults --help prints, from the constants the code uses, so that the
+ * help cannot say another value than the one that applies.
+ */
 static const struct {
 	const char *name;
 	uint64_t value;
-} serve_size_defaults[] = {
-    {"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT},
+	int is_size; /* printed as parse_size reads it: 64G */
+} serve_defaults[] = {
+    {"--port", DAEMON_DEFAULT_PORT, 0},
+    {"--max-jobs", JOB_DEFAULT_MAX_JOBS, 0},
+    {"--connections", XFER_DEFAULT_CONNECTIONS, 0},
+    {"--http-connections", CAP_CONNECTIONS, 0},
+    {"--http-per-ip", DAEMON_PER_IP_DEFAULT, 0},
+    {"--sources-deadline", CAP_SOURCES_DEADLINE_MS / 1000, 0},
+    {"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT, 1},
 };
 
 /* " (64G)": a size in the largest binary unit that divides it, as parse_size reads it. */
@@ -133,10 +146,15 @@ static void serve_usage(FILE *f)
 	for (size_t i = 0; i < sizeof(serve_flags) / sizeof(serve_flags[0]); i++) {
 		const struct serve_flag *sf = &serve_flags[i];
 		char def[32] = "";
-		for (size_t k = 0; k < sizeof(serve_size_defaults) / sizeof(serve_size_defaults[0]);
-		     k++)
-			if (strcmp(serve_size_defaults[k].name, sf->name) == 0)
-				serve_size_text(serve_size_defaults[k].value, def, sizeof(def));
+		for (size_t k = 0; k < sizeof(serve_defaults) / sizeof(serve_defaults[0]); k++) {
+			if (strcmp(serve_defaults[k].name, sf->name) != 0)
+				continue;
+			if (serve_defaults[k].is_size)
+				serve_size_text(serve_defaults[k].value, def, sizeof(def));
+			else
+				snprintf(def, sizeof(def), " (%llu)",
+					 (unsigned long long)serve_defaults[k].value);
+		}
 		fprintf(f, "  %s %s%s\n", sf->name, sf->help, def);
 	}
 }
@@ -193,33 +211,6 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 	return 0;
 }
 
-/* The token is the file's first line; it is never logged. */
-static int serve_read_token(const char *path, char **out, struct err *e)
-{
-	*out = NULL;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return err_set(e, ERR_INVALID, "--token-file %s: %s", path, strerror(errno));
-	char *buf = xcalloc(1, CAP_TOKEN_LEN + 2);
-	size_t n = fread(buf, 1, CAP_TOKEN_LEN + 1, f);
-	fclose(f);
-	if (n > CAP_TOKEN_LEN) {
-		free(buf);
-		return err_set(e, ERR_INVALID, "--token-file %s: longer than %d bytes", path,
-			       CAP_TOKEN_LEN);
-	}
-	buf[strcspn(buf, "\r\n")] = 0;
-	n = strlen(buf);
-	while (n && (buf[n - 1] == ' ' || buf[n - 1] == '\t'))
-		buf[--n] = 0;
-	if (n == 0) {
-		free(buf);
-		return err_set(e, ERR_INVALID, "--token-file %s: the file holds no token", path);
-	}
-	*out = buf;
-	return 0;
-}
-
 static int serve_write_port_file(const char *path, int port, struct err *e)
 {
 	char *tmp = xasprintf("%s.tmp", path);
@@ -229,6 +220,22 @@ static int serve_write_port_file(const char *path, int port, struct err *e)
 		rc = err_set(e, ERR_IO, "--port-file %s: %s", path, strerror(errno));
 	free(tmp);
 	return rc;
+}
+
+/*
+ * Which hub cache serves and why (docs/store.md, "Where things live"): the
+ * one shared with huggingface_hub when --hf-cache, HF_HUB_CACHE or HF_HOME
+ * names it, else rbee-hive's private one.
+ */
+static void serve_log_cache(const struct store_paths *sp)
+{
+	if (sp->shared)
+		log_info("hub cache %s: shared with huggingface_hub (from %s)", sp->hub,
+			 sp->hub_from);
+	else
+		log_info("hub cache %s: private to rbee-hive, in the data root (give --hf-cache, "
+			 "HF_HUB_CACHE or HF_HOME to share huggingface_hub's)",
+			 sp->hub);
 }
 
 /* Set once daemon_stop() has returned: what is left is the transfer engine. */
@@ -261,6 +268,7 @@ int daemon_serve_main(int argc, char **argv)
 	struct provisioner *prov = NULL;
 	struct daemon *d = NULL;
 	uint64_t limit_rate = 0;
+	int listen_fd = -1;
 	int status = 1;
 
 	if (serve_parse(argc, argv, &o, &e) < 0) {
@@ -288,7 +296,8 @@ int daemon_serve_main(int argc, char **argv)
 		fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
 		return 2;
 	}
-	if (o.token_file && serve_read_token(o.token_file, &token, &e) < 0)
+	/* The token is never logged. */
+	if (o.token_file && token_read_file(o.token_file, 0, &token, &e) < 0)
 		goto fail;
 	/* The provisioner resolves the same paths; both follow docs/store.md through the store. */
 	if (store_paths_resolve(o.data_dir, o.hf_cache, hf_env_shares_cache(), &sp, &e) < 0)
@@ -312,11 +321,16 @@ int daemon_serve_main(int argc, char **argv)
 	    .file_import_dirs = o.allow_file_import.v,
 	    .n_file_import_dirs = o.allow_file_import.n,
 	};
+	/* A port in use is refused before the data root or the catalog is made. */
+	if (daemon_listen(o.bind, (int)o.port, token != NULL, &listen_fd, &e) < 0)
+		goto fail;
+	serve_log_cache(&sp);
 	if (provisioner_new(&pc, &prov, &e) < 0)
 		goto fail;
 	struct daemon_config dc = {
 	    .bind = o.bind,
 	    .port = (int)o.port,
+	    .listen_fd = &listen_fd,
 	    .data_root = sp.root,
 	    .hub_dir = sp.hub,
 	    .hive_id = o.hive_id,
@@ -328,9 +342,12 @@ int daemon_serve_main(int argc, char **argv)
 	    .resume = 1,
 	    .prov_cfg = &pc,
 	};
-	if (daemon_start(&dc, prov, &d, &e) < 0)
+	/* daemon_start takes the socket, on failure too. */
+	int rc = daemon_start(&dc, prov, &d, &e);
+	listen_fd = -1;
+	if (rc < 0)
 		goto fail;
-	const char *shown = o.bind ? o.bind : "127.0.0.1";
+	const char *shown = o.bind ? o.bind : DAEMON_DEFAULT_BIND;
 	int v6 = strchr(shown, ':') != NULL;
 	log_info("listening on http://%s%s%s:%d", v6 ? "[" : "", shown, v6 ? "]" : "",
 		 daemon_port(d));
@@ -353,9 +370,11 @@ int daemon_serve_main(int argc, char **argv)
 	status = 0;
 	goto out;
 fail:
+	/* One line on stderr, in the log's format, like every other line of serve. */
 	log_error("serve: %s", err_msg(&e));
-	fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
 out:
+	if (listen_fd >= 0)
+		close(listen_fd);
 	daemon_stop(d);
 	provisioner_free(prov);
 	free(token);

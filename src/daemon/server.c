@@ -31,8 +31,7 @@
 #include "store/upload.h"
 
 #define DAEMON_STACK_SIZE (512 * 1024)
-#define DAEMON_STREAM_RESERVE 32 /* connections kept for non-stream requests */
-#define DAEMON_REQUEST_DEADLINE_MS 10000
+#define DAEMON_STREAM_RESERVE 32   /* connections kept for non-stream requests */
 #define DAEMON_STOP_STREAMS_MS 500 /* a stop waits that long for streams to send their end */
 
 /*
@@ -177,35 +176,98 @@ static int is_wildcard(const struct sockaddr *sa)
 	return IN6_IS_ADDR_UNSPECIFIED(&in6->sin6_addr);
 }
 
+/* addr as a socket address with port; ERR_INVALID when it is not an IP address. */
+static int server_addr(const char *addr, int port, struct sockaddr_storage *ss, struct err *e)
+{
+	struct sockaddr_in *in4 = (void *)ss;
+	struct sockaddr_in6 *in6 = (void *)ss;
+	memset(ss, 0, sizeof(*ss));
+	if (port < 0 || port > 65535)
+		return err_set(e, ERR_INVALID, "port %d: expected 0..65535", port);
+	if (inet_pton(AF_INET, addr, &in4->sin_addr) == 1) {
+		in4->sin_family = AF_INET;
+		in4->sin_port = htons((uint16_t)port);
+	} else if (inet_pton(AF_INET6, addr, &in6->sin6_addr) == 1) {
+		in6->sin6_family = AF_INET6;
+		in6->sin6_port = htons((uint16_t)port);
+	} else {
+		return err_set(e, ERR_INVALID, "--bind '%.64s': expected an IPv4 or IPv6 address",
+			       addr);
+	}
+	return 0;
+}
+
+/* Beyond loopback the API needs a token: ERR_INVALID without one. */
+static int server_check_open(const struct sockaddr_storage *ss, int have_token, const char *addr,
+			     struct err *e)
+{
+	if (!url_addr_is_loopback((const struct sockaddr *)ss) && !have_token)
+		return err_set(e, ERR_INVALID,
+			       "--bind %s listens beyond this machine: it needs --token-file",
+			       addr);
+	return 0;
+}
+
+int daemon_listen(const char *addr, int port, int have_token, int *fd, struct err *e)
+{
+	struct sockaddr_storage ss;
+	*fd = -1;
+	if (!addr)
+		addr = DAEMON_DEFAULT_BIND;
+	int rc = server_addr(addr, port, &ss, e);
+	if (rc == 0)
+		rc = server_check_open(&ss, have_token, addr, e);
+	if (rc)
+		return rc;
+	int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	int one = 1;
+	socklen_t len =
+	    ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
+	/* As libmicrohttpd binds its own: an address reused at once, IPv6 alone on IPv6. */
+	if (s < 0 || setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    (ss.ss_family == AF_INET6 &&
+	     setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+	    bind(s, (struct sockaddr *)&ss, len) != 0 || listen(s, SOMAXCONN) != 0) {
+		int saved = errno;
+		if (s >= 0)
+			close(s);
+		return err_set(e, ERR_IO, "cannot listen on %s port %d: %s", addr, port,
+			       strerror(saved));
+	}
+	*fd = s;
+	return 0;
+}
+
 int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, struct daemon **out,
 		 struct err *e)
 {
 	*out = NULL;
-	const char *bind = cfg->bind ? cfg->bind : "127.0.0.1";
+	const char *bind = cfg->bind ? cfg->bind : DAEMON_DEFAULT_BIND;
 	struct sockaddr_storage ss;
-	memset(&ss, 0, sizeof(ss));
-	struct sockaddr_in *in4 = (void *)&ss;
-	struct sockaddr_in6 *in6 = (void *)&ss;
+	socklen_t sslen = sizeof(ss);
 	unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
 			     MHD_USE_POLL | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-	if (cfg->port < 0 || cfg->port > 65535)
-		return err_set(e, ERR_INVALID, "port %d: expected 0..65535", cfg->port);
-	if (inet_pton(AF_INET, bind, &in4->sin_addr) == 1) {
-		in4->sin_family = AF_INET;
-		in4->sin_port = htons((uint16_t)cfg->port);
-	} else if (inet_pton(AF_INET6, bind, &in6->sin6_addr) == 1) {
-		in6->sin6_family = AF_INET6;
-		in6->sin6_port = htons((uint16_t)cfg->port);
-		flags |= MHD_USE_IPv6;
-	} else {
-		return err_set(e, ERR_INVALID, "--bind '%.64s': expected an IPv4 or IPv6 address",
-			       bind);
+	int fd = cfg->listen_fd ? *cfg->listen_fd : -1;
+	int rc = 0;
+	if (fd < 0)
+		rc = daemon_listen(bind, cfg->port, cfg->token && cfg->token[0], &fd, e);
+	if (rc)
+		return rc;
+	/* What the socket is bound to decides the rules below, and gives an ephemeral port. */
+	memset(&ss, 0, sizeof(ss));
+	if (getsockname(fd, (struct sockaddr *)&ss, &sslen) != 0) {
+		rc = err_set(e, ERR_IO, "listening socket: %s", strerror(errno));
+		close(fd);
+		return rc;
 	}
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
 	int loopback = url_addr_is_loopback((struct sockaddr *)&ss);
-	if (!loopback && !(cfg->token && cfg->token[0]))
-		return err_set(e, ERR_INVALID,
-			       "--bind %s listens beyond this machine: it needs --token-file",
-			       bind);
+	rc = server_check_open(&ss, cfg->token && cfg->token[0], bind, e);
+	if (rc) {
+		close(fd);
+		return rc;
+	}
 
 	struct daemon *d = xcalloc(1, sizeof(*d));
 	pthread_mutex_init(&d->conns_mu, NULL);
@@ -226,7 +288,7 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	d->any_ip_host = is_wildcard((struct sockaddr *)&ss);
 	if (!loopback && gethostname(d->hostname, sizeof(d->hostname) - 1) != 0)
 		d->hostname[0] = 0;
-	d->keepalive_ms = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : 15000;
+	d->keepalive_ms = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : DAEMON_KEEPALIVE_MS;
 	d->prov_cfg = cfg->prov_cfg;
 	int max_conn = cfg->max_connections > 0 ? cfg->max_connections : CAP_CONNECTIONS;
 	if (max_conn > CAP_CONNECTIONS)
@@ -252,7 +314,7 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	    .max_jobs = cfg->max_jobs,
 	    .resume = cfg->resume,
 	};
-	int rc = job_registry_new(&jc, &d->jobs, e);
+	rc = job_registry_new(&jc, &d->jobs, e);
 	if (rc < 0)
 		goto fail;
 	if (cfg->hub_dir || cfg->data_root) {
@@ -267,18 +329,21 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 			goto fail;
 	}
 
+	/* From here libmicrohttpd owns the socket: it closes it when it stops or fails. */
+	int listen_fd = fd;
+	fd = -1;
 	d->mhd = MHD_start_daemon(
-	    flags, (uint16_t)cfg->port, NULL, NULL, server_access, d, MHD_OPTION_EXTERNAL_LOGGER,
-	    server_mhd_log, d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-	    MHD_OPTION_CONNECTION_LIMIT, (unsigned int)max_conn, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s : 30),
+	    flags, 0, NULL, NULL, server_access, d, MHD_OPTION_EXTERNAL_LOGGER, server_mhd_log, d,
+	    MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)max_conn, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)(cfg->connection_timeout_s > 0 ? cfg->connection_timeout_s
+							 : DAEMON_CONNECTION_TIMEOUT_S),
 	    MHD_OPTION_THREAD_STACK_SIZE, (size_t)DAEMON_STACK_SIZE, MHD_OPTION_URI_LOG_CALLBACK,
 	    server_uri_log, d, MHD_OPTION_NOTIFY_COMPLETED, server_completed, d,
 	    MHD_OPTION_NOTIFY_CONNECTION, conn_notify, d, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
 	    (unsigned int)per_ip, MHD_OPTION_END);
 	if (!d->mhd) {
-		rc = err_set(e, ERR_IO, "cannot listen on %s port %d (in use, or not permitted)",
-			     bind, cfg->port);
+		rc = err_set(e, ERR_IO, "cannot serve on %s port %d", bind, cfg->port);
 		goto fail;
 	}
 	if (pthread_create(&d->reaper, NULL, conn_reaper_main, d) != 0) {
@@ -286,11 +351,13 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		goto fail;
 	}
 	d->reaper_started = 1;
-	const union MHD_DaemonInfo *di = MHD_get_daemon_info(d->mhd, MHD_DAEMON_INFO_BIND_PORT);
-	d->port = di ? di->port : cfg->port;
+	d->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)(void *)&ss)->sin6_port
+						 : ((struct sockaddr_in *)(void *)&ss)->sin_port);
 	*out = d;
 	return 0;
 fail:
+	if (fd >= 0)
+		close(fd);
 	daemon_stop(d);
 	return rc;
 }

@@ -1,4 +1,5 @@
 #include "provision/hfapi.h"
+#include "provision/hfapi_internal.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -11,13 +12,11 @@
 #include "core/cancel.h"
 #include "core/caps.h"
 #include "core/err.h"
-#include "core/json.h"
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/url.h"
-#include "core/sha256.h"
+#include "core/token.h"
 #include "core/util.h"
-#include "provision/hfselect.h"
 #include "provision/provision.h"
 
 #define HF_DEFAULT_ENDPOINT "https://huggingface.co"
@@ -26,7 +25,8 @@
 #define HF_CONNECT_TIMEOUT_S 15
 #define HF_STALL_S 30
 
-int hf_env_true(const char *v)
+/* 1 if v is a true value of HF_HUB_OFFLINE ("1", "ON", "YES", "TRUE", any case). */
+static int hf_env_true(const char *v)
 {
 	static const char *const yes[] = {"1", "on", "yes", "true"};
 	if (!v)
@@ -49,30 +49,64 @@ int hf_env_shares_cache(void)
 	return env_set("HF_HUB_CACHE") || env_set("HF_HOME");
 }
 
-/* $HF_HOME/token, else $XDG_CACHE_HOME/huggingface/token, else ~/.cache/huggingface/token. */
-static char *read_token_file(void)
+/*
+ * huggingface_hub's token file: $HF_HOME/token, else
+ * $XDG_CACHE_HOME/huggingface/token, else ~/.cache/huggingface/token; ""
+ * when none of them is set or the path is too long.
+ */
+static void token_file_path(char *out, size_t size)
 {
-	char path[4096];
+	int rc = 0;
 	if (env_set("HF_HOME"))
-		snprintf(path, sizeof(path), "%s/token", getenv("HF_HOME"));
+		rc = fmt_buf(out, size, "%s/token", getenv("HF_HOME"));
 	else if (env_set("XDG_CACHE_HOME"))
-		snprintf(path, sizeof(path), "%s/huggingface/token", getenv("XDG_CACHE_HOME"));
+		rc = fmt_buf(out, size, "%s/huggingface/token", getenv("XDG_CACHE_HOME"));
 	else if (env_set("HOME"))
-		snprintf(path, sizeof(path), "%s/.cache/huggingface/token", getenv("HOME"));
+		rc = fmt_buf(out, size, "%s/.cache/huggingface/token", getenv("HOME"));
 	else
-		return NULL;
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return NULL;
-	char tok[CAP_TOKEN_LEN + 2];
-	size_t n = fread(tok, 1, sizeof(tok) - 1, f);
-	fclose(f);
-	tok[n] = '\0';
-	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r' || tok[n - 1] == ' '))
-		tok[--n] = '\0';
-	if (n == 0 || n > CAP_TOKEN_LEN)
-		return NULL;
-	return xstrdup(tok);
+		out[0] = '\0';
+	if (rc)
+		out[0] = '\0';
+}
+
+void hf_token_get(const struct hf_client *c, struct hf_token *t)
+{
+	struct err e = {0};
+	char *tok = NULL;
+	int rc;
+	t->value[0] = '\0';
+	t->from = NULL;
+	if (c->token) {
+		t->from = "the configuration";
+		rc = token_check(c->token, t->from, &e);
+		tok = rc == 0 ? xstrdup(c->token) : NULL;
+	} else if (env_set("HF_TOKEN")) {
+		t->from = "HF_TOKEN";
+		rc = token_check(getenv("HF_TOKEN"), t->from, &e);
+		tok = rc == 0 ? xstrdup(getenv("HF_TOKEN")) : NULL;
+	} else if (c->token_file[0]) {
+		t->from = c->token_file;
+		rc = token_read_file(c->token_file, 1, &tok, &e);
+	} else {
+		return;
+	}
+	/* A token that cannot go into a header is not sent; a missing file is no token. */
+	if (rc == 0 && tok)
+		snprintf(t->value, sizeof(t->value), "%s", tok);
+	else
+		t->from = NULL;
+	if (rc)
+		log_warn("not sending a Hugging Face token: %s", err_msg(&e));
+	if (tok) {
+		explicit_bzero(tok, strlen(tok));
+		free(tok);
+	}
+}
+
+void hf_token_clear(struct hf_token *t)
+{
+	explicit_bzero(t->value, sizeof(t->value));
+	t->from = NULL;
 }
 
 /*
@@ -140,12 +174,10 @@ int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct er
 		return err_set(e, ERR_INVALID,
 			       "Hub endpoint '%s' must be https:// (http:// only on loopback)",
 			       c->endpoint);
+	/* HF_TOKEN and the token file are looked at for each request: see hf_token_get. */
 	if (cfg->hf_token && *cfg->hf_token)
 		c->token = xstrdup(cfg->hf_token);
-	else if (env_set("HF_TOKEN"))
-		c->token = xstrdup(getenv("HF_TOKEN"));
-	else
-		c->token = read_token_file();
+	token_file_path(c->token_file, sizeof(c->token_file));
 	c->offline = cfg->offline || hf_env_true(getenv("HF_HUB_OFFLINE"));
 	snprintf(c->user_agent, sizeof(c->user_agent), "rbee-hive/%s", RBEE_VERSION);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -219,7 +251,8 @@ static void get_header(CURL *h, const char *name, char *out, size_t size)
 		snprintf(out, size, "%s", hd->value);
 }
 
-void hf_etag_strip(const char *in, char *out, size_t size)
+/* An ETag header value without its W/ prefix and quotes, into out. */
+static void hf_etag_strip(const char *in, char *out, size_t size)
 {
 	if (strncmp(in, "W/", 2) == 0)
 		in += 2;
@@ -231,34 +264,6 @@ void hf_etag_strip(const char *in, char *out, size_t size)
 	snprintf(out, size, "%.*s", (int)n, in);
 }
 
-/*
- * The target of Link: <URL>; rel="next" into out, "" when there is none.
- * ERR_TOO_LARGE when it does not fit: a cut URL would fetch another page.
- */
-static int link_next(const char *v, char *out, size_t size)
-{
-	out[0] = '\0';
-	while (v && *v) {
-		const char *lt = strchr(v, '<');
-		const char *gt = lt ? strchr(lt, '>') : NULL;
-		if (!gt)
-			return 0;
-		const char *end = strchr(gt, ',');
-		size_t plen = end ? (size_t)(end - gt) : strlen(gt);
-		char params[256];
-		snprintf(params, sizeof(params), "%.*s", (int)(plen > 255 ? 255 : plen), gt);
-		if (strstr(params, "rel=\"next\"") || strstr(params, "rel=next")) {
-			if ((size_t)(gt - lt - 1) >= size)
-				return ERR_TOO_LARGE;
-			snprintf(out, size, "%.*s", (int)(gt - lt - 1), lt + 1);
-			return 0;
-		}
-		v = end ? end + 1 : NULL;
-	}
-	return 0;
-}
-
-/* Resolves a possibly relative Location against base into out. */
 static int resolve_location(const char *base, const char *loc, char *out, size_t size)
 {
 	CURLU *u = curl_url();
@@ -300,6 +305,7 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	struct body_buf b = {.max = c->max_answer ? c->max_answer : CAP_LISTING_BYTES};
 	struct curl_slist *hdrs = NULL;
 	char *auth = NULL;
+	struct hf_token tok = {0};
 	CURL *h = curl_easy_init();
 	if (!h)
 		return err_set(e, ERR_NOMEM, "cannot create an HTTP handle");
@@ -325,8 +331,11 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, cancel);
 	hdrs = curl_slist_append(hdrs, "Accept-Encoding: identity");
 	/* The token goes to the Hub's own origin only, never to a CDN or another host. */
-	if (c->token && url_same_origin_str(url, c->endpoint)) {
-		auth = xasprintf("Authorization: Bearer %s", c->token);
+	if (url_same_origin_str(url, c->endpoint))
+		hf_token_get(c, &tok);
+	r->token_from = tok.from;
+	if (tok.from) {
+		auth = xasprintf("Authorization: Bearer %s", tok.value);
 		hdrs = curl_slist_append(hdrs, auth);
 	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
@@ -390,6 +399,7 @@ out:
 		memset(auth, 0, strlen(auth));
 		free(auth);
 	}
+	hf_token_clear(&tok);
 	curl_easy_cleanup(h);
 	return rc;
 }
@@ -487,8 +497,25 @@ static const struct hf_error_map hf_errors[] = {
     {NULL, 0, ERR_NETWORK},
 };
 
-int hf_map_error(long status, const char *error_code, const char *error_message,
-		 const struct hf_what *w, struct err *e)
+/* Where the daemon looks for a token, for the messages that ask for one. */
+static void token_places(const struct hf_what *w, char *buf, size_t size)
+{
+	if (w->token_file && *w->token_file)
+		snprintf(buf, size, "HF_TOKEN in the daemon's environment or the file %s",
+			 w->token_file);
+	else
+		snprintf(buf, size, "HF_TOKEN in the daemon's environment");
+}
+
+/*
+ * Maps a Hub answer (status, X-Error-Code, X-Error-Message) to an ERR_* and a
+ * plain message: "repo 'a/b' not found", "'a/b' is gated: ...",
+ * "revision 'x' not found in a/b", "file 'p' not found in a/b". The messages
+ * that need a token say where the daemon looks for one, or which token it
+ * sent. Returns the code (never 0).
+ */
+static int hf_map_error(long status, const char *error_code, const char *error_message,
+			const struct hf_what *w, struct err *e)
 {
 	const struct hf_error_map *m = NULL;
 	for (size_t i = 0; i < sizeof(hf_errors) / sizeof(hf_errors[0]) && !m; i++) {
@@ -501,11 +528,14 @@ int hf_map_error(long status, const char *error_code, const char *error_message,
 	}
 	const char *code = m && m->code ? m->code : "";
 	const char *repo = w->repo ? w->repo : "?";
+	char places[ERR_MSG_MAX];
+	token_places(w, places, sizeof(places));
 	if (strcmp(code, "RepoNotFound") == 0) {
-		if (status == 401 && !w->have_token)
+		if (status == 401 && !w->token_from)
 			return err_set(e, ERR_NOT_FOUND,
-				       "repo '%s' not found (if it is private, set HF_TOKEN)",
-				       repo);
+				       "repo '%s' not found (if it is private, the daemon needs a "
+				       "token: %s)",
+				       repo, places);
 		return err_set(e, ERR_NOT_FOUND, "repo '%s' not found", repo);
 	}
 	if (strcmp(code, "RevisionNotFound") == 0)
@@ -516,13 +546,15 @@ int hf_map_error(long status, const char *error_code, const char *error_message,
 			       w->path ? w->path : "?", repo, w->revision ? "@" : "",
 			       w->revision ? w->revision : "");
 	if (strcmp(code, "GatedRepo") == 0) {
-		if (!w->have_token)
+		if (!w->token_from)
 			return err_set(e, ERR_GATED,
-				       "'%s' is gated: set HF_TOKEN after accepting its terms",
-				       repo);
-		return err_set(
-		    e, ERR_GATED,
-		    "'%s' is gated and the token has no access: accept its terms on the Hub", repo);
+				       "'%s' is gated: accept its terms on the Hub, then give the "
+				       "daemon a token: %s",
+				       repo, places);
+		return err_set(e, ERR_GATED,
+			       "'%s' is gated and the token from %s has no access: accept its "
+			       "terms on the Hub",
+			       repo, w->token_from);
 	}
 	if (strcmp(code, "DisabledRepo") == 0)
 		return err_set(e, ERR_FORBIDDEN, "'%s' is disabled on the Hub", repo);
@@ -547,433 +579,19 @@ int hf_map_error(long status, const char *error_code, const char *error_message,
 	}
 }
 
-static char *escape_all(const char *s)
+int hf_check_status(const struct hf_client *c, const struct hf_resp *r, const struct hf_what *what,
+		    struct err *e)
 {
-	char *t = curl_easy_escape(NULL, s, 0);
-	char *r = xstrdup(t ? t : "");
-	curl_free(t);
-	return r;
-}
-
-/* Percent-encodes each component of a repo path, keeping '/'. */
-static char *escape_path(const char *p)
-{
-	size_t cap = strlen(p) * 3 + 1, used = 0;
-	char *out = xmalloc(cap);
-	out[0] = '\0';
-	const char *s = p;
-	while (*s) {
-		const char *sl = strchr(s, '/');
-		size_t n = sl ? (size_t)(sl - s) : strlen(s);
-		char *t = curl_easy_escape(NULL, s, (int)n);
-		used += (size_t)snprintf(out + used, cap - used, "%s%s", t ? t : "", sl ? "/" : "");
-		curl_free(t);
-		s += n + (sl ? 1 : 0);
-	}
-	return out;
-}
-
-static int check_status(const struct hf_client *c, const struct hf_resp *r, const struct hf_what *w,
-			struct err *e)
-{
+	struct hf_what w1 = *what;
+	const struct hf_what *w = &w1;
+	w1.token_from = r->token_from;
+	w1.token_file = c->token_file;
 	if (r->status >= 200 && r->status < 300)
 		return 0;
 	if (r->request_id[0])
 		log_info("Hub answered %ld (%s) for %s, request id %s", r->status,
 			 r->error_code[0] ? r->error_code : "no code", w->repo, r->request_id);
-	(void)c;
 	return hf_map_error(r->status, r->error_code, r->error_message, w, e);
 }
 
 /* GET url, map a Hub error, parse the JSON answer. what names it in errors. */
-static int get_json(const struct hf_client *c, const char *url, const struct hf_what *w,
-		    const char *what, struct cancel_token *cancel, struct hf_resp *r, json_t **doc,
-		    struct err *e)
-{
-	int rc = hf_request(c, "GET", url, HF_REDIRECT_SAME_HOST, cancel, r, e);
-	if (rc)
-		return rc;
-	rc = check_status(c, r, w, e);
-	if (rc)
-		return rc;
-	rc = json_parse_strict(r->body ? r->body : "", r->len, CAP_LISTING_BYTES, doc, e);
-	if (rc)
-		err_prefix(e, "%s of %s", what, w->repo);
-	return rc;
-}
-
-static int is_commit(const char *s)
-{
-	return strlen(s) == 40 && is_hex_lower(s, 40);
-}
-
-int hf_resolve_commit(const struct hf_client *c, const char *org, const char *repo,
-		      const char *revision, struct cancel_token *cancel, char commit[41],
-		      struct hf_listing *names, struct err *e)
-{
-	char repo_id[2 * CAP_REPO_ID_LEN + 2];
-	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
-	struct hf_what w = {.repo = repo_id, .revision = revision, .have_token = c->token != NULL};
-	char *rev = escape_all(revision);
-	char *url = xasprintf("%s/api/models/%s/%s/revision/%s", c->endpoint, org, repo, rev);
-	free(rev);
-	struct hf_resp r = {0};
-	json_t *doc = NULL;
-	int rc = get_json(c, url, &w, "model info", cancel, &r, &doc, e);
-	if (rc)
-		goto out;
-	/* Hub answers carry many more keys than we read and gain new ones; only ours are checked.
-	 */
-	json_t *sha = json_is_object(doc) ? json_object_get(doc, "sha") : NULL;
-	if (!json_is_string(sha) || !is_commit(json_string_value(sha))) {
-		rc = err_set(e, ERR_NETWORK, "model info of %s has no commit sha", repo_id);
-		goto out;
-	}
-	memcpy(commit, json_string_value(sha), 41);
-	json_t *sib = json_object_get(doc, "siblings");
-	if (names && json_is_array(sib)) {
-		size_t i;
-		json_t *it;
-		snprintf(names->commit, sizeof(names->commit), "%s", commit);
-		json_array_foreach(sib, i, it)
-		{
-			if (cancel_is_set(cancel)) {
-				rc = err_set(e, ERR_CANCELLED, "cancelled");
-				goto out;
-			}
-			json_t *fn = json_object_get(it, "rfilename");
-			struct err pe = {0};
-			if (!json_is_string(fn) ||
-			    path_check_repo(json_string_value(fn), json_string_length(fn), &pe)) {
-				rc = err_set(e, ERR_INVALID,
-					     "model info of %s: unsafe file name refused: %s",
-					     repo_id,
-					     json_is_string(fn) ? err_msg(&pe) : "not a string");
-				goto out;
-			}
-			if (hf_listing_add(names, json_string_value(fn), 0, NULL, NULL)) {
-				rc = err_set(e, ERR_TOO_LARGE, "%s has more than %d files", repo_id,
-					     CAP_REPO_FILES);
-				goto out;
-			}
-		}
-	}
-out:
-	json_decref(doc);
-	hf_resp_cleanup(&r);
-	free(url);
-	return rc;
-}
-
-static int get_u64(json_t *v, uint64_t *out)
-{
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
-		return -1;
-	*out = (uint64_t)json_integer_value(v);
-	return 0;
-}
-
-static int add_tree_entry(struct hf_listing *out, json_t *it, const char *repo_id, struct err *e)
-{
-	/* Folders cost as much to read and keep as files: they count the same. */
-	size_t cap = out->max_entries ? out->max_entries : CAP_REPO_FILES;
-	if (++out->entries > cap)
-		return err_set(e, ERR_TOO_LARGE, "%s has more than %zu files and folders", repo_id,
-			       cap);
-	json_t *type = json_object_get(it, "type");
-	json_t *path = json_object_get(it, "path");
-	if (!json_is_string(type) || !json_is_string(path))
-		return err_set(e, ERR_NETWORK, "tree listing of %s: entry without type or path",
-			       repo_id);
-	if (strcmp(json_string_value(type), "file") != 0)
-		return 0;
-	const char *p = json_string_value(path);
-	size_t plen = json_string_length(path);
-	struct err pe = {0};
-	if (path_check_repo(p, plen, &pe))
-		return err_set(e, ERR_INVALID, "tree listing of %s: unsafe path refused: %s",
-			       repo_id, err_msg(&pe));
-	uint64_t size = 0;
-	int has_size = get_u64(json_object_get(it, "size"), &size) == 0;
-	const char *sha = NULL, *oid = NULL;
-	json_t *o = json_object_get(it, "oid");
-	if (json_is_string(o) && json_string_length(o) == 40 &&
-	    is_hex_lower(json_string_value(o), 40))
-		oid = json_string_value(o);
-	json_t *lfs = json_object_get(it, "lfs");
-	if (json_is_object(lfs)) {
-		json_t *lo = json_object_get(lfs, "oid");
-		if (!sha256_hex_valid(json_string_value(lo)))
-			return err_set(e, ERR_NETWORK, "tree listing of %s: bad lfs.oid for '%s'",
-				       repo_id, p);
-		sha = json_string_value(lo);
-		uint64_t lsize;
-		if (get_u64(json_object_get(lfs, "size"), &lsize) == 0) {
-			if (has_size && lsize != size)
-				return err_set(
-				    e, ERR_DIGEST,
-				    "tree listing of %s: '%s' has two sizes (%llu, %llu)", repo_id,
-				    p, (unsigned long long)size, (unsigned long long)lsize);
-			size = lsize;
-			has_size = 1;
-		}
-	}
-	if (!has_size)
-		return err_set(e, ERR_NETWORK, "tree listing of %s: '%s' has no size", repo_id, p);
-	if (hf_listing_add(out, p, size, sha, oid))
-		return err_set(e, ERR_TOO_LARGE, "%s has more than %d files", repo_id,
-			       CAP_REPO_FILES);
-	return 0;
-}
-
-int hf_tree_page_parse(const char *body, size_t len, const char *link, const char *repo_id,
-		       struct cancel_token *cancel, struct hf_listing *out, char *next_url,
-		       size_t next_size, struct err *e)
-{
-	json_t *doc = NULL;
-	next_url[0] = '\0';
-	int rc = json_parse_strict(body, len, CAP_LISTING_BYTES, &doc, e);
-	if (rc) {
-		err_prefix(e, "tree listing of %s", repo_id);
-		return rc;
-	}
-	if (!json_is_array(doc)) {
-		rc = err_set(e, ERR_NETWORK, "tree listing of %s is not a JSON array", repo_id);
-		goto out;
-	}
-	size_t i;
-	json_t *it;
-	json_array_foreach(doc, i, it)
-	{
-		if (cancel_is_set(cancel)) {
-			rc = err_set(e, ERR_CANCELLED, "cancelled");
-			goto out;
-		}
-		if (!json_is_object(it)) {
-			rc = err_set(e, ERR_NETWORK,
-				     "tree listing of %s: entry %zu is not an object", repo_id, i);
-			goto out;
-		}
-		rc = add_tree_entry(out, it, repo_id, e);
-		if (rc)
-			goto out;
-	}
-	if (link && link_next(link, next_url, next_size))
-		rc = err_set(e, ERR_TOO_LARGE,
-			     "tree listing of %s: the next page's URL is too long", repo_id);
-out:
-	json_decref(doc);
-	return rc;
-}
-
-int hf_list_tree(const struct hf_client *c, const char *org, const char *repo, const char *commit,
-		 struct cancel_token *cancel, struct hf_listing *out, struct err *e)
-{
-	char repo_id[2 * CAP_REPO_ID_LEN + 2];
-	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
-	struct hf_what w = {.repo = repo_id, .revision = commit, .have_token = c->token != NULL};
-	char *rev = escape_all(commit);
-	char *url =
-	    xasprintf("%s/api/models/%s/%s/tree/%s?recursive=true", c->endpoint, org, repo, rev);
-	free(rev);
-	struct hf_resp r = {0};
-	char next[CAP_URL_LEN + 1];
-	int rc = 0;
-	/* Each page is read, parsed and dropped before the next: the cap is per page. */
-	struct hf_client pc = *c;
-	if (!pc.max_answer || pc.max_answer > CAP_LISTING_PAGE_BYTES)
-		pc.max_answer = CAP_LISTING_PAGE_BYTES;
-	snprintf(out->commit, sizeof(out->commit), "%s", commit);
-	for (int page = 0;; page++) {
-		if (page >= CAP_LISTING_PAGES) {
-			rc = err_set(e, ERR_TOO_LARGE, "tree listing of %s has over %d pages",
-				     repo_id, CAP_LISTING_PAGES);
-			goto out;
-		}
-		rc = hf_request(&pc, "GET", url, HF_REDIRECT_SAME_HOST, cancel, &r, e);
-		if (rc == 0)
-			rc = check_status(c, &r, &w, e);
-		if (rc == 0)
-			rc = hf_tree_page_parse(r.body ? r.body : "", r.len, r.link, repo_id,
-						cancel, out, next, sizeof(next), e);
-		if (rc)
-			goto out;
-		if (!next[0])
-			break;
-		/* The next page must come from the Hub itself: the token goes with it. */
-		if (!url_same_origin_str(next, c->endpoint)) {
-			rc = err_set(e, ERR_NETWORK,
-				     "tree listing of %s: next page on another host", repo_id);
-			goto out;
-		}
-		free(url);
-		url = xstrdup(next);
-	}
-out:
-	hf_resp_cleanup(&r);
-	free(url);
-	return rc;
-}
-
-int hf_head_file(const struct hf_client *c, const char *org, const char *repo, const char *revision,
-		 const char *path, struct cancel_token *cancel, struct hf_file_meta *out,
-		 struct err *e)
-{
-	char repo_id[2 * CAP_REPO_ID_LEN + 2];
-	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
-	struct hf_what w = {
-	    .repo = repo_id, .revision = revision, .path = path, .have_token = c->token != NULL};
-	memset(out, 0, sizeof(*out));
-	char *rev = escape_all(revision);
-	char *ep = escape_path(path);
-	char *url = xasprintf("%s/%s/%s/resolve/%s/%s", c->endpoint, org, repo, rev, ep);
-	free(rev);
-	free(ep);
-	struct hf_resp r = {0};
-	int rc = hf_request(c, "HEAD", url, HF_REDIRECT_SAME_HOST, cancel, &r, e);
-	if (rc)
-		goto out;
-	int redirect = r.status >= 300 && r.status < 400;
-	if (!redirect) {
-		rc = check_status(c, &r, &w, e);
-		if (rc)
-			goto out;
-	}
-	if (!r.commit[0]) {
-		rc = err_set(e, ERR_NETWORK,
-			     "'%s' in %s: the answer has no X-Repo-Commit, so it did not come from "
-			     "the Hub (proxy?)",
-			     path, repo_id);
-		goto out;
-	}
-	if (!is_commit(r.commit)) {
-		rc = err_set(e, ERR_NETWORK, "'%s' in %s: malformed X-Repo-Commit", path, repo_id);
-		goto out;
-	}
-	size_t el = strlen(r.etag);
-	if (!((el == 64 && is_hex_lower(r.etag, 64)) || (el == 40 && is_hex_lower(r.etag, 40)))) {
-		rc = err_set(e, ERR_NETWORK, "'%s' in %s: the Hub gave no usable etag", path,
-			     repo_id);
-		goto out;
-	}
-	if (!r.has_size) {
-		rc = err_set(e, ERR_NETWORK, "'%s' in %s: the Hub gave no size", path, repo_id);
-		goto out;
-	}
-	memcpy(out->commit, r.commit, 41);
-	snprintf(out->etag, sizeof(out->etag), "%s", r.etag);
-	out->size = r.size;
-	if (redirect) {
-		if (!r.location[0]) {
-			rc = err_set(e, ERR_NETWORK, "'%s' in %s: redirect without Location", path,
-				     repo_id);
-			goto out;
-		}
-		snprintf(out->url, sizeof(out->url), "%s", r.location);
-		out->url_is_hub = url_same_origin_str(r.location, c->endpoint);
-	} else {
-		snprintf(out->url, sizeof(out->url), "%s", r.final_url);
-		out->url_is_hub = 1;
-	}
-out:
-	hf_resp_cleanup(&r);
-	free(url);
-	return rc;
-}
-
-/* Files between two looks at the cancel token while the answer is built. */
-#define HF_SOURCES_CANCEL_EVERY 1024
-
-int hf_repo_files_json(const struct prov_config *cfg, const char *org, const char *repo,
-		       const char *revision, struct cancel_token *cancel, json_t **out,
-		       struct err *e)
-{
-	struct hf_client c;
-	struct hf_listing l;
-	char commit[41];
-	json_t *doc = NULL, *by_tag = NULL;
-	hf_listing_init(&l);
-	*out = NULL;
-	const char *rev = revision && *revision ? revision : REF_DEFAULT_REVISION;
-	struct err ne = {0};
-	int rc = hf_client_init(&c, cfg, e);
-	if (rc)
-		return rc;
-	/*
-	 * A listing for a person to choose from: every answer of the Hub and
-	 * the number of entries have caps well below a download's, so that a
-	 * few listings at once stay small in memory.
-	 */
-	c.max_answer = CAP_LISTING_PAGE_BYTES;
-	l.max_entries = CAP_SOURCES_ENTRIES;
-	if (name_check_hub(org, strlen(org), &ne) || name_check_hub(repo, strlen(repo), &ne) ||
-	    revision_check(rev, strlen(rev), &ne)) {
-		rc = err_set(e, ERR_UNPROCESSABLE, "repo '%s/%s': %s", org, repo, err_msg(&ne));
-		goto out;
-	}
-	rc = hf_resolve_commit(&c, org, repo, rev, cancel, commit, NULL, e);
-	if (rc)
-		goto out;
-	rc = hf_list_tree(&c, org, repo, commit, cancel, &l, e);
-	if (rc)
-		goto out;
-	doc = json_object();
-	by_tag = json_object(); /* tag -> its entry of quants (borrowed) */
-	json_t *files = json_array(), *quants = json_array();
-	char repo_id[2 * CAP_REPO_ID_LEN + 2];
-	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
-	json_set_str(doc, "repo", repo_id);
-	json_set_str(doc, "revision", rev);
-	json_set_str(doc, "commit", commit);
-	json_object_set_new(doc, "files", files);
-	json_object_set_new(doc, "quants", quants);
-	for (size_t i = 0; i < l.n; i++) {
-		if (i % HF_SOURCES_CANCEL_EVERY == 0 && cancel && cancel_is_set(cancel)) {
-			rc = err_set(e, ERR_CANCELLED, "listing %s: cancelled", repo_id);
-			goto out;
-		}
-		const struct hf_file *f = &l.files[i];
-		json_t *jf = json_object();
-		char tag[HF_QUANT_MAX];
-		unsigned no, count;
-		size_t stem;
-		int gguf = hf_is_gguf(f->path);
-		int has_tag = gguf && hf_quant_tag(f->path, tag);
-		int shard = hf_split_shard(f->path, &no, &count, &stem);
-		json_set_str(jf, "path", f->path);
-		json_set_int(jf, "size", (long long)f->size);
-		json_set_str(jf, "sha256", f->sha256[0] ? f->sha256 : NULL);
-		json_set_str(jf, "quant", has_tag ? tag : NULL);
-		json_object_set_new(jf, "shard", shard ? json_integer(no) : json_null());
-		json_object_set_new(jf, "shards", shard ? json_integer(count) : json_null());
-		json_array_append_new(files, jf);
-		if (!has_tag)
-			continue;
-		json_t *q = json_object_get(by_tag, tag);
-		if (!q) {
-			q = json_object();
-			json_set_str(q, "tag", tag);
-			json_set_int(q, "size", 0);
-			json_object_set_new(q, "files", json_array());
-			int dflt = strcmp(rev, REF_DEFAULT_REVISION) == 0;
-			char *ref = xasprintf("hf:%s:%s%s%s", repo_id, tag, dflt ? "" : "@",
-					      dflt ? "" : rev);
-			json_set_str(q, "ref", ref);
-			free(ref);
-			json_array_append_new(quants, q);
-			json_object_set(by_tag, tag, q);
-		}
-		json_set_int(q, "size",
-			     (long long)json_integer_value(json_object_get(q, "size")) +
-				 (long long)f->size);
-		json_array_append_new(json_object_get(q, "files"), json_string(f->path));
-	}
-	*out = doc;
-	doc = NULL;
-out:
-	json_decref(by_tag);
-	json_decref(doc);
-	hf_listing_cleanup(&l);
-	hf_client_cleanup(&c);
-	return rc;
-}

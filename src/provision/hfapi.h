@@ -10,7 +10,8 @@
  * host, port), every redirect judged by the URL policy of core/url.h (also
  * one handed back unfollowed), and the
  * cancel token checked while it runs. Hub error codes become plain
- * messages through one table (hf_map_error).
+ * messages through one table. hfapi.c holds the client and the requests,
+ * hfrepo.c the requests about one repository (hfapi_internal.h joins them).
  *
  * struct hf_client is caller-owned and read-only after hf_client_init, so
  * one client may be used from several threads at once.
@@ -19,6 +20,7 @@
 #define RBEE_PROVISION_HFAPI_H
 
 #include <jansson.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +33,8 @@ struct prov_config;
 
 struct hf_client {
 	char endpoint[CAP_URL_LEN + 1]; /* without trailing '/' */
-	char *token;			/* NULL: none; never logged */
+	char *token;			/* from the configuration; NULL: see hf_token_get */
+	char token_file[PATH_MAX];	/* huggingface_hub's token file; "": none */
 	int offline;
 	size_t max_answer; /* bytes of one answer read; 0: CAP_LISTING_BYTES */
 	char user_agent[64];
@@ -39,9 +42,10 @@ struct hf_client {
 
 /*
  * Resolves the environment the way huggingface_hub does: endpoint from cfg,
- * else $HF_ENDPOINT, else https://huggingface.co; token from cfg, else
- * $HF_TOKEN, else the file $HF_HOME/token; offline from cfg or
- * $HF_HUB_OFFLINE (1/ON/YES/TRUE). Returns 0 or ERR_INVALID (bad endpoint).
+ * else $HF_ENDPOINT, else https://huggingface.co; the token file's path
+ * ($HF_HOME/token, else $XDG_CACHE_HOME/huggingface/token, else
+ * ~/.cache/huggingface/token); offline from cfg or $HF_HUB_OFFLINE
+ * (1/ON/YES/TRUE). Returns 0 or ERR_INVALID (bad endpoint).
  */
 int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct err *e);
 void hf_client_cleanup(struct hf_client *c);
@@ -49,8 +53,21 @@ void hf_client_cleanup(struct hf_client *c);
 /* 1 when HF_HUB_CACHE or HF_HOME is set: the hub cache is then the shared one. */
 int hf_env_shares_cache(void);
 
-/* 1 if v is a true value of HF_HUB_OFFLINE ("1", "ON", "YES", "TRUE", any case). */
-int hf_env_true(const char *v);
+/* The token of a request and where it came from; never logged. */
+struct hf_token {
+	char value[CAP_TOKEN_LEN + 1];
+	const char *from; /* "the configuration", "HF_TOKEN" or the token file; NULL: none */
+};
+
+/*
+ * The token to send now: cfg's hf_token, else $HF_TOKEN, else the token
+ * file, read again on each call so that a `huggingface-cli login` after the
+ * daemon started counts. A token that cannot go into a header (token.h) is
+ * not sent, with a warning; a missing file is no token. hf_request calls it
+ * for each request to the Hub. Clear t with hf_token_clear.
+ */
+void hf_token_get(const struct hf_client *c, struct hf_token *t);
+void hf_token_clear(struct hf_token *t);
 
 /* One answer. Strings are empty when the header was absent. */
 struct hf_resp {
@@ -69,6 +86,7 @@ struct hf_resp {
 	long retry_after_s;		 /* -1 when absent */
 	int accept_ranges;		 /* Accept-Ranges: bytes */
 	char final_url[CAP_URL_LEN + 1]; /* after same-host redirects */
+	const char *token_from;		 /* hf_token's from of the token sent; NULL: none */
 };
 
 void hf_resp_cleanup(struct hf_resp *r);
@@ -91,23 +109,6 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 	       enum hf_redirects redir, struct cancel_token *cancel, struct hf_resp *r,
 	       struct err *e);
 
-/* What a Hub error is about, for its message. */
-struct hf_what {
-	const char *repo;     /* "org/repo" */
-	const char *revision; /* may be NULL */
-	const char *path;     /* may be NULL */
-	int have_token;
-};
-
-/*
- * Maps a Hub answer (status, X-Error-Code, X-Error-Message) to an ERR_* and a
- * plain message: "repo 'a/b' not found", "'a/b' is gated: set HF_TOKEN after
- * accepting its terms", "revision 'x' not found in a/b", "file 'p' not found
- * in a/b". Returns the code (never 0).
- */
-int hf_map_error(long status, const char *error_code, const char *error_message,
-		 const struct hf_what *w, struct err *e);
-
 /*
  * revision -> commit sha (40 hex) through GET /api/models/ORG/REPO/revision/REV.
  * When names is not NULL it also receives the repo's file names (siblings,
@@ -126,26 +127,6 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
  */
 int hf_list_tree(const struct hf_client *c, const char *org, const char *repo, const char *commit,
 		 struct cancel_token *cancel, struct hf_listing *out, struct err *e);
-
-/*
- * One page of that listing, with no I/O (hf_list_tree's parser, fuzzed on
- * its own): body is the JSON answer (len bytes, no NUL needed), link the
- * value of its Link header (NULL or "" when absent). Appends the page's
- * files to out (folders skipped; every path through path_check_repo; the
- * size, and lfs.oid as the sha256 of an LFS file) and puts the URL of
- * Link rel="next" into next_url ("" on the last page). repo_id ("org/repo")
- * names the repo in messages. Errors: ERR_INVALID (bad JSON, unsafe path),
- * ERR_NETWORK (not a listing, an entry without type, path, size or with a
- * bad lfs.oid), ERR_DIGEST (two sizes), ERR_TOO_LARGE (over the caps, a
- * next URL longer than next_size), ERR_CANCELLED as soon as cancel (may be
- * NULL) fires.
- */
-int hf_tree_page_parse(const char *body, size_t len, const char *link, const char *repo_id,
-		       struct cancel_token *cancel, struct hf_listing *out, char *next_url,
-		       size_t next_size, struct err *e);
-
-/* An ETag header value without its W/ prefix and quotes, into out. */
-void hf_etag_strip(const char *in, char *out, size_t size);
 
 /* One file's facts from HEAD E/ORG/REPO/resolve/REV/PATH. */
 struct hf_file_meta {

@@ -246,19 +246,6 @@ static int listing_tags(const struct hf_listing *l, struct cancel_token *cancel,
 	return 0;
 }
 
-size_t hf_available_tags(const struct hf_listing *l, char *buf, size_t size)
-{
-	struct tag_at *t = NULL;
-	size_t n = 0;
-	if (size)
-		buf[0] = '\0';
-	if (listing_tags(l, NULL, &t, &n, NULL))
-		return 0;
-	tags_join(t, n, ", ", buf, size);
-	free(t);
-	return n;
-}
-
 static int is_mmproj(const char *path)
 {
 	return strncasecmp(base_name(path), "mmproj", 6) == 0;

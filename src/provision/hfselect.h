@@ -79,13 +79,6 @@ int hf_select(const struct hf_listing *l, enum ref_selector sel, const char *tex
 	      struct cancel_token *cancel, size_t *idx, size_t max, size_t *n, struct err *e);
 
 /*
- * Writes the distinct quantization tags of the GGUF files of l, in listing
- * order, separated by ", ", into buf (as many as fit). Returns the number of
- * tags.
- */
-size_t hf_available_tags(const struct hf_listing *l, char *buf, size_t size);
-
-/*
  * The quantizations of a model made of the n files paths: the distinct tags
  * of its GGUF files in file order (those of vision projectors, mmproj*, only
  * when it has no other tagged GGUF), at most max of them into tags. Returns

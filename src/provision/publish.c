@@ -244,9 +244,10 @@ int prov_fetch_http(struct prov_job *j, struct prov_plan *p, struct err *e)
 	return 0;
 }
 
-int prov_artifact_fill(struct prov_job *j, const char *repo_dir, const char *commit,
-		       const char *first_path, const char *id, uint64_t size,
-		       struct prov_artifact *out, struct err *e)
+/* Fills out from a catalog model id. */
+static int prov_artifact_fill(struct prov_job *j, const char *repo_dir, const char *commit,
+			      const char *first_path, const char *id, uint64_t size,
+			      struct prov_artifact *out, struct err *e)
 {
 	if (fmt_buf(out->id, sizeof(out->id), "%s", id))
 		return err_set(e, ERR_TOO_LARGE, "catalog id too long");

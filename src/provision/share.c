@@ -294,12 +294,16 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
 	struct xfer_resume_ops ops = {
 	    .load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
+	/* Looked up now, so a login since the daemon started counts; the engine keeps a copy. */
+	struct hf_token tok = {0};
+	if (b->url_is_hub)
+		hf_token_get(&ctx->hf, &tok);
 	struct xfer_request req = {
 	    .url = b->url,
 	    /* A Hub file's download starts at the endpoint: its token, and the bound on redirects.
 	     */
 	    .origin = b->org ? ctx->hf.endpoint : NULL,
-	    .auth_token = b->url_is_hub ? ctx->hf.token : NULL,
+	    .auth_token = tok.from ? tok.value : NULL,
 	    .dir_fd = dir_fd,
 	    .fd = fd,
 	    .name = partial,
@@ -321,6 +325,7 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	struct xfer *x = NULL;
 	if (rc == 0)
 		rc = xfer_start(ctx->engine, &req, &x, e);
+	hf_token_clear(&tok);
 	/* The engine works on its own duplicates of the descriptors. */
 	if (fd >= 0)
 		close(fd);

@@ -167,9 +167,5 @@ int prov_lookup_available(struct prov_job *j, const char *id, const char *commit
  */
 void prov_blob_made(struct catalog *cat, const struct layout *l, const char *repo_dir,
 		    const char *sha256, int verified);
-/* Fills out from a catalog model id. */
-int prov_artifact_fill(struct prov_job *j, const char *repo_dir, const char *commit,
-		       const char *first_path, const char *id, uint64_t size,
-		       struct prov_artifact *out, struct err *e);
 
 #endif

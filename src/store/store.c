@@ -72,21 +72,27 @@ int store_paths_resolve(const char *data_dir, const char *hf_cache, int share_hf
 		return err_set(e, ERR_TOO_LARGE, "catalog path too long");
 
 	const char *hub = hf_cache && hf_cache[0] ? hf_cache : NULL;
-	if (!hub && share_hf_cache)
+	out->hub_from = "--hf-cache";
+	if (!hub && share_hf_cache) {
 		hub = env_nonempty("HF_HUB_CACHE");
+		out->hub_from = "HF_HUB_CACHE";
+	}
 	if (hub) {
 		rc = fmt_buf(out->hub, sizeof out->hub, "%s", hub);
 		out->shared = 1;
 	} else if (share_hf_cache && env_nonempty("HF_HOME")) {
 		rc = fmt_buf(out->hub, sizeof out->hub, "%s/hub", env_nonempty("HF_HOME"));
 		out->shared = 1;
+		out->hub_from = "HF_HOME";
 	} else if (share_hf_cache) {
 		rc = cache_dir(out->hub, sizeof out->hub, "huggingface/hub", e);
 		if (rc)
 			return rc;
 		out->shared = 1;
+		out->hub_from = "huggingface_hub's default";
 	} else {
 		rc = fmt_buf(out->hub, sizeof out->hub, "%s/hub", out->root);
+		out->hub_from = "the data root";
 	}
 	return rc ? err_set(e, ERR_TOO_LARGE, "hub cache path too long") : 0;
 }

@@ -24,6 +24,8 @@ struct store_paths {
 	char catalog[PATH_MAX]; /* <root>/catalog.db */
 	char hub[PATH_MAX];	/* the hub cache folder */
 	int shared;		/* 1 when hub is a cache shared with huggingface_hub */
+	const char *hub_from;	/* what chose hub: "--hf-cache", "HF_HUB_CACHE", "HF_HOME",
+				   "huggingface_hub's default" or "the data root" */
 };
 
 /*

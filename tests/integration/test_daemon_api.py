@@ -531,9 +531,9 @@ class DaemonApiTest(DaemonTestCase):
                 name, _, text = line.strip().partition(" ")
                 flags[name] = text
         # What each flag does when it is not given, as the code has it.
-        want = {"--bind": "(127.0.0.1)", "--port": "(7835;", "--max-jobs": "(2)",
+        want = {"--bind": "(127.0.0.1)", "--port": "(7835)", "--max-jobs": "(2)",
                 "--connections": "(8)", "--http-connections": "(1024)",
-                "--http-per-ip": "(64 beyond loopback; no limit on it)",
+                "--http-per-ip": "beyond loopback; none on loopback (64)",
                 "--limit-rate": "(no cap)", "--sources-deadline": "(30)", "--offline": "(off)", "--hive-id": "(none: any)",
                 "--log-level": "$RBEE_HIVE_LOG, else info)",
                 "--data-dir": "$RBEE_HIVE_HOME, else $XDG_CACHE_HOME/rbee-hive",

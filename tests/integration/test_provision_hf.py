@@ -248,7 +248,8 @@ class ProvisionHF(DaemonTestCase):
 
     def test_gated_without_and_with_token(self):
         r = self.pull("hf:org/gated")
-        self.assert_error(r, "gated", "'org/gated' is gated: set HF_TOKEN after accepting its terms")
+        self.assert_error(r, "gated", "'org/gated' is gated: accept its terms on the Hub, then "
+                          "give the daemon a token: HF_TOKEN in the daemon's environment")
         env = dict(self.env, HF_TOKEN=TOKEN)
         self.hub.reset()
         self.assert_done(self.pull("hf:org/gated", env=env))

@@ -218,6 +218,25 @@ static void test_peer_addresses(void **state)
 			 ERR_FORBIDDEN);
 }
 
+/* Every entry of the CLI's no-proxy list is a host (or a range of hosts) the loopback rule accepts.
+ */
+static void test_noproxy_list_is_loopback(void **state)
+{
+	(void)state;
+	char list[] = URL_LOOPBACK_NOPROXY;
+	int n = 0;
+	for (char *save = NULL, *h = strtok_r(list, ",", &save); h;
+	     h = strtok_r(NULL, ",", &save)) {
+		char *slash = strchr(h, '/');
+		if (slash)
+			*slash = '\0';
+		assert_true(url_host_is_loopback(h));
+		n++;
+	}
+	assert_int_equal(n, 4);
+	assert_false(url_host_is_loopback("128.0.0.1"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -225,6 +244,7 @@ int main(void)
 	    cmocka_unit_test(test_same_origin_includes_port_and_scheme),
 	    cmocka_unit_test(test_host_is_address),
 	    cmocka_unit_test(test_loopback_is_parsed_exactly),
+	    cmocka_unit_test(test_noproxy_list_is_loopback),
 	    cmocka_unit_test(test_address_classes),
 	    cmocka_unit_test(test_scheme_rule),
 	    cmocka_unit_test(test_redirect_hops),

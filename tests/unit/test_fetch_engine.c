@@ -201,17 +201,7 @@ static void *serve_file(void *arg)
 		if (c < 0)
 			break;
 		char req[4096];
-		size_t got = 0;
-		while (got < sizeof(req) - 1) {
-			ssize_t r = read(c, req + got, sizeof(req) - 1 - got);
-			if (r <= 0)
-				break;
-			got += (size_t)r;
-			req[got] = '\0';
-			if (strstr(req, "\r\n\r\n"))
-				break;
-		}
-		req[got] = '\0';
+		test_read_request(c, req, sizeof(req));
 		unsigned long a = 0, b = SERVED_SIZE - 1;
 		const char *rg = strstr(req, "Range: bytes=");
 		char head[256];

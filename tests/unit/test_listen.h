@@ -9,7 +9,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Returns the listening descriptor and fills url; fails the test on error. */
 static inline int test_listen_loopback(char *url, size_t size)
@@ -24,6 +26,23 @@ static inline int test_listen_loopback(char *url, size_t size)
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
 	snprintf(url, size, "http://127.0.0.1:%d/blob", ntohs(a.sin_port));
 	return fd;
+}
+
+/* Reads one request's head (up to the blank line, at most size - 1 bytes) into req, NUL-ended. */
+static inline size_t test_read_request(int fd, char *req, size_t size)
+{
+	size_t got = 0;
+	req[0] = '\0';
+	while (got < size - 1) {
+		ssize_t r = read(fd, req + got, size - 1 - got);
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+		req[got] = '\0';
+		if (strstr(req, "\r\n\r\n"))
+			break;
+	}
+	return got;
 }
 
 #endif

@@ -1,10 +1,12 @@
-/* One page of the Hub's recursive tree listing (hf_tree_page_parse) and the ETag helper. */
+/* One page of the Hub's recursive tree listing (hf_tree_page_parse) and the ETag of an answer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -12,7 +14,10 @@
 #include "core/caps.h"
 #include "core/err.h"
 #include "provision/hfapi.h"
+#include "provision/hfapi_internal.h"
 #include "provision/hfselect.h"
+#include "provision/provision.h"
+#include "test_listen.h"
 
 #define SHA_A "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 #define OID_B "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
@@ -130,18 +135,59 @@ static void test_next_url_too_long(void **state)
 	hf_listing_cleanup(&l);
 }
 
+/* A server that answers each HEAD with the next ETag of etags, then closes. */
+struct etag_server {
+	int fd;
+	const char *const *etags;
+	size_t n;
+};
+
+static void *etag_serve(void *arg)
+{
+	struct etag_server *sv = arg;
+	for (size_t i = 0; i < sv->n; i++) {
+		int c = accept(sv->fd, NULL, NULL);
+		if (c < 0)
+			break;
+		char req[4096];
+		test_read_request(c, req, sizeof(req));
+		char ans[512];
+		int len = snprintf(ans, sizeof(ans),
+				   "HTTP/1.1 200 OK\r\nETag: %s\r\nContent-Length: 0\r\n"
+				   "Connection: close\r\n\r\n",
+				   sv->etags[i]);
+		assert_int_equal(write(c, ans, (size_t)len), len);
+		close(c);
+	}
+	return NULL;
+}
+
+/* The ETag of an answer is kept without its W/ prefix and quotes. */
 static void test_etag_strip(void **state)
 {
 	(void)state;
-	char out[80];
-	hf_etag_strip("W/\"" OID_B "\"", out, sizeof(out));
-	assert_string_equal(out, OID_B);
-	hf_etag_strip("\"" SHA_A "\"", out, sizeof(out));
-	assert_string_equal(out, SHA_A);
-	hf_etag_strip("plain", out, sizeof(out));
-	assert_string_equal(out, "plain");
-	hf_etag_strip("\"", out, sizeof(out));
-	assert_string_equal(out, "\"");
+	static const char *const etags[] = {"W/\"" OID_B "\"", "\"" SHA_A "\"", "plain", "\""};
+	static const char *const want[] = {OID_B, SHA_A, "plain", "\""};
+	char url[128];
+	struct etag_server sv = {.etags = etags, .n = sizeof(etags) / sizeof(etags[0])};
+	sv.fd = test_listen_loopback(url, sizeof(url));
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, etag_serve, &sv), 0);
+	struct prov_config cfg = {.endpoint = "http://127.0.0.1:1"};
+	struct hf_client c;
+	struct err e = {0};
+	assert_int_equal(hf_client_init(&c, &cfg, &e), 0);
+	for (size_t i = 0; i < sv.n; i++) {
+		struct hf_resp r = {0};
+		assert_int_equal(hf_request(&c, "HEAD", url, HF_REDIRECT_SAME_HOST, NULL, &r, &e),
+				 0);
+		assert_int_equal(r.status, 200);
+		assert_string_equal(r.etag, want[i]);
+		hf_resp_cleanup(&r);
+	}
+	pthread_join(th, NULL);
+	close(sv.fd);
+	hf_client_cleanup(&c);
 }
 
 int main(void)

@@ -15,6 +15,7 @@
 #include "core/cancel.h"
 #include "core/err.h"
 #include "provision/hfapi.h"
+#include "provision/hfapi_internal.h"
 #include "provision/hfselect.h"
 #include "provision/provision.h"
 
@@ -245,8 +246,10 @@ static void test_select_many_distinct_tags(void **state)
 	assert_int_equal(hf_select(&l, SEL_DEFAULT, "", "a/b", NULL, idx, CAP_MODEL_FILES, &n, &e),
 			 0);
 	assert_int_equal(n, SHARDS);
-	char tags[64];
-	assert_int_equal(hf_available_tags(&l, tags, sizeof(tags)), FILES + 1);
+	assert_int_equal(
+	    hf_select(&l, SEL_QUANT, "Q9_9", "a/b", NULL, idx, CAP_MODEL_FILES, &n, &e),
+	    ERR_NOT_FOUND);
+	assert_non_null(strstr(e.msg, "available: IQ1_0, "));
 	double ms = elapsed_ms(&t0);
 	if (ms > 2000)
 		fail_msg("four selections over %d files took %.0f ms", FILES + SHARDS, ms);
@@ -308,55 +311,95 @@ static void test_model_quants(void **state)
 	assert_int_equal(hf_model_quants(none, 2, tags, 8), 0);
 }
 
-static void test_map_error(void **state)
-{
-	(void)state;
-	struct err e = {0};
-	struct hf_what w = {.repo = "a/b", .revision = "v9", .path = "x.gguf"};
-	static const struct {
-		long status;
-		const char *code;
-		int have_token;
-		int err;
-		const char *msg;
-	} cases[] = {
-	    {404, "RepoNotFound", 1, ERR_NOT_FOUND, "repo 'a/b' not found"},
-	    {401, "RepoNotFound", 0, ERR_NOT_FOUND,
-	     "repo 'a/b' not found (if it is private, set HF_TOKEN)"},
-	    {404, "RevisionNotFound", 0, ERR_NOT_FOUND, "revision 'v9' not found in a/b"},
-	    {404, "EntryNotFound", 0, ERR_NOT_FOUND, "file 'x.gguf' not found in a/b@v9"},
-	    {401, "GatedRepo", 0, ERR_GATED,
-	     "'a/b' is gated: set HF_TOKEN after accepting its terms"},
-	    {403, "GatedRepo", 1, ERR_GATED,
-	     "'a/b' is gated and the token has no access: accept its terms on the Hub"},
-	    {429, NULL, 0, ERR_RETRY, "the Hub is rate limiting requests; try again later"},
-	    {500, NULL, 0, ERR_NETWORK, "the Hub answered HTTP 500 for a/b"},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		w.have_token = cases[i].have_token;
-		assert_int_equal(hf_map_error(cases[i].status, cases[i].code, "", &w, &e),
-				 cases[i].err);
-		assert_string_equal(e.msg, cases[i].msg);
-	}
-}
-
-static void test_env_true(void **state)
-{
-	(void)state;
-	assert_int_equal(hf_env_true("1"), 1);
-	assert_int_equal(hf_env_true("Yes"), 1);
-	assert_int_equal(hf_env_true("TRUE"), 1);
-	assert_int_equal(hf_env_true("0"), 0);
-	assert_int_equal(hf_env_true(""), 0);
-	assert_int_equal(hf_env_true(NULL), 0);
-}
-
 static void clear_hf_env(void)
 {
 	static const char *const vars[] = {"HF_ENDPOINT",  "HF_TOKEN",	     "HF_HOME",
 					   "HF_HUB_CACHE", "HF_HUB_OFFLINE", "XDG_CACHE_HOME"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
+}
+
+/* Hub errors become messages; those that need a token say where the daemon looks for one. */
+static void test_map_error(void **state)
+{
+	(void)state;
+	struct err e = {0};
+	struct hf_what w = {.repo = "a/b", .revision = "v9", .path = "x.gguf"};
+	struct hf_client c;
+	struct prov_config cfg = {0};
+	clear_hf_env();
+	setenv("HF_HOME", "/srv/hf", 1);
+	assert_int_equal(hf_client_init(&c, &cfg, &e), 0);
+	static const struct {
+		long status;
+		const char *code;
+		const char *token_from;
+		int err;
+		const char *msg;
+	} cases[] = {
+	    {200, NULL, NULL, 0, ""},
+	    {404, "RepoNotFound", "HF_TOKEN", ERR_NOT_FOUND, "repo 'a/b' not found"},
+	    {401, "RepoNotFound", NULL, ERR_NOT_FOUND,
+	     "repo 'a/b' not found (if it is private, the daemon needs a token: HF_TOKEN in the "
+	     "daemon's environment or the file /srv/hf/token)"},
+	    {404, "RevisionNotFound", NULL, ERR_NOT_FOUND, "revision 'v9' not found in a/b"},
+	    {404, "EntryNotFound", NULL, ERR_NOT_FOUND, "file 'x.gguf' not found in a/b@v9"},
+	    {401, "GatedRepo", NULL, ERR_GATED,
+	     "'a/b' is gated: accept its terms on the Hub, then give the daemon a token: HF_TOKEN "
+	     "in the daemon's environment or the file /srv/hf/token"},
+	    {403, "GatedRepo", "/srv/hf/token", ERR_GATED,
+	     "'a/b' is gated and the token from /srv/hf/token has no access: accept its terms on "
+	     "the Hub"},
+	    {429, NULL, NULL, ERR_RETRY, "the Hub is rate limiting requests; try again later"},
+	    {500, NULL, NULL, ERR_NETWORK, "the Hub answered HTTP 500 for a/b"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct hf_resp r = {.status = cases[i].status, .token_from = cases[i].token_from};
+		snprintf(r.error_code, sizeof(r.error_code), "%s",
+			 cases[i].code ? cases[i].code : "");
+		err_clear(&e);
+		assert_int_equal(hf_check_status(&c, &r, &w, &e), cases[i].err);
+		assert_string_equal(e.msg, cases[i].msg);
+	}
+	hf_client_cleanup(&c);
+	/* With no HOME nor HF_HOME there is no token file: the hint names HF_TOKEN alone. */
+	clear_hf_env();
+	const char *home = getenv("HOME");
+	char *saved = home ? strdup(home) : NULL;
+	unsetenv("HOME");
+	assert_int_equal(hf_client_init(&c, &cfg, &e), 0);
+	struct hf_resp r = {.status = 401};
+	snprintf(r.error_code, sizeof(r.error_code), "GatedRepo");
+	assert_int_equal(hf_check_status(&c, &r, &w, &e), ERR_GATED);
+	assert_string_equal(e.msg, "'a/b' is gated: accept its terms on the Hub, then give the "
+				   "daemon a token: HF_TOKEN in the daemon's environment");
+	hf_client_cleanup(&c);
+	if (saved)
+		setenv("HOME", saved, 1);
+	free(saved);
+}
+
+/* HF_HUB_OFFLINE takes huggingface_hub's true values, in any case. */
+static void test_env_offline(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *v;
+		int offline;
+	} cases[] = {{"1", 1}, {"Yes", 1}, {"TRUE", 1}, {"on", 1}, {"0", 0}, {"", 0}, {"no", 0}};
+	struct prov_config cfg = {0};
+	struct hf_client c;
+	clear_hf_env();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		setenv("HF_HUB_OFFLINE", cases[i].v, 1);
+		assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
+		assert_int_equal(c.offline, cases[i].offline);
+		hf_client_cleanup(&c);
+	}
+	clear_hf_env();
+	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
+	assert_int_equal(c.offline, 0);
+	hf_client_cleanup(&c);
 }
 
 static void test_client_endpoint_rules(void **state)
@@ -378,7 +421,11 @@ static void test_client_endpoint_rules(void **state)
 	setenv("HF_HUB_OFFLINE", "TRUE", 1);
 	assert_int_equal(hf_client_init(&c, &cfg, &e), 0);
 	assert_string_equal(c.endpoint, "http://127.0.0.1:8080");
-	assert_string_equal(c.token, "hf_abc");
+	struct hf_token t;
+	hf_token_get(&c, &t);
+	assert_string_equal(t.value, "hf_abc");
+	assert_string_equal(t.from, "HF_TOKEN");
+	hf_token_clear(&t);
 	assert_int_equal(c.offline, 1);
 	hf_client_cleanup(&c);
 
@@ -388,6 +435,11 @@ static void test_client_endpoint_rules(void **state)
 	clear_hf_env();
 }
 
+/*
+ * The token is looked up when a request needs it: a token file written
+ * after the client started (huggingface-cli login) is read, HF_TOKEN wins
+ * over the file and the configuration over both.
+ */
 static void test_client_token_file(void **state)
 {
 	(void)state;
@@ -397,25 +449,43 @@ static void test_client_token_file(void **state)
 	mkdir(tmp ? tmp : "/tmp", 0755);
 	assert_int_equal(mkdir(dir, 0700), 0);
 	snprintf(path, sizeof(path), "%s/token", dir);
+	clear_hf_env();
+	setenv("HF_HOME", dir, 1);
+	struct hf_client c;
+	struct hf_token t;
+	struct prov_config cfg = {0};
+	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
+	assert_string_equal(c.token_file, path);
+	hf_token_get(&c, &t);
+	assert_null(t.from);
+	assert_string_equal(t.value, "");
 	FILE *f = fopen(path, "w");
 	assert_non_null(f);
 	fputs("hf_from_file\n", f);
 	fclose(f);
-	clear_hf_env();
-	setenv("HF_HOME", dir, 1);
-	struct hf_client c;
-	struct prov_config cfg = {0};
-	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
-	assert_string_equal(c.token, "hf_from_file");
-	hf_client_cleanup(&c);
-	/* HF_TOKEN wins over the file, the config over both. */
+	hf_token_get(&c, &t);
+	assert_string_equal(t.value, "hf_from_file");
+	assert_string_equal(t.from, path);
+	/* An unusable file is no token (and a warning), not a header with a line break. */
+	f = fopen(path, "w");
+	assert_non_null(f);
+	fputs("hf_a\nhf_b\n", f);
+	fclose(f);
+	hf_token_get(&c, &t);
+	assert_null(t.from);
+	assert_string_equal(t.value, "");
 	setenv("HF_TOKEN", "hf_env", 1);
-	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
-	assert_string_equal(c.token, "hf_env");
+	hf_token_get(&c, &t);
+	assert_string_equal(t.value, "hf_env");
+	assert_string_equal(t.from, "HF_TOKEN");
+	hf_token_clear(&t);
+	assert_null(t.from);
 	hf_client_cleanup(&c);
 	cfg.hf_token = "hf_cfg";
 	assert_int_equal(hf_client_init(&c, &cfg, NULL), 0);
-	assert_string_equal(c.token, "hf_cfg");
+	hf_token_get(&c, &t);
+	assert_string_equal(t.value, "hf_cfg");
+	hf_token_clear(&t);
 	hf_client_cleanup(&c);
 	clear_hf_env();
 	unlink(path);
@@ -436,7 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_select_cancelled),
 	    cmocka_unit_test(test_model_quants),
 	    cmocka_unit_test(test_map_error),
-	    cmocka_unit_test(test_env_true),
+	    cmocka_unit_test(test_env_offline),
 	    cmocka_unit_test(test_client_endpoint_rules),
 	    cmocka_unit_test(test_client_token_file),
 	};
