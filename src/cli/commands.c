@@ -373,18 +373,6 @@ out:
 	return rc;
 }
 
-/* 1 if two refs name the same Hugging Face repo. */
-static int cli_same_repo(const char *a, const char *b)
-{
-	struct model_ref *ra = xmalloc(sizeof(*ra)), *rb = xmalloc(sizeof(*rb));
-	int same = ref_parse(a, ra, NULL) == 0 && ref_parse(b, rb, NULL) == 0 &&
-		   ra->kind == REF_HF && rb->kind == REF_HF && strcasecmp(ra->org, rb->org) == 0 &&
-		   strcasecmp(ra->repo, rb->repo) == 0;
-	free(ra);
-	free(rb);
-	return same;
-}
-
 /*
  * A model is in the catalog only once published, so the daemon cannot refuse
  * to delete one that is still on its first download: it answers "not found"
@@ -409,7 +397,7 @@ static int cli_rm_busy(struct cli_client *c, const char *query, struct err *e)
 		const char *st = cli_jstr(j, "state");
 		int active = st && (strcmp(st, "running") == 0 || strcmp(st, "queued") == 0);
 		if (active && op && strcmp(op, "model_download") == 0 && ref &&
-		    cli_same_repo(query, ref)) {
+		    ref_same_hf_repo(query, ref)) {
 			rc = err_set(e, ERR_CONFLICT,
 				     "model '%s' is being downloaded by job %s; cancel it first "
 				     "(rbee-hive cancel %s)",
