@@ -129,14 +129,6 @@ int layout_partial_remove(const struct layout *l, const char *repo_dir, const ch
 			  struct err *e);
 
 /*
- * Publishes a finished .partial: fsync, rename to blobs/<sha256>, fsync the
- * folder. The caller has verified the content (the transfer hashes while it
- * writes); this function does not hash again.
- */
-int layout_blob_commit(const struct layout *l, const char *repo_dir, const char *sha256,
-		       struct err *e);
-
-/*
  * Creates snapshots/<commit>/<repo_path> as a relative symlink to the blob
  * (one "../" per folder level), atomically: the link is made under a
  * temporary name and renamed over any previous one. commit is a Hub commit

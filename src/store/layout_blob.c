@@ -131,41 +131,6 @@ int layout_partial_remove(const struct layout *l, const char *repo_dir, const ch
 	return rc;
 }
 
-int layout_blob_commit(const struct layout *l, const char *repo_dir, const char *sha256,
-		       struct err *e)
-{
-	int dfd;
-	int rc = layout_open_blobs(l, repo_dir, sha256, 0, &dfd, e);
-	if (rc)
-		return rc;
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
-	int f = openat(dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (f < 0) {
-		rc = err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s/%s/blobs/%s: %s",
-			     l->root, repo_dir, name, strerror(errno));
-		goto out;
-	}
-	if (fsync(f) < 0) {
-		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, name,
-			     strerror(errno));
-		close(f);
-		goto out;
-	}
-	close(f);
-	if (renameat(dfd, name, dfd, sha256) < 0) {
-		rc = err_set(e, ERR_IO, "rename %s/%s/blobs/%s: %s", l->root, repo_dir, name,
-			     strerror(errno));
-		goto out;
-	}
-	if (fsync(dfd) < 0)
-		rc =
-		    err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
-out:
-	close(dfd);
-	return rc;
-}
-
 int64_t layout_mtime_ns(const struct stat *st)
 {
 	return (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
