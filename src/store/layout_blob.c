@@ -1,4 +1,4 @@
-/* Blobs and partials: opening, committing, the per-blob lock, stat. */
+/* Blobs and partials: opening, removing a partial, the per-blob lock, stat. */
 #include "store/layout.h"
 
 #include <dirent.h>
