@@ -14,7 +14,6 @@
 #include <openssl/rand.h>
 
 #include "core/cancel.h"
-#include "core/caps.h"
 #include "core/json.h"
 #include "core/log.h"
 #include "core/ref.h"
