@@ -72,6 +72,10 @@ int layout_partial_path(const struct layout *l, const char *repo_dir, const char
 int layout_snapshot_path(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, char *buf, size_t size, struct err *e);
 
+/* The name in blobs/ of the partial of blob NAME (a checked blob name): "NAME.partial". */
+#define LAYOUT_PARTIAL_NAME_MAX 80
+void layout_partial_name(const char *name, char out[LAYOUT_PARTIAL_NAME_MAX]);
+
 /*
  * 1 if blobs/<sha256> is a regular file in repo_dir (its size into *size,
  * which may be NULL), 0 if not, negative on bad input.

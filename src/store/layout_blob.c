@@ -73,8 +73,8 @@ int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const 
 	int rc = layout_open_blobs(l, repo_dir, sha256, 1, &dfd, e);
 	if (rc)
 		return rc;
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
+	char name[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(sha256, name);
 	int f = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (f < 0) {
 		int er = errno;
@@ -121,8 +121,8 @@ int layout_partial_remove(const struct layout *l, const char *repo_dir, const ch
 		*e = sub;
 		return rc;
 	}
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
+	char name[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(sha256, name);
 	rc = 0;
 	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
 		rc = err_set(e, ERR_IO, "remove %s/%s/blobs/%s: %s", l->root, repo_dir, name,
