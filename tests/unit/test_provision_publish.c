@@ -7,9 +7,7 @@
  * digest, too little space, a cancel, a blob gone or damaged before it is
  * published. Everything happens in a temporary data root.
  */
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -34,8 +32,6 @@
 #include "core/cancel.h"
 #include "core/err.h"
 #include "core/util.h"
-#include "fetch/xfer.h"
-#include "provision/share.h"
 #include "provision/vendor.h"
 #include "store/catalog.h"
 #include "store/layout.h"
