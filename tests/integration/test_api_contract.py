@@ -165,7 +165,14 @@ class ApiContractTest(DaemonTestCase):
                                                 or 0) > 0)
         cls.call("POST", "/v1/jobs/%s/cancel" % slow["job_id"])
         cls.wait_job(slow["job_id"], lambda j: j["state"] == "cancelled")
-        status, a["partials_page"] = cls.call("GET", "/v1/partials")
+        # The job ends as soon as it leaves its transfer; the transfer saves
+        # the partial's resume state, which lists it, a moment later.
+        deadline = time.time() + 15
+        while True:
+            status, a["partials_page"] = cls.call("GET", "/v1/partials")
+            if a["partials_page"].get("partials") or time.time() > deadline:
+                break
+            time.sleep(0.05)
         assert a["partials_page"]["partials"], a["partials_page"]
         a["partial"] = a["partials_page"]["partials"][0]
 
