@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -514,4 +515,16 @@ int ref_matches_id(const char *query, const char *id)
 		return strcmp(base + 1, id + 5) == 0;
 	}
 	return 0;
+}
+
+int ref_same_hf_repo(const char *a, const char *b)
+{
+	/* Heap, not stack: a parsed ref holds two URL-sized buffers. */
+	struct model_ref *ra = xmalloc(sizeof(*ra)), *rb = xmalloc(sizeof(*rb));
+	int same = ref_parse(a, ra, NULL) == 0 && ref_parse(b, rb, NULL) == 0 &&
+		   ra->kind == REF_HF && rb->kind == REF_HF && strcasecmp(ra->org, rb->org) == 0 &&
+		   strcasecmp(ra->repo, rb->repo) == 0;
+	free(ra);
+	free(rb);
+	return same;
 }

@@ -106,4 +106,11 @@ int ref_catalog_id_file(const char *name, char *buf, size_t size);
  */
 int ref_matches_id(const char *query, const char *id);
 
+/*
+ * 1 if refs a and b (texts; catalog hf ids are refs too) both name the same
+ * Hugging Face repo, whatever their selectors and revisions. ORG/REPO
+ * compare case-insensitively, like the Hub.
+ */
+int ref_same_hf_repo(const char *a, const char *b);
+
 #endif

@@ -14,9 +14,9 @@
 #include <openssl/rand.h>
 
 #include "core/cancel.h"
-#include "core/caps.h"
 #include "core/json.h"
 #include "core/log.h"
+#include "core/ref.h"
 #include "core/util.h"
 #include "jobs/job_internal.h"
 #include "jobs/persist.h"
@@ -218,26 +218,27 @@ void job_set_model_id(struct job_registry *r, struct job *j, const char *model_i
 	pthread_mutex_unlock(&r->lock);
 }
 
-/* "hf:org/repo:file" or "org/repo@rev" -> "org/repo" (lowercase) in out. */
-static void job_repo_of(const char *s, char *out, size_t size)
+/*
+ * 1 if a download of ref `arg`, whose model is not named until it is
+ * published, may be writing model_id (a catalog id or a user's ref): the
+ * same ref; a Hugging Face ref, any model of its repo; a URL ref pinning a
+ * digest, the model of that digest; a file ref, the model of its file name.
+ */
+static int job_ref_may_write(const char *arg, const char *model_id)
 {
-	if (strncmp(s, "hf:", 3) == 0)
-		s += 3;
-	size_t n = strcspn(s, ":@#");
-	if (n >= size)
-		n = size - 1;
-	for (size_t i = 0; i < n; i++)
-		out[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] + 32 : s[i]);
-	out[n] = 0;
+	return strcmp(arg, model_id) == 0 || ref_same_hf_repo(arg, model_id) ||
+	       ref_matches_id(arg, model_id);
 }
 
 int job_model_busy(struct job_registry *r, const char *model_id)
 {
-	char want[2 * CAP_REPO_ID_LEN + 8];
-	job_repo_of(model_id, want, sizeof(want));
+	/* The refs are compared after the lock is released: parsing a URL calls libcurl. */
+	char **refs = NULL;
+	size_t n = 0;
 	int busy = 0;
 	pthread_mutex_lock(&r->lock);
-	for (size_t i = 0; i < r->n_jobs && !busy; i++) {
+	refs = xcalloc(r->n_jobs, sizeof(*refs));
+	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct job *j = r->jobs[i];
 		if (!job_is_active(j) || j->op->pool != JOB_POOL_DOWNLOAD || !j->arg)
 			continue;
@@ -245,16 +246,14 @@ int job_model_busy(struct job_registry *r, const char *model_id)
 			busy = 1;
 			break;
 		}
-		/*
-		 * Until the provisioner names the file, any model of the same repo
-		 * (or the same URL or file ref) may be the one being written.
-		 */
-		char have[2 * CAP_REPO_ID_LEN + 8];
-		job_repo_of(j->arg, have, sizeof(have));
-		if (strcmp(have, want) == 0 || strcmp(j->arg, model_id) == 0)
-			busy = 1;
+		refs[n++] = xstrdup(j->arg);
 	}
 	pthread_mutex_unlock(&r->lock);
+	for (size_t i = 0; i < n; i++) {
+		busy = busy || job_ref_may_write(refs[i], model_id);
+		free(refs[i]);
+	}
+	free(refs);
 	return busy;
 }
 

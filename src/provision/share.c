@@ -286,8 +286,8 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	 * written through.
 	 */
 	int fd = -1, dir_fd = -1;
-	char partial[80];
-	snprintf(partial, sizeof(partial), "%s.partial", b->name);
+	char partial[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(b->name, partial);
 	rc = layout_partial_open_dir(ctx->layout, b->repo_dir, b->name, &dir_fd, &fd, NULL, e);
 	if (rc == 0)
 		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);

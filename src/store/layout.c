@@ -308,13 +308,22 @@ int layout_blob_path(const struct layout *l, const char *repo_dir, const char *s
 	return rc;
 }
 
+void layout_partial_name(const char *name, char out[LAYOUT_PARTIAL_NAME_MAX])
+{
+	snprintf(out, LAYOUT_PARTIAL_NAME_MAX, "%s.partial", name);
+}
+
 int layout_partial_path(const struct layout *l, const char *repo_dir, const char *sha256, char *buf,
 			size_t size, struct err *e)
 {
+	char name[LAYOUT_PARTIAL_NAME_MAX];
 	int rc = layout_repo_dir_check(repo_dir, e);
 	if (!rc)
 		rc = layout_check_blob_name(sha256, e);
-	if (!rc && fmt_buf(buf, size, "%s/%s/blobs/%s.partial", l->root, repo_dir, sha256))
+	if (rc)
+		return rc;
+	layout_partial_name(sha256, name);
+	if (fmt_buf(buf, size, "%s/%s/blobs/%s", l->root, repo_dir, name))
 		rc = err_set(e, ERR_TOO_LARGE, "partial path too long");
 	return rc;
 }

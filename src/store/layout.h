@@ -72,6 +72,10 @@ int layout_partial_path(const struct layout *l, const char *repo_dir, const char
 int layout_snapshot_path(const struct layout *l, const char *repo_dir, const char *commit,
 			 const char *repo_path, char *buf, size_t size, struct err *e);
 
+/* The name in blobs/ of the partial of blob NAME (a checked blob name): "NAME.partial". */
+#define LAYOUT_PARTIAL_NAME_MAX 80
+void layout_partial_name(const char *name, char out[LAYOUT_PARTIAL_NAME_MAX]);
+
 /*
  * 1 if blobs/<sha256> is a regular file in repo_dir (its size into *size,
  * which may be NULL), 0 if not, negative on bad input.
@@ -127,14 +131,6 @@ int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const 
 /* Removes blobs/<sha256>.partial; absent is not an error. */
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,
 			  struct err *e);
-
-/*
- * Publishes a finished .partial: fsync, rename to blobs/<sha256>, fsync the
- * folder. The caller has verified the content (the transfer hashes while it
- * writes); this function does not hash again.
- */
-int layout_blob_commit(const struct layout *l, const char *repo_dir, const char *sha256,
-		       struct err *e);
 
 /*
  * Creates snapshots/<commit>/<repo_path> as a relative symlink to the blob

@@ -266,8 +266,8 @@ int layout_partial_publish(const struct layout *l, const char *repo_dir, const c
 		rc = layout_open_blobs(l, repo_dir, sha256, 0, &dfd, e);
 	if (rc)
 		return rc;
-	char pname[80];
-	snprintf(pname, sizeof pname, "%s.partial", name);
+	char pname[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(name, pname);
 	if (fsync(fd) < 0) {
 		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, pname,
 			     strerror(errno));

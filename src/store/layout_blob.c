@@ -1,4 +1,4 @@
-/* Blobs and partials: opening, committing, the per-blob lock, stat. */
+/* Blobs and partials: opening, removing a partial, the per-blob lock, stat. */
 #include "store/layout.h"
 
 #include <dirent.h>
@@ -73,8 +73,8 @@ int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const 
 	int rc = layout_open_blobs(l, repo_dir, sha256, 1, &dfd, e);
 	if (rc)
 		return rc;
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
+	char name[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(sha256, name);
 	int f = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
 	if (f < 0) {
 		int er = errno;
@@ -121,47 +121,12 @@ int layout_partial_remove(const struct layout *l, const char *repo_dir, const ch
 		*e = sub;
 		return rc;
 	}
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
+	char name[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(sha256, name);
 	rc = 0;
 	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
 		rc = err_set(e, ERR_IO, "remove %s/%s/blobs/%s: %s", l->root, repo_dir, name,
 			     strerror(errno));
-	close(dfd);
-	return rc;
-}
-
-int layout_blob_commit(const struct layout *l, const char *repo_dir, const char *sha256,
-		       struct err *e)
-{
-	int dfd;
-	int rc = layout_open_blobs(l, repo_dir, sha256, 0, &dfd, e);
-	if (rc)
-		return rc;
-	char name[80];
-	snprintf(name, sizeof name, "%s.partial", sha256);
-	int f = openat(dfd, name, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-	if (f < 0) {
-		rc = err_set(e, errno == ENOENT ? ERR_NOT_FOUND : ERR_IO, "open %s/%s/blobs/%s: %s",
-			     l->root, repo_dir, name, strerror(errno));
-		goto out;
-	}
-	if (fsync(f) < 0) {
-		rc = err_set(e, ERR_IO, "fsync %s/%s/blobs/%s: %s", l->root, repo_dir, name,
-			     strerror(errno));
-		close(f);
-		goto out;
-	}
-	close(f);
-	if (renameat(dfd, name, dfd, sha256) < 0) {
-		rc = err_set(e, ERR_IO, "rename %s/%s/blobs/%s: %s", l->root, repo_dir, name,
-			     strerror(errno));
-		goto out;
-	}
-	if (fsync(dfd) < 0)
-		rc =
-		    err_set(e, ERR_IO, "fsync %s/%s/blobs: %s", l->root, repo_dir, strerror(errno));
-out:
 	close(dfd);
 	return rc;
 }

@@ -11,11 +11,7 @@ here (and so checked against the daemon).
 import json
 import os
 import re
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
 import unittest
 import urllib.error
@@ -26,9 +22,7 @@ SRC = os.environ.get("RBEE_SRC", os.path.dirname(os.path.dirname(os.path.dirname
     os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
-from clihelp import BIN  # noqa: E402
-from daemonhelp import daemon_env, wait_for_port  # noqa: E402
-import client  # noqa: E402
+from daemonhelp import BIN, DaemonTestCase  # noqa: E402
 import fixtures  # noqa: E402
 
 # What each client reads, by answer. "a.b" is the field b of the object a.
@@ -83,15 +77,16 @@ def has(doc, field):
     return True
 
 
-class ApiContractTest(unittest.TestCase):
+class ApiContractTest(DaemonTestCase):
+    tmp_prefix = "rbee-api-contract-"
+
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="rbee-api-contract-")
+    def hub_config(cls):
         t = cls.tmp
         small = fixtures.write_gguf(os.path.join(t, "small.gguf"), size=1 << 20, seed=1,
                                     context_length=4096)
         slow = fixtures.write_gguf(os.path.join(t, "slow.gguf"), size=16 << 20, seed=2)
-        cfg = fixtures.make_config([
+        return fixtures.make_config([
             fixtures.make_repo("org/small-GGUF", [
                 fixtures.make_file("model.Q4_K_M.gguf", small),
                 fixtures.make_file("README.md", content="# small\n")]),
@@ -99,31 +94,11 @@ class ApiContractTest(unittest.TestCase):
                 fixtures.make_file("model.Q4_K_M.gguf", slow,
                                    faults={"rate_limit_bps": 400000})]),
         ])
-        cls.hub = client.start(cfg)
-        port_file = os.path.join(t, "port")
-        env = daemon_env(cls.hub.hub_url, os.path.join(t, "hf-home"), "warn")
-        log = open(os.path.join(t, "daemon.log"), "w")
-        cls.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--port-file", port_file,
-                                     "--data-dir", os.path.join(t, "data")],
-                                    env=env, stdout=log, stderr=log)
-        log.close()
-        cls.url = wait_for_port(cls.proc, port_file)
-        if not cls.url:
-            cls.tearDownClass()
-            raise RuntimeError("rbee-hive serve did not start")
-        cls.answers = cls.collect()
 
     @classmethod
-    def tearDownClass(cls):
-        if cls.proc.poll() is None:
-            cls.proc.send_signal(signal.SIGTERM)
-            try:
-                cls.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                cls.proc.kill()
-                cls.proc.wait()
-        cls.hub.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+    def set_up_class(cls):
+        _, cls.url = cls.serve("data", level="warn")
+        cls.answers = cls.collect()
 
     @classmethod
     def call(cls, method, path, body=None):
@@ -190,7 +165,14 @@ class ApiContractTest(unittest.TestCase):
                                                 or 0) > 0)
         cls.call("POST", "/v1/jobs/%s/cancel" % slow["job_id"])
         cls.wait_job(slow["job_id"], lambda j: j["state"] == "cancelled")
-        status, a["partials_page"] = cls.call("GET", "/v1/partials")
+        # The job ends as soon as it leaves its transfer; the transfer saves
+        # the partial's resume state, which lists it, a moment later.
+        deadline = time.time() + 15
+        while True:
+            status, a["partials_page"] = cls.call("GET", "/v1/partials")
+            if a["partials_page"].get("partials") or time.time() > deadline:
+                break
+            time.sleep(0.05)
         assert a["partials_page"]["partials"], a["partials_page"]
         a["partial"] = a["partials_page"]["partials"][0]
 

@@ -1,6 +1,6 @@
 /*
  * A fake provisioner for the jobs and daemon tests. What it does depends on
- * the repo name of the ref:
+ * the repo name of the ref (the file name of a URL or file ref):
  *   ORG/ok*     narrates, emits progress every 5 ms for 20 steps, succeeds
  *   ORG/wait*   emits progress every 5 ms until the cancel token fires
  *   ORG/fail*   narrates and fails with ERR_NETWORK
@@ -61,7 +61,7 @@ static inline int fake_provision(struct provisioner *p, const struct prov_reques
 	int prev = atomic_load(&f->max_running);
 	while (now > prev && !atomic_compare_exchange_weak(&f->max_running, &prev, now))
 		;
-	const char *repo = strchr(req->ref, '/');
+	const char *repo = strstr(req->ref, "://") ? strrchr(req->ref, '/') : strchr(req->ref, '/');
 	repo = repo ? repo + 1 : req->ref;
 	int rc = 0;
 	fake_narrate(req, "resolving");

@@ -470,6 +470,20 @@ static void test_matches(void **state)
  * answer is 0 with a ref that formats and parses back to itself, or
  * ERR_UNPROCESSABLE with a "model ref '" message. Deterministic seed.
  */
+static void test_same_hf_repo(void **state)
+{
+	(void)state;
+	assert_true(ref_same_hf_repo("hf:Org/Repo:x.Q4_K_M.gguf@v2", "org/repo"));
+	assert_true(ref_same_hf_repo("org/repo@main", "hf:ORG/REPO:*"));
+	assert_true(ref_same_hf_repo("org/repo:Q8_0", "hf:org/repo:sub/a@b.gguf@main"));
+	assert_false(ref_same_hf_repo("org/repo", "org/repo2"));
+	assert_false(ref_same_hf_repo("org/repo", "other/repo"));
+	assert_false(ref_same_hf_repo("https://example.com/org/repo", "org/repo"));
+	assert_false(ref_same_hf_repo("file:///org/repo", "org/repo"));
+	assert_false(ref_same_hf_repo("url:0123456789abcdef", "url:0123456789abcdef"));
+	assert_false(ref_same_hf_repo("org/repo/extra", "org/repo"));
+}
+
 static void test_random_refs(void **state)
 {
 	(void)state;
@@ -518,6 +532,7 @@ int main(void)
 	    cmocka_unit_test(test_format_too_small),
 	    cmocka_unit_test(test_catalog_ids),
 	    cmocka_unit_test(test_matches),
+	    cmocka_unit_test(test_same_hf_repo),
 	    cmocka_unit_test(test_random_refs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

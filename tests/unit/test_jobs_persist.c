@@ -18,20 +18,13 @@
 #include "fake_provisioner.h"
 #include "jobs/job.h"
 #include "store/catalog.h"
+#include "test_store_tmp.h"
 
-static char *tmpdir(void)
+/* A fresh data root; the test fails when it cannot be made. */
+static void tmp_root(char *root, size_t size)
 {
-	char tmpl[] = "/tmp/rbee-jobs-persist-XXXXXX";
-	char *d = mkdtemp(tmpl);
-	assert_non_null(d);
-	return xstrdup(d);
-}
-
-static void rmtree(const char *dir)
-{
-	char *cmd = xasprintf("rm -rf '%s'", dir);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	if (store_tmp_make("rbee-jobs-persist", root, size) != 0)
+		fail_msg("cannot make a temporary data root");
 }
 
 static struct job_registry *open_reg(struct fake_prov *fp, const char *root, int keep)
@@ -79,7 +72,8 @@ static void wait_state(struct job_registry *r, const char *id, const char *want)
 static void test_restart_keeps_and_resumes(void **state)
 {
 	(void)state;
-	char *root = tmpdir();
+	char root[4096];
+	tmp_root(root, sizeof(root));
 	struct fake_prov fp;
 	fake_prov_init(&fp);
 	struct job_registry *r = open_reg(&fp, root, 0);
@@ -152,14 +146,14 @@ static void test_restart_keeps_and_resumes(void **state)
 	assert_true(state_is(r, running, "cancelled"));
 	assert_int_equal(atomic_load(&fp.calls), 4);
 	job_registry_free(r);
-	rmtree(root);
-	free(root);
+	store_tmp_remove(root);
 }
 
 static void test_prune_by_count(void **state)
 {
 	(void)state;
-	char *root = tmpdir();
+	char root[4096];
+	tmp_root(root, sizeof(root));
 	struct fake_prov fp;
 	fake_prov_init(&fp);
 	struct job_registry *r = open_reg(&fp, root, 2);
@@ -177,19 +171,15 @@ static void test_prune_by_count(void **state)
 	}
 	assert_true(state_is(r, id[3], "failed"));
 	job_registry_free(r);
-	rmtree(root);
-	free(root);
+	store_tmp_remove(root);
 }
 
 /* The job's state as the catalog file holds it now, read on a connection of our own. */
 static void row_state(const char *root, const char *id, char *out, size_t size)
 {
-	char *db = xasprintf("%s/catalog.db", root);
-	struct catalog *c = NULL;
+	struct catalog *c = store_tmp_catalog(root);
 	struct err e;
 	err_clear(&e);
-	if (catalog_open(db, &c, &e) != 0)
-		fail_msg("catalog_open: %s", e.msg);
 	struct catalog_job j;
 	memset(&j, 0, sizeof(j));
 	if (catalog_job_get(c, id, &j, &e) == 0)
@@ -198,7 +188,6 @@ static void row_state(const char *root, const char *id, char *out, size_t size)
 		snprintf(out, size, "(no row: %s)", err_name(e.code));
 	catalog_job_cleanup(&j);
 	catalog_close(c);
-	free(db);
 }
 
 /* Reads the stream of id to its terminal event; returns its kind. */
@@ -233,7 +222,8 @@ static enum job_event_kind watch_to_end(struct job_registry *r, const char *id)
 static void test_rows_durable_when_acknowledged(void **state)
 {
 	(void)state;
-	char *root = tmpdir();
+	char root[4096];
+	tmp_root(root, sizeof(root));
 	struct fake_prov fp;
 	fake_prov_init(&fp);
 	struct job_registry *r = open_reg(&fp, root, 0);
@@ -270,8 +260,7 @@ static void test_rows_durable_when_acknowledged(void **state)
 	row_state(root, id[0], st, sizeof(st));
 	assert_string_equal(st, "cancelled");
 	job_registry_free(r);
-	rmtree(root);
-	free(root);
+	store_tmp_remove(root);
 }
 
 int main(void)

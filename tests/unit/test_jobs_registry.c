@@ -46,6 +46,10 @@ static int setup_one(void **state)
 {
 	return setup_n(state, 1);
 }
+static int setup_three(void **state)
+{
+	return setup_n(state, 3);
+}
 
 static int teardown(void **state)
 {
@@ -346,6 +350,48 @@ static void test_model_busy(void **state)
 	assert_false(job_model_busy(f->r, "hf:acme/wait-busy:x.Q4_K_M.gguf"));
 }
 
+/*
+ * The busy check reads a running download's ref with the ref parser: a
+ * Hugging Face job holds every model of its repo (any revision, any file,
+ * named with or without "hf:"), a URL job the model its pinned digest
+ * names, a file job the model of its file name, and nothing else.
+ */
+static void test_model_busy_ref_kinds(void **state)
+{
+	struct fixture *f = *state;
+	char hf[JOB_ID_MAX], url[JOB_ID_MAX], file[JOB_ID_MAX];
+	const char *sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+	char ref[256];
+	download(f->r, "hf:Acme/wait-rev:x.Q4_K_M.gguf@v2", hf);
+	snprintf(ref, sizeof(ref), "https://example.com/dl/wait.gguf#sha256=%s", sha);
+	download(f->r, ref, url);
+	download(f->r, "file:///srv/models/wait.gguf", file);
+	wait_state(f->r, hf, "running");
+	wait_state(f->r, url, "running");
+	wait_state(f->r, file, "running");
+	assert_true(job_model_busy(f->r, "hf:acme/wait-rev:other.gguf"));
+	assert_true(job_model_busy(f->r, "hf:acme/wait-rev:x.Q4_K_M.gguf@v1"));
+	assert_true(job_model_busy(f->r, "acme/wait-rev"));
+	assert_true(job_model_busy(f->r, "ACME/Wait-Rev:Q8_0"));
+	assert_false(job_model_busy(f->r, "hf:acme/wait-revx:x.Q4_K_M.gguf"));
+	assert_false(job_model_busy(f->r, "hf:acme/wait:x.Q4_K_M.gguf"));
+	assert_true(job_model_busy(f->r, "url:0123456789abcdef"));
+	assert_true(job_model_busy(f->r, ref));
+	assert_false(job_model_busy(f->r, "url:fedcba9876543210"));
+	assert_false(job_model_busy(f->r, "https://example.com/dl/other.gguf"));
+	assert_true(job_model_busy(f->r, "file:///srv/models/wait.gguf"));
+	assert_false(job_model_busy(f->r, "file:other.gguf"));
+	assert_false(job_model_busy(f->r, "file:///srv/models/other.gguf"));
+	enum job_state st;
+	struct err e;
+	const char *ids[] = {hf, url, file};
+	for (size_t i = 0; i < 3; i++)
+		assert_int_equal(job_cancel(f->r, ids[i], &st, &e), 0);
+	for (size_t i = 0; i < 3; i++)
+		wait_state(f->r, ids[i], "cancelled");
+	assert_false(job_model_busy(f->r, "acme/wait-rev"));
+}
+
 static void test_bounded_log(void **state)
 {
 	struct fixture *f = *state;
@@ -490,6 +536,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_shutdown_interrupts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_model_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_model_busy_ref_kinds, setup_three, teardown),
 	    cmocka_unit_test_setup_teardown(test_bounded_log, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_quick_ops, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_submissions, setup, teardown),

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "test_listen.h"
+#include "test_prov_ctx.h"
 #include "test_store_tmp.h"
 
 #include "core/err.h"
@@ -51,15 +52,7 @@ static int setup(void **state)
 	struct fixture *f = xcalloc(1, sizeof(*f));
 	f->lfd = test_listen_loopback(f->url, sizeof(f->url));
 	assert_int_equal(store_tmp_make("provision-share", f->root, sizeof(f->root)), 0);
-	struct prov_ctx *c = &f->ctx;
-	snprintf(c->data_root, sizeof(c->data_root), "%s", f->root);
-	snprintf(c->hub_dir, sizeof(c->hub_dir), "%s/hub", f->root);
-	snprintf(c->db_path, sizeof(c->db_path), "%s/catalog.db", f->root);
-	assert_int_equal(mkdir(c->hub_dir, 0755), 0);
-	struct err e = {0};
-	assert_int_equal(layout_open(c->hub_dir, &c->layout, &e), 0);
-	assert_int_equal(xfer_engine_new(NULL, &c->engine, &e), 0);
-	assert_int_equal(prov_share_new(c, &c->share), 0);
+	test_prov_ctx_init(&f->ctx, f->root);
 	for (size_t i = 0; i < BODY_LEN; i++)
 		f->body[i] = (char)('a' + i % 26);
 	store_tmp_sha_of(f->body, f->body_sha);
@@ -70,9 +63,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
-	prov_share_free(f->ctx.share);
-	xfer_engine_free(f->ctx.engine);
-	layout_free(f->ctx.layout);
+	test_prov_ctx_cleanup(&f->ctx);
 	if (f->serving) {
 		shutdown(f->lfd, SHUT_RDWR);
 		pthread_join(f->server, NULL);
@@ -81,33 +72,6 @@ static int teardown(void **state)
 	store_tmp_remove(f->root);
 	free(f);
 	return 0;
-}
-
-/* Accepts one connection within timeout_ms and reads its request head. */
-static int accept_request(int lfd, long timeout_ms)
-{
-	struct pollfd p = {.fd = lfd, .events = POLLIN};
-	if (poll(&p, 1, (int)timeout_ms) != 1)
-		return -1;
-	int fd = accept(lfd, NULL, NULL);
-	if (fd < 0)
-		return -1;
-	char buf[4096];
-	size_t got = 0;
-	while (got < sizeof(buf) - 1) {
-		struct pollfd q = {.fd = fd, .events = POLLIN};
-		if (poll(&q, 1, 5000) != 1)
-			break;
-		ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-		buf[got] = '\0';
-		if (strstr(buf, "\r\n\r\n"))
-			return fd;
-	}
-	close(fd);
-	return -1;
 }
 
 /* 1 when the peer closed fd within timeout_ms, 0 when it is still open. */
@@ -120,22 +84,11 @@ static int peer_closed(int fd, long timeout_ms)
 	return recv(fd, &c, 1, 0) == 0;
 }
 
-/* Answers every request with the whole body (a Range is ignored: the engine starts over). */
 static void *serve_body(void *arg)
 {
 	struct fixture *f = arg;
-	for (;;) {
-		int fd = accept_request(f->lfd, 10000);
-		if (fd < 0)
-			return NULL;
-		char head[128];
-		int n = snprintf(
-		    head, sizeof(head),
-		    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n", BODY_LEN);
-		if (send(fd, head, (size_t)n, MSG_NOSIGNAL) == n)
-			send(fd, f->body, BODY_LEN, MSG_NOSIGNAL);
-		close(fd);
-	}
+	test_serve_body(f->lfd, f->body, BODY_LEN, NULL);
+	return NULL;
 }
 
 static struct prov_blob_req url_req(const struct fixture *f)
@@ -157,7 +110,7 @@ static void test_last_leaver_cancels(void **state)
 	assert_ptr_equal(a, b);
 
 	/* The server takes the request and never answers: the transfer stays open. */
-	int conn = accept_request(f->lfd, 5000);
+	int conn = test_accept_request(f->lfd, 5000);
 	assert_true(conn >= 0);
 	prov_share_leave(a);
 	assert_int_equal(peer_closed(conn, 300), 0);

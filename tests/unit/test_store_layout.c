@@ -74,7 +74,7 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Writes data as a blob of repo_dir through .partial and commit. */
+/* Writes data as a blob of repo_dir through its .partial. */
 static void put_blob(struct layout *l, const char *repo_dir, const char *data, char sha[65])
 {
 	struct err e = {0};
@@ -84,8 +84,8 @@ static void put_blob(struct layout *l, const char *repo_dir, const char *data, c
 	assert_int_equal(layout_partial_open(l, repo_dir, sha, &fd, &cur, &e), 0);
 	assert_int_equal(cur, 0);
 	assert_int_equal(pwrite(fd, data, strlen(data), 0), (ssize_t)strlen(data));
+	assert_int_equal(layout_partial_publish(l, repo_dir, sha, fd, sha, &e), 0);
 	close(fd);
-	assert_int_equal(layout_blob_commit(l, repo_dir, sha, &e), 0);
 }
 
 static void read_file(const char *path, char *buf, size_t size)
@@ -153,10 +153,9 @@ static void test_partial_commit(void **state)
 	assert_int_equal(layout_partial_open(x->l, repo, sha, &fd, &cur, &e), 0);
 	assert_int_equal(cur, 3);
 	assert_int_equal(pwrite(fd, "lo", 2, 3), 2);
-	close(fd);
 	assert_int_equal(layout_blob_exists(x->l, repo, sha, NULL), 0);
 
-	assert_int_equal(layout_blob_commit(x->l, repo, sha, &e), 0);
+	assert_int_equal(layout_partial_publish(x->l, repo, sha, fd, sha, &e), 0);
 	uint64_t size = 0;
 	assert_int_equal(layout_blob_exists(x->l, repo, sha, &size), 1);
 	assert_int_equal(size, 5);
@@ -166,8 +165,10 @@ static void test_partial_commit(void **state)
 	assert_string_equal(buf, "hello");
 	assert_int_equal(layout_partial_path(x->l, repo, sha, path, sizeof path, &e), 0);
 	assert_int_equal(access(path, F_OK), -1);
-	/* Committing twice: there is no partial any more. */
-	assert_int_equal(layout_blob_commit(x->l, repo, sha, &e), ERR_NOT_FOUND);
+	/* Publishing twice: there is no partial any more, and the blob stays. */
+	assert_int_equal(layout_partial_publish(x->l, repo, sha, fd, sha, &e), ERR_CONFLICT);
+	close(fd);
+	assert_int_equal(layout_blob_exists(x->l, repo, sha, NULL), 1);
 
 	/* A partial can be removed; removing it again is fine. */
 	assert_int_equal(layout_partial_open(x->l, repo, sha, &fd, NULL, &e), 0);
@@ -179,7 +180,8 @@ static void test_partial_commit(void **state)
 	assert_int_equal(layout_blob_open(x->l, repo, sha, &fd, &e), 0);
 	close(fd);
 	assert_int_equal(layout_blob_exists(x->l, repo, "abc", NULL), ERR_INVALID);
-	assert_int_equal(layout_blob_commit(x->l, repo, "ABCDEF", &e), ERR_INVALID);
+	assert_int_equal(layout_partial_publish(x->l, repo, "ABCDEF", -1, "ABCDEF", &e),
+			 ERR_INVALID);
 	assert_non_null(strstr(e.msg, "hex"));
 }
 

@@ -63,14 +63,20 @@ static inline struct catalog *store_tmp_catalog(const char *root)
 	return c;
 }
 
-/* The SHA-256 of a NUL-terminated string, as 64 hex digits. */
-static inline void store_tmp_sha_of(const char *data, char out[65])
+/* The SHA-256 of len bytes at data, as 64 hex digits. */
+static inline void store_tmp_sha_of_bytes(const void *data, size_t len, char out[65])
 {
 	struct sha256 h = {0};
 	sha256_init(&h);
-	sha256_update(&h, data, strlen(data));
+	sha256_update(&h, data, len);
 	sha256_final_hex(&h, out);
 	sha256_cleanup(&h);
+}
+
+/* The SHA-256 of a NUL-terminated string, as 64 hex digits. */
+static inline void store_tmp_sha_of(const char *data, char out[65])
+{
+	store_tmp_sha_of_bytes(data, strlen(data), out);
 }
 
 /* The SHA-256 and size of the file at path (sha256_fd() on it); returns 0 or an ERR_*. */

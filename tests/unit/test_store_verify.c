@@ -77,8 +77,8 @@ static void publish_file(struct fx *x, const char *path, const char *data, struc
 	int fd;
 	assert_int_equal(layout_partial_open(x->l, REPO, f->sha256, &fd, NULL, &e), 0);
 	assert_int_equal(pwrite(fd, data, f->size, 0), (ssize_t)f->size);
+	assert_int_equal(layout_partial_publish(x->l, REPO, f->sha256, fd, f->sha256, &e), 0);
 	close(fd);
-	assert_int_equal(layout_blob_commit(x->l, REPO, f->sha256, &e), 0);
 	assert_int_equal(layout_snapshot_link(x->l, REPO, COMMIT, path, f->sha256, &e), 0);
 }
 
@@ -353,8 +353,8 @@ static void test_resume_after_restart(void **state)
 	assert_int_equal(pwrite(fd, data + 5, 5, 5), 5);
 	assert_int_equal(pwrite(fd, data + 15, 5, 15), 5);
 	free(r);
+	assert_int_equal(layout_partial_publish(x->l, REPO, sha, fd, sha, &e), 0);
 	close(fd);
-	assert_int_equal(layout_blob_commit(x->l, REPO, sha, &e), 0);
 	assert_int_equal(catalog_partial_delete(x->c, REPO, sha, &e), 0);
 	char path[PATH_MAX];
 	assert_int_equal(layout_blob_path(x->l, REPO, sha, path, sizeof path, &e), 0);
