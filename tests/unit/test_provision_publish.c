@@ -446,18 +446,6 @@ static void test_publish_blob_damaged(void **state)
 	prov_plan_cleanup(&p);
 }
 
-static void test_artifact_id_too_long(void **state)
-{
-	struct fixture *f = *state;
-	char *id = xcalloc(PROV_ID_MAX + 2, 1);
-	memset(id, 'a', PROV_ID_MAX + 1);
-	struct prov_artifact out = {0};
-	struct err e = {0};
-	assert_int_equal(prov_artifact_fill(&f->job, HF_DIR, HF_COMMIT, "x.gguf", id, 1, &out, &e),
-			 ERR_TOO_LARGE);
-	free(id);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -470,7 +458,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_publish_hf, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_publish_blob_gone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_publish_blob_damaged, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_artifact_id_too_long, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
