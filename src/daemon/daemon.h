@@ -45,13 +45,45 @@ struct daemon_config {
 	int resume;		  /* resume interrupted jobs found in the catalog */
 	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */
 	const struct prov_config *prov_cfg;
+	/* The queen's URL, shown in GET /health; the daemon never contacts it. */
+	const char *queen_url;
+	/*
+	 * The access policy beyond the token (docs/security.md), each list
+	 * checked with daemon_access_check: clients of these networks (CIDR)
+	 * need no token; extra names accepted in Host; origins answered with
+	 * CORS headers.
+	 */
+	const char *const *allow_nets;
+	size_t n_allow_nets;
+	const char *const *allow_hosts;
+	size_t n_allow_hosts;
+	const char *const *allow_origins;
+	size_t n_allow_origins;
+	/*
+	 * Called on the connection's thread by POST /v1/shutdown, once its
+	 * answer is queued, to stop the daemon the way a SIGTERM does; NULL:
+	 * that route answers 501.
+	 */
+	void (*shutdown)(void *arg);
+	void *shutdown_arg;
 };
+
+/* The kinds of value of the access policy, for daemon_access_check. */
+enum daemon_access {
+	DAEMON_ALLOW_NET,    /* ADDRESS/BITS, IPv4 or IPv6 */
+	DAEMON_ALLOW_HOST,   /* a host name */
+	DAEMON_ALLOW_ORIGIN, /* http(s)://host[:port] */
+};
+
+/* Checks one value of the access policy; 0 or ERR_INVALID saying what is wrong. */
+int daemon_access_check(enum daemon_access kind, const char *value, struct err *e);
 
 struct daemon;
 
 /*
  * Starts serving with prov (borrowed; may be NULL, then downloads fail).
- * Refuses a non-loopback bind without a token (ERR_INVALID).
+ * Refuses a non-loopback bind with neither a token nor allowed networks
+ * (ERR_INVALID).
  */
 int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, struct daemon **out,
 		 struct err *e);

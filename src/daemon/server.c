@@ -202,9 +202,10 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 			       bind);
 	}
 	int loopback = url_addr_is_loopback((struct sockaddr *)&ss);
-	if (!loopback && !(cfg->token && cfg->token[0]))
+	if (!loopback && !(cfg->token && cfg->token[0]) && !cfg->n_allow_nets)
 		return err_set(e, ERR_INVALID,
-			       "--bind %s listens beyond this machine: it needs --token-file",
+			       "--bind %s listens beyond this machine: it needs --token-file, "
+			       "--allow-net or both",
 			       bind);
 
 	struct daemon *d = xcalloc(1, sizeof(*d));
@@ -223,6 +224,9 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		per_ip = loopback ? 0 : DAEMON_PER_IP_DEFAULT;
 	d->bind = xstrdup(bind);
 	d->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
+	d->queen_url = cfg->queen_url ? xstrdup(cfg->queen_url) : NULL;
+	d->shutdown = cfg->shutdown;
+	d->shutdown_arg = cfg->shutdown_arg;
 	d->any_ip_host = is_wildcard((struct sockaddr *)&ss);
 	if (!loopback && gethostname(d->hostname, sizeof(d->hostname) - 1) != 0)
 		d->hostname[0] = 0;
@@ -244,6 +248,10 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		sha256_cleanup(&h);
 	}
 
+	int rc = http_access_init(d, cfg, e);
+	if (rc < 0)
+		goto fail;
+
 	struct job_registry_config jc = {
 	    .prov = prov,
 	    .data_root = cfg->data_root,
@@ -252,7 +260,7 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	    .max_jobs = cfg->max_jobs,
 	    .resume = cfg->resume,
 	};
-	int rc = job_registry_new(&jc, &d->jobs, e);
+	rc = job_registry_new(&jc, &d->jobs, e);
 	if (rc < 0)
 		goto fail;
 	if (cfg->hub_dir || cfg->data_root) {
@@ -358,7 +366,9 @@ void daemon_stop(struct daemon *d)
 	job_registry_free(d->jobs);
 	layout_free(d->layout);
 	stop_set("stopped", NULL);
+	http_access_free(d);
 	free(d->bind);
 	free(d->hive_id);
+	free(d->queen_url);
 	free(d);
 }
