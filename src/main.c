@@ -47,7 +47,8 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
 	fprintf(f, "\nrbee-hive COMMAND --help shows a command's options; every command takes "
-		   "--json.\n");
+		   "--json.\nrbee-hive OPTIONS (no command) runs the daemon with serve's "
+		   "options.\n");
 }
 
 int main(int argc, char **argv)
@@ -62,6 +63,12 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return CLI_EXIT_OK;
 	}
+	/*
+	 * Options without a command run the daemon, as rbee's keeper starts its
+	 * hive: `rbee-hive --port 7835 --queen-url URL --hive-id ID`.
+	 */
+	if (argv[1][0] == '-' && strcmp(argv[1], "--version") != 0)
+		return serve_run(argc, argv);
 	const char *name = strcmp(argv[1], "--version") == 0 ? "version" : argv[1];
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
 		const struct cli_command *cmd = commands[i];

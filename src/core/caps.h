@@ -58,7 +58,11 @@
 #define CAP_TOKEN_FILE 8192		       /* a token file: the token and white space */
 #define CAP_CLIENT_ANSWER (64 * 1024 * 1024)   /* one daemon answer read by the CLI */
 #define CAP_FILE_IMPORT_DIRS 64		       /* --allow-file-import folders */
-#define CAP_ADOPT_SCAN 100000	     /* hub folder entries looked at for a blob to adopt */
+#define CAP_ALLOW_NETS 64		       /* --allow-net networks */
+#define CAP_ALLOW_HOSTS 64		       /* --allow-host names */
+#define CAP_ALLOW_ORIGINS 64		       /* --allow-origin origins */
+#define CAP_OPTION_VALUES 64  /* values of one repeatable serve option, the largest of the above */
+#define CAP_ADOPT_SCAN 100000 /* hub folder entries looked at for a blob to adopt */
 #define CAP_UPLOAD_SIZE (1ULL << 40) /* one blob uploaded to the daemon (1 TiB) */
 
 #endif

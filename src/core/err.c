@@ -36,6 +36,7 @@ static const struct err_info err_table[ERR__COUNT] = {
     [-ERR_OFFLINE] = {"offline", "offline mode: network access disabled", 503},
     [-ERR_RETRY] = {"retry", "temporary failure, try again", 503},
     [-ERR_INTERNAL] = {"internal", "internal error", 500},
+    [-ERR_UNSUPPORTED] = {"not_implemented", "not implemented", 501},
 };
 
 static const struct err_info *err_lookup(int code)

@@ -37,7 +37,8 @@ enum err_code {
 	ERR_OFFLINE = -19,	/* offline mode forbids the network: 503 offline */
 	ERR_RETRY = -20,	/* transient: try again later: 503 retry */
 	ERR_INTERNAL = -21,	/* a bug: 500 internal */
-	ERR__COUNT = 22
+	ERR_UNSUPPORTED = -22,	/* not something this program does: 501 not_implemented */
+	ERR__COUNT = 23
 };
 
 struct err {

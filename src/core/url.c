@@ -254,6 +254,65 @@ static enum url_net v6_net(const unsigned char *a)
 	return URL_NET_PUBLIC;
 }
 
+int url_cidr_parse(const char *s, struct url_cidr *out, struct err *e)
+{
+	char addr[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t n = slash ? (size_t)(slash - s) : strlen(s);
+	memset(out, 0, sizeof(*out));
+	if (n == 0 || n >= sizeof(addr))
+		return err_set(e, ERR_INVALID, "network '%.64s': expected ADDRESS/BITS", s);
+	memcpy(addr, s, n);
+	addr[n] = 0;
+	int max;
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return err_set(e, ERR_INVALID,
+			       "network '%.64s': '%s' is not an IPv4 or IPv6 address", s, addr);
+	}
+	uint64_t bits = (uint64_t)max;
+	if (slash && parse_u64_str(slash + 1, 0, (uint64_t)max, &bits, "prefix length", e) < 0)
+		return err_prefix(e, "network '%.64s'", s);
+	out->bits = (int)bits;
+	unsigned char zero[16] = {0};
+	unsigned char host[16];
+	memcpy(host, out->addr, sizeof(host));
+	/* The bits after the prefix, shifted out, must be zero. */
+	for (int b = 0; b < out->bits; b++)
+		host[b / 8] &= (unsigned char)~(0x80 >> (b % 8));
+	if (memcmp(host, zero, (size_t)max / 8) != 0)
+		return err_set(e, ERR_INVALID,
+			       "network '%.64s': address bits after the first %d are set "
+			       "(write the network address)",
+			       s, out->bits);
+	return 0;
+}
+
+int url_cidr_match(const struct url_cidr *c, const struct sockaddr *sa)
+{
+	static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+	const unsigned char *a;
+	int family = sa->sa_family;
+	if (family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)sa)
+			->sin_addr;
+	} else if (family == AF_INET6) {
+		a = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr;
+		if (c->family == AF_INET && memcmp(a, mapped, sizeof(mapped)) == 0) {
+			a += sizeof(mapped);
+			family = AF_INET;
+		}
+	} else {
+		return 0;
+	}
+	return family == c->family && v6_match(a, c->addr, c->bits);
+}
+
 enum url_net url_addr_net(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET) {

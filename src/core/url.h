@@ -78,6 +78,27 @@ int url_host_is_loopback(const char *host);
  */
 int url_addr_is_loopback(const struct sockaddr *sa);
 
+/* An IPv4 or IPv6 network: the first bits of addr (network byte order). */
+struct url_cidr {
+	int family; /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int bits;
+};
+
+/*
+ * Parses "ADDR/BITS" or a bare ADDR (all its bits) with inet_pton: ADDR an
+ * IPv4 dotted quad or an IPv6 address, BITS 0..32 or 0..128. Host bits
+ * after the prefix must be zero ("10.0.0.1/8" is refused as a likely
+ * typo). Returns 0 or ERR_INVALID naming what is wrong.
+ */
+int url_cidr_parse(const char *s, struct url_cidr *out, struct err *e);
+
+/*
+ * 1 when sa lies in c. An IPv4-mapped IPv6 peer (::ffff:a.b.c.d, as a
+ * dual-stack socket reports IPv4 clients) is judged as its IPv4 address.
+ */
+int url_cidr_match(const struct url_cidr *c, const struct sockaddr *sa);
+
 /* The class of an IPv4 or IPv6 address; other families count as public. */
 enum url_net url_addr_net(const struct sockaddr *sa);
 

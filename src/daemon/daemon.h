@@ -51,21 +51,54 @@ struct daemon_config {
 	int resume;		  /* resume interrupted jobs found in the catalog */
 	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */
 	const struct prov_config *prov_cfg;
+	/* The queen's URL, shown in GET /health; the daemon never contacts it. */
+	const char *queen_url;
+	/*
+	 * The access policy beyond the token (docs/security.md), each list
+	 * checked with daemon_access_check: clients of these networks (CIDR)
+	 * need no token; extra names accepted in Host; origins answered with
+	 * CORS headers.
+	 */
+	const char *const *allow_nets;
+	size_t n_allow_nets;
+	const char *const *allow_hosts;
+	size_t n_allow_hosts;
+	const char *const *allow_origins;
+	size_t n_allow_origins;
+	/*
+	 * Called on the connection's thread by POST /v1/shutdown, once its
+	 * answer is queued, to stop the daemon the way a SIGTERM does; NULL:
+	 * that route answers 501.
+	 */
+	void (*shutdown)(void *arg);
+	void *shutdown_arg;
 };
+
+/* The kinds of value of the access policy, for daemon_access_check. */
+enum daemon_access {
+	DAEMON_ALLOW_NET,    /* ADDRESS/BITS, IPv4 or IPv6 */
+	DAEMON_ALLOW_HOST,   /* a host name */
+	DAEMON_ALLOW_ORIGIN, /* http(s)://host[:port] */
+};
+
+/* Checks one value of the access policy; 0 or ERR_INVALID saying what is wrong. */
+int daemon_access_check(enum daemon_access kind, const char *value, struct err *e);
 
 struct daemon;
 
 /*
  * Binds and listens on addr (NULL: DAEMON_DEFAULT_BIND) and port into *fd,
  * before anything else is set up, so that a port in use fails before any
- * file is made. Refuses a non-loopback bind without a token (ERR_INVALID);
- * ERR_IO names the address and the system's reason (a port in use).
+ * file is made. Refuses a non-loopback bind unless guarded (a token or an
+ * --allow-net network is set; ERR_INVALID); ERR_IO names the address and
+ * the system's reason (a port in use).
  */
-int daemon_listen(const char *addr, int port, int have_token, int *fd, struct err *e);
+int daemon_listen(const char *addr, int port, int guarded, int *fd, struct err *e);
 
 /*
  * Starts serving with prov (borrowed; may be NULL, then downloads fail).
- * Refuses a non-loopback bind without a token (ERR_INVALID).
+ * Refuses a non-loopback bind with neither a token nor allowed networks
+ * (ERR_INVALID).
  */
 int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, struct daemon **out,
 		 struct err *e);

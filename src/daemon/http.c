@@ -132,6 +132,7 @@ static int http_queue(struct http_req *rq, int status, struct MHD_Response *resp
 	if (!resp)
 		return MHD_NO;
 	http_common_headers(resp);
+	http_cors_headers(rq, resp);
 	if (rq->extra_header)
 		MHD_add_response_header(resp, rq->extra_header, rq->extra_value);
 	rq->answered = 1;

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "core/url.h"
 #include "daemon/daemon.h"
 
 struct MHD_Connection;
@@ -60,6 +61,17 @@ struct daemon {
 	char token_sha[65]; /* SHA-256 of the token, hex; "" when there is none */
 	int any_ip_host;    /* bound to a wildcard address: literal IP hosts are ours */
 	char hostname[256];
+	char *queen_url;
+	/* The access policy (guard.c); allow_net_text keeps the networks as given. */
+	struct url_cidr *allow_nets;
+	char **allow_net_text;
+	size_t n_allow_nets;
+	char **allow_hosts;
+	size_t n_allow_hosts;
+	char **allow_origins;
+	size_t n_allow_origins;
+	void (*shutdown)(void *arg);
+	void *shutdown_arg;
 	long keepalive_ms;
 	long max_streams;
 	const struct prov_config *prov_cfg;
@@ -186,6 +198,22 @@ int http_upload_data(struct http_req *rq, const char *data, size_t n);
 int http_upload_end(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
 int http_guard(struct http_req *rq, int needs_token);
+/*
+ * The access policy of d from cfg (guard.c): parses and copies the lists;
+ * http_access_free releases them. ERR_INVALID names a bad value.
+ */
+int http_access_init(struct daemon *d, const struct daemon_config *cfg, struct err *e);
+void http_access_free(struct daemon *d);
+/* The access policy as JSON, for GET /health (new reference). */
+json_t *http_access_json(const struct daemon *d);
+/*
+ * CORS (guard.c): 1 when rq is a preflight (OPTIONS with
+ * Access-Control-Request-Method) from an --allow-origin origin.
+ * http_cors_headers adds the Access-Control-* headers and Vary: Origin to
+ * an answer of rq; nothing when no --allow-origin was given.
+ */
+int http_cors_preflight(const struct http_req *rq);
+void http_cors_headers(const struct http_req *rq, struct MHD_Response *resp);
 int http_route_needs_token(const struct http_req *rq);
 
 #endif

@@ -424,10 +424,53 @@ int http_upload_end(struct http_req *rq)
 					 (json_int_t)size, "status", "stored"));
 }
 
+/*
+ * "ok" as text, which is what rbee's keeper and scripts read; a client that
+ * asks for JSON gets this hive's identity and access policy too.
+ */
 static int route_health(struct http_req *rq)
 {
 	static const char ok[] = "ok\n";
-	return http_reply_text(rq, MHD_HTTP_OK, "text/plain; charset=utf-8", ok, sizeof(ok) - 1, 0);
+	const struct daemon *d = rq->d;
+	const char *accept = http_header(rq, "Accept");
+	if (!accept || !strstr(accept, "application/json"))
+		return http_reply_text(rq, MHD_HTTP_OK, "text/plain; charset=utf-8", ok,
+				       sizeof(ok) - 1, 0);
+	return http_reply_json(rq, MHD_HTTP_OK,
+			       json_pack("{s:s,s:s?,s:s?,s:s,s:i,s:o}", "status", "ok", "hive_id",
+					 d->hive_id, "queen_url", d->queen_url, "bind", d->bind,
+					 "port", d->port, "access", http_access_json(d)));
+}
+
+/*
+ * The routes of rbee's own hive that are not model provisioning: rbee's
+ * queen and keeper call them, and a clear 501 tells their user what this
+ * daemon is, where a 404 would look like a broken install.
+ */
+static int route_not_provided(struct http_req *rq)
+{
+	return http_reply_error(rq, ERR_UNSUPPORTED,
+				"rbee-hive provisions model files (download, list, get, delete and "
+				"verify through POST /v1/jobs); it does not run workers, report "
+				"devices or send heartbeats, so %.64s is not available",
+				rq->path);
+}
+
+static int route_shutdown(struct http_req *rq)
+{
+	if (!rq->d->shutdown)
+		return http_reply_error(rq, ERR_UNSUPPORTED,
+					"this daemon cannot be stopped over HTTP");
+	log_info("stopping on POST /v1/shutdown");
+	int r = http_reply_json(rq, MHD_HTTP_OK, json_pack("{s:s}", "status", "stopping"));
+	rq->d->shutdown(rq->d->shutdown_arg);
+	return r;
+}
+
+/* A CORS preflight of an --allow-origin origin (the guard let it through without a token). */
+static int route_preflight(struct http_req *rq)
+{
+	return http_reply_text(rq, MHD_HTTP_NO_CONTENT, "text/plain; charset=utf-8", "", 0, 0);
 }
 
 static void metric(char **buf, size_t *len, const char *fmt, ...)
@@ -498,6 +541,7 @@ static int route_metrics(struct http_req *rq)
 	}
 	MHD_add_response_header(resp, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 	http_security_headers(resp);
+	http_cors_headers(rq, resp);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);
@@ -529,6 +573,9 @@ static const struct route routes[] = {
     {"DELETE", "/v1/partials/:", route_partial_delete},
     {"GET", "/v1/sources/hf/:/:", route_sources},
     {"GET", "/v1/blobs/:", route_blob},
+    {"GET", "/v1/capabilities", route_not_provided},
+    {"GET", "/v1/heartbeats/stream", route_not_provided},
+    {"POST", "/v1/shutdown", route_shutdown},
     {"GET", "/health", route_health},
     {"GET", "/metrics", route_metrics},
 };
@@ -579,6 +626,8 @@ int http_route(struct http_req *rq)
 {
 	const char *method = strcmp(rq->method, "HEAD") == 0 ? "GET" : rq->method;
 	int path_known = 0;
+	if (http_cors_preflight(rq))
+		return route_preflight(rq);
 	for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
 		const char *starts[HTTP_MAX_PARAMS];
 		size_t lens[HTTP_MAX_PARAMS];

@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/parse.h"
 #include "core/token.h"
+#include "core/url.h"
 #include "core/util.h"
 #include "daemon/daemon.h"
 #include "fetch/xfer.h"
@@ -34,11 +35,15 @@
 
 #define DAEMON_STOP_BUDGET_MS 1800
 
-/* A flag given once per value. */
+/* A flag given once per value; its entry's max is the cap. */
 struct serve_list {
-	const char *v[CAP_FILE_IMPORT_DIRS];
+	const char *v[CAP_OPTION_VALUES];
 	size_t n;
 };
+
+_Static_assert(CAP_FILE_IMPORT_DIRS <= CAP_OPTION_VALUES && CAP_ALLOW_NETS <= CAP_OPTION_VALUES &&
+		   CAP_ALLOW_HOSTS <= CAP_OPTION_VALUES && CAP_ALLOW_ORIGINS <= CAP_OPTION_VALUES,
+	       "a repeatable option holds at most CAP_OPTION_VALUES values");
 
 struct serve_opts {
 	const char *bind;
@@ -46,7 +51,11 @@ struct serve_opts {
 	const char *data_dir;
 	const char *hf_cache;
 	const char *hive_id;
+	const char *queen_url;
 	const char *token_file;
+	struct serve_list allow_net;
+	struct serve_list allow_host;
+	struct serve_list allow_origin;
 	uint64_t max_jobs;
 	uint64_t connections;
 	uint64_t http_connections;
@@ -71,6 +80,27 @@ struct serve_flag {
 	const char *help;
 };
 
+static int serve_check_queen_url(const char *v, struct err *e)
+{
+	struct url_parts p;
+	return url_parse(v, &p, e) < 0 ? err_prefix(e, "--queen-url '%.64s'", v) : 0;
+}
+
+static int serve_check_net(const char *v, struct err *e)
+{
+	return daemon_access_check(DAEMON_ALLOW_NET, v, e);
+}
+
+static int serve_check_host(const char *v, struct err *e)
+{
+	return daemon_access_check(DAEMON_ALLOW_HOST, v, e);
+}
+
+static int serve_check_origin(const char *v, struct err *e)
+{
+	return daemon_access_check(DAEMON_ALLOW_ORIGIN, v, e);
+}
+
 #define O(f) offsetof(struct serve_opts, f)
 static const struct serve_flag serve_flags[] = {
     {"--bind", OPT_STR, O(bind), 0, 0, "ADDR  address to listen on (" DAEMON_DEFAULT_BIND ")"},
@@ -83,8 +113,16 @@ static const struct serve_flag serve_flags[] = {
      "$HF_HOME/hub when set, else DATA/hub)"},
     {"--hive-id", OPT_STR, O(hive_id), 0, 0,
      "ID  this hive's id, checked in job requests (none: any)"},
+    {"--queen-url", OPT_STR, O(queen_url), 0, 0,
+     "URL  the rbee queen, shown in GET /health; never contacted (none)"},
     {"--token-file", OPT_STR, O(token_file), 0, 0,
      "F  bearer token required by the API (none; needed beyond loopback)"},
+    {"--allow-net", OPT_LIST, O(allow_net), 0, CAP_ALLOW_NETS,
+     "CIDR  clients of this network need no token (repeatable; none)"},
+    {"--allow-host", OPT_LIST, O(allow_host), 0, CAP_ALLOW_HOSTS,
+     "NAME  a name of this daemon accepted in Host without a token (repeatable; none)"},
+    {"--allow-origin", OPT_LIST, O(allow_origin), 0, CAP_ALLOW_ORIGINS,
+     "ORIGIN  web pages of this origin may call the API: CORS (repeatable; none)"},
     {"--max-jobs", OPT_U64, O(max_jobs), 1, 64, "N  downloads at once"},
     {"--connections", OPT_U64, O(connections), 1, CAP_XFER_CONNECTIONS,
      "N  transfer connections per file"},
@@ -103,12 +141,30 @@ static const struct serve_flag serve_flags[] = {
     {"--log-level", OPT_STR, O(log_level), 0, 0,
      "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
     {"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
-    {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, 0,
+    {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, CAP_FILE_IMPORT_DIRS,
      "DIR  file:// refs may import "
      "files of DIR (repeatable; none: the daemon reads no local path)"},
     {"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
 };
 #undef O
+
+/*
+ * More about some options: the environment variable that gives it, as
+ * rbee's hive reads them (the option on the command line wins), and the
+ * check of each value of a string or list.
+ */
+static const struct {
+	const char *name;
+	const char *env;
+	int (*check)(const char *value, struct err *e);
+} serve_rules[] = {
+    {"--port", "HIVE_PORT", NULL},
+    {"--queen-url", "HIVE_QUEEN_URL", serve_check_queen_url},
+    {"--hive-id", "HIVE_ID", NULL},
+    {"--allow-net", NULL, serve_check_net},
+    {"--allow-host", NULL, serve_check_host},
+    {"--allow-origin", NULL, serve_check_origin},
+};
 
 /*
  * The defaults --help prints, from the constants the code uses, so that the
@@ -157,27 +213,70 @@ static void serve_usage(FILE *f)
 		}
 		fprintf(f, "  %s %s%s\n", sf->name, sf->help, def);
 	}
+	fprintf(f, "\nenvironment (an option given wins):\n");
+	for (size_t i = 0; i < sizeof(serve_rules) / sizeof(serve_rules[0]); i++)
+		if (serve_rules[i].env)
+			fprintf(f, "  %s  as %s\n", serve_rules[i].env, serve_rules[i].name);
+}
+
+static const struct serve_flag *serve_flag_find(const char *a, size_t n)
+{
+	for (size_t k = 0; k < sizeof(serve_flags) / sizeof(serve_flags[0]); k++)
+		if (strlen(serve_flags[k].name) == n && strncmp(serve_flags[k].name, a, n) == 0)
+			return &serve_flags[k];
+	return NULL;
+}
+
+/* Stores val for the option f, given as what (the option, or an environment variable). */
+static int serve_set(struct serve_opts *o, const struct serve_flag *f, const char *val,
+		     const char *what, struct err *e)
+{
+	char *field = (char *)o + f->off;
+	for (size_t k = 0; k < sizeof(serve_rules) / sizeof(serve_rules[0]); k++)
+		if (serve_rules[k].check && strcmp(serve_rules[k].name, f->name) == 0 &&
+		    serve_rules[k].check(val, e) < 0)
+			return strcmp(what, f->name) == 0 ? e->code : err_prefix(e, "%s", what);
+	if (f->kind == OPT_STR) {
+		*(const char **)(void *)field = val;
+	} else if (f->kind == OPT_SIZE) {
+		int rc = parse_size(val, f->max, (uint64_t *)(void *)field, what, e);
+		if (rc < 0)
+			return rc;
+		if (*(uint64_t *)(void *)field < f->min)
+			return err_set(e, ERR_INVALID, "%s must be at least %llu", what,
+				       (unsigned long long)f->min);
+	} else if (f->kind == OPT_LIST) {
+		struct serve_list *l = (struct serve_list *)(void *)field;
+		if (l->n == f->max)
+			return err_set(e, ERR_INVALID, "%s: at most %llu values", what,
+				       (unsigned long long)f->max);
+		l->v[l->n++] = val;
+	} else {
+		return parse_u64_str(val, f->min, f->max, (uint64_t *)(void *)field, what, e);
+	}
+	return 0;
 }
 
 static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *e)
 {
+	for (size_t k = 0; k < sizeof(serve_rules) / sizeof(serve_rules[0]); k++) {
+		const char *v = serve_rules[k].env ? getenv(serve_rules[k].env) : NULL;
+		const struct serve_flag *f =
+		    serve_flag_find(serve_rules[k].name, strlen(serve_rules[k].name));
+		if (v && v[0] && serve_set(o, f, v, serve_rules[k].env, e) < 0)
+			return e->code;
+	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		const char *val = NULL;
 		const char *eq = strchr(a, '=');
-		size_t n = eq ? (size_t)(eq - a) : strlen(a);
-		const struct serve_flag *f = NULL;
-		for (size_t k = 0; k < sizeof(serve_flags) / sizeof(serve_flags[0]); k++)
-			if (strlen(serve_flags[k].name) == n &&
-			    strncmp(serve_flags[k].name, a, n) == 0)
-				f = &serve_flags[k];
+		const struct serve_flag *f = serve_flag_find(a, eq ? (size_t)(eq - a) : strlen(a));
 		if (!f)
 			return err_set(e, ERR_INVALID, "unknown option '%.64s'", a);
-		char *field = (char *)o + f->off;
 		if (f->kind == OPT_FLAG) {
 			if (eq)
 				return err_set(e, ERR_INVALID, "%s takes no value", f->name);
-			*(int *)(void *)field = 1;
+			*(int *)(void *)((char *)o + f->off) = 1;
 			continue;
 		}
 		if (eq)
@@ -186,27 +285,9 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 			val = argv[++i];
 		else
 			return err_set(e, ERR_INVALID, "%s needs a value", f->name);
-		if (f->kind == OPT_STR) {
-			*(const char **)(void *)field = val;
-		} else if (f->kind == OPT_SIZE) {
-			int rc = parse_size(val, f->max, (uint64_t *)(void *)field, f->name, e);
-			if (rc < 0)
-				return rc;
-			if (*(uint64_t *)(void *)field < f->min)
-				return err_set(e, ERR_INVALID, "%s must be at least %llu", f->name,
-					       (unsigned long long)f->min);
-		} else if (f->kind == OPT_LIST) {
-			struct serve_list *l = (struct serve_list *)(void *)field;
-			if (l->n == CAP_FILE_IMPORT_DIRS)
-				return err_set(e, ERR_INVALID, "%s: at most %d values", f->name,
-					       CAP_FILE_IMPORT_DIRS);
-			l->v[l->n++] = val;
-		} else {
-			int rc = parse_u64_str(val, f->min, f->max, (uint64_t *)(void *)field,
-					       f->name, e);
-			if (rc < 0)
-				return rc;
-		}
+		int rc = serve_set(o, f, val, f->name, e);
+		if (rc < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -236,6 +317,13 @@ static void serve_log_cache(const struct store_paths *sp)
 		log_info("hub cache %s: private to rbee-hive, in the data root (give --hf-cache, "
 			 "HF_HUB_CACHE or HF_HOME to share huggingface_hub's)",
 			 sp->hub);
+}
+
+/* POST /v1/shutdown stops the daemon the way SIGTERM does: through the sigwait below. */
+static void serve_shutdown(void *arg)
+{
+	(void)arg;
+	kill(getpid(), SIGTERM);
 }
 
 /* Set once daemon_stop() has returned: what is left is the transfer engine. */
@@ -322,7 +410,8 @@ int daemon_serve_main(int argc, char **argv)
 	    .n_file_import_dirs = o.allow_file_import.n,
 	};
 	/* A port in use is refused before the data root or the catalog is made. */
-	if (daemon_listen(o.bind, (int)o.port, token != NULL, &listen_fd, &e) < 0)
+	if (daemon_listen(o.bind, (int)o.port, token != NULL || o.allow_net.n > 0, &listen_fd, &e) <
+	    0)
 		goto fail;
 	serve_log_cache(&sp);
 	if (provisioner_new(&pc, &prov, &e) < 0)
@@ -334,6 +423,7 @@ int daemon_serve_main(int argc, char **argv)
 	    .data_root = sp.root,
 	    .hub_dir = sp.hub,
 	    .hive_id = o.hive_id,
+	    .queen_url = o.queen_url,
 	    .token = token,
 	    .max_jobs = (int)o.max_jobs,
 	    .max_connections = (int)o.http_connections,
@@ -341,6 +431,13 @@ int daemon_serve_main(int argc, char **argv)
 	    .sources_deadline_ms = (long)o.sources_deadline_s * 1000,
 	    .resume = 1,
 	    .prov_cfg = &pc,
+	    .allow_nets = o.allow_net.v,
+	    .n_allow_nets = o.allow_net.n,
+	    .allow_hosts = o.allow_host.v,
+	    .n_allow_hosts = o.allow_host.n,
+	    .allow_origins = o.allow_origin.v,
+	    .n_allow_origins = o.allow_origin.n,
+	    .shutdown = serve_shutdown,
 	};
 	/* daemon_start takes the socket, on failure too. */
 	int rc = daemon_start(&dc, prov, &d, &e);

@@ -197,18 +197,19 @@ static int server_addr(const char *addr, int port, struct sockaddr_storage *ss, 
 	return 0;
 }
 
-/* Beyond loopback the API needs a token: ERR_INVALID without one. */
-static int server_check_open(const struct sockaddr_storage *ss, int have_token, const char *addr,
+/* Beyond loopback the API needs a token or --allow-net networks: ERR_INVALID without. */
+static int server_check_open(const struct sockaddr_storage *ss, int guarded, const char *addr,
 			     struct err *e)
 {
-	if (!url_addr_is_loopback((const struct sockaddr *)ss) && !have_token)
+	if (!url_addr_is_loopback((const struct sockaddr *)ss) && !guarded)
 		return err_set(e, ERR_INVALID,
-			       "--bind %s listens beyond this machine: it needs --token-file",
+			       "--bind %s listens beyond this machine: it needs --token-file, "
+			       "--allow-net or both",
 			       addr);
 	return 0;
 }
 
-int daemon_listen(const char *addr, int port, int have_token, int *fd, struct err *e)
+int daemon_listen(const char *addr, int port, int guarded, int *fd, struct err *e)
 {
 	struct sockaddr_storage ss;
 	*fd = -1;
@@ -216,7 +217,7 @@ int daemon_listen(const char *addr, int port, int have_token, int *fd, struct er
 		addr = DAEMON_DEFAULT_BIND;
 	int rc = server_addr(addr, port, &ss, e);
 	if (rc == 0)
-		rc = server_check_open(&ss, have_token, addr, e);
+		rc = server_check_open(&ss, guarded, addr, e);
 	if (rc)
 		return rc;
 	int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -250,7 +251,8 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	int fd = cfg->listen_fd ? *cfg->listen_fd : -1;
 	int rc = 0;
 	if (fd < 0)
-		rc = daemon_listen(bind, cfg->port, cfg->token && cfg->token[0], &fd, e);
+		rc = daemon_listen(bind, cfg->port,
+				   (cfg->token && cfg->token[0]) || cfg->n_allow_nets, &fd, e);
 	if (rc)
 		return rc;
 	/* What the socket is bound to decides the rules below, and gives an ephemeral port. */
@@ -263,7 +265,8 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	if (ss.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	int loopback = url_addr_is_loopback((struct sockaddr *)&ss);
-	rc = server_check_open(&ss, cfg->token && cfg->token[0], bind, e);
+	int guarded = (cfg->token && cfg->token[0]) || cfg->n_allow_nets;
+	rc = server_check_open(&ss, guarded, bind, e);
 	if (rc) {
 		close(fd);
 		return rc;
@@ -285,6 +288,9 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		per_ip = loopback ? 0 : DAEMON_PER_IP_DEFAULT;
 	d->bind = xstrdup(bind);
 	d->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
+	d->queen_url = cfg->queen_url ? xstrdup(cfg->queen_url) : NULL;
+	d->shutdown = cfg->shutdown;
+	d->shutdown_arg = cfg->shutdown_arg;
 	d->any_ip_host = is_wildcard((struct sockaddr *)&ss);
 	if (!loopback && gethostname(d->hostname, sizeof(d->hostname) - 1) != 0)
 		d->hostname[0] = 0;
@@ -305,6 +311,10 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		sha256_final_hex(&h, d->token_sha);
 		sha256_cleanup(&h);
 	}
+
+	rc = http_access_init(d, cfg, e);
+	if (rc < 0)
+		goto fail;
 
 	struct job_registry_config jc = {
 	    .prov = prov,
@@ -425,7 +435,9 @@ void daemon_stop(struct daemon *d)
 	job_registry_free(d->jobs);
 	layout_free(d->layout);
 	stop_set("stopped", NULL);
+	http_access_free(d);
 	free(d->bind);
 	free(d->hive_id);
+	free(d->queen_url);
 	free(d);
 }

@@ -125,6 +125,7 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
 	MHD_add_response_header(resp, "Cache-Control", "no-cache");
 	MHD_add_response_header(resp, "X-Accel-Buffering", "no");
 	http_security_headers(resp);
+	http_cors_headers(rq, resp);
 	rq->answered = 1;
 	enum MHD_Result r = MHD_queue_response(rq->conn, MHD_HTTP_OK, resp);
 	MHD_destroy_response(resp);

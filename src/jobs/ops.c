@@ -19,6 +19,9 @@
 #include "provision/provision.h"
 #include "store/store.h"
 
+/* The hive_id rbee's keeper sends when none is configured. */
+#define JOB_HIVE_ID_DEFAULT "localhost"
+
 struct job_prov_ctx {
 	struct job_registry *r;
 	struct job *j;
@@ -228,6 +231,39 @@ static const struct job_op job_ops[] = {
     {"model_verify", JOB_POOL_VERIFY, "id", 1, op_verify},
 };
 
+/*
+ * Operations of rbee's own hive that are not model provisioning: their
+ * callers get 501 with what this daemon does instead of "unknown
+ * operation". prefix: every operation whose name starts with name.
+ */
+static const struct {
+	const char *name;
+	int prefix;
+	const char *what;
+} job_ops_absent[] = {
+    {"worker_", 1, "installs, spawns, lists and stops workers"},
+    {"model_load", 0, "loads a model into a worker"},
+    {"model_unload", 0, "unloads a model from a worker"},
+    {"hive_check", 0, "runs a narration self-test (GET /health says whether this one is up)"},
+};
+
+/* ERR_UNSUPPORTED for an operation of job_ops_absent, else 0. */
+static int job_op_absent(const json_t *req, struct err *e)
+{
+	const char *name = json_string_value(json_object_get(req, "operation"));
+	for (size_t i = 0; name && i < sizeof(job_ops_absent) / sizeof(job_ops_absent[0]); i++) {
+		size_t n = strlen(job_ops_absent[i].name);
+		if (job_ops_absent[i].prefix ? strncmp(name, job_ops_absent[i].name, n) == 0
+					     : strcmp(name, job_ops_absent[i].name) == 0)
+			return err_set(e, ERR_UNSUPPORTED,
+				       "'%.64s' is an operation of rbee's own hive, which %s; "
+				       "rbee-hive provisions model files only (model_download, "
+				       "model_list, model_get, model_delete, model_verify)",
+				       name, job_ops_absent[i].what);
+	}
+	return 0;
+}
+
 const struct job_op *job_op_find(const char *name)
 {
 	for (size_t i = 0; i < sizeof(job_ops) / sizeof(job_ops[0]); i++)
@@ -259,6 +295,10 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 	int rc = json_parse_strict(body, len, CAP_REQUEST_BODY, &req, e);
 	if (rc < 0)
 		return rc;
+	/* Before the keys are checked: those operations carry keys of their own. */
+	rc = job_op_absent(req, e);
+	if (rc < 0)
+		goto out;
 	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
 	const struct json_field fields[] = {
 	    {"operation", JF_STRING, 1, &operation},
@@ -277,7 +317,12 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 			     operation);
 		goto out;
 	}
-	if (hive_id && r->hive_id && strcmp(hive_id, r->hive_id) != 0) {
+	/*
+	 * rbee's keeper sends "localhost" unless told otherwise, and reaches
+	 * this daemon by its address, so that name is this hive too.
+	 */
+	if (hive_id && r->hive_id && strcmp(hive_id, r->hive_id) != 0 &&
+	    strcmp(hive_id, JOB_HIVE_ID_DEFAULT) != 0) {
 		rc = err_set(e, ERR_UNPROCESSABLE, "hive_id '%.64s' is not this hive ('%.64s')",
 			     hive_id, r->hive_id);
 		goto out;

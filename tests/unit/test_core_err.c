@@ -55,6 +55,7 @@ static void test_table_values(void **state)
 	    {ERR_TIMEOUT, "timeout", 504},
 	    {ERR_GATED, "gated", 403},
 	    {ERR_INTERNAL, "internal", 500},
+	    {ERR_UNSUPPORTED, "not_implemented", 501},
 	};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		assert_string_equal(err_name(want[i].code), want[i].name);

@@ -237,6 +237,68 @@ static void test_noproxy_list_is_loopback(void **state)
 	assert_false(url_host_is_loopback("128.0.0.1"));
 }
 
+static int cidr_has(const char *net, const char *addr)
+{
+	struct url_cidr c;
+	struct err e = {0};
+	if (url_cidr_parse(net, &c, &e) != 0)
+		fail_msg("url_cidr_parse(%s): %s", net, e.msg);
+	struct sockaddr_in in = {.sin_family = AF_INET};
+	struct sockaddr_in6 in6 = {.sin6_family = AF_INET6};
+	if (inet_pton(AF_INET, addr, &in.sin_addr) == 1)
+		return url_cidr_match(&c, (struct sockaddr *)&in);
+	assert_int_equal(inet_pton(AF_INET6, addr, &in6.sin6_addr), 1);
+	return url_cidr_match(&c, (struct sockaddr *)&in6);
+}
+
+static void test_cidr(void **state)
+{
+	(void)state;
+	assert_true(cidr_has("127.0.0.0/8", "127.9.8.7"));
+	assert_false(cidr_has("127.0.0.0/8", "128.0.0.1"));
+	assert_true(cidr_has("192.168.1.0/24", "192.168.1.255"));
+	assert_false(cidr_has("192.168.1.0/24", "192.168.2.1"));
+	assert_true(cidr_has("10.1.2.3", "10.1.2.3"));
+	assert_false(cidr_has("10.1.2.3", "10.1.2.4"));
+	assert_true(cidr_has("0.0.0.0/0", "8.8.8.8"));
+	assert_false(cidr_has("0.0.0.0/0", "::1"));
+	assert_true(cidr_has("172.16.0.0/12", "172.31.255.1"));
+	assert_false(cidr_has("172.16.0.0/12", "172.32.0.1"));
+	/* A dual-stack socket reports IPv4 clients as mapped addresses. */
+	assert_true(cidr_has("127.0.0.0/8", "::ffff:127.0.0.1"));
+	assert_false(cidr_has("10.0.0.0/8", "::ffff:127.0.0.1"));
+	assert_true(cidr_has("fd00::/8", "fd12:3456::1"));
+	assert_false(cidr_has("fd00::/8", "fe80::1"));
+	assert_true(cidr_has("::1/128", "::1"));
+	assert_true(cidr_has("2001:db8::/33", "2001:db8:7fff::1"));
+	assert_false(cidr_has("2001:db8::/33", "2001:db8:8000::1"));
+
+	static const struct {
+		const char *net, *want;
+	} bad[] = {
+	    {"", "expected ADDRESS/BITS"},
+	    {"/8", "expected ADDRESS/BITS"},
+	    {"10.0.0.0/33", "prefix length"},
+	    {"10.0.0.0/", "prefix length"},
+	    {"10.0.0.0/-1", "prefix length"},
+	    {"10.0.0.0/8x", "prefix length"},
+	    {"fd00::/129", "prefix length"},
+	    {"10.0.0.1/8", "bits after the first 8"},
+	    {"10.0.0/8", "not an IPv4 or IPv6 address"},
+	    {"hive.lan/24", "not an IPv4 or IPv6 address"},
+	    {"fd00::1/8", "bits after the first 8"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct url_cidr c;
+		struct err e = {0};
+		if (url_cidr_parse(bad[i].net, &c, &e) != ERR_INVALID)
+			fail_msg("url_cidr_parse(%s) was accepted", bad[i].net);
+		if (!strstr(e.msg, bad[i].want))
+			fail_msg("url_cidr_parse(%s): '%s' lacks '%s'", bad[i].net, e.msg,
+				 bad[i].want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -249,6 +311,7 @@ int main(void)
 	    cmocka_unit_test(test_scheme_rule),
 	    cmocka_unit_test(test_redirect_hops),
 	    cmocka_unit_test(test_peer_addresses),
+	    cmocka_unit_test(test_cidr),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
