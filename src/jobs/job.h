@@ -138,6 +138,22 @@ int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id, str
  */
 int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev);
 void job_watch_close(struct job_watch *w);
+/*
+ * The action name of the watched job's result when rbee's own hive sends
+ * that result as a data event ({"action":NAME,"payload":RESULT}, which rbee's
+ * UI reads): "model_list"; NULL for the other operations, whose results
+ * have no counterpart there.
+ */
+const char *job_watch_data_action(const struct job_watch *w);
+
+/*
+ * A progress event's data as one line for people, in the shape rbee's
+ * download tracker prints: "Downloaded 1.23 GB / 4.37 GB (28.1%),
+ * downloading model.Q4_K_M.gguf at 52.4 MB/s" (no " / total (percent)" while
+ * the total is unknown). Its phase ("downloading") goes into phase. NULL
+ * when data is not a progress event's; the caller frees the line.
+ */
+char *job_progress_text(const char *data, char *phase, size_t phase_size);
 
 /*
  * 1 if a queued or running download job may be writing the model with

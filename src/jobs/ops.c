@@ -90,7 +90,7 @@ static int job_append_data(struct job_registry *r, struct job *j, json_t *v, str
 static int op_list(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
 {
 	json_t *models = NULL;
-	int rc = job_persist_models_json(cat, 0, 0, &models, NULL, e);
+	int rc = job_persist_models_listed_json(cat, &models, e);
 	if (rc < 0)
 		return rc;
 	job_narrate(r, j, "%zu models in the catalog", json_array_size(models));
@@ -106,6 +106,11 @@ static int op_get(struct job_registry *r, struct job *j, struct job_persist *cat
 	int rc = job_persist_model_json(cat, j->arg, &m, e);
 	if (rc < 0)
 		return rc;
+	char size[FMT_SIZE_LEN];
+	fmt_size(size, sizeof(size), (uint64_t)json_integer_value(json_object_get(m, "size")));
+	job_narrate(r, j, "%s: %s, %s, %zu file(s)", json_string_value(json_object_get(m, "id")),
+		    json_string_value(json_object_get(m, "status")), size,
+		    json_array_size(json_object_get(m, "files")));
 	rc = job_append_data(r, j, m, e);
 	json_decref(m);
 	return rc;
@@ -221,11 +226,11 @@ out:
 }
 
 static const struct job_op job_ops[] = {
-    {"model_download", JOB_POOL_DOWNLOAD, "model", 0, op_download},
-    {"model_list", JOB_POOL_QUICK, NULL, 0, op_list},
-    {"model_get", JOB_POOL_QUICK, "id", 0, op_get},
-    {"model_delete", JOB_POOL_QUICK, "id", 0, op_delete},
-    {"model_verify", JOB_POOL_VERIFY, "id", 1, op_verify},
+    {"model_download", JOB_POOL_DOWNLOAD, "model", 0, 0, op_download},
+    {"model_list", JOB_POOL_QUICK, NULL, 0, 1, op_list},
+    {"model_get", JOB_POOL_QUICK, "id", 0, 0, op_get},
+    {"model_delete", JOB_POOL_QUICK, "id", 0, 0, op_delete},
+    {"model_verify", JOB_POOL_VERIFY, "id", 1, 0, op_verify},
 };
 
 const struct job_op *job_op_find(const char *name)
