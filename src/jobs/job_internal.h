@@ -64,6 +64,7 @@ struct job {
 	size_t n_ev, cap_ev;
 	uint64_t next_id;
 	int ended;	   /* the terminal event is in the log */
+	int refused;	   /* a refused submission: never ran, never written to the catalog */
 	pthread_cond_t cv; /* broadcast on every appended event */
 	int refs;
 	int linked;		       /* in the registry table */

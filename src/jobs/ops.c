@@ -261,10 +261,11 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 		    struct err *e)
 {
 	json_t *req = NULL;
+	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
+	id_out[0] = 0;
 	int rc = json_parse_strict(body, len, CAP_REQUEST_BODY, &req, e);
 	if (rc < 0)
-		return rc;
-	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
+		goto out;
 	const struct json_field fields[] = {
 	    {"operation", JF_STRING, 1, &operation},
 	    {"model", JF_STRING, 0, &model},
@@ -324,6 +325,9 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 	}
 	rc = job_start(r, op, arg, id_out, e);
 out:
+	/* A job that could not be recorded is already kept as failed, with its id. */
+	if (rc < 0 && !id_out[0] && rc != ERR_SHUTDOWN)
+		job_refuse(r, operation, e, id_out);
 	json_decref(req);
 	return rc;
 }

@@ -26,6 +26,7 @@ SLOW_ID = "hf:org/paced-GGUF:model.Q4_K_M.gguf"
 SMALL = "org/tiny-GGUF"
 END_MARKERS = ("[DONE]", "[CANCELLED]")
 PERCENT = re.compile(r"(\d+\.?\d*)%")  # what rbee's keeper GUI looks for
+CAP_JOBS_REFUSED = 64
 
 
 class RbeeClient:
@@ -200,6 +201,64 @@ class RbeeStreamTest(DaemonTestCase):
         lines, end, _ = self.rbee.stream(j["job_id"])
         self.assertEqual(end, "[DONE]")
         self.assertIn("%s: available, 6.29 MB, 1 file(s)" % SLOW_ID, [x for _, x in lines])
+
+    def assert_refused(self, status, answer, want_status, want_code):
+        self.assertEqual(status, want_status, answer)
+        self.assertEqual(answer["error"]["code"], want_code, answer)
+        job_id = answer["job_id"]
+        self.assertEqual(answer["sse_url"], "/v1/jobs/%s/stream" % job_id)
+        lines, end, raw = self.rbee.stream(job_id)
+        self.assertEqual(end, "[ERROR]")
+        self.assertEqual([x for _, x in lines], ["[ERROR] " + answer["error"]["message"]])
+        self.assertEqual([x for x in raw if x], [b"data: [ERROR] " +
+                                                answer["error"]["message"].encode()])
+        _, _, raw = self.rbee.stream(job_id, accept="text/event-stream")
+        self.assertEqual(sse_events(raw), [("1", None, "[ERROR] " + answer["error"]["message"])])
+        c, r = self.rbee.request("GET", "/v1/jobs/" + job_id, accept="application/json")
+        job = json.loads(r.read())
+        c.close()
+        self.assertEqual((job["state"], job["error"]), ("failed", answer["error"]["message"]))
+        return job
+
+    def test_refused_submission_names_a_failed_job(self):
+        status, j = self.rbee.submit({"operation": "model_download", "hive_id": "localhost",
+                                      "model": "hf:org/x:../../etc/passwd"})
+        job = self.assert_refused(status, j, 422, "unprocessable")
+        self.assertEqual(job["operation"], "model_download")
+        status, j = self.rbee.submit({"operation": "model_frobnicate", "hive_id": "localhost"})
+        self.assertIn("model_frobnicate", j["error"]["message"])
+        job = self.assert_refused(status, j, 422, "unprocessable")
+        self.assertEqual(job["operation"], "unknown")
+        status, j = self.rbee.submit(None, raw=b"{")
+        self.assert_refused(status, j, 400, "bad_request")
+        status, j = self.rbee.submit(None, raw=b'{"operation":"model_list"}',
+                                     ctype="text/plain")
+        job = self.assert_refused(status, j, 415, "unsupported_media_type")
+        self.assertEqual(job["operation"], "unknown")
+
+    def test_refused_submissions_are_capped(self):
+        status, j = self.rbee.submit({"operation": "model_download", "model": SMALL})
+        self.assertEqual(status, 201, j)
+        real = j["job_id"]
+        self.assertEqual(self.rbee.stream(real)[1], "[DONE]")
+        ids = []
+        for _ in range(3 * CAP_JOBS_REFUSED):
+            status, j = self.rbee.submit({"operation": "model_get", "id": ""})
+            self.assertEqual(status, 422, j)
+            ids.append(j["job_id"])
+        c, r = self.rbee.request("GET", "/v1/jobs", accept="application/json")
+        jobs = json.loads(r.read())["jobs"]
+        c.close()
+        listed = {x["job_id"] for x in jobs}
+        self.assertIn(real, listed)
+        self.assertIn(self.download, listed)
+        kept = [i for i in ids if i in listed]
+        self.assertEqual(kept, ids[-len(kept):])
+        # The older refused submissions of other tests went first.
+        self.assertEqual(len(kept), CAP_JOBS_REFUSED)
+        c, r = self.rbee.request("GET", "/v1/jobs/%s/stream" % ids[0])
+        self.assertEqual(r.status, 404)
+        c.close()
 
 
 if __name__ == "__main__":
