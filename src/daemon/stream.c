@@ -35,8 +35,7 @@ struct sse {
 	size_t len, off;
 	int done;
 	int64_t last_send;
-	/* rbee framing: the phase of the last progress line, when it went, and a newer one held
-	 * back. */
+	/* rbee framing: the last progress line's phase and time, and a newer line held back. */
 	char phase[32];
 	int64_t progress_ms;
 	char *held;
