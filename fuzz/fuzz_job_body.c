@@ -131,5 +131,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(!want);
 	FUZZ_CHECK(rc == ERR_INVALID || rc == ERR_UNPROCESSABLE || rc == ERR_TOO_LARGE);
 	FUZZ_CHECK(e.code == rc && fuzz_err_ok(&e));
+	/* A refusal is kept as a failed job, for clients that read every answer as one. */
+	FUZZ_CHECK(strncmp(id, "job-", 4) == 0 && strnlen(id, JOB_ID_MAX) < JOB_ID_MAX);
 	return 0;
 }

@@ -29,6 +29,7 @@
 #define CAP_MODEL_QUANTS 64	      /* quantizations listed for one model */
 #define CAP_JSON_DEPTH 32	      /* nesting of JSON we accept */
 #define CAP_JOBS_KEPT 1000	      /* finished jobs kept */
+#define CAP_JOBS_REFUSED 64	      /* refused submissions kept, of those */
 #define CAP_JOB_EVENTS 4096	      /* events kept per job for replay */
 #define CAP_EVENT_LEN 4096	      /* one event's data */
 #define CAP_JOB_DATA (256 * 1024)     /* a job's result event; bigger is refused, not split */

@@ -38,21 +38,43 @@ struct route {
 	route_fn fn;
 };
 
+/*
+ * A refused submission keeps its status and error, and names the failed job
+ * that records it (jobs/job.h, job_refuse) when there is one: rbee's client
+ * reads any answer of a submission as {job_id, sse_url}, then prints the
+ * stream, which says why.
+ */
+static int route_submit_refused(struct http_req *rq, const struct err *e, const char *id,
+				const char *url)
+{
+	if (!id[0])
+		return http_reply_err(rq, e);
+	json_t *o = json_pack("{s:{s:s,s:s},s:s,s:s}", "error", "code", err_name(e->code),
+			      "message", err_msg(e), "job_id", id, "sse_url", url);
+	return http_reply_json(rq, err_http_status(e->code), o);
+}
+
 static int route_submit(struct http_req *rq)
 {
 	const char *ct = http_header(rq, "Content-Type");
 	size_t n = ct ? strcspn(ct, "; \t") : 0;
-	if (!ct || n != strlen("application/json") || strncasecmp(ct, "application/json", n) != 0)
-		return http_reply_error(rq, ERR_MEDIA, "Content-Type must be application/json");
-	if (!rq->body_len)
-		return http_reply_error(rq, ERR_INVALID, "request body is empty: expected a job");
 	struct err e;
 	err_clear(&e);
-	char id[JOB_ID_MAX];
-	if (job_submit_json(rq->d->jobs, rq->body, rq->body_len, id, &e) < 0)
-		return http_reply_err(rq, &e);
+	char id[JOB_ID_MAX] = "";
+	int rc;
+	if (!ct || n != strlen("application/json") || strncasecmp(ct, "application/json", n) != 0)
+		rc = err_set(&e, ERR_MEDIA, "Content-Type must be application/json");
+	else if (!rq->body_len)
+		rc = err_set(&e, ERR_INVALID, "request body is empty: expected a job");
+	else
+		rc = job_submit_json(rq->d->jobs, rq->body, rq->body_len, id, &e);
+	/* job_submit_json keeps its own refusals; these are the ones before it. */
+	if (rc < 0 && !id[0] && rc != ERR_SHUTDOWN)
+		job_refuse(rq->d->jobs, NULL, &e, id);
 	char url[JOB_ID_MAX + 32];
 	snprintf(url, sizeof(url), "/v1/jobs/%s/stream", id);
+	if (rc < 0)
+		return route_submit_refused(rq, &e, id, url);
 	return http_reply_json(rq, MHD_HTTP_CREATED,
 			       json_pack("{s:s,s:s}", "job_id", id, "sse_url", url));
 }

@@ -90,3 +90,41 @@ void job_narrate(struct job_registry *r, struct job *j, const char *fmt, ...)
 	va_end(ap);
 	job_append(r, j, JOB_EV_NARRATION, job_line(buf));
 }
+
+/*
+ * Progress for people, in the shape rbee's download tracker prints (sizes in
+ * decimal units, the percentage in parentheses, which rbee's keeper finds
+ * with (\d+\.?\d*)%), followed by the phase, the file and the rate.
+ */
+char *job_progress_text(const char *data, char *phase, size_t phase_size)
+{
+	json_t *o = json_loads(data, 0, NULL);
+	const char *ph = json_string_value(json_object_get(o, "phase"));
+	if (!json_is_object(o) || !ph) {
+		json_decref(o);
+		return NULL;
+	}
+	snprintf(phase, phase_size, "%s", ph);
+	const char *file = json_string_value(json_object_get(o, "file"));
+	json_int_t done = json_integer_value(json_object_get(o, "bytes_done"));
+	json_int_t total = json_integer_value(json_object_get(o, "bytes_total"));
+	double rate = json_number_value(json_object_get(o, "rate_bps"));
+	char d[FMT_SIZE_LEN], t[FMT_SIZE_LEN], pct[48] = "", at[FMT_SIZE_LEN + 8] = "";
+	fmt_size(d, sizeof(d), done > 0 ? (uint64_t)done : 0);
+	fmt_size(t, sizeof(t), total > 0 ? (uint64_t)total : 0);
+	if (total > 0)
+		snprintf(pct, sizeof(pct), " / %s (%.1f%%)", t,
+			 done >= total ? 100.0 : 100.0 * (double)done / (double)total);
+	if (strcmp(ph, "downloading") == 0 && rate >= 1.0) {
+		char r[FMT_SIZE_LEN];
+		fmt_size(r, sizeof(r), (uint64_t)rate);
+		snprintf(at, sizeof(at), " at %s/s", r);
+	}
+	char *text = xasprintf("Downloaded %s%s, %s%s%s%s", d, pct, ph, file ? " " : "",
+			       file ? file : "", at);
+	json_decref(o);
+	/* The file name comes from a Hub listing: one line, whatever it holds. */
+	char *line = job_line(text);
+	free(text);
+	return line;
+}

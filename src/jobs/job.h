@@ -104,10 +104,24 @@ void job_registry_free(struct job_registry *r);
  * Writes the job id into id_out. Returns 0, ERR_INVALID (malformed, wrong
  * type, unknown key, missing key), ERR_UNPROCESSABLE (unknown operation, bad
  * ref, foreign hive_id), ERR_TOO_LARGE, ERR_RETRY (too many active jobs) or
- * ERR_SHUTDOWN, with a message in e.
+ * ERR_SHUTDOWN, with a message in e. A refused submission is still a job
+ * (job_refuse): id_out names it, or is "" when none could be kept.
  */
 int job_submit_json(struct job_registry *r, const char *body, size_t len, char id_out[JOB_ID_MAX],
 		    struct err *e);
+
+/*
+ * Keeps a refused submission as a failed job whose error and stream (one
+ * "[ERROR] <why>" line) say why, so that a client that reads every answer
+ * of a submission as {job_id, sse_url}, as rbee's does, can tell its user.
+ * operation is the one asked for (NULL when unknown). Such a job never runs
+ * and is not written to the catalog; at most CAP_JOBS_REFUSED are kept (the
+ * oldest go first) and they age out like other finished jobs, so refused
+ * submissions cannot crowd out the others. Writes its id into id_out, or ""
+ * while the daemon stops.
+ */
+void job_refuse(struct job_registry *r, const char *operation, const struct err *why,
+		char id_out[JOB_ID_MAX]);
 
 /*
  * Cancels a queued or running job: 0. An ended job: ERR_CONFLICT, with its
@@ -138,6 +152,22 @@ int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id, str
  */
 int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev);
 void job_watch_close(struct job_watch *w);
+/*
+ * The action name of the watched job's result when rbee's own hive sends
+ * that result as a data event ({"action":NAME,"payload":RESULT}, which rbee's
+ * UI reads): "model_list"; NULL for the other operations, whose results
+ * have no counterpart there.
+ */
+const char *job_watch_data_action(const struct job_watch *w);
+
+/*
+ * A progress event's data as one line for people, in the shape rbee's
+ * download tracker prints: "Downloaded 1.23 GB / 4.37 GB (28.1%),
+ * downloading model.Q4_K_M.gguf at 52.4 MB/s" (no " / total (percent)" while
+ * the total is unknown). Its phase ("downloading") goes into phase. NULL
+ * when data is not a progress event's; the caller frees the line.
+ */
+char *job_progress_text(const char *data, char *phase, size_t phase_size);
 
 /*
  * 1 if a queued or running download job may be writing the model with

@@ -39,6 +39,7 @@ struct job_op {
 	enum job_pool pool;
 	const char *arg_key; /* request key of the argument ("model", "id") or NULL */
 	int arg_optional;    /* the argument may be left out */
+	int rbee_data;	     /* rbee's hive sends its result as a data event (job.h) */
 	/* Runs on a worker thread without the lock; cat is the worker's connection. */
 	int (*run)(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e);
 };
@@ -63,6 +64,7 @@ struct job {
 	size_t n_ev, cap_ev;
 	uint64_t next_id;
 	int ended;	   /* the terminal event is in the log */
+	int refused;	   /* a refused submission: never ran, never written to the catalog */
 	pthread_cond_t cv; /* broadcast on every appended event */
 	int refs;
 	int linked;		       /* in the registry table */

@@ -93,7 +93,7 @@ static int job_append_data(struct job_registry *r, struct job *j, json_t *v, str
 static int op_list(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
 {
 	json_t *models = NULL;
-	int rc = job_persist_models_json(cat, 0, 0, &models, NULL, e);
+	int rc = job_persist_models_listed_json(cat, &models, e);
 	if (rc < 0)
 		return rc;
 	job_narrate(r, j, "%zu models in the catalog", json_array_size(models));
@@ -109,6 +109,11 @@ static int op_get(struct job_registry *r, struct job *j, struct job_persist *cat
 	int rc = job_persist_model_json(cat, j->arg, &m, e);
 	if (rc < 0)
 		return rc;
+	char size[FMT_SIZE_LEN];
+	fmt_size(size, sizeof(size), (uint64_t)json_integer_value(json_object_get(m, "size")));
+	job_narrate(r, j, "%s: %s, %s, %zu file(s)", json_string_value(json_object_get(m, "id")),
+		    json_string_value(json_object_get(m, "status")), size,
+		    json_array_size(json_object_get(m, "files")));
 	rc = job_append_data(r, j, m, e);
 	json_decref(m);
 	return rc;
@@ -224,11 +229,11 @@ out:
 }
 
 static const struct job_op job_ops[] = {
-    {"model_download", JOB_POOL_DOWNLOAD, "model", 0, op_download},
-    {"model_list", JOB_POOL_QUICK, NULL, 0, op_list},
-    {"model_get", JOB_POOL_QUICK, "id", 0, op_get},
-    {"model_delete", JOB_POOL_QUICK, "id", 0, op_delete},
-    {"model_verify", JOB_POOL_VERIFY, "id", 1, op_verify},
+    {"model_download", JOB_POOL_DOWNLOAD, "model", 0, 0, op_download},
+    {"model_list", JOB_POOL_QUICK, NULL, 0, 1, op_list},
+    {"model_get", JOB_POOL_QUICK, "id", 0, 0, op_get},
+    {"model_delete", JOB_POOL_QUICK, "id", 0, 0, op_delete},
+    {"model_verify", JOB_POOL_VERIFY, "id", 1, 0, op_verify},
 };
 
 /*
@@ -292,14 +297,15 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 		    struct err *e)
 {
 	json_t *req = NULL;
+	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
+	id_out[0] = 0;
 	int rc = json_parse_strict(body, len, CAP_REQUEST_BODY, &req, e);
 	if (rc < 0)
-		return rc;
+		goto out;
 	/* Before the keys are checked: those operations carry keys of their own. */
 	rc = job_op_absent(req, e);
 	if (rc < 0)
 		goto out;
-	const char *operation = NULL, *model = NULL, *id = NULL, *hive_id = NULL;
 	const struct json_field fields[] = {
 	    {"operation", JF_STRING, 1, &operation},
 	    {"model", JF_STRING, 0, &model},
@@ -364,6 +370,9 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 	}
 	rc = job_start(r, op, arg, id_out, e);
 out:
+	/* A job that could not be recorded is already kept as failed, with its id. */
+	if (rc < 0 && !id_out[0] && rc != ERR_SHUTDOWN)
+		job_refuse(r, operation, e, id_out);
 	json_decref(req);
 	return rc;
 }

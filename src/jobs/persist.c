@@ -263,6 +263,40 @@ int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, 
 	return 0;
 }
 
+int job_persist_models_listed_json(struct job_persist *p, json_t **out, struct err *e)
+{
+	*out = json_array();
+	if (!p)
+		return 0;
+	struct catalog_model *list = NULL;
+	size_t n = 0;
+	struct layout *l = NULL;
+	int rc = catalog_model_list(p->cat, 0, 0, &list, &n, e);
+	if (rc == 0)
+		rc = layout_open(p->hub_dir, &l, e);
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		const struct catalog_model *m = &list[i];
+		json_t *o = model_json(m);
+		json_set_str(o, "name", m->gguf.name[0] ? m->gguf.name : m->repo);
+		char path[4096];
+		/* A model whose files the catalog does not name has no path to show. */
+		if (m->nfiles == 0 ||
+		    layout_snapshot_path(l, m->repo_dir, m->commit, m->files[0].path, path,
+					 sizeof(path), NULL))
+			path[0] = 0;
+		json_set_str(o, "path", path[0] ? path : NULL);
+		json_object_set_new(o, "loaded", json_false());
+		json_array_append_new(*out, o);
+	}
+	layout_free(l);
+	catalog_model_list_free(list, n);
+	if (rc < 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e)
 {
 	*n = 0;

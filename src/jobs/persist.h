@@ -85,6 +85,13 @@ int job_persist_prune(struct job_persist *p, int keep, int64_t max_age_ms, struc
  */
 int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, json_t **out,
 			    int *more, struct err *e);
+/*
+ * Every model of the catalog as a model object with what rbee's model list
+ * shows besides: "name" (its GGUF name, else its repo), "path" (the local
+ * path of its first file, null when it has none) and "loaded" (false:
+ * rbee-hive loads no model into memory).
+ */
+int job_persist_models_listed_json(struct job_persist *p, json_t **out, struct err *e);
 /* The number of models in the catalog (0 without a connection). */
 int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e);
 /* catalog_data_version() of this connection (0 without a connection). */

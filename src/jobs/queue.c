@@ -104,6 +104,29 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 	return 0;
 }
 
+/* What a refused submission of no known operation is listed as. */
+static const struct job_op job_op_unknown = {"unknown", JOB_POOL_QUICK, NULL, 0, 0, NULL};
+
+void job_refuse(struct job_registry *r, const char *operation, const struct err *why,
+		char id_out[JOB_ID_MAX])
+{
+	const struct job_op *op = operation ? job_op_find(operation) : NULL;
+	id_out[0] = 0;
+	pthread_mutex_lock(&r->lock);
+	if (!r->stopping) {
+		struct job *j = job_create_locked(r, op ? op : &job_op_unknown, NULL, NULL);
+		j->refused = 1;
+		j->state = JOB_FAILED;
+		char *line = job_line(err_msg(why));
+		snprintf(j->error, sizeof(j->error), "%s", line);
+		job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", line));
+		free(line);
+		snprintf(id_out, JOB_ID_MAX, "%s", j->id);
+		job_prune_locked(r);
+	}
+	pthread_mutex_unlock(&r->lock);
+}
+
 /* Ends a job after its handler returned rc. Caller holds r->lock. */
 static void job_finish_locked(struct job_registry *r, struct job *j, int rc, const struct err *e)
 {

@@ -89,22 +89,29 @@ int job_is_active(const struct job *j)
 	return !job_state_final(j->state);
 }
 
-/* Drops finished jobs over the count cap (oldest first) and over the age cap. */
+/*
+ * Drops finished jobs over the count cap, refused submissions over theirs
+ * (oldest first), and finished jobs over the age cap.
+ */
 void job_prune_locked(struct job_registry *r)
 {
 	int64_t now = wall_ms();
-	size_t finished = 0;
-	for (size_t i = 0; i < r->n_jobs; i++)
+	size_t finished = 0, refused = 0;
+	for (size_t i = 0; i < r->n_jobs; i++) {
 		if (!job_is_active(r->jobs[i]) && !r->jobs[i]->dirty)
 			finished++;
+		refused += r->jobs[i]->refused;
+	}
 	for (size_t i = 0; i < r->n_jobs;) {
 		struct job *j = r->jobs[i];
 		if (job_is_active(j) || j->dirty) {
 			i++;
 			continue;
 		}
-		if (finished > (size_t)r->keep_jobs || now - j->updated_ms > r->keep_ms) {
+		if (finished > (size_t)r->keep_jobs || now - j->updated_ms > r->keep_ms ||
+		    (j->refused && refused > CAP_JOBS_REFUSED)) {
 			finished--;
+			refused -= j->refused;
 			job_unlink_at_locked(r, i);
 			continue;
 		}

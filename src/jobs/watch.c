@@ -159,6 +159,12 @@ int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev)
 	return rc;
 }
 
+const char *job_watch_data_action(const struct job_watch *w)
+{
+	/* The op is immutable: no lock. */
+	return w->j->op->rbee_data ? w->j->op->name : NULL;
+}
+
 void job_watch_close(struct job_watch *w)
 {
 	if (!w)

@@ -247,13 +247,16 @@ static void test_unknown_ids(void **state)
 	expect(f, "GET", "/v1/sources/hf/acme/model", NULL, NULL, 501, "not_implemented");
 }
 
+/* curl accepts any type unless told: the event stream is asked for by name. */
+static const char *const sse_accept[] = {"Accept: text/event-stream", NULL};
+
 static void test_stream_and_replay(void **state)
 {
 	struct fixture *f = *state;
 	char id[64], path[128], *body;
 	submit(f, "acme/ok-stream", id, sizeof(id));
 	snprintf(path, sizeof(path), "/v1/jobs/%s/stream", id);
-	assert_int_equal(req(f, "GET", path, NULL, NULL, &body), 200);
+	assert_int_equal(req(f, "GET", path, sse_accept, NULL, &body), 200);
 	assert_non_null(strstr(body, "event: progress\ndata: {\"job_id\":\""));
 	assert_non_null(strstr(body, "\"phase\":\"downloading\""));
 	assert_non_null(strstr(body, "id: 1\ndata: job "));
@@ -274,7 +277,7 @@ static void test_stream_and_replay(void **state)
 
 	char hdr[64];
 	snprintf(hdr, sizeof(hdr), "Last-Event-ID: %llu", lid - 1);
-	const char *const h[] = {hdr, NULL};
+	const char *const h[] = {hdr, sse_accept[0], NULL};
 	assert_int_equal(req(f, "GET", path, h, NULL, &body), 200);
 	char want[64];
 	snprintf(want, sizeof(want), "id: %llu\ndata: [DONE]\n\n", lid);
@@ -338,9 +341,11 @@ static void test_many_streams(void **state)
 	CURL *c[N];
 	struct buf b[N];
 	memset(b, 0, sizeof(b));
+	struct curl_slist *h = curl_slist_append(NULL, sse_accept[0]);
 	for (int i = 0; i < N; i++) {
 		c[i] = curl_easy_init();
 		curl_easy_setopt(c[i], CURLOPT_URL, path);
+		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
 		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, buf_write);
 		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, &b[i]);
 		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 10000L);
@@ -370,6 +375,25 @@ static void test_many_streams(void **state)
 		free(b[i].p);
 	}
 	curl_multi_cleanup(m);
+	curl_slist_free_all(h);
+}
+
+/* What a stream sends in ms milliseconds, with the Accept header accept (NULL: curl's own). */
+static char *stream_for(const char *url, const char *accept, long ms)
+{
+	CURL *c = curl_easy_init();
+	struct buf b = {0};
+	struct curl_slist *h = accept ? curl_slist_append(NULL, accept) : NULL;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ms);
+	assert_int_equal(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(h);
+	assert_non_null(b.p);
+	return b.p;
 }
 
 /* A watcher that goes away mid-stream costs nothing to the job or the daemon. */
@@ -379,18 +403,11 @@ static void test_vanished_watcher(void **state)
 	char id[64], path[128];
 	submit(f, "acme/wait-vanish", id, sizeof(id));
 	snprintf(path, sizeof(path), "/v1/jobs/%s/stream", id);
-	CURL *c = curl_easy_init();
 	char url[256];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", f->port, path);
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 300L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
-	curl_easy_cleanup(c);
-	assert_non_null(strstr(b.p, "event: progress"));
-	free(b.p);
+	char *got = stream_for(url, sse_accept[0], 300);
+	assert_non_null(strstr(got, "event: progress"));
+	free(got);
 	/* The stream count drops once the daemon notices the peer is gone. */
 	int64_t end = now_ms() + 3000;
 	char *body = NULL;
@@ -412,7 +429,10 @@ static void test_vanished_watcher(void **state)
 	expect(f, "POST", cpath, NULL, NULL, 200, NULL);
 }
 
-/* A quiet stream (a job waiting in the queue) gets keep-alive comments. */
+/*
+ * A quiet stream (a job waiting in the queue) gets keep-alive comments, and
+ * empty lines in rbee's framing.
+ */
 static void test_keepalive(void **state)
 {
 	struct fixture *f = *state;
@@ -427,18 +447,25 @@ static void test_keepalive(void **state)
 	free(s);
 	char url[256];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/jobs/%s/stream", f->port, q);
-	CURL *c = curl_easy_init();
-	struct buf b = {0};
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 700L);
-	assert_int_equal(curl_easy_perform(c), CURLE_OPERATION_TIMEDOUT);
-	curl_easy_cleanup(c);
-	assert_non_null(b.p);
-	assert_non_null(strstr(b.p, ": keep-alive\n\n"));
-	assert_null(strstr(b.p, "event: progress"));
-	free(b.p);
+	char *got = stream_for(url, sse_accept[0], 700);
+	assert_non_null(strstr(got, ": keep-alive\n\n"));
+	assert_null(strstr(got, "event: progress"));
+	free(got);
+	/*
+	 * rbee's framing (what curl, like rbee's client, gets by default): empty
+	 * lines only, which rbee's client skips, where a comment would be printed.
+	 */
+	got = stream_for(url, NULL, 700);
+	const char *p = strstr(got, "\n\n\n");
+	assert_non_null(p);
+	assert_null(strstr(got, "\n:")); /* no comment line */
+	assert_null(strstr(got, "id: "));
+	assert_int_equal(strncmp(got, "\ndata: job ", 11), 0);
+	p = strstr(got, " queued: model_download acme/wait-k3\n\n");
+	assert_non_null(p);
+	for (p += strlen(" queued: model_download acme/wait-k3\n\n"); *p; p++)
+		assert_int_equal(*p, '\n');
+	free(got);
 	const char *ids[] = {q, a, b2};
 	for (int i = 0; i < 3; i++) {
 		snprintf(path, sizeof(path), "/v1/jobs/%s", ids[i]);

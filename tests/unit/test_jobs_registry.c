@@ -472,6 +472,23 @@ static void test_bad_submissions(void **state)
 		if (rc != cases[i].rc)
 			fail_msg("%s: got %d (%s), want %d", cases[i].body, rc, e.msg, cases[i].rc);
 		assert_true(e.msg[0] != 0);
+		/* The refusal is a failed job whose log is one [ERROR] line saying why. */
+		struct job_watch *w;
+		struct job_event ev;
+		assert_int_equal(job_watch_open(f->r, id, 0, &w, NULL), 0);
+		assert_int_equal(job_watch_next(w, 0, &ev), 1);
+		assert_int_equal(ev.kind, JOB_EV_ERROR);
+		char want[ERR_MSG_MAX + 16];
+		snprintf(want, sizeof(want), "[ERROR] %s", e.msg);
+		assert_string_equal(ev.data, want);
+		free(ev.data);
+		assert_int_equal(job_watch_next(w, 0, &ev), 0);
+		job_watch_close(w);
+		json_t *o;
+		assert_int_equal(job_get_json(f->r, id, &o, NULL), 0);
+		assert_string_equal(json_string_value(json_object_get(o, "state")), "failed");
+		assert_string_equal(json_string_value(json_object_get(o, "error")), e.msg);
+		json_decref(o);
 	}
 	struct job_watch *w;
 	struct err e;
