@@ -277,6 +277,24 @@ class RbeeDropIn(DaemonTestCase):
         noise = [line for line in run.stdout if not is_human_text(line)]
         self.assertEqual(noise, [], run.stdout)
 
+    def test_operations_beyond_provisioning_say_so(self):
+        # `rbee model preload`, `rbee hive worker-list`, `rbee hive check`: a
+        # 501 that the keeper prints as the reason, not "missing field".
+        for op, fields in (("model_load", {"id": SMALL_REF, "device": "ram"}),
+                           ("worker_process_list", {}),
+                           ("hive_check", {"alias": self.hive_id})):
+            with self.subTest(op=op):
+                if op != "hive_check":
+                    fields = dict(fields, hive_id=self.hive_id)
+                run = rbeeclient.keeper(self.base, op, connect=self.connect, **fields)
+                post = run.exchanges[0]
+                self.assertEqual(post.status, 501, post.response_body)
+                body = json.loads(post.response_body)
+                self.assertEqual(body["error"]["code"], "not_implemented", body)
+                self.assertEqual(len(run.stdout), 1, run.stdout)
+                self.assertTrue(run.stdout[0].startswith("[ERROR] "), run.stdout)
+                self.assertTrue(run.error.startswith("Job failed: "), run.error)
+
     def test_keeper_default_hive_id_is_accepted(self):
         run = self.keeper("model_list", hive_id="localhost")
         self.assertIsNone(run.error, run.stdout)
