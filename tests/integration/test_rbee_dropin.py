@@ -339,8 +339,8 @@ class RbeeDropInLan(RbeeDropIn):
 
 
 class RbeeHiveLifecycle(DaemonTestCase):
-    """`rbee hive start` through rbee's environment variables, `rbee hive
-    status` and `rbee hive stop`."""
+    """`rbee hive start` through rbee's environment variables (an option
+    wins over its variable), `rbee hive status` and `rbee hive stop`."""
 
     tmp_prefix = "rbee-lifecycle-"
 
@@ -348,10 +348,13 @@ class RbeeHiveLifecycle(DaemonTestCase):
         port = free_port()
         base = "http://localhost:%d" % port
         connect = ("127.0.0.1", port)
-        proc = start_rbee_hive(self.tmp, "env-hive", self.hub_url(), [], base, connect,
+        # The port and the queen's URL from rbee's variables; one option on
+        # the command line, as every launch of rbee's keeper has.
+        proc = start_rbee_hive(self.tmp, "env-hive", self.hub_url(), ["--hive-id", "gpu1"],
+                               base, connect,
                                env_extra={"HIVE_PORT": str(port),
                                           "HIVE_QUEEN_URL": "http://127.0.0.1:9",
-                                          "HIVE_ID": "gpu1"})
+                                          "HIVE_ID": "not-this-one"})
         self.daemons.append(proc)
         self.assertEqual(rbeeclient.health(base, connect)[0], 200)
         run = rbeeclient.keeper(base, "model_list", connect=connect, hive_id="gpu1")
