@@ -28,12 +28,15 @@ SMALL_REF = "org/small-GGUF:model.Q4_K_M.gguf"
 SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
 PACED_REF = "org/paced-GGUF:model.Q4_K_M.gguf"
 SLOW_REF = "org/slow-GGUF:model.Q4_K_M.gguf"
+QUIET_REF = "org/quiet-GGUF:model.Q4_K_M.gguf"
+# Longer than the daemon's 15 s between keep-alives.
+QUIET_SECONDS = 17
 # A repo name with a space: no reference parser accepts it.
 BAD_REF = "org/bad repo:model.Q4_K_M.gguf"
 
 # The keeper GUI's progress pattern, and the line of rbee's DownloadTracker.
 GUI_PERCENT = re.compile(r"(\d+\.?\d*)%")
-TRACKER_LINE = re.compile(r"Downloaded \d+(\.\d+)? [KMGT]?i?B / \d+(\.\d+)? [KMGT]?i?B "
+TRACKER_LINE = re.compile(r"Downloaded \d+(\.\d+)? [kKMGT]?i?B / \d+(\.\d+)? [kKMGT]?i?B "
                           r"\(\d+(\.\d+)?%\)")
 
 
@@ -83,16 +86,22 @@ def hub_repos(tmp):
     small = fixtures.write_gguf(os.path.join(tmp, "small.gguf"), size=1 << 20, seed=31)
     paced = fixtures.write_gguf(os.path.join(tmp, "paced.gguf"), size=3 << 20, seed=32)
     slow = fixtures.write_gguf(os.path.join(tmp, "slow.gguf"), size=24 << 20, seed=33)
+    quiet = fixtures.write_gguf(os.path.join(tmp, "quiet.gguf"), size=64 << 10, seed=34)
     return small, fixtures.make_config([
         fixtures.make_repo("org/small-GGUF", [fixtures.make_file("model.Q4_K_M.gguf", small)]),
-        # About three seconds per download (the rate is per connection):
-        # long enough for several progress lines.
+        # About five seconds per download (one connection for a file this
+        # small): long enough for several progress lines.
         fixtures.make_repo("org/paced-GGUF", [fixtures.make_file(
-            "model.Q4_K_M.gguf", paced, faults={"rate_limit_bps": 128000})]),
+            "model.Q4_K_M.gguf", paced, faults={"rate_limit_bps": 640000})]),
         # About a minute (the rate is per connection, the daemon opens
         # eight): only ever cancelled.
         fixtures.make_repo("org/slow-GGUF", [fixtures.make_file(
             "model.Q4_K_M.gguf", slow, faults={"rate_limit_bps": 50000})]),
+        # A Hub that thinks for a while before it lists the repo: the job
+        # has nothing to say, and the stream only keeps its connection alive.
+        dict(fixtures.make_repo("org/quiet-GGUF", [fixtures.make_file("model.Q4_K_M.gguf",
+                                                                      quiet)]),
+             tree_delay_seconds=QUIET_SECONDS),
     ])
 
 
@@ -197,12 +206,17 @@ class RbeeDropIn(DaemonTestCase):
         self.assertEqual(noise, [], "the keeper printed framing or JSON:\n%s"
                          % "\n".join(run.stdout))
         progress = [line for line in run.stdout if TRACKER_LINE.search(line)]
-        self.assertTrue(progress, "no `Downloaded A / B (P%)` line:\n%s" % "\n".join(run.stdout))
+        self.assertTrue(progress, "no `Downloaded A / B (P%%)` line:\n%s" % "\n".join(run.stdout))
         for line in progress:
             self.assertTrue(GUI_PERCENT.search(line), line)
         # At most one a second, plus one per phase change.
         self.assertLessEqual(len(progress), int(elapsed) + 6, "\n".join(progress))
         self.assertTrue(any("100" in line for line in progress), progress)
+
+    def test_quiet_job_prints_no_keep_alive(self):
+        run = self.download(QUIET_REF)
+        noise = [line for line in run.stdout if not is_human_text(line)]
+        self.assertEqual(noise, [], run.stdout)
 
     def test_list_get_delete_with_rbee_ids(self):
         self.download(SMALL_REF)
