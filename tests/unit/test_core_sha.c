@@ -37,7 +37,7 @@ static void test_hex_valid(void **state)
 	assert_false(sha256_hex_valid(NULL));
 	assert_false(sha256_hex_valid(""));
 	/* One digit short or long, an uppercase digit, a non-hex character. */
-	assert_false(sha256_hex_valid(SHA256_EMPTY + 1));
+	assert_false(sha256_hex_valid(&SHA256_EMPTY[1]));
 	assert_false(sha256_hex_valid(SHA256_EMPTY "0"));
 	assert_false(
 	    sha256_hex_valid("E3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));

@@ -278,8 +278,7 @@ static void test_hostile_paths(void **state)
 	    "/etc/passwd",
 	    "a/../../b",
 	    "a//b",
-	    "a\x01"
-	    "b",
+	    "a\001b",
 	    "a\\..\\b",
 	    "",
 	    ".",
