@@ -54,8 +54,10 @@ void job_unref_locked(struct job *j)
 	assert(j->refs > 0);
 	if (--j->refs > 0)
 		return;
-	for (size_t i = 0; i < j->n_ev; i++)
+	for (size_t i = 0; i < j->n_ev; i++) {
 		free(j->ev[i].data);
+		job_logged_clear_frames(&j->ev[i]);
+	}
 	free(j->ev);
 	free(j->arg);
 	free(j->progress);
