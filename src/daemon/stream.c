@@ -9,7 +9,9 @@
  * text, as rbee's own hive sends them, since rbee's client hands every line
  * but a data: prefix to its user as it is. The bytes of each event come
  * from the job's log, serialised once for every watcher (struct job_frame);
- * a stream holds a reference while it writes them.
+ * a stream holds a reference while it writes them. Each stream is a
+ * connection thread of libmicrohttpd, so N watchers still cost N wake-ups
+ * and N writes per event, and N wake-ups per quiet slice.
  */
 #include <stdio.h>
 #include <stdlib.h>

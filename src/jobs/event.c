@@ -71,6 +71,11 @@ void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kin
 	}
 	if (job_event_is_terminal(kind))
 		j->ended = 1;
+	/*
+	 * O(N) in the job's watchers: each wakes, takes the lock in turn and
+	 * takes a reference to the event's shared frame; the appender does
+	 * not wait for them.
+	 */
 	pthread_cond_broadcast(&j->cv);
 }
 
