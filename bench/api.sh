@@ -3,12 +3,14 @@
 # one start of `rbee-hive serve`, then N models (one file each) are written
 # straight into its SQLite catalog; the daemon is started again and measured:
 # startup (exec to the first answer of GET /v1/models) and GET /v1/models
-# latency under wrk with 16 connections: the default page, then ?limit=1000.
+# latency under wrk with 16 connections: the default page, ?limit=1000, then
+# a random page of the default size for each request (an offset from 0 to
+# N-100), which no kept page serves.
 #
 #   bench/api.sh [--build DIR] [--models N] [--starts N] [--duration S] [--perf FILE] [--port P]
 #
-# --perf records a CPU profile (perf record -g) of the daemon while wrk runs
-# on the default page. --port: the daemon's port (default 18731).
+# --perf records a CPU profile (perf record -g) of the daemon while wrk asks
+# random pages (the default page is served from the kept answers). --port: the daemon's port (default 18731).
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -26,7 +28,7 @@ while [ $# -gt 0 ]; do
 	--duration) DURATION=$2; shift 2 ;;
 	--perf) PERF=$2; shift 2 ;;
 	--port) API_PORT=$2; shift 2 ;;
-	*) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 
@@ -105,18 +107,29 @@ for q in "" "?limit=1000"; do
 	done
 	echo "one request at a time, s: ${one[*]}"
 done
+echo
+echo '```'
+wrk -t2 -c16 -d"${DURATION}s" --latency "$API/v1/models"
+echo '```'
+echo
+echo '```'
+wrk -t2 -c16 -d"${DURATION}s" --latency "$API/v1/models?limit=1000"
+echo '```'
+cat >"$T/randoff.lua" <<LUA
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", "/v1/models?offset=" .. math.random(0, $((MODELS > 100 ? MODELS - 100 : 0))))
+end
+LUA
+echo
+echo "a random page of 100 for each request:"
 ppid_=
 if [ -n "$PERF" ]; then
 	perf record -g -o "$PERF" -p "$DPID" -- sleep "$DURATION" >/dev/null 2>&1 &
 	ppid_=$!
 fi
-echo
 echo '```'
-wrk -t2 -c16 -d"${DURATION}s" --latency "$API/v1/models"
+wrk -t2 -c16 -d"${DURATION}s" --latency -s "$T/randoff.lua" "$API/v1/models"
 echo '```'
 [ -n "$ppid_" ] && wait "$ppid_"
-echo
-echo '```'
-wrk -t2 -c16 -d"${DURATION}s" --latency "$API/v1/models?limit=1000"
-echo '```'
 stop

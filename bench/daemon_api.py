@@ -17,10 +17,15 @@ Stages (--stages, comma separated):
             write into the blob's .partial file, seen through inotify
             (IN_MODIFY, one event per write(2)/pwrite(2) on the file)
   watchers  the same nginx download with 0 and with 200 SSE watchers,
-            alternated; the job's own duration (updated_ms - created_ms);
-            and per event the spread of its arrival over the 200 watchers
-            (--watch-shm: the daemon's data folder on /dev/shm; --watch-capped:
-            nginx's limit_rate per connection, see --cap of daemon_api.sh)
+            alternated; the job's own duration (updated_ms - created_ms).
+            The watchers are tests/tools/sse-watch (--watch-client c, the
+            default: one epoll thread that reads and drops the bytes) or one
+            asyncio loop (--watch-client python, which also gives per event
+            the spread of its arrival over the watchers, at the cost of
+            about 0.5 s of CPU per run on the daemon's cores); --watch-rbee:
+            rbee's framing instead of the event stream (--watch-shm: the
+            daemon's data folder on /dev/shm; --watch-capped: nginx's
+            limit_rate per connection, see --cap of daemon_api.sh)
 
 Everything the script starts is stopped in `finally`; every wait is bounded.
 """
@@ -492,14 +497,23 @@ def stage_watchers(a, out):
                 rec, ends, wcpu = {}, [], []
                 c0 = cpu_s(d.proc.pid)
                 job = d.submit({"operation": "model_download", "model": url})
-                th = None
-                if n:
+                th = wp = None
+                if n and a.watch_client == "python":
                     th = threading.Thread(target=run_watchers,
                                           args=(d.port, job, n, rec, ends, time.monotonic() + a.timeout, wcpu))
                     th.start()
+                elif n:
+                    wp = subprocess.Popen([a.sse_watch, str(d.port), job, str(n), str(a.timeout)]
+                                          + (["--rbee"] if a.watch_rbee else []),
+                                          stdout=subprocess.PIPE, text=True)
                 j = d.wait_final(job, a.timeout)
                 if th:
                     th.join(a.timeout)
+                if wp:
+                    res = json.loads(wp.communicate(timeout=a.timeout)[0])
+                    ends = ["done"] * res["done"] + ["eof"] * res["eof"] + \
+                        ["error"] * res["error"] + ["timeout"] * res["timeout"]
+                    wcpu.append(res["cpu_s"])
                 c1 = cpu_s(d.proc.pid)
                 spread = [(max(v) - min(v)) * 1000 for v in rec.values() if len(v) == n]
                 runs.append({"round": rnd, "watchers": n, "state": j["state"],
@@ -523,9 +537,11 @@ def stage_watchers(a, out):
     pairs = [b["job_ms"] / x["job_ms"] for x, b in zip([r for r in runs if r["watchers"] == 0],
                                                        [r for r in runs if r["watchers"] == a.watchers])]
     print("watchers: one %d MiB download from nginx on loopback (%s) into %s, job duration "
-          "(updated_ms - created_ms), %d rounds alternated after one warm-up:" % (
+          "(updated_ms - created_ms), %d rounds alternated after one warm-up; watchers: %s, %s:" % (
               size >> 20, "nginx limit_rate per connection" if a.watch_capped else "unthrottled",
-              "tmpfs (/dev/shm)" if a.watch_shm else "the disk", a.rounds))
+              "tmpfs (/dev/shm)" if a.watch_shm else "the disk", a.rounds,
+              "tests/tools/sse-watch (epoll, C)" if a.watch_client == "c" else "one asyncio loop",
+              "rbee's framing" if a.watch_rbee else "text/event-stream"))
     print("  0 watchers:   %s" % summary(w0))
     print("  %d watchers: %s" % (a.watchers, summary(wn)))
     print("  ratio of medians %.3f; per round %s" % (statistics.median(wn) / statistics.median(w0),
@@ -534,7 +550,7 @@ def stage_watchers(a, out):
         print("  %d watchers: daemon CPU per run %s; watcher client CPU per run %s" % (
             n, summary([r["daemon_cpu_s"] for r in runs if r["watchers"] == n], "s"),
             summary([r["watchers_cpu_s"] for r in runs if r["watchers"] == n], "s")))
-    sp = [s for r in runs for s in r["spread_ms"]]
+    sp = [s for r in runs for s in r["spread_ms"]] or [0.0]
     print("  per event, last watcher's arrival - first watcher's arrival (client side, one asyncio loop): %s"
           % summary(sp))
     print("  watcher endings: %s" % [r["ends"] for r in runs if r["watchers"]])
@@ -561,11 +577,16 @@ def main():
     ap.add_argument("--watch-shm", action="store_true", help="watchers stage: data folder on /dev/shm")
     ap.add_argument("--watch-capped", action="store_true",
                     help="watchers stage: nginx's /capped/ location (limit_rate per connection)")
+    ap.add_argument("--watch-client", choices=("c", "python"), default="c",
+                    help="watchers stage: tests/tools/sse-watch (default) or one asyncio loop")
+    ap.add_argument("--sse-watch", help="watchers stage: the sse-watch binary (default: BUILD/sse-watch)")
+    ap.add_argument("--watch-rbee", action="store_true", help="watchers stage: rbee's framing")
     ap.add_argument("--results", help="write the raw figures there as JSON")
     a = ap.parse_args()
     # SIGTERM unwinds through the finally blocks that stop what was started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.build = os.path.abspath(a.build)
+    a.sse_watch = os.path.abspath(a.sse_watch or os.path.join(a.build, "sse-watch"))
     stages = a.stages.split(",")
     out = {"date": time.strftime("%Y-%m-%d"), "nproc": os.cpu_count()}
     with open("/proc/cpuinfo") as f:

@@ -12,6 +12,7 @@
 #
 # daemon_api.py options: --stages startup,models,cancel,watchers --models N
 # --starts N --cancels N --rounds N --watchers N --watch-shm --watch-capped
+# --watch-client c|python --sse-watch PATH --watch-rbee
 # --wrk-seconds N --results FILE.json
 set -euo pipefail
 
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
 	--cap) CAP=$2; shift 2 ;;
 	--ports) PORT=$2; shift 2 ;;
 	--) shift; break ;;
-	*) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 

@@ -7,7 +7,11 @@
  * a keep-alive comment when the job is quiet. Any other client (rbee's
  * job-client accepts any type) gets rbee's framing: only data: lines of
  * text, as rbee's own hive sends them, since rbee's client hands every line
- * but a data: prefix to its user as it is.
+ * but a data: prefix to its user as it is. The bytes of each event come
+ * from the job's log, serialised once for every watcher (struct job_frame);
+ * a stream holds a reference while it writes them. Each stream is a
+ * connection thread of libmicrohttpd, so N watchers still cost N wake-ups
+ * and N writes per event, and N wake-ups per quiet slice.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,29 +25,31 @@
 #include "daemon/http.h"
 #include "jobs/job.h"
 
-#define DAEMON_STREAM_SLICE_MS 250   /* how often a stream checks its peer */
+/*
+ * How often a quiet stream checks its peer: each check is a wake-up and a
+ * poll(2) of every open stream's thread, so 200 watchers at 4 a second
+ * cost more than their events do; a vanished watcher's thread is ended
+ * within a second.
+ */
+#define DAEMON_STREAM_SLICE_MS 1000
 #define DAEMON_RBEE_PROGRESS_MS 1000 /* rbee framing: at most one progress line this often */
-
-enum stream_framing { STREAM_SSE = 0, STREAM_RBEE };
 
 struct sse {
 	struct daemon *d;
 	struct job_watch *w;
-	enum stream_framing framing;
+	enum job_framing framing;
 	int fd;
-	char *buf;
+	/* What is being written: an event's shared frame, or bytes of our own. */
+	struct job_frame *frame;
+	char *own;
+	const char *buf;
 	size_t len, off;
 	int done;
 	int64_t last_send;
 	/* rbee framing: the last progress line's phase and time, and a newer line held back. */
-	char phase[32];
+	char phase[sizeof(((struct job_frame *)0)->tag)];
 	int64_t progress_ms;
-	char *held;
-};
-
-static const char *const sse_event_names[] = {
-    [JOB_EV_PROGRESS] = "progress", [JOB_EV_NARRATION] = NULL, [JOB_EV_DATA] = "data",
-    [JOB_EV_DONE] = NULL,	    [JOB_EV_ERROR] = NULL,     [JOB_EV_CANCELLED] = NULL,
+	struct job_frame *held;
 };
 
 /*
@@ -57,15 +63,35 @@ static const struct {
 	int open_comment;
 	const char *keepalive;
 } stream_framings[] = {
-    [STREAM_SSE] = {1, ": keep-alive\n\n"},
-    [STREAM_RBEE] = {0, "\n"},
+    [JOB_FRAMING_SSE] = {1, ": keep-alive\n\n"},
+    [JOB_FRAMING_RBEE] = {0, "\n"},
 };
 
+static void sse_drop(struct sse *s)
+{
+	free(s->own);
+	s->own = NULL;
+	job_frame_unref(s->frame);
+	s->frame = NULL;
+}
+
+/* Writes text of our own next; takes ownership. */
 static void sse_set(struct sse *s, char *text)
 {
-	free(s->buf);
+	sse_drop(s);
+	s->own = text;
 	s->buf = text;
 	s->len = strlen(text);
+	s->off = 0;
+}
+
+/* Writes a shared frame next; takes the caller's reference. */
+static void sse_set_frame(struct sse *s, struct job_frame *f)
+{
+	sse_drop(s);
+	s->frame = f;
+	s->buf = f->text;
+	s->len = f->len;
 	s->off = 0;
 }
 
@@ -74,71 +100,63 @@ static int sse_peer_gone(const struct sse *s)
 	return conn_fd_gone(s->fd);
 }
 
-static char *sse_format(struct sse *s, const struct job_event *ev)
+static struct job_frame *sse_pick(struct sse *s, struct job_frame *f)
 {
 	(void)s;
-	const char *name = sse_event_names[ev->kind];
-	return xasprintf("id: %llu\n%s%s%sdata: %s\n\n", (unsigned long long)ev->id,
-			 name ? "event: " : "", name ? name : "", name ? "\n" : "", ev->data);
+	return f;
 }
 
-static char *rbee_progress_line(struct sse *s, char *text)
+/* rbee's framing: a progress line was sent now; a held one is dropped. */
+static struct job_frame *rbee_progress_sent(struct sse *s, struct job_frame *f)
 {
 	s->progress_ms = now_ms();
-	free(s->held);
+	memcpy(s->phase, f->tag, sizeof(s->phase));
+	job_frame_unref(s->held);
 	s->held = NULL;
-	char *out = xasprintf("data: %s\n\n", text);
-	free(text);
-	return out;
+	return f;
 }
 
 /*
- * An event in rbee's framing, or NULL when it has none: progress as a line
- * of text at most once a second and at each phase change (a newer one is
- * held back until its second has come), narration and the end markers as
- * they are, and a result only when rbee's hive sends it too, as its data
- * event.
+ * Which frame rbee's framing writes for an event, or NULL: progress at most
+ * once a second and at each phase change (a newer line is held back until
+ * its second has come); an event with nothing in this framing is skipped.
  */
-static char *rbee_format(struct sse *s, const struct job_event *ev)
+static struct job_frame *rbee_pick(struct sse *s, struct job_frame *f)
 {
-	if (ev->kind == JOB_EV_PROGRESS) {
-		char phase[sizeof(s->phase)];
-		char *text = job_progress_text(ev->data, phase, sizeof(phase));
-		if (!text)
-			return NULL;
-		if (strcmp(phase, s->phase) != 0 ||
-		    now_ms() - s->progress_ms >= DAEMON_RBEE_PROGRESS_MS) {
-			memcpy(s->phase, phase, sizeof(phase));
-			return rbee_progress_line(s, text);
-		}
-		free(s->held);
-		s->held = text;
+	if (f->kind == JOB_EV_PROGRESS && f->len > 0) {
+		if (strcmp(f->tag, s->phase) != 0 ||
+		    now_ms() - s->progress_ms >= DAEMON_RBEE_PROGRESS_MS)
+			return rbee_progress_sent(s, f);
+		job_frame_unref(s->held);
+		s->held = f;
 		return NULL;
 	}
-	if (ev->kind == JOB_EV_DATA) {
-		const char *action = job_watch_data_action(s->w);
-		return action ? xasprintf("data: {\"action\":\"%s\",\"payload\":%s}\n\n", action,
-					  ev->data)
-			      : NULL;
-	}
-	if (job_event_is_terminal(ev->kind)) {
-		free(s->held);
+	if (job_event_is_terminal(f->kind)) {
+		job_frame_unref(s->held);
 		s->held = NULL;
 	}
-	return xasprintf("data: %s\n\n", ev->data);
+	if (f->len == 0) {
+		job_frame_unref(f);
+		return NULL;
+	}
+	return f;
 }
 
-static char *(*const stream_formats[])(struct sse *s, const struct job_event *ev) = {
-    [STREAM_SSE] = sse_format,
-    [STREAM_RBEE] = rbee_format,
+/* Takes the reference to f; returns the frame to write (with its reference) or NULL. */
+static struct job_frame *(*const stream_picks[])(struct sse *s, struct job_frame *f) = {
+    [JOB_FRAMING_SSE] = sse_pick,
+    [JOB_FRAMING_RBEE] = rbee_pick,
 };
 
-/* How long to wait for the next event: a slice, or less when a held progress line is due. */
+/*
+ * How long to wait for the next event: a slice, or less when a keep-alive
+ * or a held progress line is due.
+ */
 static long sse_wait_ms(const struct sse *s)
 {
-	if (!s->held)
-		return DAEMON_STREAM_SLICE_MS;
-	int64_t left = s->progress_ms + DAEMON_RBEE_PROGRESS_MS - now_ms();
+	int64_t left = s->last_send + s->d->keepalive_ms - now_ms();
+	if (s->held && s->progress_ms + DAEMON_RBEE_PROGRESS_MS - now_ms() < left)
+		left = s->progress_ms + DAEMON_RBEE_PROGRESS_MS - now_ms();
 	return left < 1 ? 1 : left < DAEMON_STREAM_SLICE_MS ? (long)left : DAEMON_STREAM_SLICE_MS;
 }
 
@@ -149,24 +167,29 @@ static ssize_t sse_read(void *cls, uint64_t pos, char *out, size_t max)
 	while (s->off == s->len) {
 		if (s->done)
 			return MHD_CONTENT_READER_END_OF_STREAM;
-		/* During a stop the job's terminal event is still to come: no early exit. */
-		if (sse_peer_gone(s))
-			return MHD_CONTENT_READER_END_WITH_ERROR;
-		struct job_event ev;
-		int rc = job_watch_next(s->w, sse_wait_ms(s), &ev);
+		struct job_frame *f = NULL;
+		int rc = job_watch_next_frame(s->w, sse_wait_ms(s), s->framing, &f);
 		if (rc < 0)
 			return MHD_CONTENT_READER_END_WITH_ERROR;
 		if (rc == 1) {
-			char *text = stream_formats[s->framing](s, &ev);
-			if (text)
-				sse_set(s, text);
-			if (job_event_is_terminal(ev.kind))
+			int terminal = job_event_is_terminal(f->kind);
+			f = stream_picks[s->framing](s, f);
+			if (f)
+				sse_set_frame(s, f);
+			if (terminal)
 				s->done = 1;
-			free(ev.data);
-		} else if (s->held && now_ms() - s->progress_ms >= DAEMON_RBEE_PROGRESS_MS) {
-			char *held = s->held;
-			s->held = NULL;
-			sse_set(s, rbee_progress_line(s, held));
+			continue;
+		}
+		/*
+		 * A quiet slice: is the peer still there? While events flow, a
+		 * vanished peer makes the next write fail instead, so the poll(2)
+		 * is paid once a slice, not once an event. During a stop the
+		 * job's terminal event is still to come: no early exit.
+		 */
+		if (sse_peer_gone(s))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		if (s->held && now_ms() - s->progress_ms >= DAEMON_RBEE_PROGRESS_MS) {
+			sse_set_frame(s, rbee_progress_sent(s, job_frame_ref(s->held)));
 		} else if (now_ms() - s->last_send >= s->d->keepalive_ms) {
 			sse_set(s, xstrdup(stream_framings[s->framing].keepalive));
 		}
@@ -185,8 +208,8 @@ static void sse_free(void *cls)
 	struct sse *s = cls;
 	job_watch_close(s->w);
 	atomic_fetch_sub(&s->d->streams, 1);
-	free(s->buf);
-	free(s->held);
+	sse_drop(s);
+	job_frame_unref(s->held);
 	free(s);
 }
 
@@ -194,12 +217,12 @@ static void sse_free(void *cls)
  * The full event stream when the client's Accept names text/event-stream
  * (parameters aside) or it sends no Accept; rbee's framing otherwise.
  */
-static enum stream_framing stream_framing_of(const struct http_req *rq)
+static enum job_framing stream_framing_of(const struct http_req *rq)
 {
 	static const char want[] = "text/event-stream";
 	const char *a = http_header(rq, "Accept");
 	if (!a)
-		return STREAM_SSE;
+		return JOB_FRAMING_SSE;
 	while (*a) {
 		a += strspn(a, " \t,");
 		size_t n = strcspn(a, ";,");
@@ -207,11 +230,11 @@ static enum stream_framing stream_framing_of(const struct http_req *rq)
 		while (m > 0 && (a[m - 1] == ' ' || a[m - 1] == '\t'))
 			m--;
 		if (m == sizeof(want) - 1 && strncasecmp(a, want, m) == 0)
-			return STREAM_SSE;
+			return JOB_FRAMING_SSE;
 		a += n;
 		a += strcspn(a, ",");
 	}
-	return STREAM_RBEE;
+	return JOB_FRAMING_RBEE;
 }
 
 int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id)

@@ -21,6 +21,14 @@ int job_event_is_terminal(enum job_event_kind k)
 	return k == JOB_EV_DONE || k == JOB_EV_ERROR || k == JOB_EV_CANCELLED;
 }
 
+void job_logged_clear_frames(struct job_logged *ev)
+{
+	for (size_t f = 0; f < JOB__FRAMINGS; f++) {
+		job_frame_unref(ev->frame[f]);
+		ev->frame[f] = NULL;
+	}
+}
+
 void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data)
 {
 	(void)r;
@@ -34,16 +42,20 @@ void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kin
 		 * new id, so a watcher that saw the old one still gets the new one
 		 * and the log does not grow while bytes move.
 		 */
-		struct job_event *last = &j->ev[j->n_ev - 1];
+		struct job_logged *last = &j->ev[j->n_ev - 1];
 		free(last->data);
+		/* Watchers still writing the old frames hold their own references. */
+		job_logged_clear_frames(last);
 		last->data = data;
 		last->id = ++j->next_id;
 	} else {
 		if (j->n_ev == CAP_JOB_EVENTS) {
 			/* Drop the oldest quarter; replay then starts at the oldest kept. */
 			size_t drop = CAP_JOB_EVENTS / 4;
-			for (size_t i = 0; i < drop; i++)
+			for (size_t i = 0; i < drop; i++) {
 				free(j->ev[i].data);
+				job_logged_clear_frames(&j->ev[i]);
+			}
 			memmove(j->ev, j->ev + drop, (j->n_ev - drop) * sizeof(j->ev[0]));
 			j->n_ev -= drop;
 		}
@@ -53,13 +65,17 @@ void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kin
 				j->cap_ev = CAP_JOB_EVENTS;
 			j->ev = xrealloc(j->ev, j->cap_ev * sizeof(j->ev[0]));
 		}
-		j->ev[j->n_ev].id = ++j->next_id;
-		j->ev[j->n_ev].kind = kind;
-		j->ev[j->n_ev].data = data;
+		j->ev[j->n_ev] =
+		    (struct job_logged){.id = ++j->next_id, .kind = kind, .data = data};
 		j->n_ev++;
 	}
 	if (job_event_is_terminal(kind))
 		j->ended = 1;
+	/*
+	 * O(N) in the job's watchers: each wakes, takes the lock in turn and
+	 * takes a reference to the event's shared frame; the appender does
+	 * not wait for them.
+	 */
 	pthread_cond_broadcast(&j->cv);
 }
 

@@ -20,6 +20,10 @@
  *   a transfer.
  * - Jobs are reference counted: a watcher keeps its job alive after the
  *   registry prunes it.
+ * - Each event is serialised at most once per framing of the stream
+ *   (struct job_frame): the first watcher to read it makes the frame under
+ *   the lock, the others take a reference, so N watchers cost one
+ *   serialisation and N writes.
  *
  * The event log is bounded (CAP_JOB_EVENTS): consecutive progress events are
  * coalesced into the newest one, and when narration overflows the cap the
@@ -28,6 +32,7 @@
 #ifndef RBEE_JOBS_JOB_H
 #define RBEE_JOBS_JOB_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +66,32 @@ struct job_event {
 	enum job_event_kind kind;
 	char *data; /* owned; one line, no newline */
 };
+
+/* The framings of a job's event stream (docs/api.md). */
+enum job_framing {
+	JOB_FRAMING_SSE = 0, /* the event stream: id:, event:, data: */
+	JOB_FRAMING_RBEE,    /* rbee's: data: lines of text only */
+	JOB__FRAMINGS
+};
+
+/*
+ * One event of a job's log as its stream sends it in one framing, shared
+ * by every watcher that reads it: immutable once made, reference counted
+ * (the log holds one reference until the event is coalesced or dropped,
+ * each watcher one while it writes it); the last job_frame_unref() frees
+ * it, on any thread.
+ */
+struct job_frame {
+	atomic_int refs;
+	uint64_t id; /* the event's */
+	enum job_event_kind kind;
+	char tag[32]; /* rbee's framing of a progress event: its phase; else "" */
+	size_t len;   /* bytes of text; 0: the event shows nothing in this framing */
+	char text[];  /* NUL-terminated */
+};
+struct job_frame *job_frame_ref(struct job_frame *f);
+/* NULL is a no-op. */
+void job_frame_unref(struct job_frame *f);
 
 struct job_registry_config {
 	struct provisioner *prov; /* borrowed; shared by all download workers */
@@ -151,23 +182,14 @@ int job_watch_open(struct job_registry *r, const char *id, uint64_t last_id, str
  * 0 on every call.
  */
 int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev);
+/*
+ * The same, with the event serialised in framing f: *out holds one
+ * reference to the frame that every watcher of the job shares (the caller
+ * unrefs it). Returns 1, 0 or ERR_SHUTDOWN as job_watch_next() does.
+ */
+int job_watch_next_frame(struct job_watch *w, long timeout_ms, enum job_framing f,
+			 struct job_frame **out);
 void job_watch_close(struct job_watch *w);
-/*
- * The action name of the watched job's result when rbee's own hive sends
- * that result as a data event ({"action":NAME,"payload":RESULT}, which rbee's
- * UI reads): "model_list"; NULL for the other operations, whose results
- * have no counterpart there.
- */
-const char *job_watch_data_action(const struct job_watch *w);
-
-/*
- * A progress event's data as one line for people, in the shape rbee's
- * download tracker prints: "Downloaded 1.23 GB / 4.37 GB (28.1%),
- * downloading model.Q4_K_M.gguf at 52.4 MB/s" (no " / total (percent)" while
- * the total is unknown). Its phase ("downloading") goes into phase. NULL
- * when data is not a progress event's; the caller frees the line.
- */
-char *job_progress_text(const char *data, char *phase, size_t phase_size);
 
 /*
  * 1 if a queued or running download job may be writing the model with

@@ -5,7 +5,9 @@
  * queue.c (submission, queues, workers, cancellation), watch.c (JSON views,
  * watchers), models.c (catalog resource calls, models page cache), ops.c
  * (the operation table and its handlers), registry.c (creation, loading,
- * the persistence thread, shutdown). A file calls only the files below it.
+ * the persistence thread, shutdown); frame.c (an event serialised in the
+ * framings of the stream) sits beside event.c. A file calls only the files
+ * below it.
  *
  * Every field of struct job and struct job_registry below the config is
  * guarded by registry->lock unless its comment says otherwise.
@@ -47,6 +49,14 @@ struct job_op {
 /* NULL when unknown. */
 const struct job_op *job_op_find(const char *name);
 
+/* An event of a job's log with its serialisations, made when first read. */
+struct job_logged {
+	uint64_t id;
+	enum job_event_kind kind;
+	char *data;				/* owned */
+	struct job_frame *frame[JOB__FRAMINGS]; /* one reference each, or NULL */
+};
+
 struct job {
 	char id[JOB_ID_MAX];	     /* immutable */
 	const struct job_op *op;     /* immutable */
@@ -60,7 +70,7 @@ struct job {
 	uint64_t last_bytes; /* bytes_done of the last progress, for the metrics counter */
 	int shutdown_cancel; /* cancelled by shutdown: ends interrupted, not cancelled */
 	int user_cancel;     /* a user asked first: ends cancelled even during shutdown */
-	struct job_event *ev;
+	struct job_logged *ev;
 	size_t n_ev, cap_ev;
 	uint64_t next_id;
 	int ended;	   /* the terminal event is in the log */
@@ -148,6 +158,24 @@ void job_set_model_id(struct job_registry *r, struct job *j, const char *model_i
 
 /* event.c. One line for an SSE data: field: control characters become spaces. */
 char *job_line(const char *s);
+/*
+ * A progress event's data as one line for people, in the shape rbee's
+ * download tracker prints: "Downloaded 1.23 GB / 4.37 GB (28.1%),
+ * downloading model.Q4_K_M.gguf at 52.4 MB/s" (no " / total (percent)" while
+ * the total is unknown). Its phase ("downloading") goes into phase. NULL
+ * when data is not a progress event's; the caller frees the line.
+ */
+char *job_progress_text(const char *data, char *phase, size_t phase_size);
+/* Drops the log's references to the frames of ev. */
+void job_logged_clear_frames(struct job_logged *ev);
+
+/*
+ * frame.c. The frame of event ev of j in framing f, made on first use and
+ * kept in the log: a new reference. Caller holds r->lock (the making is
+ * CPU only, bounded by CAP_EVENT_LEN).
+ */
+struct job_frame *job_frame_get_locked(const struct job *j, struct job_logged *ev,
+				       enum job_framing f);
 
 /*
  * table.c. Every call ending in _locked is made with r->lock held. A job

@@ -15,6 +15,7 @@
 #include "core/util.h"
 #include "jobs/job_internal.h"
 #include "jobs/persist.h"
+#include "store/catalog.h"
 
 int job_model_delete_on(struct job_registry *r, struct job_persist *cat, const char *query,
 			json_t **out, struct err *e)
@@ -54,8 +55,18 @@ int job_model_delete_on(struct job_registry *r, struct job_persist *cat, const c
  * is given back, which is microseconds later: going without the cache
  * instead made concurrent requests rebuild pages that were kept. A daemon
  * without a data root builds every answer.
+ *
+ * A page that is not kept is found by the page index: every
+ * JOB_MODELS_STRIDE-th model id and the number of models, read by the same
+ * connection at the same data version. A page at offset M is then the
+ * models from the id marked at M / STRIDE on, less the M % STRIDE before
+ * it, found in the id index instead of stepped over from the first model
+ * (SQLite's OFFSET, O(M) per page), and the total needs no count of every
+ * row. Building the index reads every id once per catalog change (O(N));
+ * its marks take N / STRIDE ids of memory.
  */
 #define JOB_MODELS_CACHED 8
+#define JOB_MODELS_STRIDE 64
 
 struct job_models_entry {
 	size_t offset, limit;
@@ -72,6 +83,10 @@ struct job_models_cache {
 	pthread_cond_t vconn_cv; /* signalled when vconn is given back */
 	uint64_t tick;
 	struct job_models_entry e[JOB_MODELS_CACHED];
+	/* The page index, valid at index_version when marks is not NULL. */
+	char **marks;
+	size_t n_marks, total;
+	uint64_t index_version;
 };
 
 struct job_models_cache *job_models_cache_new(void)
@@ -82,12 +97,23 @@ struct job_models_cache *job_models_cache_new(void)
 	return c;
 }
 
+static void job_models_index_set_locked(struct job_models_cache *c, char **marks, size_t n_marks,
+					size_t total, uint64_t v)
+{
+	catalog_model_marks_free(c->marks, c->n_marks);
+	c->marks = marks;
+	c->n_marks = n_marks;
+	c->total = total;
+	c->index_version = v;
+}
+
 static void job_models_cache_clear_locked(struct job_models_cache *c)
 {
 	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
 		free(c->e[i].text);
 		c->e[i].text = NULL;
 	}
+	job_models_index_set_locked(c, NULL, 0, 0, 0);
 }
 
 void job_models_cache_free(struct job_models_cache *c)
@@ -101,7 +127,10 @@ void job_models_cache_free(struct job_models_cache *c)
 	free(c);
 }
 
-/* The catalog's data version seen by the cache's connection: 0, or -1 to go without the cache. */
+/*
+ * The catalog's data version seen by the cache's connection, with the page
+ * index at that version: 0, or -1 to go without the cache.
+ */
 static int job_models_version(struct job_registry *r, uint64_t *v)
 {
 	struct job_models_cache *c = r->models_cache;
@@ -119,6 +148,15 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 		rc = job_persist_open(r->data_root, r->hub_dir, &p, NULL);
 	if (rc == 0 && p)
 		rc = job_persist_data_version(p, v, NULL);
+	/* The index is read while the connection is ours: no lock is held across SQLite. */
+	char **marks = NULL;
+	size_t n_marks = 0, total = 0;
+	pthread_mutex_lock(&c->lock);
+	int stale = fresh || !c->marks || c->index_version != *v;
+	pthread_mutex_unlock(&c->lock);
+	if (rc == 0 && p && stale &&
+	    job_persist_model_marks(p, JOB_MODELS_STRIDE, &marks, &n_marks, &total, NULL) < 0)
+		stale = 0;
 	if (rc < 0 || !p) {
 		job_persist_close(p);
 		p = NULL;
@@ -127,6 +165,12 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 	/* The numbers of a new connection are not those of the old one. */
 	if (fresh)
 		job_models_cache_clear_locked(c);
+	/* An empty catalog has no marks: one mark-less empty array stands for it. */
+	if (p && stale)
+		job_models_index_set_locked(c, marks ? marks : xcalloc(1, sizeof(char *)), n_marks,
+					    total, *v);
+	else
+		catalog_model_marks_free(marks, n_marks);
 	c->vconn = p;
 	c->vconn_busy = 0;
 	pthread_cond_signal(&c->vconn_cv);
@@ -175,20 +219,51 @@ static void job_models_cache_put(struct job_models_cache *c, size_t offset, size
 	pthread_mutex_unlock(&c->lock);
 }
 
-static int job_models_build(struct job_registry *r, size_t offset, size_t limit, char **text,
-			    size_t *len, struct err *e)
+/*
+ * Where the page at offset starts by the index at version v: 1 with the
+ * marked id at or before it in *from (NULL past the last model; the caller
+ * frees it), the models to skip after it in *skip and the number of models
+ * in *total; 0 when the index is not at v.
+ */
+static int job_models_index_find(struct job_models_cache *c, uint64_t v, size_t offset, char **from,
+				 size_t *skip, size_t *total)
 {
-	struct job_persist *cat = NULL;
-	int rc = job_persist_pool_acquire(r->pool, &cat, e);
-	if (rc < 0)
-		return rc;
+	pthread_mutex_lock(&c->lock);
+	int ok = c->marks && c->index_version == v;
+	if (ok) {
+		*total = c->total;
+		*from = offset < c->total ? xstrdup(c->marks[offset / JOB_MODELS_STRIDE]) : NULL;
+		*skip = offset % JOB_MODELS_STRIDE;
+	}
+	pthread_mutex_unlock(&c->lock);
+	return ok;
+}
+
+/*
+ * Builds the page at offset. With the index (from, skip and *total known)
+ * it starts at from and skips skip models; a page past the last model
+ * needs no query. Without it, SQLite steps over offset models and counts
+ * every row.
+ */
+static int job_models_build(struct job_registry *r, int indexed, const char *from, size_t skip,
+			    size_t offset, size_t limit, size_t total, char **text, size_t *len,
+			    struct err *e)
+{
 	json_t *models = NULL;
-	int more = 0;
-	size_t total = 0;
-	rc = job_persist_models_json(cat, offset, limit, &models, &more, e);
-	if (rc == 0)
-		rc = job_persist_model_count(cat, &total, e);
-	job_persist_pool_release(r->pool, cat, rc);
+	int more = 0, rc = 0;
+	if (indexed && !from) {
+		models = json_array();
+	} else {
+		struct job_persist *cat = NULL;
+		rc = job_persist_pool_acquire(r->pool, &cat, e);
+		if (rc < 0)
+			return rc;
+		rc = job_persist_models_json(cat, from, indexed ? skip : offset, limit, &models,
+					     &more, e);
+		if (rc == 0 && !indexed)
+			rc = job_persist_model_count(cat, &total, e);
+		job_persist_pool_release(r->pool, cat, rc);
+	}
 	if (rc < 0) {
 		json_decref(models);
 		return rc;
@@ -222,11 +297,21 @@ int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, ch
 		return err_set(e, ERR_INVALID, "offset %zu: expected 0 to %d", offset,
 			       CAP_CATALOG_MODELS);
 	uint64_t v = 0;
-	/* The version is read before the page, so a kept page is never older than its version. */
+	/*
+	 * The version is read before the page, so a kept page is never older
+	 * than its version. A commit between the index and the page may shift
+	 * the page by the models it added or removed, as it would shift the
+	 * next page of any client paging by offset.
+	 */
 	int cached = job_models_version(r, &v) == 0;
 	if (cached && (*text = job_models_cache_get(r->models_cache, offset, limit, v, len)))
 		return 0;
-	int rc = job_models_build(r, offset, limit, text, len, e);
+	char *from = NULL;
+	size_t skip = 0, total = 0;
+	int indexed =
+	    cached && job_models_index_find(r->models_cache, v, offset, &from, &skip, &total);
+	int rc = job_models_build(r, indexed, from, skip, offset, limit, total, text, len, e);
+	free(from);
 	if (rc == 0 && cached)
 		job_models_cache_put(r->models_cache, offset, limit, v, *text, *len);
 	return rc;

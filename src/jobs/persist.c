@@ -237,8 +237,8 @@ static json_t *model_json(const struct catalog_model *m)
 	return o;
 }
 
-int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, json_t **out,
-			    int *more, struct err *e)
+int job_persist_models_json(struct job_persist *p, const char *from, size_t offset, size_t limit,
+			    json_t **out, int *more, struct err *e)
 {
 	*out = json_array();
 	if (more)
@@ -248,7 +248,7 @@ int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, 
 	struct catalog_model *list = NULL;
 	size_t n = 0;
 	/* One row past the page says whether another page follows, from the same snapshot. */
-	int rc = catalog_model_list(p->cat, offset, limit ? limit + 1 : 0, &list, &n, e);
+	int rc = catalog_model_list(p->cat, from, offset, limit ? limit + 1 : 0, &list, &n, e);
 	if (rc < 0) {
 		json_decref(*out);
 		*out = NULL;
@@ -271,7 +271,7 @@ int job_persist_models_listed_json(struct job_persist *p, json_t **out, struct e
 	struct catalog_model *list = NULL;
 	size_t n = 0;
 	struct layout *l = NULL;
-	int rc = catalog_model_list(p->cat, 0, 0, &list, &n, e);
+	int rc = catalog_model_list(p->cat, NULL, 0, 0, &list, &n, e);
 	if (rc == 0)
 		rc = layout_open(p->hub_dir, &l, e);
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -295,6 +295,14 @@ int job_persist_models_listed_json(struct job_persist *p, json_t **out, struct e
 		*out = NULL;
 	}
 	return rc;
+}
+
+int job_persist_model_marks(struct job_persist *p, size_t stride, char ***marks, size_t *n_marks,
+			    size_t *total, struct err *e)
+{
+	*marks = NULL;
+	*n_marks = *total = 0;
+	return p ? catalog_model_marks(p->cat, stride, marks, n_marks, total, e) : 0;
 }
 
 int job_persist_model_count(struct job_persist *p, size_t *n, struct err *e)

@@ -80,11 +80,15 @@ int job_persist_prune(struct job_persist *p, int keep, int64_t max_age_ms, struc
 
 /*
  * The catalog's models in id order as a JSON array of model objects: at most
- * limit (0: all) from offset. *more (may be NULL) is 1 when more models
+ * limit (0: all) from offset models after the first id at or above from
+ * (NULL: the first of all). *more (may be NULL) is 1 when more models
  * follow the last one returned.
  */
-int job_persist_models_json(struct job_persist *p, size_t offset, size_t limit, json_t **out,
-			    int *more, struct err *e);
+int job_persist_models_json(struct job_persist *p, const char *from, size_t offset, size_t limit,
+			    json_t **out, int *more, struct err *e);
+/* catalog_model_marks() on this connection (nothing without a connection). */
+int job_persist_model_marks(struct job_persist *p, size_t stride, char ***marks, size_t *n_marks,
+			    size_t *total, struct err *e);
 /*
  * Every model of the catalog as a model object with what rbee's model list
  * shows besides: "name" (its GGUF name, else its repo), "path" (the local

@@ -54,8 +54,10 @@ void job_unref_locked(struct job *j)
 	assert(j->refs > 0);
 	if (--j->refs > 0)
 		return;
-	for (size_t i = 0; i < j->n_ev; i++)
+	for (size_t i = 0; i < j->n_ev; i++) {
 		free(j->ev[i].data);
+		job_logged_clear_frames(&j->ev[i]);
+	}
 	free(j->ev);
 	free(j->arg);
 	free(j->progress);
@@ -69,6 +71,10 @@ struct job *job_find_locked(struct job_registry *r, const char *id)
 {
 	if (!id)
 		return NULL;
+	/*
+	 * O(N) in the jobs kept (at most CAP_JOBS_KEPT plus the active ones),
+	 * under the lock: each request that names a job pays it once.
+	 */
 	for (size_t i = 0; i < r->n_jobs; i++)
 		if (strcmp(r->jobs[i]->id, id) == 0)
 			return r->jobs[i];
@@ -244,6 +250,7 @@ int job_model_busy(struct job_registry *r, const char *model_id)
 	size_t n = 0;
 	int busy = 0;
 	pthread_mutex_lock(&r->lock);
+	/* O(N) in the jobs kept; only active downloads are compared. */
 	refs = xcalloc(r->n_jobs, sizeof(*refs));
 	for (size_t i = 0; i < r->n_jobs; i++) {
 		struct job *j = r->jobs[i];

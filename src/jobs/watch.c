@@ -121,23 +121,23 @@ static size_t job_ev_after(const struct job *j, uint64_t cursor)
 	return lo;
 }
 
-int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev)
+/*
+ * Waits for the next event with r->lock held (released while waiting):
+ * returns 1 with *out the event, whose id becomes the cursor, 0 on timeout,
+ * or ERR_SHUTDOWN. The event stays valid until the lock is released.
+ */
+static int job_watch_wait_locked(struct job_watch *w, long timeout_ms, struct job_logged **out)
 {
 	struct job_registry *r = w->r;
 	struct job *j = w->j;
-	if (w->done)
-		return 0;
 	int64_t deadline = now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
 	int rc = 0;
-	pthread_mutex_lock(&r->lock);
 	for (;;) {
 		size_t i = job_ev_after(j, w->cursor);
 		if (i < j->n_ev) {
-			ev->id = j->ev[i].id;
-			ev->kind = j->ev[i].kind;
-			ev->data = xstrdup(j->ev[i].data);
-			w->cursor = ev->id;
-			if (job_event_is_terminal(ev->kind))
+			*out = &j->ev[i];
+			w->cursor = j->ev[i].id;
+			if (job_event_is_terminal(j->ev[i].kind))
 				w->done = 1;
 			rc = 1;
 			break;
@@ -155,14 +155,36 @@ int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev)
 			break;
 		job_cond_wait_ms(&j->cv, &r->lock, left);
 	}
-	pthread_mutex_unlock(&r->lock);
 	return rc;
 }
 
-const char *job_watch_data_action(const struct job_watch *w)
+/* The next event as a copy of its data (ev) or as its shared frame in framing f. */
+static int job_watch_take(struct job_watch *w, long timeout_ms, struct job_event *ev,
+			  enum job_framing f, struct job_frame **frame)
 {
-	/* The op is immutable: no lock. */
-	return w->j->op->rbee_data ? w->j->op->name : NULL;
+	if (w->done)
+		return 0;
+	struct job_logged *x = NULL;
+	pthread_mutex_lock(&w->r->lock);
+	int rc = job_watch_wait_locked(w, timeout_ms, &x);
+	if (rc == 1 && ev)
+		*ev = (struct job_event){.id = x->id, .kind = x->kind, .data = xstrdup(x->data)};
+	if (rc == 1 && frame)
+		*frame = job_frame_get_locked(w->j, x, f);
+	pthread_mutex_unlock(&w->r->lock);
+	return rc;
+}
+
+int job_watch_next(struct job_watch *w, long timeout_ms, struct job_event *ev)
+{
+	return job_watch_take(w, timeout_ms, ev, JOB_FRAMING_SSE, NULL);
+}
+
+int job_watch_next_frame(struct job_watch *w, long timeout_ms, enum job_framing f,
+			 struct job_frame **out)
+{
+	*out = NULL;
+	return job_watch_take(w, timeout_ms, NULL, f, out);
 }
 
 void job_watch_close(struct job_watch *w)

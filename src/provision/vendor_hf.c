@@ -193,7 +193,7 @@ static int plan_offline(struct prov_job *j, struct prov_plan *p, struct prov_art
 	size_t *idx = NULL;
 	char id[PROV_ID_MAX];
 	hf_listing_init(&l);
-	int rc = catalog_model_list(j->cat, 0, 0, &all, &nall, e);
+	int rc = catalog_model_list(j->cat, NULL, 0, 0, &all, &nall, e);
 	if (rc)
 		return rc;
 	rc = offline_commit(j, p, all, nall, e);

@@ -38,7 +38,7 @@ static int find_by_url(struct prov_job *j, struct prov_artifact *out)
 	struct catalog_model *all = NULL;
 	size_t n = 0;
 	int found = 0;
-	if (catalog_model_list(j->cat, 0, 0, &all, &n, NULL))
+	if (catalog_model_list(j->cat, NULL, 0, 0, &all, &n, NULL))
 		return 0;
 	for (size_t i = 0; i < n && !found; i++)
 		if (all[i].source == CATALOG_SRC_URL && strcmp(all[i].repo, j->ref.url) == 0)

@@ -166,11 +166,23 @@ int catalog_model_find(struct catalog *c, const char *query, struct catalog_mode
 		       struct err *e);
 
 /*
- * Models ordered by id, from offset, at most limit (0: no limit), with their
- * files: two queries whatever the count. *out is NULL when *n is 0.
+ * Models ordered by id, from the first whose id is from or above (NULL:
+ * the first of all) and offset models after it, at most limit (0: no
+ * limit), with their files: two queries whatever the count. SQLite steps
+ * over the offset models one by one (O(offset)); from is found in the id
+ * index (O(log N)). *out is NULL when *n is 0.
  */
-int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct catalog_model **out,
-		       size_t *n, struct err *e);
+int catalog_model_list(struct catalog *c, const char *from, size_t offset, size_t limit,
+		       struct catalog_model **out, size_t *n, struct err *e);
+/*
+ * Every stride-th model id in id order (those at positions 0, stride,
+ * 2 stride, ...) into *marks (*n_marks of them; free with
+ * catalog_model_marks_free) and the number of models into *total, from one
+ * read of the id index (O(N), no row copied but the marks).
+ */
+int catalog_model_marks(struct catalog *c, size_t stride, char ***marks, size_t *n_marks,
+			size_t *total, struct err *e);
+void catalog_model_marks_free(char **marks, size_t n);
 /*
  * The number of models and the sum of their sizes (bytes may be NULL), by
  * one query: SQLite still visits every model row (O(N) in the number of

@@ -212,8 +212,48 @@ out:
 	return rc;
 }
 
-int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct catalog_model **out,
-		       size_t *n, struct err *e)
+int catalog_model_marks(struct catalog *c, size_t stride, char ***marks, size_t *n_marks,
+			size_t *total, struct err *e)
+{
+	*marks = NULL;
+	*n_marks = *total = 0;
+	char **m = NULL;
+	size_t cnt = 0, cap = 0, seen = 0;
+	sqlite3_stmt *st = NULL;
+	int rc = catalog_prepare(c, "SELECT id FROM models ORDER BY id", &st, e);
+	if (rc)
+		return rc;
+	int s;
+	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+		if (seen++ % stride)
+			continue;
+		if (cnt == cap) {
+			cap = cap ? cap * 2 : 64;
+			m = xrealloc(m, cap * sizeof(*m));
+		}
+		m[cnt++] = xstrdup((const char *)sqlite3_column_text(st, 0));
+	}
+	if (s != SQLITE_DONE) {
+		rc = catalog_fail(c, s, "list model ids", e);
+		catalog_model_marks_free(m, cnt);
+	} else {
+		*marks = m;
+		*n_marks = cnt;
+		*total = seen;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+void catalog_model_marks_free(char **marks, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(marks[i]);
+	free(marks);
+}
+
+int catalog_model_list(struct catalog *c, const char *from, size_t offset, size_t limit,
+		       struct catalog_model **out, size_t *n, struct err *e)
 {
 	*out = NULL;
 	*n = 0;
@@ -224,12 +264,17 @@ int catalog_model_list(struct catalog *c, size_t offset, size_t limit, struct ca
 	int rc = catalog_exec(c, "BEGIN", "begin", e);
 	if (rc)
 		return rc;
-	rc = catalog_prepare(c, "SELECT " MODEL_COLS " FROM models ORDER BY id LIMIT ?1 OFFSET ?2",
-			     &st, e);
+	rc = catalog_prepare(
+	    c,
+	    from ? "SELECT " MODEL_COLS " FROM models WHERE id >= ?3 ORDER BY id LIMIT ?1 OFFSET ?2"
+		 : "SELECT " MODEL_COLS " FROM models ORDER BY id LIMIT ?1 OFFSET ?2",
+	    &st, e);
 	if (rc)
 		goto fail;
 	sqlite3_bind_int64(st, 1, lim);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)offset);
+	if (from)
+		sqlite3_bind_text(st, 3, from, -1, SQLITE_STATIC);
 	int s;
 	while ((s = sqlite3_step(st)) == SQLITE_ROW) {
 		if (cnt == cap) {

@@ -356,7 +356,7 @@ int store_verify(struct catalog *c, const struct layout *l, const char *query, s
 	for (size_t offset = 0;; offset += VERIFY_PAGE) {
 		struct catalog_model *list;
 		size_t n;
-		rc = catalog_model_list(c, offset, VERIFY_PAGE, &list, &n, e);
+		rc = catalog_model_list(c, NULL, offset, VERIFY_PAGE, &list, &n, e);
 		if (rc)
 			return rc;
 		for (size_t i = 0; i < n && !rc; i++)

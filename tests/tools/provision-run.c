@@ -128,7 +128,7 @@ static void list_models(const char *data_dir)
 	size_t n = 0;
 	struct err e = {0};
 	snprintf(path, sizeof(path), "%s/catalog.db", data_dir);
-	if (catalog_open(path, &c, &e) || catalog_model_list(c, 0, 0, &m, &n, &e)) {
+	if (catalog_open(path, &c, &e) || catalog_model_list(c, NULL, 0, 0, &m, &n, &e)) {
 		fprintf(stderr, "provision-run: catalog: %s\n", err_msg(&e));
 		catalog_close(c);
 		return;

@@ -1,6 +1,7 @@
 /*
  * The catalog's models a page at a time (job_models_list_json): page
- * fields, the bounds of limit and offset, each model with its own files, and
+ * fields, the bounds of limit and offset, each model with its own files,
+ * pages found through the page index across its marks, and
  * many threads listing at once over the registry's connection pool; the pool
  * itself (job_persist_pool_*).
  */
@@ -25,39 +26,62 @@
 
 #define NMODELS 7
 
+/* Puts "hf:org/<stem>-GGUF:<its first file>" into the catalog. */
+static void put_model(struct catalog *c, const char *stem, struct catalog_file *files,
+		      size_t nfiles)
+{
+	char id[128], repo[64], dir[96];
+	snprintf(id, sizeof(id), "hf:org/%s-GGUF:%s", stem, files[0].path);
+	snprintf(repo, sizeof(repo), "org/%s-GGUF", stem);
+	snprintf(dir, sizeof(dir), "models--org--%s-GGUF", stem);
+	struct catalog_model m = {
+	    .id = id,
+	    .source = CATALOG_SRC_HF,
+	    .repo = repo,
+	    .revision = "main",
+	    .commit = "0123456789abcdef0123456789abcdef01234567",
+	    .repo_dir = dir,
+	    .status = CATALOG_AVAILABLE,
+	    .size = 100u * nfiles,
+	    .error = "",
+	    .files = files,
+	    .nfiles = nfiles,
+	};
+	struct err e;
+	err_clear(&e);
+	if (catalog_model_put(c, &m, NULL, &e) != 0)
+		fail_msg("catalog_model_put: %s", e.msg);
+}
+
 /* Model i: "hf:org/m<i>-GGUF:m<i>.gguf" with i + 1 files. */
 static void fill(const char *root, int n)
 {
 	struct catalog *c = store_tmp_catalog(root);
-	struct err e;
-	err_clear(&e);
 	for (int i = 0; i < n; i++) {
-		char id[128], repo[64], dir[96], paths[NMODELS][32];
+		char stem[32], paths[NMODELS][32];
 		struct catalog_file files[NMODELS] = {0};
-		snprintf(id, sizeof(id), "hf:org/m%d-GGUF:m%d.gguf", i, i);
-		snprintf(repo, sizeof(repo), "org/m%d-GGUF", i);
-		snprintf(dir, sizeof(dir), "models--org--m%d-GGUF", i);
+		snprintf(stem, sizeof(stem), "m%d", i);
 		for (int k = 0; k <= i; k++) {
 			snprintf(paths[k], sizeof(paths[k]), k ? "m%d-%d.gguf" : "m%d.gguf", i, k);
 			files[k].path = paths[k];
 			snprintf(files[k].sha256, sizeof(files[k].sha256), "%064x", i * 16 + k + 1);
 			files[k].size = 100;
 		}
-		struct catalog_model m = {
-		    .id = id,
-		    .source = CATALOG_SRC_HF,
-		    .repo = repo,
-		    .revision = "main",
-		    .commit = "0123456789abcdef0123456789abcdef01234567",
-		    .repo_dir = dir,
-		    .status = CATALOG_AVAILABLE,
-		    .size = 100u * (unsigned)(i + 1),
-		    .error = "",
-		    .files = files,
-		    .nfiles = (size_t)i + 1,
-		};
-		if (catalog_model_put(c, &m, NULL, &e) != 0)
-			fail_msg("catalog_model_put: %s", e.msg);
+		put_model(c, stem, files, (size_t)i + 1);
+	}
+	catalog_close(c);
+}
+
+/* Models from..to-1, "hf:org/big<i, 3 digits>-GGUF:x.gguf" (so id order is i's), one file each. */
+static void fill_many(const char *root, int from, int to)
+{
+	struct catalog *c = store_tmp_catalog(root);
+	for (int i = from; i < to; i++) {
+		char stem[32];
+		snprintf(stem, sizeof(stem), "big%03d", i);
+		struct catalog_file file = {.path = "x.gguf", .size = 100};
+		snprintf(file.sha256, sizeof(file.sha256), "%064x", i + 1);
+		put_model(c, stem, &file, 1);
 	}
 	catalog_close(c);
 }
@@ -99,8 +123,8 @@ static json_t *models_page(struct job_registry *r, size_t offset, size_t limit, 
 	return o;
 }
 
-/* Lists [offset, offset + limit) and checks the page fields; returns the models. */
-static size_t list_page(struct job_registry *r, size_t offset, size_t limit, json_int_t next)
+/* The page, which must be answered. */
+static json_t *models_page_ok(struct job_registry *r, size_t offset, size_t limit)
 {
 	struct err e;
 	err_clear(&e);
@@ -108,6 +132,13 @@ static size_t list_page(struct job_registry *r, size_t offset, size_t limit, jso
 	json_t *o = models_page(r, offset, limit, &rc, &e);
 	if (rc != 0)
 		fail_msg("job_models_list_text: %s", e.msg);
+	return o;
+}
+
+/* Lists [offset, offset + limit) and checks the page fields; returns the models. */
+static size_t list_page(struct job_registry *r, size_t offset, size_t limit, json_int_t next)
+{
+	json_t *o = models_page_ok(r, offset, limit);
 	assert_int_equal(page_int(o, "total"), NMODELS);
 	assert_int_equal(page_int(o, "offset"), (json_int_t)offset);
 	assert_int_equal(page_int(o, "limit"), (json_int_t)limit);
@@ -208,6 +239,79 @@ static void *lister_main(void *arg)
 		free(text);
 	}
 	return NULL;
+}
+
+/*
+ * Checks the page [offset, offset + limit) of a catalog whose models are
+ * big<ids[0]>, big<ids[1]>, ... in id order.
+ */
+static void check_big_page(struct job_registry *r, const int *ids, size_t n, size_t offset,
+			   size_t limit)
+{
+	json_t *o = models_page_ok(r, offset, limit);
+	assert_int_equal(page_int(o, "total"), (json_int_t)n);
+	json_t *models = json_object_get(o, "models");
+	size_t want = offset >= n ? 0 : n - offset < limit ? n - offset : limit;
+	if (json_array_size(models) != want)
+		fail_msg("page at %zu, limit %zu: %zu models, want %zu", offset, limit,
+			 json_array_size(models), want);
+	for (size_t i = 0; i < want; i++) {
+		char id[128];
+		snprintf(id, sizeof(id), "hf:org/big%03d-GGUF:x.gguf", ids[offset + i]);
+		const char *got =
+		    json_string_value(json_object_get(json_array_get(models, i), "id"));
+		if (strcmp(got, id) != 0)
+			fail_msg("page at %zu, model %zu: %s, want %s", offset, i, got, id);
+	}
+	if (offset + limit < n)
+		assert_int_equal(page_int(o, "next_offset"), (json_int_t)(offset + limit));
+	else
+		assert_true(json_is_null(json_object_get(o, "next_offset")));
+	json_decref(o);
+}
+
+/*
+ * Pages found through the page index (one id kept per 64 models): every
+ * offset across several marks, pages that start on, just before and just
+ * after a mark, past the end; and the index follows a change of the
+ * catalog (a model removed before a mark shifts every later page).
+ */
+static void test_pages_by_index(void **state)
+{
+	(void)state;
+	char root[256];
+	assert_int_equal(store_tmp_make("rbee-jobs-models", root, sizeof(root)), 0);
+	enum { N = 140 };
+	fill_many(root, 0, N);
+	int ids[N + 10];
+	for (int i = 0; i < N; i++)
+		ids[i] = i;
+	struct job_registry *r = open_reg(root);
+	for (size_t off = 0; off <= N + 1; off++)
+		check_big_page(r, ids, N, off, 3);
+	static const size_t offs[] = {0, 1, 63, 64, 65, 127, 128, 129, 139, 140, 5000};
+	static const size_t lims[] = {1, 64, 100, CAP_MODELS_PAGE};
+	for (size_t i = 0; i < sizeof(offs) / sizeof(offs[0]); i++)
+		for (size_t k = 0; k < sizeof(lims) / sizeof(lims[0]); k++)
+			check_big_page(r, ids, N, offs[i], lims[k]);
+
+	struct err e;
+	err_clear(&e);
+	json_t *del = NULL;
+	assert_int_equal(job_model_delete(r, "hf:org/big010-GGUF:x.gguf", &del, &e), 0);
+	json_decref(del);
+	memmove(ids + 10, ids + 11, (N - 11) * sizeof(ids[0]));
+	for (size_t off = 60; off <= 70; off++)
+		check_big_page(r, ids, N - 1, off, 5);
+	check_big_page(r, ids, N - 1, 138, 5);
+	fill_many(root, N, N + 10); /* another connection adds ten at the end */
+	ids[N - 1] = N;
+	for (int i = 0; i < 10; i++)
+		ids[N - 1 + i] = N + i;
+	check_big_page(r, ids, N + 9, 128, 100);
+	check_big_page(r, ids, N + 9, N + 8, 2);
+	job_registry_free(r);
+	store_tmp_remove(root);
 }
 
 /* More threads than the pool keeps idle: each gets a connection of its own. */
@@ -312,6 +416,7 @@ int main(void)
 	    cmocka_unit_test(test_no_data_root),
 	    cmocka_unit_test(test_threads_share_the_pool),
 	    cmocka_unit_test(test_pages_follow_changes),
+	    cmocka_unit_test(test_pages_by_index),
 	    cmocka_unit_test(test_pool_reuses_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,10 +1,11 @@
 /*
  * Job registry: states, the event log and its replay by id, fan-out to
- * several watchers, cancellation of queued and running jobs, the max-jobs
- * bound, shutdown, bad submissions. Uses the fake provisioner.
+ * several watchers and the serialisations they share, cancellation of queued and running jobs, the
+ * max-jobs bound, shutdown, bad submissions. Uses the fake provisioner.
  */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -237,6 +238,176 @@ static void test_fan_out(void **state)
 		assert_true(rd[i].n >= 2);
 	}
 	wait_state(f->r, id, "cancelled");
+}
+
+/* Reads frames of framing fr until the terminal one; keeps up to cap of them in out. */
+static size_t read_frames(struct job_watch *w, enum job_framing fr, struct job_frame **out,
+			  size_t cap)
+{
+	size_t n = 0;
+	int64_t end = now_ms() + WAIT_MS;
+	for (;;) {
+		struct job_frame *f = NULL;
+		int rc = job_watch_next_frame(w, 100, fr, &f);
+		assert_true(rc >= 0);
+		if (now_ms() > end)
+			fail_msg("no terminal frame within %d ms", WAIT_MS);
+		if (rc == 0)
+			continue;
+		assert_true(n < cap);
+		out[n++] = f;
+		if (job_event_is_terminal(f->kind))
+			return n;
+	}
+}
+
+static void frames_unref(struct job_frame **f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		job_frame_unref(f[i]);
+}
+
+/* Two watchers of one job share each event's serialisation: the same frame, not a copy. */
+static void test_frames_shared(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/ok-frames", id);
+	wait_state(f->r, id, "succeeded");
+	struct job_watch *w1 = NULL, *w2 = NULL, *w3 = NULL;
+	struct err e;
+	assert_int_equal(job_watch_open(f->r, id, 0, &w1, &e), 0);
+	assert_int_equal(job_watch_open(f->r, id, 0, &w2, &e), 0);
+	assert_int_equal(job_watch_open(f->r, id, 0, &w3, &e), 0);
+	enum { CAP = 64 };
+	struct job_frame *a[CAP], *b[CAP];
+	size_t na = read_frames(w1, JOB_FRAMING_SSE, a, CAP);
+	size_t nb = read_frames(w2, JOB_FRAMING_SSE, b, CAP);
+	assert_int_equal(na, nb);
+	assert_true(na >= 3);
+	for (size_t i = 0; i < na; i++) {
+		struct job_event ev;
+		assert_int_equal(job_watch_next(w3, 1000, &ev), 1);
+		assert_ptr_equal(a[i], b[i]);
+		/* The log's reference and one per watcher. */
+		assert_int_equal(atomic_load(&a[i]->refs), 3);
+		assert_int_equal(a[i]->id, ev.id);
+		assert_int_equal(a[i]->kind, ev.kind);
+		const char *name = ev.kind == JOB_EV_PROGRESS ? "event: progress\n"
+				   : ev.kind == JOB_EV_DATA   ? "event: data\n"
+							      : "";
+		char *want =
+		    xasprintf("id: %llu\n%sdata: %s\n\n", (unsigned long long)ev.id, name, ev.data);
+		assert_string_equal(a[i]->text, want);
+		assert_int_equal(a[i]->len, strlen(want));
+		free(want);
+		free(ev.data);
+	}
+	assert_int_equal(a[na - 1]->kind, JOB_EV_DONE);
+	frames_unref(b, nb);
+	assert_int_equal(atomic_load(&a[0]->refs), 2);
+	frames_unref(a, na);
+	job_watch_close(w1);
+	job_watch_close(w2);
+	job_watch_close(w3);
+}
+
+/*
+ * rbee's framing: progress as a line tagged with its phase, a download's
+ * result left out (an empty frame), model_list's result as rbee's data
+ * event, the end marker as it is.
+ */
+static void test_frames_rbee(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/ok-rbee", id);
+	wait_state(f->r, id, "succeeded");
+	struct job_watch *w = NULL;
+	struct err e;
+	assert_int_equal(job_watch_open(f->r, id, 0, &w, &e), 0);
+	enum { CAP = 64 };
+	struct job_frame *a[CAP];
+	size_t n = read_frames(w, JOB_FRAMING_RBEE, a, CAP);
+	job_watch_close(w);
+	int progress = 0, data = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (a[i]->kind == JOB_EV_PROGRESS) {
+			progress++;
+			assert_string_equal(a[i]->tag, "downloading");
+			assert_memory_equal(a[i]->text, "data: Downloaded ", 17);
+		} else if (a[i]->kind == JOB_EV_DATA) {
+			data++;
+			assert_int_equal(a[i]->len, 0);
+		} else {
+			assert_memory_equal(a[i]->text, "data: ", 6);
+			assert_string_equal(a[i]->tag, "");
+		}
+	}
+	assert_true(progress >= 1);
+	assert_int_equal(data, 1);
+	assert_string_equal(a[n - 1]->text, "data: [DONE]\n\n");
+	frames_unref(a, n);
+
+	submit(f->r, "{\"operation\":\"model_list\"}", id);
+	assert_int_equal(job_watch_open(f->r, id, 0, &w, &e), 0);
+	n = read_frames(w, JOB_FRAMING_RBEE, a, CAP);
+	job_watch_close(w);
+	data = 0;
+	for (size_t i = 0; i < n; i++)
+		if (a[i]->kind == JOB_EV_DATA) {
+			data++;
+			assert_memory_equal(a[i]->text,
+					    "data: {\"action\":\"model_list\",\"payload\":", 39);
+		}
+	assert_int_equal(data, 1);
+	frames_unref(a, n);
+}
+
+static struct job_frame *next_progress_frame(struct job_watch *w)
+{
+	struct job_frame *p = NULL;
+	int64_t end = now_ms() + WAIT_MS;
+	while (!p || p->kind != JOB_EV_PROGRESS) {
+		if (now_ms() > end)
+			fail_msg("no progress frame within %d ms", WAIT_MS);
+		job_frame_unref(p);
+		p = NULL;
+		assert_true(job_watch_next_frame(w, 100, JOB_FRAMING_SSE, &p) >= 0);
+	}
+	return p;
+}
+
+/*
+ * A watcher's frame outlives the log's copy: progress events are
+ * coalesced (the log drops the old frame) and the job is pruned with the
+ * registry, while the watcher still writes the bytes it holds.
+ */
+static void test_frame_outlives_log(void **state)
+{
+	struct fixture *f = *state;
+	char id[JOB_ID_MAX];
+	download(f->r, "acme/wait-frame", id);
+	struct job_watch *w = NULL;
+	struct err e;
+	assert_int_equal(job_watch_open(f->r, id, 0, &w, &e), 0);
+	struct job_frame *p = next_progress_frame(w);
+	/* The fake provisioner emits progress every 5 ms: the event is replaced. */
+	struct job_frame *q = next_progress_frame(w);
+	assert_true(q->id > p->id);
+	assert_int_equal(atomic_load(&p->refs), 1);
+	enum job_state st;
+	assert_int_equal(job_cancel(f->r, id, &st, &e), 0);
+	job_watch_close(w);
+	job_registry_free(f->r);
+	f->r = NULL;
+	char head[64];
+	snprintf(head, sizeof(head), "id: %llu\nevent: progress\ndata: {",
+		 (unsigned long long)p->id);
+	assert_memory_equal(p->text, head, strlen(head));
+	assert_int_equal(p->len, strlen(p->text));
+	job_frame_unref(p);
+	job_frame_unref(q);
 }
 
 static void test_cancel_running_fast(void **state)
@@ -548,6 +719,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_success_and_replay, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fan_out, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frames_shared, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frames_rbee, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frame_outlives_log, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_running_fast, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_cancel_queued, setup_one, teardown),
 	    cmocka_unit_test_setup_teardown(test_max_jobs, setup, teardown),

@@ -290,7 +290,7 @@ static void test_list(void **state)
 	put_simple(x->c, "hf:o/b:x.gguf", "models--o--b", p, s, 2);
 	struct catalog_model *list;
 	size_t n;
-	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_model_list(x->c, NULL, 0, 0, &list, &n, &e), 0);
 	assert_int_equal(n, 3);
 	assert_string_equal(list[0].id, "hf:o/a:x.gguf");
 	assert_int_equal(list[0].nfiles, 1);
@@ -304,7 +304,7 @@ static void test_list(void **state)
 	/* Count and bytes come from one query, not from loading the list. */
 	size_t count = 0;
 	uint64_t bytes = 0, want = 0;
-	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_model_list(x->c, NULL, 0, 0, &list, &n, &e), 0);
 	for (size_t i = 0; i < n; i++)
 		want += list[i].size;
 	catalog_model_list_free(list, n);
@@ -315,15 +315,42 @@ static void test_list(void **state)
 	assert_int_equal(catalog_model_totals(x->c, &count, NULL, &e), 0);
 	assert_int_equal(count, 3);
 
-	assert_int_equal(catalog_model_list(x->c, 1, 1, &list, &n, &e), 0);
+	assert_int_equal(catalog_model_list(x->c, NULL, 1, 1, &list, &n, &e), 0);
 	assert_int_equal(n, 1);
 	assert_string_equal(list[0].id, "hf:o/b:x.gguf");
 	assert_int_equal(list[0].nfiles, 2);
 	catalog_model_list_free(list, n);
-	assert_int_equal(catalog_model_list(x->c, 10, 5, &list, &n, &e), 0);
+	assert_int_equal(catalog_model_list(x->c, NULL, 10, 5, &list, &n, &e), 0);
 	assert_int_equal(n, 0);
 	assert_null(list);
 	catalog_model_list_free(NULL, 0);
+
+	/* From an id on (a present one or one between two), then skipping. */
+	assert_int_equal(catalog_model_list(x->c, "hf:o/b:x.gguf", 0, 5, &list, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[0].id, "hf:o/b:x.gguf");
+	assert_int_equal(list[1].nfiles, 2);
+	catalog_model_list_free(list, n);
+	assert_int_equal(catalog_model_list(x->c, "hf:o/a:y", 1, 1, &list, &n, &e), 0);
+	assert_int_equal(n, 1);
+	assert_string_equal(list[0].id, "hf:o/c:x.gguf");
+	catalog_model_list_free(list, n);
+	assert_int_equal(catalog_model_list(x->c, "hf:o/d", 0, 0, &list, &n, &e), 0);
+	assert_int_equal(n, 0);
+
+	/* Every stride-th id and the count, in id order. */
+	char **marks = NULL;
+	size_t nm = 0, total = 0;
+	assert_int_equal(catalog_model_marks(x->c, 2, &marks, &nm, &total, &e), 0);
+	assert_int_equal(total, 3);
+	assert_int_equal(nm, 2);
+	assert_string_equal(marks[0], "hf:o/a:x.gguf");
+	assert_string_equal(marks[1], "hf:o/c:x.gguf");
+	catalog_model_marks_free(marks, nm);
+	assert_int_equal(catalog_model_marks(x->c, 3, &marks, &nm, &total, &e), 0);
+	assert_int_equal(nm, 1);
+	assert_int_equal(total, 3);
+	catalog_model_marks_free(marks, nm);
 }
 
 static void test_list_10000(void **state)
@@ -371,7 +398,7 @@ static void test_list_10000(void **state)
 	int64_t t0 = now_ms();
 	struct catalog_model *list;
 	size_t n;
-	assert_int_equal(catalog_model_list(x->c, 0, 0, &list, &n, &e), 0);
+	assert_int_equal(catalog_model_list(x->c, NULL, 0, 0, &list, &n, &e), 0);
 	int64_t dt = now_ms() - t0;
 	assert_int_equal(n, 10000);
 	for (size_t i = 0; i < n; i++) {
