@@ -100,8 +100,8 @@ size_t xfer_plan_live(const struct xfer_plan *p);
  * tries more, less goes back to k and stops.
  */
 #define XFER_RAMP_START 2
-#define XFER_RAMP_WARMUP_MS 150
-#define XFER_RAMP_WINDOW_MS 300
+#define XFER_RAMP_WARMUP_MS 100
+#define XFER_RAMP_WINDOW_MS 200
 
 struct xfer_ramp {
 	int max;	   /* the configured connections */
