@@ -54,7 +54,7 @@
  * (each an fdatasync) would otherwise trail the written bytes by hundreds
  * of MiB, and a crash would lose all of them.
  */
-#define UNSAVED_FLUSH_STEPS 2
+#define UNSAVED_FLUSH_STEPS 4
 /* The helper starts writeback of the hashed prefix in steps of this size, so
  * the fdatasync before a resume save has little left to do. */
 #define WRITEBACK_STEP (4u << 20)
