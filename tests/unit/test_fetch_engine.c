@@ -184,41 +184,50 @@ static void test_engine_free_cancels_running(void **state)
 	assert_int_equal(xfer_engine_new(&cfg, &f->eng, &e), 0);
 }
 
-/* A server of one file: answers each connection once (206 to a Range, else 200), then closes. */
+/*
+ * A server of one file of sv->size bytes: answers each connection once
+ * (206 to a Range, else 200), then closes.
+ */
 #define SERVED_SIZE 65536
 
 struct server {
 	int lfd;
 	int conns;
+	unsigned long size;
 };
 
 static void *serve_file(void *arg)
 {
 	struct server *sv = arg;
-	static unsigned char body[SERVED_SIZE];
-	for (size_t i = 0; i < sizeof(body); i++)
-		body[i] = (unsigned char)(i * 7);
+	static unsigned char chunk[1 << 16];
+	for (size_t i = 0; i < sizeof(chunk); i++)
+		chunk[i] = (unsigned char)(i * 7);
 	for (int n = 0; n < sv->conns; n++) {
 		int c = accept(sv->lfd, NULL, NULL);
 		if (c < 0)
 			break;
 		char req[4096];
 		test_read_request(c, req, sizeof(req));
-		unsigned long a = 0, b = SERVED_SIZE - 1;
+		unsigned long a = 0, b = sv->size - 1;
 		const char *rg = strstr(req, "Range: bytes=");
 		char head[256];
 		if (rg && sscanf(rg, "Range: bytes=%lu-%lu", &a, &b) == 2)
 			snprintf(head, sizeof(head),
 				 "HTTP/1.1 206 Partial Content\r\nContent-Length: %lu\r\n"
-				 "Content-Range: bytes %lu-%lu/%d\r\nConnection: close\r\n\r\n",
-				 b - a + 1, a, b, SERVED_SIZE);
+				 "Content-Range: bytes %lu-%lu/%lu\r\nConnection: close\r\n\r\n",
+				 b - a + 1, a, b, sv->size);
 		else
-			snprintf(
-			    head, sizeof(head),
-			    "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n",
-			    SERVED_SIZE);
-		if (write(c, head, strlen(head)) < 0 || write(c, body + a, b - a + 1) < 0)
-			break;
+			snprintf(head, sizeof(head),
+				 "HTTP/1.1 200 OK\r\nContent-Length: %lu\r\nConnection: "
+				 "close\r\n\r\n",
+				 sv->size);
+		int ok = write(c, head, strlen(head)) > 0;
+		for (unsigned long left = b - a + 1; ok && left > 0;) {
+			size_t n1 = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
+			ssize_t w = write(c, chunk, n1);
+			ok = w > 0;
+			left -= ok ? (unsigned long)w : 0;
+		}
 		close(c);
 	}
 	return NULL;
@@ -227,7 +236,7 @@ static void *serve_file(void *arg)
 static void test_symlink_swapped_in_is_not_written_through(void **state)
 {
 	struct fixture *f = *state;
-	struct server sv = {.lfd = f->lfd, .conns = 1};
+	struct server sv = {.lfd = f->lfd, .conns = 1, .size = SERVED_SIZE};
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, serve_file, &sv), 0);
 	/* The caller has opened the partial; another user now puts a symlink in its place. */
@@ -276,39 +285,6 @@ static void test_symlink_swapped_in_is_not_written_through(void **state)
 #define BIG_SIZE (48u << 20)
 #define BIG_FLUSH (1u << 20)
 
-static void *serve_big(void *arg)
-{
-	struct server *sv = arg;
-	static unsigned char chunk[1 << 16];
-	for (size_t i = 0; i < sizeof(chunk); i++)
-		chunk[i] = (unsigned char)(i * 13);
-	for (int n = 0; n < sv->conns; n++) {
-		int c = accept(sv->lfd, NULL, NULL);
-		if (c < 0)
-			break;
-		char req[4096];
-		test_read_request(c, req, sizeof(req));
-		unsigned long a = 0, b = BIG_SIZE - 1;
-		const char *rg = strstr(req, "Range: bytes=");
-		if (rg)
-			sscanf(rg, "Range: bytes=%lu-%lu", &a, &b);
-		char head[256];
-		snprintf(head, sizeof(head),
-			 "HTTP/1.1 206 Partial Content\r\nContent-Length: %lu\r\n"
-			 "Content-Range: bytes %lu-%lu/%u\r\nConnection: close\r\n\r\n",
-			 b - a + 1, a, b, BIG_SIZE);
-		int ok = write(c, head, strlen(head)) > 0;
-		for (unsigned long left = b - a + 1; ok && left > 0;) {
-			size_t n1 = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
-			ssize_t w = write(c, chunk, n1);
-			ok = w > 0;
-			left -= ok ? (unsigned long)w : 0;
-		}
-		close(c);
-	}
-	return NULL;
-}
-
 struct slow_saves {
 	struct xfer *_Atomic x;
 	uint64_t max_unsaved; /* written minus the ranges of the save, at each save */
@@ -352,9 +328,9 @@ static void slow_discard(void *arg, const char *key)
 static void test_unsaved_bytes_held_while_saves_lag(void **state)
 {
 	struct fixture *f = *state;
-	struct server sv = {.lfd = f->lfd, .conns = 4};
+	struct server sv = {.lfd = f->lfd, .conns = 4, .size = BIG_SIZE};
 	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, serve_big, &sv), 0);
+	assert_int_equal(pthread_create(&t, NULL, serve_file, &sv), 0);
 	struct xfer_engine *eng = NULL;
 	struct xfer_config cfg = {
 	    .connections = 1, .piece_size = 2 * BIG_SIZE, .flush_bytes = BIG_FLUSH};
