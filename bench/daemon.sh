@@ -3,9 +3,16 @@
 # loopback (a URL model ref, http://127.0.0.1:PORT/...#sha256=HEX) through the
 # HTTP API with 8 connections, while /proc/PID/status is sampled. Reports per
 # file size: startup (exec to the first answer of GET /v1/models, empty
-# catalog), the pull's wall time, and the daemon's peak RSS (VmHWM).
+# catalog), the pull's wall time (the job's own updated_ms - created_ms), the
+# daemon's CPU time over the pull, and its peak RSS (VmHWM). In each round,
+# `curl -o` of the same file and `openssl dgst -sha256` of it (from the page
+# cache) run too, for the ratios of the goals: wall vs curl, CPU vs curl's +
+# openssl's.
 #
-#   bench/daemon.sh [--build DIR] [--sizes-mib "1024 4096"] [--rounds N]
+#   bench/daemon.sh [--build DIR] [--before DIR] [--sizes-mib "1024 4096"] [--rounds N]
+#
+# --before DIR adds a pull by the rbee-hive of another build to each round
+# (rows marked "before").
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -14,13 +21,15 @@ ROUNDS=3
 PORT=18710 # nginx
 API_PORT=18711
 CAP=40m
+BEFORE=
 
 while [ $# -gt 0 ]; do
 	case $1 in
 	--build) BUILD=$2; shift 2 ;;
+	--before) BEFORE=$2; shift 2 ;;
 	--sizes-mib) SIZES=$2; shift 2 ;;
 	--rounds) ROUNDS=$2; shift 2 ;;
-	*) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	*) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 
@@ -38,15 +47,18 @@ BENCH_CLEANUP+=('[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null')
 
 now_ms() { date +%s%3N; }
 
-# Prints "startup_ms pull_ms vmhwm_kib max_sampled_rss_kib state".
-one_pull() { # file data_dir
-	local file=$1 data=$2 hash url t0 t1 t2 id state="" peak=0 rss
+# CPU seconds (user + system) of a process from /proc/PID/stat.
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
+
+# Prints "startup_ms pull_ms vmhwm_kib max_sampled_rss_kib state cpu_s".
+one_pull() { # file data_dir build
+	local file=$1 data=$2 bin=$3/rbee-hive hash url t0 t1 t2 id state="" peak=0 rss cpu0 cpu1 job
 	hash=$(cat "$T/www/$file.sha256")
 	url="$BASE/$file#sha256=$hash"
 	mkdir -p "$data"
 	t0=$(now_ms)
 	# Plain http:// URLs are allowed only while the Hub endpoint is on loopback too.
-	HF_ENDPOINT=$BASE "$BUILD/rbee-hive" serve --port "$API_PORT" --data-dir "$data" --hf-cache "$data/hub" --connections 8 \
+	HF_ENDPOINT=$BASE "$bin" serve --port "$API_PORT" --data-dir "$data" --hf-cache "$data/hub" --connections 8 \
 		--limit-rate 0 --log-level warn >"$T/daemon.log" 2>&1 &
 	DPID=$!
 	for _ in $(seq 500); do
@@ -54,6 +66,7 @@ one_pull() { # file data_dir
 		sleep 0.01
 	done
 	t1=$(now_ms)
+	cpu0=$(proc_cpu "$DPID")
 	id=$(curl -fsS -H 'Content-Type: application/json' \
 		-d "{\"operation\":\"model_download\",\"model\":\"$url\"}" \
 		"http://127.0.0.1:$API_PORT/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
@@ -69,7 +82,9 @@ one_pull() { # file data_dir
 		sleep 0.02
 	done
 	t2=$(now_ms)
-	[ "$state" = succeeded ] || curl -fsS "http://127.0.0.1:$API_PORT/v1/jobs/$id" >&2 || true
+	cpu1=$(proc_cpu "$DPID")
+	job=$(curl -fsS "http://127.0.0.1:$API_PORT/v1/jobs/$id")
+	[ "$state" = succeeded ] || echo "$job" >&2
 	local hwm
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$DPID/status")
 	kill "$DPID"
@@ -77,19 +92,34 @@ one_pull() { # file data_dir
 	kill -9 "$DPID" 2>/dev/null || true
 	wait "$DPID" 2>/dev/null || true
 	DPID=
-	echo "$((t1 - t0)) $((t2 - t1)) $hwm $peak $state"
+	local job_ms
+	job_ms=$(echo "$job" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["updated_ms"] - j["created_ms"])')
+	echo "$((t1 - t0)) $job_ms $hwm $peak $state $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.2f", b - a}')"
 }
 
-echo "| file MiB | round | startup ms | pull wall s | MiB/s | VmHWM MiB | peak sampled VmRSS MiB | state |"
-echo "|---|---|---|---|---|---|---|---|"
+# Prints "wall_s cpu_s" of one command, from /usr/bin/time.
+timed() {
+	/usr/bin/time -f '%e %U %S' -o "$T/time" "$@" >/dev/null 2>&1
+	awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$T/time"
+}
+
+echo "| file MiB | round | startup ms | pull s (job) | MiB/s | daemon CPU s | VmHWM MiB | peak sampled VmRSS MiB | state | curl -o wall / CPU s | openssl dgst CPU s | wall / curl | CPU / (curl + openssl) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for s in $SIZES; do
 	bench_make_file "f$s.bin" "$s"
 	for r in $(seq "$ROUNDS"); do
 		sync
-		read -r st pull hwm peak state < <(one_pull "f$s.bin" "$T/data-$s-$r")
-		awk -v s="$s" -v r="$r" -v st="$st" -v p="$pull" -v h="$hwm" -v k="$peak" -v state="$state" \
-			'BEGIN {printf "| %d | %d | %d | %.2f | %.0f | %.1f | %.1f | %s |\n", s, r, st, p / 1000, s / (p / 1000), h / 1024, k / 1024, state}'
-		rm -rf "$T/data-$s-$r"
+		read -r cw cc < <(timed curl -fsS -o "$T/curl.out" "$BASE/f$s.bin")
+		rm -f "$T/curl.out"
+		read -r _ oc < <(timed openssl dgst -sha256 "$T/www/f$s.bin")
+		for b in "rbee:$BUILD" ${BEFORE:+"before:$BEFORE"}; do
+			sync
+			read -r st pull hwm peak state cpu < <(one_pull "f$s.bin" "$T/data-$s-$r" "${b#*:}")
+			awk -v s="$s" -v r="$r${BEFORE:+ ${b%%:*}}" -v st="$st" -v p="$pull" -v h="$hwm" -v k="$peak" -v state="$state" \
+				-v cpu="$cpu" -v cw="$cw" -v cc="$cc" -v oc="$oc" \
+				'BEGIN {printf "| %d | %s | %d | %.2f | %.0f | %.2f | %.1f | %.1f | %s | %.2f / %.2f | %.2f | %.2f | %.2f |\n", s, r, st, p / 1000, s / (p / 1000), cpu, h / 1024, k / 1024, state, cw, cc, oc, p / 1000 / cw, cpu / (cc + oc)}'
+			rm -rf "$T/data-$s-$r"
+		done
 	done
 	rm -f "$T/www/f$s.bin"
 done

@@ -55,7 +55,8 @@ bench_make_file() { # name MiB: random bytes, and NAME.sha256 beside them
 }
 
 # /f serves as fast as it can; /capped/ and /resume/ cap each connection at
-# $CAP; /resume/ logs the body bytes of every request.
+# $CAP; /resume/ logs the body bytes of every request, as does /resume-open/
+# (not capped).
 bench_nginx() {
 	local t=$BENCH_T
 	cat >"$t/nginx/nginx.conf" <<EOF
@@ -79,6 +80,7 @@ http {
 		root $t/www;
 		location /capped/ { alias $t/www/; limit_rate $CAP; }
 		location /resume/ { alias $t/www/; limit_rate $CAP; access_log $t/nginx/logs/resume.log bytes; }
+		location /resume-open/ { alias $t/www/; access_log $t/nginx/logs/resume.log bytes; }
 	}
 }
 EOF

@@ -5,13 +5,17 @@
 # round runs every client once (interleaved, order rotated per round), so a
 # noisy machine hurts all of them alike; figures are medians over the rounds.
 #
-#   bench/xfer.sh [--build DIR] [--size-mib N] [--rss-size-mib N] [--rounds N]
-#                 [--cancels N] [--stages LIST] [--results FILE]
+#   bench/xfer.sh [--build DIR] [--before DIR] [--size-mib N] [--rss-size-mib N]
+#                 [--rounds N] [--cancels N] [--stages LIST] [--results FILE]
+#                 [--perf PREFIX]
 #
 # Stages (comma separated, default all): open (unthrottled), cap (nginx
 # limit_rate per connection), rss (peak RSS for the two file sizes), cancel
-# (cancel latency), resume (bytes fetched twice after kill -9), trace (how
-# far the SHA-256 trails the bytes written, from xfer-get --progress).
+# (cancel latency), resume (bytes fetched twice after kill -9, capped and
+# unthrottled), trace (how far the SHA-256 trails the bytes written, from
+# xfer-get --progress). --before adds the xfer-get of another build as the
+# client "before" to open and cap; --perf records one unthrottled xfer-get
+# (and the before one) with perf record -g and perf stat into PREFIX.*.
 # Everything lives in one mktemp directory on the same disk, removed at exit
 # together with nginx. The page cache is not dropped (that needs root and a
 # quiet machine): the served file is in memory for every client alike.
@@ -24,13 +28,15 @@ ROUNDS=3
 CANCELS=50
 STAGES=open,cap,rss,cancel,resume,trace
 RESULTS=
+BEFORE=
+PERF=
 PORT=18700
 CAP=40m           # nginx limit_rate per connection
 CAP_BPS=41943040  # the same in bytes/s (nginx's m is MiB)
 CONNS=8
 
 usage() {
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -43,6 +49,8 @@ while [ $# -gt 0 ]; do
 	--cancels) CANCELS=$2; shift 2 ;;
 	--stages) STAGES=$2; shift 2 ;;
 	--results) RESULTS=$2; shift 2 ;;
+	--before) BEFORE=$2; shift 2 ;;
+	--perf) PERF=$2; shift 2 ;;
 	*) usage ;;
 	esac
 done
@@ -113,6 +121,10 @@ CURL_CMD="curl -fsS -o @OUT@ @URL@"
 printf '#!/bin/sh\ncurl -fsS -o "$1" "$2" && openssl dgst -sha256 "$1"\n' >"$T/curl-openssl"
 chmod +x "$T/curl-openssl"
 CURL_SHA_CMD="$T/curl-openssl @OUT@ @URL@"
+# OpenSSL's SHA-256 alone, of the served file (in the page cache): the CPU of hashing a GiB.
+OPENSSL_CMD="openssl dgst -sha256 $T/www/f.bin"
+BEFORE_TOOL=()
+[ -n "$BEFORE" ] && BEFORE_TOOL=("before|$BEFORE/xfer-get @URL@ @OUT@ --size @SIZE@ --sha256 @HASH@ --connections $CONNS")
 ARIA_CMD="aria2c -q -x$CONNS -s$CONNS --file-allocation=falloc --allow-overwrite=true -d @OUTDIR@ -o @NAME@ @URL@"
 WGET2_CMD="wget2 -q --max-threads=$CONNS --chunk-size=@CHUNK@ -O @OUT@ @URL@"
 
@@ -120,12 +132,12 @@ make_file f.bin "$SIZE_MIB"
 
 if has_stage open; then
 	run_scenario open "$BASE/f.bin" f.bin \
-		"rbee|$XG_CMD" "curl|$CURL_CMD" "curl+openssl|$CURL_SHA_CMD" \
-		"aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
+		"rbee|$XG_CMD" "${BEFORE_TOOL[@]}" "curl|$CURL_CMD" "openssl|$OPENSSL_CMD" \
+		"curl+openssl|$CURL_SHA_CMD" "aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
 fi
 if has_stage cap; then
 	run_scenario cap "$BASE/capped/f.bin" f.bin \
-		"rbee|$XG_CMD" "aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
+		"rbee|$XG_CMD" "${BEFORE_TOOL[@]}" "aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
 fi
 if has_stage rss; then
 	run_scenario rss-small "$BASE/f.bin" f.bin "rbee|$XG_CMD" "aria2c|$ARIA_CMD"
@@ -148,29 +160,67 @@ if has_stage cancel; then
 	done
 fi
 
-# Resume waste: kill -9 a capped download mid-way, run it again to the end;
-# nginx logs the body bytes of every request, so waste = sum - file size.
-if has_stage resume; then
-	: >"$T/resume.tsv"
+# Resume waste: kill -9 a download mid-way, run it again to the end; nginx
+# logs the body bytes of every request, so waste = sum - file size. Capped
+# (/resume/, 40 MiB/s per connection) at 0.8, 1.5, 2.2 s, and unthrottled
+# (/resume-open/) at a quarter, a half and three quarters of curl's time.
+resume_one() { # location kill_ms xfer-get
+	local loc=$1 kill_ms=$2 xg=$3 size hash pid res sent
 	size=$((SIZE_MIB * 1048576))
 	hash=$(cat "$T/www/f.bin.sha256")
+	rm -f "$T/out/"*
+	: >"$T/nginx/logs/resume.log"
+	kill -USR1 "$(cat "$T/nginx/nginx.pid")"
+	sleep 0.2
+	"$xg" "$BASE/$loc/f.bin" "$T/out/r.part" --size "$size" --sha256 "$hash" \
+		--connections "$CONNS" --state-file "$T/out/r.state" >/dev/null 2>&1 &
+	pid=$!
+	sleep "$(awk -v m="$kill_ms" 'BEGIN {print m / 1000}')"
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	sleep 0.3 # nginx writes the log line when the request ends
+	local first
+	first=$(awk '{s += $1} END {print s + 0}' "$T/nginx/logs/resume.log")
+	timeout 120 "$xg" "$BASE/$loc/f.bin" "$T/out/r.part" --size "$size" --sha256 "$hash" \
+		--connections "$CONNS" --state-file "$T/out/r.state" >"$T/stdout" 2>"$T/stderr" || true
+	sleep 0.5
+	res=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["result"])' "$T/stdout")
+	sent=$(awk '{s += $1} END {print s + 0}' "$T/nginx/logs/resume.log")
+	printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$kill_ms" "$sent" "$((sent - size))" "$res" "$loc" "$first" >>"$T/resume.tsv"
+}
+if has_stage resume; then
+	: >"$T/resume.tsv"
 	for kill_ms in 800 1500 2200; do
+		resume_one resume "$kill_ms" "$XG"
+	done
+	# Unthrottled kills at fractions of one curl -o of the file (its time now).
+	t0=$(date +%s%3N)
+	curl -fsS -o "$T/out/probe" "$BASE/f.bin"
+	curl_ms=$(($(date +%s%3N) - t0))
+	for k in 1 2 3 1 2 3; do
+		resume_one resume-open "$((curl_ms * k / 4))" "$XG"
+		if [ -n "$BEFORE" ]; then
+			resume_one resume-open "$((curl_ms * k / 4))" "$BEFORE/xfer-get"
+			sed -i '$ s/resume-open/before:resume-open/' "$T/resume.tsv"
+		fi
+	done
+fi
+
+# One unthrottled xfer-get under perf stat and perf record -g (and the
+# before build), for the profiles in bench/README.md.
+if [ -n "$PERF" ] && command -v perf >/dev/null 2>&1; then
+	for b in "rbee:$XG" ${BEFORE:+"before:$BEFORE/xfer-get"}; do
+		name=${b%%:*} xg=${b#*:}
 		rm -f "$T/out/"*
-		: >"$T/nginx/logs/resume.log"
-		kill -USR1 "$(cat "$T/nginx/nginx.pid")"
-		sleep 0.2
-		"$XG" "$BASE/resume/f.bin" "$T/out/r.part" --size "$size" --sha256 "$hash" \
-			--connections "$CONNS" --state-file "$T/out/r.state" >/dev/null 2>&1 &
-		pid=$!
-		sleep "$(awk -v m="$kill_ms" 'BEGIN {print m / 1000}')"
-		kill -9 "$pid" 2>/dev/null || true
-		wait "$pid" 2>/dev/null || true
-		timeout 120 "$XG" "$BASE/resume/f.bin" "$T/out/r.part" --size "$size" --sha256 "$hash" \
-			--connections "$CONNS" --state-file "$T/out/r.state" >"$T/stdout" 2>"$T/stderr" || true
-		sleep 0.5 # nginx writes the log line when the request ends
-		res=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["result"])' "$T/stdout")
-		sent=$(awk '{s += $1} END {print s + 0}' "$T/nginx/logs/resume.log")
-		printf '%s\t%s\t%s\t%s\n' "$kill_ms" "$sent" "$((sent - size))" "$res" >>"$T/resume.tsv"
+		sync
+		perf stat -e task-clock,context-switches,cpu-migrations,page-faults -o "$PERF.$name.stat" \
+			"$xg" "$BASE/f.bin" "$T/out/p.bin" --size "$((SIZE_MIB * 1048576))" \
+			--sha256 "$(cat "$T/www/f.bin.sha256")" --connections "$CONNS" >/dev/null
+		rm -f "$T/out/"*
+		sync
+		perf record -q -g -o "$PERF.$name.data" "$xg" "$BASE/f.bin" "$T/out/p.bin" \
+			--size "$((SIZE_MIB * 1048576))" --sha256 "$(cat "$T/www/f.bin.sha256")" \
+			--connections "$CONNS" >/dev/null 2>&1 || true
 	done
 fi
 

@@ -145,6 +145,7 @@ static void xfer_release(struct xfer *x)
 	free(x->log_id);
 	pthread_mutex_destroy(&x->lock);
 	pthread_cond_destroy(&x->cond);
+	pthread_cond_destroy(&x->save_cond);
 	pthread_cond_destroy(&x->done_cond);
 	free(x);
 }
@@ -186,6 +187,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->dir_fd = fcntl(req->dir_fd, F_DUPFD_CLOEXEC, 0);
 	pthread_mutex_init(&x->lock, NULL);
 	cond_init_monotonic(&x->cond);
+	cond_init_monotonic(&x->save_cond);
 	cond_init_monotonic(&x->done_cond);
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
 	x->dest = xstrdup(label);
@@ -222,7 +224,8 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	ranges_init(&x->done, CAP_XFER_RANGES);
 	xfer_plan_init(&x->plan, CAP_XFER_RANGES + CAP_XFER_CONNECTIONS, eng->cfg.min_split);
 	x->plan.piece = eng->cfg.piece_size;
-	x->plan.ramp = (unsigned)x->nconn;
+	/* The first pieces grow for the connections that start together (see xfer_ramp). */
+	x->plan.ramp = (unsigned)(x->nconn < XFER_RAMP_START ? x->nconn : XFER_RAMP_START);
 	x->snap = xcalloc(CAP_XFER_RANGES, sizeof(*x->snap));
 	if (x->fd < 0 || x->dir_fd < 0) {
 		rc = err_set(e, ERR_INVALID, "%s: bad descriptor: %s", x->dest, strerror(errno));

@@ -23,17 +23,18 @@
  *     the cancel token; both wake it with curl_multi_wakeup.
  *   - Each transfer has one helper thread that hashes the contiguous done
  *     prefix by reading it back (pread, 512 KiB at a time), starts writeback
- *     of the hashed bytes early (sync_file_range), fdatasyncs the partial
- *     and calls the resume save callback, calls refresh_url after a 403,
- *     and finishes the transfer (final checks, rename, result). So the
- *     transfer thread never blocks on the disk's sync, on the caller's
- *     catalog, or on the vendor.
+ *     of the hashed bytes early (sync_file_range), calls refresh_url after
+ *     a 403, and finishes the transfer (final checks, rename, result). Its
+ *     saver thread fdatasyncs the partial and calls the resume save
+ *     callback; the helper joins it before finishing. So the transfer
+ *     thread never blocks on the disk's sync, on the caller's catalog, or
+ *     on the vendor, and the hash never waits behind a sync.
  *   - The caller owns the struct xfer returned by xfer_start and frees it
  *     with xfer_free (which cancels it first if it still runs).
  *
  * Callbacks (resume ops, refresh_url) run on the transfer's helper thread
- * and may block; on_progress runs on the transfer thread and must not.
- * The engine does not touch the catalog: the caller wires the resume ops.
+ * or its saver thread, never two at once, and may block; on_progress runs on the transfer thread
+ * and must not. The engine does not touch the catalog: the caller wires the resume ops.
  */
 #ifndef RBEE_FETCH_XFER_H
 #define RBEE_FETCH_XFER_H
@@ -64,7 +65,8 @@ struct cancel_token;
 #define XFER_DEFAULT_FLUSH_MS 2000L
 
 struct xfer_config {
-	int connections; /* per file; 0: XFER_DEFAULT_CONNECTIONS; at most CAP_XFER_CONNECTIONS */
+	int connections;	  /* per file, the most the ramp opens (ranges.h); 0:
+				     XFER_DEFAULT_CONNECTIONS; at most CAP_XFER_CONNECTIONS */
 	uint64_t split_threshold; /* files at least this large use several connections; 0:
 				     XFER_DEFAULT_SPLIT_THRESHOLD */
 	uint64_t min_split;	  /* smallest half of a stolen range; 0: XFER_DEFAULT_MIN_SPLIT */

@@ -84,6 +84,14 @@ void xfer_end(struct xfer *x, enum net_state st, int code, const char *fmt, ...)
 
 /* Connection control (transfer thread) */
 
+int xfer_busy(const struct xfer *x)
+{
+	int n = 0;
+	for (int i = 0; i < x->nconn; i++)
+		n += x->conns[i].st != C_IDLE;
+	return n;
+}
+
 void xconn_stop(struct xconn *c)
 {
 	if (c->st == C_RUNNING)
@@ -330,6 +338,9 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 			}
 			xfer_plan_finish(&x->plan, c->seg);
 			c->seg = -1;
+			/* Past what the ramp allows (it went back): this one rests. */
+			if (x->ramp_on && xfer_busy(x) >= x->ramp.want)
+				return;
 			xconn_start(x, c);
 			return;
 		}

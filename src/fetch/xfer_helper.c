@@ -1,9 +1,10 @@
 /*
  * The helper thread of one transfer: it hashes the done prefix as it
- * grows, starts writeback early, fdatasyncs and saves the resume state,
- * refreshes the URL after a 403, and finishes the transfer (final checks,
- * rename, result), so the transfer thread never blocks on the disk, the
- * caller's catalog or the vendor.
+ * grows, starts writeback early, refreshes the URL after a 403, and
+ * finishes the transfer (final checks, rename, result), so the transfer
+ * thread never blocks on the disk, the caller's catalog or the vendor.
+ * Its saver thread fdatasyncs and saves the resume state: a sync waits for
+ * the disk, and the hash must not wait behind it.
  */
 #include "fetch/xfer_internal.h"
 
@@ -26,6 +27,51 @@ static int helper_save(struct xfer *x, const struct byte_range *r, size_t n)
 		return ERR_IO;
 	}
 	return x->resume.save(x->resume.arg, x->key, atomic_load(&x->a_total), r, n);
+}
+
+/*
+ * The saver thread: saves the latest snapshot of the done ranges, as long
+ * as the transfer runs, then the last one the transfer thread posted at
+ * its end; the helper joins it before finishing, so the resume ops are
+ * never called from two threads at once.
+ */
+static void *xfer_saver_main(void *arg)
+{
+	struct xfer *x = arg;
+	struct byte_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
+	pthread_mutex_lock(&x->lock);
+	for (;;) {
+		int skip = x->discard_req ||
+			   (x->eng_gone && x->net == NET_CANCELLED && atomic_load(&x->purge_req));
+		if (x->snap_pending && !skip) {
+			size_t n = x->snap_n;
+			uint64_t written = x->snap_written;
+			memcpy(snap, x->snap, n * sizeof(*snap));
+			x->snap_pending = 0;
+			pthread_mutex_unlock(&x->lock);
+			if (helper_save(x, snap, n) < 0)
+				log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed",
+					x->dest);
+			/*
+			 * Connections held for this save go on even when it failed
+			 * (that is logged): the hold paces the transfer to the
+			 * disk, it is no reason to stop.
+			 */
+			atomic_store_explicit(&x->a_saved, written, memory_order_release);
+			pthread_mutex_lock(&x->lock);
+			if (!x->eng_gone)
+				curl_multi_wakeup(x->eng->multi);
+			continue;
+		}
+		if (skip)
+			x->snap_pending = 0; /* purged or discarded: nothing to save */
+		if (x->save_stop)
+			break;
+		pthread_cond_wait(&x->save_cond, &x->lock);
+	}
+	pthread_mutex_unlock(&x->lock);
+	free(snap);
+	return NULL;
 }
 
 static void helper_discard(struct xfer *x)
@@ -125,7 +171,9 @@ void *xfer_helper_main(void *arg)
 	uint64_t hashed = 0;
 	unsigned gen_seen = 0;
 	int hash_err = 0;
-	struct byte_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
+	pthread_t saver;
+	int saver_started =
+	    x->has_resume && x->size_known && pthread_create(&saver, NULL, xfer_saver_main, x) == 0;
 	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
 	int wb_warned = 0;
 
@@ -159,18 +207,6 @@ void *xfer_helper_main(void *arg)
 				atomic_store(&x->refresh_done, 1);
 				curl_multi_wakeup(x->eng->multi);
 			}
-			continue;
-		}
-		if (x->snap_pending && !x->discard_req &&
-		    !(x->eng_gone && x->net == NET_CANCELLED && atomic_load(&x->purge_req))) {
-			size_t n = x->snap_n;
-			memcpy(snap, x->snap, n * sizeof(*snap));
-			x->snap_pending = 0;
-			pthread_mutex_unlock(&x->lock);
-			if (helper_save(x, snap, n) < 0)
-				log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed",
-					x->dest);
-			pthread_mutex_lock(&x->lock);
 			continue;
 		}
 		if (!x->eng_gone && hashed >= wb_off + WRITEBACK_STEP) {
@@ -219,19 +255,22 @@ void *xfer_helper_main(void *arg)
 			atomic_store(&x->a_hashed, hashed);
 			continue;
 		}
-		if (x->eng_gone && !x->snap_pending &&
-		    (x->net != NET_DONE || hash_err || hashed >= x->final_total))
+		if (x->eng_gone && (x->net != NET_DONE || hash_err || hashed >= x->final_total))
 			break;
-		if (x->eng_gone && x->snap_pending)
-			x->snap_pending = 0; /* purged or discarded: nothing to save */
-		else
-			pthread_cond_wait(&x->cond, &x->lock);
+		pthread_cond_wait(&x->cond, &x->lock);
 	}
+	x->save_stop = 1;
+	pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
+	if (saver_started) {
+		pthread_join(saver, NULL);
+	} else {
+		/* No thread for saves: the last snapshot is saved here, as the saver would. */
+		xfer_saver_main(x);
+	}
 	helper_finish(x, &h, &g, hashed, hash_err);
 	sha256_cleanup(&h);
 	gitblob_cleanup(&g);
 	free(buf);
-	free(snap);
 	return NULL;
 }

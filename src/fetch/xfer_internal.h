@@ -5,7 +5,8 @@
  *   xfer_conn.c    the connection state machine and each hop's URL
  *   xfer_write.c   the write path inside libcurl, and the checked socket opener
  *   xfer_loop.c    the transfer thread's loop and the rate cap
- *   xfer_helper.c  the helper thread: hashing, durable saves, URL refresh, the end
+ *   xfer_helper.c  the helper thread: hashing, URL refresh, the end; and its saver
+ *                  thread: durable saves of the resume state
  *
  * Threads and ownership are in xfer.h; each field of struct xfer below is
  * marked with the thread that owns it.
@@ -40,10 +41,20 @@
 	(1024 * 1024)		     /* the grown prefix is handed to the helper this often        \
 				      */
 #define DISCARD_BODY_MAX (64 * 1024) /* an error body is read this far, then cut */
-#define CURL_BUFFER (128 * 1024)     /* libcurl's receive buffer per connection */
-#define PROGRESS_MS 250		     /* rate and on_progress period */
-#define RATE_BURST_MIN 65536	     /* the rate cap's bucket holds at least this */
-#define RATE_PAUSED_POLL_MS 5	     /* the loop's wake-up while connections are paused */
+/* libcurl's receive buffer per connection: its largest (CURL_MAX_READ_SIZE),
+ * for fewer recv and pwrite calls per MiB. */
+#define CURL_BUFFER (512 * 1024)
+#define PROGRESS_MS 250	      /* rate and on_progress period */
+#define RATE_BURST_MIN 65536  /* the rate cap's bucket holds at least this */
+#define RATE_PAUSED_POLL_MS 5 /* the loop's wake-up while connections are paused */
+/*
+ * With resume state, the bytes written but not yet in a saved state are
+ * held to this many flush steps: past it, the connections pause until the
+ * helper's save catches up. Where the network outruns the disk, the saves
+ * (each an fdatasync) would otherwise trail the written bytes by hundreds
+ * of MiB, and a crash would lose all of them.
+ */
+#define UNSAVED_FLUSH_STEPS 4
 /* The helper starts writeback of the hashed prefix in steps of this size, so
  * the fdatasync before a resume save has little left to do. */
 #define WRITEBACK_STEP (4u << 20)
@@ -127,6 +138,9 @@ struct xfer {
 	struct xconn *conns;
 	struct rangeset done;
 	struct xfer_plan plan;
+	struct xfer_ramp ramp;
+	int ramp_on; /* the ramp runs once the URL is settled */
+	int held;    /* connections paused until a resume save catches up */
 	int no_range;
 	int refreshing;
 	int refreshes;
@@ -154,10 +168,13 @@ struct xfer {
 	atomic_int cancel_req;
 	atomic_int purge_req;
 	atomic_int refresh_done;
+	_Atomic uint64_t a_saved; /* x->written as of the last resume state saved (helper) */
 
 	/* x->lock */
 	pthread_mutex_t lock;
 	pthread_cond_t cond;	  /* wakes the helper */
+	pthread_cond_t save_cond; /* wakes the saver */
+	int save_stop;		  /* the helper is done: the saver saves what is pending and ends */
 	pthread_cond_t done_cond; /* wakes xfer_wait */
 	uint64_t prefix;
 	unsigned gen;
@@ -168,6 +185,7 @@ struct xfer {
 	int discard_req;
 	struct byte_range *snap;
 	size_t snap_n;
+	uint64_t snap_written; /* x->written when snap was taken */
 	int snap_pending;
 	int refresh_want;
 	int refresh_rc;
@@ -227,10 +245,13 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res);
 
 /* Hands the grown done prefix to the helper (every PREFIX_PUBLISH_STEP, or force). */
 void xfer_publish_prefix(struct xfer *x, int force);
-/* Hands a snapshot of the done ranges to the helper to fdatasync and save. */
+/* Hands a snapshot of the done ranges to the saver to fdatasync and save. */
 void xfer_post_snapshot(struct xfer *x);
 size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg);
 curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a);
+
+/* Connections of x with a request running or waiting for a retry. */
+int xfer_busy(const struct xfer *x);
 
 /* xfer_loop.c */
 

@@ -127,7 +127,13 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	 * connection, restarted by xconn_done only.
 	 */
 	int ranged = x->size_known && !x->no_range;
-	int allowed = ranged && x->url_settled ? x->nconn : 1;
+	if (ranged && x->url_settled && !x->ramp_on) {
+		xfer_ramp_init(&x->ramp, x->nconn, now, x->written);
+		x->ramp_on = 1;
+	}
+	int allowed = x->ramp_on ? xfer_ramp_step(&x->ramp, now, x->written, next_deadline) : 1;
+	if (!ranged)
+		allowed = 1;
 	for (int i = 0; ranged && i < x->nconn && busy < allowed && !x->ended; i++) {
 		struct xconn *c = &x->conns[i];
 		if (c->st != C_IDLE)
@@ -149,6 +155,19 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		xfer_end(x, NET_FAILED, ERR_INTERNAL, "%s: transfer stalled with no work planned",
 			 x->dest);
 		return;
+	}
+	if (x->held && x->written - atomic_load_explicit(&x->a_saved, memory_order_acquire) <
+			   UNSAVED_FLUSH_STEPS * eng->cfg.flush_bytes) {
+		/* The save caught up: go on (the write callback may hold again). */
+		x->held = 0;
+		for (int i = 0; i < x->nconn; i++) {
+			struct xconn *c = &x->conns[i];
+			if (!c->paused || c->st != C_RUNNING)
+				continue;
+			c->paused = 0;
+			eng->npaused--;
+			curl_easy_pause(c->h, CURLPAUSE_CONT);
+		}
 	}
 	xfer_publish_prefix(x, 0);
 	if (x->written - x->flushed_written >= eng->cfg.flush_bytes ||
@@ -199,6 +218,7 @@ static void xfer_detach(struct xfer_engine *eng, struct xfer *x)
 	x->discard_req = x->discard_partial;
 	x->eng_gone = 1;
 	pthread_cond_signal(&x->cond);
+	pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
 	pthread_mutex_lock(&eng->lock);
 	eng->count--;

@@ -32,7 +32,7 @@ void xfer_publish_prefix(struct xfer *x, int force)
 	pthread_mutex_unlock(&x->lock);
 }
 
-/* Snapshot of the done ranges for the helper to fdatasync and save. */
+/* Snapshot of the done ranges for the saver to fdatasync and save. */
 void xfer_post_snapshot(struct xfer *x)
 {
 	if (!x->has_resume || !x->size_known)
@@ -40,8 +40,9 @@ void xfer_post_snapshot(struct xfer *x)
 	pthread_mutex_lock(&x->lock);
 	memcpy(x->snap, x->done.r, x->done.n * sizeof(*x->snap));
 	x->snap_n = x->done.n;
+	x->snap_written = x->written;
 	x->snap_pending = 1;
-	pthread_cond_signal(&x->cond);
+	pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
 	x->flushed_written = x->written;
 	x->flush_at = now_ms() + x->eng->cfg.flush_ms;
@@ -167,6 +168,17 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 	if (c->discard) {
 		c->discarded += n;
 		return c->discarded > DISCARD_BODY_MAX ? 0 : n;
+	}
+	if (x->has_resume && x->size_known &&
+	    x->written - atomic_load_explicit(&x->a_saved, memory_order_acquire) >=
+		UNSAVED_FLUSH_STEPS * x->eng->cfg.flush_bytes) {
+		/* The saves are behind: hold this chunk until they catch up. */
+		if (x->written != x->flushed_written)
+			xfer_post_snapshot(x);
+		c->paused = 1;
+		x->eng->npaused++;
+		x->held = 1;
+		return CURL_WRITEFUNC_PAUSE;
 	}
 	if (x->eng->cfg.limit_rate) {
 		/* Out of tokens: libcurl keeps this chunk and stops reading the socket. */

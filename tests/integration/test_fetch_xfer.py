@@ -117,9 +117,10 @@ class FetchTest(DaemonTestCase):
     # Happy path --------------------------------------------------------------
 
     def test_parallel_ranges_hash_and_no_token_on_cdn(self):
-        # Paced like a real CDN connection, so the parts overlap in time.
+        # Paced like a real CDN connection, so the parts overlap in time and
+        # each connection added raises the rate: the ramp goes past its first 2.
         self.hub.set_faults("big.bin", {"rate_limit_bps": 8 * MiB})
-        out, rc, err = self.run_get("big.bin", "--connections", "8")
+        out, rc, err = self.run_get("big.bin", "--connections", "8", "--piece-size", "2M")
         self.assert_ok("big.bin", out, rc, err)
         hub_reqs = self.hub.requests(host="hub")
         self.assertTrue(hub_reqs and all(r["headers"].get("authorization") == "Bearer " + TOKEN

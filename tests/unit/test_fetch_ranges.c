@@ -353,6 +353,94 @@ static void test_content_range_order(void **state)
 	cr_ok("bytes 10-10/*");
 }
 
+/* Feeds the ramp a server that gives rate_of(n) bytes/s with n connections. */
+static int ramp_run(int max, double (*rate_of)(int), int64_t until_ms)
+{
+	struct xfer_ramp r;
+	uint64_t written = 0;
+	int n = 0;
+	xfer_ramp_init(&r, max, 0, 0);
+	for (int64_t t = 0; t <= until_ms; t += 10) {
+		n = xfer_ramp_step(&r, t, written, NULL);
+		assert_true(n >= 1 && n <= max);
+		written += (uint64_t)(rate_of(n) / 100.0);
+	}
+	assert_true(r.settled);
+	return n;
+}
+
+static double rate_capped(int n)
+{
+	return 40.0 * (double)MiB * n; /* each connection capped at 40 MiB/s */
+}
+
+static double rate_full(int n)
+{
+	(void)n;
+	return 600.0 * (double)MiB; /* the path is full with any number */
+}
+
+static double rate_two_to_four(int n)
+{
+	/* 40 % more for a possible 100 % from 2 to 4: not worth the bytes in flight. */
+	return (double)MiB * (n <= 2 ? 100.0 : 140.0);
+}
+
+static double rate_four_to_eight(int n)
+{
+	/* The full gain from 2 to 4, 30 % from 4 to 8: keep 4. */
+	return (double)MiB * (n <= 2 ? 100.0 : n <= 4 ? 200.0 : 260.0);
+}
+
+static double rate_full_at_one(int n)
+{
+	return (double)MiB * (n == 1 ? 500.0 : 520.0);
+}
+
+static void test_ramp_decisions(void **state)
+{
+	(void)state;
+	/* A per-connection cap: doubles from 2 to 4 to the configured 8. */
+	assert_int_equal(ramp_run(8, rate_capped, 5000), 8);
+	assert_int_equal(ramp_run(6, rate_capped, 5000), 6);
+	/* A full path: 4 bought nothing over 2, back to 2. */
+	assert_int_equal(ramp_run(8, rate_full, 5000), 2);
+	/* A partial gain (40 % for a possible 100 %): back to 2. */
+	assert_int_equal(ramp_run(8, rate_two_to_four, 5000), 2);
+	assert_int_equal(ramp_run(8, rate_four_to_eight, 5000), 4);
+	/* One or two configured: nothing to ramp. */
+	assert_int_equal(ramp_run(1, rate_full_at_one, 100), 1);
+	assert_int_equal(ramp_run(2, rate_full, 100), 2);
+	/* Three configured: 2, then 3 (capped: +50 % for a possible +50 %). */
+	assert_int_equal(ramp_run(3, rate_capped, 5000), 3);
+}
+
+static void test_ramp_timing(void **state)
+{
+	(void)state;
+	struct xfer_ramp r;
+	int64_t next = INT64_MAX;
+	xfer_ramp_init(&r, 8, 1000, 0);
+	assert_int_equal(r.want, 2);
+	/* Before warm-up and window have passed nothing changes, and it says when to look. */
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS / 2, 10 * MiB, &next), 2);
+	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MS);
+	next = INT64_MAX;
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS, 20 * MiB, &next), 2);
+	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MS + XFER_RAMP_WINDOW_MS);
+	/* The warm-up bytes do not count: the rate is 30 MiB over the window alone. */
+	assert_int_equal(
+	    xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS + XFER_RAMP_WINDOW_MS, 50 * MiB, NULL),
+	    4);
+	double want = 30.0 * MiB * 1000 / XFER_RAMP_WINDOW_MS;
+	assert_true(r.prev_rate > want * 0.99 && r.prev_rate < want * 1.01);
+	/* Settled: no deadline asked for any more. */
+	r.settled = 1;
+	next = INT64_MAX;
+	assert_int_equal(xfer_ramp_step(&r, 99999, 99 * MiB, &next), 4);
+	assert_int_equal(next, INT64_MAX);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -366,6 +454,8 @@ int main(void)
 	    cmocka_unit_test(test_content_range_junk),
 	    cmocka_unit_test(test_content_range_spaces_and_signs),
 	    cmocka_unit_test(test_content_range_order),
+	    cmocka_unit_test(test_ramp_decisions),
+	    cmocka_unit_test(test_ramp_timing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
