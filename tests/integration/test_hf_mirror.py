@@ -1,0 +1,325 @@
+"""The hive as a Hugging Face mirror (docs/mirror.md): with HF_ENDPOINT
+pointed at a hive, the Hub's model info, tree (paged), paths-info and
+resolve (HEAD, GET, Range) are answered from the catalog and the hub cache,
+with the Hub's headers and error codes; @huggingface/hub downloads a model
+by branch and by commit; gated repos are served only with --mirror-gated;
+--mirror off removes the protocol; the job API's access policy applies.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import sys
+import unittest
+import urllib.parse
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from clihelp import CliMixin  # noqa: E402
+from daemonhelp import SRC, DaemonTestCase  # noqa: E402
+
+sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
+import fixtures  # noqa: E402
+
+README = "# mirror\n"
+CONFIG = '{"architectures": ["LlamaForCausalLM"]}\n'
+REPO = "org/mirror-GGUF"
+GATED = "org/gated-GGUF"
+UI = os.path.join(SRC, "tests", "ui")
+NODE_MIN = (20, 19)
+
+
+def git_oid(data):
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def node_ok():
+    """(node path, None) when node is new enough, else (None, why)."""
+    node = shutil.which("node")
+    if not node:
+        return None, "node not found"
+    v = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    parts = tuple(int(x) for x in v.lstrip("v").split(".")[:2])
+    if parts < NODE_MIN:
+        return None, "node %s is older than %d.%d" % (v, *NODE_MIN)
+    return node, None
+
+
+class MirrorTest(CliMixin, DaemonTestCase):
+    tmp_prefix = "rbee-mirror-"
+    serve_defaults = {"level": "warn"}
+
+    @classmethod
+    def hub_config(cls):
+        t = lambda *p: os.path.join(cls.tmp, *p)
+        os.makedirs(t("src"))
+        cls.gguf = fixtures.write_gguf(t("src", "m.gguf"), size=2 << 20, seed=141)
+        cls.gated_gguf = fixtures.write_gguf(t("src", "g.gguf"), size=1 << 20, seed=142)
+        repos = [
+            fixtures.make_repo(REPO, [
+                fixtures.make_file("model.Q4_K_M.gguf", cls.gguf),
+                fixtures.make_file("README.md", content=README),
+                fixtures.make_file("sub/config.json", content=CONFIG)]),
+            fixtures.make_repo(GATED, [fixtures.make_file("g.Q4_K_M.gguf", cls.gated_gguf)],
+                               gated=True),
+        ]
+        cls.commits = {r["id"]: r["revisions"]["main"] for r in repos}
+        return fixtures.make_config(repos)
+
+    @classmethod
+    def set_up_class(cls):
+        cls.token_file = os.path.join(cls.tmp, "token")
+        with open(cls.token_file, "w") as f:
+            f.write("hive-secret\n")
+        hf = {"HF_TOKEN": fixtures.DEFAULT_TOKEN}
+        cls.daemon, cls.url = cls.serve("hive", env=hf)
+        _, cls.gated_url = cls.serve("gated", ["--mirror-gated", "--token-file", cls.token_file],
+                                     env=hf)
+        _, cls.off_url = cls.serve("off", ["--mirror", "off"])
+        cls.pull(cls.url, REPO + ":*")
+        cls.pull(cls.url, GATED)
+        cls.pull(cls.gated_url, GATED, token="hive-secret")
+        cls.pull(cls.off_url, REPO + ":*")
+
+    @classmethod
+    def pull(cls, url, ref, token=None):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("RBEE_HIVE")}
+        env["RBEE_HIVE_URL"] = url
+        if token:
+            env["RBEE_HIVE_TOKEN"] = token
+        from daemonhelp import BIN
+        p = subprocess.run([BIN, "pull", ref], capture_output=True, text=True, timeout=120,
+                           env=env)
+        if p.returncode != 0:
+            raise RuntimeError("pull %s: %s %s" % (ref, p.stdout, p.stderr))
+
+    def request(self, method, path, headers=None, body=None, url=None):
+        u = urllib.parse.urlsplit(url or self.url)
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def hub_request(self, method, path, headers=None):
+        h = dict(headers or {})
+        h["Authorization"] = "Bearer " + fixtures.DEFAULT_TOKEN
+        return self.request(method, path, h, url=self.hub.hub_url)
+
+    # Model info -----------------------------------------------------------
+
+    def test_model_info_by_branch_and_commit(self):
+        commit = self.commits[REPO]
+        for path in ("/api/models/%s" % REPO, "/api/models/%s/revision/main" % REPO,
+                     "/api/models/%s/revision/%s" % (REPO, commit)):
+            st, h, body = self.request("GET", path)
+            self.assertEqual(st, 200, body)
+            info = json.loads(body)
+            self.assertEqual(info["id"], REPO)
+            self.assertEqual(info["sha"], commit)
+            self.assertEqual(sorted(s["rfilename"] for s in info["siblings"]),
+                             ["README.md", "model.Q4_K_M.gguf", "sub/config.json"])
+        st, _, body = self.request("GET", "/api/models/%s/revision/main?blobs=true" % REPO)
+        sib = {s["rfilename"]: s for s in json.loads(body)["siblings"]}
+        self.assertEqual(sib["model.Q4_K_M.gguf"]["lfs"]["sha256"], self.gguf["sha256"])
+        self.assertEqual(sib["model.Q4_K_M.gguf"]["size"], self.gguf["size"])
+        self.assertEqual(sib["README.md"]["blobId"], git_oid(README.encode()))
+        self.assertNotIn("lfs", sib["README.md"])
+
+    # Tree -----------------------------------------------------------------
+
+    def tree(self, path, url=None):
+        """Every entry of a tree listing, following Link rel="next"."""
+        out, pages = [], 0
+        while path:
+            st, h, body = self.request("GET", path, url=url)
+            self.assertEqual(st, 200, body)
+            out += json.loads(body)
+            pages += 1
+            link = h.get("link")
+            path = None
+            if link:
+                target = link.split(";")[0].strip("<> ")
+                u = urllib.parse.urlsplit(target)
+                self.assertEqual(u.scheme, "http")
+                path = u.path + "?" + u.query
+        return out, pages
+
+    def test_tree_matches_the_hub_and_pages(self):
+        commit = self.commits[REPO]
+        ours, pages = self.tree("/api/models/%s/tree/main?recursive=true&limit=1" % REPO)
+        self.assertEqual(pages, len(ours))
+        self.assertGreater(pages, 3)
+        st, _, body = self.hub_request("GET", "/api/models/%s/tree/%s?recursive=true&limit=100"
+                                       % (REPO, commit))
+        hub = json.loads(body)
+        files = lambda es: sorted((e for e in es if e["type"] == "file"), key=lambda e: e["path"])
+        self.assertEqual(files(ours), files(hub))
+        self.assertEqual(sorted(e["path"] for e in ours if e["type"] == "directory"), ["sub"])
+        top, _ = self.tree("/api/models/%s/tree/%s" % (REPO, commit))
+        self.assertEqual(sorted(e["path"] for e in top), ["README.md", "model.Q4_K_M.gguf", "sub"])
+        sub, _ = self.tree("/api/models/%s/tree/main/sub" % REPO)
+        self.assertEqual([e["path"] for e in sub], ["sub/config.json"])
+        st, h, _ = self.request("GET", "/api/models/%s/tree/main/nope" % REPO)
+        self.assertEqual((st, h.get("x-error-code")), (404, "EntryNotFound"))
+
+    def test_paths_info_json_and_form(self):
+        body = json.dumps({"paths": ["model.Q4_K_M.gguf", "sub", "missing.txt"], "expand": True})
+        st, _, out = self.request("POST", "/api/models/%s/paths-info/main" % REPO,
+                                  {"Content-Type": "application/json"}, body)
+        self.assertEqual(st, 200, out)
+        got = {e["path"]: e for e in json.loads(out)}
+        self.assertEqual(sorted(got), ["model.Q4_K_M.gguf", "sub"])
+        self.assertEqual(got["model.Q4_K_M.gguf"]["lfs"]["oid"], self.gguf["sha256"])
+        self.assertEqual(got["model.Q4_K_M.gguf"]["lastCommit"]["id"], self.commits[REPO])
+        self.assertEqual(got["sub"]["type"], "directory")
+        form = urllib.parse.urlencode([("paths", "README.md"), ("expand", "False")])
+        st, _, out = self.request("POST", "/api/models/%s/paths-info/main" % REPO,
+                                  {"Content-Type": "application/x-www-form-urlencoded"}, form)
+        self.assertEqual(st, 200, out)
+        self.assertEqual([(e["path"], e["oid"]) for e in json.loads(out)],
+                         [("README.md", git_oid(README.encode()))])
+
+    # Resolve --------------------------------------------------------------
+
+    def test_resolve_headers_as_the_hub(self):
+        commit = self.commits[REPO]
+        path = "/%s/resolve/main/model.Q4_K_M.gguf" % REPO
+        st, h, body = self.request("HEAD", path)
+        self.assertEqual(st, 200)
+        self.assertEqual(body, b"")
+        self.assertEqual(h["x-repo-commit"], commit)
+        self.assertEqual(h["etag"], '"%s"' % self.gguf["sha256"])
+        self.assertEqual(h["x-linked-etag"], '"%s"' % self.gguf["sha256"])
+        self.assertEqual(h["x-linked-size"], str(self.gguf["size"]))
+        self.assertEqual(h["content-length"], str(self.gguf["size"]))
+        self.assertEqual(h["accept-ranges"], "bytes")
+        _, hub, _ = self.hub_request("HEAD", path)
+        self.assertEqual(h["x-linked-etag"], hub["x-linked-etag"])
+        st, h, body = self.request("HEAD", "/%s/resolve/%s/README.md" % (REPO, commit))
+        self.assertEqual(st, 200)
+        _, hub, _ = self.hub_request("HEAD", "/%s/resolve/%s/README.md" % (REPO, commit))
+        self.assertEqual(h["etag"], hub["etag"])
+        self.assertEqual(h["etag"], '"%s"' % git_oid(README.encode()))
+        self.assertEqual(h["content-length"], str(len(README)))
+
+    def test_resolve_bytes_and_ranges(self):
+        path = "/%s/resolve/main/model.Q4_K_M.gguf" % REPO
+        size = self.gguf["size"]
+        st, _, body = self.request("GET", path)
+        self.assertEqual(st, 200)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), self.gguf["sha256"])
+        cases = [("bytes=10-19", 10, 19), ("bytes=%d-" % (size - 7), size - 7, size - 1),
+                 ("bytes=-5", size - 5, size - 1), ("bytes=0-%d" % (size * 2), 0, size - 1)]
+        for rng, a, b in cases:
+            st, h, part = self.request("GET", path, {"Range": rng})
+            self.assertEqual(st, 206, rng)
+            self.assertEqual(h["content-range"], "bytes %d-%d/%d" % (a, b, size), rng)
+            self.assertEqual(part, body[a:b + 1], rng)
+        st, h, _ = self.request("GET", path, {"Range": "bytes=%d-" % size})
+        self.assertEqual(st, 416)
+        self.assertEqual(h["content-range"], "bytes */%d" % size)
+        # An If-Range that no longer names the file asks for all of it.
+        st, _, whole = self.request("GET", path, {"Range": "bytes=0-0", "If-Range": '"x"'})
+        self.assertEqual((st, len(whole)), (200, size))
+        st, h, _ = self.request("GET", path, {"Range": "bytes=0-0",
+                                              "If-Range": '"%s"' % self.gguf["sha256"]})
+        self.assertEqual(st, 206)
+
+    def test_error_codes(self):
+        commit = self.commits[REPO]
+        cases = [
+            ("/api/models/org/absent", "RepoNotFound"),
+            ("/api/models/%s/revision/nope" % REPO, "RevisionNotFound"),
+            ("/api/models/%s/revision/%s" % (REPO, "0" * 40), "RevisionNotFound"),
+            ("/org/absent/resolve/main/x.gguf", "RepoNotFound"),
+            ("/%s/resolve/nope/README.md" % REPO, "RevisionNotFound"),
+            ("/%s/resolve/main/absent.gguf" % REPO, "EntryNotFound"),
+        ]
+        for path, code in cases:
+            for method in ("GET", "HEAD"):
+                st, h, body = self.request(method, path)
+                self.assertEqual((st, h.get("x-error-code")), (404, code), path)
+                self.assertTrue(h.get("x-error-message"), path)
+                if method == "GET":
+                    self.assertIsInstance(json.loads(body)["error"], str)
+        _, h, _ = self.request("HEAD", "/%s/resolve/main/absent.gguf" % REPO)
+        self.assertEqual(h["x-repo-commit"], commit)
+
+    def test_routes_beside_the_api_and_the_page(self):
+        st, h, body = self.request("GET", "/")
+        self.assertEqual(st, 200)
+        self.assertIn("text/html", h["content-type"])
+        st, _, body = self.request("GET", "/v1/models")
+        self.assertEqual(st, 200)
+        self.assertTrue(json.loads(body))
+
+    # Access ---------------------------------------------------------------
+
+    def test_gated_files_need_mirror_gated(self):
+        path = "/%s/resolve/main/g.Q4_K_M.gguf" % GATED
+        st, h, _ = self.request("GET", path)
+        self.assertEqual((st, h.get("x-error-code")), (403, "GatedRepo"))
+        st, _, body = self.request("GET", "/api/models/%s" % GATED)
+        self.assertEqual(st, 200)
+        self.assertTrue(json.loads(body)["gated"])
+        auth = {"Authorization": "Bearer hive-secret"}
+        st, _, body = self.request("GET", path, auth, url=self.gated_url)
+        self.assertEqual(st, 200)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), self.gated_gguf["sha256"])
+
+    def test_token_policy_applies(self):
+        path = "/%s/resolve/main/g.Q4_K_M.gguf" % GATED
+        for p in (path, "/api/models/%s" % GATED, "/api/models/%s/tree/main" % GATED):
+            st, _, _ = self.request("GET", p, url=self.gated_url)
+            self.assertEqual(st, 401, p)
+            st, _, _ = self.request("GET", p, {"Authorization": "Bearer wrong"},
+                                    url=self.gated_url)
+            self.assertEqual(st, 401, p)
+
+    def test_mirror_off(self):
+        for path in ("/api/models/%s" % REPO, "/%s/resolve/main/README.md" % REPO,
+                     "/api/models/%s/tree/main" % REPO):
+            st, h, _ = self.request("GET", path, url=self.off_url)
+            self.assertEqual(st, 404, path)
+            self.assertNotIn("x-repo-commit", h)
+        st, _, _ = self.request("GET", "/v1/models", url=self.off_url)
+        self.assertEqual(st, 200)
+
+    # A real client ----------------------------------------------------------
+
+    def test_huggingface_js_downloads_by_branch_and_commit(self):
+        node, why = node_ok()
+        if not node:
+            self.skipTest(why)
+        if not os.path.exists(os.path.join(UI, "node_modules", "@huggingface", "hub",
+                                           "package.json")):
+            subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                           cwd=UI, check=True, timeout=280)
+        script = os.path.join(UI, "hf-download.mjs")
+        commit = self.commits[REPO]
+        for rev in ("main", commit):
+            cache = os.path.join(self.tmp, "js-cache-" + rev[:8])
+            p = subprocess.run([node, script, self.url, REPO, rev, cache], cwd=UI,
+                               capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            snap = json.loads(p.stdout.strip().splitlines()[-1])["snapshot"]
+            self.assertTrue(snap.endswith(commit), snap)
+            with open(os.path.join(snap, "model.Q4_K_M.gguf"), "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.gguf["sha256"])
+            with open(os.path.join(snap, "sub", "config.json")) as f:
+                self.assertEqual(f.read(), CONFIG)
+            blobs = sorted(os.listdir(os.path.join(cache, "models--org--mirror-GGUF", "blobs")))
+            self.assertIn(self.gguf["sha256"], blobs)
+            self.assertIn(git_oid(README.encode()), blobs)
+        # The hive was the only source: the client never reached the hub.
+        self.assertFalse([r for r in self.hub.requests() if "node" in
+                          (r["headers"].get("user-agent") or "")])
+
+
+if __name__ == "__main__":
+    unittest.main()
