@@ -292,6 +292,18 @@ class MirrorTest(CliMixin, DaemonTestCase):
 
     # A real client ----------------------------------------------------------
 
+    def test_another_hive_pulls_from_this_one(self):
+        from daemonhelp import start_daemon
+        proc, url, _ = start_daemon(self.tmp, "second", self.url, level="warn")
+        self.daemons.append(proc)
+        self.hub.reset_requests()
+        self.pull(url, REPO + ":*")
+        self.pull(url, REPO + ":model.Q4_K_M.gguf@" + self.commits[REPO])
+        self.assertEqual(self.hub.requests(), [])
+        st, _, body = self.request("GET", "/%s/resolve/main/model.Q4_K_M.gguf" % REPO, url=url)
+        self.assertEqual(st, 200)
+        self.assertEqual(hashlib.sha256(body).hexdigest(), self.gguf["sha256"])
+
     def test_huggingface_js_downloads_by_branch_and_commit(self):
         node, why = node_ok()
         if not node:
