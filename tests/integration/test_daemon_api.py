@@ -705,7 +705,7 @@ class DaemonApiTest(DaemonTestCase):
         offset = wait_for(lambda: int(self.head(d, path)[1]["Upload-Offset"]),
                           lambda v: v == half)
         status, text = self.put_raw(d, path + "?offset=%d" % (half + 1), len(content) - half - 1,
-                                    content[half + 1:])
+                                    content[half + 1:], expect=True)
         self.assertEqual(status, 409, text)
         # The interrupted request may hold the blob a moment longer: 409 until it lets go.
         status, text = wait_for(lambda: self.put_raw(d, path + "?offset=%d&mode=0600" % offset,
