@@ -217,6 +217,12 @@ int mirror_info(struct http_req *rq);
 int mirror_tree(struct http_req *rq);
 int mirror_paths_info(struct http_req *rq);
 int mirror_resolve(struct http_req *rq);
+/*
+ * llama.cpp's manifest (parameters org, name, tag): the GGUF file of a
+ * quantization tag at main ("latest": the default choice) and the vision
+ * projector beside it.
+ */
+int mirror_manifest(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
 int http_guard(struct http_req *rq, int needs_token);
 /*

@@ -34,6 +34,7 @@
 #include "core/sha256.h"
 #include "core/util.h"
 #include "daemon/http.h"
+#include "provision/hfselect.h"
 #include "store/catalog.h"
 #include "store/layout.h"
 
@@ -795,4 +796,88 @@ int mirror_resolve(struct http_req *rq)
 	}
 	mirror_cleanup(&m);
 	return http_queue(rq, ranged ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+}
+
+/* The file entry of a manifest: what llama.cpp reads (rfilename) and the Hub's other fields. */
+static json_t *mirror_manifest_file(const struct mirror_req *m, const struct catalog_file *f,
+				    struct err *e)
+{
+	struct mirror_meta mm;
+	if (mirror_meta(m, f, &mm, e) < 0)
+		return NULL;
+	json_t *o = json_pack("{s:s,s:s,s:I}", "rfilename", f->path, "blobId", mm.oid, "size",
+			      (json_int_t)f->size);
+	if (mm.lfs)
+		json_object_set_new(o, "lfs",
+				    json_pack("{s:s,s:I,s:I}", "sha256", f->sha256, "size",
+					      (json_int_t)f->size, "pointerSize",
+					      (json_int_t)mm.pointer_size));
+	return o;
+}
+
+/* 1 for a vision projector, which a manifest names apart from the model. */
+static int mirror_is_mmproj(const char *path)
+{
+	const char *base = strrchr(path, '/');
+	base = base ? base + 1 : path;
+	return strncasecmp(base, "mmproj", 6) == 0 && hf_is_gguf(path);
+}
+
+int mirror_manifest(struct http_req *rq)
+{
+	struct mirror_req m;
+	if (mirror_open(rq, &m, -1))
+		return MHD_YES;
+	const char *tag = rq->params[2];
+	struct err e;
+	err_clear(&e);
+	struct hf_listing l;
+	hf_listing_init(&l);
+	const struct catalog_file *proj = NULL;
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < m.r.nfiles; i++) {
+		const struct catalog_file *f = &m.r.files[i];
+		rc = hf_listing_add(&l, f->path, f->size, f->sha256, NULL);
+		if (!proj && mirror_is_mmproj(f->path))
+			proj = f;
+	}
+	/* "latest" is the tag llama.cpp asks for when none is given: the default choice. */
+	int latest = strcmp(tag, "latest") == 0;
+	char up[HF_QUANT_MAX];
+	size_t k = 0;
+	for (; !latest && tag[k] && k + 1 < sizeof up; k++)
+		up[k] = (char)(tag[k] >= 'a' && tag[k] <= 'z' ? tag[k] - 'a' + 'A' : tag[k]);
+	up[k] = 0;
+	size_t *idx = xcalloc(CAP_MODEL_FILES, sizeof *idx), n = 0;
+	if (rc == 0)
+		rc = hf_select(&l, latest ? SEL_DEFAULT : SEL_QUANT, latest ? "" : up, m.repo, NULL,
+			       idx, CAP_MODEL_FILES, &n, &e);
+	json_t *o = NULL;
+	if (rc == 0) {
+		const struct catalog_file *f = mirror_find(&m.r, l.files[idx[0]].path);
+		json_t *gguf = f ? mirror_manifest_file(&m, f, &e) : NULL;
+		json_t *mp = proj && gguf ? mirror_manifest_file(&m, proj, &e) : NULL;
+		if (!gguf || (proj && !mp)) {
+			json_decref(gguf);
+			rc = e.code ? e.code : ERR_INTERNAL;
+		} else {
+			o = json_pack("{s:o}", "ggufFile", gguf);
+			if (mp && strcmp(proj->path, f->path) != 0)
+				json_object_set_new(o, "mmprojFile", mp);
+			else
+				json_decref(mp);
+		}
+	}
+	free(idx);
+	hf_listing_cleanup(&l);
+	int r;
+	if (rc == ERR_NOT_FOUND)
+		r = mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, "EntryNotFound", m.r.commit, "%.200s",
+				     err_msg(&e));
+	else if (rc < 0)
+		r = http_reply_err(rq, &e);
+	else
+		r = http_reply_json(rq, MHD_HTTP_OK, o);
+	mirror_cleanup(&m);
+	return r;
 }

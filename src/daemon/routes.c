@@ -607,6 +607,7 @@ static const struct route routes[] = {
     {"GET", "/api/models/:/:/tree/:/*", mirror_tree},
     {"POST", "/api/models/:/:/paths-info/*", mirror_paths_info},
     {"GET", "/:/:/resolve/:/*", mirror_resolve},
+    {"GET", "/v2/:/:/manifests/:", mirror_manifest},
 };
 
 /*
@@ -652,6 +653,7 @@ int http_route_needs_token(const struct http_req *rq)
 	/* The Hub's paths hand out the catalog's files: the job API's policy applies. */
 	return strncmp(rq->path, "/v1/", 4) == 0 || strcmp(rq->path, "/v1") == 0 ||
 	       strcmp(rq->path, "/metrics") == 0 || strncmp(rq->path, "/api/", 5) == 0 ||
+	       strncmp(rq->path, "/v2/", 4) == 0 ||
 	       route_match("/:/:/resolve/:/*", rq->path, starts, lens) != 0;
 }
 

@@ -27,6 +27,7 @@ README = "# mirror\n"
 CONFIG = '{"architectures": ["LlamaForCausalLM"]}\n'
 REPO = "org/mirror-GGUF"
 GATED = "org/gated-GGUF"
+VISION = "org/vision-GGUF"
 UI = os.path.join(SRC, "tests", "ui")
 NODE_MIN = (20, 19)
 
@@ -57,6 +58,8 @@ class MirrorTest(CliMixin, DaemonTestCase):
         os.makedirs(t("src"))
         cls.gguf = fixtures.write_gguf(t("src", "m.gguf"), size=2 << 20, seed=141)
         cls.gated_gguf = fixtures.write_gguf(t("src", "g.gguf"), size=1 << 20, seed=142)
+        cls.vision = fixtures.write_gguf(t("src", "v.gguf"), size=1 << 20, seed=143)
+        cls.proj = fixtures.write_gguf(t("src", "p.gguf"), size=1 << 20, seed=144)
         repos = [
             fixtures.make_repo(REPO, [
                 fixtures.make_file("model.Q4_K_M.gguf", cls.gguf),
@@ -64,6 +67,8 @@ class MirrorTest(CliMixin, DaemonTestCase):
                 fixtures.make_file("sub/config.json", content=CONFIG)]),
             fixtures.make_repo(GATED, [fixtures.make_file("g.Q4_K_M.gguf", cls.gated_gguf)],
                                gated=True),
+            fixtures.make_repo(VISION, [fixtures.make_file("mmproj-f16.gguf", cls.proj),
+                                        fixtures.make_file("vision.Q8_0.gguf", cls.vision)]),
         ]
         cls.commits = {r["id"]: r["revisions"]["main"] for r in repos}
         return fixtures.make_config(repos)
@@ -80,6 +85,7 @@ class MirrorTest(CliMixin, DaemonTestCase):
         _, cls.off_url = cls.serve("off", ["--mirror", "off"])
         cls.pull(cls.url, REPO + ":*")
         cls.pull(cls.url, GATED)
+        cls.pull(cls.url, VISION + ":*")
         cls.pull(cls.gated_url, GATED, token="hive-secret")
         cls.pull(cls.off_url, REPO + ":*")
 
@@ -258,6 +264,29 @@ class MirrorTest(CliMixin, DaemonTestCase):
         self.assertEqual(st, 200)
         self.assertTrue(json.loads(body))
 
+    def test_llama_cpp_manifest_then_resolve(self):
+        """llama.cpp's -hf ORG/REPO[:TAG]: the manifest names the GGUF, then
+        resolve/main serves it."""
+        h = {"Accept": "application/json", "User-Agent": "llama-cpp"}
+        for tag in ("latest", "Q4_K_M", "q4_k_m"):
+            st, _, body = self.request("GET", "/v2/%s/manifests/%s" % (REPO, tag), h)
+            self.assertEqual(st, 200, body)
+            m = json.loads(body)
+            self.assertEqual(m["ggufFile"]["rfilename"], "model.Q4_K_M.gguf")
+            self.assertEqual(m["ggufFile"]["lfs"]["sha256"], self.gguf["sha256"])
+            self.assertNotIn("mmprojFile", m)
+        st, _, body = self.request("GET", "/v2/%s/manifests/latest" % VISION, h)
+        m2 = json.loads(body)
+        self.assertEqual(m2["ggufFile"]["rfilename"], "vision.Q8_0.gguf")
+        self.assertEqual(m2["mmprojFile"]["rfilename"], "mmproj-f16.gguf")
+        self.assertEqual(m2["mmprojFile"]["lfs"]["sha256"], self.proj["sha256"])
+        st, h2, _ = self.request("GET", "/v2/%s/manifests/Q8_0" % REPO, h)
+        self.assertEqual((st, h2.get("x-error-code")), (404, "EntryNotFound"))
+        st, h2, _ = self.request("GET", "/v2/org/absent/manifests/latest", h)
+        self.assertEqual((st, h2.get("x-error-code")), (404, "RepoNotFound"))
+        st, h2, _ = self.request("HEAD", "/%s/resolve/main/%s" % (REPO, m["ggufFile"]["rfilename"]))
+        self.assertEqual((st, h2["etag"]), (200, '"%s"' % self.gguf["sha256"]))
+
     # Access ---------------------------------------------------------------
 
     def test_gated_files_need_mirror_gated(self):
@@ -274,7 +303,8 @@ class MirrorTest(CliMixin, DaemonTestCase):
 
     def test_token_policy_applies(self):
         path = "/%s/resolve/main/g.Q4_K_M.gguf" % GATED
-        for p in (path, "/api/models/%s" % GATED, "/api/models/%s/tree/main" % GATED):
+        for p in (path, "/api/models/%s" % GATED, "/api/models/%s/tree/main" % GATED,
+                  "/v2/%s/manifests/latest" % GATED):
             st, _, _ = self.request("GET", p, url=self.gated_url)
             self.assertEqual(st, 401, p)
             st, _, _ = self.request("GET", p, {"Authorization": "Bearer wrong"},
@@ -283,7 +313,7 @@ class MirrorTest(CliMixin, DaemonTestCase):
 
     def test_mirror_off(self):
         for path in ("/api/models/%s" % REPO, "/%s/resolve/main/README.md" % REPO,
-                     "/api/models/%s/tree/main" % REPO):
+                     "/api/models/%s/tree/main" % REPO, "/v2/%s/manifests/latest" % REPO):
             st, h, _ = self.request("GET", path, url=self.off_url)
             self.assertEqual(st, 404, path)
             self.assertNotIn("x-repo-commit", h)
