@@ -72,5 +72,7 @@
  * which it hashes on each request): the Hub refuses larger files outside LFS.
  */
 #define CAP_MIRROR_GIT_FILE (10 * 1024 * 1024)
+/* A pull-through answer whose job delivers no byte for this long is ended. */
+#define CAP_MIRROR_PULL_IDLE_MS 120000
 
 #endif

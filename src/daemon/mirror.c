@@ -33,10 +33,19 @@
 #include "core/parse.h"
 #include "core/sha256.h"
 #include "core/util.h"
+#include "core/cancel.h"
+#include "core/log.h"
 #include "daemon/http.h"
+#include "jobs/job.h"
+#include "provision/hfapi.h"
 #include "provision/hfselect.h"
+#include "provision/provision.h"
 #include "store/catalog.h"
 #include "store/layout.h"
+
+/* How often a pull-through answer looks for new bytes, and the piece it sends at most. */
+#define MIRROR_PULL_POLL_MS 100
+#define MIRROR_PULL_BLOCK (256 * 1024)
 
 /* The text of an LFS pointer, whose git id is the oid the Hub lists for an LFS file. */
 #define MIRROR_LFS_POINTER "version https://git-lfs.github.com/spec/v1\noid sha256:%s\nsize %llu\n"
@@ -61,6 +70,13 @@ struct mirror_req {
 	char repo[2 * CAP_REPO_ID_LEN + 2];
 	char rev[CAP_REVISION_LEN + 1];
 	struct catalog_repo r;
+	/*
+	 * With soft set, mirror_open leaves a repo or revision the catalog does
+	 * not hold unanswered and names the miss in miss ("RepoNotFound",
+	 * "RevisionNotFound"), for a pull-through to try upstream first.
+	 */
+	int soft;
+	const char *miss;
 };
 
 /* What the Hub says of one file: LFS or not, its git oid, its etag. */
@@ -145,15 +161,30 @@ static int mirror_commit(struct mirror_req *m, struct catalog *cat, struct err *
 	return catalog_repo_find(cat, m->repo, m->rev, m->r.commit, e);
 }
 
+/* A repo or revision the catalog lacks: answered (1), or left to the caller (2). */
+static int mirror_miss(struct mirror_req *m, const char *code)
+{
+	m->miss = code;
+	if (m->soft)
+		return 2;
+	if (strcmp(code, "RepoNotFound") == 0)
+		mirror_repo_not_found(m);
+	else
+		mirror_revision_not_found(m);
+	return 1;
+}
+
 /*
  * Reads the request's repo (parameters 0 and 1) and revision (parameter
  * rev_param, or "main" when it is negative) and loads the catalog's files
- * of it into m->r. 0 when loaded; otherwise rq has been answered (1).
+ * of it into m->r. 0 when loaded; otherwise rq has been answered (1), or
+ * with soft the catalog lacks the repo or revision (2, see mirror_req).
  */
-static int mirror_open(struct http_req *rq, struct mirror_req *m, int rev_param)
+static int mirror_open(struct http_req *rq, struct mirror_req *m, int rev_param, int soft)
 {
 	memset(m, 0, sizeof *m);
 	m->rq = rq;
+	m->soft = soft;
 	struct daemon *d = rq->d;
 	if (!d->mirror) {
 		http_reply_error(rq, ERR_NOT_FOUND, "no route for %.16s %.200s", rq->method,
@@ -185,25 +216,21 @@ static int mirror_open(struct http_req *rq, struct mirror_req *m, int rev_param)
 		rc = catalog_repo_find(cat, m->repo, NULL, any, &e);
 	if (rc == 0) {
 		catalog_close(cat);
-		mirror_repo_not_found(m);
-		return 1;
+		return mirror_miss(m, "RepoNotFound");
 	}
 	if (rc == 1)
 		rc = mirror_commit(m, cat, &e);
 	if (rc == 0) {
 		catalog_close(cat);
-		mirror_revision_not_found(m);
-		return 1;
+		return mirror_miss(m, "RevisionNotFound");
 	}
 	char commit[41];
 	memcpy(commit, m->r.commit, sizeof commit);
 	if (rc == 1)
 		rc = catalog_repo_snapshot(cat, m->repo, commit, &m->r, &e);
 	catalog_close(cat);
-	if (rc == ERR_NOT_FOUND) {
-		mirror_revision_not_found(m);
-		return 1;
-	}
+	if (rc == ERR_NOT_FOUND)
+		return mirror_miss(m, "RevisionNotFound");
 	if (rc < 0) {
 		http_reply_err(rq, &e);
 		return 1;
@@ -364,7 +391,7 @@ static void mirror_cleanup(struct mirror_req *m)
 int mirror_info(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, rq->n_params > 2 ? 2 : -1))
+	if (mirror_open(rq, &m, rq->n_params > 2 ? 2 : -1, 0))
 		return MHD_YES;
 	int blobs = mirror_query_flag(rq, "blobs");
 	struct err e;
@@ -481,7 +508,7 @@ static char *mirror_query_without_cursor(const struct http_req *rq)
 int mirror_tree(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, 2))
+	if (mirror_open(rq, &m, 2, 0))
 		return MHD_YES;
 	struct err e;
 	err_clear(&e);
@@ -626,7 +653,7 @@ static int mirror_paths_body(const struct http_req *rq, char ***paths, size_t *n
 int mirror_paths_info(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, 2))
+	if (mirror_open(rq, &m, 2, 0))
 		return MHD_YES;
 	struct err e;
 	err_clear(&e);
@@ -718,14 +745,285 @@ static int mirror_if_range_ok(const struct http_req *rq, const char *etag)
 	return strlen(h) == n + 2 && h[0] == '"' && strncmp(h + 1, etag, n) == 0 && h[n + 1] == '"';
 }
 
+/*
+ * Pull-through: a file the catalog lacks is asked of the upstream Hub
+ * (commit, gating, the file's facts), downloaded by an ordinary job (seen
+ * in GET /v1/jobs, cancellable) and streamed to the client from the
+ * partial blob as the job's done ranges reach the catalog, then from the
+ * published blob.
+ */
+static int mirror_can_pull(const struct daemon *d)
+{
+	return d->prov_cfg && !d->prov_cfg->offline && d->jobs;
+}
+
+/* The Hub's code of an upstream "not found", from the message hfapi.c writes. */
+static const struct {
+	const char *prefix;
+	const char *code;
+} mirror_upstream_misses[] = {
+    {"repo '", "RepoNotFound"},
+    {"revision '", "RevisionNotFound"},
+    {"file '", "EntryNotFound"},
+};
+
+static int mirror_pull_error(struct http_req *rq, const struct mirror_req *m, const struct err *e,
+			     const char *commit)
+{
+	const char *msg = err_msg(e);
+	if (e->code == ERR_GATED)
+		return mirror_hub_error(rq, MHD_HTTP_FORBIDDEN, "GatedRepo", NULL,
+					"Access to model %s is restricted: %s", m->repo, msg);
+	if (e->code != ERR_NOT_FOUND)
+		return http_reply_err(rq, e);
+	const char *code = m->miss ? m->miss : "EntryNotFound";
+	for (size_t i = 0; i < sizeof mirror_upstream_misses / sizeof mirror_upstream_misses[0];
+	     i++)
+		if (strncmp(msg, mirror_upstream_misses[i].prefix,
+			    strlen(mirror_upstream_misses[i].prefix)) == 0)
+			code = mirror_upstream_misses[i].code;
+	return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, code, commit[0] ? commit : NULL,
+				"%s (asked of the upstream Hub)", msg);
+}
+
+/* One answer that follows a pull-through job. Owned by libmicrohttpd's response. */
+struct mirror_stream {
+	struct daemon *d;
+	char job[JOB_ID_MAX];
+	char repo[2 * CAP_REPO_ID_LEN + 2];
+	char repo_dir[LAYOUT_REPO_DIR_MAX];
+	char commit[41];
+	char path[CAP_REPO_PATH_LEN + 1];
+	char sha256[SHA256_HEX_LEN + 1]; /* "" for a small file: named only once published */
+	uint64_t first, len, size;
+	int fd;
+	int complete;	     /* fd is the published blob: every byte is there */
+	uint64_t done_end;   /* a done range of the partial reaches this far from the read offset */
+	int64_t last_ms;     /* when bytes last came */
+	struct catalog *cat; /* this connection's own, opened on first need */
+};
+
+static void mirror_stream_free(void *cls)
+{
+	struct mirror_stream *s = cls;
+	if (s->fd >= 0)
+		close(s->fd);
+	catalog_close(s->cat);
+	free(s);
+}
+
+/* The job's state name into buf ("" when it is gone). */
+static void mirror_job_state(struct mirror_stream *s, char *buf, size_t size)
+{
+	json_t *o = NULL;
+	buf[0] = 0;
+	const char *st = NULL;
+	if (job_get_json(s->d->jobs, s->job, &o, NULL) == 0)
+		st = json_string_value(json_object_get(o, "state"));
+	snprintf(buf, size, "%s", st ? st : "");
+	json_decref(o);
+}
+
+/* Opens the published file of the model the job made, from the catalog. 0 or an error. */
+static int mirror_stream_published(struct mirror_stream *s, struct err *e)
+{
+	struct catalog_repo r;
+	int rc = catalog_repo_snapshot(s->cat, s->repo, s->commit, &r, e);
+	if (rc)
+		return rc;
+	const struct catalog_file *f = mirror_find(&r, s->path);
+	if (!f || f->size != s->size)
+		rc = err_set(e, ERR_NOT_FOUND, "%s is not what the job published", s->path);
+	int fd = -1;
+	if (rc == 0)
+		rc = layout_blob_open(s->d->layout, r.repo_dir, catalog_file_blob(f), &fd, e);
+	catalog_repo_cleanup(&r);
+	if (rc)
+		return rc;
+	if (s->fd >= 0)
+		close(s->fd);
+	s->fd = fd;
+	s->complete = 1;
+	return 0;
+}
+
+/*
+ * Learns how far the bytes at off are there: the published blob, else the
+ * done range of the partial's resume state holding off. 1 when some are,
+ * 0 when none yet, negative when the job ended without them.
+ */
+static int mirror_stream_poll(struct mirror_stream *s, uint64_t off)
+{
+	struct err e;
+	err_clear(&e);
+	if (!s->cat && catalog_open(s->d->catalog_path, &s->cat, &e) < 0)
+		return e.code;
+	char state[32];
+	mirror_job_state(s, state, sizeof state);
+	if (strcmp(state, "succeeded") == 0)
+		return mirror_stream_published(s, &e) < 0 ? e.code : 1;
+	if (strcmp(state, "queued") != 0 && strcmp(state, "running") != 0)
+		return ERR_CANCELLED;
+	if (!s->sha256[0])
+		return 0;
+	if (s->fd < 0 &&
+	    layout_partial_open_read(s->d->layout, s->repo_dir, s->sha256, &s->fd, NULL) < 0)
+		return 0;
+	uint64_t total = 0;
+	struct byte_range *rs = NULL;
+	size_t n = 0;
+	if (catalog_partial_load(s->cat, s->repo_dir, s->sha256, &total, &rs, &n, NULL) < 0)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (rs[i].start <= off && off < rs[i].end)
+			s->done_end = rs[i].end;
+	free(rs);
+	return s->done_end > off;
+}
+
+static ssize_t mirror_stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct mirror_stream *s = cls;
+	uint64_t off = s->first + pos;
+	if (pos >= s->len)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	while (!s->complete && s->done_end <= off) {
+		if (atomic_load(&s->d->stopping))
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		int rc = mirror_stream_poll(s, off);
+		if (rc < 0) {
+			log_warn("mirror: %s of %s: pull-through job %s ended before byte %llu",
+				 s->path, s->repo, s->job, (unsigned long long)off);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		if (rc == 0 && now_ms() - s->last_ms > CAP_MIRROR_PULL_IDLE_MS) {
+			log_warn("mirror: %s of %s: no bytes for %d s from job %s", s->path,
+				 s->repo, CAP_MIRROR_PULL_IDLE_MS / 1000, s->job);
+			return MHD_CONTENT_READER_END_WITH_ERROR;
+		}
+		if (rc == 0)
+			sleep_ms(MIRROR_PULL_POLL_MS);
+	}
+	uint64_t end = s->complete ? s->first + s->len : s->done_end;
+	if (end > s->first + s->len)
+		end = s->first + s->len;
+	size_t want = end - off < max ? (size_t)(end - off) : max;
+	ssize_t n = pread(s->fd, buf, want, (off_t)off);
+	if (n <= 0)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	s->last_ms = now_ms();
+	return n;
+}
+
+/* Submits the job that downloads path of m's repo at the revision asked. */
+static int mirror_pull_submit(struct http_req *rq, const struct mirror_req *m, const char *path,
+			      char id[JOB_ID_MAX], struct err *e)
+{
+	char *ref = xasprintf("hf:%s:%s@%s", m->repo, path, m->rev);
+	json_t *o = json_pack("{s:s,s:s}", "operation", "model_download", "model", ref);
+	char *body = o ? json_dump_compact(o) : NULL;
+	json_decref(o);
+	int rc = body ? job_submit_json(rq->d->jobs, body, strlen(body), id, e)
+		      : err_set(e, ERR_INVALID, "path '%.200s' cannot be asked for", path);
+	if (rc == 0)
+		log_info("mirror: %s %s of %s@%s pulled through job %s", rq->method, path, m->repo,
+			 m->rev, id);
+	free(body);
+	free(ref);
+	return rc;
+}
+
+static int mirror_pull(struct http_req *rq, struct mirror_req *m, const char *path)
+{
+	struct daemon *d = rq->d;
+	struct hf_client c;
+	struct hf_file_meta meta;
+	struct err e;
+	err_clear(&e);
+	memset(&meta, 0, sizeof meta);
+	char commit[41] = "", id[JOB_ID_MAX] = "";
+	int gated = 0;
+	if (path_check_repo(path, strlen(path), &e) < 0)
+		return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, "EntryNotFound", NULL, "%s",
+					err_msg(&e));
+	int rc = hf_client_init(&c, d->prov_cfg, &e);
+	if (rc)
+		return http_reply_err(rq, &e);
+	struct cancel_token *cancel = NULL;
+	http_work_begin(rq, d->sources_deadline_ms, &cancel);
+	rc = hf_resolve_commit(&c, m->org, m->name, m->rev, cancel, commit, NULL, &gated, &e);
+	if (rc == 0 && (!gated || d->mirror_gated))
+		rc = hf_head_file(&c, m->org, m->name, commit, path, cancel, &meta, &e);
+	http_work_end(rq, cancel);
+	hf_client_cleanup(&c);
+	if (rc < 0)
+		return mirror_pull_error(rq, m, &e, commit);
+	if (gated && !d->mirror_gated)
+		return mirror_hub_error(rq, MHD_HTTP_FORBIDDEN, "GatedRepo", commit,
+					"Access to model %s is restricted: its files are served "
+					"only by a hive started with --mirror-gated",
+					m->repo);
+	int lfs = strlen(meta.etag) == SHA256_HEX_LEN;
+	uint64_t first = 0, last = meta.size ? meta.size - 1 : 0;
+	int ranged = mirror_if_range_ok(rq, meta.etag)
+			 ? mirror_range(http_header(rq, "Range"), meta.size, &first, &last)
+			 : 0;
+	if (ranged < 0)
+		return mirror_reply_unsatisfiable(rq, meta.size);
+	if (mirror_pull_submit(rq, m, path, id, &e) < 0)
+		return http_reply_err(rq, &e);
+	struct mirror_stream *s = xcalloc(1, sizeof *s);
+	s->d = d;
+	s->fd = -1;
+	snprintf(s->job, sizeof s->job, "%s", id);
+	snprintf(s->repo, sizeof s->repo, "%s", m->repo);
+	layout_repo_dir_hf(m->org, m->name, s->repo_dir, sizeof s->repo_dir, NULL);
+	snprintf(s->commit, sizeof s->commit, "%s", commit);
+	snprintf(s->path, sizeof s->path, "%s", path);
+	if (lfs)
+		snprintf(s->sha256, sizeof s->sha256, "%s", meta.etag);
+	s->size = meta.size;
+	s->first = first;
+	s->len = meta.size ? last - first + 1 : 0;
+	s->last_ms = now_ms();
+	struct MHD_Response *resp = MHD_create_response_from_callback(
+	    s->len, MIRROR_PULL_BLOCK, mirror_stream_read, s, mirror_stream_free);
+	if (!resp) {
+		mirror_stream_free(s);
+		return MHD_NO;
+	}
+	char etag[SHA256_HEX_LEN + 3], size[32], cr[96];
+	snprintf(etag, sizeof etag, "\"%s\"", meta.etag);
+	snprintf(size, sizeof size, "%llu", (unsigned long long)meta.size);
+	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+	MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+	MHD_add_response_header(resp, "ETag", etag);
+	MHD_add_response_header(resp, "X-Repo-Commit", commit);
+	MHD_add_response_header(resp, "X-Linked-Size", size);
+	MHD_add_response_header(resp, "X-Rbee-Job", id);
+	if (lfs)
+		MHD_add_response_header(resp, "X-Linked-Etag", etag);
+	if (ranged) {
+		snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)meta.size);
+		MHD_add_response_header(resp, "Content-Range", cr);
+	}
+	return http_queue(rq, ranged ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
+}
+
 int mirror_resolve(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, 2))
-		return MHD_YES;
 	struct daemon *d = rq->d;
-	const struct catalog_file *f = mirror_find(&m.r, rq->params[3]);
-	int rc;
+	int rc = mirror_open(rq, &m, 2, mirror_can_pull(d));
+	if (rc == 1)
+		return MHD_YES;
+	const struct catalog_file *f = rc == 0 ? mirror_find(&m.r, rq->params[3]) : NULL;
+	if (!f && mirror_can_pull(d)) {
+		rc = mirror_pull(rq, &m, rq->params[3]);
+		mirror_cleanup(&m);
+		return rc;
+	}
 	if (!f) {
 		rc = mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, "EntryNotFound", m.r.commit,
 				      "%.200s does not exist on \"%.100s\"", rq->params[3], m.rev);
@@ -826,7 +1124,7 @@ static int mirror_is_mmproj(const char *path)
 int mirror_manifest(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, -1))
+	if (mirror_open(rq, &m, -1, 0))
 		return MHD_YES;
 	const char *tag = rq->params[2];
 	struct err e;

@@ -1,8 +1,9 @@
 """The hive as a Hugging Face mirror (docs/mirror.md): with HF_ENDPOINT
 pointed at a hive, the Hub's model info, tree (paged), paths-info and
 resolve (HEAD, GET, Range) are answered from the catalog and the hub cache,
-with the Hub's headers and error codes; @huggingface/hub downloads a model
-by branch and by commit; gated repos are served only with --mirror-gated;
+with the Hub's headers and error codes; a file the hive lacks is pulled
+through a job and streamed as it arrives; @huggingface/hub downloads a
+model by branch and by commit, and a file the hive must first pull through; gated repos are served only with --mirror-gated;
 --mirror off removes the protocol; the job API's access policy applies.
 """
 
@@ -13,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import unittest
 import urllib.parse
 
@@ -28,6 +30,7 @@ CONFIG = '{"architectures": ["LlamaForCausalLM"]}\n'
 REPO = "org/mirror-GGUF"
 GATED = "org/gated-GGUF"
 VISION = "org/vision-GGUF"
+PULL = "org/pull-GGUF"
 UI = os.path.join(SRC, "tests", "ui")
 NODE_MIN = (20, 19)
 
@@ -60,6 +63,9 @@ class MirrorTest(CliMixin, DaemonTestCase):
         cls.gated_gguf = fixtures.write_gguf(t("src", "g.gguf"), size=1 << 20, seed=142)
         cls.vision = fixtures.write_gguf(t("src", "v.gguf"), size=1 << 20, seed=143)
         cls.proj = fixtures.write_gguf(t("src", "p.gguf"), size=1 << 20, seed=144)
+        cls.pulled = fixtures.write_gguf(t("src", "pull.gguf"), size=6 << 20, seed=145)
+        cls.slow = fixtures.write_gguf(t("src", "slow.gguf"), size=8 << 20, seed=146)
+        cls.js = fixtures.write_gguf(t("src", "js.gguf"), size=1 << 20, seed=147)
         repos = [
             fixtures.make_repo(REPO, [
                 fixtures.make_file("model.Q4_K_M.gguf", cls.gguf),
@@ -69,6 +75,13 @@ class MirrorTest(CliMixin, DaemonTestCase):
                                gated=True),
             fixtures.make_repo(VISION, [fixtures.make_file("mmproj-f16.gguf", cls.proj),
                                         fixtures.make_file("vision.Q8_0.gguf", cls.vision)]),
+            fixtures.make_repo(PULL, [
+                fixtures.make_file("pull.Q4_K_M.gguf", cls.pulled,
+                                   faults={"rate_limit_bps": 1500000}),
+                fixtures.make_file("slow.Q4_K_M.gguf", cls.slow,
+                                   faults={"rate_limit_bps": 200000}),
+                fixtures.make_file("js.Q8_0.gguf", cls.js),
+                fixtures.make_file("notes.txt", content=README)]),
         ]
         cls.commits = {r["id"]: r["revisions"]["main"] for r in repos}
         return fixtures.make_config(repos)
@@ -293,6 +306,11 @@ class MirrorTest(CliMixin, DaemonTestCase):
         path = "/%s/resolve/main/g.Q4_K_M.gguf" % GATED
         st, h, _ = self.request("GET", path)
         self.assertEqual((st, h.get("x-error-code")), (403, "GatedRepo"))
+        # Nor does the hive pull a gated repo's file through for anyone.
+        st, h, _ = self.request("GET", "/%s/resolve/main/other.gguf" % GATED)
+        self.assertEqual((st, h.get("x-error-code")), (403, "GatedRepo"))
+        self.assertFalse([j for j in json.loads(self.request("GET", "/v1/jobs")[2])["jobs"]
+                          if "other.gguf" in (j.get("model") or "")])
         st, _, body = self.request("GET", "/api/models/%s" % GATED)
         self.assertEqual(st, 200)
         self.assertTrue(json.loads(body)["gated"])
@@ -319,6 +337,74 @@ class MirrorTest(CliMixin, DaemonTestCase):
             self.assertNotIn("x-repo-commit", h)
         st, _, _ = self.request("GET", "/v1/models", url=self.off_url)
         self.assertEqual(st, 200)
+
+    # Pull-through -----------------------------------------------------------
+
+    def open_get(self, path, headers=None):
+        u = urllib.parse.urlsplit(self.url)
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        c.request("GET", path, headers=headers or {})
+        return c, c.getresponse()
+
+    def job(self, job_id):
+        st, _, body = self.request("GET", "/v1/jobs/" + job_id)
+        self.assertEqual(st, 200, body)
+        return json.loads(body)
+
+    def test_pull_through_streams_from_a_job(self):
+        path = "/%s/resolve/main/pull.Q4_K_M.gguf" % PULL
+        c, r = self.open_get(path)
+        try:
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.getheader("etag"), '"%s"' % self.pulled["sha256"])
+            self.assertEqual(r.getheader("x-repo-commit"), self.commits[PULL])
+            job_id = r.getheader("x-rbee-job")
+            self.assertTrue(job_id)
+            first = r.read(1 << 20)
+            # The first bytes came while the job was still downloading.
+            self.assertIn(self.job(job_id)["state"], ("queued", "running"))
+            body = first + r.read()
+        finally:
+            c.close()
+        self.assertEqual(hashlib.sha256(body).hexdigest(), self.pulled["sha256"])
+        deadline = time.time() + 30
+        while self.job(job_id)["state"] != "succeeded" and time.time() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(self.job(job_id)["state"], "succeeded")
+        # Now the hive holds it: served from the catalog, no job.
+        st, h, body = self.request("GET", path, {"Range": "bytes=5-9"})
+        self.assertEqual((st, body), (206, self.pulled_bytes()[5:10]))
+        self.assertNotIn("x-rbee-job", h)
+        # A small file outside LFS is answered once its job has published it.
+        st, h, body = self.request("GET", "/%s/resolve/main/notes.txt" % PULL)
+        self.assertEqual((st, body), (200, README.encode()))
+        self.assertEqual(h["etag"], '"%s"' % git_oid(README.encode()))
+
+    def pulled_bytes(self):
+        with open(self.pulled["path"], "rb") as f:
+            return f.read()
+
+    def test_pull_through_cancel_ends_the_answer(self):
+        c, r = self.open_get("/%s/resolve/main/slow.Q4_K_M.gguf" % PULL)
+        try:
+            job_id = r.getheader("x-rbee-job")
+            self.assertTrue(job_id)
+            st, _, body = self.request("POST", "/v1/jobs/%s/cancel" % job_id)
+            self.assertEqual(st, 200, body)
+            t0 = time.time()
+            with self.assertRaises(http.client.IncompleteRead):
+                r.read()
+            self.assertLess(time.time() - t0, 10)
+        finally:
+            c.close()
+        self.assertEqual(self.job(job_id)["state"], "cancelled")
+
+    def test_pull_through_unknown_upstream(self):
+        for path, code in (("/org/nowhere/resolve/main/x.gguf", "RepoNotFound"),
+                           ("/%s/resolve/nope/x.gguf" % PULL, "RevisionNotFound"),
+                           ("/%s/resolve/main/none.gguf" % PULL, "EntryNotFound")):
+            st, h, _ = self.request("HEAD", path)
+            self.assertEqual((st, h.get("x-error-code")), (404, code), path)
 
     # A real client ----------------------------------------------------------
 
@@ -358,6 +444,14 @@ class MirrorTest(CliMixin, DaemonTestCase):
             blobs = sorted(os.listdir(os.path.join(cache, "models--org--mirror-GGUF", "blobs")))
             self.assertIn(self.gguf["sha256"], blobs)
             self.assertIn(git_oid(README.encode()), blobs)
+        # A file the hive lacks comes through it, by branch and by commit.
+        out = os.path.join(self.tmp, "js.gguf")
+        for rev in ("main", self.commits[PULL]):
+            p = subprocess.run([node, script, self.url, PULL, rev, out, "js.Q8_0.gguf"],
+                               cwd=UI, capture_output=True, text=True, timeout=120)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            with open(out, "rb") as f:
+                self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.js["sha256"])
         # The hive was the only source: the client never reached the hub.
         self.assertFalse([r for r in self.hub.requests() if "node" in
                           (r["headers"].get("user-agent") or "")])
