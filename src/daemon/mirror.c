@@ -1061,9 +1061,10 @@ int mirror_resolve(struct http_req *rq)
 			 ? mirror_range(http_header(rq, "Range"), f->size, &first, &last)
 			 : 0;
 	if (ranged < 0) {
+		uint64_t size = f->size;
 		close(fd);
 		mirror_cleanup(&m);
-		return mirror_reply_unsatisfiable(rq, f->size);
+		return mirror_reply_unsatisfiable(rq, size);
 	}
 	uint64_t len = f->size ? last - first + 1 : 0;
 	struct MHD_Response *resp;
