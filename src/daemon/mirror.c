@@ -946,16 +946,28 @@ static int mirror_pull(struct http_req *rq, struct mirror_req *m, const char *pa
 	if (path_check_repo(path, strlen(path), &e) < 0)
 		return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, "EntryNotFound", NULL, "%s",
 					err_msg(&e));
+	/* Upstream questions share the cap of the Hub listings of GET /v1/sources. */
+	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
+		atomic_fetch_sub(&d->sources_active, 1);
+		http_set_retry_after(rq, 1);
+		return http_reply_error(rq, ERR_RETRY,
+					"%d upstream requests are running; try again later",
+					CAP_SOURCES_ACTIVE);
+	}
 	int rc = hf_client_init(&c, d->prov_cfg, &e);
-	if (rc)
-		return http_reply_err(rq, &e);
 	struct cancel_token *cancel = NULL;
 	http_work_begin(rq, d->sources_deadline_ms, &cancel);
-	rc = hf_resolve_commit(&c, m->org, m->name, m->rev, cancel, commit, NULL, &gated, &e);
+	if (rc == 0)
+		rc = hf_resolve_commit(&c, m->org, m->name, m->rev, cancel, commit, NULL, &gated,
+				       &e);
 	if (rc == 0 && (!gated || d->mirror_gated))
 		rc = hf_head_file(&c, m->org, m->name, commit, path, cancel, &meta, &e);
-	http_work_end(rq, cancel);
+	int why = http_work_end(rq, cancel);
+	atomic_fetch_sub(&d->sources_active, 1);
 	hf_client_cleanup(&c);
+	if (rc < 0 && why == ERR_TIMEOUT)
+		err_set(&e, ERR_TIMEOUT, "the upstream Hub did not answer about %s within %ld s",
+			m->repo, d->sources_deadline_ms / 1000);
 	if (rc < 0)
 		return mirror_pull_error(rq, m, &e, commit);
 	if (gated && !d->mirror_gated)
