@@ -77,6 +77,11 @@ struct mirror_req {
 	 */
 	int soft;
 	const char *miss;
+	/*
+	 * r was listed from the upstream Hub, not the catalog: an LFS file has
+	 * its sha256, a small one its git id as blob, and nothing is on disk.
+	 */
+	int upstream;
 };
 
 /* What the Hub says of one file: LFS or not, its git oid, its etag. */
@@ -238,8 +243,10 @@ static int mirror_open(struct http_req *rq, struct mirror_req *m, int rev_param,
 	return 0;
 }
 
-static int mirror_is_lfs(const struct catalog_file *f)
+static int mirror_is_lfs(const struct mirror_req *m, const struct catalog_file *f)
 {
+	if (m->upstream)
+		return f->sha256[0] != 0;
 	const char *blob = catalog_file_blob(f);
 	/* A blob named by its git id was written by a client the Hub served it to outside LFS. */
 	if (strlen(blob) == GITBLOB_HEX_LEN)
@@ -269,7 +276,7 @@ static int mirror_meta(const struct mirror_req *m, const struct catalog_file *f,
 		       struct mirror_meta *out, struct err *e)
 {
 	memset(out, 0, sizeof *out);
-	out->lfs = mirror_is_lfs(f);
+	out->lfs = mirror_is_lfs(m, f);
 	if (out->lfs) {
 		char ptr[256];
 		int n = snprintf(ptr, sizeof ptr, MIRROR_LFS_POINTER, f->sha256,
@@ -298,6 +305,12 @@ static int mirror_meta(const struct mirror_req *m, const struct catalog_file *f,
 			     "%s of %s is not what the catalog recorded; run rbee-hive verify",
 			     f->path, m->repo);
 	return rc;
+}
+
+static int mirror_file_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct catalog_file *)a)->path,
+		      ((const struct catalog_file *)b)->path);
 }
 
 static const struct catalog_file *mirror_find(const struct catalog_repo *r, const char *path)
@@ -388,10 +401,136 @@ static void mirror_cleanup(struct mirror_req *m)
 	catalog_repo_cleanup(&m->r);
 }
 
+static int mirror_can_pull(const struct daemon *d)
+{
+	return d->prov_cfg && !d->prov_cfg->offline && d->jobs;
+}
+
+/* The Hub's code of an upstream "not found", from the message hfapi.c writes. */
+static const struct {
+	const char *prefix;
+	const char *code;
+} mirror_upstream_misses[] = {
+    {"repo '", "RepoNotFound"},
+    {"revision '", "RevisionNotFound"},
+    {"file '", "EntryNotFound"},
+};
+
+static int mirror_pull_error(struct http_req *rq, const struct mirror_req *m, const struct err *e,
+			     const char *commit)
+{
+	const char *msg = err_msg(e);
+	if (e->code == ERR_GATED)
+		return mirror_hub_error(rq, MHD_HTTP_FORBIDDEN, "GatedRepo", NULL,
+					"Access to model %s is restricted: %s", m->repo, msg);
+	if (e->code != ERR_NOT_FOUND)
+		return http_reply_err(rq, e);
+	const char *code = m->miss ? m->miss : "EntryNotFound";
+	for (size_t i = 0; i < sizeof mirror_upstream_misses / sizeof mirror_upstream_misses[0];
+	     i++)
+		if (strncmp(msg, mirror_upstream_misses[i].prefix,
+			    strlen(mirror_upstream_misses[i].prefix)) == 0)
+			code = mirror_upstream_misses[i].code;
+	return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, code, commit && commit[0] ? commit : NULL,
+				"%s (asked of the upstream Hub)", msg);
+}
+
+/*
+ * Asks the upstream Hub about m's repo under the cap and deadline of the
+ * Hub listings of GET /v1/sources: the commit of m->rev and its gating,
+ * then, with path, that file's facts into meta, or without, the whole
+ * tree into tree. 0, or an error in e (ERR_RETRY when the cap is full:
+ * the caller answers with Retry-After).
+ */
+static int mirror_upstream(struct http_req *rq, const struct mirror_req *m, const char *path,
+			   char commit[41], int *gated, struct hf_file_meta *meta,
+			   struct hf_listing *tree, struct err *e)
+{
+	struct daemon *d = rq->d;
+	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
+		atomic_fetch_sub(&d->sources_active, 1);
+		http_set_retry_after(rq, 1);
+		return err_set(e, ERR_RETRY, "%d upstream requests are running; try again later",
+			       CAP_SOURCES_ACTIVE);
+	}
+	struct hf_client c;
+	int rc = hf_client_init(&c, d->prov_cfg, e);
+	struct cancel_token *cancel = NULL;
+	http_work_begin(rq, d->sources_deadline_ms, &cancel);
+	if (rc == 0)
+		rc = hf_resolve_commit(&c, m->org, m->name, m->rev, cancel, commit, NULL, gated, e);
+	if (rc == 0 && path && (!*gated || d->mirror_gated))
+		rc = hf_head_file(&c, m->org, m->name, commit, path, cancel, meta, e);
+	if (rc == 0 && !path)
+		rc = hf_list_tree(&c, m->org, m->name, commit, cancel, tree, e);
+	int why = http_work_end(rq, cancel);
+	atomic_fetch_sub(&d->sources_active, 1);
+	hf_client_cleanup(&c);
+	if (rc < 0 && why == ERR_TIMEOUT)
+		rc =
+		    err_set(e, ERR_TIMEOUT, "the upstream Hub did not answer about %s within %ld s",
+			    m->repo, d->sources_deadline_ms / 1000);
+	return rc;
+}
+
+/*
+ * A repo or revision the catalog lacks, listed from the upstream Hub into
+ * m->r instead (files sorted by path), so that a client can list what a
+ * resolve then pulls through. 0, or rq has been answered (1).
+ */
+static int mirror_open_upstream(struct http_req *rq, struct mirror_req *m)
+{
+	struct err e;
+	err_clear(&e);
+	struct hf_listing tree;
+	hf_listing_init(&tree);
+	char commit[41] = "";
+	int gated = 0;
+	int rc = mirror_upstream(rq, m, NULL, commit, &gated, NULL, &tree, &e);
+	if (rc < 0) {
+		hf_listing_cleanup(&tree);
+		mirror_pull_error(rq, m, &e, commit);
+		return 1;
+	}
+	catalog_repo_cleanup(&m->r);
+	m->upstream = 1;
+	m->r.repo = xstrdup(m->repo);
+	char dir[LAYOUT_REPO_DIR_MAX] = "";
+	layout_repo_dir_hf(m->org, m->name, dir, sizeof dir, NULL);
+	m->r.repo_dir = xstrdup(dir);
+	memcpy(m->r.commit, commit, sizeof m->r.commit);
+	m->r.gated = gated;
+	m->r.updated_ms = wall_ms();
+	m->r.files = tree.n ? xcalloc(tree.n, sizeof *m->r.files) : NULL;
+	for (size_t i = 0; i < tree.n; i++) {
+		struct catalog_file *f = &m->r.files[m->r.nfiles++];
+		f->path = xstrdup(tree.files[i].path);
+		f->size = tree.files[i].size;
+		memcpy(f->sha256, tree.files[i].sha256, sizeof f->sha256);
+		if (!f->sha256[0])
+			snprintf(f->blob, sizeof f->blob, "%.40s", tree.files[i].oid);
+	}
+	hf_listing_cleanup(&tree);
+	qsort(m->r.files, m->r.nfiles, sizeof *m->r.files, mirror_file_cmp);
+	return 0;
+}
+
+/*
+ * mirror_open for the listings: the catalog's view, else, when the hive
+ * may ask upstream, the upstream Hub's. 0, or rq has been answered (1).
+ */
+static int mirror_open_listing(struct http_req *rq, struct mirror_req *m, int rev_param)
+{
+	int rc = mirror_open(rq, m, rev_param, mirror_can_pull(rq->d));
+	if (rc == 2)
+		rc = mirror_open_upstream(rq, m);
+	return rc;
+}
+
 int mirror_info(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, rq->n_params > 2 ? 2 : -1, 0))
+	if (mirror_open_listing(rq, &m, rq->n_params > 2 ? 2 : -1))
 		return MHD_YES;
 	int blobs = mirror_query_flag(rq, "blobs");
 	struct err e;
@@ -508,7 +647,7 @@ static char *mirror_query_without_cursor(const struct http_req *rq)
 int mirror_tree(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, 2, 0))
+	if (mirror_open_listing(rq, &m, 2))
 		return MHD_YES;
 	struct err e;
 	err_clear(&e);
@@ -653,7 +792,7 @@ static int mirror_paths_body(const struct http_req *rq, char ***paths, size_t *n
 int mirror_paths_info(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, 2, 0))
+	if (mirror_open_listing(rq, &m, 2))
 		return MHD_YES;
 	struct err e;
 	err_clear(&e);
@@ -661,6 +800,23 @@ int mirror_paths_info(struct http_req *rq)
 	size_t n = 0;
 	int expand = 0;
 	int rc = mirror_paths_body(rq, &paths, &n, &expand, &e);
+	/*
+	 * A path the catalog's files of this commit lack may still be in the
+	 * repo: with pull-through, the upstream's listing answers instead, as
+	 * a resolve of that path would pull it.
+	 */
+	size_t missing = 0;
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		missing += !mirror_find(&m.r, paths[i]) &&
+			   !(paths[i][0] && mirror_is_dir(&m.r, paths[i], strlen(paths[i])));
+	if (rc == 0 && missing && !m.upstream && mirror_can_pull(rq->d) &&
+	    mirror_open_upstream(rq, &m)) {
+		for (size_t i = 0; i < n; i++)
+			free(paths[i]);
+		free(paths);
+		mirror_cleanup(&m);
+		return MHD_YES;
+	}
 	json_t *a = json_array();
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		const char *p = paths[i];
@@ -750,43 +906,9 @@ static int mirror_if_range_ok(const struct http_req *rq, const char *etag)
  * (commit, gating, the file's facts), downloaded by an ordinary job (seen
  * in GET /v1/jobs, cancellable) and streamed to the client from the
  * partial blob as the job's done ranges reach the catalog, then from the
- * published blob.
+ * published blob. A mirror_stream follows one such answer; libmicrohttpd's
+ * response owns it.
  */
-static int mirror_can_pull(const struct daemon *d)
-{
-	return d->prov_cfg && !d->prov_cfg->offline && d->jobs;
-}
-
-/* The Hub's code of an upstream "not found", from the message hfapi.c writes. */
-static const struct {
-	const char *prefix;
-	const char *code;
-} mirror_upstream_misses[] = {
-    {"repo '", "RepoNotFound"},
-    {"revision '", "RevisionNotFound"},
-    {"file '", "EntryNotFound"},
-};
-
-static int mirror_pull_error(struct http_req *rq, const struct mirror_req *m, const struct err *e,
-			     const char *commit)
-{
-	const char *msg = err_msg(e);
-	if (e->code == ERR_GATED)
-		return mirror_hub_error(rq, MHD_HTTP_FORBIDDEN, "GatedRepo", NULL,
-					"Access to model %s is restricted: %s", m->repo, msg);
-	if (e->code != ERR_NOT_FOUND)
-		return http_reply_err(rq, e);
-	const char *code = m->miss ? m->miss : "EntryNotFound";
-	for (size_t i = 0; i < sizeof mirror_upstream_misses / sizeof mirror_upstream_misses[0];
-	     i++)
-		if (strncmp(msg, mirror_upstream_misses[i].prefix,
-			    strlen(mirror_upstream_misses[i].prefix)) == 0)
-			code = mirror_upstream_misses[i].code;
-	return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, code, commit[0] ? commit : NULL,
-				"%s (asked of the upstream Hub)", msg);
-}
-
-/* One answer that follows a pull-through job. Owned by libmicrohttpd's response. */
 struct mirror_stream {
 	struct daemon *d;
 	char job[JOB_ID_MAX];
@@ -936,7 +1058,6 @@ static int mirror_pull_submit(struct http_req *rq, const struct mirror_req *m, c
 static int mirror_pull(struct http_req *rq, struct mirror_req *m, const char *path)
 {
 	struct daemon *d = rq->d;
-	struct hf_client c;
 	struct hf_file_meta meta;
 	struct err e;
 	err_clear(&e);
@@ -946,28 +1067,7 @@ static int mirror_pull(struct http_req *rq, struct mirror_req *m, const char *pa
 	if (path_check_repo(path, strlen(path), &e) < 0)
 		return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, "EntryNotFound", NULL, "%s",
 					err_msg(&e));
-	/* Upstream questions share the cap of the Hub listings of GET /v1/sources. */
-	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
-		atomic_fetch_sub(&d->sources_active, 1);
-		http_set_retry_after(rq, 1);
-		return http_reply_error(rq, ERR_RETRY,
-					"%d upstream requests are running; try again later",
-					CAP_SOURCES_ACTIVE);
-	}
-	int rc = hf_client_init(&c, d->prov_cfg, &e);
-	struct cancel_token *cancel = NULL;
-	http_work_begin(rq, d->sources_deadline_ms, &cancel);
-	if (rc == 0)
-		rc = hf_resolve_commit(&c, m->org, m->name, m->rev, cancel, commit, NULL, &gated,
-				       &e);
-	if (rc == 0 && (!gated || d->mirror_gated))
-		rc = hf_head_file(&c, m->org, m->name, commit, path, cancel, &meta, &e);
-	int why = http_work_end(rq, cancel);
-	atomic_fetch_sub(&d->sources_active, 1);
-	hf_client_cleanup(&c);
-	if (rc < 0 && why == ERR_TIMEOUT)
-		err_set(&e, ERR_TIMEOUT, "the upstream Hub did not answer about %s within %ld s",
-			m->repo, d->sources_deadline_ms / 1000);
+	int rc = mirror_upstream(rq, m, path, commit, &gated, &meta, NULL, &e);
 	if (rc < 0)
 		return mirror_pull_error(rq, m, &e, commit);
 	if (gated && !d->mirror_gated)
@@ -1137,7 +1237,7 @@ static int mirror_is_mmproj(const char *path)
 int mirror_manifest(struct http_req *rq)
 {
 	struct mirror_req m;
-	if (mirror_open(rq, &m, -1, 0))
+	if (mirror_open_listing(rq, &m, -1))
 		return MHD_YES;
 	const char *tag = rq->params[2];
 	struct err e;

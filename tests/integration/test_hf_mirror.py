@@ -31,6 +31,8 @@ REPO = "org/mirror-GGUF"
 GATED = "org/gated-GGUF"
 VISION = "org/vision-GGUF"
 PULL = "org/pull-GGUF"
+FRESH = "org/fresh-GGUF"
+LISTED = "org/listed-GGUF"
 UI = os.path.join(SRC, "tests", "ui")
 NODE_MIN = (20, 19)
 
@@ -66,6 +68,7 @@ class MirrorTest(CliMixin, DaemonTestCase):
         cls.pulled = fixtures.write_gguf(t("src", "pull.gguf"), size=6 << 20, seed=145)
         cls.slow = fixtures.write_gguf(t("src", "slow.gguf"), size=8 << 20, seed=146)
         cls.js = fixtures.write_gguf(t("src", "js.gguf"), size=1 << 20, seed=147)
+        cls.fresh = fixtures.write_gguf(t("src", "fresh.gguf"), size=2 << 20, seed=148)
         repos = [
             fixtures.make_repo(REPO, [
                 fixtures.make_file("model.Q4_K_M.gguf", cls.gguf),
@@ -82,6 +85,14 @@ class MirrorTest(CliMixin, DaemonTestCase):
                                    faults={"rate_limit_bps": 200000}),
                 fixtures.make_file("js.Q8_0.gguf", cls.js),
                 fixtures.make_file("notes.txt", content=README)]),
+            fixtures.make_repo(FRESH, [
+                fixtures.make_file("fresh.Q4_K_M.gguf", cls.fresh),
+                fixtures.make_file("README.md", content=README),
+                fixtures.make_file("sub/config.json", content=CONFIG)]),
+            fixtures.make_repo(LISTED, [
+                fixtures.make_file("listed.Q4_K_M.gguf", cls.fresh),
+                fixtures.make_file("README.md", content=README),
+                fixtures.make_file("sub/config.json", content=CONFIG)]),
         ]
         cls.commits = {r["id"]: r["revisions"]["main"] for r in repos}
         return fixtures.make_config(repos)
@@ -399,6 +410,27 @@ class MirrorTest(CliMixin, DaemonTestCase):
             c.close()
         self.assertEqual(self.job(job_id)["state"], "cancelled")
 
+    def test_listings_of_a_repo_the_hive_lacks_come_from_upstream(self):
+        commit = self.commits[LISTED]
+        st, _, body = self.request("GET", "/api/models/%s/revision/main?blobs=true" % LISTED)
+        self.assertEqual(st, 200, body)
+        info = json.loads(body)
+        self.assertEqual(info["sha"], commit)
+        sib = {x["rfilename"]: x for x in info["siblings"]}
+        self.assertEqual(sib["listed.Q4_K_M.gguf"]["lfs"]["sha256"], self.fresh["sha256"])
+        self.assertEqual(sib["README.md"]["blobId"], git_oid(README.encode()))
+        ours, _ = self.tree("/api/models/%s/tree/main?recursive=true&limit=2" % LISTED)
+        _, _, hub = self.hub_request("GET", "/api/models/%s/tree/%s?recursive=true" % (LISTED, commit))
+        files = lambda es: sorted((e for e in es if e["type"] == "file"), key=lambda e: e["path"])
+        self.assertEqual(files(ours), files(json.loads(hub)))
+        st, _, body = self.request("POST", "/api/models/%s/paths-info/%s" % (LISTED, commit),
+                                   {"Content-Type": "application/json"},
+                                   json.dumps({"paths": ["README.md", "sub"]}))
+        self.assertEqual(sorted(e["path"] for e in json.loads(body)), ["README.md", "sub"])
+        # Listing starts no download; the files come when asked for.
+        self.assertFalse([j for j in json.loads(self.request("GET", "/v1/jobs")[2])["jobs"]
+                          if LISTED in (j.get("model") or "")])
+
     def test_pull_through_unknown_upstream(self):
         for path, code in (("/org/nowhere/resolve/main/x.gguf", "RepoNotFound"),
                            ("/%s/resolve/nope/x.gguf" % PULL, "RevisionNotFound"),
@@ -452,6 +484,19 @@ class MirrorTest(CliMixin, DaemonTestCase):
             self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
             with open(out, "rb") as f:
                 self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.js["sha256"])
+        # A whole model the hive has never held: listed upstream, every file pulled through.
+        cache = os.path.join(self.tmp, "js-fresh")
+        p = subprocess.run([node, script, self.url, FRESH, "main", cache], cwd=UI,
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        snap = json.loads(p.stdout.strip().splitlines()[-1])["snapshot"]
+        with open(os.path.join(snap, "fresh.Q4_K_M.gguf"), "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), self.fresh["sha256"])
+        with open(os.path.join(snap, "sub", "config.json")) as f:
+            self.assertEqual(f.read(), CONFIG)
+        st, _, body = self.request("GET", "/v1/models/" + urllib.parse.quote(
+            "hf:%s:fresh.Q4_K_M.gguf" % FRESH, safe=""))
+        self.assertEqual(st, 200, body)
         # The hive was the only source: the client never reached the hub.
         self.assertFalse([r for r in self.hub.requests() if "node" in
                           (r["headers"].get("user-agent") or "")])
