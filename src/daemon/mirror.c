@@ -2,7 +2,10 @@
  * mirror: the download side of the Hugging Face Hub's protocol
  * (docs/mirror.md), served from the catalog and the hub cache, so that a
  * client pointed at this hive with HF_ENDPOINT downloads what the hive
- * holds: model info, the tree (paged), paths-info and resolve.
+ * holds: model info, the tree (paged), paths-info, resolve and llama.cpp's
+ * manifest. What it lacks, it asks of the upstream Hub when it is online:
+ * listings come from the upstream's, and a file is pulled through a
+ * download job and streamed as the job writes it.
  *
  * What the hive knows of a repo is what its catalog holds: the files of
  * every available model of that repo and commit. A branch is read from the
@@ -12,7 +15,8 @@
  * out with sendfile; nothing is read into memory but small files' git ids.
  *
  * Each request opens its own catalog connection (the catalog's one
- * connection per thread rule) and closes it before the answer is sent.
+ * connection per thread rule) and closes it before the answer is sent; a
+ * pull-through answer keeps one for its stream, on its connection's thread.
  */
 #include <stdarg.h>
 #include <stdio.h>
