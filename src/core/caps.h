@@ -65,5 +65,14 @@
 #define CAP_OPTION_VALUES 64  /* values of one repeatable serve option, the largest of the above */
 #define CAP_ADOPT_SCAN 100000 /* hub folder entries looked at for a blob to adopt */
 #define CAP_UPLOAD_SIZE (1ULL << 40) /* one blob uploaded to the daemon (1 TiB) */
+#define CAP_MIRROR_TREE_PAGE 1000    /* entries of one tree page the mirror answers */
+#define CAP_MIRROR_PATHS 1000	     /* paths asked in one paths-info request */
+/*
+ * The largest file the mirror serves outside LFS (named by its git blob id,
+ * which it hashes on each request): the Hub refuses larger files outside LFS.
+ */
+#define CAP_MIRROR_GIT_FILE (10 * 1024 * 1024)
+/* A pull-through answer whose job delivers no byte for this long is ended. */
+#define CAP_MIRROR_PULL_IDLE_MS 120000
 
 #endif

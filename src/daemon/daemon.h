@@ -51,6 +51,12 @@ struct daemon_config {
 	int resume;		  /* resume interrupted jobs found in the catalog */
 	/* For GET /v1/sources/hf/...; NULL: that route answers 501. Borrowed. */
 	const struct prov_config *prov_cfg;
+	/*
+	 * The Hugging Face Hub's protocol beside the API (docs/mirror.md):
+	 * mirror_off removes it; mirror_gated serves files of gated repos too.
+	 */
+	int mirror_off;
+	int mirror_gated;
 	/* The queen's URL, shown in GET /health; the daemon never contacts it. */
 	const char *queen_url;
 	/*

@@ -127,7 +127,7 @@ void http_set_retry_after(struct http_req *rq, int seconds)
 	snprintf(rq->extra_value, sizeof(rq->extra_value), "%d", seconds);
 }
 
-static int http_queue(struct http_req *rq, int status, struct MHD_Response *resp)
+int http_queue(struct http_req *rq, int status, struct MHD_Response *resp)
 {
 	if (!resp)
 		return MHD_NO;

@@ -23,6 +23,7 @@
 #include "daemon/daemon.h"
 
 struct MHD_Connection;
+struct MHD_Response;
 struct MHD_Daemon;
 struct job_registry;
 struct layout;
@@ -90,6 +91,11 @@ struct daemon {
 	long sources_deadline_ms;  /* one GET /v1/sources listing */
 	atomic_int sources_active; /* listings running, at most CAP_SOURCES_ACTIVE */
 
+	/* The Hub's protocol (mirror.c): served at all; gated repos' files too. */
+	int mirror;
+	int mirror_gated;
+	char *catalog_path; /* <data root>/catalog.db, read by the mirror; NULL: none */
+
 	atomic_int stopping;
 	atomic_long streams;
 	atomic_ullong requests;
@@ -131,6 +137,12 @@ const char *http_header(const struct http_req *rq, const char *name);
 /* The next answer of rq says when to ask again (a 503 of a full cap). */
 void http_set_retry_after(struct http_req *rq, int seconds);
 int http_reply_json(struct http_req *rq, int status, json_t *body); /* steals body */
+/*
+ * Queues resp (taken: destroyed here) with the headers every answer
+ * carries, as the other replies do; for answers they cannot build (files,
+ * extra headers).
+ */
+int http_queue(struct http_req *rq, int status, struct MHD_Response *resp);
 int http_reply_error(struct http_req *rq, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* An error from a lower layer: its code and message. */
@@ -147,7 +159,6 @@ int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long
  * own files only, frame-ancestors 'none'), X-Frame-Options: DENY,
  * X-Content-Type-Options: nosniff, Referrer-Policy: no-referrer.
  */
-struct MHD_Response;
 void http_security_headers(struct MHD_Response *resp);
 
 /*
@@ -196,6 +207,22 @@ int http_route_streams(const struct http_req *rq);
 int http_upload_begin(struct http_req *rq);
 int http_upload_data(struct http_req *rq, const char *data, size_t n);
 int http_upload_end(struct http_req *rq);
+/*
+ * The Hugging Face Hub's download protocol (mirror.c), from the catalog:
+ * model info (parameters org, name[, revision]), the tree (org, name,
+ * revision[, path]), paths-info (org, name, revision) and resolve (org,
+ * name, revision, path). Each answers 404 when the daemon's mirror is off.
+ */
+int mirror_info(struct http_req *rq);
+int mirror_tree(struct http_req *rq);
+int mirror_paths_info(struct http_req *rq);
+int mirror_resolve(struct http_req *rq);
+/*
+ * llama.cpp's manifest (parameters org, name, tag): the GGUF file of a
+ * quantization tag at main ("latest": the default choice) and the vision
+ * projector beside it.
+ */
+int mirror_manifest(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
 int http_guard(struct http_req *rq, int needs_token);
 /*

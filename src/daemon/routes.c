@@ -600,6 +600,14 @@ static const struct route routes[] = {
     {"POST", "/v1/shutdown", route_shutdown},
     {"GET", "/health", route_health},
     {"GET", "/metrics", route_metrics},
+    /* The Hub's paths (mirror.c), after every route of ours so that none shadows one. */
+    {"GET", "/api/models/:/:", mirror_info},
+    {"GET", "/api/models/:/:/revision/*", mirror_info},
+    {"GET", "/api/models/:/:/tree/:", mirror_tree},
+    {"GET", "/api/models/:/:/tree/:/*", mirror_tree},
+    {"POST", "/api/models/:/:/paths-info/*", mirror_paths_info},
+    {"GET", "/:/:/resolve/:/*", mirror_resolve},
+    {"GET", "/v2/:/:/manifests/:", mirror_manifest},
 };
 
 /*
@@ -640,8 +648,13 @@ static size_t route_match(const char *pattern, const char *path, const char **st
 
 int http_route_needs_token(const struct http_req *rq)
 {
+	const char *starts[HTTP_MAX_PARAMS];
+	size_t lens[HTTP_MAX_PARAMS];
+	/* The Hub's paths hand out the catalog's files: the job API's policy applies. */
 	return strncmp(rq->path, "/v1/", 4) == 0 || strcmp(rq->path, "/v1") == 0 ||
-	       strcmp(rq->path, "/metrics") == 0;
+	       strcmp(rq->path, "/metrics") == 0 || strncmp(rq->path, "/api/", 5) == 0 ||
+	       strncmp(rq->path, "/v2/", 4) == 0 ||
+	       route_match("/:/:/resolve/:/*", rq->path, starts, lens) != 0;
 }
 
 int http_route(struct http_req *rq)

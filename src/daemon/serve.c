@@ -64,6 +64,8 @@ struct serve_opts {
 	const char *limit_rate;
 	uint64_t max_unknown_size;
 	int offline;
+	const char *mirror;
+	int mirror_gated;
 	const char *log_level;
 	const char *port_file;
 	struct serve_list allow_file_import;
@@ -99,6 +101,13 @@ static int serve_check_host(const char *v, struct err *e)
 static int serve_check_origin(const char *v, struct err *e)
 {
 	return daemon_access_check(DAEMON_ALLOW_ORIGIN, v, e);
+}
+
+static int serve_check_mirror(const char *v, struct err *e)
+{
+	if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+		return err_set(e, ERR_INVALID, "--mirror '%.64s': expected on or off", v);
+	return 0;
 }
 
 #define O(f) offsetof(struct serve_opts, f)
@@ -138,6 +147,10 @@ static const struct serve_flag serve_flags[] = {
     {"--max-unknown-size", OPT_SIZE, O(max_unknown_size), 1, UINT64_MAX / 2,
      "BYTES  most bytes of a download whose size is not known in advance, e.g. 100G"},
     {"--offline", OPT_FLAG, O(offline), 0, 0, "  no network: serve the catalog only (off)"},
+    {"--mirror", OPT_STR, O(mirror), 0, 0,
+     "on|off  serve the Hugging Face Hub's download protocol from the catalog (on)"},
+    {"--mirror-gated", OPT_FLAG, O(mirror_gated), 0, 0,
+     "  the mirror serves files of gated repos too (off)"},
     {"--log-level", OPT_STR, O(log_level), 0, 0,
      "L  error, warn, info or debug ($RBEE_HIVE_LOG, else info)"},
     {"--port-file", OPT_STR, O(port_file), 0, 0, "F  write the port listened on to F (none)"},
@@ -164,6 +177,7 @@ static const struct {
     {"--allow-net", NULL, serve_check_net},
     {"--allow-host", NULL, serve_check_host},
     {"--allow-origin", NULL, serve_check_origin},
+    {"--mirror", NULL, serve_check_mirror},
 };
 
 /*
@@ -424,6 +438,8 @@ int daemon_serve_main(int argc, char **argv)
 	    .hub_dir = sp.hub,
 	    .hive_id = o.hive_id,
 	    .queen_url = o.queen_url,
+	    .mirror_off = o.mirror && strcmp(o.mirror, "off") == 0,
+	    .mirror_gated = o.mirror_gated,
 	    .token = token,
 	    .max_jobs = (int)o.max_jobs,
 	    .max_connections = (int)o.http_connections,

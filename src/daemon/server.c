@@ -296,6 +296,9 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		d->hostname[0] = 0;
 	d->keepalive_ms = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : DAEMON_KEEPALIVE_MS;
 	d->prov_cfg = cfg->prov_cfg;
+	d->mirror = !cfg->mirror_off;
+	d->mirror_gated = cfg->mirror_gated;
+	d->catalog_path = cfg->data_root ? xasprintf("%s/catalog.db", cfg->data_root) : NULL;
 	int max_conn = cfg->max_connections > 0 ? cfg->max_connections : CAP_CONNECTIONS;
 	if (max_conn > CAP_CONNECTIONS)
 		max_conn = CAP_CONNECTIONS;
@@ -439,5 +442,6 @@ void daemon_stop(struct daemon *d)
 	free(d->bind);
 	free(d->hive_id);
 	free(d->queen_url);
+	free(d->catalog_path);
 	free(d);
 }

@@ -113,10 +113,12 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
  * revision -> commit sha (40 hex) through GET /api/models/ORG/REPO/revision/REV.
  * When names is not NULL it also receives the repo's file names (siblings,
  * without sizes): enough to choose files, in the same single request.
+ * When gated is not NULL it receives 1 when the Hub gates the repo
+ * ("gated": "auto", "manual" or true), else 0.
  */
 int hf_resolve_commit(const struct hf_client *c, const char *org, const char *repo,
 		      const char *revision, struct cancel_token *cancel, char commit[41],
-		      struct hf_listing *names, struct err *e);
+		      struct hf_listing *names, int *gated, struct err *e);
 
 /*
  * Every file of the repo at commit through the recursive tree listing,

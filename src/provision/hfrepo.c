@@ -102,7 +102,7 @@ static int is_commit(const char *s)
 
 int hf_resolve_commit(const struct hf_client *c, const char *org, const char *repo,
 		      const char *revision, struct cancel_token *cancel, char commit[41],
-		      struct hf_listing *names, struct err *e)
+		      struct hf_listing *names, int *gated, struct err *e)
 {
 	char repo_id[2 * CAP_REPO_ID_LEN + 2];
 	snprintf(repo_id, sizeof(repo_id), "%s/%s", org, repo);
@@ -123,6 +123,11 @@ int hf_resolve_commit(const struct hf_client *c, const char *org, const char *re
 		goto out;
 	}
 	memcpy(commit, json_string_value(sha), 41);
+	if (gated) {
+		/* false, or how access is granted ("auto", "manual"); an older form is true. */
+		json_t *g = json_object_get(doc, "gated");
+		*gated = json_is_string(g) || json_is_true(g);
+	}
 	json_t *sib = json_object_get(doc, "siblings");
 	if (names && json_is_array(sib)) {
 		size_t i;
@@ -403,7 +408,7 @@ int hf_repo_files_json(const struct prov_config *cfg, const char *org, const cha
 		rc = err_set(e, ERR_UNPROCESSABLE, "repo '%s/%s': %s", org, repo, err_msg(&ne));
 		goto out;
 	}
-	rc = hf_resolve_commit(&c, org, repo, rev, cancel, commit, NULL, e);
+	rc = hf_resolve_commit(&c, org, repo, rev, cancel, commit, NULL, NULL, e);
 	if (rc)
 		goto out;
 	rc = hf_list_tree(&c, org, repo, commit, cancel, &l, e);

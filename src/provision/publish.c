@@ -373,6 +373,7 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	m.repo_dir = p->repo_dir;
 	m.status = CATALOG_AVAILABLE;
 	m.error = "";
+	m.gated = p->gated;
 	m.nfiles = p->n;
 	m.files = xcalloc(p->n, sizeof(*m.files));
 	uint64_t total = 0;

@@ -83,6 +83,7 @@ struct prov_plan {
 	char revision[CAP_REVISION_LEN + 1]; /* as asked; "" for URL and file models */
 	int write_ref;			     /* write refs/<revision> (not for a commit) */
 	int rehash;	 /* the model was found bad: hash its blobs whatever their records say */
+	int gated;	 /* catalog_model.gated: 1, 0, or CATALOG_GATED_UNKNOWN (offline) */
 	char commit[65]; /* snapshot folder name */
 	char id[PROV_ID_MAX]; /* catalog id */
 	struct prov_file *files;

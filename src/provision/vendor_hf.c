@@ -352,18 +352,22 @@ static int hf_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifact
 	rc = layout_repo_dir_hf(r->org, r->repo, p->repo_dir, sizeof(p->repo_dir), e);
 	if (rc)
 		return rc;
-	if (ctx->hf.offline)
+	if (ctx->hf.offline) {
+		/* No Hub to ask whether the repo is gated: the catalog records unknown. */
+		p->gated = CATALOG_GATED_UNKNOWN;
 		return plan_offline(j, p, out, e);
+	}
 
 	idx = xcalloc(CAP_MODEL_FILES, sizeof(*idx));
 	rc = hf_resolve_commit(&ctx->hf, r->org, r->repo, r->revision, j->req->cancel, p->commit,
-			       &names, e);
+			       &names, &p->gated, e);
 	if (rc)
 		goto out;
 	/* The one metadata request of an already-available model. */
 	struct err se = {0};
 	int chosen = names.n && select_id(j, &names, p->repo, idx, &n, id, sizeof(id), &se) == 0;
 	if (chosen && prov_lookup_available(j, id, p->commit, out)) {
+		catalog_model_set_gated(j->cat, id, p->gated, NULL);
 		if (!is_commit(r->revision))
 			layout_ref_write(ctx->layout, p->repo_dir, r->revision, p->commit, NULL);
 		rc = 1;

@@ -97,6 +97,12 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     "DROP TABLE blobs;"
     "ALTER TABLE blobs_v3 RENAME TO blobs;"
     "CREATE INDEX blobs_sha256 ON blobs(sha256);",
+    /*
+     * 3 -> 4: whether the Hub gated a model's repo, which the mirror must
+     * know before it serves its files. Rows from before are unknown (-1),
+     * and the mirror treats unknown as gated.
+     */
+    "ALTER TABLE models ADD COLUMN gated INTEGER NOT NULL DEFAULT -1;",
 };
 
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e)

@@ -37,7 +37,7 @@ struct catalog;
 struct gguf_facts;
 
 /* The schema version this build writes. */
-#define CATALOG_SCHEMA_VERSION 3
+#define CATALOG_SCHEMA_VERSION 4
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
 /*
@@ -93,6 +93,9 @@ struct catalog_gguf {
 	uint64_t context_length;
 };
 
+/* catalog_model.gated when the Hub's answer was not known. */
+#define CATALOG_GATED_UNKNOWN (-1)
+
 struct catalog_model {
 	char *id; /* canonical catalog id (core/ref.h ref_catalog_id_*) */
 	enum catalog_source source;
@@ -105,6 +108,13 @@ struct catalog_model {
 	int64_t created_ms, updated_ms; /* set by the catalog */
 	struct catalog_gguf gguf;
 	char *error; /* why it failed; "" otherwise */
+	/*
+	 * The Hub gates its repo (access needs accepted terms): 1, else 0;
+	 * CATALOG_GATED_UNKNOWN when that was not learnt (offline, or recorded
+	 * before the catalog kept it). Written by catalog_model_put; read only
+	 * by catalog_repo_snapshot.
+	 */
+	int gated;
 	struct catalog_file *files;
 	size_t nfiles;
 };
@@ -248,6 +258,39 @@ int catalog_blob_distrust(struct catalog *c, const char *repo_dir, const char *n
  */
 int catalog_link_made(struct catalog *c, const char *repo_dir, const char *commit, const char *path,
 		      struct err *e);
+
+/*
+ * One commit of a Hub repository as the catalog holds it: the files of
+ * every available model of that repo and commit (catalog_file fields path,
+ * sha256, size and blob), each path once, sorted by path.
+ */
+struct catalog_repo {
+	char *repo;	/* as asked */
+	char *repo_dir; /* its folder in the hub cache */
+	char commit[41];
+	int gated;	    /* 1 or CATALOG_GATED_UNKNOWN when some model of it says so, else 0 */
+	int64_t updated_ms; /* the latest change of those models */
+	struct catalog_file *files;
+	size_t nfiles;
+};
+void catalog_repo_cleanup(struct catalog_repo *r);
+
+/*
+ * The commit of the newest available model of the Hub repo "org/name"
+ * (compared without case) that was asked for at revision or is at that
+ * commit (revision "" or NULL: any), into commit. Returns 1, or 0 when the
+ * catalog has none.
+ */
+int catalog_repo_find(struct catalog *c, const char *repo, const char *revision, char commit[41],
+		      struct err *e);
+/*
+ * Records catalog_model.gated of a model already in the catalog (an
+ * existing model asked for again). No such model is not an error.
+ */
+int catalog_model_set_gated(struct catalog *c, const char *id, int gated, struct err *e);
+/* The files of repo at commit (above). ERR_NOT_FOUND when the catalog has none. */
+int catalog_repo_snapshot(struct catalog *c, const char *repo, const char *commit,
+			  struct catalog_repo *out, struct err *e);
 
 /* Resume state of one partial blob. */
 struct catalog_partial {

@@ -289,8 +289,9 @@ static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t no
 	    c,
 	    "INSERT INTO models(id, source, repo, revision, commit_sha, repo_dir, status, size,"
 	    " created_ms, updated_ms, error, gguf_architecture, gguf_name, gguf_quantization,"
-	    " gguf_parameters, gguf_size_label, gguf_context_length)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+	    " gguf_parameters, gguf_size_label, gguf_context_length, gated)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,"
+	    " ?17)"
 	    " ON CONFLICT(id) DO UPDATE SET source = excluded.source, repo = excluded.repo,"
 	    " revision = excluded.revision, commit_sha = excluded.commit_sha,"
 	    " repo_dir = excluded.repo_dir, status = excluded.status, size = excluded.size,"
@@ -299,7 +300,7 @@ static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t no
 	    " gguf_quantization = excluded.gguf_quantization,"
 	    " gguf_parameters = excluded.gguf_parameters,"
 	    " gguf_size_label = excluded.gguf_size_label,"
-	    " gguf_context_length = excluded.gguf_context_length",
+	    " gguf_context_length = excluded.gguf_context_length, gated = excluded.gated",
 	    &st, e);
 	if (!rc)
 		rc = catalog_prepare(
@@ -342,6 +343,7 @@ static int put_rows(struct catalog *c, const struct catalog_model *m, int64_t no
 	sqlite3_bind_int64(st, 14, (sqlite3_int64)m->gguf.parameters);
 	catalog_bind_str(st, 15, m->gguf.size_label);
 	sqlite3_bind_int64(st, 16, (sqlite3_int64)m->gguf.context_length);
+	sqlite3_bind_int(st, 17, m->gated < 0 ? CATALOG_GATED_UNKNOWN : m->gated > 0);
 	int s = sqlite3_step(st);
 	if (s != SQLITE_DONE) {
 		rc = catalog_fail(c, s, "write model", e);

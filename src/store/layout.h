@@ -128,6 +128,12 @@ int layout_partial_open(const struct layout *l, const char *repo_dir, const char
  */
 int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const char *sha256,
 			    int *dir_fd, int *fd, uint64_t *cur_size, struct err *e);
+/*
+ * Opens blobs/<sha256>.partial read-only (not through a symlink), for a
+ * reader that follows a download as it is written. ERR_NOT_FOUND if absent.
+ */
+int layout_partial_open_read(const struct layout *l, const char *repo_dir, const char *sha256,
+			     int *fd, struct err *e);
 /* Removes blobs/<sha256>.partial; absent is not an error. */
 int layout_partial_remove(const struct layout *l, const char *repo_dir, const char *sha256,
 			  struct err *e);

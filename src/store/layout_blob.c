@@ -47,21 +47,36 @@ int layout_blob_exists(const struct layout *l, const char *repo_dir, const char 
 	return found;
 }
 
-int layout_blob_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
-		     struct err *e)
+/* Opens the entry name of the blobs/ folder of key's repo folder read-only, not through a link. */
+static int blobs_open_ro(const struct layout *l, const char *repo_dir, const char *key,
+			 const char *name, int *fd, struct err *e)
 {
 	*fd = -1;
 	int dfd;
-	int rc = layout_open_blobs(l, repo_dir, sha256, 0, &dfd, e);
+	int rc = layout_open_blobs(l, repo_dir, key, 0, &dfd, e);
 	if (rc)
 		return rc;
-	*fd = openat(dfd, sha256, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	*fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	int er = errno;
 	close(dfd);
 	if (*fd < 0)
 		return err_set(e, er == ENOENT ? ERR_NOT_FOUND : ERR_IO, "blob %s/%s/blobs/%s: %s",
-			       l->root, repo_dir, sha256, strerror(er));
+			       l->root, repo_dir, name, strerror(er));
 	return 0;
+}
+
+int layout_blob_open(const struct layout *l, const char *repo_dir, const char *sha256, int *fd,
+		     struct err *e)
+{
+	return blobs_open_ro(l, repo_dir, sha256, sha256, fd, e);
+}
+
+int layout_partial_open_read(const struct layout *l, const char *repo_dir, const char *sha256,
+			     int *fd, struct err *e)
+{
+	char name[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(sha256, name);
+	return blobs_open_ro(l, repo_dir, sha256, name, fd, e);
 }
 
 int layout_partial_open_dir(const struct layout *l, const char *repo_dir, const char *sha256,

@@ -644,7 +644,7 @@ static void test_migrate(void **state)
 	char log[4096];
 	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
 	/* An upgrade says from which version to which, in one line. */
-	assert_non_null(strstr(log, "schema migrated from version 1 to 3"));
+	assert_non_null(strstr(log, "schema migrated from version 1 to 4"));
 	assert_null(strstr(log, "created"));
 	struct catalog_model m;
 	assert_int_equal(catalog_model_get(c, "hf:o/r:old.gguf", &m, &e), 0);
@@ -666,6 +666,11 @@ static void test_migrate(void **state)
 	assert_int_equal(b.size, 5);
 	assert_int_equal(b.adopted, 0);
 	assert_int_equal(b.verified_ms, 0);
+	/* Version 4: a model from before gating was recorded is of unknown gating. */
+	struct catalog_repo rp;
+	assert_int_equal(catalog_repo_snapshot(c, "o/r", COMMIT, &rp, &e), 0);
+	assert_int_equal(rp.gated, CATALOG_GATED_UNKNOWN);
+	catalog_repo_cleanup(&rp);
 	struct catalog_removal rm;
 	assert_int_equal(catalog_model_delete(c, "hf:o/r:old.gguf", &rm, &e), 0);
 	assert_int_equal(rm.nblobs, 1);
