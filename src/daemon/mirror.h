@@ -1,9 +1,9 @@
 /*
- * mirror: what the two files of the Hugging Face mirror share (mirror.c:
- * the Hub's paths from the catalog; mirror_pull.c: what the hive asks of
- * the upstream Hub, and pull-through). Nothing else includes it; the
- * routes are declared in http.h. A struct mirror_req belongs to its
- * request's connection thread.
+ * mirror: what the files of the Hugging Face mirror share (mirror.c: the
+ * Hub's listings from the catalog; mirror_resolve.c: a file's bytes;
+ * mirror_pull.c: what the hive asks of the upstream Hub, and pull-through). Nothing else includes
+ * it; the routes are declared in http.h. A struct mirror_req belongs to its request's connection
+ * thread.
  */
 #ifndef RBEE_DAEMON_MIRROR_H
 #define RBEE_DAEMON_MIRROR_H
@@ -12,6 +12,8 @@
 #include <stdint.h>
 
 #include "core/caps.h"
+#include "core/err.h"
+#include "core/gitblob.h"
 #include "store/catalog.h"
 
 struct daemon;
@@ -38,6 +40,27 @@ struct mirror_req {
 	 */
 	int upstream;
 };
+
+/* What the Hub says of one file: LFS or not, its git oid, its etag. */
+struct mirror_meta {
+	int lfs;
+	char oid[GITBLOB_HEX_LEN + 1];
+	const char *etag; /* the sha256 (LFS) or the oid */
+	uint64_t pointer_size;
+};
+
+/*
+ * Reads the request's repo (parameters 0 and 1) and revision (parameter
+ * rev_param, or "main" when it is negative) and loads the catalog's files
+ * of it into m->r. 0 when loaded; otherwise rq has been answered (1), or
+ * with soft the catalog lacks the repo or revision (2, see mirror_req).
+ * mirror_cleanup frees what it loaded.
+ */
+int mirror_open(struct http_req *rq, struct mirror_req *m, int rev_param, int soft);
+void mirror_cleanup(struct mirror_req *m);
+/* What the Hub says of the catalog file f of m: LFS or not, git oid, etag. */
+int mirror_meta(const struct mirror_req *m, const struct catalog_file *f, struct mirror_meta *out,
+		struct err *e);
 
 /*
  * An error the way the Hub answers it: {"error": message} with the
