@@ -30,13 +30,9 @@ struct fx {
 static int setup(void **state)
 {
 	struct fx *x = xcalloc(1, sizeof *x);
-	char db[PATH_MAX];
 	if (store_tmp_make("store-catalog-repo", x->dir, sizeof x->dir))
 		return -1;
-	snprintf(db, sizeof db, "%s/catalog.db", x->dir);
-	struct err e = {0};
-	if (catalog_open(db, &x->c, &e))
-		return -1;
+	x->c = store_tmp_catalog(x->dir);
 	*state = x;
 	return 0;
 }
