@@ -12,6 +12,7 @@
 #include <microhttpd.h>
 
 #include "core/cancel.h"
+#include "core/caps.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -172,6 +173,28 @@ int http_work_end(struct http_req *rq, struct cancel_token *t)
 		pthread_mutex_unlock(&d->conns_mu);
 	}
 	cancel_unref(t);
+	return why;
+}
+
+int http_upstream_begin(struct http_req *rq, const char *what, struct cancel_token **out,
+			struct err *e)
+{
+	struct daemon *d = rq->d;
+	*out = NULL;
+	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
+		atomic_fetch_sub(&d->sources_active, 1);
+		http_set_retry_after(rq, 1);
+		return err_set(e, ERR_RETRY, "%d %s are running; try again later",
+			       CAP_SOURCES_ACTIVE, what);
+	}
+	http_work_begin(rq, d->sources_deadline_ms, out);
+	return 0;
+}
+
+int http_upstream_end(struct http_req *rq, struct cancel_token *t)
+{
+	int why = http_work_end(rq, t);
+	atomic_fetch_sub(&rq->d->sources_active, 1);
 	return why;
 }
 

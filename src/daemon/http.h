@@ -172,6 +172,16 @@ void http_security_headers(struct MHD_Response *resp);
 struct cancel_token;
 void http_work_begin(struct http_req *rq, long deadline_ms, struct cancel_token **out);
 int http_work_end(struct http_req *rq, struct cancel_token *t);
+/*
+ * The same for a request to the upstream Hub, one of at most
+ * CAP_SOURCES_ACTIVE at once (each holds a connection thread and up to a
+ * Hub page in memory), under the --sources-deadline: ERR_RETRY with
+ * Retry-After when they are all taken (what names them in the message).
+ * http_upstream_end gives the slot back and returns as http_work_end.
+ */
+int http_upstream_begin(struct http_req *rq, const char *what, struct cancel_token **out,
+			struct err *e);
+int http_upstream_end(struct http_req *rq, struct cancel_token *t);
 
 /* HTTP connections open now (libmicrohttpd's count), or -1. */
 long http_connections(const struct daemon *d);

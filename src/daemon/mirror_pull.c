@@ -79,24 +79,18 @@ static int mirror_upstream(struct http_req *rq, const struct mirror_req *m, cons
 			   struct hf_listing *tree, struct err *e)
 {
 	struct daemon *d = rq->d;
-	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
-		atomic_fetch_sub(&d->sources_active, 1);
-		http_set_retry_after(rq, 1);
-		return err_set(e, ERR_RETRY, "%d upstream requests are running; try again later",
-			       CAP_SOURCES_ACTIVE);
-	}
+	struct cancel_token *cancel = NULL;
+	if (http_upstream_begin(rq, "upstream requests", &cancel, e) < 0)
+		return e->code;
 	struct hf_client c;
 	int rc = hf_client_init(&c, d->prov_cfg, e);
-	struct cancel_token *cancel = NULL;
-	http_work_begin(rq, d->sources_deadline_ms, &cancel);
 	if (rc == 0)
 		rc = hf_resolve_commit(&c, m->org, m->name, m->rev, cancel, commit, NULL, gated, e);
 	if (rc == 0 && path && (!*gated || d->mirror_gated))
 		rc = hf_head_file(&c, m->org, m->name, commit, path, cancel, meta, e);
 	if (rc == 0 && !path)
 		rc = hf_list_tree(&c, m->org, m->name, commit, cancel, tree, e);
-	int why = http_work_end(rq, cancel);
-	atomic_fetch_sub(&d->sources_active, 1);
+	int why = http_upstream_end(rq, cancel);
 	hf_client_cleanup(&c);
 	if (rc < 0 && why == ERR_TIMEOUT)
 		rc =

@@ -252,17 +252,11 @@ static int route_partial_delete(struct http_req *rq)
 static int route_sources_list(struct http_req *rq, const char *rev, json_t **o, struct err *e)
 {
 	struct daemon *d = rq->d;
-	if (atomic_fetch_add(&d->sources_active, 1) >= CAP_SOURCES_ACTIVE) {
-		atomic_fetch_sub(&d->sources_active, 1);
-		http_set_retry_after(rq, 1);
-		return err_set(e, ERR_RETRY, "%d repository listings are running; try again later",
-			       CAP_SOURCES_ACTIVE);
-	}
 	struct cancel_token *cancel = NULL;
-	http_work_begin(rq, d->sources_deadline_ms, &cancel);
+	if (http_upstream_begin(rq, "repository listings", &cancel, e) < 0)
+		return e->code;
 	int rc = hf_repo_files_json(d->prov_cfg, rq->params[0], rq->params[1], rev, cancel, o, e);
-	int why = http_work_end(rq, cancel);
-	atomic_fetch_sub(&d->sources_active, 1);
+	int why = http_upstream_end(rq, cancel);
 	if (rc == 0 || !why)
 		return rc;
 	json_decref(*o);
