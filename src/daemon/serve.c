@@ -68,6 +68,7 @@ struct serve_opts {
 	int mirror_gated;
 	const char *log_level;
 	const char *port_file;
+	const char *registry_auth;
 	struct serve_list allow_file_import;
 	int help;
 };
@@ -157,6 +158,8 @@ static const struct serve_flag serve_flags[] = {
     {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, CAP_FILE_IMPORT_DIRS,
      "DIR  file:// refs may import "
      "files of DIR (repeatable; none: the daemon reads no local path)"},
+    {"--registry-auth", OPT_STR, O(registry_auth), 0, 0,
+     "F  credentials for OCI registries, in Docker's config.json format (none)"},
     {"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
 };
 #undef O
@@ -422,6 +425,7 @@ int daemon_serve_main(int argc, char **argv)
 	    .max_unknown_size = o.max_unknown_size,
 	    .file_import_dirs = o.allow_file_import.v,
 	    .n_file_import_dirs = o.allow_file_import.n,
+	    .registry_auth = o.registry_auth,
 	};
 	/* A port in use is refused before the data root or the catalog is made. */
 	if (daemon_listen(o.bind, (int)o.port, token != NULL || o.allow_net.n > 0, &listen_fd, &e) <

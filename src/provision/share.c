@@ -35,6 +35,7 @@ struct prov_blob {
 	int size_known;
 	char *url;
 	int url_is_hub;
+	char *auth_token, *auth_origin;	  /* another server's token and its origin; NULL: none */
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
 	struct cancel_token *cancel; /* the transfer's own token */
@@ -105,6 +106,10 @@ static void blob_free(struct prov_blob *b)
 	xfer_free(b->x);
 	cancel_unref(b->cancel);
 	free(b->url);
+	if (b->auth_token)
+		explicit_bzero(b->auth_token, strlen(b->auth_token));
+	free(b->auth_token);
+	free(b->auth_origin);
 	free(b->org);
 	free(b->repo);
 	free(b->commit);
@@ -302,8 +307,8 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	    .url = b->url,
 	    /* A Hub file's download starts at the endpoint: its token, and the bound on redirects.
 	     */
-	    .origin = b->org ? ctx->hf.endpoint : NULL,
-	    .auth_token = tok.from ? tok.value : NULL,
+	    .origin = b->org ? ctx->hf.endpoint : b->auth_origin,
+	    .auth_token = tok.from ? tok.value : b->auth_token,
 	    .dir_fd = dir_fd,
 	    .fd = fd,
 	    .name = partial,
@@ -440,6 +445,8 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->size_known = req->size_known;
 	b->url = xstrdup(req->url);
 	b->url_is_hub = req->url_is_hub;
+	b->auth_token = dup_or_null(req->auth_token);
+	b->auth_origin = dup_or_null(req->auth_origin);
 	b->org = dup_or_null(req->org);
 	b->repo = dup_or_null(req->repo);
 	b->commit = dup_or_null(req->commit);

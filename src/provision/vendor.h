@@ -49,6 +49,8 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
+	/* prov_config.registry_auth, made absolute; "" when none. */
+	char registry_auth[4096];
 };
 
 /* One file of a plan. */
@@ -89,6 +91,13 @@ struct prov_plan {
 	struct prov_file *files;
 	size_t n;
 	uint64_t total;
+	/*
+	 * The files come from another server than the Hub (an OCI registry):
+	 * its bearer token for the transfers, sent to auth_origin only. NULL
+	 * when none; freed (and scrubbed) by prov_plan_cleanup.
+	 */
+	char *auth_token;
+	char *auth_origin;
 };
 
 /* Plans (progress.c). */
@@ -131,6 +140,8 @@ struct prov_vendor {
 extern const struct prov_vendor prov_vendor_hf;
 extern const struct prov_vendor prov_vendor_url;
 extern const struct prov_vendor prov_vendor_file;
+extern const struct prov_vendor prov_vendor_oci;
+extern const struct prov_vendor prov_vendor_ollama;
 
 /*
  * Checks and resolves cfg's --allow-file-import folders into ctx
