@@ -90,7 +90,8 @@ static const struct {
 
 static int is_token_char(int c)
 {
-	return isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL;
+	/* strchr finds the terminator too: NUL must not count. */
+	return c != 0 && (isalnum(c) || strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /*
@@ -127,11 +128,10 @@ int oci_challenge_parse(const char *h, struct oci_challenge *out, struct err *e)
 		const char *q = p + nl;
 		while (*q == ' ' || *q == '\t')
 			q++;
-		if (nl == 0 || *q != '=') {
-			if (nl > 0 && out->scheme != OCI_AUTH_NONE)
-				break; /* the next challenge */
+		if (nl > 0 && *q != '=')
+			break; /* a word without '=' starts the next challenge */
+		if (nl == 0)
 			return err_set(e, ERR_INVALID, "malformed challenge at '%.20s'", p);
-		}
 		q++;
 		while (*q == ' ' || *q == '\t')
 			q++;
