@@ -60,8 +60,9 @@ class Registry:
                 if auth:
                     f.write("auth:\n  token:\n" + "".join(
                         "    %s: %s\n" % kv for kv in auth.items()))
-            self.proc = subprocess.Popen([REGISTRY_BIN, "serve", conf],
-                                         stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+            with open(self.log, "a") as log:
+                self.proc = subprocess.Popen([REGISTRY_BIN, "serve", conf],
+                                             stdout=log, stderr=subprocess.STDOUT)
             if self._wait_up():
                 break
             self.stop()
@@ -446,6 +447,79 @@ class TokenServer:
         self.httpd.server_close()
 
 
+class RedirectingFront:
+    """A registry's front as public registries have one: every request goes
+    on to the registry, except blob GETs, answered with a 307 to a content
+    host of another origin (127.0.0.2), which serves the blob from the
+    registry's storage and records the Authorization header it was sent."""
+
+    def __init__(self, reg):
+        self.reg, self.front_auth, self.cdn_auth = reg, [], []
+        front = self
+
+        class Front(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                front.front_auth.append(self.headers.get("Authorization", ""))
+                m = re.match(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$", self.path)
+                if m:
+                    self.send_response(307)
+                    self.send_header("Location", front.cdn_url + "/b/" + m.group(1))
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                keep = ("Authorization", "Accept", "Range")
+                req = urllib.request.Request(reg.url + self.path, headers={
+                    k: v for k, v in self.headers.items() if k in keep})
+                try:
+                    with urllib.request.urlopen(req, timeout=30) as r:
+                        status, headers, body = r.status, r.headers, r.read()
+                except urllib.error.HTTPError as err:
+                    status, headers, body = err.code, err.headers, err.read()
+                self.send_response(status)
+                for k in ("Content-Type", "Docker-Content-Digest", "WWW-Authenticate"):
+                    if headers.get(k):
+                        self.send_header(k, headers[k])
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        class Cdn(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                front.cdn_auth.append(self.headers.get("Authorization", ""))
+                data = read(reg.blob_data_path(self.path.split("/")[-1]))
+                first, last = 0, len(data) - 1
+                rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
+                if rng:
+                    first = int(rng.group(1))
+                    last = min(int(rng.group(2) or last), last)
+                    self.send_response(206)
+                    self.send_header("Content-Range", "bytes %d-%d/%d" % (first, last, len(data)))
+                else:
+                    self.send_response(200)
+                self.send_header("Accept-Ranges", "bytes")
+                self.send_header("Content-Length", str(last - first + 1))
+                self.end_headers()
+                self.wfile.write(data[first:last + 1])
+
+        self.front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
+        self.cdn = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Cdn)
+        for srv in (self.front, self.cdn):
+            threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.host = "127.0.0.1:%d" % self.front.server_address[1]
+        self.cdn_url = "http://127.0.0.2:%d" % self.cdn.server_address[1]
+
+    def stop(self):
+        for srv in (self.front, self.cdn):
+            srv.shutdown()
+            srv.server_close()
+
+
 @unittest.skipUnless(REGISTRY_BIN, "docker-registry is not installed (scripts/install-deps TEST)")
 class OciTokenAuth(CliMixin, DaemonTestCase):
     tmp_prefix = "oci-auth-"
@@ -463,10 +537,11 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
             "realm": cls.tokens.realm, "service": SERVICE, "issuer": ISSUER,
             "rootcertbundle": cert})
         cls.reg.token = cls.tokens.mint
+        cls.front = RedirectingFront(cls.reg)
         cls.auth_file = t("config.json")
+        cred = {"auth": base64.b64encode(("%s:%s" % (USER, PASSWORD)).encode()).decode()}
         with open(cls.auth_file, "w") as f:
-            json.dump({"auths": {cls.reg.host: {"auth": base64.b64encode(
-                ("%s:%s" % (USER, PASSWORD)).encode()).decode()}}}, f)
+            json.dump({"auths": {cls.reg.host: cred, "http://%s/" % cls.front.host: cred}}, f)
         cls.gguf = fixtures.write_gguf(t("private.gguf"), size=(3 << 20) + 11, seed=91)
         man = ollama_manifest(cls.reg, "team/private", cls.gguf)
         cls.reg.push_manifest("team/private", "v1", man, DOCKER_MANIFEST)
@@ -476,7 +551,7 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
 
     @classmethod
     def tearDownClass(cls):
-        for name in ("reg", "tokens"):
+        for name in ("reg", "tokens", "front"):
             if getattr(cls, name, None):
                 getattr(cls, name).stop()
         super().tearDownClass()
@@ -491,6 +566,15 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
         rc, out, err = self.run_cli("show", "--json", self.ref)
         self.assertEqual(rc, 0, out + err)
         self.assertEqual(json.loads(out)["files"][0]["sha256"], self.gguf["sha256"])
+
+    def test_blob_redirect_is_followed_without_the_registry_token(self):
+        ref = "oci://%s/team/private:v1" % self.front.host
+        rc, out, err = self.run_cli("pull", "--json", ref)
+        self.assertEqual(rc, 0, out + err)
+        # The registry got the bearer token; the content host never did.
+        self.assertTrue([a for a in self.front.front_auth if a.startswith("Bearer ")])
+        self.assertTrue(self.front.cdn_auth)
+        self.assertEqual(set(self.front.cdn_auth), {""})
 
     def test_without_credentials_the_failure_says_so(self):
         rc, out, err = self.run_cli("pull", self.ref, env=self.env(RBEE_HIVE_URL=self.anon_url))
