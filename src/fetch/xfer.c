@@ -190,6 +190,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	cond_init_monotonic(&x->save_cond);
 	cond_init_monotonic(&x->done_cond);
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
+	x->basic = req->auth_basic;
 	x->dest = xstrdup(label);
 	x->name = xstrdup(req->name);
 	x->rename_to = req->rename_to ? xstrdup(req->rename_to) : NULL;

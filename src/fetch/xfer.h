@@ -133,6 +133,7 @@ struct xfer_request {
 	 */
 	const char *origin;
 	const char *auth_token; /* bearer token for origin; may be NULL */
+	int auth_basic;		/* auth_token is "user:password" for HTTP Basic (a registry) */
 	int dir_fd;		/* the folder of the partial; the engine keeps a duplicate */
 	int fd;			/* the partial, read-write, opened relative to dir_fd with
 				   O_NOFOLLOW; the engine keeps a duplicate */

@@ -168,7 +168,10 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	 * only when this URL is at the origin (scheme, host and port): redirects
 	 * are followed here, one hop at a time, so each hop is judged on its own.
 	 */
-	if (x->url_auth) {
+	if (x->url_auth && x->basic) {
+		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(h, CURLOPT_USERPWD, x->token);
+	} else if (x->url_auth) {
 		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
 		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, x->token);
 	}

@@ -104,6 +104,7 @@ struct xfer {
 	struct url_parts origin;
 	enum url_net base; /* the class of the origin's address: no hop may go further in */
 	char *token;
+	int basic;  /* token is user:password for HTTP Basic, not a bearer token */
 	char *dest; /* the label of the partial, for messages */
 	char *name; /* the partial in dir_fd */
 	int dir_fd;

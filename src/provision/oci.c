@@ -6,6 +6,7 @@
  */
 #include <curl/curl.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,7 +66,8 @@ void oci_registry_cleanup(struct oci_registry *r)
 {
 	scrub_free(r->authorization);
 	scrub_free(r->bearer);
-	r->authorization = r->bearer = NULL;
+	scrub_free(r->basic);
+	r->authorization = r->bearer = r->basic = NULL;
 }
 
 int oci_blob_url(const struct oci_registry *r, const char *sha256, char *buf, size_t size)
@@ -183,7 +185,20 @@ static int answer_challenge(struct oci_registry *r, const struct hf_resp *resp, 
 			       creds_hint(r));
 	oci_registry_cleanup(r);
 	r->authorization = xasprintf("Basic %s", b64);
-	memset(b64, 0, sizeof(b64));
+	/* The transfers take user:password (libcurl encodes it); oci_auth_find checked the base64.
+	 */
+	size_t bl = strlen(b64), cap = bl + 4;
+	unsigned char *plain = xcalloc(1, cap);
+	int n = EVP_DecodeBlock(plain, (const unsigned char *)b64, (int)bl);
+	/* EVP_DecodeBlock counts each '=' of the padding as a zero byte. */
+	while (n > 0 && bl > 0 && b64[bl - 1] == '=') {
+		n--;
+		bl--;
+	}
+	r->basic = n > 0 ? xstrndup((const char *)plain, (size_t)n) : NULL;
+	explicit_bzero(plain, cap);
+	free(plain);
+	explicit_bzero(b64, sizeof(b64));
 	return 0;
 }
 

@@ -104,6 +104,7 @@ struct oci_registry {
 	const char *auth_file;	     /* Docker config.json; NULL: none */
 	char *authorization;	     /* "Bearer T" or "Basic B64" once challenged */
 	char *bearer;		     /* the bearer token alone, for blob transfers */
+	char *basic;		     /* or user:password, for blob transfers */
 	int challenged;
 	struct cancel_token *cancel;
 };

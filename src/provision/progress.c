@@ -97,6 +97,7 @@ void prov_plan_cleanup(struct prov_plan *p)
 	free(p->auth_token);
 	free(p->auth_origin);
 	p->auth_token = p->auth_origin = NULL;
+	p->auth_basic = 0;
 }
 
 struct prov_file *prov_plan_add(struct prov_plan *p, const char *path, uint64_t size,

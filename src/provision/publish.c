@@ -61,6 +61,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .url_is_hub = f->url_is_hub,
 	    .auth_token = p->auth_token,
 	    .auth_origin = p->auth_origin,
+	    .auth_basic = p->auth_basic,
 	    .org = p->kind == REF_HF ? p->org : NULL,
 	    .repo = p->kind == REF_HF ? p->name : NULL,
 	    .commit = p->kind == REF_HF ? p->commit : NULL,

@@ -36,6 +36,7 @@ struct prov_blob {
 	char *url;
 	int url_is_hub;
 	char *auth_token, *auth_origin;	  /* another server's token and its origin; NULL: none */
+	int auth_basic;			  /* auth_token is user:password for HTTP Basic */
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
 	struct cancel_token *cancel; /* the transfer's own token */
@@ -309,6 +310,7 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	     */
 	    .origin = b->org ? ctx->hf.endpoint : b->auth_origin,
 	    .auth_token = tok.from ? tok.value : b->auth_token,
+	    .auth_basic = !tok.from && b->auth_basic,
 	    .dir_fd = dir_fd,
 	    .fd = fd,
 	    .name = partial,
@@ -447,6 +449,7 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->url_is_hub = req->url_is_hub;
 	b->auth_token = dup_or_null(req->auth_token);
 	b->auth_origin = dup_or_null(req->auth_origin);
+	b->auth_basic = req->auth_basic;
 	b->org = dup_or_null(req->org);
 	b->repo = dup_or_null(req->repo);
 	b->commit = dup_or_null(req->commit);

@@ -48,6 +48,7 @@ struct prov_blob_req {
 	 * redirect to a CDN. NULL when none.
 	 */
 	const char *auth_token, *auth_origin;
+	int auth_basic; /* auth_token is user:password for HTTP Basic */
 	/* For a Hugging Face file: re-resolved after a 403 from the CDN. NULL otherwise. */
 	const char *org, *repo, *commit, *path;
 	const char *log_id; /* job id for logs; may be NULL */

@@ -98,6 +98,7 @@ struct prov_plan {
 	 */
 	char *auth_token;
 	char *auth_origin;
+	int auth_basic; /* auth_token is user:password for HTTP Basic */
 };
 
 /* Plans (progress.c). */

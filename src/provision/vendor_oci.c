@@ -123,22 +123,13 @@ static int oci_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifac
 		rc = 1;
 		goto out;
 	}
-	/*
-	 * The blob transfers carry a bearer token only: a registry that wants
-	 * Basic credentials on every request cannot be downloaded from yet.
-	 */
-	if (reg.authorization && !reg.bearer) {
-		rc = err_set(e, ERR_UNSUPPORTED,
-			     "%.200s: %s wants Basic authentication on every blob; only registries "
-			     "that hand out bearer tokens are supported",
-			     p->id, reg.host);
-		goto out;
-	}
 	rc = plan_layers(j, p, &reg, &m, e);
 	if (rc)
 		goto out;
-	if (reg.bearer) {
-		p->auth_token = xstrdup(reg.bearer);
+	/* What the registry accepted goes with each blob request, to its own origin only. */
+	if (reg.bearer || reg.basic) {
+		p->auth_token = xstrdup(reg.bearer ? reg.bearer : reg.basic);
+		p->auth_basic = !reg.bearer;
 		p->auth_origin = xstrdup(reg.base);
 	}
 	prov_narrate(j, "%s@sha256:%.12s: %zu files (%zu GGUF)%s", p->repo, digest, m.n,

@@ -41,8 +41,9 @@ def b64url(b):
 
 
 class Registry:
-    """docker-registry serving DIR/data on 127.0.0.1:port; `auth` is the
-    token section of its config, or None for an open registry."""
+    """docker-registry serving DIR/data on 127.0.0.1:port; `auth` is
+    {"token": {...}} or {"htpasswd": {...}}, the auth section of its
+    config, or None for an open registry."""
 
     def __init__(self, folder, auth=None):
         self.folder = folder
@@ -50,6 +51,7 @@ class Registry:
         os.makedirs(self.data, exist_ok=True)
         self.log = os.path.join(folder, "registry.log")
         self.token = None  # a function (repository, actions) -> bearer token, for pushes
+        self.basic = None  # or "user:password"
         for attempt in range(5):
             self.port = free_port()
             conf = os.path.join(folder, "config.yml")
@@ -57,9 +59,9 @@ class Registry:
                 f.write("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
                         "    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%d\n" %
                         (self.data, self.port))
-                if auth:
-                    f.write("auth:\n  token:\n" + "".join(
-                        "    %s: %s\n" % kv for kv in auth.items()))
+                for kind, conf_items in (auth or {}).items():
+                    f.write("auth:\n  %s:\n" % kind + "".join(
+                        "    %s: %s\n" % kv for kv in conf_items.items()))
             with open(self.log, "a") as log:
                 self.proc = subprocess.Popen([REGISTRY_BIN, "serve", conf],
                                              stdout=log, stderr=subprocess.STDOUT)
@@ -98,6 +100,8 @@ class Registry:
         h = dict(headers or {})
         if self.token and repo:
             h["Authorization"] = "Bearer " + self.token(repo, ["pull", "push"])
+        elif self.basic:
+            h["Authorization"] = "Basic " + base64.b64encode(self.basic.encode()).decode()
         if not url.startswith("http"):
             url = self.url + url
         req = urllib.request.Request(url, data=body, method=method, headers=h)
@@ -533,9 +537,9 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
                 "-subj", "/CN=" + ISSUER, "-days", "2")
         cls.tokens = TokenServer(key)
         os.makedirs(t("registry"))
-        cls.reg = Registry(t("registry"), auth={
+        cls.reg = Registry(t("registry"), auth={"token": {
             "realm": cls.tokens.realm, "service": SERVICE, "issuer": ISSUER,
-            "rootcertbundle": cert})
+            "rootcertbundle": cert}})
         cls.reg.token = cls.tokens.mint
         cls.front = RedirectingFront(cls.reg)
         cls.auth_file = t("config.json")
@@ -581,6 +585,57 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
         self.assertNotEqual(rc, 0)
         self.assertIn("the token service refused an anonymous pull", out + err)
         self.assertIn("--registry-auth", out + err)
+
+
+HTPASSWD = shutil.which("htpasswd")
+
+
+@unittest.skipUnless(REGISTRY_BIN and HTPASSWD,
+                     "docker-registry or apache2-utils is not installed (scripts/install-deps TEST)")
+class OciBasicAuth(CliMixin, DaemonTestCase):
+    """A registry that wants a user name and password (htpasswd) on every
+    request, blobs included."""
+    tmp_prefix = "oci-basic-"
+    serve_defaults = {"level": "info"}
+
+    @classmethod
+    def set_up_class(cls):
+        t = lambda *p: os.path.join(cls.tmp, *p)
+        with open(t("htpasswd"), "w") as f:
+            f.write(subprocess.run([HTPASSWD, "-Bbn", USER, PASSWORD], capture_output=True,
+                                   text=True, check=True, timeout=30).stdout)
+        os.makedirs(t("registry"))
+        cls.reg = Registry(t("registry"), auth={"htpasswd": {
+            "realm": "basic-realm", "path": t("htpasswd")}})
+        cls.reg.basic = "%s:%s" % (USER, PASSWORD)
+        cls.gguf = fixtures.write_gguf(t("basic.gguf"), size=(2 << 20) + 5, seed=95)
+        man = ollama_manifest(cls.reg, "team/basic", cls.gguf)
+        cls.reg.push_manifest("team/basic", "v1", man, DOCKER_MANIFEST)
+        cls.ref = "oci://%s/team/basic:v1" % cls.reg.host
+        auth_file = t("config.json")
+        with open(auth_file, "w") as f:
+            json.dump({"auths": {cls.reg.host: {"auth": base64.b64encode(
+                cls.reg.basic.encode()).decode()}}}, f)
+        cls.daemon, cls.url = cls.serve("hive", ["--registry-auth", auth_file])
+        cls.anon, cls.anon_url = cls.serve("anon")
+
+    @classmethod
+    def tearDownClass(cls):
+        if getattr(cls, "reg", None):
+            cls.reg.stop()
+        super().tearDownClass()
+
+    def test_basic_credentials_go_with_every_request(self):
+        rc, out, err = self.run_cli("pull", "--json", self.ref)
+        self.assertEqual(rc, 0, out + err)
+        rc, out, err = self.run_cli("show", "--json", self.ref)
+        self.assertEqual(json.loads(out)["files"][0]["sha256"], self.gguf["sha256"])
+
+    def test_without_credentials_the_failure_says_so(self):
+        rc, out, err = self.run_cli("pull", self.ref, env=self.env(RBEE_HIVE_URL=self.anon_url))
+        self.assertNotEqual(rc, 0)
+        self.assertIn("asks for a user name and password (give the daemon --registry-auth FILE)",
+                      out + err)
 
 
 if __name__ == "__main__":
