@@ -279,6 +279,9 @@ class OciSources(CliMixin, DaemonTestCase):
         before = len(self.reg.blob_gets(a["sha256"]))
         self.pull(ref)
         self.assertEqual(len(self.reg.blob_gets(a["sha256"])), before)
+        # verify hashes every blob of it again and finds them right.
+        rc, out, err = self.run_cli("verify", ref)
+        self.assertEqual(rc, 0, out + err)
         # The shorthand without a tag names the same repository; rm removes the files.
         rc, out, err = self.run_cli("rm", "oci://127.0.0.1:%d/ai/split" % self.reg.port)
         self.assertEqual(rc, 0, out + err)
@@ -459,6 +462,8 @@ class RedirectingFront:
 
     def __init__(self, reg):
         self.reg, self.front_auth, self.cdn_auth = reg, [], []
+        self.cdn_ranges = []  # the Range header of each content request ("" for none)
+        self.rate = 0  # bytes/s the content host sends at; 0: no limit
         front = self
 
         class Front(http.server.BaseHTTPRequestHandler):
@@ -496,6 +501,7 @@ class RedirectingFront:
 
             def do_GET(self):
                 front.cdn_auth.append(self.headers.get("Authorization", ""))
+                front.cdn_ranges.append(self.headers.get("Range", ""))
                 data = read(reg.blob_data_path(self.path.split("/")[-1]))
                 first, last = 0, len(data) - 1
                 rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
@@ -509,7 +515,13 @@ class RedirectingFront:
                 self.send_header("Accept-Ranges", "bytes")
                 self.send_header("Content-Length", str(last - first + 1))
                 self.end_headers()
-                self.wfile.write(data[first:last + 1])
+                try:
+                    for off in range(first, last + 1, 64 << 10):
+                        self.wfile.write(data[off:min(off + (64 << 10), last + 1)])
+                        if front.rate:
+                            time.sleep((64 << 10) / front.rate)
+                except OSError:
+                    pass  # the client went away (a cancelled pull)
 
         self.front = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Front)
         self.cdn = http.server.ThreadingHTTPServer(("127.0.0.2", 0), Cdn)
@@ -579,6 +591,39 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
         self.assertTrue([a for a in self.front.front_auth if a.startswith("Bearer ")])
         self.assertTrue(self.front.cdn_auth)
         self.assertEqual(set(self.front.cdn_auth), {""})
+
+    def test_cancelled_pull_resumes(self):
+        g = fixtures.write_gguf(os.path.join(self.tmp, "slow.gguf"), size=(4 << 20) + 3, seed=97)
+        man = ollama_manifest(self.reg, "team/slow", g)
+        self.reg.push_manifest("team/slow", "v1", man, DOCKER_MANIFEST)
+        ref = "oci://%s/team/slow:v1" % self.front.host
+        self.front.rate = 1 << 20
+        try:
+            rc, out, err = self.run_cli("pull", "--detach", ref)
+            self.assertEqual(rc, 0, out + err)
+            job = out.strip()
+            deadline = time.time() + 30
+            done = 0
+            while time.time() < deadline and done < (1 << 20):
+                with urllib.request.urlopen(self.url + "/v1/jobs/" + job, timeout=10) as r:
+                    done = (json.loads(r.read()).get("progress") or {}).get("bytes_done", 0)
+                time.sleep(0.05)
+            self.assertGreaterEqual(done, 1 << 20)
+            rc, out, err = self.run_cli("cancel", job)
+            self.assertEqual(rc, 0, out + err)
+        finally:
+            self.front.rate = 0
+        blobs = os.path.join(self.tmp, "hive", "hf-home", "hub",
+                             "oci--%s--team--slow" % self.front.host.replace(":", "_"), "blobs")
+        partials = [n for n in os.listdir(blobs) if n.endswith(".partial")]
+        self.assertEqual(partials, [g["sha256"] + ".partial"])
+        before = len(self.front.cdn_ranges)
+        rc, out, err = self.run_cli("pull", "--json", ref)
+        self.assertEqual(rc, 0, out + err)
+        # The second pull asked only for what the first had not saved.
+        starts = [int(re.match(r"bytes=(\d+)-", r).group(1))
+                  for r in self.front.cdn_ranges[before:] if r]
+        self.assertTrue(starts and min(starts) > 0, self.front.cdn_ranges[before:])
 
     def test_without_credentials_the_failure_says_so(self):
         rc, out, err = self.run_cli("pull", self.ref, env=self.env(RBEE_HIVE_URL=self.anon_url))
