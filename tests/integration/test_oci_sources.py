@@ -611,12 +611,16 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
             self.assertGreaterEqual(done, 1 << 20)
             rc, out, err = self.run_cli("cancel", job)
             self.assertEqual(rc, 0, out + err)
+            # The content host stays slow until the cancelled transfer has let go
+            # (its token fires a moment after the job ends).
+            time.sleep(0.5)
+            blobs = os.path.join(self.tmp, "hive", "hf-home", "hub",
+                                 "oci--%s--team--slow" % self.front.host.replace(":", "_"),
+                                 "blobs")
+            partials = [n for n in os.listdir(blobs) if n.endswith(".partial")]
+            self.assertEqual(partials, [g["sha256"] + ".partial"])
         finally:
             self.front.rate = 0
-        blobs = os.path.join(self.tmp, "hive", "hf-home", "hub",
-                             "oci--%s--team--slow" % self.front.host.replace(":", "_"), "blobs")
-        partials = [n for n in os.listdir(blobs) if n.endswith(".partial")]
-        self.assertEqual(partials, [g["sha256"] + ".partial"])
         before = len(self.front.cdn_ranges)
         rc, out, err = self.run_cli("pull", "--json", ref)
         self.assertEqual(rc, 0, out + err)
