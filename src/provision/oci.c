@@ -173,8 +173,21 @@ static int answer_challenge(struct oci_registry *r, const struct hf_resp *resp, 
 		return err_set(e, ERR_UNAUTHORIZED,
 			       "%.120s: the registry asks for authentication: %s", r->label,
 			       err_msg(&pe));
-	if (ch.scheme == OCI_AUTH_BEARER)
+	if (ch.scheme == OCI_AUTH_BEARER) {
+		/*
+		 * The realm is judged as a redirect from the registry would be: a
+		 * public registry cannot send the pull (and the credentials) to an
+		 * address of this machine or its network, nor from https to http.
+		 */
+		struct url_parts from, to;
+		if (url_parse(r->base, &from, &pe) || url_parse(ch.realm, &to, &pe) ||
+		    url_check_scheme(&to, &pe) ||
+		    (!url_same_origin(&from, &to) &&
+		     url_check_redirect(&from, &to, url_host_net(from.host), &pe)))
+			return err_set(e, ERR_FORBIDDEN, "%.80s: token realm %.80s refused: %s",
+				       r->label, ch.realm, err_msg(&pe));
 		return bearer_fetch(r, &ch, e);
+	}
 	char b64[CAP_TOKEN_LEN + 1];
 	int have = creds_find(r, b64, sizeof(b64), e);
 	if (have < 0)
