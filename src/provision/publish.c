@@ -131,6 +131,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	char sha[65], dir[256];
 	int adopted = 0;
 	rc = prov_share_result(b, sha, dir, &adopted, e);
+	enum prov_source from = prov_share_source(b);
 	prov_share_leave(b);
 	if (rc) {
 		if (rc == ERR_CANCELLED && !prov_check_cancel(j, NULL))
@@ -161,6 +162,12 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	j->file_size = have;
 	if (adopted)
 		prov_narrate(j, "'%s' was already in the cache; linked, not downloaded", f->path);
+	else
+		prov_narrate(j, "'%s' came from the %s", f->path,
+			     from == PROV_SRC_S3 ? "blob store" : "origin");
+	/* What the origin gave goes to the site's blob store afterwards (write-behind). */
+	if (from == PROV_SRC_CDN && j->ctx->s3)
+		j->store_pending++;
 	return 0;
 }
 

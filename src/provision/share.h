@@ -27,6 +27,7 @@
 
 #include "core/err.h"
 #include "fetch/xfer.h"
+#include "provision/provision.h"
 
 struct catalog;
 struct prov_ctx;
@@ -88,6 +89,8 @@ int prov_share_lock_wait(struct prov_blob *b, char *buf, size_t size);
  */
 int prov_share_result(struct prov_blob *b, char sha256_out[65], char repo_dir_out[256],
 		      int *adopted, struct err *e);
+/* Where the entry's bytes came from, once prov_share_wait() said 1 (PROV_SRC_CACHE: adopted). */
+enum prov_source prov_share_source(struct prov_blob *b);
 /* Drops the caller's reference; when no job is left waiting, the transfer is cancelled. */
 void prov_share_leave(struct prov_blob *b);
 

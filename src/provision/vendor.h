@@ -17,6 +17,7 @@
 #ifndef RBEE_PROVISION_VENDOR_H
 #define RBEE_PROVISION_VENDOR_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ struct layout;
 struct xfer_engine;
 struct prov_share;
 struct gguf_facts;
+struct s3_store;
 
 struct prov_ctx {
 	char data_root[4096];
@@ -49,7 +51,21 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
+	/* The site's blob store (--blob-store); NULL: none. */
+	struct s3_store *s3;
+	/* Bytes each source delivered (enum prov_source). */
+	_Atomic uint64_t src_bytes[PROV__SOURCES];
+	_Atomic uint64_t uploaded_bytes; /* to the blob store */
 };
+
+/*
+ * Write-behind (blobstore.c): uploads every blob of model req->ref the blob
+ * store lacks. ERR_UNSUPPORTED without a blob store.
+ */
+int prov_store_upload(struct prov_ctx *ctx, const struct prov_request *req, struct err *e);
+
+/* Counts n bytes delivered by src (provisioner.c). */
+void prov_source_add(struct prov_ctx *ctx, enum prov_source src, uint64_t n);
 
 /* One file of a plan. */
 struct prov_file {
@@ -113,6 +129,7 @@ struct prov_job {
 	uint64_t bytes_total;
 	double rate_bps;
 	int64_t last_emit_ms;
+	int store_pending; /* blobs fetched from the origin that the blob store lacks */
 };
 
 struct prov_vendor {
