@@ -461,7 +461,8 @@ int daemon_serve_main(int argc, char **argv)
 	/* The token is never logged. */
 	if (o.token_file && token_read_file(o.token_file, 0, &token, &e) < 0)
 		goto fail;
-	if (o.blob_store && serve_s3_credentials(o.s3_credentials, &s3_keys, &s3_secret, &e) < 0)
+	if ((o.blob_store || o.s3_endpoint) &&
+	    serve_s3_credentials(o.s3_credentials, &s3_keys, &s3_secret, &e) < 0)
 		goto fail;
 	/* The provisioner resolves the same paths; both follow docs/store.md through the store. */
 	if (store_paths_resolve(o.data_dir, o.hf_cache, hf_env_shares_cache(), &sp, &e) < 0)

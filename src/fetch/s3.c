@@ -14,6 +14,7 @@
 
 #include "core/cancel.h"
 #include "core/caps.h"
+#include "core/ref.h"
 #include "core/sha256.h"
 #include "core/url.h"
 #include "core/util.h"
@@ -28,86 +29,12 @@
 static const char empty_sha256[] =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-int s3_bucket_check(const char *name, struct err *e)
+/* "s3://BUCKET[/PREFIX]" into s->bucket and s->prefix. */
+static int store_spec(struct s3_store *s, const char *spec, struct err *e)
 {
-	size_t n = strlen(name);
-	if (n < 3 || n > 63)
-		return err_set(e, ERR_INVALID, "bucket '%.70s': 3 to 63 characters", name);
-	for (size_t i = 0; i < n; i++) {
-		char c = name[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
-			return err_set(e, ERR_INVALID,
-				       "bucket '%.70s': only a-z, 0-9, '.' and '-' are allowed",
-				       name);
-	}
-	return 0;
-}
-
-static int key_char(char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       c == '-' || c == '.' || c == '_' || c == '~' || c == '/';
-}
-
-int s3_key_check(const char *key, const char *what, struct err *e)
-{
-	size_t n = strlen(key);
-	if (n == 0 || n > S3_KEY_MAX)
-		return err_set(e, ERR_INVALID, "%s '%.80s': 1 to %d characters", what, key,
-			       S3_KEY_MAX);
-	for (size_t i = 0; i < n; i++)
-		if (!key_char(key[i]))
-			return err_set(
-			    e, ERR_INVALID,
-			    "%s '%.80s': only letters, digits, '-', '.', '_', '~' and '/' "
-			    "are allowed",
-			    what, key);
-	/* Every part between slashes is a name: no empty, "." or ".." part. */
-	for (const char *p = key; *p;) {
-		const char *end = strchr(p, '/');
-		size_t len = end ? (size_t)(end - p) : strlen(p);
-		if (len == 0 || (len == 1 && p[0] == '.') ||
-		    (len == 2 && p[0] == '.' && p[1] == '.'))
-			return err_set(e, ERR_INVALID,
-				       "%s '%.80s': an empty, '.' or '..' part between slashes",
-				       what, key);
-		p += len + (end ? 1 : 0);
-		if (end && !*p)
-			return err_set(e, ERR_INVALID, "%s '%.80s': ends with '/'", what, key);
-	}
-	return 0;
-}
-
-int s3_ref_split(const char *ref, char bucket[64], char key[S3_KEY_MAX + 1], struct err *e)
-{
-	if (strncmp(ref, "s3://", 5) != 0)
-		return err_set(e, ERR_INVALID, "'%.80s': expected s3://BUCKET/KEY", ref);
-	const char *b = ref + 5;
-	const char *slash = strchr(b, '/');
-	size_t blen = slash ? (size_t)(slash - b) : strlen(b);
-	if (blen >= 64)
-		return err_set(e, ERR_INVALID, "'%.80s': the bucket is over 63 characters", ref);
-	memcpy(bucket, b, blen);
-	bucket[blen] = '\0';
-	int rc = s3_bucket_check(bucket, e);
-	if (rc)
-		return rc;
-	const char *k = slash ? slash + 1 : "";
-	if (strlen(k) > S3_KEY_MAX)
-		return err_set(e, ERR_INVALID, "'%.80s': the key is over %d characters", ref,
-			       S3_KEY_MAX);
-	snprintf(key, S3_KEY_MAX + 1, "%s", k);
-	return s3_key_check(key, "key", e);
-}
-
-int s3_store_init(struct s3_store *s, const char *spec, const char *endpoint, const char *region,
-		  const char *access_key, const char *secret, struct err *e)
-{
-	memset(s, 0, sizeof(*s));
-	if (!spec || strncmp(spec, "s3://", 5) != 0)
+	if (strncmp(spec, "s3://", 5) != 0)
 		return err_set(e, ERR_INVALID,
-			       "--blob-store '%.80s': expected s3://BUCKET[/PREFIX]",
-			       spec ? spec : "");
+			       "--blob-store '%.80s': expected s3://BUCKET[/PREFIX]", spec);
 	const char *b = spec + 5;
 	const char *slash = strchr(b, '/');
 	size_t blen = slash ? (size_t)(slash - b) : strlen(b);
@@ -115,7 +42,7 @@ int s3_store_init(struct s3_store *s, const char *spec, const char *endpoint, co
 		return err_set(e, ERR_INVALID, "--blob-store '%.80s': bucket over 63 characters",
 			       spec);
 	memcpy(s->bucket, b, blen);
-	int rc = s3_bucket_check(s->bucket, e);
+	int rc = ref_s3_bucket_check(s->bucket, e);
 	if (rc)
 		return err_prefix(e, "--blob-store: ");
 	const char *prefix = slash ? slash + 1 : "";
@@ -127,13 +54,26 @@ int s3_store_init(struct s3_store *s, const char *spec, const char *endpoint, co
 			       spec, sizeof(s->prefix) - 2);
 	if (plen) {
 		memcpy(s->prefix, prefix, plen);
-		rc = s3_key_check(s->prefix, "--blob-store prefix", e);
+		rc = ref_s3_key_check(s->prefix, "--blob-store prefix", e);
 		if (rc)
 			return rc;
 		s->prefix[plen] = '/';
 	}
+	return 0;
+}
+
+int s3_store_init(struct s3_store *s, const char *spec, const char *endpoint, const char *region,
+		  const char *access_key, const char *secret, struct err *e)
+{
+	memset(s, 0, sizeof(*s));
+	int rc;
+	if (spec) {
+		rc = store_spec(s, spec, e);
+		if (rc)
+			return rc;
+	}
 	if (!endpoint || !*endpoint)
-		return err_set(e, ERR_INVALID, "--blob-store needs --s3-endpoint URL");
+		return err_set(e, ERR_INVALID, "the S3 store needs --s3-endpoint URL");
 	struct url_parts p;
 	rc = url_parse(endpoint, &p, e);
 	if (rc == 0)
@@ -158,7 +98,7 @@ int s3_store_init(struct s3_store *s, const char *spec, const char *endpoint, co
 		return err_set(e, ERR_INVALID, "--s3-region '%.64s': too long", region);
 	if (!access_key || !*access_key || !secret || !*secret)
 		return err_set(e, ERR_INVALID,
-			       "--blob-store needs credentials: AWS_ACCESS_KEY_ID and "
+			       "the S3 store needs credentials: AWS_ACCESS_KEY_ID and "
 			       "AWS_SECRET_ACCESS_KEY, or --s3-credentials FILE");
 	if (strchr(access_key, ':'))
 		return err_set(e, ERR_INVALID, "the S3 access key holds a ':'");

@@ -13,9 +13,8 @@
  * one. libcurl signs the query string as given: s3_query writes it sorted
  * and percent-encoded.
  *
- * Object keys are limited to the characters that need no encoding in a
- * path (letters, digits, '-', '.', '_', '~' and '/'), so the signed path
- * is the path sent.
+ * Object keys follow ref_s3_key_check (core/ref.h): characters that need
+ * no encoding in a path, so the signed path is the path sent.
  *
  * Threads: a struct s3_store is read-only once made and may be shared;
  * each request uses its own libcurl handle and blocks its caller, checking
@@ -37,11 +36,11 @@ struct cancel_token;
 #define S3_MAX_PARTS 10000	      /* S3's rule */
 #define S3_ETAG_MAX 128		      /* an ETag we keep, quotes included */
 #define S3_UPLOAD_ID_MAX 512	      /* a multipart upload id we keep */
-#define S3_KEY_MAX 1024		      /* an object key (S3's rule) */
+#define S3_KEY_MAX 1024		      /* an object key: REF_S3_KEY_MAX */
 
 struct s3_store {
-	char endpoint[1024]; /* scheme://host[:port], no trailing slash */
-	char bucket[64];
+	char endpoint[1024];	/* scheme://host[:port], no trailing slash */
+	char bucket[64];	/* the blob store's; "" when there is none */
 	char prefix[256];	/* "" or "a/b/": keys of blobs are PREFIX "blobs/" SHA256 */
 	char sigv4[128];	/* libcurl's provider: "aws:amz:REGION:s3" */
 	char *userpwd;		/* "ACCESS_KEY:SECRET"; scrubbed by s3_store_cleanup */
@@ -52,23 +51,14 @@ struct s3_store {
 };
 
 /*
- * Fills s from "s3://BUCKET[/PREFIX]" (spec), the endpoint URL
+ * Fills s from "s3://BUCKET[/PREFIX]" (spec; NULL: no blob store, bucket
+ * "", the endpoint serves s3:// refs only), the endpoint URL
  * (http[s]://host[:port]), the region (NULL: S3_DEFAULT_REGION) and the
  * credentials. ERR_INVALID with a message naming the part that is wrong.
  */
 int s3_store_init(struct s3_store *s, const char *spec, const char *endpoint, const char *region,
 		  const char *access_key, const char *secret, struct err *e);
 void s3_store_cleanup(struct s3_store *s);
-
-/*
- * Splits "s3://BUCKET/KEY" into bucket and key, both checked. ERR_INVALID
- * naming what is wrong.
- */
-int s3_ref_split(const char *ref, char bucket[64], char key[S3_KEY_MAX + 1], struct err *e);
-/* 0 when name is a bucket name S3 accepts (3..63 of a-z 0-9 . -), else ERR_INVALID. */
-int s3_bucket_check(const char *name, struct err *e);
-/* 0 when key is an object key of the characters above, no "." or ".." part, else ERR_INVALID. */
-int s3_key_check(const char *key, const char *what, struct err *e);
 
 /* The key of the blob with this sha256: PREFIX "blobs/" SHA256. */
 int s3_blob_key(const struct s3_store *s, const char *sha256, char *buf, size_t size,

@@ -180,7 +180,7 @@ static int upload_blob(struct prov_job *j, const char *repo_dir, const char *sha
 
 int prov_store_upload(struct prov_ctx *ctx, const struct prov_request *req, struct err *e)
 {
-	if (!ctx->s3)
+	if (!prov_blob_store_on(ctx))
 		return err_set(e, ERR_UNSUPPORTED, "no blob store is configured (--blob-store)");
 	struct prov_job j = {.ctx = ctx, .req = req};
 	struct catalog_model m = {0};

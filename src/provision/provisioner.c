@@ -39,6 +39,11 @@ const char *prov_source_name(enum prov_source s)
 	return (unsigned)s < PROV__SOURCES ? source_names[s] : "unknown";
 }
 
+int prov_blob_store_on(const struct prov_ctx *ctx)
+{
+	return ctx->s3 && ctx->s3->bucket[0];
+}
+
 void prov_source_add(struct prov_ctx *ctx, enum prov_source src, uint64_t n)
 {
 	if ((unsigned)src < PROV__SOURCES)
@@ -54,6 +59,7 @@ static const struct prov_vendor *const vendors[] = {
     &prov_vendor_hf,
     &prov_vendor_url,
     &prov_vendor_file,
+    &prov_vendor_s3,
 };
 
 struct multi_provisioner {
@@ -210,7 +216,7 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 	rc = xfer_engine_new(&xc, &ctx->engine, e);
 	if (rc)
 		goto fail;
-	if (cfg->blob_store) {
+	if (cfg->blob_store || cfg->s3_endpoint) {
 		ctx->s3 = xcalloc(1, sizeof(*ctx->s3));
 		rc = s3_store_init(ctx->s3, cfg->blob_store, cfg->s3_endpoint, cfg->s3_region,
 				   cfg->s3_access_key, cfg->s3_secret, e);
@@ -226,7 +232,8 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		ctx->s3->part_size = cfg->s3_part_size ? cfg->s3_part_size : S3_DEFAULT_PART;
 		ctx->s3->limit_rate = cfg->s3_limit_rate;
 		ctx->s3->user_agent = ctx->hf.user_agent;
-		log_info("provisioner: blob store %s at %s", cfg->blob_store, ctx->s3->endpoint);
+		log_info("provisioner: S3 at %s, blob store %s", ctx->s3->endpoint,
+			 cfg->blob_store ? cfg->blob_store : "none (s3:// refs only)");
 	}
 	prov_share_new(ctx, &ctx->share);
 	log_info("provisioner: data %s, hub cache %s, endpoint %s%s", ctx->data_root, ctx->hub_dir,

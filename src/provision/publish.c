@@ -59,6 +59,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .size_known = f->size_known,
 	    .url = f->url,
 	    .url_is_hub = f->url_is_hub,
+	    .url_is_store = f->url_is_store,
 	    .org = p->kind == REF_HF ? p->org : NULL,
 	    .repo = p->kind == REF_HF ? p->name : NULL,
 	    .commit = p->kind == REF_HF ? p->commit : NULL,
@@ -166,7 +167,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 		prov_narrate(j, "'%s' came from the %s", f->path,
 			     from == PROV_SRC_S3 ? "blob store" : "origin");
 	/* What the origin gave goes to the site's blob store afterwards (write-behind). */
-	if (from == PROV_SRC_CDN && j->ctx->s3)
+	if (from == PROV_SRC_CDN && prov_blob_store_on(j->ctx))
 		j->store_pending++;
 	return 0;
 }

@@ -39,6 +39,7 @@ struct prov_blob {
 	int size_known;
 	char *url;
 	int url_is_hub;
+	int url_is_store;
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
 	struct cancel_token *cancel; /* the transfer's own token */
@@ -417,7 +418,7 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	 */
 	char got[SHA256_HEX_LEN + 1] = "";
 	rc = -1;
-	if (known && b->size_known && ctx->s3) {
+	if (known && b->size_known && prov_blob_store_on(ctx)) {
 		struct err se = {0};
 		rc = blob_from_store(b, cat, got, &se);
 		if (rc == ERR_CANCELLED) {
@@ -445,16 +446,24 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		    .token = tok.from ? tok.value : NULL,
 		    .refresh = b->org != NULL,
 		};
+		/* An s3:// ref's object: the store's credentials, to the endpoint only. */
+		if (b->url_is_store && ctx->s3) {
+			src.token = ctx->s3->userpwd;
+			src.sigv4 = ctx->s3->sigv4;
+		}
 		rc = blob_fetch(b, cat, &src, got, e);
 		hf_token_clear(&tok);
 		if (rc)
 			goto out;
-		b->source = PROV_SRC_CDN;
+		b->source = src.sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN;
 	}
 	if (!known)
 		snprintf(b->sha256, sizeof(b->sha256), "%s", got);
 	/* The engine hashed the bytes as it wrote them and renamed the blob into place. */
 	prov_blob_made(cat, ctx->layout, b->repo_dir, b->sha256, 1);
+	if (cat)
+		catalog_blob_set_source(cat, b->repo_dir, b->sha256, prov_source_name(b->source),
+					NULL);
 out:
 	/*
 	 * The engine keeps the full range saved when it does not rename, and a
@@ -550,6 +559,7 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->size_known = req->size_known;
 	b->url = xstrdup(req->url);
 	b->url_is_hub = req->url_is_hub;
+	b->url_is_store = req->url_is_store;
 	b->org = dup_or_null(req->org);
 	b->repo = dup_or_null(req->repo);
 	b->commit = dup_or_null(req->commit);

@@ -41,8 +41,9 @@ struct prov_blob_req {
 	    *git_sha1; /* expected git blob id of a file git stores itself (not LFS); "" or NULL */
 	uint64_t size; /* expected size; 0 with size_known == 0 when unknown */
 	int size_known;
-	const char *url; /* where the bytes are */
-	int url_is_hub;	 /* send the Hub token along (a small file served by the Hub) */
+	const char *url;  /* where the bytes are */
+	int url_is_hub;	  /* send the Hub token along (a small file served by the Hub) */
+	int url_is_store; /* an S3 object (an s3:// ref): signed with the store's credentials */
 	/* For a Hugging Face file: re-resolved after a 403 from the CDN. NULL otherwise. */
 	const char *org, *repo, *commit, *path;
 	const char *log_id; /* job id for logs; may be NULL */

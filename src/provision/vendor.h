@@ -51,7 +51,8 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
-	/* The site's blob store (--blob-store); NULL: none. */
+	/* The S3 endpoint, credentials and blob store (--blob-store, bucket "" when none); NULL:
+	 * none. */
 	struct s3_store *s3;
 	/* Bytes each source delivered (enum prov_source). */
 	_Atomic uint64_t src_bytes[PROV__SOURCES];
@@ -77,6 +78,7 @@ struct prov_file {
 			    */
 	char *url;	   /* where the bytes are; NULL until resolved */
 	int url_is_hub;	   /* the bytes come from the Hub host: the token may go along */
+	int url_is_store;  /* the bytes are an S3 object: requests are signed (fetch/s3.h) */
 	int present;	   /* already in the layout: nothing to fetch */
 	/*
 	 * A snapshot entry that was there (another program's, or rbee-hive's
@@ -148,6 +150,21 @@ struct prov_vendor {
 extern const struct prov_vendor prov_vendor_hf;
 extern const struct prov_vendor prov_vendor_url;
 extern const struct prov_vendor prov_vendor_file;
+extern const struct prov_vendor prov_vendor_s3;
+
+/* 1 when a blob store (--blob-store) is configured, not only an S3 endpoint for s3:// refs. */
+int prov_blob_store_on(const struct prov_ctx *ctx);
+
+/* The URL vendor's steps that s3:// refs share (vendor_url.c). */
+void prov_url_file_name(const char *url, char *buf, size_t size);
+/*
+ * The start of a URL model's plan (the ref's url names it; host names its
+ * folder): 1 with out filled when it is available already, 0 to go on,
+ * or an error (ERR_OFFLINE when it is not here and the network is off).
+ */
+int prov_url_plan_start(struct prov_job *j, struct prov_plan *p, const char *host,
+			struct prov_artifact *out, struct err *e);
+int prov_url_fetch(struct prov_job *j, struct prov_plan *p, struct err *e);
 
 /*
  * Checks and resolves cfg's --allow-file-import folders into ctx

@@ -111,7 +111,8 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     "CREATE TABLE uploads("
     " sha256 TEXT NOT NULL, target TEXT NOT NULL, upload_id TEXT NOT NULL,"
     " part_size INTEGER NOT NULL, etags TEXT NOT NULL, updated_ms INTEGER NOT NULL,"
-    " PRIMARY KEY(sha256, target));",
+    " PRIMARY KEY(sha256, target));"
+    "ALTER TABLE blobs ADD COLUMN source TEXT NOT NULL DEFAULT '';",
 };
 
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e)

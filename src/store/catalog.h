@@ -68,6 +68,7 @@ struct catalog_file {
 	 * by the git sha1, and rbee-hive adopts such an entry as it is.
 	 */
 	char blob[CATALOG_BLOB_NAME_MAX + 1];
+	char source[8]; /* where the blob's bytes came from ("s3", "cdn", ...); "" unknown */
 	/* The snapshot link was there, made by another program: never removed. */
 	int link_adopted;
 	/*
@@ -250,6 +251,12 @@ int catalog_blob_get(struct catalog *c, const char *repo_dir, const char *name,
 int catalog_blob_verified(struct catalog *c, const char *repo_dir, const char *name,
 			  const char *sha256, uint64_t size, int64_t mtime_ns, int adopted,
 			  struct err *e);
+/*
+ * Records where the bytes of blobs/<name> in repo_dir came from ("peer",
+ * "s3", "cdn"; provision/provision.h), shown with the model's files.
+ */
+int catalog_blob_set_source(struct catalog *c, const char *repo_dir, const char *name,
+			    const char *source, struct err *e);
 /* Forgets that blobs/<name> was found right: its content is hashed before the next use. */
 int catalog_blob_distrust(struct catalog *c, const char *repo_dir, const char *name, struct err *e);
 /*

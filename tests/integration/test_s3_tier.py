@@ -16,11 +16,12 @@ import sys
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cephrgw  # noqa: E402
-from daemonhelp import DaemonTestCase, start_daemon, stop_daemon  # noqa: E402
+from daemonhelp import BIN, DaemonTestCase  # noqa: E402
 import fixtures  # noqa: E402
 
 BUCKET = "rbee-blobs"
@@ -156,6 +157,12 @@ class S3TierTest(DaemonTestCase):
                 m[g.group(2) or "uploaded"] = int(g.group(3))
         return m
 
+    def file_source(self, url, name):
+        status, out = http("GET", url + "/v1/models/" + urllib.parse.quote(
+            "hf:org/%s-GGUF:%s.Q4_K_M.gguf" % (name, name), safe=""))
+        self.assertEqual(status, 200, out)
+        return json.loads(out)["files"][0].get("source")
+
     def cdn_bytes(self, name):
         path = "%s.Q4_K_M.gguf" % name
         return sum(r.get("bytes_sent") or 0 for r in self.hub.requests(host="cdn", settle=2)
@@ -195,6 +202,14 @@ class S3TierTest(DaemonTestCase):
                          self.files["shared"]["sha256"])
         # What came from the store is not uploaded again.
         self.assertEqual(self.upload_jobs(b), [])
+        # Each hive says where the blob came from: the API, and `show`.
+        self.assertEqual(self.file_source(a, "shared"), "cdn")
+        self.assertEqual(self.file_source(b, "shared"), "s3")
+        r = subprocess.run([BIN, "show", "--url", b, "org/shared-GGUF"], capture_output=True,
+                           text=True, timeout=30)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"FROM")
+        self.assertRegex(r.stdout, r"shared\.Q4_K_M\.gguf +\S+ \S+ +s3 ")
 
     def test_corrupt_object_detected_and_cdn_used(self):
         bad = os.path.join(self.tmp, "bad.bin")
@@ -257,6 +272,35 @@ class S3TierTest(DaemonTestCase):
                          self.files["resume"]["sha256"])
         self.assertEqual(self.s3("HEAD", self.blob_key("t5", "resume")), 200)
         del size
+
+    def test_s3_refs_from_a_site_bucket(self):
+        self.s3("PUT", "/site-models")
+        f = self.files["corrupt"]
+        self.s3("PUT", "/site-models/llama/own.Q4_K_M.gguf", upload=f["path"])
+        env = {"AWS_ACCESS_KEY_ID": self.rgw.access_key,
+               "AWS_SECRET_ACCESS_KEY": self.rgw.secret_key}
+        # An endpoint alone (no blob store) serves s3:// refs.
+        _, h = self.serve("h", ["--s3-endpoint", self.rgw.endpoint], env=env)
+        self.hub.reset_requests()
+        ref = "s3://site-models/llama/own.Q4_K_M.gguf#sha256=" + f["sha256"]
+        j = self.wait_job(h, self.submit(h, {"operation": "model_download", "model": ref}))
+        self.assertEqual(j["state"], "succeeded", j)
+        self.assertEqual(j["model_id"], "url:" + f["sha256"][:16])
+        status, out = http("GET", h + "/v1/models/url:" + f["sha256"][:16])
+        self.assertEqual(status, 200, out)
+        self.assertEqual(json.loads(out)["status"], "available")
+        self.assertEqual(self.hub.requests(settle=1), [])
+        self.assertEqual(self.metrics(h)["s3"], f["size"])
+        # A pinned digest that the object does not have fails, and says so.
+        bad = "s3://site-models/llama/own.Q4_K_M.gguf#sha256=" + "0" * 64
+        j = self.wait_job(h, self.submit(h, {"operation": "model_download", "model": bad}))
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("sha256", j["error"])
+        # A missing key is not found.
+        j = self.wait_job(h, self.submit(h, {"operation": "model_download",
+                                             "model": "s3://site-models/none.gguf"}))
+        self.assertEqual(j["state"], "failed", j)
+        self.assertIn("404", j["error"])
 
     def test_z_store_stopped_mid_transfer_falls_back_to_cdn(self):
         self.s3("PUT", self.blob_key("t3", "down"), upload=self.files["down"]["path"])

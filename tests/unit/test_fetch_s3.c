@@ -81,20 +81,6 @@ static void test_store_spec_refused(void **state)
 			 ERR_INVALID);
 }
 
-static void test_ref_split(void **state)
-{
-	(void)state;
-	char bucket[64], key[S3_KEY_MAX + 1];
-	struct err e = {0};
-	assert_int_equal(s3_ref_split("s3://models/llama/q4.gguf", bucket, key, &e), 0);
-	assert_string_equal(bucket, "models");
-	assert_string_equal(key, "llama/q4.gguf");
-	assert_int_equal(s3_ref_split("s3://models", bucket, key, &e), ERR_INVALID);
-	assert_int_equal(s3_ref_split("s3://models/a//b", bucket, key, &e), ERR_INVALID);
-	assert_int_equal(s3_ref_split("s3://models/a/", bucket, key, &e), ERR_INVALID);
-	assert_int_equal(s3_ref_split("s3://models/a%2F", bucket, key, &e), ERR_INVALID);
-}
-
 static void test_xml_upload_id_and_error(void **state)
 {
 	(void)state;
@@ -122,8 +108,9 @@ static void test_xml_upload_id_and_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_query_sorted_and_encoded), cmocka_unit_test(test_url_path_style),
-	    cmocka_unit_test(test_store_spec_refused),	     cmocka_unit_test(test_ref_split),
+	    cmocka_unit_test(test_query_sorted_and_encoded),
+	    cmocka_unit_test(test_url_path_style),
+	    cmocka_unit_test(test_store_spec_refused),
 	    cmocka_unit_test(test_xml_upload_id_and_error),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
