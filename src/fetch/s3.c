@@ -317,6 +317,10 @@ static void answer_words(const struct s3_call *c, long status, char *buf, size_t
 	s3_xml_text(c->body, c->body_len, "Message", msg, sizeof(msg));
 	snprintf(buf, size, "HTTP %ld%s%s%s%s", status, code[0] ? " " : "", code,
 		 msg[0] ? ": " : "", msg);
+	/* The store's words go into messages and event lines: no control byte passes. */
+	for (char *p = buf; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 }
 
 /*

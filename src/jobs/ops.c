@@ -295,7 +295,8 @@ static int job_op_absent(const json_t *req, struct err *e)
 			return err_set(e, ERR_UNSUPPORTED,
 				       "'%.64s' is an operation of rbee's own hive, which %s; "
 				       "rbee-hive provisions model files only (model_download, "
-				       "model_list, model_get, model_delete, model_verify)",
+				       "model_list, model_get, model_delete, model_verify, "
+				       "model_upload)",
 				       name, job_ops_absent[i].what);
 	}
 	return 0;

@@ -163,9 +163,8 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	j->file_size = have;
 	if (adopted)
 		prov_narrate(j, "'%s' was already in the cache; linked, not downloaded", f->path);
-	else
-		prov_narrate(j, "'%s' came from the %s", f->path,
-			     from == PROV_SRC_S3 ? "blob store" : "origin");
+	else if (from == PROV_SRC_S3)
+		prov_narrate(j, "'%s' came from the S3 store", f->path);
 	/* What the origin gave goes to the site's blob store afterwards (write-behind). */
 	if (from == PROV_SRC_CDN && prov_blob_store_on(j->ctx))
 		j->store_pending++;

@@ -238,11 +238,10 @@ class CephRGW:
 
 
 if __name__ == "__main__":
+    # Blocked, so that sigwait takes them and the cluster is stopped on the way out.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     with CephRGW() as rgw:
         print("endpoint=%s access_key=%s secret_key=%s" % (rgw.endpoint, rgw.access_key,
                                                            rgw.secret_key), flush=True)
-        try:
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        except KeyboardInterrupt:
-            pass
+        signal.sigwait({signal.SIGINT, signal.SIGTERM})
     sys.exit(0)
