@@ -134,10 +134,12 @@ int s3_query(const struct s3_param *params, size_t n, char *buf, size_t size, st
 	if (n > 8)
 		return err_set(e, ERR_TOO_LARGE, "S3 query: more than 8 parameters");
 	struct s3_param sorted[8];
+	buf[0] = '\0';
+	if (n == 0)
+		return 0;
 	memcpy(sorted, params, n * sizeof(*params));
 	qsort(sorted, n, sizeof(*sorted), param_cmp);
 	size_t off = 0;
-	buf[0] = '\0';
 	for (size_t i = 0; i < n; i++) {
 		/* libcurl's escape encodes all but the unreserved characters, as SigV4 wants. */
 		char *name = curl_easy_escape(NULL, sorted[i].name, 0);

@@ -25,6 +25,9 @@ static void test_query_sorted_and_encoded(void **state)
 	struct s3_param f[] = {{"uploads", ""}};
 	assert_int_equal(s3_query(f, 1, q, sizeof(q), NULL), 0);
 	assert_string_equal(q, "uploads=");
+	/* No parameter: an empty query. */
+	assert_int_equal(s3_query(NULL, 0, q, sizeof(q), NULL), 0);
+	assert_string_equal(q, "");
 	char tiny[8];
 	struct err e = {0};
 	assert_int_equal(s3_query(p, 2, tiny, sizeof(tiny), &e), ERR_TOO_LARGE);
