@@ -23,6 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from cephrgw import free_port
 from clihelp import CliMixin
 from daemonhelp import DaemonTestCase
 import fixtures
@@ -143,15 +144,6 @@ class Registry:
         """GETs of a blob in the registry's access log."""
         with open(self.log, errors="replace") as f:
             return [l for l in f if '"GET ' in l and digest in l]
-
-
-def free_port():
-    import socket
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def read(path):
