@@ -277,10 +277,18 @@ class S3TierTest(DaemonTestCase):
         self.s3("PUT", "/site-models")
         f = self.files["corrupt"]
         self.s3("PUT", "/site-models/llama/own.Q4_K_M.gguf", upload=f["path"])
-        env = {"AWS_ACCESS_KEY_ID": self.rgw.access_key,
-               "AWS_SECRET_ACCESS_KEY": self.rgw.secret_key}
-        # An endpoint alone (no blob store) serves s3:// refs.
-        _, h = self.serve("h", ["--s3-endpoint", self.rgw.endpoint], env=env)
+        # Without credentials the daemon does not start, and says why.
+        with self.assertRaises(RuntimeError):
+            self.serve("nocreds", ["--blob-store", "s3://%s/x" % BUCKET,
+                                   "--s3-endpoint", self.rgw.endpoint])
+        with open(os.path.join(self.tmp, "nocreds.log")) as log:
+            self.assertIn("AWS_ACCESS_KEY_ID", log.read())
+        # An endpoint alone (no blob store) serves s3:// refs; the credentials from a file.
+        creds = os.path.join(self.tmp, "s3-credentials")
+        with open(creds, "w") as out:
+            out.write("%s:%s\n" % (self.rgw.access_key, self.rgw.secret_key))
+        os.chmod(creds, 0o600)
+        _, h = self.serve("h", ["--s3-endpoint", self.rgw.endpoint, "--s3-credentials", creds])
         self.hub.reset_requests()
         ref = "s3://site-models/llama/own.Q4_K_M.gguf#sha256=" + f["sha256"]
         j = self.wait_job(h, self.submit(h, {"operation": "model_download", "model": ref}))
