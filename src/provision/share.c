@@ -304,6 +304,9 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	rc = xfer_result(x, e, got);
 	struct xfer_progress p1;
 	xfer_progress(x, &p1);
+	/* The last snapshot may lag the end: a finished transfer wrote every byte. */
+	if (rc == 0 && b->size_known)
+		p1.bytes_done = b->size;
 	/* The bytes this try wrote; a failed try's count too, as the source delivered them. */
 	if (p1.bytes_done > p0.bytes_done)
 		prov_source_add(ctx, src->sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN,
