@@ -59,6 +59,8 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 			return;
 		}
 	}
+	if (x->npeers)
+		xfer_peers_update(x, now);
 	xconn_start(x, &x->conns[0]);
 }
 
@@ -85,6 +87,8 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	}
 	if (x->ended)
 		return;
+	if (x->npeers)
+		xfer_peers_update(x, now);
 	if (x->refreshing && atomic_load(&x->refresh_done)) {
 		struct err e;
 		char url[CAP_URL_LEN];
@@ -151,7 +155,11 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		xfer_end(x, NET_DONE, 0, NULL);
 		return;
 	}
-	if (busy == 0) {
+	/* Pieces another hive is fetching are awaited from it; a silent one's are taken. */
+	int awaited = x->npeers && xfer_peers_awaited(x, now);
+	if (awaited && now + PEER_POLL_MS < *next_deadline)
+		*next_deadline = now + PEER_POLL_MS;
+	if (busy == 0 && !awaited) {
 		xfer_end(x, NET_FAILED, ERR_INTERNAL, "%s: transfer stalled with no work planned",
 			 x->dest);
 		return;

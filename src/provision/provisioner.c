@@ -116,6 +116,8 @@ static void multi_free(struct provisioner *base)
 	layout_free(mp->ctx.layout);
 	prov_file_roots_cleanup(&mp->ctx);
 	hf_client_cleanup(&mp->ctx.hf);
+	for (size_t i = 0; i < mp->ctx.n_peers; i++)
+		free(mp->ctx.peers[i]);
 	free(mp);
 }
 
@@ -145,6 +147,9 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		goto fail;
 	}
 	ctx->shared_cache = sp.shared;
+	for (size_t i = 0; i < cfg->n_peers && i < CAP_PEERS; i++)
+		ctx->peers[ctx->n_peers++] = xstrdup(cfg->peers[i]);
+	ctx->peer_rank = cfg->peer_rank;
 	rc = prov_file_roots_init(ctx, cfg, e);
 	if (rc)
 		goto fail;

@@ -37,6 +37,7 @@ struct prov_blob {
 	int url_is_hub;
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
+	int from_peers;
 	struct cancel_token *cancel; /* the transfer's own token */
 	struct xfer *x;
 	/* guarded by sh->mu */
@@ -321,6 +322,9 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	    .cancel = b->cancel,
 	    .purge_on_cancel = 0,
 	    .log_id = b->log_id[0] ? b->log_id : NULL,
+	    .peers = (const char *const *)ctx->peers,
+	    .n_peers = known && b->from_peers ? ctx->n_peers : 0,
+	    .peer_rank = ctx->peer_rank,
 	};
 	struct xfer *x = NULL;
 	if (rc == 0)
@@ -445,6 +449,7 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->commit = dup_or_null(req->commit);
 	b->path = dup_or_null(req->path);
 	snprintf(b->log_id, sizeof(b->log_id), "%s", req->log_id ? req->log_id : "");
+	b->from_peers = req->from_peers;
 	b->cancel = cancel_new();
 	b->refs = 2; /* the thread and this caller */
 	b->waiters = 1;
