@@ -94,6 +94,19 @@ int xfer_busy(const struct xfer *x)
 	return n;
 }
 
+int xfer_busy_url(const struct xfer *x)
+{
+	int n = 0;
+	for (int i = 0; i < x->nconn; i++)
+		n += x->conns[i].st != C_IDLE && x->conns[i].src < 0;
+	return n;
+}
+
+int xfer_url_room(const struct xfer *x)
+{
+	return xfer_busy_url(x) < (x->ramp_on ? x->ramp.want : 1);
+}
+
 void xconn_stop(struct xconn *c)
 {
 	if (c->st == C_RUNNING)
@@ -332,6 +345,7 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 			if (code != 206 && res == CURLE_OK)
 				snprintf(why, sizeof(why), "HTTP %ld", code);
 			xfer_peer_fail(x, c, why);
+			x->url_room = xfer_url_room(x);
 			xconn_start(x, c);
 			return;
 		}
@@ -375,7 +389,9 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 			xfer_plan_finish(&x->plan, c->seg);
 			c->seg = -1;
 			/* Past what the ramp allows (it went back): this one rests. */
-			if (x->ramp_on && xfer_busy(x) >= x->ramp.want)
+			if (x->npeers)
+				x->url_room = xfer_url_room(x);
+			else if (x->ramp_on && xfer_busy(x) >= x->ramp.want)
 				return;
 			xconn_start(x, c);
 			return;

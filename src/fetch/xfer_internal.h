@@ -256,6 +256,7 @@ struct xfer {
 	atomic_int peers_new; /* the poller has new answers for the transfer thread */
 	uint64_t url_bytes;   /* bytes from the URL (transfer thread) */
 	int64_t peers_t0;     /* when the peers were first asked */
+	int url_room;	      /* the next piece may come from the URL (transfer thread) */
 	pthread_t poller;
 	int poller_started;
 	int poll_stop;		   /* x->lock: the poller ends */
@@ -316,6 +317,10 @@ curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sock
 
 /* Connections of x with a request running or waiting for a retry. */
 int xfer_busy(const struct xfer *x);
+/* Those of them on the URL, not on a peer. */
+int xfer_busy_url(const struct xfer *x);
+/* With peers: 1 while the ramp lets one more connection go to the URL. */
+int xfer_url_room(const struct xfer *x);
 
 /* xfer_loop.c */
 

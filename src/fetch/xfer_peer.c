@@ -427,13 +427,22 @@ int xfer_peer_take(struct xfer *x, struct xconn *c)
 		usable += peer_usable(&x->peers[k]);
 	c->src = -1;
 	if (!usable)
-		return xfer_plan_take(&x->plan, c->idx, NULL);
+		return x->url_room ? xfer_plan_take(&x->plan, c->idx, NULL) : -1;
 	struct pick best = {.seg = -1};
 	pick_from_peers(x, &best);
+	if (best.seg < 0 && !x->url_room)
+		return -1;
 	if (best.seg < 0)
 		pick_from_url(x, 1, now, &best);
-	if (best.seg < 0)
+	if (best.seg < 0) {
 		pick_from_url(x, 0, now, &best);
+		if (best.seg >= 0)
+			log_msg(LOG_DEBUG, x->log_id,
+				"transfer of %s: bytes %llu-%llu from the URL, their hive is not "
+				"fetching them",
+				x->dest, (unsigned long long)best.start,
+				(unsigned long long)best.end - 1);
+	}
 	if (best.seg >= 0) {
 		int slot = xfer_plan_take_at(&x->plan, best.seg, best.start, best.end, c->idx);
 		if (slot < 0)
