@@ -12,20 +12,23 @@
 #   no-peers  four hives without --peer, at once
 #   join      three hives with --peer at once; the fourth starts its pull
 #             when the first is half done
+#   floor     four hives without --peer at once from the CDN without its
+#             cap: what this one machine needs to download, hash and write
+#             four copies (four hives here share its cores and its disk)
 # Reports per scenario the CDN's bytes (nginx's access log) against the
 # model's size, each hive's pull (job created to done), the last one done
 # against the hive alone, and each hive's bytes from the CDN and from peers
 # (its log).
 #
 #   bench/fleet.sh [--build DIR] [--size-mib 1024] [--cap 100m] [--port 19300]
-#                  [--scenarios "alone peers no-peers join"]
+#                  [--scenarios "alone peers no-peers join floor"]
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
 SIZE_MIB=1024
 CAP=100m
 PORT=19300 # nginx; the hives listen on 127.0.0.11 to .14, port PORT+10
-SCENARIOS="alone peers no-peers join"
+SCENARIOS="alone peers no-peers join floor"
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -96,7 +99,7 @@ EOF
 		listen 127.0.0.1:$PORT;
 		location ~ "^/repos/[A-Za-z0-9_=-]+/(?<sha>[0-9a-f]{64})\$" {
 			alias $T/www/\$sha;
-			limit_rate \$cdn_rate;
+			limit_rate \$cdn_rate; # CAP_LINE
 			access_log $T/nginx/logs/cdn.log bytes;
 		}
 	}
@@ -192,12 +195,24 @@ EOF
 }
 
 ALONE_S=
+CAPPED=1
 echo "| scenario | hive | pull s | from CDN MiB | from peers MiB | state |"
 echo "|---|---|---|---|---|---|"
 SUMMARY=()
 run() { # scenario
 	local s=$1 ids=() i k peers hives t0=0 last=0 id
 	: >"$T/nginx/logs/cdn.log"
+	# The cap on or off for this scenario.
+	local capped=1
+	[ "$s" = floor ] && capped=0
+	if [ "$capped" != "$CAPPED" ]; then
+		local line="limit_rate \$cdn_rate; # CAP_LINE"
+		[ "$capped" = 0 ] && line="# CAP_LINE"
+		sed -i "s|^\([[:space:]]*\).*# CAP_LINE\$|\1$line|" "$T/nginx/nginx.conf"
+		nginx -p "$T/nginx" -c "$T/nginx/nginx.conf" -s reload
+		sleep 1
+		CAPPED=$capped
+	fi
 	case $s in
 	alone) hives="1" ;;
 	*) hives="1 2 3 4" ;;
@@ -210,12 +225,13 @@ run() { # scenario
 		start_hive "$s" "$i" "${peers[@]}"
 	done
 	if [ "$s" = join ]; then
+		# The fourth joins when the others are about half done: after half the
+		# time of the hive alone (a status poll answers late while hives write).
+		local t_join=$(( $(date +%s%3N) + ${ALONE_S:-10000} / 2 ))
 		submit_all 1 2 3
-		for _ in $(seq 3000); do
-			read -r _ _ _ f < <(job 1 "${ids[0]#*:}")
-			awk -v f="$f" 'BEGIN {exit !(f >= 0.5)}' && break
-			sleep 0.05
-		done
+		while [ "$(date +%s%3N)" -lt "$t_join" ]; do sleep 0.05; done
+		read -r _ _ _ f < <(job 1 "${ids[0]#*:}")
+		JOIN_AT=$f
 		ids+=("4:$(submit 4)")
 	else
 		# shellcheck disable=SC2086
@@ -240,10 +256,11 @@ run() { # scenario
 	cdn_total=$(awk '{s += $1} END {print s + 0}' "$T/nginx/logs/cdn.log")
 	local span=$((last - first))
 	[ "$s" = alone ] && ALONE_S=$span
+	[ "$s" = join ] && s="join (hive 1 at ${JOIN_AT} when the 4th joined)"
 	SUMMARY+=("$(awk -v s="$s" -v b="$cdn_total" -v z="$SIZE" -v span="$span" -v a="${ALONE_S:-0}" \
 		'BEGIN {printf "| %s | %.2f | %.2f | %.2f | %s |", s, b / z, b / 1048576 / 1024, span / 1000, (a > 0 ? sprintf("%.2f", span / a) : "-")}')")
-	[ -n "${FLEET_KEEP:-}" ] && mkdir -p "$FLEET_KEEP" && cp "$T/$s-h"*.log "$FLEET_KEEP/"
-	rm -rf "$T/$s-h"*
+	[ -n "${FLEET_KEEP:-}" ] && mkdir -p "$FLEET_KEEP" && cp "$T/$1-h"*.log "$FLEET_KEEP/"
+	rm -rf "$T/$1-h"*
 }
 
 for s in $SCENARIOS; do run "$s"; done
