@@ -20,14 +20,14 @@
 # against the hive alone, and each hive's bytes from the CDN and from peers
 # (its log).
 #
-#   bench/fleet.sh [--build DIR] [--size-mib 1024] [--cap 100m] [--port 19300]
+#   bench/fleet.sh [--build DIR] [--size-mib 1024] [--cap 100m] [--port 19400]
 #                  [--scenarios "alone peers no-peers join floor"]
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
 SIZE_MIB=1024
 CAP=100m
-PORT=19300 # nginx; the hives listen on 127.0.0.11 to .14, port PORT+10
+PORT=19400 # nginx; the hives listen on 127.0.0.11 to .14, port PORT+10
 SCENARIOS="alone peers no-peers join floor"
 
 while [ $# -gt 0 ]; do
