@@ -68,6 +68,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .commit = p->kind == REF_HF ? p->commit : NULL,
 	    .path = p->kind == REF_HF ? f->path : NULL,
 	    .log_id = j->req->job_id,
+	    .from_peers = f->from_peers,
 	};
 	struct prov_blob *b = NULL;
 	int started = 0;

@@ -44,6 +44,7 @@ struct prov_blob {
 	int url_is_store;
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
+	int from_peers;
 	struct cancel_token *cancel; /* the transfer's own token */
 	struct xfer *x;
 	struct xfer *x_prev; /* an earlier try's (the store's, before the CDN) */
@@ -225,6 +226,7 @@ struct blob_source {
 	const char *sigv4;  /* S3 signing; NULL: none */
 	int basic;	    /* token is user:password for HTTP Basic (a registry's) */
 	int refresh;	    /* a Hub file: a 403 re-resolves it */
+	int peers;	    /* the configured peers may be asked for it too */
 	int max_retries;    /* 0: the engine's */
 };
 
@@ -278,6 +280,9 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	    .cancel = b->cancel,
 	    .purge_on_cancel = 0,
 	    .log_id = b->log_id[0] ? b->log_id : NULL,
+	    .peers = (const char *const *)ctx->peers,
+	    .n_peers = known && src->peers ? ctx->n_peers : 0,
+	    .peer_rank = ctx->peer_rank,
 	};
 	struct xfer *x = NULL;
 	if (rc == 0)
@@ -457,6 +462,7 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		    .token = tok.from ? tok.value : b->auth_token,
 		    .basic = !tok.from && b->auth_basic,
 		    .refresh = b->org != NULL,
+		    .peers = b->from_peers,
 		};
 		/* An s3:// ref's object: the store's credentials, to the endpoint only. */
 		if (b->url_is_store && ctx->s3) {
@@ -580,6 +586,7 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->commit = dup_or_null(req->commit);
 	b->path = dup_or_null(req->path);
 	snprintf(b->log_id, sizeof(b->log_id), "%s", req->log_id ? req->log_id : "");
+	b->from_peers = req->from_peers;
 	b->cancel = cancel_new();
 	b->refs = 2; /* the thread and this caller */
 	b->waiters = 1;

@@ -54,6 +54,7 @@ struct prov_blob_req {
 	/* For a Hugging Face file: re-resolved after a 403 from the CDN. NULL otherwise. */
 	const char *org, *repo, *commit, *path;
 	const char *log_id; /* job id for logs; may be NULL */
+	int from_peers;	    /* the configured peers may be asked for it (needs the sha256) */
 };
 
 int prov_share_new(struct prov_ctx *ctx, struct prov_share **out);

@@ -51,6 +51,10 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
+	/* Peer hives (prov_config.peers), asked for blobs whose sha256 the Hub gave. */
+	char *peers[CAP_PEERS];
+	size_t n_peers;
+	int peer_rank;
 	/* prov_config.registry_auth, made absolute; "" when none. */
 	char registry_auth[4096];
 	/* The S3 endpoint, credentials and blob store (--blob-store, bucket "" when none); NULL:
@@ -92,6 +96,7 @@ struct prov_file {
 	int keep_link;
 	int link_adopted;
 	char blob[65];
+	int from_peers; /* peers may hold it: its sha256 is the one the Hub's LFS info gave */
 };
 
 struct prov_plan {
