@@ -122,6 +122,8 @@ struct prov_plan {
 	char *auth_token;
 	char *auth_origin;
 	int auth_basic; /* auth_token is user:password for HTTP Basic */
+	/* An OCI registry's repository, asked again for a blob whose link expired; "" otherwise. */
+	char registry_name[CAP_OCI_NAME_LEN + 1];
 };
 
 /* Plans (progress.c). */
