@@ -372,6 +372,7 @@ void xfer_progress(struct xfer *x, struct xfer_progress *p)
 	p->bytes_done = atomic_load(&x->a_done);
 	p->total = atomic_load(&x->a_total);
 	p->hashed = atomic_load(&x->a_hashed);
+	p->from_peers = atomic_load(&x->a_from_peers);
 	p->rate_bps = (double)atomic_load(&x->a_rate);
 	p->connections = atomic_load(&x->a_conns);
 	p->finished = atomic_load(&x->a_finished);

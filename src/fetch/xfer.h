@@ -110,6 +110,7 @@ struct xfer_progress {
 	uint64_t bytes_done; /* bytes written to the partial, resumed ones included */
 	uint64_t total;	     /* 0 when unknown */
 	uint64_t hashed;     /* bytes of the prefix hashed so far */
+	uint64_t from_peers; /* of the bytes this transfer wrote, those peers delivered */
 	double rate_bps;     /* smoothed over about 2 s */
 	int connections;     /* connections moving bytes now */
 	int finished;	     /* 1 once xfer_wait would return 1 */

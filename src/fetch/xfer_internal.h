@@ -216,6 +216,7 @@ struct xfer {
 	_Atomic uint64_t a_done;
 	_Atomic uint64_t a_total;
 	_Atomic uint64_t a_hashed;
+	_Atomic uint64_t a_from_peers;
 	_Atomic uint64_t a_rate;
 	atomic_int a_conns;
 	atomic_int a_finished;

@@ -230,6 +230,7 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 				return 0;
 			}
 			x->peers[c->src].bytes += w;
+			atomic_fetch_add_explicit(&x->a_from_peers, w, memory_order_relaxed);
 		} else {
 			x->url_bytes += w;
 		}

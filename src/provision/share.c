@@ -363,10 +363,19 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	/* The last snapshot may lag the end: a finished transfer wrote every byte. */
 	if (rc == 0 && b->size_known)
 		p1.bytes_done = b->size;
-	/* The bytes this try wrote; a failed try's count too, as the source delivered them. */
-	if (p1.bytes_done > p0.bytes_done)
-		prov_source_add(ctx, src->sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN,
-				p1.bytes_done - p0.bytes_done);
+	/*
+	 * The bytes this try wrote, by who delivered them: the peers, the rest
+	 * the URL's source. A failed try's count too, as they were delivered.
+	 */
+	uint64_t wrote = p1.bytes_done > p0.bytes_done ? p1.bytes_done - p0.bytes_done : 0;
+	uint64_t peers = p1.from_peers < wrote ? p1.from_peers : wrote;
+	prov_source_add(ctx, PROV_SRC_PEER, peers);
+	prov_source_add(ctx, src->sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN, wrote - peers);
+	/* A blob is said to come from the peers when they delivered most of it. */
+	if (rc == 0)
+		b->source = peers > wrote - peers ? PROV_SRC_PEER
+			    : src->sigv4	  ? PROV_SRC_S3
+						  : PROV_SRC_CDN;
 	return rc;
 }
 
@@ -523,8 +532,6 @@ static int blob_run(struct prov_blob *b, struct err *e)
 			log_msg(LOG_WARN, b->log_id[0] ? b->log_id : NULL,
 				"blob %.12s: the blob store failed (%s); fetching it from %s",
 				b->sha256, err_msg(&se), b->url);
-		if (rc == 0)
-			b->source = PROV_SRC_S3;
 	}
 	if (rc) {
 		struct hf_token tok = {0};
@@ -553,7 +560,6 @@ static int blob_run(struct prov_blob *b, struct err *e)
 			rc = blob_from_registry_again(b, cat, got, e);
 		if (rc)
 			goto out;
-		b->source = src.sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN;
 	}
 	if (!known)
 		snprintf(b->sha256, sizeof(b->sha256), "%s", got);

@@ -163,6 +163,22 @@ class PeersTest(DaemonTestCase):
         self.assertTrue(found, "no transfer with peers in %s's log" % name)
         return int(found[-1][0]), int(found[-1][1])
 
+    def source_metrics(self, url):
+        """Bytes delivered by each source, from /metrics."""
+        status, _, body = self.request(url, "/metrics")
+        self.assertEqual(status, 200)
+        return {g[0]: int(g[1]) for g in
+                re.findall(r'rbee_source_bytes_total\{source="(\w+)"\} (\d+)', body.decode())}
+
+    def file_sources(self, url, repo):
+        """{path: source} of the model's files, from GET /v1/models."""
+        status, _, body = self.request(url, "/v1/models")
+        self.assertEqual(status, 200)
+        for m in json.loads(body)["models"]:
+            if repo in m["id"]:
+                return {f["path"]: f.get("source") for f in m["files"]}
+        self.fail("no model of %s at %s" % (repo, url))
+
     def blob_sha256(self, name, sha):
         path = os.path.join(self.tmp, name, "hf-home", "hub", "models--org--peer-GGUF", "blobs", sha)
         with open(path, "rb") as f:
@@ -216,6 +232,11 @@ class PeersTest(DaemonTestCase):
         self.assertEqual(self.cdn_bytes(REPO, FILE) - before, 0)
         self.assertEqual(self.transfer_line("second"), (0, self.gguf["size"]))
         self.assertEqual(self.blob_sha256("second", self.gguf["sha256"]), self.gguf["sha256"])
+        # The hive says where the bytes came from: /metrics by source, and the file's source.
+        m = self.source_metrics(url)
+        self.assertEqual((m.get("peer"), m.get("cdn")), (self.gguf["size"], 0))
+        self.assertEqual(self.file_sources(url, REPO), {FILE: "peer"})
+        self.assertEqual(self.file_sources(self.first_url, REPO)[FILE], "cdn")
 
     def test_peers_from_the_environment(self):
         _, url = self.serve("third", env={"RBEE_HIVE_PEERS": "http://127.0.0.1:9, " +
