@@ -96,6 +96,8 @@ struct job_registry {
 	char *hive_id;
 	int max_jobs;
 	int keep_jobs;
+	void (*on_event)(void *arg); /* job_registry_config's */
+	void *on_event_arg;
 	int64_t keep_ms;
 	/* Catalog connections of the request threads; has its own lock. */
 	struct job_persist_pool *pool;
