@@ -110,6 +110,8 @@ struct job_registry_config {
 	 */
 	void (*on_event)(void *arg);
 	void *on_event_arg;
+	size_t models_kept_bytes; /* GET /v1/models: models kept serialised; 0:
+				     CAP_MODELS_KEPT_BYTES */
 };
 
 struct job_registry;

@@ -134,7 +134,8 @@ struct job_registry {
 };
 
 /* models.c */
-struct job_models_cache *job_models_cache_new(void);
+/* Keeps at most kept_bytes of serialised models. */
+struct job_models_cache *job_models_cache_new(size_t kept_bytes);
 /* NULL is a no-op. */
 void job_models_cache_free(struct job_models_cache *c);
 
