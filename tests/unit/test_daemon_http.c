@@ -516,7 +516,8 @@ struct streams {
 	struct buf b[STREAMS_MAX];
 };
 
-static struct streams *streams_open(struct fixture *f, const char *id, int n)
+/* n streams of job id; http10: as HTTP/1.0 requests, whose answers are not chunked. */
+static struct streams *streams_open(struct fixture *f, const char *id, int n, int http10)
 {
 	struct streams *st = xcalloc(1, sizeof(*st));
 	char url[256];
@@ -531,6 +532,8 @@ static struct streams *streams_open(struct fixture *f, const char *id, int n)
 		curl_easy_setopt(st->c[i], CURLOPT_WRITEFUNCTION, buf_write);
 		curl_easy_setopt(st->c[i], CURLOPT_WRITEDATA, &st->b[i]);
 		curl_easy_setopt(st->c[i], CURLOPT_TIMEOUT_MS, 15000L);
+		if (http10)
+			curl_easy_setopt(st->c[i], CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_0);
 		curl_multi_add_handle(st->m, st->c[i]);
 	}
 	return st;
@@ -576,7 +579,7 @@ static void test_many_streams(void **state)
 	char id[64];
 	submit(f, "acme/wait-many", id, sizeof(id));
 	enum { N = 40 };
-	struct streams *st = streams_open(f, id, N);
+	struct streams *st = streams_open(f, id, N, 0);
 	streams_run(st, 300);
 	expect(f, "GET", "/health", NULL, NULL, 200, NULL);
 	char cpath[128];
@@ -640,7 +643,7 @@ static void test_streams_wake_once_per_event(void **state)
 	enum { N = 30 };
 	long before[TASKS_MAX], after[TASKS_MAX], conn[TASKS_MAX], sw0[TASKS_MAX];
 	int n_before = task_ids(before);
-	struct streams *st = streams_open(f, id, N);
+	struct streams *st = streams_open(f, id, N, 0);
 	streams_run(st, 400);
 	/* The threads that came with the streams: their connection threads. */
 	int n_after = task_ids(after), n_conn = 0;
@@ -689,7 +692,7 @@ static void test_stream_outlives_idle_timeout(void **state)
 	char id[64];
 	submit(f, "acme/wait-long", id, sizeof(id));
 	wait_state(f, id, "running");
-	struct streams *st = streams_open(f, id, 1);
+	struct streams *st = streams_open(f, id, 1, 0);
 	streams_run(st, 2500);
 	char path[128];
 	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
@@ -713,6 +716,29 @@ static void test_stream_outlives_idle_timeout(void **state)
 	free(f);
 }
 
+/* An HTTP/1.0 client's stream, which is not chunked, follows the job to its end too. */
+static void test_stream_http10(void **state)
+{
+	struct fixture *f = *state;
+	char id[64];
+	submit(f, "acme/wait-http10", id, sizeof(id));
+	wait_state(f, id, "running");
+	struct streams *st = streams_open(f, id, 2, 1);
+	streams_run(st, 400);
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
+	expect(f, "POST", path, NULL, NULL, 200, NULL);
+	assert_int_equal(streams_run(st, 5000), 0);
+	streams_check_ends(st);
+	for (int i = 0; i < 2; i++) {
+		assert_non_null(strstr(st->b[i].p, "event: progress"));
+		assert_non_null(strstr(st->b[i].p, "data: [CANCELLED]\n\n"));
+		/* No chunk sizes inside the body. */
+		assert_null(strstr(st->b[i].p, "\r\n"));
+	}
+	streams_close(st);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -730,6 +756,7 @@ int main(void)
 	    cmocka_unit_test(test_stop_ends_streams),
 	    cmocka_unit_test_setup_teardown(test_streams_wake_once_per_event, setup, teardown),
 	    cmocka_unit_test(test_stream_outlives_idle_timeout),
+	    cmocka_unit_test_setup_teardown(test_stream_http10, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();
