@@ -560,6 +560,30 @@ static void streams_check_ends(struct streams *st)
 		assert_int_equal(msg->data.result, CURLE_OK);
 }
 
+/*
+ * Submits a job that runs until cancelled and opens n streams of it
+ * (http10: as HTTP/1.0) once it runs; *id receives its id.
+ */
+static struct streams *streams_of_running(struct fixture *f, const char *ref, char *id, size_t size,
+					  int n, int http10)
+{
+	submit(f, ref, id, size);
+	wait_state(f, id, "running");
+	return streams_open(f, id, n, http10);
+}
+
+/* Cancels job id: every stream ends without an error and with [CANCELLED]. */
+static void streams_cancel(struct fixture *f, struct streams *st, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
+	expect(f, "POST", path, NULL, NULL, 200, NULL);
+	assert_int_equal(streams_run(st, 8000), 0);
+	streams_check_ends(st);
+	for (int i = 0; i < st->n; i++)
+		assert_non_null(strstr(st->b[i].p, "data: [CANCELLED]\n\n"));
+}
+
 static void streams_close(struct streams *st)
 {
 	for (int i = 0; i < st->n; i++) {
@@ -671,13 +695,7 @@ static void test_streams_wake_once_per_event(void **state)
 		assert_true(st->b[i].n > got[i] + 200);
 	if (switches >= N)
 		fail_msg("%d stream threads switched %ld times in 0.5 s", n_conn, switches);
-	char path[128];
-	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
-	expect(f, "POST", path, NULL, NULL, 200, NULL);
-	assert_int_equal(streams_run(st, 8000), 0);
-	streams_check_ends(st);
-	for (int i = 0; i < N; i++)
-		assert_non_null(strstr(st->b[i].p, "data: [CANCELLED]\n\n"));
+	streams_cancel(f, st, id);
 	streams_close(st);
 }
 
@@ -690,16 +708,9 @@ static void test_stream_outlives_idle_timeout(void **state)
 	(void)state;
 	struct fixture *f = start_with(NULL, 1);
 	char id[64];
-	submit(f, "acme/wait-long", id, sizeof(id));
-	wait_state(f, id, "running");
-	struct streams *st = streams_open(f, id, 1, 0);
+	struct streams *st = streams_of_running(f, "acme/wait-long", id, sizeof(id), 1, 0);
 	streams_run(st, 2500);
-	char path[128];
-	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
-	expect(f, "POST", path, NULL, NULL, 200, NULL);
-	assert_int_equal(streams_run(st, 5000), 0);
-	streams_check_ends(st);
-	assert_non_null(strstr(st->b[0].p, "data: [CANCELLED]\n\n"));
+	streams_cancel(f, st, id);
 	/* The same connection again: curl reuses it if the daemon kept it open. */
 	curl_multi_remove_handle(st->m, st->c[0]);
 	char url[256];
@@ -721,18 +732,11 @@ static void test_stream_http10(void **state)
 {
 	struct fixture *f = *state;
 	char id[64];
-	submit(f, "acme/wait-http10", id, sizeof(id));
-	wait_state(f, id, "running");
-	struct streams *st = streams_open(f, id, 2, 1);
+	struct streams *st = streams_of_running(f, "acme/wait-http10", id, sizeof(id), 2, 1);
 	streams_run(st, 400);
-	char path[128];
-	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
-	expect(f, "POST", path, NULL, NULL, 200, NULL);
-	assert_int_equal(streams_run(st, 5000), 0);
-	streams_check_ends(st);
+	streams_cancel(f, st, id);
 	for (int i = 0; i < 2; i++) {
 		assert_non_null(strstr(st->b[i].p, "event: progress"));
-		assert_non_null(strstr(st->b[i].p, "data: [CANCELLED]\n\n"));
 		/* No chunk sizes inside the body. */
 		assert_null(strstr(st->b[i].p, "\r\n"));
 	}
