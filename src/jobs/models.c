@@ -364,8 +364,11 @@ int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, ch
 	 * holds what the index says sends the page to the catalog.
 	 */
 	if (job_models_version(r, &v) == 0) {
-		/* Each turn builds one missing block; a page spans at most this many. */
-		for (size_t turn = 0; turn < CAP_MODELS_PAGE / JOB_MODELS_STRIDE + 2; turn++) {
+		/*
+		 * Each turn builds one missing block; a page spans at most this
+		 * many. More turns mean its blocks do not fit together.
+		 */
+		for (size_t turn = 0; turn < limit / JOB_MODELS_STRIDE + 2; turn++) {
 			size_t need = 0;
 			char *from = NULL;
 			int got = job_models_assemble(r->models_cache, v, offset, limit, text, len,

@@ -354,7 +354,7 @@ static void test_pages_from_kept_models(void **state)
 	static const size_t lims[] = {1, 3, 64, 65, 100, 130, CAP_MODELS_PAGE};
 	unsigned seed = 7;
 	for (int round = 0; round < 2; round++) {
-		for (int k = 0; k < 50; k++) {
+		for (int k = 0; k < 30; k++) {
 			seed = seed * 1103515245u + 12345u;
 			size_t off = (seed >> 8) % (N + 5);
 			size_t lim = lims[(seed >> 20) % (sizeof(lims) / sizeof(lims[0]))];
