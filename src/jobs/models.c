@@ -55,8 +55,8 @@ int job_model_delete_on(struct job_registry *r, struct job_persist *cat, const c
  * changed: the cache's own connection, which never writes, reads PRAGMA
  * data_version, which moves with every commit of any other connection. That
  * connection is taken out of the cache for the SQLite call (no lock is held
- * across it); requests that find it taken wait for the next read, which
- * answers them all. Blocks take at most the registry's
+ * across it); a request that finds it taken waits until it is given back,
+ * which is microseconds later. Blocks take at most the registry's
  * models_kept_bytes (the block just read aside); the least recently used
  * goes first. A page whose blocks do not fit is read from the catalog. A daemon without a data root
  * builds every answer.
@@ -82,14 +82,7 @@ struct job_models_cache {
 	pthread_mutex_t lock;	   /* guards every field */
 	struct job_persist *vconn; /* NULL while a request uses it, or not opened */
 	int vconn_busy;
-	pthread_cond_t vconn_cv; /* broadcast when vconn is given back */
-	/*
-	 * Reads of the version so far, started and done; the version the
-	 * last one read (last_ok: it could). A request takes the result of
-	 * the first read that started after it arrived.
-	 */
-	uint64_t reads_started, reads_done, last_version;
-	int last_ok;
+	pthread_cond_t vconn_cv; /* signalled when vconn is given back */
 	uint64_t tick;
 	/* The page index and its blocks (n_marks), valid at index_version when marks is not NULL.
 	 */
@@ -150,24 +143,11 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 	if (!r->data_root)
 		return -1;
 	pthread_mutex_lock(&c->lock);
-	/*
-	 * A read that is running may have started before a commit this request
-	 * must see; the next one to start serves every request waiting for it,
-	 * so that requests do not each wait for a read in turn.
-	 */
-	uint64_t want = c->reads_started + 1;
-	while (c->vconn_busy && c->reads_done < want)
+	while (c->vconn_busy)
 		pthread_cond_wait(&c->vconn_cv, &c->lock);
-	if (c->reads_done >= want) {
-		*v = c->last_version;
-		int ok = c->last_ok;
-		pthread_mutex_unlock(&c->lock);
-		return ok ? 0 : -1;
-	}
 	struct job_persist *p = c->vconn;
 	c->vconn = NULL;
 	c->vconn_busy = 1;
-	c->reads_started++;
 	pthread_mutex_unlock(&c->lock);
 	int fresh = !p, rc = 0;
 	if (fresh)
@@ -199,10 +179,7 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 		catalog_model_marks_free(marks, n_marks);
 	c->vconn = p;
 	c->vconn_busy = 0;
-	c->reads_done = c->reads_started;
-	c->last_version = *v;
-	c->last_ok = p != NULL;
-	pthread_cond_broadcast(&c->vconn_cv);
+	pthread_cond_signal(&c->vconn_cv);
 	pthread_mutex_unlock(&c->lock);
 	return p ? 0 : -1;
 }
