@@ -59,6 +59,10 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .size_known = f->size_known,
 	    .url = f->url,
 	    .url_is_hub = f->url_is_hub,
+	    .auth_token = p->auth_token,
+	    .auth_origin = p->auth_origin,
+	    .auth_basic = p->auth_basic,
+	    .url_is_store = f->url_is_store,
 	    .org = p->kind == REF_HF ? p->org : NULL,
 	    .repo = p->kind == REF_HF ? p->name : NULL,
 	    .commit = p->kind == REF_HF ? p->commit : NULL,
@@ -131,6 +135,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	char sha[65], dir[256];
 	int adopted = 0;
 	rc = prov_share_result(b, sha, dir, &adopted, e);
+	enum prov_source from = prov_share_source(b);
 	prov_share_leave(b);
 	if (rc) {
 		if (rc == ERR_CANCELLED && !prov_check_cancel(j, NULL))
@@ -161,6 +166,11 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	j->file_size = have;
 	if (adopted)
 		prov_narrate(j, "'%s' was already in the cache; linked, not downloaded", f->path);
+	else if (from == PROV_SRC_S3)
+		prov_narrate(j, "'%s' came from the S3 store", f->path);
+	/* What the origin gave goes to the site's blob store afterwards (write-behind). */
+	if (from == PROV_SRC_CDN && prov_blob_store_on(j->ctx))
+		j->store_pending++;
 	return 0;
 }
 
@@ -315,6 +325,16 @@ static void read_facts(struct prov_job *j, const struct prov_plan *p, struct cat
 	catalog_gguf_from_facts(g, &facts);
 }
 
+/* The catalog's source of each kind of ref (an s3:// object is a URL model). */
+static enum catalog_source source_of(enum ref_kind k)
+{
+	static const enum catalog_source sources[] = {
+	    [REF_HF] = CATALOG_SRC_HF,	[REF_URL] = CATALOG_SRC_URL, [REF_FILE] = CATALOG_SRC_FILE,
+	    [REF_S3] = CATALOG_SRC_URL, [REF_OCI] = CATALOG_SRC_OCI, [REF_OLLAMA] = CATALOG_SRC_OCI,
+	};
+	return (size_t)k < sizeof(sources) / sizeof(sources[0]) ? sources[k] : CATALOG_SRC_FILE;
+}
+
 int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out, struct err *e)
 {
 	struct layout *l = j->ctx->layout;
@@ -364,9 +384,7 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	}
 	read_facts(j, p, &m.gguf);
 	m.id = p->id;
-	m.source = p->kind == REF_HF	? CATALOG_SRC_HF
-		   : p->kind == REF_URL ? CATALOG_SRC_URL
-					: CATALOG_SRC_FILE;
+	m.source = source_of(p->kind);
 	m.repo = p->repo;
 	m.revision = p->revision;
 	m.commit = p->commit;
