@@ -39,6 +39,9 @@
 #define CAP_XFER_CONNECTIONS 64	      /* transfer connections per file */
 #define CAP_XFER_RANGES 4096	      /* done ranges kept per partial */
 #define CAP_XFER_ACTIVE 256	      /* transfers queued or running in one engine */
+#define CAP_PEERS 16		      /* peer hives (serve --peer) */
+#define CAP_PEER_RANGES 1024	      /* ranges of one blob a peer may say it holds */
+#define CAP_PEER_ANSWER (64 * 1024)   /* a peer's answer about one blob, in bytes */
 /*
  * Two redirect caps, for two chains: a Hub API request (or the HEAD of a
  * plain URL) follows repo renames and relative Locations to the final

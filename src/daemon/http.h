@@ -249,6 +249,12 @@ int mirror_resolve(struct http_req *rq);
  * projector beside it.
  */
 int mirror_manifest(struct http_req *rq);
+/*
+ * What this hive holds of a blob, for its peers (peer.c, parameter the
+ * sha256): the size and the ranges held, and those bytes by Range.
+ */
+int peer_blob(struct http_req *rq);
+int peer_blob_bytes(struct http_req *rq);
 /* Security checks (guard.c): 0 when rq may proceed, else answers rq and returns -1. */
 int http_guard(struct http_req *rq, int needs_token);
 /*

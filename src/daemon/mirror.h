@@ -1,9 +1,9 @@
 /*
  * mirror: what the files of the Hugging Face mirror share (mirror.c: the
  * Hub's listings from the catalog; mirror_resolve.c: a file's bytes;
- * mirror_pull.c: what the hive asks of the upstream Hub, and pull-through). Nothing else includes
- * it; the routes are declared in http.h. A struct mirror_req belongs to its request's connection
- * thread.
+ * mirror_pull.c: what the hive asks of the upstream Hub, and pull-through), and of its Range
+ * handling, which peer.c shares. Nothing else includes it; the routes are declared in http.h. A
+ * struct mirror_req belongs to its request's connection thread.
  */
 #ifndef RBEE_DAEMON_MIRROR_H
 #define RBEE_DAEMON_MIRROR_H
@@ -80,6 +80,15 @@ const struct catalog_file *mirror_find(const struct catalog_repo *r, const char 
 int mirror_range(const char *h, uint64_t size, uint64_t *first, uint64_t *last);
 int mirror_if_range_ok(const struct http_req *rq, const char *etag);
 int mirror_reply_unsatisfiable(struct http_req *rq, uint64_t size);
+/*
+ * The answer of bytes [first, last] of the open file fd of size bytes
+ * (fd is taken: sent with sendfile, or closed), with Content-Type,
+ * Accept-Ranges and, when ranged, Content-Range; NULL when it cannot be
+ * made.
+ */
+struct MHD_Response;
+struct MHD_Response *mirror_file_response(int fd, uint64_t first, uint64_t last, uint64_t size,
+					  int ranged);
 
 /* mirror_pull.c. 1 when the hive may ask the upstream Hub (it is online). */
 int mirror_can_pull(const struct daemon *d);

@@ -84,6 +84,30 @@ int mirror_if_range_ok(const struct http_req *rq, const char *etag)
 	return strlen(h) == n + 2 && h[0] == '"' && strncmp(h + 1, etag, n) == 0 && h[n + 1] == '"';
 }
 
+struct MHD_Response *mirror_file_response(int fd, uint64_t first, uint64_t last, uint64_t size,
+					  int ranged)
+{
+	uint64_t len = size ? last - first + 1 : 0;
+	struct MHD_Response *resp;
+	if (len)
+		resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
+	else
+		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+	if (!len || !resp)
+		close(fd);
+	if (!resp)
+		return NULL;
+	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+	MHD_add_response_header(resp, "Accept-Ranges", "bytes");
+	if (ranged) {
+		char cr[96];
+		snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)size);
+		MHD_add_response_header(resp, "Content-Range", cr);
+	}
+	return resp;
+}
+
 int mirror_resolve(struct http_req *rq)
 {
 	struct mirror_req m;
@@ -139,33 +163,19 @@ int mirror_resolve(struct http_req *rq)
 		mirror_cleanup(&m);
 		return mirror_reply_unsatisfiable(rq, size);
 	}
-	uint64_t len = f->size ? last - first + 1 : 0;
-	struct MHD_Response *resp;
-	if (len)
-		resp = MHD_create_response_from_fd_at_offset64(len, fd, first);
-	else
-		resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-	if (!len || !resp)
-		close(fd);
+	struct MHD_Response *resp = mirror_file_response(fd, first, last, f->size, ranged);
 	if (!resp) {
 		mirror_cleanup(&m);
 		return MHD_NO;
 	}
-	char etag[SHA256_HEX_LEN + 3], size[32], cr[96];
+	char etag[SHA256_HEX_LEN + 3], size[32];
 	snprintf(etag, sizeof etag, "\"%s\"", mm.etag);
 	snprintf(size, sizeof size, "%llu", (unsigned long long)f->size);
-	MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
-	MHD_add_response_header(resp, "Accept-Ranges", "bytes");
 	MHD_add_response_header(resp, "ETag", etag);
 	MHD_add_response_header(resp, "X-Repo-Commit", m.r.commit);
 	MHD_add_response_header(resp, "X-Linked-Size", size);
 	if (mm.lfs)
 		MHD_add_response_header(resp, "X-Linked-Etag", etag);
-	if (ranged) {
-		snprintf(cr, sizeof cr, "bytes %llu-%llu/%llu", (unsigned long long)first,
-			 (unsigned long long)last, (unsigned long long)f->size);
-		MHD_add_response_header(resp, "Content-Range", cr);
-	}
 	mirror_cleanup(&m);
 	return http_queue(rq, ranged ? MHD_HTTP_PARTIAL_CONTENT : MHD_HTTP_OK, resp);
 }

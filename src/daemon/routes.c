@@ -610,6 +610,8 @@ static const struct route routes[] = {
     {"DELETE", "/v1/partials/:", route_partial_delete},
     {"GET", "/v1/sources/hf/:/:", route_sources},
     {"GET", "/v1/blobs/:", route_blob},
+    {"GET", "/v1/peer/blobs/:", peer_blob},
+    {"GET", "/v1/peer/blobs/:/bytes", peer_blob_bytes},
     {"GET", "/v1/capabilities", route_not_provided},
     {"GET", "/v1/heartbeats/stream", route_not_provided},
     {"POST", "/v1/shutdown", route_shutdown},

@@ -16,6 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -40,10 +43,12 @@
 struct serve_list {
 	const char *v[CAP_OPTION_VALUES];
 	size_t n;
+	int from_env; /* the values came from the environment: the command line replaces them */
 };
 
 _Static_assert(CAP_FILE_IMPORT_DIRS <= CAP_OPTION_VALUES && CAP_ALLOW_NETS <= CAP_OPTION_VALUES &&
-		   CAP_ALLOW_HOSTS <= CAP_OPTION_VALUES && CAP_ALLOW_ORIGINS <= CAP_OPTION_VALUES,
+		   CAP_ALLOW_HOSTS <= CAP_OPTION_VALUES && CAP_ALLOW_ORIGINS <= CAP_OPTION_VALUES &&
+		   CAP_PEERS <= CAP_OPTION_VALUES,
 	       "a repeatable option holds at most CAP_OPTION_VALUES values");
 
 struct serve_opts {
@@ -71,6 +76,8 @@ struct serve_opts {
 	const char *port_file;
 	const char *registry_auth;
 	struct serve_list allow_file_import;
+	struct serve_list peer;
+	char *env_copy; /* a list from the environment, split in place */
 	const char *blob_store;
 	const char *s3_endpoint;
 	const char *s3_region;
@@ -108,6 +115,24 @@ static int serve_check_host(const char *v, struct err *e)
 static int serve_check_origin(const char *v, struct err *e)
 {
 	return daemon_access_check(DAEMON_ALLOW_ORIGIN, v, e);
+}
+
+/*
+ * A peer is a hive's base URL: http or https (plain http beyond loopback
+ * too: the owner named the peer, on their own network), a host, maybe a
+ * port, no path, query or fragment.
+ */
+static int serve_check_peer(const char *v, struct err *e)
+{
+	struct url_parts p;
+	if (url_parse(v, &p, e) < 0)
+		return err_prefix(e, "--peer '%.64s'", v);
+	const char *rest = strstr(v, "://");
+	rest = rest ? strpbrk(rest + 3, "/?#") : NULL;
+	if (rest && strcmp(rest, "/") != 0)
+		return err_set(e, ERR_INVALID,
+			       "--peer '%.64s': expected a hive's base URL, http://HOST:PORT", v);
+	return 0;
 }
 
 static int serve_check_mirror(const char *v, struct err *e)
@@ -164,6 +189,9 @@ static const struct serve_flag serve_flags[] = {
     {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, CAP_FILE_IMPORT_DIRS,
      "DIR  file:// refs may import "
      "files of DIR (repeatable; none: the daemon reads no local path)"},
+    {"--peer", OPT_LIST, O(peer), 0, CAP_PEERS,
+     "URL  another hive asked for the blobs it holds before and while fetching "
+     "(repeatable; none)"},
     {"--registry-auth", OPT_STR, O(registry_auth), 0, 0,
      "F  credentials for OCI registries, in Docker's config.json format (none)"},
     {"--blob-store", OPT_STR, O(blob_store), 0, 0,
@@ -199,6 +227,7 @@ static const struct {
     {"--allow-host", NULL, serve_check_host},
     {"--allow-origin", NULL, serve_check_origin},
     {"--mirror", NULL, serve_check_mirror},
+    {"--peer", "RBEE_HIVE_PEERS", serve_check_peer},
 };
 
 /*
@@ -283,6 +312,10 @@ static int serve_set(struct serve_opts *o, const struct serve_flag *f, const cha
 				       (unsigned long long)f->min);
 	} else if (f->kind == OPT_LIST) {
 		struct serve_list *l = (struct serve_list *)(void *)field;
+		int from_env = strcmp(what, f->name) != 0;
+		if (l->from_env && !from_env)
+			l->n = 0; /* the option given wins over the environment */
+		l->from_env = from_env;
 		if (l->n == f->max)
 			return err_set(e, ERR_INVALID, "%s: at most %llu values", what,
 				       (unsigned long long)f->max);
@@ -299,8 +332,21 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 		const char *v = serve_rules[k].env ? getenv(serve_rules[k].env) : NULL;
 		const struct serve_flag *f =
 		    serve_flag_find(serve_rules[k].name, strlen(serve_rules[k].name));
-		if (v && v[0] && serve_set(o, f, v, serve_rules[k].env, e) < 0)
-			return e->code;
+		if (!v || !v[0])
+			continue;
+		if (f->kind != OPT_LIST) {
+			if (serve_set(o, f, v, serve_rules[k].env, e) < 0)
+				return e->code;
+			continue;
+		}
+		/* A list in one variable: values separated by commas or spaces. */
+		free(o->env_copy);
+		o->env_copy = xstrdup(v);
+		char *save = NULL;
+		for (char *t = strtok_r(o->env_copy, ", \t", &save); t;
+		     t = strtok_r(NULL, ", \t", &save))
+			if (serve_set(o, f, t, serve_rules[k].env, e) < 0)
+				return e->code;
 	}
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -394,6 +440,65 @@ static void serve_log_cache(const struct store_paths *sp)
 			 sp->hub);
 }
 
+/* "scheme://host:port" of a URL, the form peers are compared in. */
+static void serve_peer_key(const struct url_parts *p, char *buf, size_t size)
+{
+	snprintf(buf, size, "%s://%s:%d", p->scheme, p->host, p->port);
+}
+
+static int serve_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * This hive's place among itself and its peers: hives that name each other
+ * take their shares of a blob's pieces from the upstream in an order set by
+ * their places (fetch/xfer.h), so each must find a different one. A hive is
+ * named by the URL its peers use for it, which is taken to be
+ * http://BIND:PORT. A peer that is this hive itself is left out.
+ */
+static int serve_peer_rank(struct serve_list *peers, const char *bind, int listen_fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int port = 0;
+	if (getsockname(listen_fd, (struct sockaddr *)&ss, &sl) == 0)
+		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						      : ((struct sockaddr_in *)&ss)->sin_port);
+	char self[300], keys[CAP_PEERS][300];
+	const char *order[CAP_PEERS + 1];
+	int v6 = strchr(bind, ':') != NULL;
+	snprintf(self, sizeof(self), "http://%s%s%s:%d", v6 ? "[" : "", bind, v6 ? "]" : "", port);
+	struct url_parts sp;
+	if (url_parse(self, &sp, NULL) == 0)
+		serve_peer_key(&sp, self, sizeof(self));
+	size_t n = 0, kept = 0;
+	for (size_t i = 0; i < peers->n; i++) {
+		struct url_parts p;
+		if (url_parse(peers->v[i], &p, NULL) < 0)
+			continue;
+		serve_peer_key(&p, keys[kept], sizeof(keys[kept]));
+		if (strcmp(keys[kept], self) == 0) {
+			log_warn("--peer %s is this hive itself; left out", peers->v[i]);
+			continue;
+		}
+		peers->v[kept] = peers->v[i];
+		order[n++] = keys[kept++];
+	}
+	peers->n = kept;
+	order[n++] = self;
+	qsort(order, n, sizeof(order[0]), serve_str_cmp);
+	int rank = 0;
+	while (order[rank] != self)
+		rank++;
+	for (size_t i = 0; i < kept; i++)
+		log_info("peer %s: asked for the blobs it holds", peers->v[i]);
+	if (kept)
+		log_info("this hive is %s, place %d of %zu among its peers", self, rank + 1, n);
+	return rank;
+}
+
 /* POST /v1/shutdown stops the daemon the way SIGTERM does: through the sigwait below. */
 static void serve_shutdown(void *arg)
 {
@@ -437,11 +542,13 @@ int daemon_serve_main(int argc, char **argv)
 	int status = 1;
 
 	if (serve_parse(argc, argv, &o, &e) < 0) {
+		free(o.env_copy);
 		fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
 		serve_usage(stderr);
 		return 2;
 	}
 	if (o.help) {
+		free(o.env_copy);
 		serve_usage(stdout);
 		return 0;
 	}
@@ -452,14 +559,16 @@ int daemon_serve_main(int argc, char **argv)
 				"rbee-hive serve: --log-level '%s': expected error, warn, "
 				"info or debug\n",
 				o.log_level);
-			return 2;
+			status = 2;
+			goto out;
 		}
 		log_set_level(lvl);
 	}
 	if (o.limit_rate &&
 	    parse_size(o.limit_rate, UINT64_MAX / 2, &limit_rate, "--limit-rate", &e) < 0) {
 		fprintf(stderr, "rbee-hive serve: %s\n", err_msg(&e));
-		return 2;
+		status = 2;
+		goto out;
 	}
 	/* The token is never logged. */
 	if (o.token_file && token_read_file(o.token_file, 0, &token, &e) < 0)
@@ -502,6 +611,9 @@ int daemon_serve_main(int argc, char **argv)
 	    0)
 		goto fail;
 	serve_log_cache(&sp);
+	pc.peer_rank = serve_peer_rank(&o.peer, o.bind ? o.bind : DAEMON_DEFAULT_BIND, listen_fd);
+	pc.peers = o.peer.v;
+	pc.n_peers = o.peer.n;
 	if (provisioner_new(&pc, &prov, &e) < 0)
 		goto fail;
 	struct daemon_config dc = {
@@ -565,6 +677,7 @@ out:
 	daemon_stop(d);
 	provisioner_free(prov);
 	free(token);
+	free(o.env_copy);
 	if (s3_keys) {
 		/* The key and, past the colon cut into a NUL, the secret. */
 		size_t len = strlen(s3_keys);

@@ -101,8 +101,19 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 		f->owner = owner;
 		return best;
 	}
+	return xfer_plan_steal(p, owner, 0, victim);
+}
+
+int xfer_plan_steal(struct xfer_plan *p, int owner, uint64_t spare, int *victim)
+{
+	int best = -1;
+	if (victim)
+		*victim = -1;
 	for (size_t i = 0; i < p->n; i++) {
-		if (p->s[i].owner >= 0 && (best < 0 || seg_left(&p->s[i]) > seg_left(&p->s[best])))
+		int o = p->s[i].owner;
+		if (o < 0 || (o < 64 && (spare >> o & 1)))
+			continue;
+		if (best < 0 || seg_left(&p->s[i]) > seg_left(&p->s[best]))
 			best = (int)i;
 	}
 	if (best < 0)
@@ -119,6 +130,38 @@ int xfer_plan_take(struct xfer_plan *p, int owner, int *victim)
 	if (victim)
 		*victim = v->owner;
 	return slot;
+}
+
+int xfer_plan_take_at(struct xfer_plan *p, int i, uint64_t start, uint64_t end, int owner)
+{
+	assert(i >= 0 && (size_t)i < p->n && p->s[i].owner == XFER_SEG_NONE);
+	struct xfer_seg *f = &p->s[i];
+	assert(f->pos <= start && start < end && end <= f->end);
+	/* Both slots first, so a full table leaves the plan as it was. */
+	int before = -1, after = -1;
+	if (start > f->pos && (before = plan_slot(p)) < 0)
+		return -1;
+	if (before >= 0)
+		p->s[before].owner = XFER_SEG_NONE; /* reserved: plan_slot skips it */
+	if (end < f->end && (after = plan_slot(p)) < 0) {
+		if (before >= 0)
+			xfer_plan_finish(p, before);
+		return -1;
+	}
+	f = &p->s[i];
+	if (before >= 0)
+		p->s[before] = (struct xfer_seg){f->pos, start, XFER_SEG_NONE};
+	if (after >= 0)
+		p->s[after] = (struct xfer_seg){end, f->end, XFER_SEG_NONE};
+	*f = (struct xfer_seg){start, end, owner};
+	p->taken++;
+	return i;
+}
+
+void xfer_plan_release(struct xfer_plan *p, int i)
+{
+	assert(i >= 0 && (size_t)i < p->n && p->s[i].owner >= 0);
+	p->s[i].owner = XFER_SEG_NONE;
 }
 
 void xfer_plan_finish(struct xfer_plan *p, int i)

@@ -74,6 +74,23 @@ int xfer_plan_reset(struct xfer_plan *p, const struct rangeset *done, uint64_t t
  */
 int xfer_plan_take(struct xfer_plan *p, int owner, int *victim);
 
+/*
+ * Steals for owner the upper half of the largest owned segment, as
+ * xfer_plan_take does when nothing is unowned, skipping the segments of
+ * the owners whose bit is set in spare (connection indexes below 64).
+ */
+int xfer_plan_steal(struct xfer_plan *p, int owner, uint64_t spare, int *victim);
+
+/*
+ * Gives owner [start, end) out of the unowned segment in slot i (which
+ * must hold it); what lies before and after stays unowned in slots of its
+ * own. Returns i, or -1 when the plan has no slot left for the rest.
+ */
+int xfer_plan_take_at(struct xfer_plan *p, int i, uint64_t start, uint64_t end, int owner);
+
+/* Gives slot i back unowned, with what is left of it, for another connection to take. */
+void xfer_plan_release(struct xfer_plan *p, int i);
+
 /* Marks slot i finished (its owner is done with it) and frees it. */
 void xfer_plan_finish(struct xfer_plan *p, int i);
 

@@ -135,6 +135,9 @@ static void xfer_release(struct xfer *x)
 		cancel_unref(x->cancel);
 	ranges_cleanup(&x->done);
 	xfer_plan_cleanup(&x->plan);
+	if (x->poller_started)
+		xfer_peers_stop(x);
+	xfer_peers_free(x);
 	free(x->conns);
 	free(x->snap);
 	free(x->url);
@@ -237,7 +240,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->nconn = x->size_known && x->total >= eng->cfg.split_threshold ? eng->cfg.connections : 1;
 	x->conns = xcalloc((size_t)x->nconn, sizeof(*x->conns));
 	for (int i = 0; i < x->nconn; i++)
-		x->conns[i] = (struct xconn){.x = x, .idx = i, .seg = -1};
+		x->conns[i] = (struct xconn){.x = x, .idx = i, .seg = -1, .src = -1};
 	ranges_init(&x->done, CAP_XFER_RANGES);
 	xfer_plan_init(&x->plan, CAP_XFER_RANGES + CAP_XFER_CONNECTIONS, eng->cfg.min_split);
 	x->plan.piece = eng->cfg.piece_size;
@@ -270,6 +273,9 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	x->published_prefix = 0;
 	x->prefix = ranges_prefix(&x->done);
 	atomic_store(&x->a_done, x->done.bytes);
+	rc = xfer_peers_start(x, req, e);
+	if (rc < 0)
+		goto fail;
 
 	pthread_mutex_lock(&eng->lock);
 	if (eng->count >= CAP_XFER_ACTIVE) {

@@ -164,6 +164,18 @@ struct xfer_request {
 	xfer_progress_fn on_progress; /* may be NULL; about 4 times a second */
 	void *progress_arg;
 	const char *log_id; /* job id for logs; may be NULL */
+	/*
+	 * Peer hives (docs/fetch.md, "Peers"): base URLs (scheme://host[:port])
+	 * of other rbee-hives, asked which ranges of this blob they hold and
+	 * for those bytes, beside url. Used only with the expected sha256 and
+	 * size; at most CAP_PEERS. peer_rank is this hive's place among itself
+	 * and its peers (0 to n_peers): of the pieces nobody holds yet, it takes
+	 * every (n_peers + 1)-th one from url first, starting with that one, so
+	 * that hives pulling the same blob at once split the work of url.
+	 */
+	const char *const *peers;
+	size_t n_peers;
+	int peer_rank;
 };
 
 struct xfer_engine;

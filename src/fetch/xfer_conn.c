@@ -55,6 +55,8 @@ const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t size)
 static void restart_from_zero(struct xfer *x)
 {
 	ranges_clear(&x->done);
+	for (int i = 0; i < x->npeers; i++)
+		ranges_clear(&x->peers[i].got);
 	x->published_prefix = 0;
 	pthread_mutex_lock(&x->lock);
 	x->prefix = 0;
@@ -92,6 +94,19 @@ int xfer_busy(const struct xfer *x)
 	return n;
 }
 
+int xfer_busy_url(const struct xfer *x)
+{
+	int n = 0;
+	for (int i = 0; i < x->nconn; i++)
+		n += x->conns[i].st != C_IDLE && x->conns[i].src < 0;
+	return n;
+}
+
+int xfer_url_room(const struct xfer *x)
+{
+	return xfer_busy_url(x) < (x->ramp_on ? x->ramp.want : 1);
+}
+
 void xconn_stop(struct xconn *c)
 {
 	if (c->st == C_RUNNING)
@@ -114,8 +129,11 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	c->ranged = 0;
 	c->wait_url = 0;
 	if (x->size_known && !x->no_range) {
-		if (c->seg < 0)
-			c->seg = xfer_plan_take(&x->plan, c->idx, NULL);
+		if (c->seg < 0) {
+			c->src = -1;
+			c->seg = x->npeers ? xfer_peer_take(x, c)
+					   : xfer_plan_take(&x->plan, c->idx, NULL);
+		}
 		if (c->seg < 0) {
 			c->st = C_IDLE;
 			return;
@@ -131,6 +149,7 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	} else {
 		/* Whole-file mode: one connection from byte 0. */
 		c->seg = -1;
+		c->src = -1;
 		c->pos = 0;
 		restart_from_zero(x);
 	}
@@ -142,7 +161,9 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	}
 	CURL *h = c->h;
 	curl_easy_reset(h);
-	curl_easy_setopt(h, CURLOPT_URL, x->url);
+	/* A peer is asked for the bytes it holds, without the token; the owner named it. */
+	const struct xpeer *peer = c->src >= 0 ? &x->peers[c->src] : NULL;
+	curl_easy_setopt(h, CURLOPT_URL, peer ? peer->bytes_url : x->url);
 	curl_easy_setopt(h, CURLOPT_PRIVATE, c);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, xconn_write);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, c);
@@ -158,7 +179,12 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	curl_easy_setopt(h, CURLOPT_USERAGENT, eng->user_agent);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)eng->cfg.stall_timeout_s);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
-	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)eng->cfg.stall_timeout_s);
+	curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME,
+			 (long)(peer && eng->cfg.stall_timeout_s > PEER_STALL_S
+				    ? PEER_STALL_S
+				    : eng->cfg.stall_timeout_s));
+	if (peer)
+		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
 	if (eng->ca_file)
 		curl_easy_setopt(h, CURLOPT_CAINFO, eng->ca_file);
 	if (c->ranged)
@@ -168,14 +194,14 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	 * only when this URL is at the origin (scheme, host and port): redirects
 	 * are followed here, one hop at a time, so each hop is judged on its own.
 	 */
-	if (x->url_auth && x->basic) {
+	if (x->url_auth && !peer && x->basic) {
 		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
 		curl_easy_setopt(h, CURLOPT_USERPWD, x->token);
-	} else if (x->url_auth && x->aws_sigv4) {
+	} else if (x->url_auth && !peer && x->aws_sigv4) {
 		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, x->aws_sigv4);
 		curl_easy_setopt(h, CURLOPT_USERPWD, x->token);
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->aws_headers);
-	} else if (x->url_auth) {
+	} else if (x->url_auth && !peer) {
 		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
 		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, x->token);
 	}
@@ -309,6 +335,30 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 	xconn_stop(c);
 	if (x->ended || atomic_load(&x->cancel_req))
 		return;
+	if (c->src >= 0 && !c->io_errno && !c->too_many_ranges) {
+		/* A peer gives exactly the bytes asked, or is dropped and its piece returns. */
+		const struct xfer_seg *s = c->seg >= 0 ? &x->plan.s[c->seg] : NULL;
+		int whole = code == 206 && (res == CURLE_OK || c->hit_end) && !c->fail_code &&
+			    !c->bad_range && s && (c->hit_end || s->pos >= s->end);
+		if (!whole) {
+			char why[200];
+			snprintf(why, sizeof(why), "%s",
+				 c->fail_code	? c->fail_msg
+				 : c->bad_range ? c->why
+				 : res != CURLE_OK
+				     ? (c->errbuf[0] ? c->errbuf : curl_easy_strerror(res))
+				 : code != 206 ? "not a 206 answer"
+					       : "the answer ended before the range");
+			if (code != 206 && res == CURLE_OK)
+				snprintf(why, sizeof(why), "HTTP %ld", code);
+			xfer_peer_fail(x, c, why);
+			x->url_room = xfer_url_room(x);
+			xconn_start(x, c);
+			return;
+		}
+		x->peers[c->src].conns--;
+		c->src = -1;
+	}
 	if (c->fail_code) {
 		xfer_end(x, NET_FAILED, c->fail_code, "%s", c->fail_msg);
 		return;
@@ -346,7 +396,9 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 			xfer_plan_finish(&x->plan, c->seg);
 			c->seg = -1;
 			/* Past what the ramp allows (it went back): this one rests. */
-			if (x->ramp_on && xfer_busy(x) >= x->ramp.want)
+			if (x->npeers)
+				x->url_room = xfer_url_room(x);
+			else if (x->ramp_on && xfer_busy(x) >= x->ramp.want)
 				return;
 			xconn_start(x, c);
 			return;

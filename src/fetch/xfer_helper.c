@@ -81,6 +81,56 @@ static void helper_discard(struct xfer *x)
 		x->resume.discard(x->resume.arg, x->key);
 }
 
+/*
+ * A digest mismatch in a file peers delivered bytes of: their ranges are
+ * fetched again from the URL and compared (xfer_peers_repair), then the
+ * whole file is hashed again into sha. 0 when it now matches; otherwise
+ * sha holds the new digest, and e is filled when the repair itself failed.
+ */
+static int helper_repair(struct xfer *x, char sha[SHA256_HEX_LEN + 1], struct err *e)
+{
+	struct err sub;
+	err_clear(&sub);
+	int rc = xfer_peers_repair(x, &sub);
+	if (rc == ERR_NOT_FOUND)
+		return ERR_DIGEST;
+	if (rc == ERR_CANCELLED)
+		return err_set(e, rc, "%s", err_msg(&sub));
+	if (rc < 0) {
+		err_set(e, rc, "sha256 mismatch for %s, and the repair failed: %s", x->dest,
+			err_msg(&sub));
+		return rc;
+	}
+	struct sha256 h = {0};
+	unsigned char *buf = xmalloc(HASH_CHUNK);
+	uint64_t off = 0;
+	sha256_init(&h);
+	while (off < x->total && !atomic_load(&x->cancel_req)) {
+		uint64_t want = x->total - off;
+		ssize_t r =
+		    pread(x->fd, buf, want > HASH_CHUNK ? HASH_CHUNK : (size_t)want, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			rc = err_set(e, ERR_IO, "reading back %s: %s", x->dest,
+				     r < 0 ? strerror(errno) : "short file");
+			break;
+		}
+		sha256_update(&h, buf, (size_t)r);
+		off += (uint64_t)r;
+	}
+	if (rc == 0 && off < x->total)
+		rc = err_set(e, ERR_CANCELLED, "transfer of %s cancelled", x->dest);
+	atomic_store(&x->repaired, 1);
+	if (rc == 0)
+		sha256_final_hex(&h, sha);
+	sha256_cleanup(&h);
+	free(buf);
+	if (rc < 0)
+		return rc;
+	return strcmp(sha, x->want_sha) == 0 ? 0 : ERR_DIGEST;
+}
+
 static void helper_finish(struct xfer *x, struct sha256 *h, struct gitblob *g, uint64_t hashed,
 			  int hash_err)
 {
@@ -106,7 +156,18 @@ static void helper_finish(struct xfer *x, struct sha256 *h, struct gitblob *g, u
 				     (unsigned long long)x->total, (unsigned long long)hashed);
 		} else {
 			sha256_final_hex(h, sha);
-			if (x->want_sha[0] && strcmp(sha, x->want_sha) != 0)
+			int r = x->want_sha[0] && strcmp(sha, x->want_sha) != 0
+				    ? (x->npeers ? helper_repair(x, sha, &e) : ERR_DIGEST)
+				    : 0;
+			if (r == 0 && x->want_sha[0] && e.code == 0 && x->npeers &&
+			    atomic_load(&x->repaired))
+				log_msg(LOG_INFO, x->log_id,
+					"transfer of %s: verified after the repair", x->dest);
+			if (r == ERR_CANCELLED)
+				rc = r;
+			else if (r < 0 && e.code)
+				rc = err_set(&e, ERR_DIGEST, "%s", err_msg(&e));
+			else if (r < 0)
 				rc = err_set(&e, ERR_DIGEST,
 					     "sha256 mismatch for %s: expected %s, got %s", x->dest,
 					     x->want_sha, sha);
@@ -262,6 +323,7 @@ void *xfer_helper_main(void *arg)
 	x->save_stop = 1;
 	pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
+	xfer_peers_stop(x);
 	if (saver_started) {
 		pthread_join(saver, NULL);
 	} else {

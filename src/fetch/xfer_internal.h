@@ -7,6 +7,8 @@
  *   xfer_loop.c    the transfer thread's loop and the rate cap
  *   xfer_helper.c  the helper thread: hashing, URL refresh, the end; and its saver
  *                  thread: durable saves of the resume state
+ *   xfer_peer.c    peer hives: their poller thread, the source of each piece,
+ *                  the repair of their bytes after a digest mismatch
  *
  * Threads and ownership are in xfer.h; each field of struct xfer below is
  * marked with the thread that owns it.
@@ -71,6 +73,7 @@ struct xconn {
 	int idx;
 	CURL *h;
 	enum conn_state st;
+	int src;      /* the request's source: -1 the URL, else a peer's index */
 	int seg;      /* plan slot, or -1 in whole-file mode */
 	uint64_t pos; /* next byte in whole-file mode */
 	int ranged;   /* the request carried a Range */
@@ -94,6 +97,53 @@ struct xconn {
 	char fail_msg[ERR_MSG_MAX];
 	char why[160];
 	char errbuf[CURL_ERROR_SIZE];
+};
+
+/*
+ * How often a transfer asks its peers what they hold, how long one answer
+ * may take, how long a peer that says it is downloading may hold no new
+ * bytes before its share of the work is taken from the URL, and how many
+ * connections fetch from one peer at once.
+ */
+#define PEER_POLL_MS 250
+#define PEER_ASK_TIMEOUT_MS 1000
+#define PEER_STALE_MS 5000
+/*
+ * For this long after a transfer starts, the shares of reachable peers are
+ * left to them even before they say they fetch the blob: hives started
+ * together learn of each other's transfers only at their next poll.
+ */
+#define PEER_GRACE_MS 1000
+#define PEER_CONNS 2
+/* A peer connection that moves no byte for this long is cut (and the peer dropped). */
+#define PEER_STALL_S 5
+
+/* One peer hive of a transfer (xfer_peer.c); each field marked with its owner. */
+struct xpeer {
+	/* Immutable after xfer_start. */
+	char *info_url;	 /* BASE/v1/peer/blobs/SHA256 */
+	char *bytes_url; /* BASE/v1/peer/blobs/SHA256/bytes */
+	int rank;	 /* its place among the hives: the pieces it fetches from the URL first */
+	atomic_int dropped; /* set by the transfer thread: not asked again for this blob */
+	/* Poller thread only. */
+	CURL *h;
+	char *body;
+	size_t body_len;
+	/* x->lock: the latest answer */
+	struct byte_range *in;
+	size_t in_n;
+	int in_ok;	    /* it answered (holding the blob or not) */
+	int in_downloading; /* its copy is a partial it is still writing */
+	unsigned in_gen;
+	/* Transfer thread only. */
+	unsigned seen_gen;
+	struct rangeset held; /* what it holds, as of its latest answer */
+	int ok, downloading;
+	int64_t grew_at; /* when what it holds last grew */
+	int conns;	 /* connections fetching from it */
+	uint64_t bytes;	 /* bytes it delivered */
+	/* Written by the transfer thread, read by the helper once the transfer has ended. */
+	struct rangeset got; /* what it delivered into the partial */
 };
 
 struct xfer {
@@ -202,6 +252,21 @@ struct xfer {
 
 	pthread_t helper;
 	int helper_started;
+
+	/* Peers (xfer_peer.c): the count and ranks are immutable after xfer_start. */
+	struct xpeer *peers;
+	int npeers;
+	int rank;	      /* this hive's place among itself and its peers */
+	atomic_int peers_new; /* the poller has new answers for the transfer thread */
+	uint64_t url_bytes;   /* bytes from the URL (transfer thread) */
+	int64_t peers_t0;     /* when the peers were first asked */
+	int url_room;	      /* the next piece may come from the URL (transfer thread) */
+	pthread_t poller;
+	int poller_started;
+	int poll_stop;		   /* x->lock: the poller ends */
+	atomic_int peers_stopping; /* the same, read inside libcurl without the lock */
+	atomic_int repaired;	   /* the helper rewrote what peers delivered (xfer_peers_repair) */
+	pthread_cond_t poll_cond;  /* wakes the poller to end */
 };
 
 struct xfer_engine {
@@ -256,6 +321,10 @@ curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sock
 
 /* Connections of x with a request running or waiting for a retry. */
 int xfer_busy(const struct xfer *x);
+/* Those of them on the URL, not on a peer. */
+int xfer_busy_url(const struct xfer *x);
+/* With peers: 1 while the ramp lets one more connection go to the URL. */
+int xfer_url_room(const struct xfer *x);
 
 /* xfer_loop.c */
 
@@ -264,6 +333,30 @@ void *xfer_engine_main(void *arg);
 /* xfer_helper.c */
 
 void *xfer_helper_main(void *arg);
+
+/* xfer_peer.c */
+
+/* Sets up x's peers from req, asks them once and starts the poller (caller's thread). */
+int xfer_peers_start(struct xfer *x, const struct xfer_request *req, struct err *e);
+/* Stops and joins the poller (helper thread, at the end). */
+void xfer_peers_stop(struct xfer *x);
+void xfer_peers_free(struct xfer *x);
+/* Takes in the poller's latest answers (transfer thread). */
+void xfer_peers_update(struct xfer *x, int64_t now);
+/* Picks c's next piece and its source (c->src); -1 when there is none for now. */
+int xfer_peer_take(struct xfer *x, struct xconn *c);
+/* 1 while pieces are left that a peer is expected to deliver. */
+int xfer_peers_awaited(struct xfer *x, int64_t now);
+/* A request of c to a peer ended without its piece: drops the peer, returns the piece. */
+void xfer_peer_fail(struct xfer *x, struct xconn *c, const char *why);
+/*
+ * After a digest mismatch (helper thread): fetches every range a peer
+ * delivered again from the URL, compares, rewrites what differs and logs
+ * the peers whose bytes differed. Returns 0 when it rewrote the ranges (the
+ * file is to be hashed again), ERR_NOT_FOUND when no peer delivered
+ * anything, or the error of the URL.
+ */
+int xfer_peers_repair(struct xfer *x, struct err *e);
 
 /* xfer_file.c (caller's thread, and the helper) */
 

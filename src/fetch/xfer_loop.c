@@ -59,6 +59,9 @@ static void xfer_activate(struct xfer_engine *eng, struct xfer *x)
 			return;
 		}
 	}
+	if (x->npeers)
+		xfer_peers_update(x, now);
+	x->url_room = 1;
 	xconn_start(x, &x->conns[0]);
 }
 
@@ -85,6 +88,8 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	}
 	if (x->ended)
 		return;
+	if (x->npeers)
+		xfer_peers_update(x, now);
 	if (x->refreshing && atomic_load(&x->refresh_done)) {
 		struct err e;
 		char url[CAP_URL_LEN];
@@ -127,23 +132,35 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	 * connection, restarted by xconn_done only.
 	 */
 	int ranged = x->size_known && !x->no_range;
+	/*
+	 * With peers the ramp measures and counts the connections to the URL
+	 * only: those to peers come on top (at most PEER_CONNS each), or a CDN
+	 * that gains nothing from more connections would also hold back the
+	 * pieces the peers have.
+	 */
+	uint64_t ramp_bytes = x->npeers ? x->url_bytes : x->written;
 	if (ranged && x->url_settled && !x->ramp_on) {
-		xfer_ramp_init(&x->ramp, x->nconn, now, x->written);
+		xfer_ramp_init(&x->ramp, x->nconn, now, ramp_bytes);
 		x->ramp_on = 1;
 	}
-	int allowed = x->ramp_on ? xfer_ramp_step(&x->ramp, now, x->written, next_deadline) : 1;
+	int allowed = x->ramp_on ? xfer_ramp_step(&x->ramp, now, ramp_bytes, next_deadline) : 1;
 	if (!ranged)
 		allowed = 1;
-	for (int i = 0; ranged && i < x->nconn && busy < allowed && !x->ended; i++) {
+	int counted = x->npeers ? xfer_busy_url(x) : busy;
+	for (int i = 0; ranged && i < x->nconn && !x->ended; i++) {
 		struct xconn *c = &x->conns[i];
 		if (c->st != C_IDLE)
 			continue;
 		if (xfer_plan_live(&x->plan) == 0)
 			break;
+		x->url_room = counted < allowed;
+		if (!x->url_room && !x->npeers)
+			break;
 		xconn_start(x, c);
 		if (c->st == C_IDLE)
 			break;
 		busy++;
+		counted += c->src < 0;
 	}
 	if (x->ended)
 		return;
@@ -151,7 +168,11 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		xfer_end(x, NET_DONE, 0, NULL);
 		return;
 	}
-	if (busy == 0) {
+	/* Pieces another hive is fetching are awaited from it; a silent one's are taken. */
+	int awaited = x->npeers && xfer_peers_awaited(x, now);
+	if (awaited && now + PEER_POLL_MS < *next_deadline)
+		*next_deadline = now + PEER_POLL_MS;
+	if (busy == 0 && !awaited) {
 		xfer_end(x, NET_FAILED, ERR_INTERNAL, "%s: transfer stalled with no work planned",
 			 x->dest);
 		return;

@@ -222,6 +222,17 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 			x->plan.s[c->seg].pos = pos + w;
 		else
 			c->pos = pos + w;
+		if (c->src >= 0) {
+			/* Kept for the repair after a digest mismatch: a failed add leaves
+			 * those bytes out of it, so the transfer ends instead. */
+			if (ranges_add(&x->peers[c->src].got, pos, pos + w) < 0) {
+				c->too_many_ranges = 1;
+				return 0;
+			}
+			x->peers[c->src].bytes += w;
+		} else {
+			x->url_bytes += w;
+		}
 		x->written += w;
 		c->fails = 0;
 		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
@@ -269,7 +280,8 @@ curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sock
 	struct xfer *x = c->x;
 	struct err e;
 	err_clear(&e);
-	if (!x->peer_check)
+	/* A peer hive is the owner's choice: its address is not judged by the origin's. */
+	if (!x->peer_check || c->src >= 0)
 		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 	curl_socket_t fd = url_open_checked_socket((int)purpose, a, x->base, x->cur.host, &e);
 	if (fd == CURL_SOCKET_BAD && e.code == ERR_FORBIDDEN) {

@@ -1,8 +1,9 @@
 /*
  * The requests of the OCI registry client: a registry's challenge answered
  * once per pull (an anonymous or credentialed Bearer token from its realm,
- * or Basic credentials), manifests checked against their digest, and the
- * tags of a repository for the message about a tag that is not there.
+ * or Basic credentials), manifests checked against their digest, the tags
+ * of a repository for the message about a tag that is not there, and a
+ * blob's current location when its signed link expired mid-transfer.
  */
 #include <curl/curl.h>
 #include <jansson.h>
@@ -215,9 +216,12 @@ static int answer_challenge(struct oci_registry *r, const struct hf_resp *resp, 
 	return 0;
 }
 
-/* GET BASE/v2/NAME/PATH, answering one challenge; a 401 after it is an authentication failure. */
-static int reg_get(struct oci_registry *r, const char *path, const char *accept,
-		   struct hf_resp *resp, struct err *e)
+/*
+ * METHOD BASE/v2/NAME/PATH, answering one challenge; a 401 after it is an
+ * authentication failure.
+ */
+static int reg_request(struct oci_registry *r, const char *method, const char *path,
+		       const char *accept, struct hf_resp *resp, struct err *e)
 {
 	char url[CAP_URL_LEN + 1];
 	if (fmt_buf(url, sizeof(url), "%s/v2/%s/%s", r->base, r->name, path))
@@ -225,7 +229,7 @@ static int reg_get(struct oci_registry *r, const char *path, const char *accept,
 	for (;;) {
 		struct hf_req_opts o = {
 		    .accept = accept, .authorization = r->authorization, .auth_origin = r->base};
-		int rc = hf_request_opts(&r->hc, "GET", url, HF_REDIRECT_SAME_HOST, &o, r->cancel,
+		int rc = hf_request_opts(&r->hc, method, url, HF_REDIRECT_SAME_HOST, &o, r->cancel,
 					 resp, e);
 		if (rc || resp->status != 401)
 			return rc;
@@ -240,6 +244,12 @@ static int reg_get(struct oci_registry *r, const char *path, const char *accept,
 		if (rc)
 			return rc;
 	}
+}
+
+static int reg_get(struct oci_registry *r, const char *path, const char *accept,
+		   struct hf_resp *resp, struct err *e)
+{
+	return reg_request(r, "GET", path, accept, resp, e);
 }
 
 /* The first error code of a registry's error answer ({"errors":[{"code":…}]}), or "". */
@@ -372,5 +382,39 @@ int oci_manifest_get(struct oci_registry *r, const char *reference, char digest[
 		rc = err_set(e, ERR_UNSUPPORTED, "%.120s: an image index inside an image index",
 			     r->label);
 	}
+	return rc;
+}
+
+void oci_registry_use_token(struct oci_registry *r, const char *bearer)
+{
+	oci_registry_cleanup(r);
+	r->bearer = xstrdup(bearer);
+	r->authorization = xasprintf("Bearer %s", r->bearer);
+}
+
+int oci_blob_locate(struct oci_registry *r, const char *sha256, char *url, size_t size,
+		    struct err *e)
+{
+	struct hf_resp resp = {0};
+	char path[80];
+	snprintf(path, sizeof(path), "blobs/sha256:%.64s", sha256);
+	/* HEAD: a registry that serves the blob itself would send all its bytes to a GET. */
+	int rc = reg_request(r, "HEAD", path, NULL, &resp, e);
+	if (rc == 0 && resp.status >= 300 && resp.status < 400 && resp.location[0])
+		rc = fmt_buf(url, size, "%s", resp.location)
+			 ? err_set(e, ERR_TOO_LARGE, "%.120s: blob location too long", r->label)
+			 : 0;
+	else if (rc == 0 && resp.status == 200)
+		rc = oci_blob_url(r, sha256, url, size)
+			 ? err_set(e, ERR_TOO_LARGE, "blob URL too long")
+			 : 0;
+	else if (rc == 0 && resp.status == 404)
+		rc = err_set(e, ERR_NOT_FOUND, "%.120s: blob %.12s is gone from the registry",
+			     r->label, sha256);
+	else if (rc == 0)
+		rc = err_set(e, resp.status == 403 ? ERR_FORBIDDEN : ERR_NETWORK,
+			     "%.120s: the registry answered HTTP %ld for blob %.12s", r->label,
+			     resp.status, sha256);
+	hf_resp_cleanup(&resp);
 	return rc;
 }

@@ -9,7 +9,7 @@
  * oci_parse.c holds the pure parsers (challenge, manifest, credentials
  * file), which the unit tests and the fuzzer drive off the network; oci.c
  * holds the requests. A struct oci_registry belongs to one provision() call
- * on one thread.
+ * (or one URL refresh of a blob transfer) on one thread.
  */
 #ifndef RBEE_PROVISION_OCI_H
 #define RBEE_PROVISION_OCI_H
@@ -131,5 +131,22 @@ int oci_manifest_get(struct oci_registry *r, const char *reference, char digest[
 
 /* The URL of blob sha256 in the repository, into buf. */
 int oci_blob_url(const struct oci_registry *r, const char *sha256, char *buf, size_t size);
+
+/*
+ * Starts r with a bearer token it earned before (for a later request of
+ * the same pull); a 401 still re-runs the challenge once, so a token that
+ * expired is renewed.
+ */
+void oci_registry_use_token(struct oci_registry *r, const char *bearer);
+
+/*
+ * Where blob sha256's bytes are now: HEAD of the blob at the registry with
+ * r's authorization (a 401 answered through the challenge once), then the
+ * Location it redirects to (a freshly signed CDN link), or the blob URL
+ * itself when the registry serves the bytes. Errors: ERR_NOT_FOUND (the
+ * blob is gone), ERR_UNAUTHORIZED, ERR_FORBIDDEN, and those of the request.
+ */
+int oci_blob_locate(struct oci_registry *r, const char *sha256, char *url, size_t size,
+		    struct err *e);
 
 #endif

@@ -106,6 +106,14 @@ struct prov_config {
 	const char *const *file_import_dirs;
 	size_t n_file_import_dirs;
 	/*
+	 * Peer hives (--peer): base URLs of other rbee-hives asked for the
+	 * blobs they hold (docs/mirror.md, "Peers"), at most CAP_PEERS, and
+	 * this hive's place among itself and them (fetch/xfer.h). Copied.
+	 */
+	const char *const *peers;
+	size_t n_peers;
+	int peer_rank;
+	/*
 	 * Credentials for OCI registries (--registry-auth): a file in Docker's
 	 * config.json format, read at each pull that needs it. NULL: none.
 	 */

@@ -145,6 +145,8 @@ static void multi_free(struct provisioner *base)
 	layout_free(mp->ctx.layout);
 	prov_file_roots_cleanup(&mp->ctx);
 	hf_client_cleanup(&mp->ctx.hf);
+	for (size_t i = 0; i < mp->ctx.n_peers; i++)
+		free(mp->ctx.peers[i]);
 	free(mp);
 }
 
@@ -190,6 +192,9 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		goto fail;
 	}
 	ctx->shared_cache = sp.shared;
+	for (size_t i = 0; i < cfg->n_peers && i < CAP_PEERS; i++)
+		ctx->peers[ctx->n_peers++] = xstrdup(cfg->peers[i]);
+	ctx->peer_rank = cfg->peer_rank;
 	if (cfg->registry_auth && cfg->registry_auth[0] &&
 	    !realpath(cfg->registry_auth, ctx->registry_auth)) {
 		rc = err_set(e, ERR_INVALID, "--registry-auth %.200s: %s", cfg->registry_auth,

@@ -63,11 +63,16 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .auth_origin = p->auth_origin,
 	    .auth_basic = p->auth_basic,
 	    .url_is_store = f->url_is_store,
+	    .refresh = p->kind == REF_HF     ? PROV_REFRESH_HUB
+		       : p->registry_name[0] ? PROV_REFRESH_REGISTRY
+					     : PROV_REFRESH_NONE,
 	    .org = p->kind == REF_HF ? p->org : NULL,
 	    .repo = p->kind == REF_HF ? p->name : NULL,
 	    .commit = p->kind == REF_HF ? p->commit : NULL,
 	    .path = p->kind == REF_HF ? f->path : NULL,
+	    .registry_name = p->registry_name,
 	    .log_id = j->req->job_id,
+	    .from_peers = f->from_peers,
 	};
 	struct prov_blob *b = NULL;
 	int started = 0;

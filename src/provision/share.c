@@ -13,6 +13,7 @@
 #include "core/sha256.h"
 #include "core/util.h"
 #include "fetch/s3.h"
+#include "provision/oci.h"
 #include "provision/vendor.h"
 #include "store/catalog.h"
 #include "store/layout.h"
@@ -23,6 +24,12 @@
  * of this process cancelled a moment ago may still be saving its ranges.
  */
 #define PROV_LOCK_QUIET_MS 250
+
+/*
+ * Transfers of one blob at most: the blob store's, the source's, and the
+ * source's again once a registry token that expired was renewed.
+ */
+#define PROV_BLOB_TRIES 3
 
 /* Tries of a connection to the blob store without progress before the CDN takes over. */
 #define PROV_STORE_RETRIES 2
@@ -42,11 +49,15 @@ struct prov_blob {
 	char *auth_token, *auth_origin; /* another server's token and its origin; NULL: none */
 	int auth_basic;			/* auth_token is user:password for HTTP Basic */
 	int url_is_store;
-	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
+	enum prov_refresh refresh;	  /* who hands out a fresh URL after a 403 */
+	char *org, *repo, *commit, *path; /* a Hub file's; NULL otherwise */
+	char *registry_name;		  /* a registry blob's repository; NULL otherwise */
 	char log_id[64];
+	int from_peers;
 	struct cancel_token *cancel; /* the transfer's own token */
 	struct xfer *x;
-	struct xfer *x_prev; /* an earlier try's (the store's, before the CDN) */
+	struct xfer *x_prev[PROV_BLOB_TRIES - 1]; /* the earlier tries' */
+	size_t n_prev;
 	enum prov_source source;
 	/* guarded by sh->mu */
 	char *lock_path;  /* the blob's lock, once another writer was found holding it */
@@ -112,7 +123,8 @@ void prov_share_free(struct prov_share *sh)
 static void blob_free(struct prov_blob *b)
 {
 	xfer_free(b->x);
-	xfer_free(b->x_prev);
+	for (size_t i = 0; i < b->n_prev; i++)
+		xfer_free(b->x_prev[i]);
 	cancel_unref(b->cancel);
 	free(b->url);
 	if (b->auth_token)
@@ -123,6 +135,7 @@ static void blob_free(struct prov_blob *b)
 	free(b->repo);
 	free(b->commit);
 	free(b->path);
+	free(b->registry_name);
 	free(b->lock_path);
 	free(b);
 }
@@ -217,6 +230,43 @@ static int refresh_hf(void *arg, char *url_out, size_t size, struct err *e)
 	return fmt_buf(url_out, size, "%s", m.url) ? err_set(e, ERR_TOO_LARGE, "URL too long") : 0;
 }
 
+/*
+ * After a 403 from the content host: ask the registry for the blob again,
+ * for a freshly signed Location. The registry's bearer token of the pull
+ * goes along; when it expired, the registry's 401 runs the challenge once
+ * and the new token is kept for the blob's later requests.
+ */
+static int refresh_registry(void *arg, char *url_out, size_t size, struct err *e)
+{
+	struct prov_blob *b = arg;
+	struct prov_ctx *ctx = b->sh->ctx;
+	struct oci_registry reg;
+	int rc =
+	    oci_registry_init(&reg, &ctx->hf, b->auth_origin, b->registry_name, b->registry_name,
+			      ctx->registry_auth[0] ? ctx->registry_auth : NULL, b->cancel, e);
+	if (rc)
+		return rc;
+	if (b->auth_token && !b->auth_basic)
+		oci_registry_use_token(&reg, b->auth_token);
+	rc = oci_blob_locate(&reg, b->sha256, url_out, size, e);
+	if (rc == 0 && reg.bearer && (!b->auth_token || strcmp(reg.bearer, b->auth_token) != 0)) {
+		if (b->auth_token)
+			explicit_bzero(b->auth_token, strlen(b->auth_token));
+		free(b->auth_token);
+		b->auth_token = xstrdup(reg.bearer);
+		b->auth_basic = 0;
+	}
+	oci_registry_cleanup(&reg);
+	return rc;
+}
+
+/* One home for the rule of each source: who finds the bytes again after a 403. */
+static const xfer_refresh_fn refreshers[PROV_REFRESH_KINDS] = {
+    [PROV_REFRESH_NONE] = NULL,
+    [PROV_REFRESH_HUB] = refresh_hf,
+    [PROV_REFRESH_REGISTRY] = refresh_registry,
+};
+
 /* Where one try of a blob's bytes goes. */
 struct blob_source {
 	const char *url;
@@ -224,7 +274,8 @@ struct blob_source {
 	const char *token;  /* bearer token, or S3 credentials with sigv4 */
 	const char *sigv4;  /* S3 signing; NULL: none */
 	int basic;	    /* token is user:password for HTTP Basic (a registry's) */
-	int refresh;	    /* a Hub file: a 403 re-resolves it */
+	int refresh;	    /* a 403 asks the blob's source for a fresh URL (refreshers[]) */
+	int peers;	    /* the configured peers may be asked for it too */
 	int max_retries;    /* 0: the engine's */
 };
 
@@ -273,11 +324,14 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	    .sha256 = known ? b->sha256 : NULL,
 	    .git_sha1 = b->git_sha1[0] ? b->git_sha1 : NULL,
 	    .resume = known && cat && b->size_known ? &ops : NULL,
-	    .refresh_url = src->refresh ? refresh_hf : NULL,
+	    .refresh_url = src->refresh ? refreshers[b->refresh] : NULL,
 	    .refresh_arg = b,
 	    .cancel = b->cancel,
 	    .purge_on_cancel = 0,
 	    .log_id = b->log_id[0] ? b->log_id : NULL,
+	    .peers = (const char *const *)ctx->peers,
+	    .n_peers = known && src->peers ? ctx->n_peers : 0,
+	    .peer_rank = ctx->peer_rank,
 	};
 	struct xfer *x = NULL;
 	if (rc == 0)
@@ -295,9 +349,11 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	 * An earlier try's transfer stays until the entry is freed: a job may
 	 * be reading its progress now.
 	 */
-	assert(!b->x_prev); /* two tries at most: the store's, then the CDN's */
 	pthread_mutex_lock(&b->sh->mu);
-	b->x_prev = b->x;
+	if (b->x) {
+		assert(b->n_prev < PROV_BLOB_TRIES - 1);
+		b->x_prev[b->n_prev++] = b->x;
+	}
 	b->x = x;
 	pthread_mutex_unlock(&b->sh->mu);
 	xfer_wait(x, -1);
@@ -343,6 +399,33 @@ static int blob_from_store(struct prov_blob *b, struct catalog *cat, char got[SH
 	    .sigv4 = s3->sigv4,
 	    /* A store that fails is left soon: the CDN is the way on. */
 	    .max_retries = PROV_STORE_RETRIES,
+	};
+	return blob_fetch(b, cat, &src, got, e);
+}
+
+/*
+ * A registry token may expire during a long pull, and the registry then
+ * answers a blob request with 401: the registry is asked for the blob
+ * once more (its challenge renews the token), and the transfer goes on
+ * from the partial at the location it gives.
+ */
+static int blob_from_registry_again(struct prov_blob *b, struct catalog *cat,
+				    char got[SHA256_HEX_LEN + 1], struct err *e)
+{
+	char url[CAP_URL_LEN];
+	struct err re = {0};
+	log_msg(LOG_INFO, b->log_id[0] ? b->log_id : NULL,
+		"blob %.12s: %s; asking the registry again", b->sha256, err_msg(e));
+	int rc = refresh_registry(b, url, sizeof(url), &re);
+	if (rc)
+		return err_set(e, rc, "%s", err_msg(&re));
+	err_clear(e);
+	struct blob_source src = {
+	    .url = url,
+	    .origin = b->auth_origin,
+	    .token = b->auth_token,
+	    .basic = b->auth_basic,
+	    .refresh = 1,
 	};
 	return blob_fetch(b, cat, &src, got, e);
 }
@@ -456,7 +539,8 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		    .origin = b->org ? ctx->hf.endpoint : b->auth_origin,
 		    .token = tok.from ? tok.value : b->auth_token,
 		    .basic = !tok.from && b->auth_basic,
-		    .refresh = b->org != NULL,
+		    .refresh = 1,
+		    .peers = b->from_peers,
 		};
 		/* An s3:// ref's object: the store's credentials, to the endpoint only. */
 		if (b->url_is_store && ctx->s3) {
@@ -465,6 +549,8 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		}
 		rc = blob_fetch(b, cat, &src, got, e);
 		hf_token_clear(&tok);
+		if (rc == ERR_UNAUTHORIZED && b->refresh == PROV_REFRESH_REGISTRY)
+			rc = blob_from_registry_again(b, cat, got, e);
 		if (rc)
 			goto out;
 		b->source = src.sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN;
@@ -579,7 +665,10 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->repo = dup_or_null(req->repo);
 	b->commit = dup_or_null(req->commit);
 	b->path = dup_or_null(req->path);
+	b->refresh = req->refresh;
+	b->registry_name = dup_or_null(req->registry_name);
 	snprintf(b->log_id, sizeof(b->log_id), "%s", req->log_id ? req->log_id : "");
+	b->from_peers = req->from_peers;
 	b->cancel = cancel_new();
 	b->refs = 2; /* the thread and this caller */
 	b->waiters = 1;

@@ -34,6 +34,14 @@ struct prov_ctx;
 struct prov_share;
 struct prov_blob;
 
+/* Who hands out a fresh URL after a 403 from the content host. */
+enum prov_refresh {
+	PROV_REFRESH_NONE = 0, /* nobody: the 403 fails the transfer */
+	PROV_REFRESH_HUB,      /* the Hub's /resolve */
+	PROV_REFRESH_REGISTRY, /* the OCI registry's blob URL */
+	PROV_REFRESH_KINDS
+};
+
 struct prov_blob_req {
 	const char *repo_dir; /* where the blob goes */
 	const char *sha256;   /* expected digest; "" or NULL when unknown */
@@ -51,9 +59,17 @@ struct prov_blob_req {
 	 */
 	const char *auth_token, *auth_origin;
 	int auth_basic; /* auth_token is user:password for HTTP Basic */
-	/* For a Hugging Face file: re-resolved after a 403 from the CDN. NULL otherwise. */
+	/*
+	 * How a 403 from the content host (a signed CDN link that expired) finds
+	 * a fresh URL for the same bytes: a Hub file is resolved again (org,
+	 * repo, commit, path), a registry blob asked of the registry again (its
+	 * repository in registry_name, at auth_origin).
+	 */
+	enum prov_refresh refresh;
 	const char *org, *repo, *commit, *path;
+	const char *registry_name;
 	const char *log_id; /* job id for logs; may be NULL */
+	int from_peers;	    /* the configured peers may be asked for it (needs the sha256) */
 };
 
 int prov_share_new(struct prov_ctx *ctx, struct prov_share **out);

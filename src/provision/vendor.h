@@ -51,6 +51,10 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
+	/* Peer hives (prov_config.peers), asked for blobs whose sha256 the Hub gave. */
+	char *peers[CAP_PEERS];
+	size_t n_peers;
+	int peer_rank;
 	/* prov_config.registry_auth, made absolute; "" when none. */
 	char registry_auth[4096];
 	/* The S3 endpoint, credentials and blob store (--blob-store, bucket "" when none); NULL:
@@ -92,6 +96,7 @@ struct prov_file {
 	int keep_link;
 	int link_adopted;
 	char blob[65];
+	int from_peers; /* peers may hold it: its sha256 is the one the Hub's LFS info gave */
 };
 
 struct prov_plan {
@@ -117,6 +122,8 @@ struct prov_plan {
 	char *auth_token;
 	char *auth_origin;
 	int auth_basic; /* auth_token is user:password for HTTP Basic */
+	/* An OCI registry's repository, asked again for a blob whose link expired; "" otherwise. */
+	char registry_name[CAP_OCI_NAME_LEN + 1];
 };
 
 /* Plans (progress.c). */

@@ -328,6 +328,7 @@ static int plan_file(struct prov_job *j, struct prov_plan *p, const struct hf_fi
 		    lf->path, p->repo, lf->oid, m.etag);
 	struct prov_file *f = prov_plan_add(p, lf->path, m.size, 1, lfs ? m.etag : NULL, m.url);
 	f->url_is_hub = m.url_is_hub;
+	f->from_peers = lfs;
 	if (!lfs)
 		snprintf(f->git_sha1, sizeof(f->git_sha1), "%s", m.etag);
 	return 0;

@@ -126,12 +126,17 @@ static int oci_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifac
 	rc = plan_layers(j, p, &reg, &m, e);
 	if (rc)
 		goto out;
-	/* What the registry accepted goes with each blob request, to its own origin only. */
+	/*
+	 * What the registry accepted goes with each blob request, to its own
+	 * origin only; the registry is asked again for a blob whose CDN link
+	 * expired during the transfer.
+	 */
 	if (reg.bearer || reg.basic) {
 		p->auth_token = xstrdup(reg.bearer ? reg.bearer : reg.basic);
 		p->auth_basic = !reg.bearer;
-		p->auth_origin = xstrdup(reg.base);
 	}
+	p->auth_origin = xstrdup(reg.base);
+	snprintf(p->registry_name, sizeof(p->registry_name), "%s", r->name);
 	prov_narrate(j, "%s@sha256:%.12s: %zu files (%zu GGUF)%s", p->repo, digest, m.n,
 		     m.n_weights, m.n_skipped ? ", other layers skipped" : "");
 out:

@@ -1104,6 +1104,8 @@ def main(argv=None):
     ap.add_argument("--hub-port", type=int, default=0)
     ap.add_argument("--cdn-host", default="127.0.0.2")
     ap.add_argument("--cdn-port", type=int, default=0)
+    ap.add_argument("--cdn-base", help="the CDN the hub redirects LFS files to, instead of its "
+                    "own: a server answering /repos/TOKEN/SHA256 (bench/fleet.sh's nginx)")
     ap.add_argument("--page-size", type=int, default=DEFAULT_PAGE_SIZE)
     ap.add_argument("--url-ttl", type=float, default=DEFAULT_URL_TTL,
                     help="lifetime of signed CDN URLs in seconds")
@@ -1125,7 +1127,7 @@ def main(argv=None):
     hub = Server((args.hub_host, args.hub_port), "hub", state)
     cdn = Server((args.cdn_host, args.cdn_port), "cdn", state)
     state.hub_url = "http://%s:%d" % (args.hub_host, hub.server_address[1])
-    state.cdn_url = "http://%s:%d" % (args.cdn_host, cdn.server_address[1])
+    state.cdn_url = args.cdn_base or "http://%s:%d" % (args.cdn_host, cdn.server_address[1])
     for s in (hub, cdn):
         threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
 

@@ -450,26 +450,66 @@ class RedirectingFront:
     """A registry's front as public registries have one: every request goes
     on to the registry, except blob GETs, answered with a 307 to a content
     host of another origin (127.0.0.2), which serves the blob from the
-    registry's storage and records the Authorization header it was sent."""
+    registry's storage and records the Authorization header it was sent.
+    Each redirect hands out a signed link of its own (?exp=N); with
+    link_budget set, a link expires once it has served that many bytes: the
+    content host cuts the answer there and refuses the link (403) after.
+    With expire_tokens set, a bearer token expires once a manifest was
+    fetched with it: the front answers its later requests with 401 and
+    `challenge`."""
 
     def __init__(self, reg):
         self.reg, self.front_auth, self.cdn_auth = reg, [], []
         self.cdn_ranges = []  # the Range header of each content request ("" for none)
         self.rate = 0  # bytes/s the content host sends at; 0: no limit
+        self.link_budget = 0  # bytes a signed link serves before it expires; 0: never
+        self.links = []  # the signed links handed out, in order
+        self.sent = {}  # bytes each link served
+        self.refused = []  # the links the content host refused as expired
+        self.expire_tokens = False
+        self.expired = set()  # the Authorization headers of expired tokens
+        self.challenge = ""  # the WWW-Authenticate of a 401 for an expired token
+        self.lock = threading.Lock()
         front = self
 
         class Front(http.server.BaseHTTPRequestHandler):
             def log_message(self, *a):
                 pass
 
-            def do_GET(self):
-                front.front_auth.append(self.headers.get("Authorization", ""))
+            def expired(self):
+                if self.headers.get("Authorization", "") not in front.expired:
+                    return False
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", front.challenge)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
+            def redirect_blob(self):
+                if self.expired():
+                    return True
                 m = re.match(r"^/v2/.+/blobs/(sha256:[0-9a-f]{64})$", self.path)
-                if m:
-                    self.send_response(307)
-                    self.send_header("Location", front.cdn_url + "/b/" + m.group(1))
+                if not m:
+                    return False
+                with front.lock:
+                    link = "/b/%s?exp=%d" % (m.group(1), len(front.links))
+                    front.links.append(link)
+                self.send_response(307)
+                self.send_header("Location", front.cdn_url + link)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return True
+
+            def do_HEAD(self):
+                front.front_auth.append(self.headers.get("Authorization", ""))
+                if not self.redirect_blob():
+                    self.send_response(404)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+
+            def do_GET(self):
+                front.front_auth.append(self.headers.get("Authorization", ""))
+                if self.redirect_blob():
                     return
                 keep = ("Authorization", "Accept", "Range")
                 req = urllib.request.Request(reg.url + self.path, headers={
@@ -479,6 +519,10 @@ class RedirectingFront:
                         status, headers, body = r.status, r.headers, r.read()
                 except urllib.error.HTTPError as err:
                     status, headers, body = err.code, err.headers, err.read()
+                auth = self.headers.get("Authorization", "")
+                if front.expire_tokens and "/manifests/" in self.path and status == 200 and \
+                        auth.startswith("Bearer "):
+                    front.expired.add(auth)
                 self.send_response(status)
                 for k in ("Content-Type", "Docker-Content-Digest", "WWW-Authenticate"):
                     if headers.get(k):
@@ -494,7 +538,19 @@ class RedirectingFront:
             def do_GET(self):
                 front.cdn_auth.append(self.headers.get("Authorization", ""))
                 front.cdn_ranges.append(self.headers.get("Range", ""))
-                data = read(reg.blob_data_path(self.path.split("/")[-1]))
+                link = self.path
+                budget = front.link_budget
+                with front.lock:
+                    expired = budget and front.sent.get(link, 0) >= budget
+                    if expired:
+                        front.refused.append(link)
+                if expired:
+                    self.send_response(403)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                path = urllib.parse.urlparse(self.path).path
+                data = read(reg.blob_data_path(path.split("/")[-1]))
                 first, last = 0, len(data) - 1
                 rng = re.match(r"bytes=(\d+)-(\d*)$", self.headers.get("Range", ""))
                 if rng:
@@ -509,7 +565,15 @@ class RedirectingFront:
                 self.end_headers()
                 try:
                     for off in range(first, last + 1, 64 << 10):
-                        self.wfile.write(data[off:min(off + (64 << 10), last + 1)])
+                        piece = data[off:min(off + (64 << 10), last + 1)]
+                        with front.lock:
+                            left = budget - front.sent.get(link, 0) if budget else len(piece)
+                            piece = piece[:max(left, 0)]
+                            front.sent[link] = front.sent.get(link, 0) + len(piece)
+                        if not piece:
+                            self.close_connection = True
+                            break  # the link expired mid-answer
+                        self.wfile.write(piece)
                         if front.rate:
                             time.sleep((64 << 10) / front.rate)
                 except OSError:
@@ -584,11 +648,19 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
         self.assertTrue(self.front.cdn_auth)
         self.assertEqual(set(self.front.cdn_auth), {""})
 
+    def push_behind_front(self, name, size, seed):
+        """A model team/NAME:v1 of one GGUF; returns the GGUF and its ref through the front."""
+        g = fixtures.write_gguf(os.path.join(self.tmp, name + ".gguf"), size=size, seed=seed)
+        man = ollama_manifest(self.reg, "team/" + name, g)
+        self.reg.push_manifest("team/" + name, "v1", man, DOCKER_MANIFEST)
+        return g, "oci://%s/team/%s:v1" % (self.front.host, name)
+
+    def blobs_behind_front(self, name):
+        return os.path.join(self.tmp, "hive", "hf-home", "hub", "oci--%s--team--%s" % (
+            self.front.host.replace(":", "_"), name), "blobs")
+
     def test_cancelled_pull_resumes(self):
-        g = fixtures.write_gguf(os.path.join(self.tmp, "slow.gguf"), size=(4 << 20) + 3, seed=97)
-        man = ollama_manifest(self.reg, "team/slow", g)
-        self.reg.push_manifest("team/slow", "v1", man, DOCKER_MANIFEST)
-        ref = "oci://%s/team/slow:v1" % self.front.host
+        g, ref = self.push_behind_front("slow", (4 << 20) + 3, 97)
         self.front.rate = 1 << 20
         try:
             rc, out, err = self.run_cli("pull", "--detach", ref)
@@ -606,9 +678,7 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
             # The content host stays slow until the cancelled transfer has let go
             # (its token fires a moment after the job ends).
             time.sleep(0.5)
-            blobs = os.path.join(self.tmp, "hive", "hf-home", "hub",
-                                 "oci--%s--team--slow" % self.front.host.replace(":", "_"),
-                                 "blobs")
+            blobs = self.blobs_behind_front("slow")
             partials = [n for n in os.listdir(blobs) if n.endswith(".partial")]
             self.assertEqual(partials, [g["sha256"] + ".partial"])
         finally:
@@ -620,6 +690,46 @@ class OciTokenAuth(CliMixin, DaemonTestCase):
         starts = [int(re.match(r"bytes=(\d+)-", r).group(1))
                   for r in self.front.cdn_ranges[before:] if r]
         self.assertTrue(starts and min(starts) > 0, self.front.cdn_ranges[before:])
+
+    def test_expired_signed_link_is_renewed_by_the_registry(self):
+        g, ref = self.push_behind_front("expiring", (3 << 20) + 7, 99)
+        self.front.link_budget = 1 << 20
+        try:
+            rc, out, err = self.run_cli("pull", "--json", ref)
+        finally:
+            self.front.link_budget = 0
+        self.assertEqual(rc, 0, out + err)
+        # Each link expired after a MiB; the registry handed out fresh ones, each
+        # asked with the registry's token, and the content host never saw it.
+        mine = [l for l in self.front.links if g["sha256"] in l]
+        self.assertGreaterEqual(len(mine), 4, mine)
+        self.assertTrue(set(self.front.refused) & set(mine))
+        self.assertEqual(set(self.front.cdn_auth), {""})
+        rc, out, err = self.run_cli("show", "--json", ref)
+        self.assertEqual(rc, 0, out + err)
+        f = json.loads(out)["files"][0]
+        self.assertEqual(f["sha256"], g["sha256"])
+        blob = os.path.join(self.blobs_behind_front("expiring"), g["sha256"])
+        self.assertEqual(hashlib.sha256(read(blob)).hexdigest(), g["sha256"])
+
+    def test_token_that_expires_mid_pull_is_renewed_once(self):
+        g, ref = self.push_behind_front("renewed", (2 << 20) + 9, 101)
+        self.front.challenge = 'Bearer realm="%s",service="%s",scope="repository:%s:pull"' % (
+            self.tokens.realm, SERVICE, "team/renewed")
+        asked = len(self.tokens.seen)
+        self.front.expire_tokens = True
+        try:
+            rc, out, err = self.run_cli("pull", "--json", ref)
+        finally:
+            self.front.expire_tokens = False
+        self.assertEqual(rc, 0, out + err)
+        # The plan's token expired before the blob was asked for; the challenge
+        # gave one more, and only one.
+        self.assertTrue(self.front.expired)
+        self.assertEqual(len(self.tokens.seen) - asked, 2, self.tokens.seen[asked:])
+        self.assertEqual(set(self.front.cdn_auth), {""})
+        blob = os.path.join(self.blobs_behind_front("renewed"), g["sha256"])
+        self.assertEqual(hashlib.sha256(read(blob)).hexdigest(), g["sha256"])
 
     def test_without_credentials_the_failure_says_so(self):
         rc, out, err = self.run_cli("pull", self.ref, env=self.env(RBEE_HIVE_URL=self.anon_url))

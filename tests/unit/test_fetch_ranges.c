@@ -160,6 +160,63 @@ static void test_plan_pieces_in_order(void **state)
 	ranges_cleanup(&done);
 }
 
+/* A piece carved out of the middle of a gap, given back, and the steal that spares some owners. */
+static void test_plan_take_at_release_steal(void **state)
+{
+	(void)state;
+	struct rangeset done;
+	struct xfer_plan p;
+	int victim;
+	ranges_init(&done, 16);
+	xfer_plan_init(&p, 8, 1 * MiB);
+	assert_int_equal(xfer_plan_reset(&p, &done, 64 * MiB), 0);
+
+	/* [16, 32) of [0, 64): before and after stay unowned in slots of their own. */
+	int a = xfer_plan_take_at(&p, 0, 16 * MiB, 32 * MiB, 0);
+	assert_int_equal(a, 0);
+	assert_int_equal(p.s[a].pos, 16 * MiB);
+	assert_int_equal(p.s[a].end, 32 * MiB);
+	assert_int_equal(p.s[a].owner, 0);
+	assert_int_equal(xfer_plan_live(&p), 3);
+	assert_int_equal(xfer_plan_remaining(&p), 64 * MiB);
+
+	/* A piece at the front of a gap needs one more slot only. */
+	int front = -1;
+	for (size_t i = 0; i < p.n; i++)
+		if (p.s[i].owner == XFER_SEG_NONE && p.s[i].pos == 0)
+			front = (int)i;
+	assert_true(front >= 0);
+	int b = xfer_plan_take_at(&p, front, 0, 8 * MiB, 1);
+	assert_int_equal(b, front);
+	assert_int_equal(xfer_plan_live(&p), 4);
+
+	/* Given back half done: what is left is unowned again, for anyone. */
+	p.s[a].pos = 24 * MiB;
+	xfer_plan_release(&p, a);
+	assert_int_equal(p.s[a].owner, XFER_SEG_NONE);
+	assert_int_equal(xfer_plan_remaining(&p), 56 * MiB);
+
+	/* The steal skips the spared owner 1 and finds none other. */
+	assert_int_equal(xfer_plan_steal(&p, 2, 1u << 1, &victim), -1);
+	assert_int_equal(victim, -1);
+	int c = xfer_plan_steal(&p, 2, 0, &victim);
+	assert_true(c >= 0);
+	assert_int_equal(victim, 1);
+	assert_int_equal(p.s[b].end, 4 * MiB);
+
+	/* A table without room leaves the plan as it was. */
+	struct xfer_plan q;
+	xfer_plan_init(&q, 2, 1 * MiB);
+	assert_int_equal(xfer_plan_reset(&q, &done, 64 * MiB), 0);
+	assert_int_equal(xfer_plan_take_at(&q, 0, 16 * MiB, 32 * MiB, 0), -1);
+	assert_int_equal(xfer_plan_live(&q), 1);
+	assert_int_equal(q.s[0].owner, XFER_SEG_NONE);
+	assert_int_equal(q.s[0].end, 64 * MiB);
+	xfer_plan_cleanup(&q);
+	xfer_plan_cleanup(&p);
+	ranges_cleanup(&done);
+}
+
 static void test_plan_cap(void **state)
 {
 	(void)state;
@@ -449,6 +506,7 @@ int main(void)
 	    cmocka_unit_test(test_plan_resume_from_ranges),
 	    cmocka_unit_test(test_plan_pieces_in_order),
 	    cmocka_unit_test(test_plan_cap),
+	    cmocka_unit_test(test_plan_take_at_release_steal),
 	    cmocka_unit_test(test_content_range_valid),
 	    cmocka_unit_test(test_content_range_overflow),
 	    cmocka_unit_test(test_content_range_junk),
