@@ -495,6 +495,12 @@ def stage_watchers(a, out):
         for rnd, n in plan:
                 subprocess.run(["sync"], timeout=120)
                 rec, ends, wcpu = {}, [], []
+                perf = None
+                if a.watch_perf and rnd >= 0:
+                    perf = subprocess.Popen(["perf", "record", "-g", "-o", "%s.%d-%d" % (a.watch_perf, rnd, n),
+                                             "-p", str(d.proc.pid)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(0.5)
                 c0 = cpu_s(d.proc.pid)
                 job = d.submit({"operation": "model_download", "model": url})
                 th = wp = None
@@ -515,6 +521,9 @@ def stage_watchers(a, out):
                         ["error"] * res["error"] + ["timeout"] * res["timeout"]
                     wcpu.append(res["cpu_s"])
                 c1 = cpu_s(d.proc.pid)
+                if perf:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait(60)
                 spread = [(max(v) - min(v)) * 1000 for v in rec.values() if len(v) == n]
                 runs.append({"round": rnd, "watchers": n, "state": j["state"],
                              "job_ms": j["updated_ms"] - j["created_ms"],
@@ -581,6 +590,8 @@ def main():
                     help="watchers stage: tests/tools/sse-watch (default) or one asyncio loop")
     ap.add_argument("--sse-watch", help="watchers stage: the sse-watch binary (default: BUILD/sse-watch)")
     ap.add_argument("--watch-rbee", action="store_true", help="watchers stage: rbee's framing")
+    ap.add_argument("--watch-perf", help="watchers stage: a CPU profile of the daemon for each counted run, "
+                    "perf record -g into FILE.ROUND-WATCHERS")
     ap.add_argument("--results", help="write the raw figures there as JSON")
     a = ap.parse_args()
     # SIGTERM unwinds through the finally blocks that stop what was started.

@@ -12,7 +12,7 @@
 #
 # daemon_api.py options: --stages startup,models,cancel,watchers --models N
 # --starts N --cancels N --rounds N --watchers N --watch-shm --watch-capped
-# --watch-client c|python --sse-watch PATH --watch-rbee
+# --watch-client c|python --sse-watch PATH --watch-rbee --watch-perf FILE
 # --wrk-seconds N --results FILE.json
 set -euo pipefail
 

@@ -59,6 +59,7 @@
 #define CAP_CATALOG_MODELS 1000000	       /* models in a catalog */
 #define CAP_MODELS_PAGE 1000		       /* models in one GET /v1/models answer */
 #define CAP_MODELS_PAGE_DEFAULT 100	       /* ... when the request names no limit */
+#define CAP_MODELS_KEPT_BYTES (8 << 20)	       /* serialised models kept for GET /v1/models */
 #define CAP_TOKEN_LEN 4096		       /* a bearer token */
 #define CAP_TOKEN_FILE 8192		       /* a token file: the token and white space */
 #define CAP_CLIENT_ANSWER (64 * 1024 * 1024)   /* one daemon answer read by the CLI */

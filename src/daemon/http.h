@@ -97,6 +97,7 @@ struct daemon {
 	int mirror_gated;
 	char *catalog_path; /* <data root>/catalog.db, read by the mirror; NULL: none */
 
+	struct stream_writer *writer; /* writes the job streams (stream.c) */
 	atomic_int stopping;
 	atomic_long streams;
 	atomic_ullong requests;
@@ -154,6 +155,20 @@ int http_reply_text(struct http_req *rq, int status, const char *content_type, c
 		    size_t len, int copy);
 /* The event stream of a job, from after event id last_id. */
 int http_reply_job_stream(struct http_req *rq, const char *job_id, unsigned long long last_id);
+/*
+ * The stream writer (stream.c): the one thread that writes the job streams
+ * of every connection. stream_writer_start makes d->writer and its thread
+ * (on failure d->writer may still need stream_writer_free);
+ * stream_writer_wake is the job registry's on_event hook (its argument is
+ * d->writer); stream_writer_stop ends every stream still handed to it and
+ * joins the thread, which must happen before libmicrohttpd stops;
+ * stream_writer_free (NULL-safe) frees it once nothing can wake it.
+ */
+struct stream_writer;
+int stream_writer_start(struct daemon *d, struct err *e);
+void stream_writer_wake(void *arg);
+void stream_writer_stop(struct daemon *d);
+void stream_writer_free(struct daemon *d);
 
 /*
  * Adds the headers every answer carries: Content-Security-Policy (the page's

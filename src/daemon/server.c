@@ -319,6 +319,9 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	rc = http_access_init(d, cfg, e);
 	if (rc < 0)
 		goto fail;
+	rc = stream_writer_start(d, e);
+	if (rc < 0)
+		goto fail;
 
 	struct job_registry_config jc = {
 	    .prov = prov,
@@ -327,6 +330,8 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	    .hive_id = cfg->hive_id,
 	    .max_jobs = cfg->max_jobs,
 	    .resume = cfg->resume,
+	    .on_event = stream_writer_wake,
+	    .on_event_arg = d->writer,
 	};
 	rc = job_registry_new(&jc, &d->jobs, e);
 	if (rc < 0)
@@ -427,6 +432,8 @@ void daemon_stop(struct daemon *d)
 	int64_t until = now_ms() + DAEMON_STOP_STREAMS_MS;
 	while (atomic_load(&d->streams) > 0 && now_ms() < until)
 		sleep_ms(10);
+	/* A stream still with the writer would hold its connection thread for ever. */
+	stream_writer_stop(d);
 	stop_set("closing the HTTP connections", NULL);
 	atomic_store(&d->reaper_stop, 1);
 	if (d->reaper_started)
@@ -437,6 +444,7 @@ void daemon_stop(struct daemon *d)
 	pthread_mutex_destroy(&d->conns_mu);
 	stop_set("freeing the job registry", NULL);
 	job_registry_free(d->jobs);
+	stream_writer_free(d);
 	layout_free(d->layout);
 	stop_set("stopped", NULL);
 	http_access_free(d);

@@ -31,7 +31,6 @@ void job_logged_clear_frames(struct job_logged *ev)
 
 void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data)
 {
-	(void)r;
 	if (j->ended) {
 		free(data);
 		return;
@@ -72,11 +71,13 @@ void job_append_locked(struct job_registry *r, struct job *j, enum job_event_kin
 	if (job_event_is_terminal(kind))
 		j->ended = 1;
 	/*
-	 * O(N) in the job's watchers: each wakes, takes the lock in turn and
-	 * takes a reference to the event's shared frame; the appender does
-	 * not wait for them.
+	 * Watchers that wait on their own thread each wake and take the lock
+	 * in turn; the streams of the daemon's writer cost one wake-up of its
+	 * thread however many they are. The appender waits for neither.
 	 */
 	pthread_cond_broadcast(&j->cv);
+	if (r->on_event)
+		r->on_event(r->on_event_arg);
 }
 
 void job_append(struct job_registry *r, struct job *j, enum job_event_kind kind, char *data)

@@ -102,6 +102,16 @@ struct job_registry_config {
 	int keep_jobs;		  /* finished jobs kept; 0: CAP_JOBS_KEPT */
 	int64_t keep_ms; /* finished jobs older than this are pruned; 0: JOB_DEFAULT_KEEP_MS */
 	int resume;	 /* resume interrupted and queued jobs found in the catalog */
+	/*
+	 * Called after every event appended to any job's log and once when the
+	 * registry shuts down, with the registry's lock held: it must neither
+	 * block nor call back into the registry (a wake-up of the stream
+	 * writer). NULL: none.
+	 */
+	void (*on_event)(void *arg);
+	void *on_event_arg;
+	size_t models_kept_bytes; /* GET /v1/models: models kept serialised; 0:
+				     CAP_MODELS_KEPT_BYTES */
 };
 
 struct job_registry;

@@ -96,6 +96,8 @@ struct job_registry {
 	char *hive_id;
 	int max_jobs;
 	int keep_jobs;
+	void (*on_event)(void *arg); /* job_registry_config's */
+	void *on_event_arg;
 	int64_t keep_ms;
 	/* Catalog connections of the request threads; has its own lock. */
 	struct job_persist_pool *pool;
@@ -132,7 +134,8 @@ struct job_registry {
 };
 
 /* models.c */
-struct job_models_cache *job_models_cache_new(void);
+/* Keeps at most kept_bytes of serialised models. */
+struct job_models_cache *job_models_cache_new(size_t kept_bytes);
 /* NULL is a no-op. */
 void job_models_cache_free(struct job_models_cache *c);
 

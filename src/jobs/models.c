@@ -46,34 +46,36 @@ int job_model_delete_on(struct job_registry *r, struct job_persist *cat, const c
 }
 
 /*
- * Recent GET /v1/models answers, serialised, so that clients polling the
- * same pages do not each rebuild them. An entry is valid while the catalog
- * has not changed: the cache's own connection, which never writes, reads
- * PRAGMA data_version, which moves with every commit of any other
- * connection. That connection is taken out of the cache for the SQLite call
- * (no lock is held across it); a request that finds it taken waits until it
- * is given back, which is microseconds later: going without the cache
- * instead made concurrent requests rebuild pages that were kept. A daemon
- * without a data root builds every answer.
+ * GET /v1/models answers are built from the models kept serialised, so that
+ * a page costs a copy of its bytes, whatever its offset, once they are
+ * kept. The models are kept by block: the JOB_MODELS_STRIDE models from one
+ * mark of the page index to the next (below), each model's JSON back to
+ * back; a page takes the blocks it spans, read from the catalog and
+ * serialised on first use. Blocks are valid while the catalog has not
+ * changed: the cache's own connection, which never writes, reads PRAGMA
+ * data_version, which moves with every commit of any other connection. That
+ * connection is taken out of the cache for the SQLite call (no lock is held
+ * across it); a request that finds it taken waits until it is given back,
+ * which is microseconds later. Blocks take at most the registry's
+ * models_kept_bytes (the block just read aside); the least recently used
+ * goes first. A page whose blocks do not fit is read from the catalog. A daemon without a data root
+ * builds every answer.
  *
- * A page that is not kept is found by the page index: every
- * JOB_MODELS_STRIDE-th model id and the number of models, read by the same
- * connection at the same data version. A page at offset M is then the
- * models from the id marked at M / STRIDE on, less the M % STRIDE before
- * it, found in the id index instead of stepped over from the first model
- * (SQLite's OFFSET, O(M) per page), and the total needs no count of every
- * row. Building the index reads every id once per catalog change (O(N));
- * its marks take N / STRIDE ids of memory.
+ * The page index: every JOB_MODELS_STRIDE-th model id and the number of
+ * models, read by the same connection at the same data version. A block
+ * is then the models from its mark on, found in the id index instead of
+ * stepped over from the first model (SQLite's OFFSET, O(M) per page), and
+ * the total needs no count of every row. Building the index reads every id
+ * once per catalog change (O(N)); its marks take N / STRIDE ids of memory.
  */
-#define JOB_MODELS_CACHED 8
 #define JOB_MODELS_STRIDE 64
 
-struct job_models_entry {
-	size_t offset, limit;
-	uint64_t version;
-	char *text; /* NULL: unused */
-	size_t len;
-	uint64_t used; /* for replacing the least recently used entry */
+/* The models of one block, serialised: model i is text[ends[i - 1] .. ends[i]). */
+struct job_models_block {
+	char *text; /* NULL: not built */
+	size_t ends[JOB_MODELS_STRIDE];
+	size_t n;
+	uint64_t used; /* for dropping the least recently used block */
 };
 
 struct job_models_cache {
@@ -82,16 +84,19 @@ struct job_models_cache {
 	int vconn_busy;
 	pthread_cond_t vconn_cv; /* signalled when vconn is given back */
 	uint64_t tick;
-	struct job_models_entry e[JOB_MODELS_CACHED];
-	/* The page index, valid at index_version when marks is not NULL. */
+	/* The page index and its blocks (n_marks), valid at index_version when marks is not NULL.
+	 */
 	char **marks;
 	size_t n_marks, total;
 	uint64_t index_version;
+	struct job_models_block *blocks;
+	size_t kept_bytes, kept_cap;
 };
 
-struct job_models_cache *job_models_cache_new(void)
+struct job_models_cache *job_models_cache_new(size_t kept_bytes)
 {
 	struct job_models_cache *c = xcalloc(1, sizeof(*c));
+	c->kept_cap = kept_bytes;
 	pthread_mutex_init(&c->lock, NULL);
 	pthread_cond_init(&c->vconn_cv, NULL);
 	return c;
@@ -100,19 +105,20 @@ struct job_models_cache *job_models_cache_new(void)
 static void job_models_index_set_locked(struct job_models_cache *c, char **marks, size_t n_marks,
 					size_t total, uint64_t v)
 {
+	for (size_t i = 0; c->blocks && i < c->n_marks; i++)
+		free(c->blocks[i].text);
+	free(c->blocks);
 	catalog_model_marks_free(c->marks, c->n_marks);
 	c->marks = marks;
 	c->n_marks = n_marks;
 	c->total = total;
 	c->index_version = v;
+	c->blocks = marks && n_marks ? xcalloc(n_marks, sizeof(*c->blocks)) : NULL;
+	c->kept_bytes = 0;
 }
 
 static void job_models_cache_clear_locked(struct job_models_cache *c)
 {
-	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
-		free(c->e[i].text);
-		c->e[i].text = NULL;
-	}
 	job_models_index_set_locked(c, NULL, 0, 0, 0);
 }
 
@@ -178,110 +184,163 @@ static int job_models_version(struct job_registry *r, uint64_t *v)
 	return p ? 0 : -1;
 }
 
-/* A copy of the cached answer for the page at version v, or NULL. */
-static char *job_models_cache_get(struct job_models_cache *c, size_t offset, size_t limit,
-				  uint64_t v, size_t *len)
+/* The answer's text around its models, as json_dump_compact writes it, and a final newline. */
+static char *job_models_page_tail(size_t total, size_t offset, size_t limit, int more)
 {
-	char *out = NULL;
-	pthread_mutex_lock(&c->lock);
-	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
-		struct job_models_entry *x = &c->e[i];
-		if (x->text && x->offset == offset && x->limit == limit && x->version == v) {
-			out = xmalloc(x->len + 1);
-			memcpy(out, x->text, x->len + 1);
-			*len = x->len;
-			x->used = ++c->tick;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&c->lock);
-	return out;
-}
-
-static void job_models_cache_put(struct job_models_cache *c, size_t offset, size_t limit,
-				 uint64_t v, const char *text, size_t len)
-{
-	char *copy = xmalloc(len + 1);
-	memcpy(copy, text, len + 1);
-	pthread_mutex_lock(&c->lock);
-	struct job_models_entry *x = &c->e[0];
-	for (size_t i = 0; i < JOB_MODELS_CACHED; i++) {
-		struct job_models_entry *y = &c->e[i];
-		if (y->text && y->offset == offset && y->limit == limit) {
-			x = y;
-			break;
-		}
-		if (!y->text || (x->text && y->used < x->used))
-			x = y;
-	}
-	free(x->text);
-	*x = (struct job_models_entry){offset, limit, v, copy, len, ++c->tick};
-	pthread_mutex_unlock(&c->lock);
+	char next[32] = "null";
+	if (more)
+		snprintf(next, sizeof(next), "%zu", offset + limit);
+	return xasprintf("],\"total\":%zu,\"offset\":%zu,\"limit\":%zu,\"next_offset\":%s}\n",
+			 total, offset, limit, next);
 }
 
 /*
- * Where the page at offset starts by the index at version v: 1 with the
- * marked id at or before it in *from (NULL past the last model; the caller
- * frees it), the models to skip after it in *skip and the number of models
- * in *total; 0 when the index is not at v.
+ * The page at offset from the kept blocks at version v: 1 with the answer
+ * in *text; 0 when block *need is not built (its mark in *from, which the
+ * caller frees); -1 when the index is not at v or a block does not hold
+ * the models it should (the catalog moved while it was read).
  */
-static int job_models_index_find(struct job_models_cache *c, uint64_t v, size_t offset, char **from,
-				 size_t *skip, size_t *total)
+static int job_models_assemble(struct job_models_cache *c, uint64_t v, size_t offset, size_t limit,
+			       char **text, size_t *len, size_t *need, char **from)
 {
 	pthread_mutex_lock(&c->lock);
-	int ok = c->marks && c->index_version == v;
-	if (ok) {
-		*total = c->total;
-		*from = offset < c->total ? xstrdup(c->marks[offset / JOB_MODELS_STRIDE]) : NULL;
-		*skip = offset % JOB_MODELS_STRIDE;
+	int rc = 1;
+	size_t end = offset >= c->total		 ? offset
+		     : offset + limit < c->total ? offset + limit
+						 : c->total;
+	size_t size = 0;
+	if (!c->marks || c->index_version != v) {
+		rc = -1;
+		goto out;
 	}
+	for (size_t i = offset; i < end; i += JOB_MODELS_STRIDE - i % JOB_MODELS_STRIDE) {
+		struct job_models_block *b = &c->blocks[i / JOB_MODELS_STRIDE];
+		size_t want = c->total - (i - i % JOB_MODELS_STRIDE);
+		if (!b->text) {
+			*need = i / JOB_MODELS_STRIDE;
+			*from = xstrdup(c->marks[*need]);
+			rc = 0;
+			goto out;
+		}
+		if (b->n != (want < JOB_MODELS_STRIDE ? want : JOB_MODELS_STRIDE)) {
+			rc = -1;
+			goto out;
+		}
+		b->used = ++c->tick;
+		size += b->ends[b->n - 1];
+	}
+	char *tail = job_models_page_tail(c->total, offset, limit, end < c->total);
+	size_t tail_len = strlen(tail);
+	char *s = xmalloc(sizeof("{\"models\":[") + size + (end - offset) + tail_len);
+	size_t n = (size_t)sprintf(s, "{\"models\":[");
+	for (size_t i = offset; i < end; i++) {
+		const struct job_models_block *b = &c->blocks[i / JOB_MODELS_STRIDE];
+		size_t k = i % JOB_MODELS_STRIDE, at = k ? b->ends[k - 1] : 0;
+		if (i > offset)
+			s[n++] = ',';
+		memcpy(s + n, b->text + at, b->ends[k] - at);
+		n += b->ends[k] - at;
+	}
+	memcpy(s + n, tail, tail_len + 1);
+	free(tail);
+	*text = s;
+	*len = n + tail_len;
+out:
 	pthread_mutex_unlock(&c->lock);
-	return ok;
+	return rc;
 }
 
-/*
- * Builds the page at offset. With the index (from, skip and *total known)
- * it starts at from and skips skip models; a page past the last model
- * needs no query. Without it, SQLite steps over offset models and counts
- * every row.
- */
-static int job_models_build(struct job_registry *r, int indexed, const char *from, size_t skip,
-			    size_t offset, size_t limit, size_t total, char **text, size_t *len,
-			    struct err *e)
+/* Drops the least recently used blocks but keep until the kept bytes are under the cap. */
+static void job_models_trim_locked(struct job_models_cache *c, const struct job_models_block *keep)
+{
+	while (c->kept_bytes > c->kept_cap) {
+		struct job_models_block *old = NULL;
+		for (size_t i = 0; i < c->n_marks; i++) {
+			struct job_models_block *b = &c->blocks[i];
+			if (b->text && b != keep && (!old || b->used < old->used))
+				old = b;
+		}
+		if (!old)
+			return;
+		c->kept_bytes -= old->ends[old->n - 1];
+		free(old->text);
+		old->text = NULL;
+	}
+}
+
+/* Reads block i (from its mark from) and keeps it if the index is still at version v. */
+static int job_models_block_build(struct job_registry *r, uint64_t v, size_t i, const char *from,
+				  struct err *e)
+{
+	struct job_persist *cat = NULL;
+	json_t *models = NULL;
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
+	if (rc < 0)
+		return rc;
+	rc = job_persist_models_json(cat, from, 0, JOB_MODELS_STRIDE, &models, NULL, e);
+	job_persist_pool_release(r->pool, cat, rc);
+	if (rc < 0)
+		return rc;
+	struct job_models_block b = {.n = json_array_size(models)};
+	size_t n = 0;
+	for (size_t k = 0; k < b.n; k++) {
+		char *s = json_dump_compact(json_array_get(models, k));
+		size_t sl = strlen(s);
+		b.text = xrealloc(b.text, n + sl + 1);
+		memcpy(b.text + n, s, sl + 1);
+		free(s);
+		n += sl;
+		b.ends[k] = n;
+	}
+	json_decref(models);
+	if (b.n == 0) {
+		free(b.text);
+		/* The catalog lost the models after the index was read: no block. */
+		return ERR_RETRY;
+	}
+	struct job_models_cache *c = r->models_cache;
+	pthread_mutex_lock(&c->lock);
+	if (c->marks && c->index_version == v && i < c->n_marks && !c->blocks[i].text) {
+		b.used = ++c->tick;
+		c->blocks[i] = b;
+		c->kept_bytes += n;
+		job_models_trim_locked(c, &c->blocks[i]);
+	} else {
+		free(b.text);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+/* The page at offset straight from the catalog: SQLite steps over offset models and counts every
+ * row. */
+static int job_models_build(struct job_registry *r, size_t offset, size_t limit, char **text,
+			    size_t *len, struct err *e)
 {
 	json_t *models = NULL;
-	int more = 0, rc = 0;
-	if (indexed && !from) {
-		models = json_array();
-	} else {
-		struct job_persist *cat = NULL;
-		rc = job_persist_pool_acquire(r->pool, &cat, e);
-		if (rc < 0)
-			return rc;
-		rc = job_persist_models_json(cat, from, indexed ? skip : offset, limit, &models,
-					     &more, e);
-		if (rc == 0 && !indexed)
-			rc = job_persist_model_count(cat, &total, e);
-		job_persist_pool_release(r->pool, cat, rc);
-	}
+	int more = 0;
+	size_t total = 0;
+	struct job_persist *cat = NULL;
+	int rc = job_persist_pool_acquire(r->pool, &cat, e);
+	if (rc < 0)
+		return rc;
+	rc = job_persist_models_json(cat, NULL, offset, limit, &models, &more, e);
+	if (rc == 0)
+		rc = job_persist_model_count(cat, &total, e);
+	job_persist_pool_release(r->pool, cat, rc);
 	if (rc < 0) {
 		json_decref(models);
 		return rc;
 	}
-	json_t *o =
-	    json_pack("{s:o,s:I,s:I,s:I,s:o}", "models", models, "total", (json_int_t)total,
-		      "offset", (json_int_t)offset, "limit", (json_int_t)limit, "next_offset",
-		      more ? json_integer((json_int_t)(offset + limit)) : json_null());
-	if (!o)
-		return err_set(e, ERR_INTERNAL, "a model of the catalog cannot be encoded");
-	char *s = json_dump_compact(o);
-	json_decref(o);
-	size_t n = strlen(s);
-	s = xrealloc(s, n + 2);
-	s[n++] = '\n';
-	s[n] = 0;
-	*text = s;
-	*len = n;
+	char *head = json_dump_compact(models);
+	char *tail = job_models_page_tail(total, offset, limit, more);
+	/* The array's closing bracket is the tail's. */
+	head[strlen(head) - 1] = 0;
+	*text = xasprintf("{\"models\":%s%s", head, tail);
+	*len = strlen(*text);
+	free(head);
+	free(tail);
+	json_decref(models);
 	return 0;
 }
 
@@ -298,23 +357,35 @@ int job_models_list_text(struct job_registry *r, size_t offset, size_t limit, ch
 			       CAP_CATALOG_MODELS);
 	uint64_t v = 0;
 	/*
-	 * The version is read before the page, so a kept page is never older
-	 * than its version. A commit between the index and the page may shift
+	 * The version is read before the blocks, so a kept block is never older
+	 * than its version. A commit between the index and a block may shift
 	 * the page by the models it added or removed, as it would shift the
-	 * next page of any client paging by offset.
+	 * next page of any client paging by offset; a block that no longer
+	 * holds what the index says sends the page to the catalog.
 	 */
-	int cached = job_models_version(r, &v) == 0;
-	if (cached && (*text = job_models_cache_get(r->models_cache, offset, limit, v, len)))
-		return 0;
-	char *from = NULL;
-	size_t skip = 0, total = 0;
-	int indexed =
-	    cached && job_models_index_find(r->models_cache, v, offset, &from, &skip, &total);
-	int rc = job_models_build(r, indexed, from, skip, offset, limit, total, text, len, e);
-	free(from);
-	if (rc == 0 && cached)
-		job_models_cache_put(r->models_cache, offset, limit, v, *text, *len);
-	return rc;
+	if (job_models_version(r, &v) == 0) {
+		/*
+		 * Each turn builds one missing block; a page spans at most this
+		 * many. More turns mean its blocks do not fit together.
+		 */
+		for (size_t turn = 0; turn < limit / JOB_MODELS_STRIDE + 2; turn++) {
+			size_t need = 0;
+			char *from = NULL;
+			int got = job_models_assemble(r->models_cache, v, offset, limit, text, len,
+						      &need, &from);
+			if (got == 1)
+				return 0;
+			if (got < 0)
+				break;
+			int rc = job_models_block_build(r, v, need, from, e);
+			free(from);
+			if (rc == ERR_RETRY)
+				break;
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return job_models_build(r, offset, limit, text, len, e);
 }
 
 int job_model_get_json(struct job_registry *r, const char *id, json_t **out, struct err *e)

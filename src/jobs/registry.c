@@ -236,9 +236,12 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	r->data_root = cfg->data_root ? xstrdup(cfg->data_root) : NULL;
 	r->hub_dir = cfg->hub_dir ? xstrdup(cfg->hub_dir) : NULL;
 	r->pool = job_persist_pool_new(r->data_root, r->hub_dir, JOB_CATALOG_IDLE);
-	r->models_cache = job_models_cache_new();
+	r->models_cache = job_models_cache_new(cfg->models_kept_bytes ? cfg->models_kept_bytes
+								      : CAP_MODELS_KEPT_BYTES);
 	r->hive_id = cfg->hive_id ? xstrdup(cfg->hive_id) : NULL;
 	r->max_jobs = cfg->max_jobs > 0 ? cfg->max_jobs : JOB_DEFAULT_MAX_JOBS;
+	r->on_event = cfg->on_event;
+	r->on_event_arg = cfg->on_event_arg;
 	r->keep_jobs = cfg->keep_jobs > 0 ? cfg->keep_jobs : CAP_JOBS_KEPT;
 	r->keep_ms = cfg->keep_ms > 0 ? cfg->keep_ms : JOB_DEFAULT_KEEP_MS;
 	pthread_mutex_init(&r->lock, NULL);
@@ -363,6 +366,8 @@ void job_registry_shutdown(struct job_registry *r)
 	r->shut_down = 1;
 	for (size_t i = 0; i < r->n_jobs; i++)
 		pthread_cond_broadcast(&r->jobs[i]->cv);
+	if (r->on_event)
+		r->on_event(r->on_event_arg);
 	pthread_mutex_unlock(&r->lock);
 }
 

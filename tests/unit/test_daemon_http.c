@@ -2,7 +2,8 @@
  * The HTTP API in process: the daemon on an ephemeral loopback port with the
  * fake provisioner, driven with libcurl. Status codes of the job protocol,
  * the SSE framing, replay with Last-Event-ID, the error shape, Host, Origin
- * and token checks, cancel, many streams at once.
+ * and token checks, cancel, many streams at once, what streams cost in
+ * wake-ups.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 
 #include <cmocka.h>
 #include <curl/curl.h>
+#include <dirent.h>
 #include <jansson.h>
 
 #include "core/err.h"
@@ -29,25 +31,32 @@ struct fixture {
 
 struct buf {
 	char *p;
-	size_t n;
+	size_t n, cap;
 };
 
 static size_t buf_write(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct buf *b = arg;
 	size_t n = size * nmemb;
-	b->p = xrealloc(b->p, b->n + n + 1);
+	/* Grown by doubling: a stream of many small events stays linear. */
+	if (b->n + n + 1 > b->cap) {
+		b->cap = (b->n + n + 1) * 2;
+		b->p = xrealloc(b->p, b->cap);
+	}
 	memcpy(b->p + b->n, data, n);
 	b->n += n;
 	b->p[b->n] = 0;
 	return n;
 }
 
-static struct fixture *start(const char *token)
+static struct fixture *start_with(const char *token, int connection_timeout_s)
 {
 	struct fixture *f = xcalloc(1, sizeof(*f));
 	fake_prov_init(&f->fp);
-	struct daemon_config cfg = {.port = 0, .token = token, .keepalive_ms = 200};
+	struct daemon_config cfg = {.port = 0,
+				    .token = token,
+				    .keepalive_ms = 200,
+				    .connection_timeout_s = connection_timeout_s};
 	struct err e;
 	err_clear(&e);
 	if (daemon_start(&cfg, &f->fp.base, &f->d, &e) != 0)
@@ -55,6 +64,11 @@ static struct fixture *start(const char *token)
 	f->port = daemon_port(f->d);
 	assert_true(f->port > 0);
 	return f;
+}
+
+static struct fixture *start(const char *token)
+{
+	return start_with(token, 0);
 }
 
 static int setup(void **state)
@@ -329,55 +343,6 @@ static void test_cancel(void **state)
 	free(body);
 }
 
-/* Streams opened before the cancel end with [CANCELLED]; the API keeps answering. */
-static void test_many_streams(void **state)
-{
-	struct fixture *f = *state;
-	char id[64], path[256];
-	submit(f, "acme/wait-many", id, sizeof(id));
-	snprintf(path, sizeof(path), "http://127.0.0.1:%d/v1/jobs/%s/stream", f->port, id);
-	enum { N = 40 };
-	CURLM *m = curl_multi_init();
-	CURL *c[N];
-	struct buf b[N];
-	memset(b, 0, sizeof(b));
-	struct curl_slist *h = curl_slist_append(NULL, sse_accept[0]);
-	for (int i = 0; i < N; i++) {
-		c[i] = curl_easy_init();
-		curl_easy_setopt(c[i], CURLOPT_URL, path);
-		curl_easy_setopt(c[i], CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(c[i], CURLOPT_WRITEFUNCTION, buf_write);
-		curl_easy_setopt(c[i], CURLOPT_WRITEDATA, &b[i]);
-		curl_easy_setopt(c[i], CURLOPT_TIMEOUT_MS, 10000L);
-		curl_multi_add_handle(m, c[i]);
-	}
-	int running = N;
-	int64_t t0 = now_ms();
-	while (now_ms() - t0 < 300) {
-		curl_multi_perform(m, &running);
-		curl_multi_poll(m, NULL, 0, 20, NULL);
-	}
-	expect(f, "GET", "/health", NULL, NULL, 200, NULL);
-	char cpath[128];
-	snprintf(cpath, sizeof(cpath), "/v1/jobs/%s", id);
-	expect(f, "DELETE", cpath, NULL, NULL, 200, NULL);
-	while (running && now_ms() - t0 < 8000) {
-		curl_multi_perform(m, &running);
-		curl_multi_poll(m, NULL, 0, 20, NULL);
-	}
-	assert_int_equal(running, 0);
-	for (int i = 0; i < N; i++) {
-		assert_non_null(b[i].p);
-		assert_non_null(strstr(b[i].p, "data: [CANCELLED]\n\n"));
-		assert_non_null(strstr(b[i].p, "event: progress"));
-		curl_multi_remove_handle(m, c[i]);
-		curl_easy_cleanup(c[i]);
-		free(b[i].p);
-	}
-	curl_multi_cleanup(m);
-	curl_slist_free_all(h);
-}
-
 /* What a stream sends in ms milliseconds, with the Accept header accept (NULL: curl's own). */
 static char *stream_for(const char *url, const char *accept, long ms)
 {
@@ -544,6 +509,247 @@ static void test_stop_ends_streams(void **state)
 	free(f);
 }
 
+enum { STREAMS_MAX = 64 };
+
+/* Event streams of one job (SSE framing) on one multi handle. */
+struct streams {
+	CURLM *m;
+	struct curl_slist *h;
+	int n;
+	CURL *c[STREAMS_MAX];
+	struct buf b[STREAMS_MAX];
+};
+
+/* n streams of job id; http10: as HTTP/1.0 requests, whose answers are not chunked. */
+static struct streams *streams_open(struct fixture *f, const char *id, int n, int http10)
+{
+	struct streams *st = xcalloc(1, sizeof(*st));
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/jobs/%s/stream", f->port, id);
+	st->m = curl_multi_init();
+	st->h = curl_slist_append(NULL, sse_accept[0]);
+	st->n = n;
+	for (int i = 0; i < n; i++) {
+		st->c[i] = curl_easy_init();
+		curl_easy_setopt(st->c[i], CURLOPT_URL, url);
+		curl_easy_setopt(st->c[i], CURLOPT_HTTPHEADER, st->h);
+		curl_easy_setopt(st->c[i], CURLOPT_WRITEFUNCTION, buf_write);
+		curl_easy_setopt(st->c[i], CURLOPT_WRITEDATA, &st->b[i]);
+		curl_easy_setopt(st->c[i], CURLOPT_TIMEOUT_MS, 15000L);
+		if (http10)
+			curl_easy_setopt(st->c[i], CURLOPT_HTTP_VERSION, CURL_HTTP_VERSION_1_0);
+		curl_multi_add_handle(st->m, st->c[i]);
+	}
+	return st;
+}
+
+/* Runs the streams for ms milliseconds or until none is left; how many are left. */
+static int streams_run(struct streams *st, long ms)
+{
+	int running = 1;
+	int64_t t0 = now_ms();
+	while (running && now_ms() - t0 < ms) {
+		curl_multi_perform(st->m, &running);
+		curl_multi_poll(st->m, NULL, 0, 10, NULL);
+	}
+	return running;
+}
+
+/* Every stream that ended did so without an error. */
+static void streams_check_ends(struct streams *st)
+{
+	CURLMsg *msg;
+	int left;
+	while ((msg = curl_multi_info_read(st->m, &left)))
+		assert_int_equal(msg->data.result, CURLE_OK);
+}
+
+/*
+ * Submits a job that runs until cancelled and opens n streams of it
+ * (http10: as HTTP/1.0) once it runs; *id receives its id.
+ */
+static struct streams *streams_of_running(struct fixture *f, const char *ref, char *id, size_t size,
+					  int n, int http10)
+{
+	submit(f, ref, id, size);
+	wait_state(f, id, "running");
+	return streams_open(f, id, n, http10);
+}
+
+/* Cancels job id: every stream ends without an error and with [CANCELLED]. */
+static void streams_cancel(struct fixture *f, struct streams *st, const char *id)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "/v1/jobs/%s/cancel", id);
+	expect(f, "POST", path, NULL, NULL, 200, NULL);
+	assert_int_equal(streams_run(st, 8000), 0);
+	streams_check_ends(st);
+	for (int i = 0; i < st->n; i++)
+		assert_non_null(strstr(st->b[i].p, "data: [CANCELLED]\n\n"));
+}
+
+static void streams_close(struct streams *st)
+{
+	for (int i = 0; i < st->n; i++) {
+		curl_multi_remove_handle(st->m, st->c[i]);
+		curl_easy_cleanup(st->c[i]);
+		free(st->b[i].p);
+	}
+	curl_multi_cleanup(st->m);
+	curl_slist_free_all(st->h);
+	free(st);
+}
+
+/* Streams opened before the cancel end with [CANCELLED]; the API keeps answering. */
+static void test_many_streams(void **state)
+{
+	struct fixture *f = *state;
+	char id[64];
+	submit(f, "acme/wait-many", id, sizeof(id));
+	enum { N = 40 };
+	struct streams *st = streams_open(f, id, N, 0);
+	streams_run(st, 300);
+	expect(f, "GET", "/health", NULL, NULL, 200, NULL);
+	char cpath[128];
+	snprintf(cpath, sizeof(cpath), "/v1/jobs/%s", id);
+	expect(f, "DELETE", cpath, NULL, NULL, 200, NULL);
+	assert_int_equal(streams_run(st, 8000), 0);
+	for (int i = 0; i < N; i++) {
+		assert_non_null(st->b[i].p);
+		assert_non_null(strstr(st->b[i].p, "data: [CANCELLED]\n\n"));
+		assert_non_null(strstr(st->b[i].p, "event: progress"));
+	}
+	streams_close(st);
+}
+
+enum { TASKS_MAX = 512 };
+
+/* The thread ids of this process, sorted; returns how many. */
+static int task_ids(long *ids)
+{
+	DIR *dir = opendir("/proc/self/task");
+	assert_non_null(dir);
+	int n = 0;
+	struct dirent *de;
+	while ((de = readdir(dir)) && n < TASKS_MAX)
+		if (de->d_name[0] != '.')
+			ids[n++] = atol(de->d_name);
+	closedir(dir);
+	return n;
+}
+
+/* Voluntary and involuntary context switches of thread tid so far (0 once it has gone). */
+static long task_switches(long tid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/self/task/%ld/status", tid);
+	FILE *fp = fopen(path, "r");
+	if (!fp)
+		return 0;
+	long sum = 0, v;
+	while (fgets(line, sizeof(line), fp))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1 ||
+		    sscanf(line, "nonvoluntary_ctxt_switches: %ld", &v) == 1)
+			sum += v;
+	fclose(fp);
+	return sum;
+}
+
+/*
+ * Many watchers of a busy job cost the daemon one wake-up per event, not
+ * one per watcher and event: once their first bytes are out, the streams'
+ * connection threads sleep while one writer writes every stream. The fake
+ * job sends progress every 5 ms, so a thread per watcher woken per event
+ * would switch hundreds of times in the half second measured.
+ */
+static void test_streams_wake_once_per_event(void **state)
+{
+	struct fixture *f = *state;
+	char id[64];
+	submit(f, "acme/wait-fanout", id, sizeof(id));
+	wait_state(f, id, "running");
+	enum { N = 30 };
+	long before[TASKS_MAX], after[TASKS_MAX], conn[TASKS_MAX], sw0[TASKS_MAX];
+	int n_before = task_ids(before);
+	struct streams *st = streams_open(f, id, N, 0);
+	int64_t until = now_ms() + 10000;
+	for (int i = 0; i < N && now_ms() < until; i += st->b[i].n > 0)
+		streams_run(st, 20);
+	streams_run(st, 100);
+	/* The threads that came with the streams: their connection threads. */
+	int n_after = task_ids(after), n_conn = 0;
+	for (int i = 0; i < n_after; i++) {
+		int old = 0;
+		for (int k = 0; k < n_before && !old; k++)
+			old = before[k] == after[i];
+		if (!old)
+			conn[n_conn++] = after[i];
+	}
+	assert_true(n_conn >= N);
+	for (int i = 0; i < n_conn; i++)
+		sw0[i] = task_switches(conn[i]);
+	size_t got[N];
+	for (int i = 0; i < N; i++)
+		got[i] = st->b[i].n;
+	streams_run(st, 500);
+	long switches = 0;
+	for (int i = 0; i < n_conn; i++) {
+		long x = task_switches(conn[i]);
+		switches += x > sw0[i] ? x - sw0[i] : 0;
+	}
+	/* Every watcher was written meanwhile, by the writer. */
+	for (int i = 0; i < N; i++)
+		assert_true(st->b[i].n > got[i] + 200);
+	if (switches >= N)
+		fail_msg("%d stream threads switched %ld times in 0.5 s", n_conn, switches);
+	streams_cancel(f, st, id);
+	streams_close(st);
+}
+
+/*
+ * A stream longer than libmicrohttpd's idle timeout still ends with the end
+ * of its chunked body, and its connection serves the next request.
+ */
+static void test_stream_outlives_idle_timeout(void **state)
+{
+	(void)state;
+	struct fixture *f = start_with(NULL, 1);
+	char id[64];
+	struct streams *st = streams_of_running(f, "acme/wait-long", id, sizeof(id), 1, 0);
+	streams_run(st, 2500);
+	streams_cancel(f, st, id);
+	/* The same connection again: curl reuses it if the daemon kept it open. */
+	curl_multi_remove_handle(st->m, st->c[0]);
+	char url[256];
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/health", f->port);
+	curl_easy_setopt(st->c[0], CURLOPT_URL, url);
+	curl_multi_add_handle(st->m, st->c[0]);
+	assert_int_equal(streams_run(st, 5000), 0);
+	streams_check_ends(st);
+	long connects = -1;
+	curl_easy_getinfo(st->c[0], CURLINFO_NUM_CONNECTS, &connects);
+	assert_int_equal(connects, 0);
+	streams_close(st);
+	daemon_stop(f->d);
+	free(f);
+}
+
+/* An HTTP/1.0 client's stream, which is not chunked, follows the job to its end too. */
+static void test_stream_http10(void **state)
+{
+	struct fixture *f = *state;
+	char id[64];
+	struct streams *st = streams_of_running(f, "acme/wait-http10", id, sizeof(id), 2, 1);
+	streams_run(st, 400);
+	streams_cancel(f, st, id);
+	for (int i = 0; i < 2; i++) {
+		assert_non_null(strstr(st->b[i].p, "event: progress"));
+		/* No chunk sizes inside the body. */
+		assert_null(strstr(st->b[i].p, "\r\n"));
+	}
+	streams_close(st);
+}
+
 int main(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -559,6 +765,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_host_and_origin, setup, teardown),
 	    cmocka_unit_test(test_token),
 	    cmocka_unit_test(test_stop_ends_streams),
+	    cmocka_unit_test_setup_teardown(test_streams_wake_once_per_event, setup, teardown),
+	    cmocka_unit_test(test_stream_outlives_idle_timeout),
+	    cmocka_unit_test_setup_teardown(test_stream_http10, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 	curl_global_cleanup();

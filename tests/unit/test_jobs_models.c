@@ -86,15 +86,20 @@ static void fill_many(const char *root, int from, int to)
 	catalog_close(c);
 }
 
-static struct job_registry *open_reg(const char *root)
+static struct job_registry *open_reg_kept(const char *root, size_t kept_bytes)
 {
-	struct job_registry_config cfg = {.data_root = root};
+	struct job_registry_config cfg = {.data_root = root, .models_kept_bytes = kept_bytes};
 	struct job_registry *r = NULL;
 	struct err e;
 	err_clear(&e);
 	if (job_registry_new(&cfg, &r, &e) != 0)
 		fail_msg("job_registry_new: %s", e.msg);
 	return r;
+}
+
+static struct job_registry *open_reg(const char *root)
+{
+	return open_reg_kept(root, 0);
 }
 
 static json_int_t page_int(const json_t *o, const char *key)
@@ -314,6 +319,72 @@ static void test_pages_by_index(void **state)
 	store_tmp_remove(root);
 }
 
+static char *page_text(struct job_registry *r, size_t offset, size_t limit)
+{
+	char *text = NULL;
+	size_t len = 0;
+	struct err e;
+	err_clear(&e);
+	if (job_models_list_text(r, offset, limit, &text, &len, &e) != 0)
+		fail_msg("job_models_list_text: %s", e.msg);
+	assert_int_equal(strlen(text), len);
+	return text;
+}
+
+/*
+ * Pages are put together from the models kept serialised, by block of 64:
+ * the same bytes as a page read from the catalog, at every offset and
+ * limit, in any order, whether every block fits in the kept bytes, only
+ * one does (each page then reads blocks again), or none is kept but the
+ * one just read; and after a change of the catalog.
+ */
+static void test_pages_from_kept_models(void **state)
+{
+	(void)state;
+	char root[256];
+	assert_int_equal(store_tmp_make("rbee-jobs-models", root, sizeof(root)), 0);
+	enum { N = 140 };
+	fill_many(root, 0, N);
+	int ids[N];
+	for (int i = 0; i < N; i++)
+		ids[i] = i;
+	struct job_registry *all = open_reg(root);
+	struct job_registry *one = open_reg_kept(root, 30000);
+	struct job_registry *none = open_reg_kept(root, 1);
+	static const size_t lims[] = {1, 3, 64, 65, 100, 130, CAP_MODELS_PAGE};
+	unsigned seed = 7;
+	for (int round = 0; round < 2; round++) {
+		for (int k = 0; k < 30; k++) {
+			seed = seed * 1103515245u + 12345u;
+			size_t off = (seed >> 8) % (N + 5);
+			size_t lim = lims[(seed >> 20) % (sizeof(lims) / sizeof(lims[0]))];
+			/* The models the page must hold, then the same bytes from all three. */
+			check_big_page(all, ids, round ? N - 1 : N, off, lim);
+			char *a = page_text(all, off, lim), *b = page_text(one, off, lim),
+			     *c = page_text(none, off, lim);
+			assert_string_equal(a, b);
+			assert_string_equal(a, c);
+			free(a);
+			free(b);
+			free(c);
+		}
+		/* Another connection removes a model: every kept block is dropped. */
+		struct err e;
+		err_clear(&e);
+		json_t *del = NULL;
+		if (round == 0) {
+			assert_int_equal(
+			    job_model_delete(one, "hf:org/big070-GGUF:x.gguf", &del, &e), 0);
+			json_decref(del);
+			memmove(ids + 70, ids + 71, (N - 71) * sizeof(ids[0]));
+		}
+	}
+	job_registry_free(all);
+	job_registry_free(one);
+	job_registry_free(none);
+	store_tmp_remove(root);
+}
+
 /* More threads than the pool keeps idle: each gets a connection of its own. */
 static void test_threads_share_the_pool(void **state)
 {
@@ -417,6 +488,7 @@ int main(void)
 	    cmocka_unit_test(test_threads_share_the_pool),
 	    cmocka_unit_test(test_pages_follow_changes),
 	    cmocka_unit_test(test_pages_by_index),
+	    cmocka_unit_test(test_pages_from_kept_models),
 	    cmocka_unit_test(test_pool_reuses_connections),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
