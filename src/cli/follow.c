@@ -449,6 +449,28 @@ void cli_view_free(struct cli_view *v)
 	free(v);
 }
 
+/*
+ * The stream's last line carries the reason in words only; the job itself
+ * says which code it failed with, so that --json names it ("not_found",
+ * "gated") rather than "internal". Left as it is when the daemon does not say.
+ */
+static void follow_error_code(struct cli_client *c, const char *job_id, struct err *e)
+{
+	char *seg = cli_url_segment(job_id);
+	char *path = xasprintf("/v1/jobs/%s", seg);
+	json_t *ans = NULL;
+	long status = 0;
+	struct err ignored = {0};
+	if (cli_client_call(c, "GET", path, NULL, &status, &ans, &ignored) == 0 && status == 200) {
+		const char *name = cli_jstr(ans, "error_code");
+		if (name)
+			e->code = err_code_of(name);
+	}
+	json_decref(ans);
+	free(path);
+	free(seg);
+}
+
 int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 	       const struct cli_opts *o, const char *what, struct err *e)
 {
@@ -475,6 +497,8 @@ int cli_follow(struct cli_client *c, const char *job_id, const char *sse_url,
 		rc = cli_client_stream(c, sse_url, p, &cli_interrupted, view_tick, v, e);
 		if (rc > 0) {
 			rc = cli_view_finish(v, job_id, e);
+			if (v->end == END_ERROR)
+				follow_error_code(c, job_id, e);
 			break;
 		}
 		if (rc == CLI_STREAM_INTERRUPTED) {

@@ -59,6 +59,14 @@ int err_http_status(int code)
 	return err_lookup(code)->http;
 }
 
+int err_code_of(const char *name)
+{
+	for (int i = 1; name && i < ERR__COUNT; i++)
+		if (err_table[i].name && strcmp(err_table[i].name, name) == 0)
+			return -i;
+	return ERR_INTERNAL;
+}
+
 void err_clear(struct err *e)
 {
 	if (!e)

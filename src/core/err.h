@@ -59,6 +59,8 @@ const char *err_name(int code);
 const char *err_text(int code);
 /* HTTP status for a code (200 for ERR_OK). */
 int err_http_status(int code);
+/* The code of a stable name (as err_name gives it); ERR_INTERNAL for a name it does not know. */
+int err_code_of(const char *name);
 
 /* Clears e (code 0, empty message). e may be NULL. */
 void err_clear(struct err *e);

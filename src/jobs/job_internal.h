@@ -65,11 +65,12 @@ struct job {
 	enum job_state state;
 	int64_t created_ms, updated_ms; /* wall clock */
 	char error[ERR_MSG_MAX];
-	char *progress;	     /* latest progress JSON, or NULL */
-	char *model_id;	     /* catalog id once known */
-	uint64_t last_bytes; /* bytes_done of the last progress, for the metrics counter */
-	int shutdown_cancel; /* cancelled by shutdown: ends interrupted, not cancelled */
-	int user_cancel;     /* a user asked first: ends cancelled even during shutdown */
+	const char *error_code; /* err_name of why it failed; NULL when not known (loaded) */
+	char *progress;		/* latest progress JSON, or NULL */
+	char *model_id;		/* catalog id once known */
+	uint64_t last_bytes;	/* bytes_done of the last progress, for the metrics counter */
+	int shutdown_cancel;	/* cancelled by shutdown: ends interrupted, not cancelled */
+	int user_cancel;	/* a user asked first: ends cancelled even during shutdown */
 	struct job_logged *ev;
 	size_t n_ev, cap_ev;
 	uint64_t next_id;

@@ -88,6 +88,7 @@ int job_start(struct job_registry *r, const struct job_op *op, const char *arg,
 	if (rc < 0) {
 		/* Final, so that a row written late is not resumed after a restart. */
 		snprintf(j->error, sizeof(j->error), "%s", err_msg(e));
+		j->error_code = err_name(rc);
 		job_set_state_locked(r, j, JOB_FAILED);
 		job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", j->error));
 	} else if (j->state == JOB_QUEUED && !r->stopping) {
@@ -119,6 +120,7 @@ void job_refuse(struct job_registry *r, const char *operation, const struct err 
 		j->state = JOB_FAILED;
 		char *line = job_line(err_msg(why));
 		snprintf(j->error, sizeof(j->error), "%s", line);
+		j->error_code = err_name(why ? why->code : ERR_INTERNAL);
 		job_append_locked(r, j, JOB_EV_ERROR, xasprintf("[ERROR] %s", line));
 		free(line);
 		snprintf(id_out, JOB_ID_MAX, "%s", j->id);
@@ -144,6 +146,7 @@ static void job_finish_locked(struct job_registry *r, struct job *j, int rc, con
 		}
 	} else {
 		snprintf(j->error, sizeof(j->error), "%s", err_msg(e));
+		j->error_code = err_name(rc);
 		char *line = job_line(j->error);
 		job_end_locked(r, j, JOB_FAILED, JOB_EV_ERROR, xasprintf("[ERROR] %s", line));
 		free(line);

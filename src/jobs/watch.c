@@ -26,6 +26,8 @@ static json_t *job_json_locked(const struct job *j)
 		json_set_str(o, j->op->arg_key ? j->op->arg_key : "arg", j->arg);
 	json_set_str(o, "state", job_state_name(j->state));
 	json_set_str(o, "error", j->error[0] ? j->error : NULL);
+	if (j->error[0] && j->error_code)
+		json_set_str(o, "error_code", j->error_code);
 	json_set_str(o, "model_id", j->model_id);
 	json_set_int(o, "created_ms", j->created_ms);
 	json_set_int(o, "updated_ms", j->updated_ms);

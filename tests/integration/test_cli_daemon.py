@@ -340,6 +340,12 @@ class CliDaemonTest(CliMixin, DaemonTestCase):
         rc, out, err = self.run_cli("pull", "not a ref")
         self.assertEqual(rc, 1)
         self.assertIn("rbee-hive: ", err)
+        # --json names the failure by the code the job failed with, not "internal".
+        rc, out, err = self.run_cli("pull", "--json", "org/no-such-repo")
+        self.assertEqual(rc, 1)
+        failure = json.loads(err.strip().splitlines()[-1])["error"]
+        self.assertEqual(failure["code"], "not_found", err)
+        self.assertIn("no-such-repo", failure["message"])
 
     def test_jobs_show_how_ended_jobs_ended(self):
         rc, out, err = self.run_cli("pull", "--detach", "org/no-such-repo")
