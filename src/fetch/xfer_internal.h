@@ -81,6 +81,7 @@ struct xconn {
 	int paused;   /* paused by the rate cap */
 	int64_t retry_at;
 	int fails; /* consecutive failures without progress */
+	int moved; /* has written bytes of this transfer (the ramp waits for it) */
 	/* set by the write callback for the current request */
 	int checked;
 	int discard;

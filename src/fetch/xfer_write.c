@@ -224,6 +224,7 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 			c->pos = pos + w;
 		x->written += w;
 		c->fails = 0;
+		c->moved = 1;
 		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
 		/*
 		 * Hand-offs from here, not only from the loop: at loopback speed
