@@ -6,7 +6,7 @@
  *   xfer_write.c   the write path inside libcurl, and the checked socket opener
  *   xfer_loop.c    the transfer thread's loop and the rate cap
  *   xfer_helper.c  the helper thread: hashing, URL refresh, the end; and its saver
- *                  thread: durable saves of the resume state
+ *                  thread: writeback and durable saves of the resume state
  *
  * Threads and ownership are in xfer.h; each field of struct xfer below is
  * marked with the thread that owns it.
@@ -55,8 +55,8 @@
  * of MiB, and a crash would lose all of them.
  */
 #define UNSAVED_FLUSH_STEPS 4
-/* The helper starts writeback of the hashed prefix in steps of this size, so
- * the fdatasync before a resume save has little left to do. */
+/* The saver starts writeback of the written prefix in steps of this size, so
+ * the fdatasync before a resume save, and the final fsync, have little left. */
 #define WRITEBACK_STEP (4u << 20)
 
 enum conn_state { C_IDLE = 0, C_RUNNING, C_WAIT };

@@ -29,6 +29,7 @@ void xfer_publish_prefix(struct xfer *x, int force)
 	pthread_mutex_lock(&x->lock);
 	x->prefix = p;
 	pthread_cond_signal(&x->cond);
+	pthread_cond_signal(&x->save_cond); /* writeback of the grown prefix */
 	pthread_mutex_unlock(&x->lock);
 }
 
