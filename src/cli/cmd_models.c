@@ -201,8 +201,8 @@ static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct 
 	}
 	json_t *files = cli_jget(m, "files");
 	if (json_is_array(files) && json_array_size(files) > 0) {
-		static const char *const headers[] = {"  PATH", "SIZE", "SHA256"};
-		struct cli_table *t = cli_table_new(headers, 3);
+		static const char *const headers[] = {"  PATH", "SIZE", "FROM", "SHA256"};
+		struct cli_table *t = cli_table_new(headers, 4);
 		size_t i;
 		json_t *f;
 		printf("files:\n");
@@ -211,7 +211,9 @@ static int cli_show_body(struct cli_client *c, const struct cli_opts *o, struct 
 			char *p =
 			    xasprintf("  %s", cli_jstr(f, "path") ? cli_jstr(f, "path") : "?");
 			cli_size_cell(buf, sizeof(buf), f);
-			const char *cells[] = {p, buf, cli_jstr(f, "sha256")};
+			/* FROM: peer, s3 or cdn for a blob this hive fetched; "-" otherwise. */
+			const char *from = cli_jstr(f, "source");
+			const char *cells[] = {p, buf, from ? from : "-", cli_jstr(f, "sha256")};
 			cli_table_add(t, cells);
 			free(p);
 		}

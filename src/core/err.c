@@ -65,6 +65,7 @@ void err_clear(struct err *e)
 		return;
 	e->code = 0;
 	e->msg[0] = '\0';
+	e->reason = NULL;
 }
 
 /*
@@ -96,6 +97,7 @@ int err_set(struct err *e, int code, const char *fmt, ...)
 	va_end(ap);
 	err_sanitize(e->msg);
 	e->code = code;
+	e->reason = NULL;
 	return code;
 }
 

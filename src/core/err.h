@@ -44,6 +44,13 @@ enum err_code {
 struct err {
 	int code;
 	char msg[ERR_MSG_MAX];
+	/*
+	 * The upstream's own name for this error when a caller above needs to
+	 * tell such errors apart (the Hub's X-Error-Code: "RepoNotFound",
+	 * "RevisionNotFound", "EntryNotFound", "GatedRepo"); a static string, or
+	 * NULL. err_set and err_clear reset it; messages are for people.
+	 */
+	const char *reason;
 };
 
 /* Stable lower_snake name of a code ("not_found"); "internal" if unknown. */

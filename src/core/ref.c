@@ -283,6 +283,89 @@ static int ref_parse_file(const char *s, struct model_ref *r, struct err *e)
 	return 0;
 }
 
+int ref_s3_bucket_check(const char *name, struct err *e)
+{
+	size_t n = strlen(name);
+	if (n < 3 || n > 63)
+		return err_set(e, ERR_INVALID, "bucket '%.70s': 3 to 63 characters", name);
+	for (size_t i = 0; i < n; i++) {
+		char c = name[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-'))
+			return err_set(e, ERR_INVALID,
+				       "bucket '%.70s': only a-z, 0-9, '.' and '-' are allowed",
+				       name);
+	}
+	return 0;
+}
+
+static int s3_key_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '.' || c == '_' || c == '~' || c == '/';
+}
+
+int ref_s3_key_check(const char *key, const char *what, struct err *e)
+{
+	size_t n = strlen(key);
+	if (n == 0 || n > REF_S3_KEY_MAX)
+		return err_set(e, ERR_INVALID, "%s '%.80s': 1 to %d characters", what, key,
+			       REF_S3_KEY_MAX);
+	for (size_t i = 0; i < n; i++)
+		if (!s3_key_char(key[i]))
+			return err_set(
+			    e, ERR_INVALID,
+			    "%s '%.80s': only letters, digits, '-', '.', '_', '~' and '/' "
+			    "are allowed",
+			    what, key);
+	/* Every part between slashes is a name: no empty, "." or ".." part. */
+	for (const char *p = key;;) {
+		const char *end = strchr(p, '/');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+		if (len == 0 || (len == 1 && p[0] == '.') ||
+		    (len == 2 && p[0] == '.' && p[1] == '.'))
+			return err_set(e, ERR_INVALID,
+				       "%s '%.80s': an empty, '.' or '..' part between slashes",
+				       what, key);
+		if (!end)
+			return 0;
+		p = end + 1;
+	}
+}
+
+/* s3://BUCKET/KEY[#sha256=HEX]: an object of the site's S3 store (fetch/s3.h). */
+static int ref_parse_s3(const char *s, size_t scheme_len, struct model_ref *r, struct err *e)
+{
+	(void)scheme_len;
+	const char *b = s + 5;
+	if (strncmp(s + 2, "://", 3) != 0)
+		return ref_fail(e, s, "expected s3://BUCKET/KEY");
+	const char *hash = strchr(b, '#');
+	size_t len = hash ? (size_t)(hash - b) : strlen(b);
+	const char *slash = memchr(b, '/', len);
+	size_t blen = slash ? (size_t)(slash - b) : len;
+	if (!slash || blen >= sizeof(r->host))
+		return ref_fail(e, s, "expected s3://BUCKET/KEY");
+	memcpy(r->host, b, blen);
+	r->host[blen] = '\0';
+	size_t klen = len - blen - 1;
+	if (klen > REF_S3_KEY_MAX)
+		return ref_fail(e, s, "the key is over %d bytes", REF_S3_KEY_MAX);
+	memcpy(r->path, slash + 1, klen);
+	r->path[klen] = '\0';
+	if (ref_s3_bucket_check(r->host, e) || ref_s3_key_check(r->path, "key", e))
+		return ref_fail_from(e, s, "");
+	if (hash) {
+		if (strncmp(hash + 1, sha_fragment, sizeof(sha_fragment) - 1) != 0)
+			return ref_fail(e, s, "the only fragment accepted is #sha256=HEX");
+		if (ref_parse_pin(s, hash, r, e))
+			return ERR_UNPROCESSABLE;
+	}
+	memcpy(r->url, s, 5 + len);
+	r->url[5 + len] = '\0';
+	r->kind = REF_S3;
+	return 0;
+}
+
 /*
  * The scheme of s ("hf", "https", ...) is the text before the first ':'
  * when that comes before any '/' and has scheme syntax; ORG/REPO:FILE has
@@ -296,6 +379,24 @@ static size_t ref_scheme_len(const char *s)
 	while (isalnum((unsigned char)s[i]) || s[i] == '+' || s[i] == '-' || s[i] == '.')
 		i++;
 	return s[i] == ':' ? i : 0;
+}
+
+/* Schemes of the vendors beyond the Hub, URLs and files: one entry each. */
+struct ref_scheme {
+	const char *scheme;
+	int (*parse)(const char *s, size_t scheme_len, struct model_ref *r, struct err *e);
+};
+static const struct ref_scheme ref_schemes[] = {
+    {"s3", ref_parse_s3},
+};
+
+static const struct ref_scheme *ref_scheme_find(const char *s, size_t sl)
+{
+	for (size_t i = 0; i < sizeof(ref_schemes) / sizeof(ref_schemes[0]); i++)
+		if (sl == strlen(ref_schemes[i].scheme) &&
+		    strncasecmp(s, ref_schemes[i].scheme, sl) == 0)
+			return &ref_schemes[i];
+	return NULL;
 }
 
 int ref_parse(const char *s, struct model_ref *r, struct err *e)
@@ -316,6 +417,8 @@ int ref_parse(const char *s, struct model_ref *r, struct err *e)
 		rc = ref_parse_url(s, sl, r, e);
 	} else if (sl == 4 && strncasecmp(s, "file", 4) == 0) {
 		rc = ref_parse_file(s, r, e);
+	} else if (ref_scheme_find(s, sl)) {
+		rc = ref_scheme_find(s, sl)->parse(s, sl, r, e);
 	} else if (sl > 0) {
 		rc = ref_fail(e, s, "unknown scheme '%.*s:'", (int)(sl > 16 ? 16 : sl), s);
 	} else {
@@ -367,6 +470,7 @@ int ref_format(const struct model_ref *r, char *buf, size_t size)
 			       r->revision);
 	}
 	case REF_URL:
+	case REF_S3:
 		if (r->sha256[0])
 			return fmt_buf(buf, size, "%s#sha256=%s", r->url, r->sha256);
 		return fmt_buf(buf, size, "%s", r->url);
@@ -484,7 +588,7 @@ static int ref_may_match(const char *query, const char *id)
 		       (q[n] == '\0' || q[n] == ':' || q[n] == '@');
 	}
 	if (strncmp(id, "url:", 4) == 0)
-		return strncasecmp(query, "http", 4) == 0;
+		return strncasecmp(query, "http", 4) == 0 || strncasecmp(query, "s3:", 3) == 0;
 	if (strncmp(id, "file:", 5) == 0)
 		return strncasecmp(query, "file:", 5) == 0;
 	return 0;
@@ -506,7 +610,7 @@ int ref_matches_id(const char *query, const char *id)
 	if (strncmp(id, "url:", 4) == 0) {
 		/* A URL ref names the model by its pinned digest only. */
 		char want[32];
-		return q.kind == REF_URL && q.sha256[0] &&
+		return (q.kind == REF_URL || q.kind == REF_S3) && q.sha256[0] &&
 		       ref_catalog_id_url(q.sha256, want, sizeof(want)) == 0 &&
 		       strcmp(want, id) == 0;
 	}

@@ -5,6 +5,7 @@
  *   ORG/REPO:FILE                       the rbee form, same as hf:
  *   https://HOST/PATH[#sha256=HEX]      any HTTPS file, digest optionally pinned
  *   file:///ABS/PATH[#sha256=HEX]       a local file, content optionally pinned
+ *   s3://BUCKET/KEY[#sha256=HEX]        an object of the site's S3 store
  *
  * ref_parse() checks everything (names, repo paths, revision, URL, digest)
  * and says precisely what was wrong: "model ref 'a/b/c': a Hugging Face repo
@@ -27,6 +28,10 @@
  *   control characters (so no NUL), no ".." component, not a directory. A
  *   trailing #sha256=HEX pins the content (a file the CLI uploaded to the
  *   daemon is named this way); any other '#' is part of the path.
+ * - s3://BUCKET/KEY: BUCKET as S3 names buckets (3..63 of a-z, 0-9, '.',
+ *   '-'); KEY of letters, digits, '-', '.', '_', '~' and '/', no empty, "."
+ *   or ".." part (ref_s3_key_check), so the key needs no encoding in a
+ *   signed path. Stored as url "s3://BUCKET/KEY", host BUCKET, path KEY.
  * On failure *r is zeroed.
  */
 #ifndef RBEE_CORE_REF_H
@@ -38,7 +43,7 @@
 
 struct err;
 
-enum ref_kind { REF_HF = 1, REF_URL, REF_FILE };
+enum ref_kind { REF_HF = 1, REF_URL, REF_FILE, REF_S3 };
 
 enum ref_selector {
 	SEL_DEFAULT = 0, /* none given: Q4_K_M, else Q8_0, else the only/first .gguf */
@@ -60,9 +65,16 @@ struct model_ref {
 	char url[CAP_URL_LEN + 1]; /* without the fragment */
 	char host[256];
 	char sha256[65]; /* pinned digest, lowercase; empty when not pinned (also REF_FILE) */
-	/* REF_FILE */
+	/* REF_FILE; REF_S3: url "s3://BUCKET/KEY", host the bucket, path the key */
 	char path[CAP_URL_LEN + 1]; /* absolute local path */
 };
+
+/* An S3 object key this program reads and writes: 1..1024 bytes (rules above). */
+#define REF_S3_KEY_MAX 1024
+/* 0 when name is an S3 bucket name (3..63 of a-z 0-9 . -), else ERR_INVALID naming it. */
+int ref_s3_bucket_check(const char *name, struct err *e);
+/* 0 when key is an object key by the rules above, else ERR_INVALID naming what. */
+int ref_s3_key_check(const char *key, const char *what, struct err *e);
 
 /* Parses s into r. Returns 0, or ERR_UNPROCESSABLE with a precise message. */
 int ref_parse(const char *s, struct model_ref *r, struct err *e);

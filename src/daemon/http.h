@@ -76,7 +76,8 @@ struct daemon {
 	long keepalive_ms;
 	long max_streams;
 	const struct prov_config *prov_cfg;
-	struct layout *layout; /* the hub cache, for uploads; NULL without a data root */
+	struct provisioner *prov; /* borrowed; may be NULL */
+	struct layout *layout;	  /* the hub cache, for uploads; NULL without a data root */
 	struct job_registry *jobs;
 	struct MHD_Daemon *mhd;
 	long request_deadline_ms;

@@ -38,16 +38,6 @@ int mirror_can_pull(const struct daemon *d)
 	return d->prov_cfg && !d->prov_cfg->offline && d->jobs;
 }
 
-/* The Hub's code of an upstream "not found", from the message hfapi.c writes. */
-static const struct {
-	const char *prefix;
-	const char *code;
-} mirror_upstream_misses[] = {
-    {"repo '", "RepoNotFound"},
-    {"revision '", "RevisionNotFound"},
-    {"file '", "EntryNotFound"},
-};
-
 static int mirror_pull_error(struct http_req *rq, const struct mirror_req *m, const struct err *e,
 			     const char *commit)
 {
@@ -57,12 +47,8 @@ static int mirror_pull_error(struct http_req *rq, const struct mirror_req *m, co
 					"Access to model %s is restricted: %s", m->repo, msg);
 	if (e->code != ERR_NOT_FOUND)
 		return http_reply_err(rq, e);
-	const char *code = m->miss ? m->miss : "EntryNotFound";
-	for (size_t i = 0; i < sizeof mirror_upstream_misses / sizeof mirror_upstream_misses[0];
-	     i++)
-		if (strncmp(msg, mirror_upstream_misses[i].prefix,
-			    strlen(mirror_upstream_misses[i].prefix)) == 0)
-			code = mirror_upstream_misses[i].code;
+	/* The upstream's own code when it named one (hfapi keeps it), else what was asked. */
+	const char *code = e->reason ? e->reason : m->miss ? m->miss : "EntryNotFound";
 	return mirror_hub_error(rq, MHD_HTTP_NOT_FOUND, code, commit && commit[0] ? commit : NULL,
 				"%s (asked of the upstream Hub)", msg);
 }

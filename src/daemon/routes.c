@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "core/util.h"
+#include "provision/provision.h"
 #include "daemon/http.h"
 #include "daemon/ui_assets.h"
 #include "jobs/job.h"
@@ -549,6 +550,26 @@ static int route_metrics(struct http_req *rq)
 		       "# HELP rbee_catalog_bytes Bytes of the models in the catalog.\n"
 		       "# TYPE rbee_catalog_bytes gauge\nrbee_catalog_bytes %llu\n",
 		       (unsigned long long)st.catalog_bytes);
+	}
+	if (rq->d->prov && rq->d->prov->ops->bytes) {
+		struct prov_bytes pb = {0};
+		rq->d->prov->ops->bytes(rq->d->prov, &pb);
+		metric(
+		    &b, &n,
+		    "# HELP rbee_source_bytes_total Bytes of blobs each source delivered: a peer "
+		    "hive, the site's blob store (s3) or the origin (cdn).\n"
+		    "# TYPE rbee_source_bytes_total counter\n");
+		for (int s = PROV_SRC_PEER; s < PROV__SOURCES; s++)
+			metric(&b, &n, "rbee_source_bytes_total{source=\"%s\"} %llu\n",
+			       prov_source_name((enum prov_source)s),
+			       (unsigned long long)pb.from[s]);
+		metric(
+		    &b, &n,
+		    "# HELP rbee_store_uploaded_bytes_total Bytes of blobs uploaded to the site's "
+		    "blob store.\n"
+		    "# TYPE rbee_store_uploaded_bytes_total counter\n"
+		    "rbee_store_uploaded_bytes_total %llu\n",
+		    (unsigned long long)pb.uploaded);
 	}
 	struct MHD_Response *resp = MHD_create_response_from_buffer(n, b, MHD_RESPMEM_MUST_FREE);
 	if (!resp) {

@@ -27,6 +27,7 @@
 #include "core/url.h"
 #include "core/util.h"
 #include "daemon/daemon.h"
+#include "fetch/s3.h"
 #include "fetch/xfer.h"
 #include "jobs/job.h"
 #include "provision/hfapi.h"
@@ -69,6 +70,11 @@ struct serve_opts {
 	const char *log_level;
 	const char *port_file;
 	struct serve_list allow_file_import;
+	const char *blob_store;
+	const char *s3_endpoint;
+	const char *s3_region;
+	const char *s3_credentials;
+	uint64_t s3_part_size;
 	int help;
 };
 
@@ -157,6 +163,18 @@ static const struct serve_flag serve_flags[] = {
     {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, CAP_FILE_IMPORT_DIRS,
      "DIR  file:// refs may import "
      "files of DIR (repeatable; none: the daemon reads no local path)"},
+    {"--blob-store", OPT_STR, O(blob_store), 0, 0,
+     "s3://BUCKET[/PREFIX]  the site's shared blob store: blobs are read from it before the "
+     "origin and uploaded to it after (docs/fleet.md; none)"},
+    {"--s3-endpoint", OPT_STR, O(s3_endpoint), 0, 0,
+     "URL  the blob store's S3 endpoint, path-style (http[s]://HOST[:PORT])"},
+    {"--s3-region", OPT_STR, O(s3_region), 0, 0,
+     "R  the blob store's region (" S3_DEFAULT_REGION ")"},
+    {"--s3-credentials", OPT_STR, O(s3_credentials), 0, 0,
+     "F  file holding ACCESS_KEY:SECRET for the blob store ($AWS_ACCESS_KEY_ID and "
+     "$AWS_SECRET_ACCESS_KEY)"},
+    {"--s3-part-size", OPT_SIZE, O(s3_part_size), S3_MIN_PART, 5ULL << 30,
+     "BYTES  blobs larger than this are uploaded in parts of this size, e.g. 64M"},
     {"--help", OPT_FLAG, O(help), 0, 0, "  this help"},
 };
 #undef O
@@ -196,6 +214,7 @@ static const struct {
     {"--http-per-ip", DAEMON_PER_IP_DEFAULT, 0},
     {"--sources-deadline", CAP_SOURCES_DEADLINE_MS / 1000, 0},
     {"--max-unknown-size", CAP_UNKNOWN_SIZE_DEFAULT, 1},
+    {"--s3-part-size", S3_DEFAULT_PART, 1},
 };
 
 /* " (64G)": a size in the largest binary unit that divides it, as parse_size reads it. */
@@ -306,6 +325,45 @@ static int serve_parse(int argc, char **argv, struct serve_opts *o, struct err *
 	return 0;
 }
 
+/*
+ * The blob store's credentials: the file's one line ACCESS_KEY:SECRET, read
+ * as every token file is, else $AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY.
+ * *keys (malloc'd, scrubbed by the caller) holds the key, cut at the colon;
+ * *secret points into it.
+ */
+static int serve_s3_credentials(const char *file, char **keys, const char **secret, struct err *e)
+{
+	*keys = NULL;
+	*secret = NULL;
+	if (file) {
+		int rc = token_read_file(file, 0, keys, e);
+		if (rc < 0)
+			return err_prefix(e, "--s3-credentials: ");
+	} else {
+		const char *id = getenv("AWS_ACCESS_KEY_ID"),
+			   *sec = getenv("AWS_SECRET_ACCESS_KEY");
+		if (!id || !*id || !sec || !*sec)
+			return err_set(e, ERR_INVALID,
+				       "--blob-store needs credentials: AWS_ACCESS_KEY_ID and "
+				       "AWS_SECRET_ACCESS_KEY, or --s3-credentials FILE");
+		if (token_check(id, "AWS_ACCESS_KEY_ID", e) < 0 ||
+		    token_check(sec, "AWS_SECRET_ACCESS_KEY", e) < 0)
+			return e ? e->code : ERR_INVALID;
+		*keys = xasprintf("%s:%s", id, sec);
+	}
+	char *colon = strchr(*keys, ':');
+	if (!colon || colon == *keys || !colon[1]) {
+		explicit_bzero(*keys, strlen(*keys));
+		free(*keys);
+		*keys = NULL;
+		return err_set(e, ERR_INVALID, "--s3-credentials '%s': expected ACCESS_KEY:SECRET",
+			       file ? file : "");
+	}
+	*colon = '\0';
+	*secret = colon + 1;
+	return 0;
+}
+
 static int serve_write_port_file(const char *path, int port, struct err *e)
 {
 	char *tmp = xasprintf("%s.tmp", path);
@@ -368,6 +426,8 @@ int daemon_serve_main(int argc, char **argv)
 	struct store_paths sp;
 	char *token = NULL;
 	struct provisioner *prov = NULL;
+	char *s3_keys = NULL; /* "ACCESS_KEY:SECRET", split in place at the colon */
+	const char *s3_secret = NULL;
 	struct daemon *d = NULL;
 	uint64_t limit_rate = 0;
 	int listen_fd = -1;
@@ -401,6 +461,9 @@ int daemon_serve_main(int argc, char **argv)
 	/* The token is never logged. */
 	if (o.token_file && token_read_file(o.token_file, 0, &token, &e) < 0)
 		goto fail;
+	if ((o.blob_store || o.s3_endpoint) &&
+	    serve_s3_credentials(o.s3_credentials, &s3_keys, &s3_secret, &e) < 0)
+		goto fail;
 	/* The provisioner resolves the same paths; both follow docs/store.md through the store. */
 	if (store_paths_resolve(o.data_dir, o.hf_cache, hf_env_shares_cache(), &sp, &e) < 0)
 		goto fail;
@@ -422,6 +485,13 @@ int daemon_serve_main(int argc, char **argv)
 	    .max_unknown_size = o.max_unknown_size,
 	    .file_import_dirs = o.allow_file_import.v,
 	    .n_file_import_dirs = o.allow_file_import.n,
+	    .blob_store = o.blob_store,
+	    .s3_endpoint = o.s3_endpoint,
+	    .s3_region = o.s3_region,
+	    .s3_access_key = s3_keys,
+	    .s3_secret = s3_secret,
+	    .s3_part_size = o.s3_part_size,
+	    .s3_limit_rate = limit_rate,
 	};
 	/* A port in use is refused before the data root or the catalog is made. */
 	if (daemon_listen(o.bind, (int)o.port, token != NULL || o.allow_net.n > 0, &listen_fd, &e) <
@@ -491,5 +561,13 @@ out:
 	daemon_stop(d);
 	provisioner_free(prov);
 	free(token);
+	if (s3_keys) {
+		/* The key and, past the colon cut into a NUL, the secret. */
+		size_t len = strlen(s3_keys);
+		if (s3_secret)
+			len += 1 + strlen(s3_secret);
+		explicit_bzero(s3_keys, len);
+		free(s3_keys);
+	}
 	return status;
 }

@@ -296,6 +296,7 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 		d->hostname[0] = 0;
 	d->keepalive_ms = cfg->keepalive_ms > 0 ? cfg->keepalive_ms : DAEMON_KEEPALIVE_MS;
 	d->prov_cfg = cfg->prov_cfg;
+	d->prov = prov;
 	d->mirror = !cfg->mirror_off;
 	d->mirror_gated = cfg->mirror_gated;
 	d->catalog_path = cfg->data_root ? xasprintf("%s/catalog.db", cfg->data_root) : NULL;

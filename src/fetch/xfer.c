@@ -138,7 +138,11 @@ static void xfer_release(struct xfer *x)
 	free(x->conns);
 	free(x->snap);
 	free(x->url);
+	if (x->token)
+		explicit_bzero(x->token, strlen(x->token));
 	free(x->token);
+	free(x->aws_sigv4);
+	curl_slist_free_all(x->aws_headers);
 	free(x->dest);
 	free(x->name);
 	free(x->rename_to);
@@ -190,6 +194,18 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	cond_init_monotonic(&x->save_cond);
 	cond_init_monotonic(&x->done_cond);
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
+	x->max_retries = req->max_retries > 0 ? req->max_retries : eng->cfg.max_retries;
+	if (req->aws_sigv4) {
+		x->aws_sigv4 = xstrdup(req->aws_sigv4);
+		/*
+		 * libcurl 7.88 signs no payload hash of its own (the store then
+		 * refuses every request): the header is set here and signed with
+		 * the rest. A GET has no body to hash.
+		 */
+		x->aws_headers = curl_slist_append(NULL, "x-amz-content-sha256: UNSIGNED-PAYLOAD");
+		if (!x->aws_headers)
+			abort(); /* out of memory, as xmalloc */
+	}
 	x->dest = xstrdup(label);
 	x->name = xstrdup(req->name);
 	x->rename_to = req->rename_to ? xstrdup(req->rename_to) : NULL;

@@ -134,21 +134,28 @@ struct xfer_request {
 	 */
 	const char *origin;
 	const char *auth_token; /* bearer token for origin; may be NULL */
-	int dir_fd;		/* the folder of the partial; the engine keeps a duplicate */
-	int fd;			/* the partial, read-write, opened relative to dir_fd with
-				   O_NOFOLLOW; the engine keeps a duplicate */
-	const char *name;	/* the partial's name in dir_fd */
-	const char *label;	/* names the partial in messages (its path); NULL: name */
-	const char *rename_to;	/* when set: renamed to this name in dir_fd after success */
-	int rename_to_sha256;	/* 1: renamed to its computed sha256 in dir_fd; a file of that
-				   name and size already there is kept and the partial removed */
-	uint64_t size;		/* expected size, when size_known */
-	int size_known;		/* 0: unknown (one connection, no resume, at most
-				   max_unknown_size bytes); a pinned sha256 of the empty
-				   file makes it known: 0 */
-	const char *sha256;	/* expected, 64 lowercase hex; NULL or "": computed */
-	const char *git_sha1;	/* expected git blob id, 40 lowercase hex, for files git
-				   stores itself (not LFS); needs size_known. NULL or "": none */
+	/*
+	 * An S3 store's request signing (fetch/s3.h): libcurl's SigV4 provider
+	 * ("aws:amz:REGION:s3"); auth_token is then "ACCESS_KEY:SECRET", and goes
+	 * to origin only, like a bearer token. NULL: bearer auth.
+	 */
+	const char *aws_sigv4;
+	int max_retries;       /* tries of a connection without progress; 0: the engine's */
+	int dir_fd;	       /* the folder of the partial; the engine keeps a duplicate */
+	int fd;		       /* the partial, read-write, opened relative to dir_fd with
+				  O_NOFOLLOW; the engine keeps a duplicate */
+	const char *name;      /* the partial's name in dir_fd */
+	const char *label;     /* names the partial in messages (its path); NULL: name */
+	const char *rename_to; /* when set: renamed to this name in dir_fd after success */
+	int rename_to_sha256;  /* 1: renamed to its computed sha256 in dir_fd; a file of that
+				  name and size already there is kept and the partial removed */
+	uint64_t size;	       /* expected size, when size_known */
+	int size_known;	       /* 0: unknown (one connection, no resume, at most
+				  max_unknown_size bytes); a pinned sha256 of the empty
+				  file makes it known: 0 */
+	const char *sha256;    /* expected, 64 lowercase hex; NULL or "": computed */
+	const char *git_sha1;  /* expected git blob id, 40 lowercase hex, for files git
+				  stores itself (not LFS); needs size_known. NULL or "": none */
 	const struct xfer_resume_ops *resume; /* may be NULL */
 	xfer_refresh_fn refresh_url;	      /* may be NULL: a 403 then fails */
 	void *refresh_arg;

@@ -168,7 +168,11 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	 * only when this URL is at the origin (scheme, host and port): redirects
 	 * are followed here, one hop at a time, so each hop is judged on its own.
 	 */
-	if (x->url_auth) {
+	if (x->url_auth && x->aws_sigv4) {
+		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, x->aws_sigv4);
+		curl_easy_setopt(h, CURLOPT_USERPWD, x->token);
+		curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->aws_headers);
+	} else if (x->url_auth) {
 		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BEARER);
 		curl_easy_setopt(h, CURLOPT_XOAUTH2_BEARER, x->token);
 	}
@@ -201,7 +205,7 @@ static void conn_retry(struct xfer *x, struct xconn *c, const char *why)
 	const struct xfer_config *cfg = &x->eng->cfg;
 	char host[256];
 	c->fails++;
-	if (c->fails > cfg->max_retries) {
+	if (c->fails > x->max_retries) {
 		xfer_end(x, NET_FAILED, ERR_NETWORK, "%s from %s: gave up after %d tries", why,
 			 xfer_host_for_log(x, host, sizeof(host)), c->fails);
 		return;

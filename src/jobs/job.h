@@ -1,8 +1,8 @@
 /*
  * jobs: the job registry of rbee-hive. A job is one operation of the rbee job
- * protocol (model_download, model_list, model_get, model_delete, model_verify)
- * with a state,
- * a cancel token and an event log that any number of watchers read.
+ * protocol (model_download, model_list, model_get, model_delete, model_verify,
+ * model_upload) with a state, a cancel token and an event log that any
+ * number of watchers read.
  *
  * Ownership and threads:
  * - struct job_registry owns every job, a fixed pool of download workers

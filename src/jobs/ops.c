@@ -45,7 +45,8 @@ static void job_on_progress(void *arg, const struct prov_progress *p)
 	json_object_set_new(o, "eta_s", p->eta_s < 0 ? json_null() : json_real(p->eta_s));
 	char *s = json_dump_compact(o);
 	json_decref(o);
-	job_set_progress(cx->r, cx->j, s, p->bytes_done);
+	/* Bytes sent to the blob store are not bytes downloaded. */
+	job_set_progress(cx->r, cx->j, s, p->phase == PROV_UPLOADING ? 0 : p->bytes_done);
 }
 
 static void job_on_narrate(void *arg, const char *line)
@@ -72,8 +73,38 @@ static int op_download(struct job_registry *r, struct job *j, struct job_persist
 				      (json_int_t)art->size);
 		job_append(r, j, JOB_EV_DATA, json_dump_compact(o));
 		json_decref(o);
+		/*
+		 * Write-behind: the blobs the origin gave go to the site's blob store
+		 * as a job of their own, after the model is available here.
+		 */
+		if (art->store_pending > 0 && r->prov->ops->upload) {
+			char up[JOB_ID_MAX];
+			struct err ue = {0};
+			if (job_start(r, job_op_find("model_upload"), art->id, up, &ue) == 0)
+				job_narrate(r, j, "uploading %d blob(s) to the blob store: job %s",
+					    art->store_pending, up);
+			else
+				log_msg(LOG_WARN, j->id, "cannot start the upload of %s: %s",
+					art->id, err_msg(&ue));
+		}
 	}
 	free(art);
+	return rc;
+}
+
+/* Uploads a model's blobs to the site's blob store (write-behind), resumable. */
+static int op_upload(struct job_registry *r, struct job *j, struct job_persist *cat, struct err *e)
+{
+	(void)cat;
+	if (!r->prov || !r->prov->ops->upload)
+		return err_set(e, ERR_UNSUPPORTED, "no blob store is configured (--blob-store)");
+	struct job_prov_ctx cx = {r, j};
+	struct prov_events ev = {job_on_progress, job_on_narrate, &cx};
+	struct prov_request req = {
+	    .ref = j->arg, .job_id = j->id, .cancel = j->cancel, .events = &ev};
+	int rc = r->prov->ops->upload(r->prov, &req, e);
+	if (rc == 0)
+		job_set_model_id(r, j, j->arg);
 	return rc;
 }
 
@@ -234,6 +265,7 @@ static const struct job_op job_ops[] = {
     {"model_get", JOB_POOL_QUICK, "id", 0, 0, op_get},
     {"model_delete", JOB_POOL_QUICK, "id", 0, 0, op_delete},
     {"model_verify", JOB_POOL_VERIFY, "id", 1, 0, op_verify},
+    {"model_upload", JOB_POOL_DOWNLOAD, "id", 0, 0, op_upload},
 };
 
 /*
@@ -263,7 +295,8 @@ static int job_op_absent(const json_t *req, struct err *e)
 			return err_set(e, ERR_UNSUPPORTED,
 				       "'%.64s' is an operation of rbee's own hive, which %s; "
 				       "rbee-hive provisions model files only (model_download, "
-				       "model_list, model_get, model_delete, model_verify)",
+				       "model_list, model_get, model_delete, model_verify, "
+				       "model_upload)",
 				       name, job_ops_absent[i].what);
 	}
 	return 0;
@@ -319,7 +352,7 @@ int job_submit_json(struct job_registry *r, const char *body, size_t len, char i
 	if (!op) {
 		rc = err_set(e, ERR_UNPROCESSABLE,
 			     "unknown operation '%.64s': expected model_download, model_list, "
-			     "model_get, model_delete or model_verify",
+			     "model_get, model_delete, model_verify or model_upload",
 			     operation);
 		goto out;
 	}

@@ -219,10 +219,14 @@ static json_t *model_json(const struct catalog_model *m)
 	json_set_int(o, "updated_ms", m->updated_ms);
 	json_set_str(o, "error", nonempty(m->error));
 	json_t *files = json_array();
-	for (size_t i = 0; i < m->nfiles; i++)
-		json_array_append_new(files, json_pack("{s:s,s:s,s:I}", "path", m->files[i].path,
-						       "sha256", m->files[i].sha256, "size",
-						       (json_int_t)m->files[i].size));
+	for (size_t i = 0; i < m->nfiles; i++) {
+		json_t *f = json_pack("{s:s,s:s,s:I}", "path", m->files[i].path, "sha256",
+				      m->files[i].sha256, "size", (json_int_t)m->files[i].size);
+		/* Where the blob's bytes came from, when this hive fetched them. */
+		if (m->files[i].source[0])
+			json_set_str(f, "source", m->files[i].source);
+		json_array_append_new(files, f);
+	}
 	json_object_set_new(o, "files", files);
 	const struct catalog_gguf *g = &m->gguf;
 	json_t *gg = json_object();

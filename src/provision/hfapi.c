@@ -514,18 +514,9 @@ static void token_places(const struct hf_what *w, char *buf, size_t size)
  * that need a token say where the daemon looks for one, or which token it
  * sent. Returns the code (never 0).
  */
-static int hf_map_error(long status, const char *error_code, const char *error_message,
-			const struct hf_what *w, struct err *e)
+static int hf_map_message(const struct hf_error_map *m, long status, const char *error_message,
+			  const struct hf_what *w, struct err *e)
 {
-	const struct hf_error_map *m = NULL;
-	for (size_t i = 0; i < sizeof(hf_errors) / sizeof(hf_errors[0]) && !m; i++) {
-		const struct hf_error_map *t = &hf_errors[i];
-		if (t->code && (!error_code || strcmp(t->code, error_code) != 0))
-			continue;
-		if (t->status && t->status != status)
-			continue;
-		m = t;
-	}
 	const char *code = m && m->code ? m->code : "";
 	const char *repo = w->repo ? w->repo : "?";
 	char places[ERR_MSG_MAX];
@@ -577,6 +568,25 @@ static int hf_map_error(long status, const char *error_code, const char *error_m
 		return err_set(e, ERR_NETWORK, "the Hub answered HTTP %ld for %s%s%s", status, repo,
 			       *msg ? ": " : "", msg);
 	}
+}
+
+/* hf_map_message, with the Hub's code kept in e->reason for callers that pass it on. */
+static int hf_map_error(long status, const char *error_code, const char *error_message,
+			const struct hf_what *w, struct err *e)
+{
+	const struct hf_error_map *m = NULL;
+	for (size_t i = 0; i < sizeof(hf_errors) / sizeof(hf_errors[0]) && !m; i++) {
+		const struct hf_error_map *t = &hf_errors[i];
+		if (t->code && (!error_code || strcmp(t->code, error_code) != 0))
+			continue;
+		if (t->status && t->status != status)
+			continue;
+		m = t;
+	}
+	int rc = hf_map_message(m, status, error_message, w, e);
+	if (e)
+		e->reason = m ? m->code : NULL;
+	return rc;
 }
 
 int hf_check_status(const struct hf_client *c, const struct hf_resp *r, const struct hf_what *what,

@@ -47,7 +47,7 @@ void prov_job_phase(struct prov_job *j, enum prov_phase ph, const char *file)
 {
 	j->phase = ph;
 	j->file = file;
-	if (ph != PROV_DOWNLOADING)
+	if (ph != PROV_DOWNLOADING && ph != PROV_UPLOADING)
 		j->rate_bps = 0;
 	emit(j);
 }

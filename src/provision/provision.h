@@ -27,10 +27,11 @@ enum prov_phase {
 	PROV_DOWNLOADING,
 	PROV_VERIFYING,
 	PROV_PUBLISHING,
+	PROV_UPLOADING, /* to the site's blob store */
 	PROV__PHASES
 };
 
-/* "resolving", "downloading", "verifying", "publishing". */
+/* "resolving", "downloading", "verifying", "publishing", "uploading". */
 const char *prov_phase_name(enum prov_phase p);
 
 struct prov_progress {
@@ -54,6 +55,21 @@ struct prov_events {
 	void *arg;
 };
 
+/*
+ * Where a blob's bytes came from: the hive's own cache (nothing fetched), a
+ * peer hive, the site's blob store (S3), or the origin (the Hub's CDN, a
+ * URL).
+ */
+enum prov_source { PROV_SRC_CACHE = 0, PROV_SRC_PEER, PROV_SRC_S3, PROV_SRC_CDN, PROV__SOURCES };
+/* "cache", "peer", "s3", "cdn". */
+const char *prov_source_name(enum prov_source s);
+
+/* Bytes each source delivered, and bytes uploaded to the blob store. */
+struct prov_bytes {
+	uint64_t from[PROV__SOURCES];
+	uint64_t uploaded;
+};
+
 struct prov_request {
 	const char *ref;    /* as the user gave it */
 	const char *job_id; /* for logs; may be NULL */
@@ -67,6 +83,8 @@ struct prov_artifact {
 	char id[PROV_ID_MAX]; /* canonical catalog id of the model */
 	char path[4096];      /* absolute path of the first (or only) file */
 	uint64_t size;	      /* bytes over all files */
+	/* Blobs fetched from the origin while a blob store is configured: they await upload. */
+	int store_pending;
 };
 
 struct prov_config {
@@ -87,6 +105,18 @@ struct prov_config {
 	 */
 	const char *const *file_import_dirs;
 	size_t n_file_import_dirs;
+	/*
+	 * The site's blob store (docs/fleet.md): "s3://BUCKET[/PREFIX]", or NULL
+	 * for none; its endpoint URL, region (NULL: us-east-1) and credentials.
+	 * Borrowed.
+	 */
+	const char *blob_store;
+	const char *s3_endpoint;
+	const char *s3_region;
+	const char *s3_access_key;
+	const char *s3_secret;
+	uint64_t s3_part_size;	/* 0: S3_DEFAULT_PART; at least S3_MIN_PART */
+	uint64_t s3_limit_rate; /* bytes/s of each upload request; 0: none */
 };
 
 struct provisioner;
@@ -96,6 +126,14 @@ struct provisioner_ops {
 	int (*provision)(struct provisioner *p, const struct prov_request *req,
 			 struct prov_artifact *out, struct err *e);
 	void (*free)(struct provisioner *p);
+	/*
+	 * Uploads the blobs of model req->ref (a catalog id) to the blob store,
+	 * each once across the fleet, resuming a multipart upload an earlier
+	 * call left. NULL: no blob store.
+	 */
+	int (*upload)(struct provisioner *p, const struct prov_request *req, struct err *e);
+	/* Bytes moved since the start; NULL: none counted. */
+	void (*bytes)(struct provisioner *p, struct prov_bytes *out);
 };
 
 struct provisioner {

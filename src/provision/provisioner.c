@@ -4,6 +4,7 @@
  * checks between every step.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,7 @@
 #include "core/cancel.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "fetch/s3.h"
 #include "fetch/xfer.h"
 #include "provision/provision.h"
 #include "provision/share.h"
@@ -20,11 +22,33 @@
 #include "store/store.h"
 
 static const char *const phase_names[PROV__PHASES] = {
-    [PROV_RESOLVING] = "resolving",
-    [PROV_DOWNLOADING] = "downloading",
-    [PROV_VERIFYING] = "verifying",
-    [PROV_PUBLISHING] = "publishing",
+    [PROV_RESOLVING] = "resolving", [PROV_DOWNLOADING] = "downloading",
+    [PROV_VERIFYING] = "verifying", [PROV_PUBLISHING] = "publishing",
+    [PROV_UPLOADING] = "uploading",
 };
+
+static const char *const source_names[PROV__SOURCES] = {
+    [PROV_SRC_CACHE] = "cache",
+    [PROV_SRC_PEER] = "peer",
+    [PROV_SRC_S3] = "s3",
+    [PROV_SRC_CDN] = "cdn",
+};
+
+const char *prov_source_name(enum prov_source s)
+{
+	return (unsigned)s < PROV__SOURCES ? source_names[s] : "unknown";
+}
+
+int prov_blob_store_on(const struct prov_ctx *ctx)
+{
+	return ctx->s3 && ctx->s3->bucket[0];
+}
+
+void prov_source_add(struct prov_ctx *ctx, enum prov_source src, uint64_t n)
+{
+	if ((unsigned)src < PROV__SOURCES)
+		atomic_fetch_add(&ctx->src_bytes[src], n);
+}
 
 const char *prov_phase_name(enum prov_phase p)
 {
@@ -35,6 +59,7 @@ static const struct prov_vendor *const vendors[] = {
     &prov_vendor_hf,
     &prov_vendor_url,
     &prov_vendor_file,
+    &prov_vendor_s3,
 };
 
 struct multi_provisioner {
@@ -98,6 +123,7 @@ static int multi_provision(struct provisioner *base, const struct prov_request *
 		char size[FMT_SIZE_LEN];
 		fmt_size(size, sizeof(size), out->size);
 		prov_narrate(&j, "%s is available (%s)", out->id, size);
+		out->store_pending = j.store_pending;
 	}
 out:
 	if (rc && rc != ERR_CANCELLED)
@@ -112,6 +138,9 @@ static void multi_free(struct provisioner *base)
 {
 	struct multi_provisioner *mp = (struct multi_provisioner *)base;
 	prov_share_free(mp->ctx.share);
+	if (mp->ctx.s3)
+		s3_store_cleanup(mp->ctx.s3);
+	free(mp->ctx.s3);
 	xfer_engine_free(mp->ctx.engine);
 	layout_free(mp->ctx.layout);
 	prov_file_roots_cleanup(&mp->ctx);
@@ -119,10 +148,26 @@ static void multi_free(struct provisioner *base)
 	free(mp);
 }
 
+static int multi_upload(struct provisioner *base, const struct prov_request *req, struct err *e)
+{
+	struct multi_provisioner *mp = (struct multi_provisioner *)base;
+	return prov_store_upload(&mp->ctx, req, e);
+}
+
+static void multi_bytes(struct provisioner *base, struct prov_bytes *out)
+{
+	struct multi_provisioner *mp = (struct multi_provisioner *)base;
+	for (int i = 0; i < PROV__SOURCES; i++)
+		out->from[i] = atomic_load(&mp->ctx.src_bytes[i]);
+	out->uploaded = atomic_load(&mp->ctx.uploaded_bytes);
+}
+
 static const struct provisioner_ops multi_ops = {
     .name = "multi",
     .provision = multi_provision,
     .free = multi_free,
+    .upload = multi_upload,
+    .bytes = multi_bytes,
 };
 
 int provisioner_new(const struct prov_config *cfg, struct provisioner **out, struct err *e)
@@ -171,6 +216,25 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 	rc = xfer_engine_new(&xc, &ctx->engine, e);
 	if (rc)
 		goto fail;
+	if (cfg->blob_store || cfg->s3_endpoint) {
+		ctx->s3 = xcalloc(1, sizeof(*ctx->s3));
+		rc = s3_store_init(ctx->s3, cfg->blob_store, cfg->s3_endpoint, cfg->s3_region,
+				   cfg->s3_access_key, cfg->s3_secret, e);
+		if (rc == 0 && cfg->s3_part_size && cfg->s3_part_size < S3_MIN_PART)
+			rc = err_set(e, ERR_INVALID, "--s3-part-size: at least %llu bytes",
+				     (unsigned long long)S3_MIN_PART);
+		if (rc) {
+			s3_store_cleanup(ctx->s3);
+			free(ctx->s3);
+			ctx->s3 = NULL;
+			goto fail;
+		}
+		ctx->s3->part_size = cfg->s3_part_size ? cfg->s3_part_size : S3_DEFAULT_PART;
+		ctx->s3->limit_rate = cfg->s3_limit_rate;
+		ctx->s3->user_agent = ctx->hf.user_agent;
+		log_info("provisioner: S3 at %s, blob store %s", ctx->s3->endpoint,
+			 cfg->blob_store ? cfg->blob_store : "none (s3:// refs only)");
+	}
 	prov_share_new(ctx, &ctx->share);
 	log_info("provisioner: data %s, hub cache %s, endpoint %s%s", ctx->data_root, ctx->hub_dir,
 		 ctx->hf.endpoint, ctx->hf.offline ? ", offline" : "");

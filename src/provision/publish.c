@@ -59,6 +59,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .size_known = f->size_known,
 	    .url = f->url,
 	    .url_is_hub = f->url_is_hub,
+	    .url_is_store = f->url_is_store,
 	    .org = p->kind == REF_HF ? p->org : NULL,
 	    .repo = p->kind == REF_HF ? p->name : NULL,
 	    .commit = p->kind == REF_HF ? p->commit : NULL,
@@ -131,6 +132,7 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	char sha[65], dir[256];
 	int adopted = 0;
 	rc = prov_share_result(b, sha, dir, &adopted, e);
+	enum prov_source from = prov_share_source(b);
 	prov_share_leave(b);
 	if (rc) {
 		if (rc == ERR_CANCELLED && !prov_check_cancel(j, NULL))
@@ -161,6 +163,11 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	j->file_size = have;
 	if (adopted)
 		prov_narrate(j, "'%s' was already in the cache; linked, not downloaded", f->path);
+	else if (from == PROV_SRC_S3)
+		prov_narrate(j, "'%s' came from the S3 store", f->path);
+	/* What the origin gave goes to the site's blob store afterwards (write-behind). */
+	if (from == PROV_SRC_CDN && prov_blob_store_on(j->ctx))
+		j->store_pending++;
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/sha256.h"
 #include "core/util.h"
+#include "fetch/s3.h"
 #include "provision/vendor.h"
 #include "store/catalog.h"
 #include "store/layout.h"
@@ -22,6 +23,9 @@
  * of this process cancelled a moment ago may still be saving its ranges.
  */
 #define PROV_LOCK_QUIET_MS 250
+
+/* Tries of a connection to the blob store without progress before the CDN takes over. */
+#define PROV_STORE_RETRIES 2
 
 struct prov_blob {
 	struct prov_share *sh;
@@ -35,10 +39,13 @@ struct prov_blob {
 	int size_known;
 	char *url;
 	int url_is_hub;
+	int url_is_store;
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
 	struct cancel_token *cancel; /* the transfer's own token */
 	struct xfer *x;
+	struct xfer *x_prev; /* an earlier try's (the store's, before the CDN) */
+	enum prov_source source;
 	/* guarded by sh->mu */
 	char *lock_path;  /* the blob's lock, once another writer was found holding it */
 	int lock_waiting; /* waiting for that lock now */
@@ -103,6 +110,7 @@ void prov_share_free(struct prov_share *sh)
 static void blob_free(struct prov_blob *b)
 {
 	xfer_free(b->x);
+	xfer_free(b->x_prev);
 	cancel_unref(b->cancel);
 	free(b->url);
 	free(b->org);
@@ -203,6 +211,131 @@ static int refresh_hf(void *arg, char *url_out, size_t size, struct err *e)
 	return fmt_buf(url_out, size, "%s", m.url) ? err_set(e, ERR_TOO_LARGE, "URL too long") : 0;
 }
 
+/* Where one try of a blob's bytes goes. */
+struct blob_source {
+	const char *url;
+	const char *origin; /* NULL: url */
+	const char *token;  /* bearer token, or S3 credentials with sigv4 */
+	const char *sigv4;  /* S3 signing; NULL: none */
+	int refresh;	    /* a Hub file: a 403 re-resolves it */
+	int max_retries;    /* 0: the engine's */
+};
+
+/*
+ * One transfer of the blob from src into its partial, to the end; the
+ * engine renames it into place. got receives the sha256 of the bytes.
+ */
+static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blob_source *src,
+		      char got[SHA256_HEX_LEN + 1], struct err *e)
+{
+	struct prov_ctx *ctx = b->sh->ctx;
+	int known = b->sha256[0] != '\0';
+	char dest[4096];
+	int rc;
+	/*
+	 * The partial is opened once, relative to its blobs/ folder and without
+	 * following a symlink; the engine writes, renames and removes it through
+	 * these descriptors only, so a symlink swapped in under its name is never
+	 * written through.
+	 */
+	int fd = -1, dir_fd = -1;
+	char partial[LAYOUT_PARTIAL_NAME_MAX];
+	layout_partial_name(b->name, partial);
+	rc = layout_partial_open_dir(ctx->layout, b->repo_dir, b->name, &dir_fd, &fd, NULL, e);
+	if (rc == 0)
+		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
+	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
+	struct xfer_resume_ops ops = {
+	    .load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
+	struct xfer_request req = {
+	    .url = src->url,
+	    .origin = src->origin,
+	    .auth_token = src->token,
+	    .aws_sigv4 = src->sigv4,
+	    .max_retries = src->max_retries,
+	    .dir_fd = dir_fd,
+	    .fd = fd,
+	    .name = partial,
+	    .label = dest,
+	    /* Named by its digest: by the expected one now, else by the one computed. */
+	    .rename_to = known ? b->sha256 : NULL,
+	    .rename_to_sha256 = !known,
+	    .size = b->size,
+	    .size_known = b->size_known,
+	    .sha256 = known ? b->sha256 : NULL,
+	    .git_sha1 = b->git_sha1[0] ? b->git_sha1 : NULL,
+	    .resume = known && cat && b->size_known ? &ops : NULL,
+	    .refresh_url = src->refresh ? refresh_hf : NULL,
+	    .refresh_arg = b,
+	    .cancel = b->cancel,
+	    .purge_on_cancel = 0,
+	    .log_id = b->log_id[0] ? b->log_id : NULL,
+	};
+	struct xfer *x = NULL;
+	if (rc == 0)
+		rc = xfer_start(ctx->engine, &req, &x, e);
+	/* The engine works on its own duplicates of the descriptors. */
+	if (fd >= 0)
+		close(fd);
+	if (dir_fd >= 0)
+		close(dir_fd);
+	if (rc)
+		return rc;
+	struct xfer_progress p0;
+	xfer_progress(x, &p0);
+	/*
+	 * An earlier try's transfer stays until the entry is freed: a job may
+	 * be reading its progress now.
+	 */
+	assert(!b->x_prev); /* two tries at most: the store's, then the CDN's */
+	pthread_mutex_lock(&b->sh->mu);
+	b->x_prev = b->x;
+	b->x = x;
+	pthread_mutex_unlock(&b->sh->mu);
+	xfer_wait(x, -1);
+	rc = xfer_result(x, e, got);
+	struct xfer_progress p1;
+	xfer_progress(x, &p1);
+	/* The bytes this try wrote; a failed try's count too, as the source delivered them. */
+	if (p1.bytes_done > p0.bytes_done)
+		prov_source_add(ctx, src->sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN,
+				p1.bytes_done - p0.bytes_done);
+	return rc;
+}
+
+/*
+ * The blob from the site's blob store: HEAD of PREFIX/blobs/<sha256>, then
+ * the engine on its URL, signed. ERR_NOT_FOUND when the store lacks it (or
+ * holds another size).
+ */
+static int blob_from_store(struct prov_blob *b, struct catalog *cat, char got[SHA256_HEX_LEN + 1],
+			   struct err *e)
+{
+	const struct s3_store *s3 = b->sh->ctx->s3;
+	char key[S3_KEY_MAX + 1], url[CAP_URL_LEN];
+	uint64_t size = 0;
+	int rc = s3_blob_key(s3, b->sha256, key, sizeof(key), e);
+	if (rc == 0)
+		rc = s3_head(s3, NULL, key, b->cancel, &size, e);
+	if (rc == 0 && size != b->size)
+		rc = err_set(e, ERR_NOT_FOUND, "the store's %s has %llu bytes, not %llu", key,
+			     (unsigned long long)size, (unsigned long long)b->size);
+	if (rc == 0)
+		rc = s3_url(s3, NULL, key, NULL, 0, url, sizeof(url), e);
+	if (rc)
+		return rc;
+	log_msg(LOG_INFO, b->log_id[0] ? b->log_id : NULL, "blob %.12s: from the blob store %s",
+		b->sha256, url);
+	struct blob_source src = {
+	    .url = url,
+	    .token = s3->userpwd,
+	    .sigv4 = s3->sigv4,
+	    /* A store that fails is left soon: the CDN is the way on. */
+	    .max_retries = PROV_STORE_RETRIES,
+	};
+	return blob_fetch(b, cat, &src, got, e);
+}
+
 /* The work of one entry: lock, adopt or transfer, commit. Fills b->rc / b->err. */
 static int blob_run(struct prov_blob *b, struct err *e)
 {
@@ -210,7 +343,6 @@ static int blob_run(struct prov_blob *b, struct err *e)
 	struct catalog *cat = NULL;
 	int lock_fd = -1;
 	int known = b->sha256[0] != '\0';
-	char dest[4096];
 	int rc = layout_blob_lock(ctx->layout, b->repo_dir, b->name, PROV_LOCK_QUIET_MS, b->cancel,
 				  &lock_fd, e);
 	if (rc == ERR_TIMEOUT) {
@@ -280,71 +412,58 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		layout_partial_remove(ctx->layout, b->repo_dir, b->name, NULL);
 	}
 	/*
-	 * The partial is opened once, relative to its blobs/ folder and without
-	 * following a symlink; the engine writes, renames and removes it through
-	 * these descriptors only, so a symlink swapped in under its name is never
-	 * written through.
+	 * A site's blob store first, when it holds this content; on any error
+	 * there (absent, down, refused, corrupt) the CDN, resuming the bytes
+	 * the store gave when they were right.
 	 */
-	int fd = -1, dir_fd = -1;
-	char partial[LAYOUT_PARTIAL_NAME_MAX];
-	layout_partial_name(b->name, partial);
-	rc = layout_partial_open_dir(ctx->layout, b->repo_dir, b->name, &dir_fd, &fd, NULL, e);
-	if (rc == 0)
-		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
-	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
-	struct xfer_resume_ops ops = {
-	    .load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
-	/* Looked up now, so a login since the daemon started counts; the engine keeps a copy. */
-	struct hf_token tok = {0};
-	if (b->url_is_hub)
-		hf_token_get(&ctx->hf, &tok);
-	struct xfer_request req = {
-	    .url = b->url,
-	    /* A Hub file's download starts at the endpoint: its token, and the bound on redirects.
-	     */
-	    .origin = b->org ? ctx->hf.endpoint : NULL,
-	    .auth_token = tok.from ? tok.value : NULL,
-	    .dir_fd = dir_fd,
-	    .fd = fd,
-	    .name = partial,
-	    .label = dest,
-	    /* Named by its digest: by the expected one now, else by the one computed. */
-	    .rename_to = known ? b->sha256 : NULL,
-	    .rename_to_sha256 = !known,
-	    .size = b->size,
-	    .size_known = b->size_known,
-	    .sha256 = known ? b->sha256 : NULL,
-	    .git_sha1 = b->git_sha1[0] ? b->git_sha1 : NULL,
-	    .resume = known && cat && b->size_known ? &ops : NULL,
-	    .refresh_url = b->org ? refresh_hf : NULL,
-	    .refresh_arg = b,
-	    .cancel = b->cancel,
-	    .purge_on_cancel = 0,
-	    .log_id = b->log_id[0] ? b->log_id : NULL,
-	};
-	struct xfer *x = NULL;
-	if (rc == 0)
-		rc = xfer_start(ctx->engine, &req, &x, e);
-	hf_token_clear(&tok);
-	/* The engine works on its own duplicates of the descriptors. */
-	if (fd >= 0)
-		close(fd);
-	if (dir_fd >= 0)
-		close(dir_fd);
-	if (rc)
-		goto out;
-	pthread_mutex_lock(&b->sh->mu);
-	b->x = x;
-	pthread_mutex_unlock(&b->sh->mu);
-	xfer_wait(x, -1);
 	char got[SHA256_HEX_LEN + 1] = "";
-	rc = xfer_result(x, e, got);
-	if (rc)
-		goto out;
+	rc = -1;
+	if (known && b->size_known && prov_blob_store_on(ctx)) {
+		struct err se = {0};
+		rc = blob_from_store(b, cat, got, &se);
+		if (rc == ERR_CANCELLED) {
+			*e = se;
+			goto out;
+		}
+		if (rc && rc != ERR_NOT_FOUND)
+			log_msg(LOG_WARN, b->log_id[0] ? b->log_id : NULL,
+				"blob %.12s: the blob store failed (%s); fetching it from %s",
+				b->sha256, err_msg(&se), b->url);
+		if (rc == 0)
+			b->source = PROV_SRC_S3;
+	}
+	if (rc) {
+		struct hf_token tok = {0};
+		/* Looked up now, so a login since the daemon started counts; the engine keeps a
+		 * copy. */
+		if (b->url_is_hub)
+			hf_token_get(&ctx->hf, &tok);
+		struct blob_source src = {
+		    .url = b->url,
+		    /* A Hub file's download starts at the endpoint: its token, and the bound on
+		       redirects. */
+		    .origin = b->org ? ctx->hf.endpoint : NULL,
+		    .token = tok.from ? tok.value : NULL,
+		    .refresh = b->org != NULL,
+		};
+		/* An s3:// ref's object: the store's credentials, to the endpoint only. */
+		if (b->url_is_store && ctx->s3) {
+			src.token = ctx->s3->userpwd;
+			src.sigv4 = ctx->s3->sigv4;
+		}
+		rc = blob_fetch(b, cat, &src, got, e);
+		hf_token_clear(&tok);
+		if (rc)
+			goto out;
+		b->source = src.sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN;
+	}
 	if (!known)
 		snprintf(b->sha256, sizeof(b->sha256), "%s", got);
 	/* The engine hashed the bytes as it wrote them and renamed the blob into place. */
 	prov_blob_made(cat, ctx->layout, b->repo_dir, b->sha256, 1);
+	if (cat)
+		catalog_blob_set_source(cat, b->repo_dir, b->sha256, prov_source_name(b->source),
+					NULL);
 out:
 	/*
 	 * The engine keeps the full range saved when it does not rename, and a
@@ -440,6 +559,7 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->size_known = req->size_known;
 	b->url = xstrdup(req->url);
 	b->url_is_hub = req->url_is_hub;
+	b->url_is_store = req->url_is_store;
 	b->org = dup_or_null(req->org);
 	b->repo = dup_or_null(req->repo);
 	b->commit = dup_or_null(req->commit);
@@ -528,6 +648,14 @@ int prov_share_result(struct prov_blob *b, char sha256_out[65], char repo_dir_ou
 	}
 	pthread_mutex_unlock(&b->sh->mu);
 	return rc;
+}
+
+enum prov_source prov_share_source(struct prov_blob *b)
+{
+	pthread_mutex_lock(&b->sh->mu);
+	enum prov_source s = b->done && !b->adopted ? b->source : PROV_SRC_CACHE;
+	pthread_mutex_unlock(&b->sh->mu);
+	return s;
 }
 
 void prov_share_leave(struct prov_blob *b)

@@ -27,6 +27,7 @@
 
 #include "core/err.h"
 #include "fetch/xfer.h"
+#include "provision/provision.h"
 
 struct catalog;
 struct prov_ctx;
@@ -40,8 +41,9 @@ struct prov_blob_req {
 	    *git_sha1; /* expected git blob id of a file git stores itself (not LFS); "" or NULL */
 	uint64_t size; /* expected size; 0 with size_known == 0 when unknown */
 	int size_known;
-	const char *url; /* where the bytes are */
-	int url_is_hub;	 /* send the Hub token along (a small file served by the Hub) */
+	const char *url;  /* where the bytes are */
+	int url_is_hub;	  /* send the Hub token along (a small file served by the Hub) */
+	int url_is_store; /* an S3 object (an s3:// ref): signed with the store's credentials */
 	/* For a Hugging Face file: re-resolved after a 403 from the CDN. NULL otherwise. */
 	const char *org, *repo, *commit, *path;
 	const char *log_id; /* job id for logs; may be NULL */
@@ -88,6 +90,8 @@ int prov_share_lock_wait(struct prov_blob *b, char *buf, size_t size);
  */
 int prov_share_result(struct prov_blob *b, char sha256_out[65], char repo_dir_out[256],
 		      int *adopted, struct err *e);
+/* Where the entry's bytes came from, once prov_share_wait() said 1 (PROV_SRC_CACHE: adopted). */
+enum prov_source prov_share_source(struct prov_blob *b);
 /* Drops the caller's reference; when no job is left waiting, the transfer is cancelled. */
 void prov_share_leave(struct prov_blob *b);
 

@@ -17,6 +17,7 @@
 #ifndef RBEE_PROVISION_VENDOR_H
 #define RBEE_PROVISION_VENDOR_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -30,6 +31,7 @@ struct layout;
 struct xfer_engine;
 struct prov_share;
 struct gguf_facts;
+struct s3_store;
 
 struct prov_ctx {
 	char data_root[4096];
@@ -49,7 +51,22 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
+	/* The S3 endpoint, credentials and blob store (--blob-store, bucket "" when none); NULL:
+	 * none. */
+	struct s3_store *s3;
+	/* Bytes each source delivered (enum prov_source). */
+	_Atomic uint64_t src_bytes[PROV__SOURCES];
+	_Atomic uint64_t uploaded_bytes; /* to the blob store */
 };
+
+/*
+ * Write-behind (blobstore.c): uploads every blob of model req->ref the blob
+ * store lacks. ERR_UNSUPPORTED without a blob store.
+ */
+int prov_store_upload(struct prov_ctx *ctx, const struct prov_request *req, struct err *e);
+
+/* Counts n bytes delivered by src (provisioner.c). */
+void prov_source_add(struct prov_ctx *ctx, enum prov_source src, uint64_t n);
 
 /* One file of a plan. */
 struct prov_file {
@@ -61,6 +78,7 @@ struct prov_file {
 			    */
 	char *url;	   /* where the bytes are; NULL until resolved */
 	int url_is_hub;	   /* the bytes come from the Hub host: the token may go along */
+	int url_is_store;  /* the bytes are an S3 object: requests are signed (fetch/s3.h) */
 	int present;	   /* already in the layout: nothing to fetch */
 	/*
 	 * A snapshot entry that was there (another program's, or rbee-hive's
@@ -113,6 +131,7 @@ struct prov_job {
 	uint64_t bytes_total;
 	double rate_bps;
 	int64_t last_emit_ms;
+	int store_pending; /* blobs fetched from the origin that the blob store lacks */
 };
 
 struct prov_vendor {
@@ -131,6 +150,21 @@ struct prov_vendor {
 extern const struct prov_vendor prov_vendor_hf;
 extern const struct prov_vendor prov_vendor_url;
 extern const struct prov_vendor prov_vendor_file;
+extern const struct prov_vendor prov_vendor_s3;
+
+/* 1 when a blob store (--blob-store) is configured, not only an S3 endpoint for s3:// refs. */
+int prov_blob_store_on(const struct prov_ctx *ctx);
+
+/* The URL vendor's steps that s3:// refs share (vendor_url.c). */
+void prov_url_file_name(const char *url, char *buf, size_t size);
+/*
+ * The start of a URL model's plan (the ref's url names it; host names its
+ * folder): 1 with out filled when it is available already, 0 to go on,
+ * or an error (ERR_OFFLINE when it is not here and the network is off).
+ */
+int prov_url_plan_start(struct prov_job *j, struct prov_plan *p, const char *host,
+			struct prov_artifact *out, struct err *e);
+int prov_url_fetch(struct prov_job *j, struct prov_plan *p, struct err *e);
 
 /*
  * Checks and resolves cfg's --allow-file-import folders into ctx

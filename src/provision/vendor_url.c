@@ -18,7 +18,7 @@
 #include "store/layout.h"
 
 /* The file name of the URL's path (before '?'), or "download" when it has none that is safe. */
-static void url_file_name(const char *url, char *buf, size_t size)
+void prov_url_file_name(const char *url, char *buf, size_t size)
 {
 	const char *q = strchr(url, '?');
 	size_t len = q ? (size_t)(q - url) : strlen(url);
@@ -33,7 +33,7 @@ static void url_file_name(const char *url, char *buf, size_t size)
 }
 
 /* An unpinned URL pulled before: the newest model recorded for exactly this URL. */
-static int find_by_url(struct prov_job *j, struct prov_artifact *out)
+static int prov_url_find(struct prov_job *j, const char *url, struct prov_artifact *out)
 {
 	struct catalog_model *all = NULL;
 	size_t n = 0;
@@ -41,10 +41,34 @@ static int find_by_url(struct prov_job *j, struct prov_artifact *out)
 	if (catalog_model_list(j->cat, NULL, 0, 0, &all, &n, NULL))
 		return 0;
 	for (size_t i = 0; i < n && !found; i++)
-		if (all[i].source == CATALOG_SRC_URL && strcmp(all[i].repo, j->ref.url) == 0)
+		if (all[i].source == CATALOG_SRC_URL && strcmp(all[i].repo, url) == 0)
 			found = prov_lookup_available(j, all[i].id, NULL, out);
 	catalog_model_list_free(all, n);
 	return found;
+}
+
+int prov_url_plan_start(struct prov_job *j, struct prov_plan *p, const char *host,
+			struct prov_artifact *out, struct err *e)
+{
+	const struct model_ref *r = &j->ref;
+	p->kind = REF_URL;
+	snprintf(p->repo, sizeof(p->repo), "%s", r->url);
+	int rc = layout_repo_dir_url(host, p->repo_dir, sizeof(p->repo_dir), e);
+	if (rc)
+		return rc;
+	if (r->sha256[0]) {
+		snprintf(p->commit, sizeof(p->commit), "%s", r->sha256);
+		ref_catalog_id_url(r->sha256, p->id, sizeof(p->id));
+		if (prov_lookup_available(j, p->id, NULL, out))
+			return 1;
+	} else if (prov_url_find(j, r->url, out)) {
+		/* Unpinned content is fetched once; pin #sha256= or remove the model to fetch
+		 * again. */
+		return 1;
+	}
+	if (j->ctx->hf.offline)
+		return err_set(e, ERR_OFFLINE, "offline: %s is not available locally", r->url);
+	return 0;
 }
 
 static int url_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out,
@@ -53,23 +77,9 @@ static int url_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifac
 	const struct model_ref *r = &j->ref;
 	struct prov_ctx *ctx = j->ctx;
 	char name[256];
-	p->kind = REF_URL;
-	snprintf(p->repo, sizeof(p->repo), "%s", r->url);
-	int rc = layout_repo_dir_url(r->host, p->repo_dir, sizeof(p->repo_dir), e);
+	int rc = prov_url_plan_start(j, p, r->host, out, e);
 	if (rc)
 		return rc;
-	if (r->sha256[0]) {
-		snprintf(p->commit, sizeof(p->commit), "%s", r->sha256);
-		ref_catalog_id_url(r->sha256, p->id, sizeof(p->id));
-		if (prov_lookup_available(j, p->id, NULL, out))
-			return 1;
-	} else if (find_by_url(j, out)) {
-		/* Unpinned content is fetched once; pin #sha256= or remove the model to fetch
-		 * again. */
-		return 1;
-	}
-	if (ctx->hf.offline)
-		return err_set(e, ERR_OFFLINE, "offline: %s is not available locally", r->url);
 	struct hf_resp h = {0};
 	rc = hf_request(&ctx->hf, "HEAD", r->url, HF_REDIRECT_ANY, j->req->cancel, &h, e);
 	if (rc)
@@ -79,7 +89,7 @@ static int url_plan(struct prov_job *j, struct prov_plan *p, struct prov_artifac
 			     "%s answered HTTP %ld", r->url, h.status);
 		goto out;
 	}
-	url_file_name(r->url, name, sizeof(name));
+	prov_url_file_name(r->url, name, sizeof(name));
 	struct prov_file *f =
 	    prov_plan_add(p, name, h.has_size ? h.size : 0, h.has_size, r->sha256, h.final_url);
 	if (!h.accept_ranges)
@@ -96,7 +106,7 @@ out:
 	return rc;
 }
 
-static int url_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
+int prov_url_fetch(struct prov_job *j, struct prov_plan *p, struct err *e)
 {
 	int rc = prov_fetch_http(j, p, e);
 	if (rc || p->commit[0])
@@ -112,5 +122,5 @@ const struct prov_vendor prov_vendor_url = {
     .name = "url",
     .kind = REF_URL,
     .plan = url_plan,
-    .fetch = url_fetch,
+    .fetch = prov_url_fetch,
 };

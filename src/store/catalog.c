@@ -103,6 +103,16 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
      * and the mirror treats unknown as gated.
      */
     "ALTER TABLE models ADD COLUMN gated INTEGER NOT NULL DEFAULT -1;",
+    /*
+     * 4 -> 5: the state of a blob's multipart upload to a blob store (its
+     * upload id and the ETags of the parts done), so that an upload resumes
+     * after a restart; and where each blob's bytes came from.
+     */
+    "CREATE TABLE uploads("
+    " sha256 TEXT NOT NULL, target TEXT NOT NULL, upload_id TEXT NOT NULL,"
+    " part_size INTEGER NOT NULL, etags TEXT NOT NULL, updated_ms INTEGER NOT NULL,"
+    " PRIMARY KEY(sha256, target));"
+    "ALTER TABLE blobs ADD COLUMN source TEXT NOT NULL DEFAULT '';",
 };
 
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e)

@@ -37,7 +37,7 @@ struct catalog;
 struct gguf_facts;
 
 /* The schema version this build writes. */
-#define CATALOG_SCHEMA_VERSION 4
+#define CATALOG_SCHEMA_VERSION 5
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
 /*
@@ -68,6 +68,7 @@ struct catalog_file {
 	 * by the git sha1, and rbee-hive adopts such an entry as it is.
 	 */
 	char blob[CATALOG_BLOB_NAME_MAX + 1];
+	char source[8]; /* where the blob's bytes came from ("s3", "cdn", ...); "" unknown */
 	/* The snapshot link was there, made by another program: never removed. */
 	int link_adopted;
 	/*
@@ -250,6 +251,12 @@ int catalog_blob_get(struct catalog *c, const char *repo_dir, const char *name,
 int catalog_blob_verified(struct catalog *c, const char *repo_dir, const char *name,
 			  const char *sha256, uint64_t size, int64_t mtime_ns, int adopted,
 			  struct err *e);
+/*
+ * Records where the bytes of blobs/<name> in repo_dir came from ("peer",
+ * "s3", "cdn"; provision/provision.h), shown with the model's files.
+ */
+int catalog_blob_set_source(struct catalog *c, const char *repo_dir, const char *name,
+			    const char *source, struct err *e);
 /* Forgets that blobs/<name> was found right: its content is hashed before the next use. */
 int catalog_blob_distrust(struct catalog *c, const char *repo_dir, const char *name, struct err *e);
 /*
@@ -321,6 +328,27 @@ int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *
 			   struct err *e);
 /* Every partial, ordered by repo folder and sha256; free(*out). */
 int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n, struct err *e);
+
+/*
+ * The state of a blob's multipart upload to a blob store: the store's
+ * upload id, the part size, and the ETags of the parts done in order (one
+ * a line). target names the store and key, so that another store's state
+ * is never used.
+ */
+#define CATALOG_UPLOAD_ID_MAX 512
+#define CATALOG_UPLOAD_ETAGS_MAX (10000 * 130) /* S3's most parts, an ETag and a line end each */
+struct catalog_upload {
+	char upload_id[CATALOG_UPLOAD_ID_MAX];
+	uint64_t part_size;
+	char *etags; /* malloc'd; "" when no part is done */
+};
+/* ERR_NOT_FOUND when there is none; ERR_CORRUPT when it is damaged. */
+int catalog_upload_get(struct catalog *c, const char *sha256, const char *target,
+		       struct catalog_upload *out, struct err *e);
+int catalog_upload_put(struct catalog *c, const char *sha256, const char *target,
+		       const struct catalog_upload *u, struct err *e);
+/* Forgets it (absent is not an error). */
+int catalog_upload_delete(struct catalog *c, const char *sha256, const char *target, struct err *e);
 
 struct catalog_job {
 	char *id;	 /* "job-..." */

@@ -127,3 +127,16 @@ int catalog_link_made(struct catalog *c, const char *repo_dir, const char *commi
 	sqlite3_finalize(st);
 	return rc;
 }
+
+int catalog_blob_set_source(struct catalog *c, const char *repo_dir, const char *name,
+			    const char *source, struct err *e)
+{
+	int rc = check_blob_key(repo_dir, name, e);
+	if (rc)
+		return rc;
+	if (strlen(source) >= sizeof(((struct catalog_file *)0)->source))
+		return err_set(e, ERR_INVALID, "blob source '%.16s': too long", source);
+	return catalog_run_keys(c, "UPDATE blobs SET source = ?3 WHERE repo_dir = ?1 AND name = ?2",
+				(const char *[]){repo_dir, name, source}, 3, "record blob source",
+				e);
+}

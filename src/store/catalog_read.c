@@ -92,7 +92,7 @@ static int read_model_row(struct catalog *c, sqlite3_stmt *st, struct catalog_mo
 /* The columns add_file() reads, from files f of models m with the blob's record b. */
 #define FILE_COLS                                                                                  \
 	"f.path, f.sha256, f.size, f.blob, f.link_adopted, coalesce(b.adopted, 0),"                \
-	" coalesce(b.mtime_ns, 0), coalesce(b.verified_ms, 0)"
+	" coalesce(b.mtime_ns, 0), coalesce(b.verified_ms, 0), coalesce(b.source, '')"
 #define FILE_JOIN                                                                                  \
 	" FROM files f JOIN models m ON m.id = f.model_id"                                         \
 	" LEFT JOIN blobs b ON b.repo_dir = m.repo_dir AND b.name = f.blob"
@@ -114,6 +114,7 @@ static void add_file(struct catalog_model *m, sqlite3_stmt *st, int col)
 	f->blob_adopted = sqlite3_column_int(st, col + 5);
 	f->mtime_ns = sqlite3_column_int64(st, col + 6);
 	f->verified_ms = sqlite3_column_int64(st, col + 7);
+	catalog_col_buf(st, col + 8, f->source, sizeof f->source);
 }
 
 static int get_in_txn(struct catalog *c, const char *id, struct catalog_model *out, struct err *e)

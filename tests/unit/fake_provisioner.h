@@ -107,7 +107,8 @@ static inline void fake_free(struct provisioner *p)
 	(void)p;
 }
 
-static const struct provisioner_ops fake_prov_ops = {"fake", fake_provision, fake_free};
+static const struct provisioner_ops fake_prov_ops = {
+    .name = "fake", .provision = fake_provision, .free = fake_free};
 
 static inline void fake_prov_init(struct fake_prov *f)
 {

@@ -144,7 +144,7 @@ static void test_hf_invalid(void **state)
 	parse_bad("org/repo:a\tb.gguf", "control character");
 	parse_bad("org/repo:sub/", "empty component");
 	parse_bad("ftp://example.com/x.gguf", "unknown scheme 'ftp:'");
-	parse_bad("s3:bucket/x", "unknown scheme 's3:'");
+	parse_bad("gs:bucket/x", "unknown scheme 'gs:'");
 	parse_bad("", "empty");
 
 	char name[200];
@@ -277,6 +277,34 @@ static void test_file(void **state)
 	parse_bad("file:///a/x%1", "%-escape");
 	parse_bad("file:///", "directory");
 	parse_bad("file:///models/", "directory");
+}
+
+static void test_s3(void **state)
+{
+	(void)state;
+	const char *sha = "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789";
+	char ref[200], buf[256];
+	snprintf(ref, sizeof(ref), "s3://site-models/llama/q4.gguf#sha256=%s", sha);
+	assert_int_equal(ref_parse(ref, &r, NULL), 0);
+	assert_int_equal(r.kind, REF_S3);
+	assert_string_equal(r.host, "site-models");
+	assert_string_equal(r.path, "llama/q4.gguf");
+	assert_string_equal(r.url, "s3://site-models/llama/q4.gguf");
+	assert_string_equal(r.sha256,
+			    "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789");
+	assert_int_equal(ref_format(&r, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "s3://site-models/llama/q4.gguf#sha256=abcdef0123456789abcdef01234"
+				 "56789abcdef0123456789abcdef0123456789");
+	/* A pinned s3 ref names the URL model of the same digest. */
+	assert_int_equal(ref_matches_id(ref, "url:abcdef0123456789"), 1);
+	parse_ok("s3://bkt/k");
+	parse_bad("s3://bkt", "expected s3://BUCKET/KEY");
+	parse_bad("s3:/bkt/k", "expected s3://BUCKET/KEY");
+	parse_bad("s3://Bkt/k", "bucket");
+	parse_bad("s3://bkt/a/../b", "'..' part");
+	parse_bad("s3://bkt/a//b", "empty");
+	parse_bad("s3://bkt/a%20b", "only letters");
+	parse_bad("s3://bkt/k#md5=00", "#sha256=HEX");
 }
 
 static void test_file_pinned(void **state)
@@ -529,6 +557,7 @@ int main(void)
 	    cmocka_unit_test(test_url),
 	    cmocka_unit_test(test_file),
 	    cmocka_unit_test(test_file_pinned),
+	    cmocka_unit_test(test_s3),
 	    cmocka_unit_test(test_format_too_small),
 	    cmocka_unit_test(test_catalog_ids),
 	    cmocka_unit_test(test_matches),

@@ -360,6 +360,10 @@ static void test_map_error(void **state)
 		err_clear(&e);
 		assert_int_equal(hf_check_status(&c, &r, &w, &e), cases[i].err);
 		assert_string_equal(e.msg, cases[i].msg);
+		/* The Hub's code travels beside the message, for the mirror's X-Error-Code. */
+		if (cases[i].err)
+			assert_string_equal(e.reason ? e.reason : "",
+					    cases[i].code ? cases[i].code : "");
 	}
 	hf_client_cleanup(&c);
 	/* With no HOME nor HF_HOME there is no token file: the hint names HF_TOKEN alone. */

@@ -644,7 +644,9 @@ static void test_migrate(void **state)
 	char log[4096];
 	assert_int_equal(open_logged(x->dir, path, &c, log, sizeof log), 0);
 	/* An upgrade says from which version to which, in one line. */
-	assert_non_null(strstr(log, "schema migrated from version 1 to 4"));
+	char want[64];
+	snprintf(want, sizeof want, "schema migrated from version 1 to %d", CATALOG_SCHEMA_VERSION);
+	assert_non_null(strstr(log, want));
 	assert_null(strstr(log, "created"));
 	struct catalog_model m;
 	assert_int_equal(catalog_model_get(c, "hf:o/r:old.gguf", &m, &e), 0);
@@ -746,6 +748,33 @@ static void test_interrupted_write(void **state)
 	int64_t t0 = now_ms();
 	put_simple(x->c, "hf:o/r:b.gguf", "models--o--r", p, s, 1);
 	assert_true(now_ms() - t0 < CATALOG_BUSY_TIMEOUT_MS);
+}
+
+/* The state of a multipart upload: kept per blob and store, replaced, forgotten. */
+static void test_uploads(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	struct catalog_upload u = {.part_size = 5 << 20, .etags = (char *)""};
+	snprintf(u.upload_id, sizeof u.upload_id, "2~abc");
+	struct catalog_upload got;
+	assert_int_equal(catalog_upload_get(x->c, hex('a'), "http://s/b/k", &got, &e),
+			 ERR_NOT_FOUND);
+	assert_int_equal(catalog_upload_put(x->c, hex('a'), "http://s/b/k", &u, &e), 0);
+	u.etags = (char *)"\"e1\"\n\"e2\"";
+	assert_int_equal(catalog_upload_put(x->c, hex('a'), "http://s/b/k", &u, &e), 0);
+	assert_int_equal(catalog_upload_get(x->c, hex('a'), "http://s/b/k", &got, &e), 0);
+	assert_string_equal(got.upload_id, "2~abc");
+	assert_int_equal(got.part_size, 5 << 20);
+	assert_string_equal(got.etags, "\"e1\"\n\"e2\"");
+	free(got.etags);
+	/* Another store's state is its own. */
+	assert_int_equal(catalog_upload_get(x->c, hex('a'), "http://other/b/k", &got, &e),
+			 ERR_NOT_FOUND);
+	assert_int_equal(catalog_upload_delete(x->c, hex('a'), "http://s/b/k", &e), 0);
+	assert_int_equal(catalog_upload_get(x->c, hex('a'), "http://s/b/k", &got, &e),
+			 ERR_NOT_FOUND);
+	assert_int_equal(catalog_upload_put(x->c, "nothex", "http://s/b/k", &u, &e), ERR_INVALID);
 }
 
 static void test_partials(void **state)
@@ -986,6 +1015,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
 	};
