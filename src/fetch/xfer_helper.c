@@ -79,13 +79,15 @@ static void *xfer_saver_main(void *arg)
 		}
 		if (skip || !snap)
 			x->snap_pending = 0; /* purged, discarded or no resume: nothing to save */
-		if (!x->eng_gone && !skip && x->prefix >= wb_off + WRITEBACK_STEP) {
+		/* Whole steps only: a page the transfer is still filling is not written twice. */
+		uint64_t wb_end = x->prefix & ~(uint64_t)(WRITEBACK_STEP - 1);
+		if (!x->eng_gone && !skip && wb_end > wb_off) {
 			/*
-			 * One step at a time: the call can wait while the disk queue
-			 * is full, and a cancel or a save must not wait behind
-			 * hundreds of MiB.
+			 * At most four steps at a time: the call can wait while the
+			 * disk queue is full, and a cancel or a save must not wait
+			 * behind hundreds of MiB.
 			 */
-			uint64_t off = wb_off, len = x->prefix - wb_off;
+			uint64_t off = wb_off, len = wb_end - wb_off;
 			if (len > 4 * WRITEBACK_STEP)
 				len = 4 * WRITEBACK_STEP;
 			wb_off += len;

@@ -25,11 +25,14 @@ void xfer_publish_prefix(struct xfer *x, int force)
 		return;
 	if (p == x->published_prefix && !force)
 		return;
+	/* The saver starts writeback in whole steps: woken when one is complete. */
+	int step = p / WRITEBACK_STEP != x->published_prefix / WRITEBACK_STEP;
 	x->published_prefix = p;
 	pthread_mutex_lock(&x->lock);
 	x->prefix = p;
 	pthread_cond_signal(&x->cond);
-	pthread_cond_signal(&x->save_cond); /* writeback of the grown prefix */
+	if (step)
+		pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
 }
 
