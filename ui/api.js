@@ -94,11 +94,17 @@ function listOf(answer, key) {
 const num = (...vs) => vs.find((v) => typeof v === 'number' && Number.isFinite(v));
 const str = (...vs) => vs.find((v) => typeof v === 'string' && v !== '');
 
+// Refs of the registries (Ollama's library, OCI registries, Docker Hub's
+// shorthand): pulled as they are, with no Hub listing to choose from.
+export function isRegistryRef(ref) {
+  return /^(?:ollama:|oci:\/\/|docker\.io\/)/i.test(ref.trim());
+}
+
 // "hf:org/repo:Q4_K_M@rev" -> {repo:"org/repo", revision:"rev"}; null when
 // the ref is not a Hub repo.
 export function repoOf(ref) {
   ref = ref.trim().replace(/^hf:/, '');
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref)) return null;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(ref) || isRegistryRef(ref)) return null;
   const m = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)(?::[^@]*)?(?:@(.+))?$/.exec(ref);
   return m ? { repo: m[1], revision: m[2] || '' } : null;
 }

@@ -268,7 +268,9 @@ async function browse() {
   const r = api.repoOf($('ref-input').value);
   const box = $('files');
   if (!r) {
-    showPullError('List files works for a Hugging Face repo: enter ORG/REPO.');
+    showPullError(api.isRegistryRef($('ref-input').value)
+      ? 'Registry models (ollama:, oci://, docker.io/) are pulled by name and tag: press Pull.'
+      : 'List files works for a Hugging Face repo: enter ORG/REPO.');
     return;
   }
   box.hidden = false;

@@ -11,6 +11,7 @@
 #define CAP_REPO_PATH_DEPTH 32		     /* components of a repo path */
 #define CAP_REPO_ID_LEN 96		     /* ORG or REPO name */
 #define CAP_REVISION_LEN 256		     /* a branch, tag or commit */
+#define CAP_OCI_NAME_LEN 255		     /* an OCI repository name (distribution spec) */
 #define CAP_URL_LEN 4096		     /* a URL, ours or the CDN's */
 #define CAP_HEADER_VALUE 8192		     /* one HTTP header we keep */
 #define CAP_LISTING_BYTES (16 * 1024 * 1024) /* one Hub listing answer */

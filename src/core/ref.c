@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "core/err.h"
+#include "core/ref_internal.h"
 #include "core/parse.h"
 #include "core/url.h"
 #include "core/util.h"
@@ -36,11 +37,7 @@ static void ref_show(const char *s, char out[REF_SHOW_MAX + 4])
 	out[i] = '\0';
 }
 
-/* Sets e to "model ref 'S': <fmt>" with ERR_UNPROCESSABLE. */
-static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
+int ref_fail(struct err *e, const char *s, const char *fmt, ...)
 {
 	if (!e)
 		return ERR_UNPROCESSABLE;
@@ -54,8 +51,7 @@ static int ref_fail(struct err *e, const char *s, const char *fmt, ...)
 	return err_set(e, ERR_UNPROCESSABLE, "model ref '%s': %s", show, what);
 }
 
-/* Passes up a parse.h message as a ref error: "model ref 'S': <label><msg>". */
-static int ref_fail_from(struct err *e, const char *s, const char *label)
+int ref_fail_from(struct err *e, const char *s, const char *label)
 {
 	if (!e)
 		return ERR_UNPROCESSABLE;
@@ -170,20 +166,25 @@ static int ref_parse_hf(const char *s, const char *body, struct model_ref *r, st
 
 static const char sha_fragment[] = "sha256=";
 
-/* The digest of a "#sha256=HEX" fragment starting at hash, stored lowercase in r->sha256. */
-static int ref_parse_pin(const char *s, const char *hash, struct model_ref *r, struct err *e)
+int ref_parse_digest(const char *s, const char *hex, const char *what, struct model_ref *r,
+		     struct err *e)
 {
-	const char *hex = hash + 1 + sizeof(sha_fragment) - 1;
 	size_t hlen = strlen(hex);
 	if (hlen != 64)
-		return ref_fail(e, s, "#sha256= needs 64 hex digits, got %zu", hlen);
+		return ref_fail(e, s, "%s needs 64 hex digits, got %zu", what, hlen);
 	for (size_t i = 0; i < 64; i++) {
 		if (!is_hex_digit(hex[i]))
-			return ref_fail(e, s, "#sha256= has a non-hex character at %zu", i);
+			return ref_fail(e, s, "%s has a non-hex character at %zu", what, i);
 		r->sha256[i] = (char)tolower((unsigned char)hex[i]);
 	}
 	r->sha256[64] = '\0';
 	return 0;
+}
+
+/* The digest of a "#sha256=HEX" fragment starting at hash. */
+static int ref_parse_pin(const char *s, const char *hash, struct model_ref *r, struct err *e)
+{
+	return ref_parse_digest(s, hash + sizeof(sha_fragment), "#sha256=", r, e);
 }
 
 /*
@@ -388,6 +389,8 @@ struct ref_scheme {
 };
 static const struct ref_scheme ref_schemes[] = {
     {"s3", ref_parse_s3},
+    {"oci", ref_parse_oci_scheme},
+    {"ollama", ref_parse_ollama_scheme},
 };
 
 static const struct ref_scheme *ref_scheme_find(const char *s, size_t sl)
@@ -398,6 +401,9 @@ static const struct ref_scheme *ref_scheme_find(const char *s, size_t sl)
 			return &ref_schemes[i];
 	return NULL;
 }
+
+/* Docker Hub's shorthand, as docker and Docker Model Runner write it: docker.io/ai/NAME. */
+static const char docker_hub_prefix[] = "docker.io/";
 
 int ref_parse(const char *s, struct model_ref *r, struct err *e)
 {
@@ -419,6 +425,9 @@ int ref_parse(const char *s, struct model_ref *r, struct err *e)
 		rc = ref_parse_file(s, r, e);
 	} else if (ref_scheme_find(s, sl)) {
 		rc = ref_scheme_find(s, sl)->parse(s, sl, r, e);
+	} else if (sl == 0 &&
+		   strncasecmp(s, docker_hub_prefix, sizeof(docker_hub_prefix) - 1) == 0) {
+		rc = ref_parse_oci(s, s, r, e);
 	} else if (sl > 0) {
 		rc = ref_fail(e, s, "unknown scheme '%.*s:'", (int)(sl > 16 ? 16 : sl), s);
 	} else {
@@ -482,6 +491,8 @@ int ref_format(const struct model_ref *r, char *buf, size_t size)
 		}
 		return rc;
 	}
+	case REF_OCI:
+	case REF_OLLAMA: return ref_catalog_id_oci(r, buf, size);
 	}
 	return ERR_INTERNAL;
 }
@@ -591,6 +602,11 @@ static int ref_may_match(const char *query, const char *id)
 		return strncasecmp(query, "http", 4) == 0 || strncasecmp(query, "s3:", 3) == 0;
 	if (strncmp(id, "file:", 5) == 0)
 		return strncasecmp(query, "file:", 5) == 0;
+	if (strncmp(id, "oci://", 6) == 0)
+		return strncasecmp(query, "oci://", 6) == 0 ||
+		       strncasecmp(query, docker_hub_prefix, sizeof(docker_hub_prefix) - 1) == 0;
+	if (strncmp(id, "ollama:", 7) == 0)
+		return strncasecmp(query, "ollama:", 7) == 0;
 	return 0;
 }
 
@@ -614,6 +630,8 @@ int ref_matches_id(const char *query, const char *id)
 		       ref_catalog_id_url(q.sha256, want, sizeof(want)) == 0 &&
 		       strcmp(want, id) == 0;
 	}
+	if (q.kind == REF_OCI || q.kind == REF_OLLAMA)
+		return ref_matches_oci(&q, id);
 	if (strncmp(id, "file:", 5) == 0 && q.kind == REF_FILE) {
 		const char *base = strrchr(q.path, '/');
 		return strcmp(base + 1, id + 5) == 0;

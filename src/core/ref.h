@@ -5,6 +5,9 @@
  *   ORG/REPO:FILE                       the rbee form, same as hf:
  *   https://HOST/PATH[#sha256=HEX]      any HTTPS file, digest optionally pinned
  *   file:///ABS/PATH[#sha256=HEX]       a local file, content optionally pinned
+ *   oci://REGISTRY/NAME[:TAG|@sha256:HEX]  a model artifact in an OCI registry
+ *   docker.io/NAME[:TAG]                the same on Docker Hub (docker.io/ai/smollm2)
+ *   ollama:NAME[:TAG], ollama:USER/NAME:TAG  a model of the Ollama library
  *   s3://BUCKET/KEY[#sha256=HEX]        an object of the site's S3 store
  *
  * ref_parse() checks everything (names, repo paths, revision, URL, digest)
@@ -28,6 +31,16 @@
  *   control characters (so no NUL), no ".." component, not a directory. A
  *   trailing #sha256=HEX pins the content (a file the CLI uploaded to the
  *   daemon is named this way); any other '#' is part of the path.
+ * - OCI refs: REGISTRY is HOST[:PORT] (docker.io and index.docker.io mean
+ *   registry-1.docker.io, where Docker Hub's API answers); NAME is one or
+ *   more '/'-separated lower-case components of letters, digits and single
+ *   '.', '_', '__' or '-' runs between them, at most CAP_OCI_NAME_LEN bytes;
+ *   TAG is [A-Za-z0-9_][A-Za-z0-9._-]{0,127}, default "latest", stored in
+ *   revision; @sha256:HEX pins the manifest (revision "sha256:HEX", the hex
+ *   also in sha256). A Docker Hub name without '/' is library/NAME.
+ * - ollama: refs name the repository library/NAME, or USER/NAME; the
+ *   registry (registry.ollama.ai, or RBEE_HIVE_OLLAMA_REGISTRY) is the
+ *   provisioner's to choose, so host stays empty.
  * - s3://BUCKET/KEY: BUCKET as S3 names buckets (3..63 of a-z, 0-9, '.',
  *   '-'); KEY of letters, digits, '-', '.', '_', '~' and '/', no empty, "."
  *   or ".." part (ref_s3_key_check), so the key needs no encoding in a
@@ -43,7 +56,7 @@
 
 struct err;
 
-enum ref_kind { REF_HF = 1, REF_URL, REF_FILE, REF_S3 };
+enum ref_kind { REF_HF = 1, REF_URL, REF_FILE, REF_S3, REF_OCI, REF_OLLAMA };
 
 enum ref_selector {
 	SEL_DEFAULT = 0, /* none given: Q4_K_M, else Q8_0, else the only/first .gguf */
@@ -61,10 +74,13 @@ struct model_ref {
 	char selector[CAP_REPO_PATH_LEN + 1]; /* path or tag; empty for DEFAULT/ALL */
 	char revision[CAP_REVISION_LEN + 1];  /* "main" when not given */
 	int revision_given;
+	/* REF_OCI, REF_OLLAMA: the repository; the tag or "sha256:HEX" is in revision */
+	char name[CAP_OCI_NAME_LEN + 1];
 	/* REF_URL */
 	char url[CAP_URL_LEN + 1]; /* without the fragment */
-	char host[256];
-	char sha256[65]; /* pinned digest, lowercase; empty when not pinned (also REF_FILE) */
+	char host[256];		   /* also the registry (HOST[:PORT]) of REF_OCI */
+	char sha256[65]; /* pinned digest, lowercase; empty when not pinned (also REF_FILE, REF_OCI)
+			  */
 	/* REF_FILE; REF_S3: url "s3://BUCKET/KEY", host the bucket, path the key */
 	char path[CAP_URL_LEN + 1]; /* absolute local path */
 };
@@ -101,6 +117,16 @@ int ref_catalog_id_hf(const char *org, const char *repo, const char *first_path,
 		      const char *revision, char *buf, size_t size);
 int ref_catalog_id_url(const char *sha256, char *buf, size_t size);
 int ref_catalog_id_file(const char *name, char *buf, size_t size);
+/*
+ * The catalog id of an OCI or Ollama ref, which is also its canonical text:
+ * oci://REGISTRY/NAME:TAG or oci://REGISTRY/NAME@sha256:HEX;
+ * ollama:NAME:TAG for the library, ollama:USER/NAME:TAG for a user's model.
+ * Returns 0, ERR_TOO_LARGE, or ERR_INVALID for another kind of ref.
+ */
+int ref_catalog_id_oci(const struct model_ref *r, char *buf, size_t size);
+
+/* The tag an OCI or Ollama ref means when it names none. */
+#define REF_DEFAULT_TAG "latest"
 
 /*
  * 1 if the user's text `query` names catalog id `id`: the id itself; the id
@@ -112,7 +138,8 @@ int ref_catalog_id_file(const char *name, char *buf, size_t size);
  * only ids of that revision (no "@" in the id is REF_DEFAULT_REVISION); one
  * that names none matches every revision. A URL model also matches a URL ref
  * pinning the same #sha256=; a file model a file:/// ref with the same file
- * name.
+ * name; an OCI or Ollama model its own ref, or one that names the same
+ * repository without a tag or digest.
  * Callers count matches over the catalog: one match is the model, more is
  * ambiguous (ERR_CONFLICT), none is ERR_NOT_FOUND.
  */

@@ -21,6 +21,11 @@ struct sha256 {
 	void *ctx; /* EVP_MD_CTX */
 };
 
+/*
+ * Starts a digest. h must be zeroed before its first sha256_init (struct
+ * sha256 h = {0}): a context already there is reused, so h can be reset
+ * for the next digest without a new allocation.
+ */
 void sha256_init(struct sha256 *h);
 void sha256_update(struct sha256 *h, const void *data, size_t n);
 /*

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -50,32 +51,46 @@ static ssize_t token_read_all(int fd, char *buf, size_t size)
 	return (ssize_t)len;
 }
 
-int token_read_file(const char *path, int missing_ok, char **out, struct err *e)
+int secret_file_read(const char *path, const char *what, int missing_ok, size_t max, char **out,
+		     size_t *len_out, struct err *e)
 {
-	/* One byte more than the cap tells an oversized file from a full one. */
-	char buf[CAP_TOKEN_FILE + 2];
 	*out = NULL;
+	*len_out = 0;
 	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0 && errno == ENOENT && missing_ok)
 		return 0;
 	if (fd < 0)
-		return err_set(e, ERR_IO, "token file '%s': %s", path, strerror(errno));
+		return err_set(e, ERR_IO, "%s '%s': %s", what, path, strerror(errno));
 	struct stat st;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return err_set(e, ERR_IO, "token file '%s': not a regular file", path);
+		return err_set(e, ERR_IO, "%s '%s': not a regular file", what, path);
 	}
-	ssize_t got = token_read_all(fd, buf, sizeof(buf));
+	/* One byte more than the cap tells an oversized file from a full one. */
+	char *buf = xmalloc(max + 2);
+	ssize_t got = token_read_all(fd, buf, max + 2);
 	int saved = errno;
 	close(fd);
-	if (got < 0)
-		return err_set(e, ERR_IO, "token file '%s': %s", path, strerror(saved));
-	size_t len = (size_t)got;
-	if (len > CAP_TOKEN_FILE) {
-		explicit_bzero(buf, sizeof(buf));
-		return err_set(e, ERR_TOO_LARGE, "token file '%s': over %d bytes", path,
-			       CAP_TOKEN_FILE);
+	if (got < 0 || (size_t)got > max) {
+		explicit_bzero(buf, max + 2);
+		free(buf);
+		if (got < 0)
+			return err_set(e, ERR_IO, "%s '%s': %s", what, path, strerror(saved));
+		return err_set(e, ERR_TOO_LARGE, "%s '%s': over %zu bytes", what, path, max);
 	}
+	*out = buf;
+	*len_out = (size_t)got;
+	return 0;
+}
+
+int token_read_file(const char *path, int missing_ok, char **out, struct err *e)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	*out = NULL;
+	int rc = secret_file_read(path, "token file", missing_ok, CAP_TOKEN_FILE, &buf, &len, e);
+	if (rc || !buf)
+		return rc;
 	size_t start = 0;
 	while (start < len && token_space(buf[start]))
 		start++;
@@ -86,11 +101,12 @@ int token_read_file(const char *path, int missing_ok, char **out, struct err *e)
 	char where[ERR_MSG_MAX];
 	snprintf(where, sizeof(where), "token file '%s'", path);
 	/* An embedded NUL would cut the token short without a word: refuse it too. */
-	int rc = memchr(buf + start, '\0', len - start)
-		     ? err_set(e, ERR_INVALID, "%s: the token has a NUL byte", where)
-		     : token_check(buf + start, where, e);
+	rc = memchr(buf + start, '\0', len - start)
+		 ? err_set(e, ERR_INVALID, "%s: the token has a NUL byte", where)
+		 : token_check(buf + start, where, e);
 	if (rc == 0)
 		*out = xstrndup(buf + start, len - start);
-	explicit_bzero(buf, sizeof(buf));
+	explicit_bzero(buf, CAP_TOKEN_FILE + 2);
+	free(buf);
 	return rc;
 }

@@ -8,6 +8,8 @@
 #ifndef RBEE_CORE_TOKEN_H
 #define RBEE_CORE_TOKEN_H
 
+#include <stddef.h>
+
 struct err;
 
 /*
@@ -20,6 +22,16 @@ struct err;
  * outside printable ASCII inside the token).
  */
 int token_read_file(const char *path, int missing_ok, char **out, struct err *e);
+
+/*
+ * The whole of a file that holds secrets (a token file, Docker's
+ * config.json), at most max bytes, into *out (malloc'd, NUL-terminated, its
+ * length in *len; the caller scrubs and frees it). what names the file in
+ * messages ("token file"). missing_ok as for token_read_file. Errors:
+ * ERR_IO (missing, unreadable, not a regular file), ERR_TOO_LARGE.
+ */
+int secret_file_read(const char *path, const char *what, int missing_ok, size_t max, char **out,
+		     size_t *len, struct err *e);
 
 /*
  * 0 when t is a usable token (1..CAP_TOKEN_LEN printable ASCII bytes, no

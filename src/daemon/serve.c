@@ -69,6 +69,7 @@ struct serve_opts {
 	int mirror_gated;
 	const char *log_level;
 	const char *port_file;
+	const char *registry_auth;
 	struct serve_list allow_file_import;
 	const char *blob_store;
 	const char *s3_endpoint;
@@ -163,6 +164,8 @@ static const struct serve_flag serve_flags[] = {
     {"--allow-file-import", OPT_LIST, O(allow_file_import), 0, CAP_FILE_IMPORT_DIRS,
      "DIR  file:// refs may import "
      "files of DIR (repeatable; none: the daemon reads no local path)"},
+    {"--registry-auth", OPT_STR, O(registry_auth), 0, 0,
+     "F  credentials for OCI registries, in Docker's config.json format (none)"},
     {"--blob-store", OPT_STR, O(blob_store), 0, 0,
      "s3://BUCKET[/PREFIX]  the site's shared blob store: blobs are read from it before the "
      "origin and uploaded to it after (docs/fleet.md; none)"},
@@ -485,6 +488,7 @@ int daemon_serve_main(int argc, char **argv)
 	    .max_unknown_size = o.max_unknown_size,
 	    .file_import_dirs = o.allow_file_import.v,
 	    .n_file_import_dirs = o.allow_file_import.n,
+	    .registry_auth = o.registry_auth,
 	    .blob_store = o.blob_store,
 	    .s3_endpoint = o.s3_endpoint,
 	    .s3_region = o.s3_region,

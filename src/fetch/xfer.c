@@ -194,6 +194,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	cond_init_monotonic(&x->save_cond);
 	cond_init_monotonic(&x->done_cond);
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
+	x->basic = req->auth_basic;
 	x->max_retries = req->max_retries > 0 ? req->max_retries : eng->cfg.max_retries;
 	if (req->aws_sigv4) {
 		x->aws_sigv4 = xstrdup(req->aws_sigv4);

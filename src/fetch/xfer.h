@@ -140,6 +140,7 @@ struct xfer_request {
 	 * to origin only, like a bearer token. NULL: bearer auth.
 	 */
 	const char *aws_sigv4;
+	int auth_basic;	       /* auth_token is "user:password" for HTTP Basic (a registry) */
 	int max_retries;       /* tries of a connection without progress; 0: the engine's */
 	int dir_fd;	       /* the folder of the partial; the engine keeps a duplicate */
 	int fd;		       /* the partial, read-write, opened relative to dir_fd with

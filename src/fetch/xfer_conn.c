@@ -168,7 +168,10 @@ void xconn_start(struct xfer *x, struct xconn *c)
 	 * only when this URL is at the origin (scheme, host and port): redirects
 	 * are followed here, one hop at a time, so each hop is judged on its own.
 	 */
-	if (x->url_auth && x->aws_sigv4) {
+	if (x->url_auth && x->basic) {
+		curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_BASIC);
+		curl_easy_setopt(h, CURLOPT_USERPWD, x->token);
+	} else if (x->url_auth && x->aws_sigv4) {
 		curl_easy_setopt(h, CURLOPT_AWS_SIGV4, x->aws_sigv4);
 		curl_easy_setopt(h, CURLOPT_USERPWD, x->token);
 		curl_easy_setopt(h, CURLOPT_HTTPHEADER, x->aws_headers);

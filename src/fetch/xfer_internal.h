@@ -105,7 +105,8 @@ struct xfer {
 	struct url_parts origin;
 	enum url_net base; /* the class of the origin's address: no hop may go further in */
 	char *token;
-	char *aws_sigv4;		/* SigV4 provider when token is S3 credentials */
+	int basic;	 /* token is user:password for HTTP Basic, not a bearer token */
+	char *aws_sigv4; /* SigV4 provider when token is S3 credentials */
 	struct curl_slist *aws_headers; /* x-amz-content-sha256, for SigV4 */
 	int max_retries;
 	char *dest; /* the label of the partial, for messages */

@@ -294,8 +294,8 @@ static int is_retryable_curl(CURLcode cc)
  * chain's origin, the address it resolves to is checked before connecting.
  */
 static int request_once(const struct hf_client *c, const char *method, const char *url,
-			const struct hf_chain *ch, struct cancel_token *cancel, struct hf_resp *r,
-			CURLcode *cc, struct err *e)
+			const struct hf_chain *ch, const struct hf_req_opts *opts,
+			struct cancel_token *cancel, struct hf_resp *r, CURLcode *cc, struct err *e)
 {
 	struct url_parts up;
 	struct hf_peer peer = {.ch = ch};
@@ -330,14 +330,28 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_xferinfo);
 	curl_easy_setopt(h, CURLOPT_XFERINFODATA, cancel);
 	hdrs = curl_slist_append(hdrs, "Accept-Encoding: identity");
-	/* The token goes to the Hub's own origin only, never to a CDN or another host. */
-	if (url_same_origin_str(url, c->endpoint))
+	/*
+	 * The token goes to the Hub's own origin only, never to a CDN or another
+	 * host; a request for another server carries its own authorization, to
+	 * its own origin only, and never the Hub's token.
+	 */
+	if (opts) {
+		if (opts->authorization && opts->auth_origin &&
+		    url_same_origin_str(url, opts->auth_origin))
+			auth = xasprintf("Authorization: %s", opts->authorization);
+		if (opts->accept) {
+			char *acc = xasprintf("Accept: %s", opts->accept);
+			hdrs = curl_slist_append(hdrs, acc);
+			free(acc);
+		}
+	} else if (url_same_origin_str(url, c->endpoint)) {
 		hf_token_get(c, &tok);
-	r->token_from = tok.from;
-	if (tok.from) {
-		auth = xasprintf("Authorization: Bearer %s", tok.value);
-		hdrs = curl_slist_append(hdrs, auth);
+		if (tok.from)
+			auth = xasprintf("Authorization: Bearer %s", tok.value);
 	}
+	r->token_from = tok.from;
+	if (auth)
+		hdrs = curl_slist_append(hdrs, auth);
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 
 	*cc = curl_easy_perform(h);
@@ -388,6 +402,9 @@ static int request_once(const struct hf_client *c, const char *method, const cha
 		r->retry_after_s = (long)ra;
 	get_header(h, "Accept-Ranges", v, sizeof(v));
 	r->accept_ranges = strcasecmp(v, "bytes") == 0;
+	get_header(h, "WWW-Authenticate", r->www_authenticate, sizeof(r->www_authenticate));
+	get_header(h, "Content-Type", r->content_type, sizeof(r->content_type));
+	get_header(h, "Docker-Content-Digest", r->content_digest, sizeof(r->content_digest));
 	free(r->body);
 	r->body = b.buf;
 	r->len = b.len;
@@ -417,6 +434,13 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 	       enum hf_redirects redir, struct cancel_token *cancel, struct hf_resp *r,
 	       struct err *e)
 {
+	return hf_request_opts(c, method, url, redir, NULL, cancel, r, e);
+}
+
+int hf_request_opts(const struct hf_client *c, const char *method, const char *url,
+		    enum hf_redirects redir, const struct hf_req_opts *opts,
+		    struct cancel_token *cancel, struct hf_resp *r, struct err *e)
+{
 	char cur[CAP_URL_LEN + 1];
 	hf_resp_cleanup(r);
 	memset(r, 0, sizeof(*r));
@@ -434,7 +458,7 @@ int hf_request(const struct hf_client *c, const char *method, const char *url,
 		CURLcode cc = CURLE_OK;
 		if (cancel && cancel_is_set(cancel))
 			return err_set(e, ERR_CANCELLED, "cancelled");
-		int rc = request_once(c, method, cur, &ch, cancel, r, &cc, e);
+		int rc = request_once(c, method, cur, &ch, opts, cancel, r, &cc, e);
 		int retry = rc == ERR_NETWORK && is_retryable_curl(cc);
 		if (rc == 0 && is_retryable_status(r->status)) {
 			retry = 1;

@@ -87,6 +87,10 @@ struct hf_resp {
 	int accept_ranges;		 /* Accept-Ranges: bytes */
 	char final_url[CAP_URL_LEN + 1]; /* after same-host redirects */
 	const char *token_from;		 /* hf_token's from of the token sent; NULL: none */
+	/* What an OCI registry says beside the Hub's headers. */
+	char www_authenticate[1024]; /* WWW-Authenticate */
+	char content_type[128];	     /* Content-Type */
+	char content_digest[80];     /* Docker-Content-Digest */
 };
 
 void hf_resp_cleanup(struct hf_resp *r);
@@ -108,6 +112,24 @@ enum hf_redirects {
 int hf_request(const struct hf_client *c, const char *method, const char *url,
 	       enum hf_redirects redir, struct cancel_token *cancel, struct hf_resp *r,
 	       struct err *e);
+
+/*
+ * A request to another server than the Hub (an OCI registry, its token
+ * service): no Hub token is ever sent; authorization (a whole header value,
+ * "Bearer T" or "Basic B64"), when set, goes to the exact origin of
+ * auth_origin only, never to a host a redirect leads to; accept, when set,
+ * is the Accept header.
+ */
+struct hf_req_opts {
+	const char *accept;
+	const char *authorization;
+	const char *auth_origin;
+};
+
+/* hf_request with opts (NULL: as hf_request). */
+int hf_request_opts(const struct hf_client *c, const char *method, const char *url,
+		    enum hf_redirects redir, const struct hf_req_opts *opts,
+		    struct cancel_token *cancel, struct hf_resp *r, struct err *e);
 
 /*
  * revision -> commit sha (40 hex) through GET /api/models/ORG/REPO/revision/REV.

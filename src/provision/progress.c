@@ -92,6 +92,12 @@ void prov_plan_cleanup(struct prov_plan *p)
 	free(p->files);
 	p->files = NULL;
 	p->n = 0;
+	if (p->auth_token)
+		explicit_bzero(p->auth_token, strlen(p->auth_token));
+	free(p->auth_token);
+	free(p->auth_origin);
+	p->auth_token = p->auth_origin = NULL;
+	p->auth_basic = 0;
 }
 
 struct prov_file *prov_plan_add(struct prov_plan *p, const char *path, uint64_t size,

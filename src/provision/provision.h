@@ -106,6 +106,11 @@ struct prov_config {
 	const char *const *file_import_dirs;
 	size_t n_file_import_dirs;
 	/*
+	 * Credentials for OCI registries (--registry-auth): a file in Docker's
+	 * config.json format, read at each pull that needs it. NULL: none.
+	 */
+	const char *registry_auth;
+	/*
 	 * The site's blob store (docs/fleet.md): "s3://BUCKET[/PREFIX]", or NULL
 	 * for none; its endpoint URL, region (NULL: us-east-1) and credentials.
 	 * Borrowed.

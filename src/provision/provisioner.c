@@ -3,6 +3,8 @@
  * through a table, and runs plan -> fetch -> publish with events and cancel
  * checks between every step.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,10 +58,8 @@ const char *prov_phase_name(enum prov_phase p)
 }
 
 static const struct prov_vendor *const vendors[] = {
-    &prov_vendor_hf,
-    &prov_vendor_url,
-    &prov_vendor_file,
-    &prov_vendor_s3,
+    &prov_vendor_hf, &prov_vendor_url, &prov_vendor_file,
+    &prov_vendor_s3, &prov_vendor_oci, &prov_vendor_ollama,
 };
 
 struct multi_provisioner {
@@ -190,6 +190,12 @@ int provisioner_new(const struct prov_config *cfg, struct provisioner **out, str
 		goto fail;
 	}
 	ctx->shared_cache = sp.shared;
+	if (cfg->registry_auth && cfg->registry_auth[0] &&
+	    !realpath(cfg->registry_auth, ctx->registry_auth)) {
+		rc = err_set(e, ERR_INVALID, "--registry-auth %.200s: %s", cfg->registry_auth,
+			     strerror(errno));
+		goto fail;
+	}
 	rc = prov_file_roots_init(ctx, cfg, e);
 	if (rc)
 		goto fail;

@@ -59,6 +59,9 @@ static int fetch_one(struct prov_job *j, struct prov_plan *p, size_t index, stru
 	    .size_known = f->size_known,
 	    .url = f->url,
 	    .url_is_hub = f->url_is_hub,
+	    .auth_token = p->auth_token,
+	    .auth_origin = p->auth_origin,
+	    .auth_basic = p->auth_basic,
 	    .url_is_store = f->url_is_store,
 	    .org = p->kind == REF_HF ? p->org : NULL,
 	    .repo = p->kind == REF_HF ? p->name : NULL,
@@ -322,6 +325,16 @@ static void read_facts(struct prov_job *j, const struct prov_plan *p, struct cat
 	catalog_gguf_from_facts(g, &facts);
 }
 
+/* The catalog's source of each kind of ref (an s3:// object is a URL model). */
+static enum catalog_source source_of(enum ref_kind k)
+{
+	static const enum catalog_source sources[] = {
+	    [REF_HF] = CATALOG_SRC_HF,	[REF_URL] = CATALOG_SRC_URL, [REF_FILE] = CATALOG_SRC_FILE,
+	    [REF_S3] = CATALOG_SRC_URL, [REF_OCI] = CATALOG_SRC_OCI, [REF_OLLAMA] = CATALOG_SRC_OCI,
+	};
+	return (size_t)k < sizeof(sources) / sizeof(sources[0]) ? sources[k] : CATALOG_SRC_FILE;
+}
+
 int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *out, struct err *e)
 {
 	struct layout *l = j->ctx->layout;
@@ -371,9 +384,7 @@ int prov_publish(struct prov_job *j, struct prov_plan *p, struct prov_artifact *
 	}
 	read_facts(j, p, &m.gguf);
 	m.id = p->id;
-	m.source = p->kind == REF_HF	? CATALOG_SRC_HF
-		   : p->kind == REF_URL ? CATALOG_SRC_URL
-					: CATALOG_SRC_FILE;
+	m.source = source_of(p->kind);
 	m.repo = p->repo;
 	m.revision = p->revision;
 	m.commit = p->commit;

@@ -39,6 +39,8 @@ struct prov_blob {
 	int size_known;
 	char *url;
 	int url_is_hub;
+	char *auth_token, *auth_origin; /* another server's token and its origin; NULL: none */
+	int auth_basic;			/* auth_token is user:password for HTTP Basic */
 	int url_is_store;
 	char *org, *repo, *commit, *path; /* refresh of a Hub file; NULL otherwise */
 	char log_id[64];
@@ -113,6 +115,10 @@ static void blob_free(struct prov_blob *b)
 	xfer_free(b->x_prev);
 	cancel_unref(b->cancel);
 	free(b->url);
+	if (b->auth_token)
+		explicit_bzero(b->auth_token, strlen(b->auth_token));
+	free(b->auth_token);
+	free(b->auth_origin);
 	free(b->org);
 	free(b->repo);
 	free(b->commit);
@@ -217,6 +223,7 @@ struct blob_source {
 	const char *origin; /* NULL: url */
 	const char *token;  /* bearer token, or S3 credentials with sigv4 */
 	const char *sigv4;  /* S3 signing; NULL: none */
+	int basic;	    /* token is user:password for HTTP Basic (a registry's) */
 	int refresh;	    /* a Hub file: a 403 re-resolves it */
 	int max_retries;    /* 0: the engine's */
 };
@@ -252,6 +259,7 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	    .origin = src->origin,
 	    .auth_token = src->token,
 	    .aws_sigv4 = src->sigv4,
+	    .auth_basic = src->basic,
 	    .max_retries = src->max_retries,
 	    .dir_fd = dir_fd,
 	    .fd = fd,
@@ -296,6 +304,9 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	rc = xfer_result(x, e, got);
 	struct xfer_progress p1;
 	xfer_progress(x, &p1);
+	/* The last snapshot may lag the end: a finished transfer wrote every byte. */
+	if (rc == 0 && b->size_known)
+		p1.bytes_done = b->size;
 	/* The bytes this try wrote; a failed try's count too, as the source delivered them. */
 	if (p1.bytes_done > p0.bytes_done)
 		prov_source_add(ctx, src->sigv4 ? PROV_SRC_S3 : PROV_SRC_CDN,
@@ -442,8 +453,9 @@ static int blob_run(struct prov_blob *b, struct err *e)
 		    .url = b->url,
 		    /* A Hub file's download starts at the endpoint: its token, and the bound on
 		       redirects. */
-		    .origin = b->org ? ctx->hf.endpoint : NULL,
-		    .token = tok.from ? tok.value : NULL,
+		    .origin = b->org ? ctx->hf.endpoint : b->auth_origin,
+		    .token = tok.from ? tok.value : b->auth_token,
+		    .basic = !tok.from && b->auth_basic,
 		    .refresh = b->org != NULL,
 		};
 		/* An s3:// ref's object: the store's credentials, to the endpoint only. */
@@ -559,6 +571,9 @@ int prov_share_join(struct prov_share *sh, const struct prov_blob_req *req, stru
 	b->size_known = req->size_known;
 	b->url = xstrdup(req->url);
 	b->url_is_hub = req->url_is_hub;
+	b->auth_token = dup_or_null(req->auth_token);
+	b->auth_origin = dup_or_null(req->auth_origin);
+	b->auth_basic = req->auth_basic;
 	b->url_is_store = req->url_is_store;
 	b->org = dup_or_null(req->org);
 	b->repo = dup_or_null(req->repo);

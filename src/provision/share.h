@@ -44,6 +44,13 @@ struct prov_blob_req {
 	const char *url;  /* where the bytes are */
 	int url_is_hub;	  /* send the Hub token along (a small file served by the Hub) */
 	int url_is_store; /* an S3 object (an s3:// ref): signed with the store's credentials */
+	/*
+	 * Another server's bearer token (an OCI registry's) and the origin it
+	 * is for; the engine sends it to that exact origin only, never after a
+	 * redirect to a CDN. NULL when none.
+	 */
+	const char *auth_token, *auth_origin;
+	int auth_basic; /* auth_token is user:password for HTTP Basic */
 	/* For a Hugging Face file: re-resolved after a 403 from the CDN. NULL otherwise. */
 	const char *org, *repo, *commit, *path;
 	const char *log_id; /* job id for logs; may be NULL */

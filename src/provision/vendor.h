@@ -51,6 +51,8 @@ struct prov_ctx {
 	 * cache every blob is rbee-hive's.
 	 */
 	int shared_cache;
+	/* prov_config.registry_auth, made absolute; "" when none. */
+	char registry_auth[4096];
 	/* The S3 endpoint, credentials and blob store (--blob-store, bucket "" when none); NULL:
 	 * none. */
 	struct s3_store *s3;
@@ -107,6 +109,14 @@ struct prov_plan {
 	struct prov_file *files;
 	size_t n;
 	uint64_t total;
+	/*
+	 * The files come from another server than the Hub (an OCI registry):
+	 * its bearer token for the transfers, sent to auth_origin only. NULL
+	 * when none; freed (and scrubbed) by prov_plan_cleanup.
+	 */
+	char *auth_token;
+	char *auth_origin;
+	int auth_basic; /* auth_token is user:password for HTTP Basic */
 };
 
 /* Plans (progress.c). */
@@ -150,6 +160,8 @@ struct prov_vendor {
 extern const struct prov_vendor prov_vendor_hf;
 extern const struct prov_vendor prov_vendor_url;
 extern const struct prov_vendor prov_vendor_file;
+extern const struct prov_vendor prov_vendor_oci;
+extern const struct prov_vendor prov_vendor_ollama;
 extern const struct prov_vendor prov_vendor_s3;
 
 /* 1 when a blob store (--blob-store) is configured, not only an S3 endpoint for s3:// refs. */

@@ -113,6 +113,54 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     " part_size INTEGER NOT NULL, etags TEXT NOT NULL, updated_ms INTEGER NOT NULL,"
     " PRIMARY KEY(sha256, target));"
     "ALTER TABLE blobs ADD COLUMN source TEXT NOT NULL DEFAULT '';",
+    /*
+     * 5 -> 6: models from OCI registries and the Ollama library (source
+     * 'oci'). SQLite cannot change a CHECK in place, so models is rebuilt,
+     * and files with it: files is copied first and dropped before models,
+     * so the drop cascades to nothing, and the rename carries the foreign
+     * key over to the new models.
+     */
+    "CREATE TABLE models_v6("
+    " id TEXT PRIMARY KEY NOT NULL,"
+    " source TEXT NOT NULL CHECK(source IN ('hf','url','file','oci')),"
+    " repo TEXT NOT NULL,"
+    " revision TEXT NOT NULL DEFAULT '',"
+    " commit_sha TEXT NOT NULL DEFAULT '',"
+    " repo_dir TEXT NOT NULL,"
+    " status TEXT NOT NULL CHECK(status IN ('downloading','available','failed')),"
+    " size INTEGER NOT NULL DEFAULT 0,"
+    " created_ms INTEGER NOT NULL,"
+    " updated_ms INTEGER NOT NULL,"
+    " error TEXT NOT NULL DEFAULT '',"
+    " gguf_architecture TEXT NOT NULL DEFAULT '',"
+    " gguf_name TEXT NOT NULL DEFAULT '',"
+    " gguf_quantization TEXT NOT NULL DEFAULT '',"
+    " gguf_parameters INTEGER NOT NULL DEFAULT 0,"
+    " gguf_size_label TEXT NOT NULL DEFAULT '',"
+    " gguf_context_length INTEGER NOT NULL DEFAULT 0,"
+    " gated INTEGER NOT NULL DEFAULT -1);"
+    "INSERT INTO models_v6 SELECT id, source, repo, revision, commit_sha, repo_dir, status,"
+    " size, created_ms, updated_ms, error, gguf_architecture, gguf_name, gguf_quantization,"
+    " gguf_parameters, gguf_size_label, gguf_context_length, gated FROM models;"
+    "CREATE TABLE files_v6("
+    " model_id TEXT NOT NULL REFERENCES models_v6(id) ON DELETE CASCADE,"
+    " idx INTEGER NOT NULL,"
+    " path TEXT NOT NULL,"
+    " sha256 TEXT NOT NULL,"
+    " size INTEGER NOT NULL,"
+    " blob TEXT NOT NULL DEFAULT '',"
+    " link_adopted INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY(model_id, idx),"
+    " UNIQUE(model_id, path));"
+    "INSERT INTO files_v6 SELECT model_id, idx, path, sha256, size, blob, link_adopted"
+    " FROM files;"
+    "DROP TABLE files;"
+    "DROP TABLE models;"
+    "ALTER TABLE models_v6 RENAME TO models;"
+    "ALTER TABLE files_v6 RENAME TO files;"
+    "CREATE INDEX files_sha256 ON files(sha256);"
+    "CREATE INDEX files_blob ON files(blob);"
+    "CREATE INDEX models_repo_dir ON models(repo_dir, commit_sha);",
 };
 
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e)

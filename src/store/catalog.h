@@ -37,7 +37,7 @@ struct catalog;
 struct gguf_facts;
 
 /* The schema version this build writes. */
-#define CATALOG_SCHEMA_VERSION 5
+#define CATALOG_SCHEMA_VERSION 6
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
 /*
@@ -48,7 +48,7 @@ struct gguf_facts;
 int catalog_open(const char *db_path, struct catalog **out, struct err *e);
 void catalog_close(struct catalog *c);
 
-enum catalog_source { CATALOG_SRC_HF = 1, CATALOG_SRC_URL, CATALOG_SRC_FILE };
+enum catalog_source { CATALOG_SRC_HF = 1, CATALOG_SRC_URL, CATALOG_SRC_FILE, CATALOG_SRC_OCI };
 enum catalog_status { CATALOG_DOWNLOADING = 1, CATALOG_AVAILABLE, CATALOG_FAILED };
 
 /* "hf", "url", "file" / "downloading", "available", "failed". */

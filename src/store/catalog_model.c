@@ -78,7 +78,7 @@ static int check_model(const struct catalog_model *m, struct err *e)
 		return rc;
 	if (!m->repo || !m->repo[0] || strnlen(m->repo, CAP_URL_LEN + 1) > CAP_URL_LEN)
 		return err_set(e, ERR_INVALID, "model %s: repo missing or too long", m->id);
-	if (m->source < CATALOG_SRC_HF || m->source > CATALOG_SRC_FILE)
+	if (m->source < CATALOG_SRC_HF || m->source > CATALOG_SRC_OCI)
 		return err_set(e, ERR_INVALID, "model %s: unknown source kind %d", m->id,
 			       (int)m->source);
 	if (m->status < CATALOG_DOWNLOADING || m->status > CATALOG_FAILED)

@@ -18,6 +18,7 @@ static const char *const source_names[] = {
     [CATALOG_SRC_HF] = "hf",
     [CATALOG_SRC_URL] = "url",
     [CATALOG_SRC_FILE] = "file",
+    [CATALOG_SRC_OCI] = "oci",
 };
 static const char *const status_names[] = {
     [CATALOG_DOWNLOADING] = "downloading",

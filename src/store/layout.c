@@ -21,7 +21,7 @@
 #include "store/layout_internal.h"
 
 /* Repo folder kinds: the prefix of the folder name. */
-static const char *const repo_dir_prefixes[] = {"models--", "urls--", "files--"};
+static const char *const repo_dir_prefixes[] = {"models--", "urls--", "files--", "oci--"};
 
 int layout_with_context(struct err *e, int rc, const char *what)
 {
@@ -70,8 +70,8 @@ int layout_repo_dir_check(const char *d, struct err *e)
 	}
 	if (!known)
 		return err_set(e, ERR_INVALID,
-			       "repo folder '%.80s': expected models--ORG--REPO, urls--HOST or "
-			       "files--NAME",
+			       "repo folder '%.80s': expected models--ORG--REPO, urls--HOST, "
+			       "files--NAME or oci--REGISTRY--NAME",
 			       d);
 	/* One path component of harmless characters: no '/', no "..", no NUL. */
 	for (size_t i = 0; i < len; i++) {
@@ -117,6 +117,36 @@ int layout_repo_dir_url(const char *host, char *buf, size_t size, struct err *e)
 	}
 	buf[6 + hl] = 0;
 	/* "a..b" or a trailing '.' would still fail the folder check: say so now. */
+	return layout_repo_dir_check(buf, e);
+}
+
+int layout_repo_dir_oci(const char *registry, const char *name, char *buf, size_t size,
+			struct err *e)
+{
+	if (!registry || !registry[0] || !name || !name[0])
+		return err_set(e, ERR_INVALID, "repo folder: registry or repository name missing");
+	size_t o = 0;
+	const char *parts[] = {"oci--", registry, "--", name};
+	for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+		for (const char *c = parts[k]; *c; c++) {
+			/*
+			 * '/' of a name becomes "--"; the ':' of a port and the
+			 * brackets of an IPv6 registry '_' (as urls--HOST does).
+			 */
+			int ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+				 (*c >= '0' && *c <= '9') || *c == '.' || *c == '-' ||
+				 (*c == '_' && k == 3);
+			const char *put = *c == '/' ? "--" : ok ? NULL : "_";
+			char one[2] = {*c, 0};
+			for (const char *q = put ? put : one; *q; q++) {
+				if (o + 1 >= size || o + 1 >= LAYOUT_REPO_DIR_MAX)
+					return err_set(e, ERR_TOO_LARGE,
+						       "repo folder for %.80s/%.80s: too long",
+						       registry, name);
+				buf[o++] = *q;
+			}
+		}
+	buf[o] = 0;
 	return layout_repo_dir_check(buf, e);
 }
 

@@ -10,8 +10,10 @@
  *   <hub>/.locks/models--ORG--REPO/<sha256>.lock      advisory lock (flock) while a blob is written
  *
  * URL models live in "urls--HOST" (HOST with ':' and other characters outside
- * [A-Za-z0-9.-] turned into '_'), local file imports in "files--local"; both
- * use blobs/, snapshots/ and refs/ exactly as a Hub repo does.
+ * [A-Za-z0-9.-] turned into '_'), local file imports in "files--local",
+ * OCI and Ollama models in "oci--REGISTRY--NAME" (snapshots named by the
+ * manifest's sha256, refs/<tag>); all use blobs/, snapshots/ and refs/
+ * exactly as a Hub repo does.
  *
  * Safety: every repo folder name, commit, revision, repo path and sha256 is
  * checked (path_check_repo, name_check_hub, revision_check) before anything
@@ -58,6 +60,13 @@ const char *layout_root(const struct layout *l);
 /* Repo folder names. buf receives the name; size should be LAYOUT_REPO_DIR_MAX. */
 int layout_repo_dir_hf(const char *org, const char *repo, char *buf, size_t size, struct err *e);
 int layout_repo_dir_url(const char *host, char *buf, size_t size, struct err *e);
+/*
+ * OCI and Ollama models: "oci--REGISTRY--NAME", the '/' of NAME written
+ * "--" and the ':' before a port '_' ("oci--127.0.0.1_5000--ai--smollm2").
+ * REGISTRY and NAME are as ref_parse checked them.
+ */
+int layout_repo_dir_oci(const char *registry, const char *name, char *buf, size_t size,
+			struct err *e);
 /* Checks a repo folder name as it comes from the catalog or a caller. */
 int layout_repo_dir_check(const char *repo_dir, struct err *e);
 

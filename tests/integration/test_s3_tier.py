@@ -4,7 +4,8 @@ test of the file): a blob uploaded by one hive is fetched by a fresh hive
 from the store with no byte from the CDN; a corrupt object is detected and
 the CDN used; the store stopped in the middle of a transfer leaves the hive
 on the CDN; two hives finishing the same blob upload it once; a kill -9
-during a multipart upload resumes it at its next part."""
+during a multipart upload resumes it at its next part, and so does a new
+upload after a cancelled one; s3:// refs pull from a site's bucket."""
 
 import glob
 import json
@@ -273,14 +274,49 @@ class S3TierTest(DaemonTestCase):
         self.assertEqual(self.s3("HEAD", self.blob_key("t5", "resume")), 200)
         del size
 
+    def test_upload_cancelled_then_resumed(self):
+        _, h = self.hive("k", "t6", ["--s3-part-size", "5M", "--limit-rate", "8M"])
+        self.assertEqual(self.pull(h, "resume")["state"], "succeeded")
+        deadline = time.time() + 60
+        up = None
+        while time.time() < deadline:
+            ups = self.upload_jobs(h)
+            if ups:
+                up = self.job(h, ups[0]["job_id"])
+                if (up.get("progress") or {}).get("bytes_done", 0) >= 6 * MIB:
+                    break
+            time.sleep(0.05)
+        status, out = http("POST", h + "/v1/jobs/%s/cancel" % up["job_id"])
+        self.assertEqual(status, 200, out)
+        self.assertEqual(self.wait_job(h, up["job_id"])["state"], "cancelled")
+        self.assertNotEqual(self.s3("HEAD", self.blob_key("t6", "resume"), check=False), 200)
+        # The parts done stay: a new upload of the model goes on from the next one.
+        job = self.submit(h, {"operation": "model_upload",
+                              "id": "hf:org/resume-GGUF:resume.Q4_K_M.gguf"})
+        self.assertEqual(self.wait_job(h, job)["state"], "succeeded")
+        m = re.search(r"resuming the upload of blob \w+ at part (\d+) of 6",
+                      self.narration(h, job))
+        self.assertTrue(m)
+        self.assertGreaterEqual(int(m.group(1)), 2)
+        self.assertEqual(self.stored_sha256(self.blob_key("t6", "resume")),
+                         self.files["resume"]["sha256"])
+
     def test_s3_refs_from_a_site_bucket(self):
         self.s3("PUT", "/site-models")
         f = self.files["corrupt"]
         self.s3("PUT", "/site-models/llama/own.Q4_K_M.gguf", upload=f["path"])
-        env = {"AWS_ACCESS_KEY_ID": self.rgw.access_key,
-               "AWS_SECRET_ACCESS_KEY": self.rgw.secret_key}
-        # An endpoint alone (no blob store) serves s3:// refs.
-        _, h = self.serve("h", ["--s3-endpoint", self.rgw.endpoint], env=env)
+        # Without credentials the daemon does not start, and says why.
+        with self.assertRaises(RuntimeError):
+            self.serve("nocreds", ["--blob-store", "s3://%s/x" % BUCKET,
+                                   "--s3-endpoint", self.rgw.endpoint])
+        with open(os.path.join(self.tmp, "nocreds.log")) as log:
+            self.assertIn("AWS_ACCESS_KEY_ID", log.read())
+        # An endpoint alone (no blob store) serves s3:// refs; the credentials from a file.
+        creds = os.path.join(self.tmp, "s3-credentials")
+        with open(creds, "w") as out:
+            out.write("%s:%s\n" % (self.rgw.access_key, self.rgw.secret_key))
+        os.chmod(creds, 0o600)
+        _, h = self.serve("h", ["--s3-endpoint", self.rgw.endpoint, "--s3-credentials", creds])
         self.hub.reset_requests()
         ref = "s3://site-models/llama/own.Q4_K_M.gguf#sha256=" + f["sha256"]
         j = self.wait_job(h, self.submit(h, {"operation": "model_download", "model": ref}))

@@ -28,6 +28,10 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; ch
   '.css': 'text/css; charset=utf-8', '.svg': 'image/svg+xml', '.png': 'image/png' };
 
 function planOf(ref) {
+  // Registry refs (ollama:, oci://, docker.io/) pull the tiny model's Q4_K_M file.
+  if (/^(?:ollama:|oci:\/\/|docker\.io\/)/.test(ref)) {
+    return { repo: ref, files: FILES.filter((f) => f.quant === 'Q4_K_M') };
+  }
   const m = /^(?:hf:)?([^:@]+)(?::([^@]+))?/.exec(ref);
   if (!m || m[1] !== REPO && m[1] !== 'test-org/broken') return null;
   const sel = (m[2] || 'Q4_K_M').toUpperCase();

@@ -85,6 +85,28 @@ test('a failed job shows its error text and offers a retry; a bad ref is reporte
   }
 });
 
+test('the pull form takes Ollama and OCI refs as they are', { timeout: 60000 }, async () => {
+  const mock = await startMock({ uiDir });
+  const { page } = browser;
+  try {
+    await page.goto(mock.url);
+    for (const ref of ['ollama:llama3.2:1b', 'oci://127.0.0.1:5000/ai/smollm2:Q4_K_M',
+      'docker.io/ai/gemma3']) {
+      await page.fill('#ref-input', ref);
+      await page.click('#browse-btn');
+      assert.match(await page.innerText('#pull-error'), /pulled by name and tag/);
+      await page.click('#pull-btn');
+      const card = jobCard(page, ref).first();
+      await until(`${ref} to finish`, async () => await card.getAttribute('data-state') === 'done', 30000);
+      assert.ok(mock.requests.some((r) => r === 'POST /v1/jobs'), mock.requests.join('\n'));
+    }
+    // No listing was asked for a registry ref.
+    assert.ok(!mock.requests.some((r) => r.startsWith('GET /v1/sources')), mock.requests.join('\n'));
+  } finally {
+    await mock.close();
+  }
+});
+
 test('a stream that drops is resumed with Last-Event-ID and the job still completes', { timeout: 60000 }, async () => {
   const mock = await startMock({ uiDir, dropStreamAfter: 8 });
   const { page } = browser;

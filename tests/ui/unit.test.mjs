@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SseParser, terminalOf } from '../../ui/sse.js';
 import { formatBytes, formatRate, formatEta, percent } from '../../ui/format.js';
-import { listModels, normListing, normModel, normJob, repoOf, splitId, MODELS_PAGE } from '../../ui/api.js';
+import { listModels, normListing, normModel, normJob, repoOf, splitId, isRegistryRef, MODELS_PAGE } from '../../ui/api.js';
 
 function parseAll(chunks) {
   const out = [];
@@ -73,6 +73,14 @@ test('refs: which repo to list', () => {
   assert.equal(repoOf('https://host/x.gguf'), null);
   assert.equal(repoOf('file:///tmp/x.gguf'), null);
   assert.equal(repoOf('justaname'), null);
+  // Registry refs have no Hub listing, even when they look like ORG/REPO.
+  for (const ref of ['ollama:llama3.2:1b', 'ollama:user/name:q4', 'oci://r.example/a/b:t',
+    'docker.io/ai/smollm2', ' Docker.io/ai/gemma3:4B ']) {
+    assert.equal(repoOf(ref), null, ref);
+    assert.equal(isRegistryRef(ref), true, ref);
+  }
+  assert.equal(isRegistryRef('hf:org/repo'), false);
+  assert.equal(isRegistryRef('dockerxio/repo'), false);
   assert.deepEqual(splitId('hf:org/repo:q8/x.Q8_0-00001-of-00002.gguf'),
     { repo: 'org/repo', file: 'x.Q8_0-00001-of-00002.gguf' });
 });

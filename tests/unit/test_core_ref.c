@@ -498,6 +498,142 @@ static void test_matches(void **state)
  * answer is 0 with a ref that formats and parses back to itself, or
  * ERR_UNPROCESSABLE with a "model ref '" message. Deterministic seed.
  */
+/* OCI and Ollama refs: each form, what it stores, and its canonical text (the catalog id). */
+static void test_oci_forms(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in;
+		enum ref_kind kind;
+		const char *host, *name, *revision, *sha256, *canon;
+	} cases[] = {
+	    {"oci://127.0.0.1:5000/ai/smollm2:360M-Q4_K_M", REF_OCI, "127.0.0.1:5000", "ai/smollm2",
+	     "360M-Q4_K_M", "", "oci://127.0.0.1:5000/ai/smollm2:360M-Q4_K_M"},
+	    {"oci://ghcr.io/org/models/qwen", REF_OCI, "ghcr.io", "org/models/qwen", "latest", "",
+	     "oci://ghcr.io/org/models/qwen:latest"},
+	    {"oci://Localhost:5000/a/b@sha256:"
+	     "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+	     REF_OCI, "localhost:5000", "a/b",
+	     "sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+	     "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+	     "oci://localhost:5000/a/b@sha256:"
+	     "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"},
+	    {"docker.io/ai/smollm2", REF_OCI, "registry-1.docker.io", "ai/smollm2", "latest", "",
+	     "oci://registry-1.docker.io/ai/smollm2:latest"},
+	    {"docker.io/ai/gemma3:4B-Q4_K_M", REF_OCI, "registry-1.docker.io", "ai/gemma3",
+	     "4B-Q4_K_M", "", "oci://registry-1.docker.io/ai/gemma3:4B-Q4_K_M"},
+	    {"oci://docker.io/ubuntu", REF_OCI, "registry-1.docker.io", "library/ubuntu", "latest",
+	     "", "oci://registry-1.docker.io/library/ubuntu:latest"},
+	    {"oci://r.example/a__b.c-d--e/f", REF_OCI, "r.example", "a__b.c-d--e/f", "latest", "",
+	     "oci://r.example/a__b.c-d--e/f:latest"},
+	    {"ollama:llama3.2:1b", REF_OLLAMA, "", "library/llama3.2", "1b", "",
+	     "ollama:llama3.2:1b"},
+	    {"ollama:qwen2.5", REF_OLLAMA, "", "library/qwen2.5", "latest", "",
+	     "ollama:qwen2.5:latest"},
+	    {"ollama:someone/my-model:q4", REF_OLLAMA, "", "someone/my-model", "q4", "",
+	     "ollama:someone/my-model:q4"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		parse_ok(cases[i].in);
+		assert_int_equal(r.kind, cases[i].kind);
+		assert_string_equal(r.host, cases[i].host);
+		assert_string_equal(r.name, cases[i].name);
+		assert_string_equal(r.revision, cases[i].revision);
+		assert_string_equal(r.sha256, cases[i].sha256);
+		assert_format(cases[i].canon);
+		char id[CAP_REF_LEN + 1];
+		assert_int_equal(ref_catalog_id_oci(&r, id, sizeof(id)), 0);
+		assert_string_equal(id, cases[i].canon);
+		/* The id is itself a ref that names the same model. */
+		parse_ok(id);
+		assert_format(cases[i].canon);
+	}
+	parse_ok("ollama:llama3.2");
+	assert_int_equal(r.revision_given, 0);
+	parse_ok("ollama:llama3.2:latest");
+	assert_int_equal(r.revision_given, 1);
+	parse_ok("hf:org/repo");
+	char id[64];
+	assert_int_equal(ref_catalog_id_oci(&r, id, sizeof(id)), ERR_INVALID);
+}
+
+static void test_oci_invalid(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+	} cases[] = {
+	    {"oci://", "expected oci://REGISTRY/NAME"},
+	    {"oci:r.example/a", "expected oci://REGISTRY/NAME"},
+	    {"oci://r.example", "expected oci://REGISTRY/NAME"},
+	    {"oci://r.example/", "empty repository name"},
+	    {"oci://r_x.example/a", "registry has '_'"},
+	    {"oci://r.example:99999/a", "registry: "},
+	    {"oci://r.example/A/b", "must start and end with a lower-case"},
+	    {"oci://r.example/a//b", "must start and end with a lower-case"},
+	    {"oci://r.example/a/../b", "must start and end with a lower-case"},
+	    {"oci://r.example/a..b", "repository name has '.'"},
+	    {"oci://r.example/a___b", "repository name has '_'"},
+	    {"oci://r.example/a:", "a tag has 1 to"},
+	    {"oci://r.example/a:-x", "tag has '-' at 0"},
+	    {"oci://r.example/a:t/x", "repository name has ':'"},
+	    {"oci://r.example/a@sha256:abc", "@sha256: needs 64 hex digits"},
+	    {"oci://r.example/a@md5:abc", "a pinned manifest is @sha256:HEX"},
+	    {"oci://r.example/a:t@sha256:"
+	     "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789",
+	     "a tag or a digest, not both"},
+	    {"ollama:", "empty repository name"},
+	    {"ollama:a/b/c:1", "an Ollama model is NAME[:TAG] or USER/NAME[:TAG]"},
+	    {"ollama:Llama3", "must start and end with a lower-case"},
+	    {"docker.io/ai/x:", "a tag has 1 to"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		parse_bad(cases[i].in, cases[i].want);
+	/* A name at the cap parses; one byte more does not. */
+	char name[CAP_OCI_NAME_LEN + 32];
+	memcpy(name, "oci://r.example/", 16);
+	memset(name + 16, 'a', CAP_OCI_NAME_LEN);
+	name[16 + CAP_OCI_NAME_LEN] = '\0';
+	parse_ok(name);
+	strcat(name, "a");
+	parse_bad(name, "repository name longer than");
+}
+
+static void test_oci_matches(void **state)
+{
+	(void)state;
+	static const char tagged[] = "oci://127.0.0.1:5000/ai/smollm2:q4";
+	static const char lib[] = "ollama:llama3.2:1b";
+	static const struct {
+		const char *query, *id;
+		int want;
+	} cases[] = {
+	    {tagged, tagged, 1},
+	    {"oci://127.0.0.1:5000/ai/smollm2", tagged, 1},
+	    {"oci://127.0.0.1:5000/ai/smollm2:q8", tagged, 0},
+	    {"oci://127.0.0.1:5000/ai/smol", tagged, 0},
+	    {"oci://127.0.0.1:5000/ai", tagged, 0},
+	    {"oci://127.0.0.1:5001/ai/smollm2", tagged, 0},
+	    {"docker.io/ai/smollm2", "oci://registry-1.docker.io/ai/smollm2:latest", 1},
+	    {"docker.io/ai/smollm2:latest", "oci://registry-1.docker.io/ai/smollm2:latest", 1},
+	    {"docker.io/ai/smollm2:q4", "oci://registry-1.docker.io/ai/smollm2:latest", 0},
+	    {"ollama:llama3.2", lib, 1},
+	    {"ollama:llama3.2:1b", lib, 1},
+	    {"ollama:library/llama3.2:1b", lib, 1},
+	    {"ollama:llama3.2:3b", lib, 0},
+	    {"ollama:llama3", lib, 0},
+	    {"ollama:someone/llama3.2:1b", lib, 0},
+	    {"hf:ai/smollm2", tagged, 0},
+	    {"ollama:smollm2", tagged, 0},
+	    {"oci://127.0.0.1:5000/library/llama3.2:1b", lib, 0},
+	    {"ollama:llama3.2", "hf:org/repo:x.gguf", 0},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (ref_matches_id(cases[i].query, cases[i].id) != cases[i].want)
+			fail_msg("ref_matches_id(%s, %s) != %d", cases[i].query, cases[i].id,
+				 cases[i].want);
+}
+
 static void test_same_hf_repo(void **state)
 {
 	(void)state;
@@ -561,6 +697,9 @@ int main(void)
 	    cmocka_unit_test(test_format_too_small),
 	    cmocka_unit_test(test_catalog_ids),
 	    cmocka_unit_test(test_matches),
+	    cmocka_unit_test(test_oci_forms),
+	    cmocka_unit_test(test_oci_invalid),
+	    cmocka_unit_test(test_oci_matches),
 	    cmocka_unit_test(test_same_hf_repo),
 	    cmocka_unit_test(test_random_refs),
 	};

@@ -673,7 +673,29 @@ static void test_migrate(void **state)
 	assert_int_equal(catalog_repo_snapshot(c, "o/r", COMMIT, &rp, &e), 0);
 	assert_int_equal(rp.gated, CATALOG_GATED_UNKNOWN);
 	catalog_repo_cleanup(&rp);
-	struct catalog_removal rm;
+	/* Version 6: a model from a registry is recorded beside the old ones. */
+	struct catalog_file of = {.path = "model.gguf", .size = 5};
+	memcpy(of.sha256, hex('e'), 65);
+	struct catalog_model om = {
+	    .id = "ollama:x:1b",
+	    .source = CATALOG_SRC_OCI,
+	    .repo = "ollama:x",
+	    .revision = "1b",
+	    .commit = COMMIT,
+	    .repo_dir = "oci--r--library--x",
+	    .status = CATALOG_AVAILABLE,
+	    .error = "",
+	    .nfiles = 1,
+	    .files = &of,
+	    .size = 5,
+	};
+	struct catalog_removal rm = {0};
+	assert_int_equal(catalog_model_put(c, &om, &rm, &e), 0);
+	catalog_removal_cleanup(&rm);
+	assert_int_equal(catalog_model_get(c, "ollama:x:1b", &m, &e), 0);
+	assert_int_equal(m.source, CATALOG_SRC_OCI);
+	catalog_model_cleanup(&m);
+	/* The old model kept its file row through the rebuild, and deleting it still cascades. */
 	assert_int_equal(catalog_model_delete(c, "hf:o/r:old.gguf", &rm, &e), 0);
 	assert_int_equal(rm.nblobs, 1);
 	assert_int_equal(rm.npaths, 1);

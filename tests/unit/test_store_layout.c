@@ -116,6 +116,12 @@ static void test_repo_dir_names(void **state)
 	assert_int_equal(layout_repo_dir_url("cdn.example.com", buf, sizeof buf, &e), 0);
 	assert_string_equal(buf, "urls--cdn.example.com");
 	assert_int_equal(layout_repo_dir_url("a..b", buf, sizeof buf, &e), ERR_INVALID);
+	assert_int_equal(layout_repo_dir_oci("127.0.0.1:5000", "ai/smollm2", buf, sizeof buf, &e),
+			 0);
+	assert_string_equal(buf, "oci--127.0.0.1_5000--ai--smollm2");
+	assert_int_equal(layout_repo_dir_oci("[::1]:5000", "library/a_b", buf, sizeof buf, &e), 0);
+	assert_string_equal(buf, "oci--___1__5000--library--a_b");
+	assert_int_equal(layout_repo_dir_check(buf, &e), 0);
 
 	assert_int_equal(layout_repo_dir_check(LAYOUT_FILES_DIR, &e), 0);
 	static const char *const bad[] = {
