@@ -7,7 +7,7 @@
 #
 #   bench/xfer.sh [--build DIR] [--before DIR] [--size-mib N] [--rss-size-mib N]
 #                 [--rounds N] [--cancels N] [--stages LIST] [--results FILE]
-#                 [--perf PREFIX]
+#                 [--perf PREFIX] [--skip CLIENTS]
 #
 # Stages (comma separated, default all): open (unthrottled), cap (nginx
 # limit_rate per connection), rss (peak RSS for the two file sizes), cancel
@@ -30,13 +30,14 @@ STAGES=open,cap,rss,cancel,resume,trace
 RESULTS=
 BEFORE=
 PERF=
+SKIP=
 PORT=18700
 CAP=40m           # nginx limit_rate per connection
 CAP_BPS=41943040  # the same in bytes/s (nginx's m is MiB)
 CONNS=8
 
 usage() {
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -51,10 +52,12 @@ while [ $# -gt 0 ]; do
 	--results) RESULTS=$2; shift 2 ;;
 	--before) BEFORE=$2; shift 2 ;;
 	--perf) PERF=$2; shift 2 ;;
+	--skip) SKIP=$2; shift 2 ;;
 	*) usage ;;
 	esac
 done
 has_stage() { case ",$STAGES," in *",$1,"*) return 0 ;; esac; return 1; }
+skipped() { case ",$SKIP," in *",$1,"*) return 0 ;; esac; return 1; }
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -90,9 +93,11 @@ run_one() {
 # Interleaved rounds over the tools of one scenario; order rotates per round.
 # tools: "name|command with @URL@ @OUT@ @HASH@ @SIZE@"
 run_scenario() { # scenario url file tools...
-	local sc=$1 url=$2 file=$3
+	local sc=$1 url=$2 file=$3 t
 	shift 3
-	local tools=("$@") n=$#
+	local tools=()
+	for t in "$@"; do skipped "${t%%|*}" || tools+=("$t"); done
+	local n=${#tools[@]}
 	local hash size
 	hash=$(cat "$T/www/$file.sha256")
 	size=$(stat -c %s "$T/www/$file")

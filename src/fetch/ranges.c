@@ -195,48 +195,56 @@ void xfer_ramp_init(struct xfer_ramp *r, int max, int64_t now, uint64_t written)
 {
 	memset(r, 0, sizeof(*r));
 	r->max = max > 0 ? max : 1;
-	r->want = r->max < XFER_RAMP_START ? r->max : XFER_RAMP_START;
-	r->prev = r->want;
+	r->start = r->max < XFER_RAMP_START ? r->max : XFER_RAMP_START;
+	r->want = r->start;
 	r->settled = r->want == r->max;
 	r->at = now;
 	r->bytes_at = written;
+	r->start_rate = -1;
 }
 
-int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int64_t *next_ms)
+/* After the second window: how many connections its rate paid for. */
+static int ramp_judge(const struct xfer_ramp *r, double rate)
+{
+	double full = (double)r->max / (double)r->start - 1.0;
+	if (r->start_rate <= 0 || rate / r->start_rate - 1.0 >= full / 3)
+		return r->max;
+	double per = r->start_rate / (double)r->start;
+	double n = rate / per + 0.25;
+	if (n < (double)r->start)
+		return r->start;
+	return n > (double)r->max ? r->max : (int)n;
+}
+
+int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int moving, int64_t *next_ms)
 {
 	if (r->settled)
 		return r->want;
 	if (!r->measuring) {
-		if (now - r->at >= XFER_RAMP_WARMUP_MS) {
+		int64_t waited = now - r->at;
+		if ((waited >= XFER_RAMP_WARMUP_MS && moving >= r->want) ||
+		    waited >= XFER_RAMP_WARMUP_MAX_MS) {
 			r->measuring = 1;
 			r->at = now;
 			r->bytes_at = written;
 		}
 	} else if (now - r->at >= XFER_RAMP_WINDOW_MS) {
-		double rate = (double)(written - r->bytes_at) * 1000.0 / (double)(now - r->at);
-		if (r->prev_rate > 0 && r->want > r->prev) {
-			double full = (double)r->want / (double)r->prev - 1.0;
-			double gain = rate / r->prev_rate - 1.0;
-			if (gain < full / 2) {
-				/* Less than half of what a capped server would give: the
-				 * path is full, the extra connections only add bytes in
-				 * flight. */
-				r->want = r->prev;
-				r->settled = 1;
-			}
-		}
-		if (!r->settled) {
-			r->prev = r->want;
-			r->prev_rate = rate;
-			r->want = r->want * 2 > r->max ? r->max : r->want * 2;
-			r->settled = r->want == r->prev;
+		r->rate = (double)(written - r->bytes_at) * 1000.0 / (double)(now - r->at);
+		if (r->start_rate < 0) {
+			r->start_rate = r->rate;
+			r->want = r->max;
+		} else {
+			r->want = ramp_judge(r, r->rate);
+			r->settled = 1;
 		}
 		r->measuring = 0;
 		r->at = now;
 		r->bytes_at = written;
 	}
 	if (next_ms && !r->settled) {
-		int64_t t = r->at + (r->measuring ? XFER_RAMP_WINDOW_MS : XFER_RAMP_WARMUP_MS);
+		int64_t t = r->at + (r->measuring	 ? XFER_RAMP_WINDOW_MS
+				     : moving >= r->want ? XFER_RAMP_WARMUP_MS
+							 : XFER_RAMP_WARMUP_MAX_MS);
 		if (t < *next_ms)
 			*next_ms = t;
 	}

@@ -102,33 +102,45 @@ size_t xfer_plan_live(const struct xfer_plan *p);
 
 /*
  * The connection ramp: how many connections a transfer keeps moving bytes.
- * It starts with a few and doubles them while the transfer's rate grows
- * with them: a server that caps each connection (a CDN) gives about twice
- * the rate for twice the connections, while a path that is already full
+ * A server that caps each connection (a CDN) gives about n times one
+ * connection's rate for n connections, while a path that is already full
  * (a local server bound by CPU, a saturated link) gives little more, and
- * there the extra connections only add bytes in flight, out-of-order
- * pieces and socket buffers that a crash loses. Pure: the caller feeds it
- * the clock and its byte count, and asks for the number of connections.
+ * there extra connections only add bytes in flight, out-of-order pieces
+ * and socket buffers that a crash loses. Pure: the caller feeds it the
+ * clock, its byte count and how many connections have moved bytes, and
+ * asks for the number of connections.
  *
- * After each change it waits XFER_RAMP_WARMUP_MS (new connections make
- * their requests and open their windows), then measures the rate over
- * XFER_RAMP_WINDOW_MS. Going from k to n connections, a capped server
- * would give n/k times the rate; at least half of that gain keeps n and
- * tries more, less goes back to k and stops.
+ * It measures twice. First XFER_RAMP_START connections, over
+ * XFER_RAMP_WINDOW_MS; then all of them (max) at once, over the same
+ * window, and judges the gain: a capped server would give max/start
+ * times the rate. A third of that gain or more (for 2 to 8: the rate at
+ * least doubled) keeps max; less keeps the connections the rate paid for,
+ * each added one counted when it brought at least three quarters of a
+ * starting connection's rate, so a full path goes back to the start. Going
+ * straight to max rather than doubling step by step costs a capped server
+ * one window at the start instead of one per doubling.
+ *
+ * A window opens XFER_RAMP_WARMUP_MS after a change, once every wanted
+ * connection has moved bytes (a new connection spends round trips on its
+ * handshake and request, and measuring before it answers would count it
+ * as no gain), or after XFER_RAMP_WARMUP_MAX_MS in any case (a server that
+ * refuses more connections then shows no gain).
  */
 #define XFER_RAMP_START 2
-#define XFER_RAMP_WARMUP_MS 100
-#define XFER_RAMP_WINDOW_MS 200
+#define XFER_RAMP_WARMUP_MS 20
+#define XFER_RAMP_WARMUP_MAX_MS 1000
+#define XFER_RAMP_WINDOW_MS 150
 
 struct xfer_ramp {
 	int max;	   /* the configured connections */
+	int start;	   /* the connections of the first measure */
 	int want;	   /* connections to keep busy now */
-	int prev;	   /* the count before the last change */
 	int settled;	   /* no more changes */
 	int measuring;	   /* the warm-up is over, the window is open */
 	int64_t at;	   /* when the current phase began, ms */
 	uint64_t bytes_at; /* the byte count then */
-	double prev_rate;  /* bytes/s measured with prev connections; 0 before the first */
+	double start_rate; /* bytes/s measured with start connections; < 0 before */
+	double rate;	   /* bytes/s of the last window */
 };
 
 /* Starts the ramp at now with the byte count written so far. */
@@ -136,11 +148,13 @@ void xfer_ramp_init(struct xfer_ramp *r, int max, int64_t now, uint64_t written)
 
 /*
  * Advances the ramp to now, with written the transfer's monotonic count of
- * bytes written, and returns the number of connections to keep busy (1 to
+ * bytes written and moving the number of its connections that have moved
+ * bytes so far, and returns the number of connections to keep busy (1 to
  * max). next_ms, when not NULL, is lowered to the time the ramp next wants
  * to look, while it is not settled.
  */
-int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int64_t *next_ms);
+int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int moving,
+		   int64_t *next_ms);
 
 /*
  * The longest Content-Range value the grammar allows with 64-bit numbers:

@@ -22,13 +22,14 @@
  *     threads hand it new transfers through a queue and cancellations through
  *     the cancel token; both wake it with curl_multi_wakeup.
  *   - Each transfer has one helper thread that hashes the contiguous done
- *     prefix by reading it back (pread, 512 KiB at a time), starts writeback
- *     of the hashed bytes early (sync_file_range), calls refresh_url after
- *     a 403, and finishes the transfer (final checks, rename, result). Its
- *     saver thread fdatasyncs the partial and calls the resume save
- *     callback; the helper joins it before finishing. So the transfer
- *     thread never blocks on the disk's sync, on the caller's catalog, or
- *     on the vendor, and the hash never waits behind a sync.
+ *     prefix by reading it back (pread, 512 KiB at a time), calls
+ *     refresh_url after a 403, and finishes the transfer (final checks,
+ *     rename, result). Its saver thread (for a known size) starts
+ *     writeback of the written prefix early (sync_file_range), fdatasyncs
+ *     the partial and calls the resume save callback; the helper joins it
+ *     before finishing. So the transfer thread never blocks on the disk's
+ *     sync, on the caller's catalog, or on the vendor, and the hash never
+ *     waits behind the disk.
  *   - The caller owns the struct xfer returned by xfer_start and frees it
  *     with xfer_free (which cancels it first if it still runs).
  *

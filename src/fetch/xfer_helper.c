@@ -1,10 +1,11 @@
 /*
  * The helper thread of one transfer: it hashes the done prefix as it
- * grows, starts writeback early, refreshes the URL after a 403, and
- * finishes the transfer (final checks, rename, result), so the transfer
- * thread never blocks on the disk, the caller's catalog or the vendor.
- * Its saver thread fdatasyncs and saves the resume state: a sync waits for
- * the disk, and the hash must not wait behind it.
+ * grows, refreshes the URL after a 403, and finishes the transfer (final
+ * checks, rename, result), so the transfer thread never blocks on the
+ * disk, the caller's catalog or the vendor. Its saver thread starts
+ * writeback of the written prefix and fdatasyncs and saves the resume
+ * state: both can wait for the disk, and the hash must not wait behind
+ * them.
  */
 #include "fetch/xfer_internal.h"
 
@@ -33,17 +34,30 @@ static int helper_save(struct xfer *x, const struct byte_range *r, size_t n)
  * The saver thread: saves the latest snapshot of the done ranges, as long
  * as the transfer runs, then the last one the transfer thread posted at
  * its end; the helper joins it before finishing, so the resume ops are
- * never called from two threads at once.
+ * never called from two threads at once. Between saves it starts
+ * writeback of the written prefix, WRITEBACK_STEP at a time, without
+ * waiting for it: the disk then writes while the bytes arrive, so a save's
+ * fdatasync and the final fsync have little left. Where the network
+ * outruns the disk, writeback that trails the hash (as it did on the
+ * helper) left hundreds of MiB dirty, and the final fsync of a 1 GiB pull
+ * on loopback took 0.6 s.
  */
 static void *xfer_saver_main(void *arg)
 {
 	struct xfer *x = arg;
-	struct byte_range *snap = xcalloc(CAP_XFER_RANGES, sizeof(*snap));
+	struct byte_range *snap = x->has_resume ? xcalloc(CAP_XFER_RANGES, sizeof(*snap)) : NULL;
+	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
+	unsigned wb_gen = 0;
+	int wb_warned = 0;
 	pthread_mutex_lock(&x->lock);
 	for (;;) {
 		int skip = x->discard_req ||
 			   (x->eng_gone && x->net == NET_CANCELLED && atomic_load(&x->purge_req));
-		if (x->snap_pending && !skip) {
+		if (x->gen != wb_gen) {
+			wb_gen = x->gen; /* the file starts over */
+			wb_off = 0;
+		}
+		if (x->snap_pending && !skip && snap) {
 			size_t n = x->snap_n;
 			uint64_t written = x->snap_written;
 			memcpy(snap, x->snap, n * sizeof(*snap));
@@ -63,8 +77,31 @@ static void *xfer_saver_main(void *arg)
 				curl_multi_wakeup(x->eng->multi);
 			continue;
 		}
-		if (skip)
-			x->snap_pending = 0; /* purged or discarded: nothing to save */
+		if (skip || !snap)
+			x->snap_pending = 0; /* purged, discarded or no resume: nothing to save */
+		/* Whole steps only: a page the transfer is still filling is not written twice. */
+		uint64_t wb_end = x->prefix & ~(uint64_t)(WRITEBACK_STEP - 1);
+		if (!x->eng_gone && !skip && wb_end > wb_off) {
+			/*
+			 * At most four steps at a time: the call can wait while the
+			 * disk queue is full, and a cancel or a save must not wait
+			 * behind hundreds of MiB.
+			 */
+			uint64_t off = wb_off, len = wb_end - wb_off;
+			if (len > 4 * WRITEBACK_STEP)
+				len = 4 * WRITEBACK_STEP;
+			wb_off += len;
+			pthread_mutex_unlock(&x->lock);
+			if (sync_file_range(x->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) <
+				0 &&
+			    !wb_warned) {
+				wb_warned = 1;
+				log_msg(LOG_DEBUG, x->log_id, "sync_file_range %s: %s", x->dest,
+					strerror(errno));
+			}
+			pthread_mutex_lock(&x->lock);
+			continue;
+		}
 		if (x->save_stop)
 			break;
 		pthread_cond_wait(&x->save_cond, &x->lock);
@@ -233,10 +270,7 @@ void *xfer_helper_main(void *arg)
 	unsigned gen_seen = 0;
 	int hash_err = 0;
 	pthread_t saver;
-	int saver_started =
-	    x->has_resume && x->size_known && pthread_create(&saver, NULL, xfer_saver_main, x) == 0;
-	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
-	int wb_warned = 0;
+	int saver_started = x->size_known && pthread_create(&saver, NULL, xfer_saver_main, x) == 0;
 
 	pthread_mutex_lock(&x->lock);
 	for (;;) {
@@ -246,7 +280,6 @@ void *xfer_helper_main(void *arg)
 			if (x->want_git[0])
 				gitblob_init(&g, x->total);
 			hashed = 0;
-			wb_off = 0;
 			hash_err = 0;
 			atomic_store(&x->a_hashed, 0);
 		}
@@ -268,28 +301,6 @@ void *xfer_helper_main(void *arg)
 				atomic_store(&x->refresh_done, 1);
 				curl_multi_wakeup(x->eng->multi);
 			}
-			continue;
-		}
-		if (!x->eng_gone && hashed >= wb_off + WRITEBACK_STEP) {
-			/*
-			 * Start writeback of the prefix just hashed, without waiting
-			 * for it: the next fdatasync then has little left, so resume
-			 * saves keep up with a fast transfer, and the final fdatasync
-			 * does not write the whole file at the end. One step at a
-			 * time: the call can wait while the disk queue is full, and a
-			 * cancel must not wait behind hundreds of MiB.
-			 */
-			uint64_t off = wb_off, len = hashed - wb_off;
-			wb_off = hashed;
-			pthread_mutex_unlock(&x->lock);
-			if (sync_file_range(x->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) <
-				0 &&
-			    !wb_warned) {
-				wb_warned = 1;
-				log_msg(LOG_DEBUG, x->log_id, "sync_file_range %s: %s", x->dest,
-					strerror(errno));
-			}
-			pthread_mutex_lock(&x->lock);
 			continue;
 		}
 		/* A transfer that ended without its bytes needs no hash: finish now. */
@@ -326,7 +337,7 @@ void *xfer_helper_main(void *arg)
 	xfer_peers_stop(x);
 	if (saver_started) {
 		pthread_join(saver, NULL);
-	} else {
+	} else if (x->has_resume && x->size_known) {
 		/* No thread for saves: the last snapshot is saved here, as the saver would. */
 		xfer_saver_main(x);
 	}

@@ -6,7 +6,7 @@
  *   xfer_write.c   the write path inside libcurl, and the checked socket opener
  *   xfer_loop.c    the transfer thread's loop and the rate cap
  *   xfer_helper.c  the helper thread: hashing, URL refresh, the end; and its saver
- *                  thread: durable saves of the resume state
+ *                  thread: writeback and durable saves of the resume state
  *   xfer_peer.c    peer hives: their poller thread, the source of each piece,
  *                  the repair of their bytes after a digest mismatch
  *
@@ -57,8 +57,8 @@
  * of MiB, and a crash would lose all of them.
  */
 #define UNSAVED_FLUSH_STEPS 4
-/* The helper starts writeback of the hashed prefix in steps of this size, so
- * the fdatasync before a resume save has little left to do. */
+/* The saver starts writeback of the written prefix in steps of this size, so
+ * the fdatasync before a resume save, and the final fsync, have little left. */
 #define WRITEBACK_STEP (4u << 20)
 
 enum conn_state { C_IDLE = 0, C_RUNNING, C_WAIT };
@@ -84,6 +84,7 @@ struct xconn {
 	int paused;   /* paused by the rate cap */
 	int64_t retry_at;
 	int fails; /* consecutive failures without progress */
+	int moved; /* has written bytes of this transfer (the ramp waits for it) */
 	/* set by the write callback for the current request */
 	int checked;
 	int discard;

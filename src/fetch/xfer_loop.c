@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/cancel.h"
+#include "core/log.h"
 #include "core/util.h"
 
 /*
@@ -116,7 +117,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 				xconn_start(x, &x->conns[i]);
 		}
 	}
-	int busy = 0;
+	int busy = 0, moving = 0;
 	for (int i = 0; i < x->nconn && !x->ended; i++) {
 		struct xconn *c = &x->conns[i];
 		if (c->st == C_WAIT && !c->wait_url && c->retry_at <= now)
@@ -124,6 +125,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		if (c->st == C_WAIT && !c->wait_url && c->retry_at < *next_deadline)
 			*next_deadline = c->retry_at;
 		busy += c->st != C_IDLE;
+		moving += c->moved && c->src < 0; /* the ramp judges the URL's connections */
 	}
 	/*
 	 * Until the first answer with content, one connection finds the final
@@ -143,7 +145,15 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		xfer_ramp_init(&x->ramp, x->nconn, now, ramp_bytes);
 		x->ramp_on = 1;
 	}
-	int allowed = x->ramp_on ? xfer_ramp_step(&x->ramp, now, ramp_bytes, next_deadline) : 1;
+	int allowed = 1;
+	if (x->ramp_on) {
+		int was = x->ramp.want;
+		allowed = xfer_ramp_step(&x->ramp, now, ramp_bytes, moving, next_deadline);
+		if (allowed != was)
+			log_msg(LOG_DEBUG, x->log_id,
+				"transfer of %s: %d connections (%.0f MiB/s with %d)", x->dest,
+				allowed, x->ramp.rate / 1048576.0, was);
+	}
 	if (!ranged)
 		allowed = 1;
 	int counted = x->npeers ? xfer_busy_url(x) : busy;

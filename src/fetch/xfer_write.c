@@ -25,10 +25,14 @@ void xfer_publish_prefix(struct xfer *x, int force)
 		return;
 	if (p == x->published_prefix && !force)
 		return;
+	/* The saver starts writeback in whole steps: woken when one is complete. */
+	int step = p / WRITEBACK_STEP != x->published_prefix / WRITEBACK_STEP;
 	x->published_prefix = p;
 	pthread_mutex_lock(&x->lock);
 	x->prefix = p;
 	pthread_cond_signal(&x->cond);
+	if (step)
+		pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
 }
 
@@ -236,6 +240,7 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 		}
 		x->written += w;
 		c->fails = 0;
+		c->moved = 1;
 		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
 		/*
 		 * Hand-offs from here, not only from the loop: at loopback speed

@@ -410,20 +410,60 @@ static void test_content_range_order(void **state)
 	cr_ok("bytes 10-10/*");
 }
 
-/* Feeds the ramp a server that gives rate_of(n) bytes/s with n connections. */
-static int ramp_run(int max, double (*rate_of)(int), int64_t until_ms)
+/*
+ * A simulated server for the ramp, in steps of 10 ms: the connections the
+ * ramp starts with move bytes at once, each one it asks for later starts
+ * moving join_ms after (its handshake and request); rate_of(n) is the
+ * bytes/s n moving connections get. What the ramp did is
+ * in the result: the count it settled on, when it first asked for max, and
+ * when it settled.
+ */
+struct ramp_sim {
+	int n;		 /* connections at the end */
+	int64_t max_at;	 /* first time it asked for max, or -1 */
+	int64_t settled; /* time it settled, or -1 */
+	int64_t over_ms; /* time spent asking for more than it settled on */
+};
+
+static struct ramp_sim ramp_sim(int max, double (*rate_of)(int), int64_t join_ms, int64_t until_ms)
 {
+	struct ramp_sim out = {0, -1, -1, 0};
 	struct xfer_ramp r;
 	uint64_t written = 0;
-	int n = 0;
+	int64_t asked[64];
+	int want = 0;
 	xfer_ramp_init(&r, max, 0, 0);
+	want = r.want;
+	for (int i = 0; i < want; i++)
+		asked[i] = -join_ms;
 	for (int64_t t = 0; t <= until_ms; t += 10) {
-		n = xfer_ramp_step(&r, t, written, NULL);
+		int moving = 0;
+		for (int i = 0; i < want; i++)
+			moving += t - asked[i] >= join_ms;
+		int n = xfer_ramp_step(&r, t, written, moving, NULL);
 		assert_true(n >= 1 && n <= max);
-		written += (uint64_t)(rate_of(n) / 100.0);
+		for (int i = want; i < n; i++)
+			asked[i] = t;
+		want = n;
+		if (n == max && out.max_at < 0)
+			out.max_at = t;
+		if (r.settled && out.settled < 0)
+			out.settled = t;
+		if (!r.settled && n > XFER_RAMP_START)
+			out.over_ms += 10;
+		moving = 0;
+		for (int i = 0; i < want; i++)
+			moving += t - asked[i] >= join_ms;
+		written += (uint64_t)(rate_of(moving) / 100.0);
 	}
 	assert_true(r.settled);
-	return n;
+	out.n = want;
+	return out;
+}
+
+static int ramp_run(int max, double (*rate_of)(int))
+{
+	return ramp_sim(max, rate_of, 0, 5000).n;
 }
 
 static double rate_capped(int n)
@@ -437,16 +477,19 @@ static double rate_full(int n)
 	return 600.0 * (double)MiB; /* the path is full with any number */
 }
 
-static double rate_two_to_four(int n)
+static double rate_full_noisy(int n)
 {
-	/* 40 % more for a possible 100 % from 2 to 4: not worth the bytes in flight. */
-	return (double)MiB * (n <= 2 ? 100.0 : 140.0);
+	return (double)MiB * (n <= 2 ? 600.0 : 700.0); /* full, a sixth more by chance */
 }
 
-static double rate_four_to_eight(int n)
+static double rate_sat3(int n)
 {
-	/* The full gain from 2 to 4, 30 % from 4 to 8: keep 4. */
-	return (double)MiB * (n <= 2 ? 100.0 : n <= 4 ? 200.0 : 260.0);
+	return 50.0 * (double)MiB * (n < 3 ? n : 3); /* the link is full with three */
+}
+
+static double rate_sat4(int n)
+{
+	return 50.0 * (double)MiB * (n < 4 ? n : 4);
 }
 
 static double rate_full_at_one(int n)
@@ -457,19 +500,69 @@ static double rate_full_at_one(int n)
 static void test_ramp_decisions(void **state)
 {
 	(void)state;
-	/* A per-connection cap: doubles from 2 to 4 to the configured 8. */
-	assert_int_equal(ramp_run(8, rate_capped, 5000), 8);
-	assert_int_equal(ramp_run(6, rate_capped, 5000), 6);
-	/* A full path: 4 bought nothing over 2, back to 2. */
-	assert_int_equal(ramp_run(8, rate_full, 5000), 2);
-	/* A partial gain (40 % for a possible 100 %): back to 2. */
-	assert_int_equal(ramp_run(8, rate_two_to_four, 5000), 2);
-	assert_int_equal(ramp_run(8, rate_four_to_eight, 5000), 4);
+	/* A per-connection cap: every configured connection. */
+	assert_int_equal(ramp_run(8, rate_capped), 8);
+	assert_int_equal(ramp_run(6, rate_capped), 6);
+	assert_int_equal(ramp_run(3, rate_capped), 3);
+	/* A full path: 8 bought nothing over 2, back to 2, also with some noise. */
+	assert_int_equal(ramp_run(8, rate_full), 2);
+	assert_int_equal(ramp_run(8, rate_full_noisy), 2);
+	/* A path full with three: three; with four, the rate doubled: all of them. */
+	assert_int_equal(ramp_run(8, rate_sat3), 3);
+	assert_int_equal(ramp_run(8, rate_sat4), 8);
 	/* One or two configured: nothing to ramp. */
-	assert_int_equal(ramp_run(1, rate_full_at_one, 100), 1);
-	assert_int_equal(ramp_run(2, rate_full, 100), 2);
-	/* Three configured: 2, then 3 (capped: +50 % for a possible +50 %). */
-	assert_int_equal(ramp_run(3, rate_capped, 5000), 3);
+	assert_int_equal(ramp_run(1, rate_full_at_one), 1);
+	assert_int_equal(ramp_run(2, rate_full), 2);
+}
+
+/*
+ * How long the ramp takes. A capped server must get every connection
+ * within two short measures: each 100 ms with fewer costs a 3 s transfer
+ * about 3 % per missing quarter of its connections. A full path must not
+ * keep the extra connections longer than one measure.
+ */
+static void test_ramp_quick(void **state)
+{
+	(void)state;
+	int64_t one = XFER_RAMP_WARMUP_MS + XFER_RAMP_WINDOW_MS + 10;
+	struct ramp_sim s = ramp_sim(8, rate_capped, 0, 5000);
+	assert_true(s.max_at >= 0 && s.max_at <= one);
+	assert_true(s.settled <= 2 * one);
+	assert_true(s.max_at <= 250);
+	s = ramp_sim(8, rate_full, 0, 5000);
+	assert_int_equal(s.n, 2);
+	assert_true(s.settled <= 2 * one);
+	assert_true(s.over_ms <= one);
+}
+
+/*
+ * New connections that take 300 ms to move their first byte (a handshake
+ * and a request over a long path): the ramp waits for them before it
+ * measures, and a capped server still gets them all.
+ */
+static void test_ramp_slow_joiners(void **state)
+{
+	(void)state;
+	struct ramp_sim s = ramp_sim(8, rate_capped, 300, 5000);
+	assert_int_equal(s.n, 8);
+	s = ramp_sim(8, rate_full, 300, 5000);
+	assert_int_equal(s.n, 2);
+}
+
+/* A server that never answers the extra connections: measured after the longest warm-up. */
+static void test_ramp_refused(void **state)
+{
+	(void)state;
+	struct xfer_ramp r;
+	uint64_t written = 0;
+	int n = 0;
+	xfer_ramp_init(&r, 8, 0, 0);
+	for (int64_t t = 0; t <= 5000; t += 10) {
+		n = xfer_ramp_step(&r, t, written, 2, NULL);
+		written += (uint64_t)(80.0 * (double)MiB / 100.0); /* two connections' worth */
+	}
+	assert_true(r.settled);
+	assert_int_equal(n, 2);
 }
 
 static void test_ramp_timing(void **state)
@@ -480,21 +573,24 @@ static void test_ramp_timing(void **state)
 	xfer_ramp_init(&r, 8, 1000, 0);
 	assert_int_equal(r.want, 2);
 	/* Before warm-up and window have passed nothing changes, and it says when to look. */
-	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS / 2, 10 * MiB, &next), 2);
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS / 2, 10 * MiB, 2, &next), 2);
 	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MS);
+	/* Until both connections move, it waits, at most the longest warm-up. */
 	next = INT64_MAX;
-	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS, 20 * MiB, &next), 2);
-	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MS + XFER_RAMP_WINDOW_MS);
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS, 15 * MiB, 1, &next), 2);
+	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MAX_MS);
+	next = INT64_MAX;
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS + 5, 20 * MiB, 2, &next), 2);
+	int64_t open = 1000 + XFER_RAMP_WARMUP_MS + 5;
+	assert_int_equal(next, open + XFER_RAMP_WINDOW_MS);
 	/* The warm-up bytes do not count: the rate is 30 MiB over the window alone. */
-	assert_int_equal(
-	    xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS + XFER_RAMP_WINDOW_MS, 50 * MiB, NULL),
-	    4);
+	assert_int_equal(xfer_ramp_step(&r, open + XFER_RAMP_WINDOW_MS, 50 * MiB, 2, NULL), 8);
 	double want = 30.0 * MiB * 1000 / XFER_RAMP_WINDOW_MS;
-	assert_true(r.prev_rate > want * 0.99 && r.prev_rate < want * 1.01);
+	assert_true(r.start_rate > want * 0.99 && r.start_rate < want * 1.01);
 	/* Settled: no deadline asked for any more. */
 	r.settled = 1;
 	next = INT64_MAX;
-	assert_int_equal(xfer_ramp_step(&r, 99999, 99 * MiB, &next), 4);
+	assert_int_equal(xfer_ramp_step(&r, 99999, 99 * MiB, 8, &next), 8);
 	assert_int_equal(next, INT64_MAX);
 }
 
@@ -513,6 +609,9 @@ int main(void)
 	    cmocka_unit_test(test_content_range_spaces_and_signs),
 	    cmocka_unit_test(test_content_range_order),
 	    cmocka_unit_test(test_ramp_decisions),
+	    cmocka_unit_test(test_ramp_quick),
+	    cmocka_unit_test(test_ramp_slow_joiners),
+	    cmocka_unit_test(test_ramp_refused),
 	    cmocka_unit_test(test_ramp_timing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
