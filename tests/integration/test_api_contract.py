@@ -35,6 +35,7 @@ CLI_READS = {
     "jobs_page": ["jobs"],
     "download_job": ["job_id", "operation", "state", "model", "created_ms", "progress",
                      "error"],
+    "failed_job": ["error", "error_code"],
     "verify_job": ["id"],
     "progress": ["state", "phase", "file", "files_done", "files_total", "bytes_done",
                  "bytes_total", "file_bytes_done", "file_bytes_total", "rate_bps", "eta_s"],
@@ -157,6 +158,10 @@ class ApiContractTest(DaemonTestCase):
                                                         "id": model_id})
         a["verify_job"] = cls.wait_job(verify["job_id"], lambda j: j["state"] == "succeeded")
         status, a["jobs_page"] = cls.call("GET", "/v1/jobs")
+        status, failed = cls.call("POST", "/v1/jobs", {"operation": "model_download",
+                                                        "model": "hf:org/no-such-repo"})
+        a["failed_job"] = cls.wait_job(failed["job_id"], lambda j: j["state"] == "failed")
+        assert a["failed_job"].get("error_code") == "not_found", a["failed_job"]
 
         # A partial download: a slow pull, cancelled once bytes moved.
         status, slow = cls.call("POST", "/v1/jobs", {"operation": "model_download",
