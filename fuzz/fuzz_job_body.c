@@ -37,7 +37,8 @@ static void prov_free(struct provisioner *p)
 	(void)p;
 }
 
-static const struct provisioner_ops prov_fail_ops = {"fail", prov_fail, prov_free};
+static const struct provisioner_ops prov_fail_ops = {
+    .name = "fail", .provision = prov_fail, .free = prov_free};
 static struct provisioner prov_failing = {&prov_fail_ops};
 
 static struct job_registry *registry(void)

@@ -62,6 +62,28 @@ static void check_parts(const struct model_ref *r)
 			FUZZ_CHECK(!(c[-1] == '/' && (c[2] == '/' || c[2] == '\0')));
 		break;
 	}
+	case REF_S3:
+		FUZZ_CHECK(strncasecmp(r->url, "s3://", 5) == 0 && no_ctl(r->url));
+		FUZZ_CHECK(ref_s3_bucket_check(r->host, NULL) == 0);
+		FUZZ_CHECK(ref_s3_key_check(r->path, "key", NULL) == 0);
+		FUZZ_CHECK(r->sha256[0] == '\0' || is_hex_lower(r->sha256, 64));
+		break;
+	case REF_OCI:
+	case REF_OLLAMA:
+		FUZZ_CHECK(r->name[0] && r->revision[0]);
+		FUZZ_CHECK(r->kind == REF_OLLAMA || r->host[0]);
+		/* A name is safe in a URL path as it is: no '..' part, no empty part. */
+		for (const char *p = r->name; *p; p++)
+			FUZZ_CHECK(strchr("abcdefghijklmnopqrstuvwxyz0123456789._-/", *p));
+		FUZZ_CHECK(!strstr(r->name, "//") && !strstr(r->name, "..") && r->name[0] != '/');
+		/* Pinned by digest: the revision is "sha256:" and that digest. */
+		if (r->sha256[0])
+			FUZZ_CHECK(strncmp(r->revision, "sha256:", 7) == 0 &&
+				   strcmp(r->revision + 7, r->sha256) == 0 &&
+				   is_hex_lower(r->sha256, 64));
+		else
+			FUZZ_CHECK(!strpbrk(r->revision, "/@:") && no_ctl(r->revision));
+		break;
 	default: FUZZ_CHECK(0);
 	}
 }
@@ -88,6 +110,13 @@ static int catalog_id(const struct model_ref *r, char *id, size_t size)
 			return -1;
 		return ref_catalog_id_url(r->sha256, id, size);
 	case REF_FILE: return ref_catalog_id_file(strrchr(r->path, '/') + 1, id, size);
+	case REF_S3:
+		/* An s3:// object is a URL model: named by its pinned digest. */
+		if (!r->sha256[0])
+			return -1;
+		return ref_catalog_id_url(r->sha256, id, size);
+	case REF_OCI:
+	case REF_OLLAMA: return ref_catalog_id_oci(r, id, size);
 	}
 	return -1;
 }
@@ -126,6 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FUZZ_CHECK(strcmp(r2.revision, r.revision) == 0);
 		FUZZ_CHECK(strcmp(r2.url, r.url) == 0 && strcmp(r2.sha256, r.sha256) == 0);
 		FUZZ_CHECK(strcmp(r2.host, r.host) == 0 && strcmp(r2.path, r.path) == 0);
+		FUZZ_CHECK(strcmp(r2.name, r.name) == 0);
 		FUZZ_CHECK(ref_format(&r2, canon2, sizeof(canon2)) == 0);
 		FUZZ_CHECK(strcmp(canon, canon2) == 0);
 		FUZZ_CHECK(ref_matches_id(canon, canon) == 1);
