@@ -104,15 +104,6 @@ char *cli_url_segment(const char *s)
 	return out;
 }
 
-static const struct {
-	long status;
-	int code;
-} cli_status_codes[] = {
-    {400, ERR_INVALID},	 {401, ERR_UNAUTHORIZED}, {403, ERR_FORBIDDEN}, {404, ERR_NOT_FOUND},
-    {409, ERR_CONFLICT}, {413, ERR_TOO_LARGE},	  {415, ERR_MEDIA},	{422, ERR_UNPROCESSABLE},
-    {503, ERR_SHUTDOWN}, {507, ERR_NOSPACE},
-};
-
 int cli_client_foreign(const struct cli_client *c, const char *why, struct err *e)
 {
 	return err_set(e, ERR_NETWORK, "%s: not an rbee-hive daemon (%s)", c->base, why);
@@ -120,11 +111,13 @@ int cli_client_foreign(const struct cli_client *c, const char *why, struct err *
 
 int cli_client_error(const struct cli_client *c, long status, const json_t *answer, struct err *e)
 {
-	int code = ERR_NETWORK;
-	for (size_t i = 0; i < sizeof(cli_status_codes) / sizeof(cli_status_codes[0]); i++) {
-		if (cli_status_codes[i].status == status)
-			code = cli_status_codes[i].code;
-	}
+	/* The daemon names its error's code (core/err.c's table); one it does not know is the
+	 * network's. */
+	const char *name =
+	    json_string_value(json_object_get(json_object_get(answer, "error"), "code"));
+	int code = err_code_of(name);
+	if (!name || strcmp(err_name(code), name) != 0)
+		code = ERR_NETWORK;
 	const json_t *msg = json_object_get(json_object_get(answer, "error"), "message");
 	if (!json_is_string(msg)) {
 		char why[64];
