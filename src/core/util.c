@@ -1,7 +1,9 @@
 #include "core/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -231,4 +233,33 @@ int rename_open_file_at(int dir_fd, const char *from, const char *to, int fd, co
 	if (fsync(dir_fd) < 0)
 		return err_set(e, ERR_IO, "fsync the folder of %s: %s", what, strerror(errno));
 	return 0;
+}
+
+static char boot_id_buf[BOOT_ID_LEN];
+static pthread_once_t boot_id_once = PTHREAD_ONCE_INIT;
+
+static void boot_id_read(void)
+{
+	int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	char buf[BOOT_ID_LEN];
+	ssize_t n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	/* A UUID: hex digits and dashes, up to the newline; anything else is not trusted. */
+	size_t len = 0;
+	while (len < (size_t)n && (isxdigit((unsigned char)buf[len]) || buf[len] == '-'))
+		len++;
+	if (len < 32 || (len < (size_t)n && buf[len] != '\n'))
+		return;
+	memcpy(boot_id_buf, buf, len);
+	boot_id_buf[len] = '\0';
+}
+
+const char *boot_id(void)
+{
+	pthread_once(&boot_id_once, boot_id_read);
+	return boot_id_buf;
 }

@@ -68,6 +68,17 @@ int same_file_at(int dir_fd, const char *name, int fd);
 int rename_open_file_at(int dir_fd, const char *from, const char *to, int fd, const char *what,
 			struct err *e);
 
+/* A buffer of this size holds any boot id. */
+#define BOOT_ID_LEN 40
+/*
+ * The id of the running system's boot (/proc/sys/kernel/random/boot_id),
+ * read once; "" when it cannot be read. Bytes written to a file but not
+ * yet synced survive the crash of a process, not a restart of the system:
+ * state that counts on them is valid only under the same boot id, and
+ * never under "".
+ */
+const char *boot_id(void);
+
 /* A buffer of this size holds any output of fmt_size(). */
 #define FMT_SIZE_LEN 32
 /*

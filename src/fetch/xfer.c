@@ -153,6 +153,7 @@ static void xfer_release(struct xfer *x)
 	pthread_mutex_destroy(&x->lock);
 	pthread_cond_destroy(&x->cond);
 	pthread_cond_destroy(&x->save_cond);
+	pthread_cond_destroy(&x->sync_cond);
 	pthread_cond_destroy(&x->done_cond);
 	free(x);
 }
@@ -195,6 +196,7 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 	pthread_mutex_init(&x->lock, NULL);
 	cond_init_monotonic(&x->cond);
 	cond_init_monotonic(&x->save_cond);
+	cond_init_monotonic(&x->sync_cond);
 	cond_init_monotonic(&x->done_cond);
 	x->token = req->auth_token && *req->auth_token ? xstrdup(req->auth_token) : NULL;
 	x->basic = req->auth_basic;
@@ -231,6 +233,8 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 		x->resume = *req->resume;
 		x->has_resume = 1;
 	}
+	x->snap_step =
+	    x->has_resume && x->resume.save_fresh ? FRESH_SAVE_STEP : eng->cfg.flush_bytes;
 	x->refresh_fn = req->refresh_url;
 	x->refresh_arg = req->refresh_arg;
 	x->progress_fn = req->on_progress;

@@ -105,6 +105,15 @@ struct xfer_resume_ops {
 		    size_t n);
 	void (*discard)(void *arg, const char *key);
 	void *arg;
+	/*
+	 * May be NULL. Saves ranges whose bytes are written but not synced:
+	 * they hold while the system has not restarted (a crash of the process
+	 * loses none of them), and load gives them back only then; save's
+	 * ranges, synced first, hold across restarts. With it, the state is
+	 * saved every MiB or so without waiting for the disk.
+	 */
+	int (*save_fresh)(void *arg, const char *key, uint64_t total, const struct byte_range *r,
+			  size_t n);
 };
 
 struct xfer_progress {

@@ -2,10 +2,9 @@
  * The helper thread of one transfer: it hashes the done prefix as it
  * grows, refreshes the URL after a 403, and finishes the transfer (final
  * checks, rename, result), so the transfer thread never blocks on the
- * disk, the caller's catalog or the vendor. Its saver thread starts
- * writeback of the written prefix and fdatasyncs and saves the resume
- * state: both can wait for the disk, and the hash must not wait behind
- * them.
+ * disk, the caller's catalog or the vendor. Its saver thread
+ * (xfer_save.c) starts writeback and saves the resume state: both can wait
+ * for the disk, and the hash must not wait behind them.
  */
 #include "fetch/xfer_internal.h"
 
@@ -18,98 +17,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
-/* Helper thread: hashing, durable flushes, URL refresh, the end */
-
-static int helper_save(struct xfer *x, const struct byte_range *r, size_t n)
-{
-	/* The bytes must be on disk before the catalog says they are. */
-	if (fdatasync(x->fd) < 0) {
-		log_msg(LOG_WARN, x->log_id, "fdatasync %s: %s", x->dest, strerror(errno));
-		return ERR_IO;
-	}
-	return x->resume.save(x->resume.arg, x->key, atomic_load(&x->a_total), r, n);
-}
-
-/*
- * The saver thread: saves the latest snapshot of the done ranges, as long
- * as the transfer runs, then the last one the transfer thread posted at
- * its end; the helper joins it before finishing, so the resume ops are
- * never called from two threads at once. Between saves it starts
- * writeback of the written prefix, WRITEBACK_STEP at a time, without
- * waiting for it: the disk then writes while the bytes arrive, so a save's
- * fdatasync and the final fsync have little left. Where the network
- * outruns the disk, writeback that trails the hash (as it did on the
- * helper) left hundreds of MiB dirty, and the final fsync of a 1 GiB pull
- * on loopback took 0.6 s.
- */
-static void *xfer_saver_main(void *arg)
-{
-	struct xfer *x = arg;
-	struct byte_range *snap = x->has_resume ? xcalloc(CAP_XFER_RANGES, sizeof(*snap)) : NULL;
-	uint64_t wb_off = 0; /* writeback started for [0, wb_off) */
-	unsigned wb_gen = 0;
-	int wb_warned = 0;
-	pthread_mutex_lock(&x->lock);
-	for (;;) {
-		int skip = x->discard_req ||
-			   (x->eng_gone && x->net == NET_CANCELLED && atomic_load(&x->purge_req));
-		if (x->gen != wb_gen) {
-			wb_gen = x->gen; /* the file starts over */
-			wb_off = 0;
-		}
-		if (x->snap_pending && !skip && snap) {
-			size_t n = x->snap_n;
-			uint64_t written = x->snap_written;
-			memcpy(snap, x->snap, n * sizeof(*snap));
-			x->snap_pending = 0;
-			pthread_mutex_unlock(&x->lock);
-			if (helper_save(x, snap, n) < 0)
-				log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed",
-					x->dest);
-			/*
-			 * Connections held for this save go on even when it failed
-			 * (that is logged): the hold paces the transfer to the
-			 * disk, it is no reason to stop.
-			 */
-			atomic_store_explicit(&x->a_saved, written, memory_order_release);
-			pthread_mutex_lock(&x->lock);
-			if (!x->eng_gone)
-				curl_multi_wakeup(x->eng->multi);
-			continue;
-		}
-		if (skip || !snap)
-			x->snap_pending = 0; /* purged, discarded or no resume: nothing to save */
-		/* Whole steps only: a page the transfer is still filling is not written twice. */
-		uint64_t wb_end = x->prefix & ~(uint64_t)(WRITEBACK_STEP - 1);
-		if (!x->eng_gone && !skip && wb_end > wb_off) {
-			/*
-			 * At most four steps at a time: the call can wait while the
-			 * disk queue is full, and a cancel or a save must not wait
-			 * behind hundreds of MiB.
-			 */
-			uint64_t off = wb_off, len = wb_end - wb_off;
-			if (len > 4 * WRITEBACK_STEP)
-				len = 4 * WRITEBACK_STEP;
-			wb_off += len;
-			pthread_mutex_unlock(&x->lock);
-			if (sync_file_range(x->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE) <
-				0 &&
-			    !wb_warned) {
-				wb_warned = 1;
-				log_msg(LOG_DEBUG, x->log_id, "sync_file_range %s: %s", x->dest,
-					strerror(errno));
-			}
-			pthread_mutex_lock(&x->lock);
-			continue;
-		}
-		if (x->save_stop)
-			break;
-		pthread_cond_wait(&x->save_cond, &x->lock);
-	}
-	pthread_mutex_unlock(&x->lock);
-	free(snap);
-	return NULL;
-}
+/* Helper thread: hashing, URL refresh, the end */
 
 static void helper_discard(struct xfer *x)
 {
@@ -320,9 +228,18 @@ void *xfer_helper_main(void *arg)
 				hash_err = r < 0 ? err_no : EIO;
 				continue;
 			}
+			/*
+			 * Hashed without the lock, which the transfer thread takes
+			 * for each hand-off: bytes read in this generation stay
+			 * valid, and a new one starts the hash over at the top.
+			 */
+			pthread_mutex_unlock(&x->lock);
 			sha256_update(&h, buf, (size_t)r);
 			if (x->want_git[0])
 				gitblob_update(&g, buf, (size_t)r);
+			pthread_mutex_lock(&x->lock);
+			if (x->gen != gen)
+				continue;
 			hashed += (uint64_t)r;
 			atomic_store(&x->a_hashed, hashed);
 			continue;

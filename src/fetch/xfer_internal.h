@@ -5,8 +5,9 @@
  *   xfer_conn.c    the connection state machine and each hop's URL
  *   xfer_write.c   the write path inside libcurl, and the checked socket opener
  *   xfer_loop.c    the transfer thread's loop and the rate cap
- *   xfer_helper.c  the helper thread: hashing, URL refresh, the end; and its saver
- *                  thread: writeback and durable saves of the resume state
+ *   xfer_helper.c  the helper thread: hashing, URL refresh, the end
+ *   xfer_save.c    its saver thread: writeback and the saves of the resume state,
+ *                  fresh ones and, through its syncer thread, synced ones
  *   xfer_peer.c    peer hives: their poller thread, the source of each piece,
  *                  the repair of their bytes after a digest mismatch
  *
@@ -57,6 +58,14 @@
  * of MiB, and a crash would lose all of them.
  */
 #define UNSAVED_FLUSH_STEPS 4
+/*
+ * With fresh saves (xfer_resume_ops.save_fresh), the done ranges are
+ * posted for a save this often, and the bytes written but not yet synced
+ * are held to UNSYNCED_MAX: fresh saves bound what a kill -9 loses, the
+ * syncs what a restart of the system loses.
+ */
+#define FRESH_SAVE_STEP (1u << 20)
+#define UNSYNCED_MAX (256ull << 20)
 /* The saver starts writeback of the written prefix in steps of this size, so
  * the fdatasync before a resume save, and the final fsync, have little left. */
 #define WRITEBACK_STEP (4u << 20)
@@ -172,6 +181,7 @@ struct xfer {
 	uint64_t limit; /* bytes accepted in whole-file mode */
 	struct xfer_resume_ops resume;
 	int has_resume;
+	uint64_t snap_step; /* the done ranges are posted for a save this often */
 	xfer_refresh_fn refresh_fn;
 	void *refresh_arg;
 	xfer_progress_fn progress_fn;
@@ -224,7 +234,8 @@ struct xfer {
 	atomic_int cancel_req;
 	atomic_int purge_req;
 	atomic_int refresh_done;
-	_Atomic uint64_t a_saved; /* x->written as of the last resume state saved (helper) */
+	_Atomic uint64_t a_saved;  /* x->written as of the last resume state saved (saver) */
+	_Atomic uint64_t a_synced; /* ... of the last one saved after an fdatasync (saver) */
 
 	/* x->lock */
 	pthread_mutex_t lock;
@@ -242,7 +253,11 @@ struct xfer {
 	struct byte_range *snap;
 	size_t snap_n;
 	uint64_t snap_written; /* x->written when snap was taken */
+	unsigned snap_gen;     /* x->gen when snap was taken */
 	int snap_pending;
+	pthread_cond_t sync_cond; /* wakes the syncer */
+	int sync_state;		  /* the syncer's fdatasync: asked, done or failed (xfer_save.c) */
+	int sync_stop;		  /* the syncer ends */
 	int refresh_want;
 	int refresh_rc;
 	struct err refresh_err;
@@ -335,6 +350,12 @@ void *xfer_engine_main(void *arg);
 /* xfer_helper.c */
 
 void *xfer_helper_main(void *arg);
+
+/* xfer_save.c */
+
+void *xfer_saver_main(void *arg);
+/* 1 while the saves trail the written bytes too far: connections are held (transfer thread). */
+int xfer_saves_behind(struct xfer *x);
 
 /* xfer_peer.c */
 

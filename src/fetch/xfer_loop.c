@@ -187,8 +187,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 			 x->dest);
 		return;
 	}
-	if (x->held && x->written - atomic_load_explicit(&x->a_saved, memory_order_acquire) <
-			   UNSAVED_FLUSH_STEPS * eng->cfg.flush_bytes) {
+	if (x->held && !xfer_saves_behind(x)) {
 		/* The save caught up: go on (the write callback may hold again). */
 		x->held = 0;
 		for (int i = 0; i < x->nconn; i++) {
@@ -201,7 +200,7 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		}
 	}
 	xfer_publish_prefix(x, 0);
-	if (x->written - x->flushed_written >= eng->cfg.flush_bytes ||
+	if (x->written - x->flushed_written >= x->snap_step ||
 	    (now >= x->flush_at && x->written != x->flushed_written))
 		xfer_post_snapshot(x);
 	if (x->flush_at < *next_deadline)
@@ -250,6 +249,7 @@ static void xfer_detach(struct xfer_engine *eng, struct xfer *x)
 	x->eng_gone = 1;
 	pthread_cond_signal(&x->cond);
 	pthread_cond_signal(&x->save_cond);
+	pthread_cond_signal(&x->sync_cond);
 	pthread_mutex_unlock(&x->lock);
 	pthread_mutex_lock(&eng->lock);
 	eng->count--;

@@ -25,14 +25,14 @@ void xfer_publish_prefix(struct xfer *x, int force)
 		return;
 	if (p == x->published_prefix && !force)
 		return;
-	/* The saver starts writeback in whole steps: woken when one is complete. */
+	/* The syncer starts writeback in whole steps: woken when one is complete. */
 	int step = p / WRITEBACK_STEP != x->published_prefix / WRITEBACK_STEP;
 	x->published_prefix = p;
 	pthread_mutex_lock(&x->lock);
 	x->prefix = p;
 	pthread_cond_signal(&x->cond);
 	if (step)
-		pthread_cond_signal(&x->save_cond);
+		pthread_cond_signal(&x->sync_cond);
 	pthread_mutex_unlock(&x->lock);
 }
 
@@ -45,6 +45,7 @@ void xfer_post_snapshot(struct xfer *x)
 	memcpy(x->snap, x->done.r, x->done.n * sizeof(*x->snap));
 	x->snap_n = x->done.n;
 	x->snap_written = x->written;
+	x->snap_gen = x->gen;
 	x->snap_pending = 1;
 	pthread_cond_signal(&x->save_cond);
 	pthread_mutex_unlock(&x->lock);
@@ -173,9 +174,7 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 		c->discarded += n;
 		return c->discarded > DISCARD_BODY_MAX ? 0 : n;
 	}
-	if (x->has_resume && x->size_known &&
-	    x->written - atomic_load_explicit(&x->a_saved, memory_order_acquire) >=
-		UNSAVED_FLUSH_STEPS * x->eng->cfg.flush_bytes) {
+	if (x->has_resume && x->size_known && xfer_saves_behind(x)) {
 		/* The saves are behind: hold this chunk until they catch up. */
 		if (x->written != x->flushed_written)
 			xfer_post_snapshot(x);
@@ -248,7 +247,7 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 		 * the hasher and the resume saves must not wait for it to return.
 		 */
 		xfer_publish_prefix(x, 0);
-		if (x->written - x->flushed_written >= x->eng->cfg.flush_bytes)
+		if (x->written - x->flushed_written >= x->snap_step)
 			xfer_post_snapshot(x);
 	}
 	if (w < n && c->seg < 0) {

@@ -196,16 +196,35 @@ static int resume_load(void *arg, const char *key, uint64_t total, struct byte_r
 	return resume_state(r->cat, r->repo_dir, r->name, total, ranges, n);
 }
 
-static int resume_save(void *arg, const char *key, uint64_t total, const struct byte_range *rs,
-		       size_t n)
+/* The two saves of the catalog: synced, then fresh (xfer_resume_ops). */
+typedef int (*partial_save_fn)(struct catalog *c, const char *repo_dir, const char *sha256,
+			       uint64_t total_size, const struct byte_range *ranges, size_t n,
+			       struct err *e);
+static const partial_save_fn partial_saves[2] = {catalog_partial_save, catalog_partial_save_fresh};
+
+static int resume_save_kind(void *arg, uint64_t total, const struct byte_range *rs, size_t n,
+			    int fresh)
 {
 	struct share_resume *r = arg;
-	(void)key;
 	struct err e = {0};
-	int rc = catalog_partial_save(r->cat, r->repo_dir, r->name, total, rs, n, &e);
+	int rc = partial_saves[fresh](r->cat, r->repo_dir, r->name, total, rs, n, &e);
 	if (rc)
 		log_warn("saving resume state of %s/%s: %s", r->repo_dir, r->name, err_msg(&e));
 	return rc;
+}
+
+static int resume_save(void *arg, const char *key, uint64_t total, const struct byte_range *rs,
+		       size_t n)
+{
+	(void)key;
+	return resume_save_kind(arg, total, rs, n, 0);
+}
+
+static int resume_save_fresh(void *arg, const char *key, uint64_t total,
+			     const struct byte_range *rs, size_t n)
+{
+	(void)key;
+	return resume_save_kind(arg, total, rs, n, 1);
 }
 
 static void resume_discard(void *arg, const char *key)
@@ -303,8 +322,11 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	if (rc == 0)
 		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
 	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
-	struct xfer_resume_ops ops = {
-	    .load = resume_load, .save = resume_save, .discard = resume_discard, .arg = &res};
+	struct xfer_resume_ops ops = {.load = resume_load,
+				      .save = resume_save,
+				      .discard = resume_discard,
+				      .arg = &res,
+				      .save_fresh = resume_save_fresh};
 	struct xfer_request req = {
 	    .url = src->url,
 	    .origin = src->origin,

@@ -161,6 +161,14 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
     "CREATE INDEX files_sha256 ON files(sha256);"
     "CREATE INDEX files_blob ON files(blob);"
     "CREATE INDEX models_repo_dir ON models(repo_dir, commit_sha);",
+    /*
+     * 6 -> 7: the done ranges of a partial as of its latest save, written
+     * without syncing the partial first, and the boot id they hold under
+     * (catalog_partial_save_fresh); ranges keeps those of the latest synced
+     * save.
+     */
+    "ALTER TABLE partials ADD COLUMN fresh_ranges BLOB;"
+    "ALTER TABLE partials ADD COLUMN fresh_boot TEXT NOT NULL DEFAULT '';",
 };
 
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e)

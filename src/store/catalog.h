@@ -37,7 +37,7 @@ struct catalog;
 struct gguf_facts;
 
 /* The schema version this build writes. */
-#define CATALOG_SCHEMA_VERSION 6
+#define CATALOG_SCHEMA_VERSION 7
 #define CATALOG_BUSY_TIMEOUT_MS 5000
 
 /*
@@ -304,21 +304,34 @@ struct catalog_partial {
 	char repo_dir[256];
 	char sha256[65];
 	uint64_t total_size;
-	uint64_t done_bytes; /* sum of the ranges */
+	uint64_t done_bytes; /* sum of the ranges of the latest save, fresh or synced */
 	int64_t updated_ms;
 };
 
 /*
- * Saves the done ranges of blobs/<sha256>.partial in repo_dir, replacing the
- * previous state. Ranges are sorted and merged here; each must lie within
- * total_size; at most CAP_XFER_RANGES after merging.
+ * Saves the done ranges of blobs/<sha256>.partial in repo_dir, whose bytes
+ * the caller has synced to disk: they hold after a restart of the system.
+ * Ranges are sorted and merged here; each must lie within total_size; at
+ * most CAP_XFER_RANGES after merging. A state of another total_size is
+ * replaced whole.
  */
 int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
 			 uint64_t total_size, const struct byte_range *ranges, size_t n,
 			 struct err *e);
 /*
- * Loads it: *ranges (free() it) sorted and merged. ERR_NOT_FOUND if there is
- * no state; ERR_CORRUPT if the stored state is damaged.
+ * The same for ranges whose bytes are written but not synced: they hold
+ * only until the system restarts, so they are kept beside the synced ones
+ * with the boot id (core/util.h boot_id), and the commit does not wait for
+ * the disk either. A process that crashes loses none of them.
+ */
+int catalog_partial_save_fresh(struct catalog *c, const char *repo_dir, const char *sha256,
+			       uint64_t total_size, const struct byte_range *ranges, size_t n,
+			       struct err *e);
+/*
+ * Loads it: *ranges (free() it) sorted and merged: the fresh ranges while
+ * the system runs under the boot id they were saved under, else the synced
+ * ones. ERR_NOT_FOUND if there is no state; ERR_CORRUPT if the stored
+ * state is damaged.
  */
 int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sha256,
 			 uint64_t *total_size, struct byte_range **ranges, size_t *n,

@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <sqlite3.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/caps.h"
 #include "core/err.h"
@@ -32,13 +33,10 @@ static int check_partial_key(const char *repo_dir, const char *sha256, struct er
 	return catalog_check_key(repo_dir, sha256, "partial", e);
 }
 
-int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
-			 uint64_t total_size, const struct byte_range *ranges, size_t n,
-			 struct err *e)
+/* The ranges sorted, merged and encoded into *blob (free() it); *done their sum. */
+static int encode_ranges(const char *sha256, uint64_t total_size, const struct byte_range *ranges,
+			 size_t n, unsigned char **blob, size_t *len, uint64_t *done, struct err *e)
 {
-	int rc = check_partial_key(repo_dir, sha256, e);
-	if (rc)
-		return rc;
 	if (total_size > INT64_MAX)
 		return err_set(e, ERR_INVALID, "partial %s: size too large", sha256);
 	if (n > CAP_XFER_RANGES * 4)
@@ -61,36 +59,123 @@ int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sh
 		return err_set(e, ERR_TOO_LARGE, "partial %s: %zu separate ranges, more than %d",
 			       sha256, m, CAP_XFER_RANGES);
 	}
-	unsigned char *blob = xmalloc(m * 16 + 1);
-	uint64_t done = 0;
+	unsigned char *b = xmalloc(m * 16 + 1);
+	*done = 0;
 	for (size_t i = 0; i < m; i++) {
-		put_le64(blob + 16 * i, r[i].start);
-		put_le64(blob + 16 * i + 8, r[i].end);
-		done += r[i].end - r[i].start;
+		put_le64(b + 16 * i, r[i].start);
+		put_le64(b + 16 * i + 8, r[i].end);
+		*done += r[i].end - r[i].start;
 	}
 	free(r);
 	/* Merged ranges within total_size cannot cover more than it. */
-	assert(done <= total_size);
+	assert(*done <= total_size);
+	*blob = b;
+	*len = m * 16;
+	return 0;
+}
+
+/*
+ * Both saves write one row. A synced save keeps the fresh ranges (newer
+ * than the synced ones while the transfer runs) and a fresh save keeps the
+ * synced ones, each unless the row was for another total_size.
+ */
+static const char *const save_sql[2] = {
+    "INSERT INTO partials(repo_dir, sha256, total_size, done_bytes, ranges, updated_ms)"
+    " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(repo_dir, sha256) DO UPDATE SET"
+    " fresh_ranges = CASE WHEN total_size = excluded.total_size THEN fresh_ranges END,"
+    " fresh_boot = CASE WHEN total_size = excluded.total_size THEN fresh_boot ELSE '' END,"
+    " total_size = excluded.total_size, done_bytes = excluded.done_bytes,"
+    " ranges = excluded.ranges, updated_ms = excluded.updated_ms",
+    "INSERT INTO partials(repo_dir, sha256, total_size, done_bytes, ranges, updated_ms,"
+    " fresh_ranges, fresh_boot) VALUES(?1, ?2, ?3, ?4, x'', ?6, ?5, ?7)"
+    " ON CONFLICT(repo_dir, sha256) DO UPDATE SET"
+    " ranges = CASE WHEN total_size = excluded.total_size THEN ranges ELSE x'' END,"
+    " total_size = excluded.total_size, done_bytes = excluded.done_bytes,"
+    " fresh_ranges = excluded.fresh_ranges, fresh_boot = excluded.fresh_boot,"
+    " updated_ms = excluded.updated_ms",
+};
+
+static int partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
+			uint64_t total_size, const struct byte_range *ranges, size_t n, int fresh,
+			struct err *e)
+{
+	int rc = check_partial_key(repo_dir, sha256, e);
+	if (rc)
+		return rc;
+	size_t len = 0;
+	uint64_t done = 0;
+	unsigned char *blob = NULL;
+	rc = encode_ranges(sha256, total_size, ranges, n, &blob, &len, &done, e);
+	if (rc)
+		return rc;
 	sqlite3_stmt *st;
-	rc = catalog_prepare(
-	    c,
-	    "INSERT OR REPLACE INTO partials(repo_dir, sha256, total_size, done_bytes,"
-	    " ranges, updated_ms) VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-	    &st, e);
+	rc = catalog_prepare(c, save_sql[fresh], &st, e);
+	/*
+	 * A fresh save is worth nothing after a restart of the system, so its
+	 * commit does not wait for the disk either (in WAL mode the WAL is
+	 * then synced at checkpoints only); the connection is back to FULL
+	 * after it.
+	 */
+	if (!rc && fresh)
+		rc = catalog_exec(c, "PRAGMA synchronous=NORMAL", "unsynced commits", e);
 	if (!rc) {
 		catalog_bind_str(st, 1, repo_dir);
 		catalog_bind_str(st, 2, sha256);
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)total_size);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)done);
-		sqlite3_bind_blob(st, 5, blob, (int)(m * 16), SQLITE_TRANSIENT);
+		sqlite3_bind_blob(st, 5, blob, (int)len, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 6, wall_ms());
+		if (fresh)
+			catalog_bind_str(st, 7, boot_id());
 		int s = sqlite3_step(st);
 		if (s != SQLITE_DONE)
 			rc = catalog_fail(c, s, "save partial", e);
-		sqlite3_finalize(st);
 	}
+	if (fresh) {
+		struct err pe;
+		int prc = catalog_exec(c, "PRAGMA synchronous=FULL", "synced commits", &pe);
+		if (!rc && prc)
+			rc = err_set(e, prc, "%s", err_msg(&pe));
+	}
+	sqlite3_finalize(st);
 	free(blob);
 	return rc;
+}
+
+int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
+			 uint64_t total_size, const struct byte_range *ranges, size_t n,
+			 struct err *e)
+{
+	return partial_save(c, repo_dir, sha256, total_size, ranges, n, 0, e);
+}
+
+int catalog_partial_save_fresh(struct catalog *c, const char *repo_dir, const char *sha256,
+			       uint64_t total_size, const struct byte_range *ranges, size_t n,
+			       struct err *e)
+{
+	return partial_save(c, repo_dir, sha256, total_size, ranges, n, 1, e);
+}
+
+/* Decodes a stored ranges column: 0, or -1 when it is damaged. */
+static int decode_ranges(const unsigned char *b, size_t len, uint64_t total,
+			 struct byte_range **ranges, size_t *n)
+{
+	if (len % 16 || len / 16 > CAP_XFER_RANGES)
+		return -1;
+	size_t m = len / 16;
+	struct byte_range *r = xmalloc((m ? m : 1) * sizeof *r);
+	for (size_t i = 0; i < m; i++) {
+		r[i].start = get_le64(b + 16 * i);
+		r[i].end = get_le64(b + 16 * i + 8);
+		if (r[i].start >= r[i].end || r[i].end > total ||
+		    (i > 0 && r[i].start <= r[i - 1].end)) {
+			free(r);
+			return -1;
+		}
+	}
+	*ranges = r;
+	*n = m;
+	return 0;
 }
 
 int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sha256,
@@ -102,9 +187,10 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 	if (rc)
 		return rc;
 	sqlite3_stmt *st;
-	rc = catalog_prepare(
-	    c, "SELECT total_size, ranges FROM partials WHERE repo_dir = ?1 AND sha256 = ?2", &st,
-	    e);
+	rc = catalog_prepare(c,
+			     "SELECT total_size, ranges, fresh_ranges, fresh_boot FROM partials"
+			     " WHERE repo_dir = ?1 AND sha256 = ?2",
+			     &st, e);
 	if (rc)
 		return rc;
 	catalog_bind_str(st, 1, repo_dir);
@@ -120,29 +206,22 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 		goto out;
 	}
 	uint64_t total = (uint64_t)sqlite3_column_int64(st, 0);
-	const unsigned char *b = sqlite3_column_blob(st, 1);
-	size_t len = (size_t)sqlite3_column_bytes(st, 1);
-	if (len % 16 || len / 16 > CAP_XFER_RANGES) {
-		rc = err_set(e, ERR_CORRUPT, "resume state of %s/%s: %zu bytes of ranges", repo_dir,
-			     sha256, len);
+	const char *boot = (const char *)sqlite3_column_text(st, 3);
+	/* Fresh ranges whose boot is over, or that are damaged, give way to the synced ones. */
+	if (boot && boot[0] && strcmp(boot, boot_id()) == 0 &&
+	    sqlite3_column_type(st, 2) == SQLITE_BLOB &&
+	    decode_ranges(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), total,
+			  ranges, n) == 0) {
+		*total_size = total;
 		goto out;
 	}
-	size_t m = len / 16;
-	struct byte_range *r = xmalloc((m ? m : 1) * sizeof *r);
-	for (size_t i = 0; i < m; i++) {
-		r[i].start = get_le64(b + 16 * i);
-		r[i].end = get_le64(b + 16 * i + 8);
-		if (r[i].start >= r[i].end || r[i].end > total ||
-		    (i > 0 && r[i].start <= r[i - 1].end)) {
-			free(r);
-			rc = err_set(e, ERR_CORRUPT, "resume state of %s/%s: range %zu is damaged",
-				     repo_dir, sha256, i);
-			goto out;
-		}
+	if (decode_ranges(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), total,
+			  ranges, n) < 0) {
+		rc = err_set(e, ERR_CORRUPT, "resume state of %s/%s: its ranges are damaged",
+			     repo_dir, sha256);
+		goto out;
 	}
 	*total_size = total;
-	*ranges = r;
-	*n = m;
 out:
 	sqlite3_finalize(st);
 	return rc;

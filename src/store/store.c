@@ -192,6 +192,12 @@ int store_blob_check(struct catalog *c, const struct layout *l, const char *repo
 	if (catalog_blob_verified(c, repo_dir, name, sha, size, mtime,
 				  known ? rec.adopted : adopted_if_new, &sub))
 		log_warn("recording blob %s of %s: %s", name, repo_dir, err_msg(&sub));
+	/*
+	 * A whole, verified blob needs no resume state: one whose removal
+	 * failed when its transfer ended (a full disk) goes now.
+	 */
+	else if (named_sha)
+		catalog_partial_delete(c, repo_dir, name, NULL);
 	memcpy(sha256_out, sha, SHA256_HEX_LEN + 1);
 	return 0;
 }

@@ -5,7 +5,8 @@
  * a partial: relative to its folder, without following a symlink.
  *
  *   xfer-get URL DEST [--sha256 HEX] [--git-sha1 HEX] [--size N] [--connections N]
- *            [--state-file F] [--auth-token T] [--origin URL] [--max-unknown-size N]
+ *            [--state-file F] [--synced-saves-only] [--auth-token T] [--origin URL]
+ * [--max-unknown-size N]
  *            [--cancel-after-ms N | --cancel-after-bytes N] [--purge]
  *            [--limit-rate N] [--split-threshold N] [--min-split N] [--piece-size N]
  *            [--stall-timeout S] [--retry-base-ms N] [--retry-max-ms N]
@@ -13,7 +14,10 @@
  *            [--refresh-from URL] [--progress]
  *
  * --state-file keeps the resume ranges in a text file ("KEY TOTAL" then one
- * "START END" per line, replaced atomically): a stand-in for the catalog.
+ * "START END" per line, replaced atomically), and the fresh ones (saved
+ * without a sync, under the boot id) in F.fresh: a stand-in for the
+ * catalog (see the resume ops below). --synced-saves-only leaves the fresh saves out, as the engine
+ * did before them.
  * --refresh-from answers the engine's 403 callback by asking URL (a Hub
  * /resolve URL) again with HEAD and taking its Location.
  * Exit status: 0 success, 1 failure, 2 usage, 130 cancelled.
@@ -51,33 +55,87 @@ struct opts {
 	uint64_t cancel_after_ms;
 	uint64_t cancel_after_bytes;
 	int purge;
+	int synced_only;
 	int progress;
 	struct xfer_config cfg;
 };
 
 /* File-based resume ops */
 
-static int state_load(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
-		      size_t *n)
+/*
+ * F holds the synced ranges ("KEY TOTAL", then "START END" per line),
+ * replaced with a rename after an fsync. F.fresh holds the fresh ones: the
+ * boot id they hold under, the same lines, and "end SUM" (the sum of the
+ * numbers) after them, written over the file in place with one pwrite and
+ * no sync, as cheap as the catalog's unsynced commit: a rename there waits
+ * for the journal, tens of ms while the partial is written back. Bytes of
+ * a longer state before stay after the end line, and are not read.
+ */
+static int state_read(const char *path, const char *key, uint64_t total, int fresh,
+		      struct byte_range **ranges, size_t *n)
 {
-	const char *path = arg;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return ERR_NOT_FOUND;
-	char k[4200];
-	unsigned long long t = 0, a, b;
-	if (fscanf(f, "%4199s %llu", k, &t) != 2 || strcmp(k, key) != 0 || t != total) {
+	char k[4200], boot[BOOT_ID_LEN + 8];
+	unsigned long long t = 0, a, b, sum = 0, want = 0;
+	if ((fresh &&
+	     (fscanf(f, "%47s", boot) != 1 || !boot_id()[0] || strcmp(boot, boot_id()) != 0)) ||
+	    fscanf(f, "%4199s %llu", k, &t) != 2 || strcmp(k, key) != 0 || t != total) {
 		fclose(f);
 		return ERR_NOT_FOUND;
 	}
 	struct byte_range *r = xcalloc(CAP_XFER_RANGES, sizeof(*r));
 	size_t c = 0;
-	while (c < CAP_XFER_RANGES && fscanf(f, "%llu %llu", &a, &b) == 2)
+	while (c < CAP_XFER_RANGES && fscanf(f, "%llu %llu", &a, &b) == 2) {
 		r[c++] = (struct byte_range){a, b};
+		sum += a + b;
+	}
+	int ok = !fresh || (fscanf(f, " end %llu", &want) == 1 && want == sum);
 	fclose(f);
+	if (!ok) {
+		free(r);
+		return ERR_NOT_FOUND;
+	}
 	*ranges = r;
 	*n = c;
 	return 0;
+}
+
+static int state_load(void *arg, const char *key, uint64_t total, struct byte_range **ranges,
+		      size_t *n)
+{
+	char fresh[4200];
+	snprintf(fresh, sizeof(fresh), "%s.fresh", (const char *)arg);
+	if (state_read(fresh, key, total, 1, ranges, n) == 0)
+		return 0;
+	return state_read(arg, key, total, 0, ranges, n);
+}
+
+/* The state as text into a malloc'd buffer; its length in *len. */
+static char *state_text(const char *key, uint64_t total, const struct byte_range *r, size_t n,
+			int fresh, size_t *len)
+{
+	char *buf = NULL;
+	FILE *f = open_memstream(&buf, len);
+	if (!f)
+		return NULL;
+	unsigned long long sum = 0;
+	if (fresh)
+		fprintf(f, "%s\n", boot_id());
+	fprintf(f, "%s %llu\n", key, (unsigned long long)total);
+	for (size_t i = 0; i < n; i++) {
+		fprintf(f, "%llu %llu\n", (unsigned long long)r[i].start,
+			(unsigned long long)r[i].end);
+		sum += r[i].start + r[i].end;
+	}
+	if (fresh)
+		fprintf(f, "end %llu\n", sum);
+	if (fclose(f) != 0) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
 }
 
 static int state_save(void *arg, const char *key, uint64_t total, const struct byte_range *r,
@@ -86,23 +144,39 @@ static int state_save(void *arg, const char *key, uint64_t total, const struct b
 	const char *path = arg;
 	char tmp[4200];
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	FILE *f = fopen(tmp, "w");
-	if (!f)
-		return ERR_IO;
-	fprintf(f, "%s %llu\n", key, (unsigned long long)total);
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "%llu %llu\n", (unsigned long long)r[i].start,
-			(unsigned long long)r[i].end);
-	int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-	bad |= fclose(f) != 0;
+	size_t len = 0;
+	char *text = state_text(key, total, r, n, 0, &len);
+	int fd = text ? open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600) : -1;
+	int bad = fd < 0 || write(fd, text, len) != (ssize_t)len || fsync(fd) != 0;
+	if (fd >= 0)
+		bad |= close(fd) != 0;
+	free(text);
 	if (bad || rename(tmp, path) != 0)
 		return ERR_IO;
 	return 0;
 }
 
+static int state_save_fresh(void *arg, const char *key, uint64_t total, const struct byte_range *r,
+			    size_t n)
+{
+	char fresh[4200];
+	snprintf(fresh, sizeof(fresh), "%s.fresh", (const char *)arg);
+	size_t len = 0;
+	char *text = state_text(key, total, r, n, 1, &len);
+	int fd = text ? open(fresh, O_WRONLY | O_CREAT | O_CLOEXEC, 0600) : -1;
+	int bad = fd < 0 || pwrite(fd, text, len, 0) != (ssize_t)len;
+	if (fd >= 0)
+		bad |= close(fd) != 0;
+	free(text);
+	return bad ? ERR_IO : 0;
+}
+
 static void state_discard(void *arg, const char *key)
 {
 	(void)key;
+	char fresh[4200];
+	snprintf(fresh, sizeof(fresh), "%s.fresh", (const char *)arg);
+	unlink(fresh);
 	unlink((const char *)arg);
 }
 
@@ -185,6 +259,7 @@ static const struct opt_def opt_table[] = {
     OPT("--cancel-after-ms", O_U64, cancel_after_ms),
     OPT("--cancel-after-bytes", O_U64, cancel_after_bytes),
     OPT("--purge", O_FLAG, purge),
+    OPT("--synced-saves-only", O_FLAG, synced_only),
     OPT("--progress", O_FLAG, progress),
     CFG("--connections", O_INT, connections),
     CFG("--limit-rate", O_U64, limit_rate),
@@ -303,7 +378,8 @@ int main(int argc, char **argv)
 	struct xfer_engine *eng = NULL;
 	struct xfer *x = NULL;
 	struct cancel_token *cancel = cancel_new();
-	struct xfer_resume_ops ops = {state_load, state_save, state_discard, (void *)o.state_file};
+	struct xfer_resume_ops ops = {state_load, state_save, state_discard, (void *)o.state_file,
+				      o.synced_only ? NULL : state_save_fresh};
 	struct refresh_ctx rctx = {&o, 0};
 	int64_t t0 = now_ms();
 	int dir_fd = -1, fd = -1;

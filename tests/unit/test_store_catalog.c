@@ -812,6 +812,85 @@ static void test_uploads(void **state)
 	assert_int_equal(catalog_upload_put(x->c, "nothex", "http://s/b/k", &u, &e), ERR_INVALID);
 }
 
+/* Loads the partial of hex('f') in "models--o--r" and returns its done bytes (-1: none). */
+static long long fresh_loaded(struct fx *x)
+{
+	uint64_t total = 0;
+	struct byte_range *r = NULL;
+	size_t n = 0;
+	struct err e = {0};
+	if (catalog_partial_load(x->c, "models--o--r", hex('f'), &total, &r, &n, &e) != 0)
+		return -1;
+	long long done = 0;
+	for (size_t i = 0; i < n; i++)
+		done += (long long)(r[i].end - r[i].start);
+	free(r);
+	return done;
+}
+
+static void set_fresh_boot(struct fx *x, const char *boot)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	char *sql = sqlite3_mprintf("UPDATE partials SET fresh_boot = %Q", boot);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_free(sql);
+	sqlite3_close(db);
+}
+
+/*
+ * Ranges saved without a sync hold while the system has not restarted:
+ * they win over the synced ones under the same boot id, and give way to
+ * them under another one (a restart: the page cache that held their bytes
+ * is gone) or none.
+ */
+static void test_partials_fresh(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *dir = "models--o--r";
+	if (!boot_id()[0])
+		skip();
+	struct byte_range synced = {0, 100}, fresh = {0, 700};
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
+	/* A first fresh save has no synced ranges under it yet. */
+	set_fresh_boot(x, "another-boot");
+	assert_int_equal(fresh_loaded(x), 0);
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 1000, &synced, 1, &e), 0);
+	assert_int_equal(fresh_loaded(x), 700);
+	set_fresh_boot(x, "another-boot");
+	assert_int_equal(fresh_loaded(x), 100);
+	set_fresh_boot(x, "");
+	assert_int_equal(fresh_loaded(x), 100);
+	/* A fresh save keeps the synced ranges; both go with a state of another size. */
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
+	set_fresh_boot(x, "another-boot");
+	assert_int_equal(fresh_loaded(x), 100);
+	set_fresh_boot(x, boot_id());
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 2000, &synced, 1, &e), 0);
+	assert_int_equal(fresh_loaded(x), 100);
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 3000, &fresh, 1, &e), 0);
+	set_fresh_boot(x, "another-boot");
+	assert_int_equal(fresh_loaded(x), 0);
+	/* Fresh saves commit without waiting for the disk, then the connection syncs again. */
+	int64_t sync_level = -1;
+	assert_int_equal(catalog_query_int(x->c, "PRAGMA synchronous", NULL, 0, &sync_level,
+					   "read synchronous", &e),
+			 0);
+	assert_int_equal(sync_level, 2);
+	/* Damaged fresh ranges give way to the synced ones. */
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 3000, &synced, 1, &e), 0);
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 3000, &fresh, 1, &e), 0);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_exec(db, "UPDATE partials SET fresh_ranges = x'0102'", NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(fresh_loaded(x), 100);
+}
+
 static void test_partials(void **state)
 {
 	struct fx *x = *state;
@@ -1050,6 +1129,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partials_fresh, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),

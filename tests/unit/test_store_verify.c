@@ -304,6 +304,28 @@ static void test_partial_remove(void **state)
 	assert_int_equal(store_partial_remove(x->c, x->l, "../x", sha, &e), ERR_INVALID);
 }
 
+/* A blob checked whole drops the resume state a failed removal left of it. */
+static void test_checked_blob_drops_resume_state(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	struct catalog_file f;
+	publish_file(x, "a.gguf", "whole content", &f);
+	struct byte_range r = {0, 4};
+	assert_int_equal(catalog_partial_save(x->c, REPO, f.sha256, f.size, &r, 1, &e), 0);
+	char sha[65];
+	int hashed = 0;
+	assert_int_equal(store_blob_check(x->c, x->l, REPO, f.sha256, f.sha256, NULL, f.size, 1, 0,
+					  NULL, sha, &hashed, &e),
+			 0);
+	assert_int_equal(hashed, 1);
+	struct catalog_partial *list;
+	size_t n;
+	assert_int_equal(catalog_partial_list(x->c, &list, &n, &e), 0);
+	assert_int_equal(n, 0);
+	free(list);
+}
+
 static void test_resume_after_restart(void **state)
 {
 	struct fx *x = *state;
@@ -423,6 +445,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_verify_skips_and_cancels, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delete, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partial_remove, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_checked_blob_drops_resume_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resume_after_restart, setup, teardown),
 	    cmocka_unit_test(test_paths),
 	};
