@@ -167,8 +167,8 @@ static const char *const migrations[CATALOG_SCHEMA_VERSION] = {
      * (catalog_partial_save_fresh); ranges keeps those of the latest synced
      * save.
      */
-    "ALTER TABLE partials ADD COLUMN fresh_ranges BLOB;"
-    "ALTER TABLE partials ADD COLUMN fresh_boot TEXT NOT NULL DEFAULT '';",
+    ("ALTER TABLE partials ADD COLUMN fresh_ranges BLOB;"
+     "ALTER TABLE partials ADD COLUMN fresh_boot TEXT NOT NULL DEFAULT '';"),
 };
 
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e)
