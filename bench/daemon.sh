@@ -7,12 +7,16 @@
 # daemon's CPU time over the pull, and its peak RSS (VmHWM). In each round,
 # `curl -o` of the same file and `openssl dgst -sha256` of it (from the page
 # cache) run too, for the ratios of the goals: wall vs curl, CPU vs curl's +
-# openssl's.
+# openssl's. curl+sync (curl -o, then sync(1) of the file) is the peer that,
+# like the daemon, ends with the file on disk.
 #
 #   bench/daemon.sh [--build DIR] [--before DIR] [--sizes-mib "1024 4096"] [--rounds N]
+#                   [--data-dir-in DIR]
 #
 # --before DIR adds a pull by the rbee-hive of another build to each round
-# (rows marked "before").
+# (rows marked "before"). --data-dir-in DIR puts the daemon's data directory
+# and curl's output in DIR (say /dev/shm, to take the disk out of the
+# figures); the report names its file system.
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -22,6 +26,7 @@ PORT=18710 # nginx
 API_PORT=18711
 CAP=40m
 BEFORE=
+DATA_IN=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -29,7 +34,8 @@ while [ $# -gt 0 ]; do
 	--before) BEFORE=$2; shift 2 ;;
 	--sizes-mib) SIZES=$2; shift 2 ;;
 	--rounds) ROUNDS=$2; shift 2 ;;
-	*) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	--data-dir-in) DATA_IN=$2; shift 2 ;;
+	*) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 
@@ -44,6 +50,12 @@ bench_nginx
 T=$BENCH_T
 DPID=
 BENCH_CLEANUP+=('[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null')
+D=$T
+if [ -n "$DATA_IN" ]; then
+	mkdir -p "$DATA_IN"
+	D=$(mktemp -d "$DATA_IN/rbee-bench-data.XXXXXX")
+	BENCH_CLEANUP+=('rm -rf "$D"')
+fi
 
 now_ms() { date +%s%3N; }
 
@@ -103,22 +115,27 @@ timed() {
 	awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$T/time"
 }
 
-echo "| file MiB | round | startup ms | pull s (job) | MiB/s | daemon CPU s | VmHWM MiB | peak sampled VmRSS MiB | state | curl -o wall / CPU s | openssl dgst CPU s | wall / curl | CPU / (curl + openssl) |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "The daemon's data directory and curl's output are on a $(stat -f -c %T "$D/") file system."
+echo
+echo "| file MiB | round | startup ms | pull s (job) | MiB/s | daemon CPU s | VmHWM MiB | peak sampled VmRSS MiB | state | curl -o wall / CPU s | curl+sync wall s | openssl dgst CPU s | wall / curl | wall / curl+sync | CPU / (curl + openssl) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for s in $SIZES; do
 	bench_make_file "f$s.bin" "$s"
 	for r in $(seq "$ROUNDS"); do
 		sync
-		read -r cw cc < <(timed curl -fsS -o "$T/curl.out" "$BASE/f$s.bin")
-		rm -f "$T/curl.out"
+		read -r cw cc < <(timed curl -fsS -o "$D/curl.out" "$BASE/f$s.bin")
+		rm -f "$D/curl.out"
+		sync
+		read -r csw _ < <(timed sh -c 'curl -fsS -o "$1" "$2" && sync "$1"' sh "$D/curl.out" "$BASE/f$s.bin")
+		rm -f "$D/curl.out"
 		read -r _ oc < <(timed openssl dgst -sha256 "$T/www/f$s.bin")
 		for b in "rbee:$BUILD" ${BEFORE:+"before:$BEFORE"}; do
 			sync
-			read -r st pull hwm peak state cpu < <(one_pull "f$s.bin" "$T/data-$s-$r" "${b#*:}")
+			read -r st pull hwm peak state cpu < <(one_pull "f$s.bin" "$D/data-$s-$r" "${b#*:}")
 			awk -v s="$s" -v r="$r${BEFORE:+ ${b%%:*}}" -v st="$st" -v p="$pull" -v h="$hwm" -v k="$peak" -v state="$state" \
-				-v cpu="$cpu" -v cw="$cw" -v cc="$cc" -v oc="$oc" \
-				'BEGIN {printf "| %d | %s | %d | %.2f | %.0f | %.2f | %.1f | %.1f | %s | %.2f / %.2f | %.2f | %.2f | %.2f |\n", s, r, st, p / 1000, s / (p / 1000), cpu, h / 1024, k / 1024, state, cw, cc, oc, p / 1000 / cw, cpu / (cc + oc)}'
-			rm -rf "$T/data-$s-$r"
+				-v cpu="$cpu" -v cw="$cw" -v cc="$cc" -v oc="$oc" -v csw="$csw" \
+				'BEGIN {printf "| %d | %s | %d | %.2f | %.0f | %.2f | %.1f | %.1f | %s | %.2f / %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s, r, st, p / 1000, s / (p / 1000), cpu, h / 1024, k / 1024, state, cw, cc, csw, oc, p / 1000 / cw, p / 1000 / csw, cpu / (cc + oc)}'
+			rm -rf "$D/data-$s-$r"
 		done
 	done
 	rm -f "$T/www/f$s.bin"

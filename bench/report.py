@@ -78,6 +78,11 @@ def main():
             pr = per_round(("open", tool), ("open", "curl"))
             goals.append((f"unthrottled: {tool} (download + SHA-256) wall / curl -o wall", "<= 1.20",
                           f"{ratio:.2f} (per round: {', '.join(f'{x:.2f}' for x in pr)})", ratio <= 1.2))
+        if ("open", tool) in med and ("open", "curl+sync") in med:
+            ratio = med[("open", tool)]["wall"] / med[("open", "curl+sync")]["wall"]
+            pr = per_round(("open", tool), ("open", "curl+sync"))
+            goals.append((f"unthrottled: {tool} wall / curl+sync wall (both end with the file on disk)",
+                          "-", f"{ratio:.2f} (per round: {', '.join(f'{x:.2f}' for x in pr)})", None))
         if ("open", tool) in med and ("open", "curl") in med and ("open", "openssl") in med:
             peer = med[("open", "curl")]["cpu"] + med[("open", "openssl")]["cpu"]
             ratio = med[("open", tool)]["cpu"] / peer

@@ -7,7 +7,7 @@
 #
 #   bench/xfer.sh [--build DIR] [--before DIR] [--size-mib N] [--rss-size-mib N]
 #                 [--rounds N] [--cancels N] [--stages LIST] [--results FILE]
-#                 [--perf PREFIX] [--skip CLIENTS]
+#                 [--perf PREFIX] [--skip CLIENTS] [--out-dir DIR]
 #
 # Stages (comma separated, default all): open (unthrottled), cap (nginx
 # limit_rate per connection), rss (peak RSS for the two file sizes), cancel
@@ -16,7 +16,11 @@
 # xfer-get --progress). --before adds the xfer-get of another build as the
 # client "before" to open and cap; --perf records one unthrottled xfer-get
 # (and the before one) with perf record -g and perf stat into PREFIX.*.
-# Everything lives in one mktemp directory on the same disk, removed at exit
+# curl+sync is curl -o followed by sync(1) of the file: an unverified
+# download that is on the disk when it ends, as rbee's is. --out-dir DIR
+# writes the clients' files in DIR (say /dev/shm, to take the disk out of
+# the figures; the report names its file system) instead of beside the
+# served file. Everything else lives in one mktemp directory, removed at exit
 # together with nginx. The page cache is not dropped (that needs root and a
 # quiet machine): the served file is in memory for every client alike.
 set -euo pipefail
@@ -31,13 +35,14 @@ RESULTS=
 BEFORE=
 PERF=
 SKIP=
+OUT_DIR=
 PORT=18700
 CAP=40m           # nginx limit_rate per connection
 CAP_BPS=41943040  # the same in bytes/s (nginx's m is MiB)
 CONNS=8
 
 usage() {
-	sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -53,6 +58,7 @@ while [ $# -gt 0 ]; do
 	--before) BEFORE=$2; shift 2 ;;
 	--perf) PERF=$2; shift 2 ;;
 	--skip) SKIP=$2; shift 2 ;;
+	--out-dir) OUT_DIR=$2; shift 2 ;;
 	*) usage ;;
 	esac
 done
@@ -71,6 +77,14 @@ T=$BENCH_T
 TSV=$T/results.tsv
 : >"$TSV"
 bench_nginx
+if [ -n "$OUT_DIR" ]; then
+	rmdir "$T/out"
+	mkdir -p "$OUT_DIR"
+	T_OUT=$(mktemp -d "$OUT_DIR/rbee-bench-out.XXXXXX")
+	BENCH_CLEANUP+=('rm -rf "$T_OUT"')
+	ln -s "$T_OUT" "$T/out"
+fi
+OUT_FS=$(stat -f -c %T "$T/out/")
 
 log() { printf '%s\n' "$*" >&2; }
 make_file() { bench_make_file "$@"; }
@@ -126,6 +140,10 @@ CURL_CMD="curl -fsS -o @OUT@ @URL@"
 printf '#!/bin/sh\ncurl -fsS -o "$1" "$2" && openssl dgst -sha256 "$1"\n' >"$T/curl-openssl"
 chmod +x "$T/curl-openssl"
 CURL_SHA_CMD="$T/curl-openssl @OUT@ @URL@"
+# curl, then sync(1) of the written file: an unverified download made durable.
+printf '#!/bin/sh\ncurl -fsS -o "$1" "$2" && sync "$1"\n' >"$T/curl-sync"
+chmod +x "$T/curl-sync"
+CURL_SYNC_CMD="$T/curl-sync @OUT@ @URL@"
 # OpenSSL's SHA-256 alone, of the served file (in the page cache): the CPU of hashing a GiB.
 OPENSSL_CMD="openssl dgst -sha256 $T/www/f.bin"
 BEFORE_TOOL=()
@@ -137,8 +155,8 @@ make_file f.bin "$SIZE_MIB"
 
 if has_stage open; then
 	run_scenario open "$BASE/f.bin" f.bin \
-		"rbee|$XG_CMD" "${BEFORE_TOOL[@]}" "curl|$CURL_CMD" "openssl|$OPENSSL_CMD" \
-		"curl+openssl|$CURL_SHA_CMD" "aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
+		"rbee|$XG_CMD" "${BEFORE_TOOL[@]}" "curl|$CURL_CMD" "curl+sync|$CURL_SYNC_CMD" \
+		"openssl|$OPENSSL_CMD" "curl+openssl|$CURL_SHA_CMD" "aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
 fi
 if has_stage cap; then
 	run_scenario cap "$BASE/capped/f.bin" f.bin \
@@ -246,6 +264,8 @@ fi
 [ -n "$RESULTS" ] && [ -f "$T/cancel.tsv" ] && cp "$T/cancel.tsv" "$RESULTS.cancel"
 [ -n "$RESULTS" ] && [ -f "$T/resume.tsv" ] && cp "$T/resume.tsv" "$RESULTS.resume"
 
+echo "Clients write to a $OUT_FS file system."
+echo
 python3 "$BENCH_SRC/bench/report.py" --tsv "$TSV" --cancel "$T/cancel.tsv" --resume "$T/resume.tsv" \
 	--cap-bps "$CAP_BPS" --connections "$CONNS"
 [ -f "$T/trace.md" ] && { echo; cat "$T/trace.md"; }
