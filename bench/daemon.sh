@@ -51,11 +51,7 @@ T=$BENCH_T
 DPID=
 BENCH_CLEANUP+=('[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null')
 D=$T
-if [ -n "$DATA_IN" ]; then
-	mkdir -p "$DATA_IN"
-	D=$(mktemp -d "$DATA_IN/rbee-bench-data.XXXXXX")
-	BENCH_CLEANUP+=('rm -rf "$D"')
-fi
+[ -n "$DATA_IN" ] && bench_dir_in D "$DATA_IN"
 
 now_ms() { date +%s%3N; }
 
@@ -115,7 +111,7 @@ timed() {
 	awk '{printf "%.2f %.2f\n", $1, $2 + $3}' "$T/time"
 }
 
-echo "The daemon's data directory and curl's output are on a $(stat -f -c %T "$D/") file system."
+echo "The daemon's data directory and curl's output are on a $(bench_fs_type "$D/") file system."
 echo
 echo "| file MiB | round | startup ms | pull s (job) | MiB/s | daemon CPU s | VmHWM MiB | peak sampled VmRSS MiB | state | curl -o wall / CPU s | curl+sync wall s | openssl dgst CPU s | wall / curl | wall / curl+sync | CPU / (curl + openssl) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

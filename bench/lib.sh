@@ -49,6 +49,18 @@ bench_tmp() { # MiB of free space needed
 	mkdir -p "$BENCH_T/www" "$BENCH_T/out" "$BENCH_T/nginx/logs" "$BENCH_T/nginx/tmp"
 }
 
+# bench_dir_in VAR DIR: a mktemp directory in DIR (say /dev/shm, to take the
+# disk out of a figure), its path in VAR, removed at exit with the rest.
+bench_dir_in() {
+	mkdir -p "$2"
+	printf -v "$1" '%s' "$(mktemp -d "$2/rbee-bench.XXXXXX")"
+	BENCH_CLEANUP+=("rm -rf '${!1}'")
+}
+
+bench_fs_type() { # path: the type of the file system it is on (ext4, tmpfs)
+	df --output=fstype "$1" | tail -n 1
+}
+
 bench_make_file() { # name MiB: random bytes, and NAME.sha256 beside them
 	head -c $(($2 * 1048576)) /dev/urandom >"$BENCH_T/www/$1"
 	sha256sum "$BENCH_T/www/$1" | cut -d' ' -f1 >"$BENCH_T/www/$1.sha256"

@@ -78,13 +78,11 @@ TSV=$T/results.tsv
 : >"$TSV"
 bench_nginx
 if [ -n "$OUT_DIR" ]; then
+	bench_dir_in T_OUT "$OUT_DIR"
 	rmdir "$T/out"
-	mkdir -p "$OUT_DIR"
-	T_OUT=$(mktemp -d "$OUT_DIR/rbee-bench-out.XXXXXX")
-	BENCH_CLEANUP+=('rm -rf "$T_OUT"')
 	ln -s "$T_OUT" "$T/out"
 fi
-OUT_FS=$(stat -f -c %T "$T/out/")
+OUT_FS=$(bench_fs_type "$T/out/")
 
 log() { printf '%s\n' "$*" >&2; }
 make_file() { bench_make_file "$@"; }
