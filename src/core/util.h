@@ -21,6 +21,8 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Milliseconds on the monotonic clock (for intervals). */
 int64_t now_ms(void);
+/* Microseconds on the monotonic clock (for intervals shorter than a few ms). */
+int64_t now_us(void);
 /* Milliseconds since the epoch (for timestamps that are stored or shown). */
 int64_t wall_ms(void);
 /* Sleeps ms milliseconds (restarts on EINTR). */

@@ -216,7 +216,20 @@ static int ramp_judge(const struct xfer_ramp *r, double rate)
 	return n > (double)r->max ? r->max : (int)n;
 }
 
-int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int moving, int64_t *next_ms)
+/*
+ * After the first window: the connections to try next. The most the
+ * client could move is rate / busy; when that pays for no more than the
+ * start, the trial is skipped (see ranges.h).
+ */
+static int ramp_trial(const struct xfer_ramp *r)
+{
+	if (r->busy > 0 && ramp_judge(r, r->rate / r->busy) <= r->start)
+		return r->start;
+	return r->max;
+}
+
+int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int moving, int64_t busy_us,
+		   int64_t *next_ms)
 {
 	if (r->settled)
 		return r->want;
@@ -227,12 +240,18 @@ int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int movin
 			r->measuring = 1;
 			r->at = now;
 			r->bytes_at = written;
+			r->busy_at = busy_us;
 		}
 	} else if (now - r->at >= XFER_RAMP_WINDOW_MS) {
-		r->rate = (double)(written - r->bytes_at) * 1000.0 / (double)(now - r->at);
+		double ms = (double)(now - r->at);
+		r->rate = (double)(written - r->bytes_at) * 1000.0 / ms;
+		r->busy = busy_us > r->busy_at ? (double)(busy_us - r->busy_at) / 1000.0 / ms : 0;
+		if (r->busy > 1)
+			r->busy = 1;
 		if (r->start_rate < 0) {
 			r->start_rate = r->rate;
-			r->want = r->max;
+			r->want = ramp_trial(r);
+			r->settled = r->client_bound = r->want == r->start;
 		} else {
 			r->want = ramp_judge(r, r->rate);
 			r->settled = 1;

@@ -120,6 +120,16 @@ size_t xfer_plan_live(const struct xfer_plan *p);
  * straight to max rather than doubling step by step costs a capped server
  * one window at the start instead of one per doubling.
  *
+ * The first measure is the only one when the client was the bottleneck
+ * in it. One thread serves every connection; when it spent only a share
+ * idle of the window waiting for the network (the rest it worked, waited
+ * for a CPU or the disk, or held the connections for its own saves), no
+ * number of connections can bring more than rate / (1 - idle). When even
+ * that rate would pay for no more connections than the start, the start
+ * is kept without a trial: on a path the client itself fills (loopback, a
+ * fast LAN, a slow CPU or disk) the trial would only put eight
+ * connections' socket buffers in flight, which a kill -9 loses.
+ *
  * A window opens XFER_RAMP_WARMUP_MS after a change, once every wanted
  * connection has moved bytes (a new connection spends round trips on its
  * handshake and request, and measuring before it answers would count it
@@ -141,6 +151,9 @@ struct xfer_ramp {
 	uint64_t bytes_at; /* the byte count then */
 	double start_rate; /* bytes/s measured with start connections; < 0 before */
 	double rate;	   /* bytes/s of the last window */
+	int64_t busy_at;   /* the client's busy time then, us */
+	double busy;	   /* the share of the last window the client was busy, 0..1 */
+	int client_bound;  /* settled at the start without a trial: the client was the bottleneck */
 };
 
 /* Starts the ramp at now with the byte count written so far. */
@@ -148,12 +161,14 @@ void xfer_ramp_init(struct xfer_ramp *r, int max, int64_t now, uint64_t written)
 
 /*
  * Advances the ramp to now, with written the transfer's monotonic count of
- * bytes written and moving the number of its connections that have moved
- * bytes so far, and returns the number of connections to keep busy (1 to
- * max). next_ms, when not NULL, is lowered to the time the ramp next wants
- * to look, while it is not settled.
+ * bytes written, moving the number of its connections that have moved
+ * bytes so far, and busy_us the client's monotonic busy time: the
+ * microseconds its transfer thread did not spend waiting for the network
+ * (0 when not known, which never skips the trial). Returns the number of
+ * connections to keep busy (1 to max). next_ms, when not NULL, is lowered
+ * to the time the ramp next wants to look, while it is not settled.
  */
-int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int moving,
+int xfer_ramp_step(struct xfer_ramp *r, int64_t now, uint64_t written, int moving, int64_t busy_us,
 		   int64_t *next_ms);
 
 /*

@@ -9,6 +9,9 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <linux/tcp.h>
+#include <netinet/in.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,6 +108,51 @@ int xfer_busy_url(const struct xfer *x)
 int xfer_url_room(const struct xfer *x)
 {
 	return xfer_busy_url(x) < (x->ramp_on ? x->ramp.want : 1);
+}
+
+void xfer_set_rcvbuf(struct xfer *x, int fd)
+{
+	if (x->rcvbuf > 0 &&
+	    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &x->rcvbuf, sizeof(x->rcvbuf)) != 0)
+		log_msg(LOG_DEBUG, x->log_id, "SO_RCVBUF for %s: %s", x->dest, strerror(errno));
+}
+
+/* 1 when RCVBUF_CLIENT_BOUND carries RCVBUF_BDP_FACTOR times rate (bytes/s) over fd's path. */
+static int rcvbuf_fits(int fd, double rate)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 ||
+	    len < offsetof(struct tcp_info, tcpi_min_rtt) + sizeof(ti.tcpi_min_rtt) ||
+	    ti.tcpi_min_rtt == 0)
+		return 0; /* not known: the kernel's buffer stays */
+	return RCVBUF_BDP_FACTOR * rate * ti.tcpi_min_rtt / 1e6 <= RCVBUF_CLIENT_BOUND;
+}
+
+/*
+ * At the end of a request of c on the URL, once the ramp found the client
+ * the bottleneck: gives c's socket RCVBUF_CLIENT_BOUND where its path
+ * allows, and every socket the transfer opens after that too. libcurl
+ * names a transfer's socket only once a request on it has ended, and only
+ * until the handle leaves the multi handle, which may close the socket:
+ * so before xconn_stop.
+ */
+static void conn_bound_rcvbuf(struct xfer *x, struct xconn *c)
+{
+	curl_socket_t fd = CURL_SOCKET_BAD;
+	if (!x->ramp.client_bound || c->src >= 0 || c->rcv_judged ||
+	    curl_easy_getinfo(c->h, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK ||
+	    fd == CURL_SOCKET_BAD)
+		return;
+	c->rcv_judged = 1;
+	if (!rcvbuf_fits(fd, x->ramp.rate / (x->ramp.want > 0 ? x->ramp.want : 1)))
+		return; /* a path too long for it: the kernel's buffer stays */
+	if (!x->rcvbuf)
+		log_msg(LOG_DEBUG, x->log_id, "transfer of %s: receive buffers of %d KiB", x->dest,
+			RCVBUF_CLIENT_BOUND / 1024);
+	x->rcvbuf = RCVBUF_CLIENT_BOUND;
+	xfer_set_rcvbuf(x, fd);
 }
 
 void xconn_stop(struct xconn *c)
@@ -332,6 +380,7 @@ void xconn_done(struct xfer *x, struct xconn *c, CURLcode res)
 {
 	long code = 0;
 	curl_easy_getinfo(c->h, CURLINFO_RESPONSE_CODE, &code);
+	conn_bound_rcvbuf(x, c);
 	xconn_stop(c);
 	if (x->ended || atomic_load(&x->cancel_req))
 		return;

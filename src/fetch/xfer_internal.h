@@ -52,10 +52,12 @@
 #define RATE_PAUSED_POLL_MS 5 /* the loop's wake-up while connections are paused */
 /*
  * With resume state, the bytes written but not yet in a saved state are
- * held to this many flush steps: past it, the connections pause until the
- * helper's save catches up. Where the network outruns the disk, the saves
- * (each an fdatasync) would otherwise trail the written bytes by hundreds
- * of MiB, and a crash would lose all of them.
+ * held to this many save steps (x->snap_step): past it, the connections
+ * pause until the saver catches up. Where the network outruns the disk,
+ * the saves (each an fdatasync) would otherwise trail the written bytes by
+ * hundreds of MiB, and a crash would lose all of them; with fresh saves
+ * (a step of a MiB), a saver thread kept off the CPU by the transfer and
+ * the hasher would trail by up to 32 MiB.
  */
 #define UNSAVED_FLUSH_STEPS 4
 /*
@@ -69,6 +71,20 @@
 /* The saver starts writeback of the written prefix in steps of this size, so
  * the fdatasync before a resume save, and the final fsync, have little left. */
 #define WRITEBACK_STEP (4u << 20)
+
+/*
+ * When the ramp finds the client the bottleneck (ranges.h), the URL's
+ * connections get a receive buffer of RCVBUF_CLIENT_BOUND instead of the
+ * kernel's autotuned one, which grows towards tcp_rmem's maximum (6 to 32
+ * MiB) while the client reads slower than the sender sends: the bytes
+ * queued there only wait for the client, and a kill -9 loses them. Only
+ * where that buffer still holds RCVBUF_BDP_FACTOR times a connection's
+ * bytes over the path's shortest round trip (TCP_INFO's min_rtt), so a
+ * long path keeps the autotuned one. 208 KiB is Linux's default
+ * net.core.rmem_max, the most an unprivileged SO_RCVBUF gets everywhere.
+ */
+#define RCVBUF_CLIENT_BOUND (208 * 1024)
+#define RCVBUF_BDP_FACTOR 4
 
 enum conn_state { C_IDLE = 0, C_RUNNING, C_WAIT };
 
@@ -92,8 +108,9 @@ struct xconn {
 	int wait_url; /* C_WAIT until a refreshed URL arrives */
 	int paused;   /* paused by the rate cap */
 	int64_t retry_at;
-	int fails; /* consecutive failures without progress */
-	int moved; /* has written bytes of this transfer (the ramp waits for it) */
+	int fails;	/* consecutive failures without progress */
+	int moved;	/* has written bytes of this transfer (the ramp waits for it) */
+	int rcv_judged; /* its socket was judged for RCVBUF_CLIENT_BOUND (xfer_conn.c) */
 	/* set by the write callback for the current request */
 	int checked;
 	int discard;
@@ -205,6 +222,7 @@ struct xfer {
 	struct xfer_plan plan;
 	struct xfer_ramp ramp;
 	int ramp_on; /* the ramp runs once the URL is settled */
+	int rcvbuf;  /* SO_RCVBUF of the URL's connections, 0: the kernel's (RCVBUF_CLIENT_BOUND) */
 	int held;    /* connections paused until a resume save catches up */
 	int no_range;
 	int refreshing;
@@ -307,6 +325,13 @@ struct xfer_engine {
 	double tokens;
 	int64_t tokens_at;
 	int npaused;
+	/*
+	 * The thread's time waiting for the network (in curl_multi_poll with no
+	 * connection paused), us, and its start: the rest is the client's busy
+	 * time, which the connection ramp reads (xfer_busy_us).
+	 */
+	int64_t net_wait_us;
+	int64_t started_us;
 };
 
 /* xfer_conn.c (transfer thread) */
@@ -322,6 +347,8 @@ const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t size);
 void xfer_end(struct xfer *x, enum net_state st, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 void xconn_stop(struct xconn *c);
+/* Gives fd, a socket to x's URL, the receive buffer x->rcvbuf when one is set. */
+void xfer_set_rcvbuf(struct xfer *x, int fd);
 /* Starts c's next request; leaves c idle when there is nothing worth taking. */
 void xconn_start(struct xfer *x, struct xconn *c);
 /* A request of c ended with res: the next step of its connection. */

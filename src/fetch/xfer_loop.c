@@ -147,12 +147,16 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 	}
 	int allowed = 1;
 	if (x->ramp_on) {
-		int was = x->ramp.want;
-		allowed = xfer_ramp_step(&x->ramp, now, ramp_bytes, moving, next_deadline);
-		if (allowed != was)
+		int was = x->ramp.want, was_settled = x->ramp.settled;
+		/* The client's busy time: all but the engine's waits for the network. */
+		int64_t busy_us = now_us() - x->eng->started_us - x->eng->net_wait_us;
+		allowed = xfer_ramp_step(&x->ramp, now, ramp_bytes, moving, busy_us, next_deadline);
+		if (allowed != was || x->ramp.settled != was_settled)
 			log_msg(LOG_DEBUG, x->log_id,
-				"transfer of %s: %d connections (%.0f MiB/s with %d)", x->dest,
-				allowed, x->ramp.rate / 1048576.0, was);
+				"transfer of %s: %d connections (%.0f MiB/s with %d, the "
+				"client busy %.0f%% of the measure)",
+				x->dest, allowed, x->ramp.rate / 1048576.0, was,
+				x->ramp.busy * 100.0);
 	}
 	if (!ranged)
 		allowed = 1;
@@ -260,6 +264,7 @@ static void xfer_detach(struct xfer_engine *eng, struct xfer *x)
 void *xfer_engine_main(void *arg)
 {
 	struct xfer_engine *eng = arg;
+	eng->started_us = now_us();
 	for (;;) {
 		pthread_mutex_lock(&eng->lock);
 		struct xfer *q = eng->queue_head;
@@ -307,7 +312,10 @@ void *xfer_engine_main(void *arg)
 		if (eng->npaused > 0 && deadline > now + RATE_PAUSED_POLL_MS)
 			deadline = now + RATE_PAUSED_POLL_MS;
 		int timeout = deadline > now ? (int)(deadline - now) : 0;
+		int64_t wait_from = eng->npaused ? 0 : now_us();
 		curl_multi_poll(eng->multi, NULL, 0, timeout, NULL);
+		if (wait_from)
+			eng->net_wait_us += now_us() - wait_from;
 	}
 	return NULL;
 }

@@ -286,12 +286,16 @@ curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sock
 	struct err e;
 	err_clear(&e);
 	/* A peer hive is the owner's choice: its address is not judged by the origin's. */
+	curl_socket_t fd;
 	if (!x->peer_check || c->src >= 0)
-		return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
-	curl_socket_t fd = url_open_checked_socket((int)purpose, a, x->base, x->cur.host, &e);
+		fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+	else
+		fd = url_open_checked_socket((int)purpose, a, x->base, x->cur.host, &e);
 	if (fd == CURL_SOCKET_BAD && e.code == ERR_FORBIDDEN) {
 		c->fail_code = e.code;
 		snprintf(c->fail_msg, sizeof(c->fail_msg), "%s", e.msg);
 	}
+	if (fd != CURL_SOCKET_BAD && c->src < 0)
+		xfer_set_rcvbuf(x, fd);
 	return fd;
 }

@@ -1,4 +1,4 @@
-/* Timed-wait helpers of core/util.h: deadlines on the monotonic clock. */
+/* Clock and timed-wait helpers of core/util.h: deadlines on the monotonic clock. */
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -62,11 +62,24 @@ static void test_timed_wait_lasts(void **state)
 	pthread_cond_destroy(&cv);
 }
 
+/* now_us and now_ms read the same clock: 50 ms asleep are 50 ms on both. */
+static void test_now_us(void **state)
+{
+	(void)state;
+	int64_t u0 = now_us(), m0 = now_ms();
+	assert_true(u0 / 1000 - m0 >= -1 && u0 / 1000 - m0 <= 1);
+	sleep_ms(50);
+	int64_t du = now_us() - u0, dm = now_ms() - m0;
+	assert_true(du >= 50000 && du < 5000000);
+	assert_true(du / 1000 - dm >= -2 && du / 1000 - dm <= 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_deadline_normalised),
 	    cmocka_unit_test(test_timed_wait_lasts),
+	    cmocka_unit_test(test_now_us),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -414,7 +414,9 @@ static void test_content_range_order(void **state)
  * A simulated server for the ramp, in steps of 10 ms: the connections the
  * ramp starts with move bytes at once, each one it asks for later starts
  * moving join_ms after (its handshake and request); rate_of(n) is the
- * bytes/s n moving connections get. What the ramp did is
+ * bytes/s n moving connections get, and the transfer thread is busy
+ * us_per_mib for each MiB moved (0: its busy time is not known). What the
+ * ramp did is
  * in the result: the count it settled on, when it first asked for max, and
  * when it settled.
  */
@@ -423,13 +425,16 @@ struct ramp_sim {
 	int64_t max_at;	 /* first time it asked for max, or -1 */
 	int64_t settled; /* time it settled, or -1 */
 	int64_t over_ms; /* time spent asking for more than it settled on */
+	int client_bound;
 };
 
-static struct ramp_sim ramp_sim(int max, double (*rate_of)(int), int64_t join_ms, int64_t until_ms)
+static struct ramp_sim ramp_sim_busy(int max, double (*rate_of)(int), int64_t join_ms,
+				     int64_t until_ms, double us_per_mib)
 {
-	struct ramp_sim out = {0, -1, -1, 0};
+	struct ramp_sim out = {0, -1, -1, 0, 0};
 	struct xfer_ramp r;
 	uint64_t written = 0;
+	double busy_us = 0;
 	int64_t asked[64];
 	int want = 0;
 	xfer_ramp_init(&r, max, 0, 0);
@@ -440,7 +445,7 @@ static struct ramp_sim ramp_sim(int max, double (*rate_of)(int), int64_t join_ms
 		int moving = 0;
 		for (int i = 0; i < want; i++)
 			moving += t - asked[i] >= join_ms;
-		int n = xfer_ramp_step(&r, t, written, moving, NULL);
+		int n = xfer_ramp_step(&r, t, written, moving, (int64_t)busy_us, NULL);
 		assert_true(n >= 1 && n <= max);
 		for (int i = want; i < n; i++)
 			asked[i] = t;
@@ -455,10 +460,17 @@ static struct ramp_sim ramp_sim(int max, double (*rate_of)(int), int64_t join_ms
 		for (int i = 0; i < want; i++)
 			moving += t - asked[i] >= join_ms;
 		written += (uint64_t)(rate_of(moving) / 100.0);
+		busy_us += rate_of(moving) / 100.0 / (double)MiB * us_per_mib;
 	}
 	assert_true(r.settled);
 	out.n = want;
+	out.client_bound = r.client_bound;
 	return out;
+}
+
+static struct ramp_sim ramp_sim(int max, double (*rate_of)(int), int64_t join_ms, int64_t until_ms)
+{
+	return ramp_sim_busy(max, rate_of, join_ms, until_ms, 0);
 }
 
 static int ramp_run(int max, double (*rate_of)(int))
@@ -558,11 +570,43 @@ static void test_ramp_refused(void **state)
 	int n = 0;
 	xfer_ramp_init(&r, 8, 0, 0);
 	for (int64_t t = 0; t <= 5000; t += 10) {
-		n = xfer_ramp_step(&r, t, written, 2, NULL);
+		n = xfer_ramp_step(&r, t, written, 2, 0, NULL);
 		written += (uint64_t)(80.0 * (double)MiB / 100.0); /* two connections' worth */
 	}
 	assert_true(r.settled);
 	assert_int_equal(n, 2);
+}
+
+/*
+ * The transfer thread as the bottleneck. A thread that moves at most 620
+ * MiB/s is busy 97 % of the first window on a path that gives 600 MiB/s
+ * to any number of connections: no trial, two connections, never eight.
+ * The same thread on a capped server is busy 13 % with two: the trial
+ * runs and keeps all eight. Busy half of the time, eight could at most
+ * double the rate: the trial runs (and goes back to two on a full path);
+ * busy 60 % on a link full with three, 1.67 times the rate could still
+ * pay for a third connection: the trial runs and keeps three.
+ */
+static void test_ramp_busy_thread(void **state)
+{
+	(void)state;
+	double bound = 1e6 / 620.0; /* us per MiB of a thread that moves 620 MiB/s */
+	struct ramp_sim s = ramp_sim_busy(8, rate_full, 0, 5000, bound);
+	assert_int_equal(s.n, 2);
+	assert_int_equal(s.max_at, -1);
+	assert_int_equal(s.over_ms, 0);
+	assert_true(s.client_bound);
+	assert_true(s.settled >= 0 && s.settled <= XFER_RAMP_WARMUP_MS + XFER_RAMP_WINDOW_MS + 10);
+	s = ramp_sim_busy(8, rate_capped, 0, 5000, bound);
+	assert_int_equal(s.n, 8);
+	assert_false(s.client_bound);
+	s = ramp_sim_busy(8, rate_full, 0, 5000, 1e6 / 1200.0);
+	assert_true(s.max_at >= 0);
+	assert_int_equal(s.n, 2);
+	assert_false(s.client_bound);
+	s = ramp_sim_busy(8, rate_sat3, 0, 5000, 1e6 / (100.0 / 0.6));
+	assert_true(s.max_at >= 0);
+	assert_int_equal(s.n, 3);
 }
 
 static void test_ramp_timing(void **state)
@@ -573,24 +617,26 @@ static void test_ramp_timing(void **state)
 	xfer_ramp_init(&r, 8, 1000, 0);
 	assert_int_equal(r.want, 2);
 	/* Before warm-up and window have passed nothing changes, and it says when to look. */
-	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS / 2, 10 * MiB, 2, &next), 2);
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS / 2, 10 * MiB, 2, 0, &next),
+			 2);
 	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MS);
 	/* Until both connections move, it waits, at most the longest warm-up. */
 	next = INT64_MAX;
-	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS, 15 * MiB, 1, &next), 2);
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS, 15 * MiB, 1, 0, &next), 2);
 	assert_int_equal(next, 1000 + XFER_RAMP_WARMUP_MAX_MS);
 	next = INT64_MAX;
-	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS + 5, 20 * MiB, 2, &next), 2);
+	assert_int_equal(xfer_ramp_step(&r, 1000 + XFER_RAMP_WARMUP_MS + 5, 20 * MiB, 2, 0, &next),
+			 2);
 	int64_t open = 1000 + XFER_RAMP_WARMUP_MS + 5;
 	assert_int_equal(next, open + XFER_RAMP_WINDOW_MS);
 	/* The warm-up bytes do not count: the rate is 30 MiB over the window alone. */
-	assert_int_equal(xfer_ramp_step(&r, open + XFER_RAMP_WINDOW_MS, 50 * MiB, 2, NULL), 8);
+	assert_int_equal(xfer_ramp_step(&r, open + XFER_RAMP_WINDOW_MS, 50 * MiB, 2, 0, NULL), 8);
 	double want = 30.0 * MiB * 1000 / XFER_RAMP_WINDOW_MS;
 	assert_true(r.start_rate > want * 0.99 && r.start_rate < want * 1.01);
 	/* Settled: no deadline asked for any more. */
 	r.settled = 1;
 	next = INT64_MAX;
-	assert_int_equal(xfer_ramp_step(&r, 99999, 99 * MiB, 8, &next), 8);
+	assert_int_equal(xfer_ramp_step(&r, 99999, 99 * MiB, 8, 0, &next), 8);
 	assert_int_equal(next, INT64_MAX);
 }
 
@@ -612,6 +658,7 @@ int main(void)
 	    cmocka_unit_test(test_ramp_quick),
 	    cmocka_unit_test(test_ramp_slow_joiners),
 	    cmocka_unit_test(test_ramp_refused),
+	    cmocka_unit_test(test_ramp_busy_thread),
 	    cmocka_unit_test(test_ramp_timing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
