@@ -138,10 +138,7 @@ CURL_CMD="curl -fsS -o @OUT@ @URL@"
 printf '#!/bin/sh\ncurl -fsS -o "$1" "$2" && openssl dgst -sha256 "$1"\n' >"$T/curl-openssl"
 chmod +x "$T/curl-openssl"
 CURL_SHA_CMD="$T/curl-openssl @OUT@ @URL@"
-# curl, then sync(1) of the written file: an unverified download made durable.
-printf '#!/bin/sh\ncurl -fsS -o "$1" "$2" && sync "$1"\n' >"$T/curl-sync"
-chmod +x "$T/curl-sync"
-CURL_SYNC_CMD="$T/curl-sync @OUT@ @URL@"
+CURL_SYNC_CMD="$BENCH_SRC/bench/curl-sync @OUT@ @URL@"
 # OpenSSL's SHA-256 alone, of the served file (in the page cache): the CPU of hashing a GiB.
 OPENSSL_CMD="openssl dgst -sha256 $T/www/f.bin"
 BEFORE_TOOL=()

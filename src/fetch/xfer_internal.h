@@ -52,12 +52,13 @@
 #define RATE_PAUSED_POLL_MS 5 /* the loop's wake-up while connections are paused */
 /*
  * With resume state, the bytes written but not yet in a saved state are
- * held to this many save steps (x->snap_step): past it, the connections
- * pause until the saver catches up. Where the network outruns the disk,
- * the saves (each an fdatasync) would otherwise trail the written bytes by
- * hundreds of MiB, and a crash would lose all of them; with fresh saves
- * (a step of a MiB), a saver thread kept off the CPU by the transfer and
- * the hasher would trail by up to 32 MiB.
+ * held to this many flush steps: past it, the connections pause until the
+ * helper's save catches up. Where the network outruns the disk, the saves
+ * (each an fdatasync) would otherwise trail the written bytes by hundreds
+ * of MiB, and a crash would lose all of them. With fresh saves the hold
+ * is the same: a fresh save waits on the saver thread behind the synced
+ * save's commit, and a hold of 4 or 8 MiB paused the daemon's pulls
+ * often enough to cost them 10 to 18 % (docs/reliability.md).
  */
 #define UNSAVED_FLUSH_STEPS 4
 /*
