@@ -56,9 +56,8 @@
  * helper's save catches up. Where the network outruns the disk, the saves
  * (each an fdatasync) would otherwise trail the written bytes by hundreds
  * of MiB, and a crash would lose all of them. With fresh saves the hold
- * is the same: a fresh save waits on the saver thread behind the synced
- * save's commit, and a hold of 4 or 8 MiB paused the daemon's pulls
- * often enough to cost them 10 to 18 % (docs/reliability.md).
+ * is the same: one of 4 or 8 MiB for them cost the daemon's pulls 10 to
+ * 18 % (docs/reliability.md, item 4).
  */
 #define UNSAVED_FLUSH_STEPS 4
 /*
