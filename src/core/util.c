@@ -74,9 +74,7 @@ char *xasprintf(const char *fmt, ...)
 
 int64_t now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return now_us() / 1000;
 }
 
 int64_t now_us(void)

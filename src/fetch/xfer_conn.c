@@ -146,7 +146,7 @@ static void conn_bound_rcvbuf(struct xfer *x, struct xconn *c)
 	    fd == CURL_SOCKET_BAD)
 		return;
 	c->rcv_judged = 1;
-	if (!rcvbuf_fits(fd, x->ramp.rate / (x->ramp.want > 0 ? x->ramp.want : 1)))
+	if (!rcvbuf_fits(fd, x->ramp.rate / x->ramp.want))
 		return; /* a path too long for it: the kernel's buffer stays */
 	if (!x->rcvbuf)
 		log_msg(LOG_DEBUG, x->log_id, "transfer of %s: receive buffers of %d KiB", x->dest,

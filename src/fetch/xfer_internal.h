@@ -222,7 +222,7 @@ struct xfer {
 	struct xfer_plan plan;
 	struct xfer_ramp ramp;
 	int ramp_on; /* the ramp runs once the URL is settled */
-	int rcvbuf;  /* SO_RCVBUF of the URL's connections, 0: the kernel's (RCVBUF_CLIENT_BOUND) */
+	int rcvbuf;  /* SO_RCVBUF of the URL's sockets (RCVBUF_CLIENT_BOUND); 0: the kernel's */
 	int held;    /* connections paused until a resume save catches up */
 	int no_range;
 	int refreshing;
@@ -328,7 +328,7 @@ struct xfer_engine {
 	/*
 	 * The thread's time waiting for the network (in curl_multi_poll with no
 	 * connection paused), us, and its start: the rest is the client's busy
-	 * time, which the connection ramp reads (xfer_busy_us).
+	 * time, which the connection ramp reads (xfer_service, xfer_loop.c).
 	 */
 	int64_t net_wait_us;
 	int64_t started_us;

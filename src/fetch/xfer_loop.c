@@ -145,13 +145,13 @@ static void xfer_service(struct xfer *x, int64_t now, int64_t *next_deadline)
 		xfer_ramp_init(&x->ramp, x->nconn, now, ramp_bytes);
 		x->ramp_on = 1;
 	}
-	int allowed = 1;
-	if (x->ramp_on) {
-		int was = x->ramp.want, was_settled = x->ramp.settled;
+	int allowed = x->ramp_on ? x->ramp.want : 1;
+	if (x->ramp_on && !x->ramp.settled) {
+		int was = allowed;
 		/* The client's busy time: all but the engine's waits for the network. */
 		int64_t busy_us = now_us() - x->eng->started_us - x->eng->net_wait_us;
 		allowed = xfer_ramp_step(&x->ramp, now, ramp_bytes, moving, busy_us, next_deadline);
-		if (allowed != was || x->ramp.settled != was_settled)
+		if (allowed != was || x->ramp.settled)
 			log_msg(LOG_DEBUG, x->log_id,
 				"transfer of %s: %d connections (%.0f MiB/s with %d, the "
 				"client busy %.0f%% of the measure)",
