@@ -253,7 +253,7 @@ struct xfer {
 	atomic_int purge_req;
 	atomic_int refresh_done;
 	_Atomic uint64_t a_saved;  /* x->written as of the last resume state saved (saver) */
-	_Atomic uint64_t a_synced; /* ... of the last one saved after an fdatasync (saver) */
+	_Atomic uint64_t a_synced; /* ... of the last one saved after an fdatasync (syncer) */
 
 	/* x->lock */
 	pthread_mutex_t lock;
@@ -274,7 +274,7 @@ struct xfer {
 	unsigned snap_gen;     /* x->gen when snap was taken */
 	int snap_pending;
 	pthread_cond_t sync_cond; /* wakes the syncer */
-	int sync_state;		  /* the syncer's fdatasync: asked, done or failed (xfer_save.c) */
+	int sync_state;		  /* the syncer's synced save: asked, or idle (xfer_save.c) */
 	int sync_stop;		  /* the syncer ends */
 	int refresh_want;
 	int refresh_rc;

@@ -8,11 +8,13 @@
  * only what arrived after the last save, a MiB or two. The page cache does
  * not outlive a restart of the system, so the store keeps fresh ranges
  * under the boot id, beside those of the latest synced save: ranges whose
- * bytes an fdatasync had put on disk first. The syncer runs those
- * fdatasyncs one after another, so the fresh saves never wait behind the
- * disk; the saver alone calls the resume ops, so they are never called
- * from two threads at once. Without a fresh save op, every save is a
- * synced one, made by the saver itself.
+ * bytes an fdatasync had put on disk first. The saver makes the fresh
+ * saves; the syncer makes the synced ones, each after its fdatasync, so
+ * that the fresh saves never wait behind the disk: a synced save's own
+ * commit waits for it too (a state file's fsync, the catalog's WAL sync:
+ * tens of ms, up to 0.1 s, while the partial is written back), and made
+ * on the saver it let the fresh saves trail by the whole hold. Without a
+ * fresh save op, every save is a synced one, made by the saver itself.
  */
 #include "fetch/xfer_internal.h"
 
@@ -25,7 +27,7 @@
 #include "core/log.h"
 #include "core/util.h"
 
-enum { SYNC_IDLE = 0, SYNC_WANTED, SYNC_DONE, SYNC_FAILED };
+enum { SYNC_IDLE = 0, SYNC_WANTED };
 
 int xfer_saves_behind(struct xfer *x)
 {
@@ -89,12 +91,62 @@ static int writeback_step(struct xfer *x, struct writeback *w)
 	return 1;
 }
 
+/* The state of the saver thread, and what it hands its syncer. */
+struct saver {
+	struct xfer *x;
+	int fresh;		/* fresh saves, and a syncer that makes the synced ones */
+	struct byte_range *cur; /* the latest state saved */
+	size_t cur_n;
+	uint64_t cur_written;
+	unsigned cur_gen;
+	int cur_unsynced;	/* cur was saved fresh and not yet handed to the syncer */
+	struct byte_range *syn; /* the state of the syncer's synced save (not SYNC_IDLE: its own) */
+	size_t syn_n;
+	uint64_t syn_written;
+	unsigned syn_gen;
+	int64_t sync_at; /* the next fdatasync is due then at the latest */
+};
+
+/* Lets the transfer thread see a save (x->lock held): connections held for it go on. */
+static void saver_wake(struct xfer *x)
+{
+	if (!x->eng_gone)
+		curl_multi_wakeup(x->eng->multi);
+}
+
 /*
- * The syncer: everything that waits for the disk, so that the saves never
- * wait behind it. Between the fdatasyncs the saver asks for, it starts
- * writeback of the written prefix, WRITEBACK_STEP at a time, without
- * waiting for it: the disk then writes while the bytes arrive, so the
- * fdatasyncs and the final fsync have little left. Where the network
+ * A synced save, on the syncer: the fdatasync, then the state it was for
+ * (x->lock held, dropped meanwhile); the saver leaves s->syn alone until
+ * the state is back to SYNC_IDLE.
+ */
+static void syncer_save(struct xfer *x, struct saver *s)
+{
+	pthread_mutex_unlock(&x->lock);
+	int rc = fdatasync(x->fd);
+	if (rc < 0)
+		log_msg(LOG_WARN, x->log_id, "fdatasync %s: %s", x->dest, strerror(errno));
+	pthread_mutex_lock(&x->lock);
+	if (rc == 0 && !saves_skipped(x)) {
+		pthread_mutex_unlock(&x->lock);
+		if (x->resume.save(x->resume.arg, x->key, atomic_load(&x->a_total), s->syn,
+				   s->syn_n) < 0)
+			log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed", x->dest);
+		pthread_mutex_lock(&x->lock);
+	}
+	/* Even when it failed (that is logged): the hold must not wait for a sync that will not
+	 * come. */
+	atomic_store_explicit(&x->a_synced, s->syn_written, memory_order_release);
+	x->sync_state = SYNC_IDLE;
+	pthread_cond_signal(&x->save_cond);
+	saver_wake(x);
+}
+
+/*
+ * The syncer: everything that waits for the disk, so that the fresh saves
+ * never wait behind it. Besides the synced saves the saver asks for, it
+ * starts writeback of the written prefix, WRITEBACK_STEP at a time,
+ * without waiting for it: the disk then writes while the bytes arrive, so
+ * the fdatasyncs and the final fsync have little left. Where the network
  * outruns the disk, writeback that trailed the hash left hundreds of MiB
  * dirty, and the final fsync of a 1 GiB pull on loopback took 0.6 s; done
  * on the saver, it held the saves back by tens of MiB while the disk
@@ -102,19 +154,13 @@ static int writeback_step(struct xfer *x, struct writeback *w)
  */
 static void *xfer_syncer_main(void *arg)
 {
-	struct xfer *x = arg;
+	struct saver *s = arg;
+	struct xfer *x = s->x;
 	struct writeback w = {0};
 	pthread_mutex_lock(&x->lock);
 	for (;;) {
 		if (x->sync_state == SYNC_WANTED) {
-			pthread_mutex_unlock(&x->lock);
-			int rc = fdatasync(x->fd);
-			if (rc < 0)
-				log_msg(LOG_WARN, x->log_id, "fdatasync %s: %s", x->dest,
-					strerror(errno));
-			pthread_mutex_lock(&x->lock);
-			x->sync_state = rc < 0 ? SYNC_FAILED : SYNC_DONE;
-			pthread_cond_signal(&x->save_cond);
+			syncer_save(x, s);
 			continue;
 		}
 		if (writeback_step(x, &w))
@@ -126,21 +172,6 @@ static void *xfer_syncer_main(void *arg)
 	pthread_mutex_unlock(&x->lock);
 	return NULL;
 }
-
-/* The state of the saver thread. */
-struct saver {
-	int fresh;		/* fresh saves, and a syncer */
-	struct byte_range *cur; /* the latest state saved */
-	size_t cur_n;
-	uint64_t cur_written;
-	unsigned cur_gen;
-	int cur_unsynced;	/* cur was saved fresh and not yet handed to the syncer */
-	struct byte_range *syn; /* the state the syncer's fdatasync is for */
-	size_t syn_n;
-	uint64_t syn_written;
-	unsigned syn_gen;
-	int64_t sync_at; /* the next fdatasync is due then at the latest */
-};
 
 /* Saves the snapshot the transfer thread posted (x->lock held, dropped meanwhile). */
 static void saver_save_posted(struct xfer *x, struct saver *s)
@@ -171,30 +202,6 @@ static void saver_save_posted(struct xfer *x, struct saver *s)
 	pthread_mutex_lock(&x->lock);
 }
 
-/* Saves, as synced, the state the syncer's fdatasync was for (x->lock held, dropped meanwhile). */
-static void saver_save_synced(struct xfer *x, struct saver *s, int skip)
-{
-	int ok = x->sync_state == SYNC_DONE;
-	x->sync_state = SYNC_IDLE;
-	if (ok && !skip) {
-		pthread_mutex_unlock(&x->lock);
-		if (x->resume.save(x->resume.arg, x->key, atomic_load(&x->a_total), s->syn,
-				   s->syn_n) < 0)
-			log_msg(LOG_WARN, x->log_id, "saving resume state of %s failed", x->dest);
-		pthread_mutex_lock(&x->lock);
-	}
-	/* Even when it failed (that is logged): the hold must not wait for a sync that will not
-	 * come. */
-	atomic_store_explicit(&x->a_synced, s->syn_written, memory_order_release);
-}
-
-/* Lets the transfer thread see a save (x->lock held): connections held for it go on. */
-static void saver_wake(struct xfer *x)
-{
-	if (!x->eng_gone)
-		curl_multi_wakeup(x->eng->multi);
-}
-
 /*
  * 1 when the latest fresh state is to go to the syncer now: flush_bytes
  * after the last one, flush_ms after it, at a new generation of the file,
@@ -218,9 +225,9 @@ static int saver_sync_due(const struct xfer *x, const struct saver *s, int64_t n
 void *xfer_saver_main(void *arg)
 {
 	struct xfer *x = arg;
-	struct saver s = {0};
+	struct saver s = {.x = x};
 	pthread_t syncer;
-	int syncer_started = pthread_create(&syncer, NULL, xfer_syncer_main, x) == 0;
+	int syncer_started = pthread_create(&syncer, NULL, xfer_syncer_main, &s) == 0;
 	if (x->has_resume) {
 		s.cur = xcalloc(CAP_XFER_RANGES, sizeof(*s.cur));
 		s.fresh = x->resume.save_fresh && syncer_started;
@@ -231,11 +238,6 @@ void *xfer_saver_main(void *arg)
 	pthread_mutex_lock(&x->lock);
 	for (;;) {
 		int skip = saves_skipped(x);
-		if (x->sync_state == SYNC_DONE || x->sync_state == SYNC_FAILED) {
-			saver_save_synced(x, &s, skip);
-			saver_wake(x);
-			continue;
-		}
 		if (x->snap_pending && !skip && s.cur) {
 			saver_save_posted(x, &s);
 			saver_wake(x);

@@ -147,9 +147,16 @@ static int blob_unref_locked(struct prov_blob *b)
 	return --b->refs == 0;
 }
 
-/* Resume state of the partial, kept in the catalog through its own connection. */
+/*
+ * Resume state of the partial, kept in the catalog through the blob's
+ * connection, and the synced saves through one of their own: the engine
+ * makes them on another thread while the fresh saves go on (xfer.h), and a
+ * connection serves one thread at a time (catalog.h).
+ */
 struct share_resume {
 	struct catalog *cat;
+	struct catalog *sync_cat; /* opened at the first synced save */
+	const char *db_path;
 	const char *repo_dir;
 	const char *name;
 };
@@ -207,7 +214,12 @@ static int resume_save_kind(void *arg, uint64_t total, const struct byte_range *
 {
 	struct share_resume *r = arg;
 	struct err e = {0};
-	int rc = partial_saves[fresh](r->cat, r->repo_dir, r->name, total, rs, n, &e);
+	int rc = 0;
+	if (!fresh && !r->sync_cat)
+		rc = catalog_open(r->db_path, &r->sync_cat, &e);
+	if (!rc)
+		rc = partial_saves[fresh](fresh ? r->cat : r->sync_cat, r->repo_dir, r->name, total,
+					  rs, n, &e);
 	if (rc)
 		log_warn("saving resume state of %s/%s: %s", r->repo_dir, r->name, err_msg(&e));
 	return rc;
@@ -321,7 +333,8 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	rc = layout_partial_open_dir(ctx->layout, b->repo_dir, b->name, &dir_fd, &fd, NULL, e);
 	if (rc == 0)
 		rc = layout_partial_path(ctx->layout, b->repo_dir, b->name, dest, sizeof(dest), e);
-	struct share_resume res = {.cat = cat, .repo_dir = b->repo_dir, .name = b->name};
+	struct share_resume res = {
+	    .cat = cat, .db_path = ctx->db_path, .repo_dir = b->repo_dir, .name = b->name};
 	struct xfer_resume_ops ops = {.load = resume_load,
 				      .save = resume_save,
 				      .discard = resume_discard,
@@ -379,6 +392,7 @@ static int blob_fetch(struct prov_blob *b, struct catalog *cat, const struct blo
 	b->x = x;
 	pthread_mutex_unlock(&b->sh->mu);
 	xfer_wait(x, -1);
+	catalog_close(res.sync_cat); /* the transfer's threads are done with it */
 	rc = xfer_result(x, e, got);
 	struct xfer_progress p1;
 	xfer_progress(x, &p1);

@@ -200,6 +200,13 @@ int catalog_prepare(struct catalog *c, const char *sql, sqlite3_stmt **st, struc
 	return rc == SQLITE_OK ? 0 : catalog_fail(c, rc, "prepare", e);
 }
 
+int catalog_sync_wal(struct catalog *c, struct err *e)
+{
+	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+	/* Busy: another connection checkpoints now, and syncs the WAL itself. */
+	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : catalog_fail(c, rc, "checkpoint", e);
+}
+
 int catalog_begin_write(struct catalog *c, struct err *e)
 {
 	return catalog_exec(c, "BEGIN IMMEDIATE", "begin", e);

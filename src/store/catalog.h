@@ -313,7 +313,9 @@ struct catalog_partial {
  * the caller has synced to disk: they hold after a restart of the system.
  * Ranges are sorted and merged here; each must lie within total_size; at
  * most CAP_XFER_RANGES after merging. A state of another total_size is
- * replaced whole.
+ * replaced whole. The commit does not hold the write lock while it waits
+ * for the disk (a passive checkpoint makes it durable after), so a fresh
+ * save on another connection goes on meanwhile.
  */
 int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
 			 uint64_t total_size, const struct byte_range *ranges, size_t n,

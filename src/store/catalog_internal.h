@@ -55,6 +55,13 @@ int catalog_run_keys(struct catalog *c, const char *sql, const char *const *keys
 /* Reads the integer of the first column of the one row sql gives, with the keys bound. */
 int catalog_query_int(struct catalog *c, const char *sql, const char *const *keys, size_t n,
 		      int64_t *v, const char *what, struct err *e);
+/*
+ * Makes the commits so far durable that were made with synchronous=NORMAL:
+ * a passive checkpoint, which syncs the WAL (and the database after it)
+ * without the write lock, so other connections commit meanwhile. While
+ * another connection checkpoints (busy), a later checkpoint syncs them.
+ */
+int catalog_sync_wal(struct catalog *c, struct err *e);
 int catalog_begin_write(struct catalog *c, struct err *e);
 int catalog_commit(struct catalog *c, struct err *e);
 /* Ends an open transaction, if any, without its changes. */

@@ -111,12 +111,16 @@ static int partial_save(struct catalog *c, const char *repo_dir, const char *sha
 	sqlite3_stmt *st;
 	rc = catalog_prepare(c, save_sql[fresh], &st, e);
 	/*
-	 * A fresh save is worth nothing after a restart of the system, so its
-	 * commit does not wait for the disk either (in WAL mode the WAL is
-	 * then synced at checkpoints only); the connection is back to FULL
-	 * after it.
+	 * Neither commit waits for the disk while it holds the write lock (in
+	 * WAL mode, synchronous=NORMAL syncs the WAL at checkpoints only): a
+	 * FULL commit syncs the WAL under it, tens of ms while a partial is
+	 * written back, and a fresh save of another connection, which must
+	 * never wait for the disk, would wait for it. A fresh save is worth
+	 * nothing after a restart of the system anyway. A synced save is made
+	 * durable after its commit by a passive checkpoint, which syncs the
+	 * WAL without the write lock. The connection is back to FULL after.
 	 */
-	if (!rc && fresh)
+	if (!rc)
 		rc = catalog_exec(c, "PRAGMA synchronous=NORMAL", "unsynced commits", e);
 	if (!rc) {
 		catalog_bind_str(st, 1, repo_dir);
@@ -131,12 +135,12 @@ static int partial_save(struct catalog *c, const char *repo_dir, const char *sha
 		if (s != SQLITE_DONE)
 			rc = catalog_fail(c, s, "save partial", e);
 	}
-	if (fresh) {
-		struct err pe;
-		int prc = catalog_exec(c, "PRAGMA synchronous=FULL", "synced commits", &pe);
-		if (!rc && prc)
-			rc = err_set(e, prc, "%s", err_msg(&pe));
-	}
+	struct err pe;
+	int prc = catalog_exec(c, "PRAGMA synchronous=FULL", "synced commits", &pe);
+	if (!rc && prc)
+		rc = err_set(e, prc, "%s", err_msg(&pe));
+	if (!rc && !fresh)
+		rc = catalog_sync_wal(c, e);
 	sqlite3_finalize(st);
 	free(blob);
 	return rc;

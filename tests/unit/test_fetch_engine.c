@@ -369,16 +369,20 @@ static void test_unsaved_bytes_held_while_saves_lag(void **state)
  * waiting for the disk, while the synced saves (50 ms each here) trail: a
  * kill -9 then loses about a MiB, not four flush steps. The synced saves
  * still come, never ahead of the fresh ones, and the transfer is not held
- * for them.
+ * for them; the fresh saves go on while one is made (they are made on
+ * another thread), as a kill during a synced save would otherwise find
+ * everything written since the fresh save before it unsaved.
  */
 struct fresh_saves {
-	struct slow_saves slow; /* the synced saves */
-	uint64_t max_unsaved;	/* written minus the ranges of the fresh save, at each one */
-	uint64_t fresh_bytes;	/* the ranges of the latest fresh save */
-	uint64_t synced_beyond; /* a synced save with more than the latest fresh one */
-	uint64_t synced_bytes;	/* the ranges of the latest synced save */
-	uint64_t max_gap;	/* the most the fresh state was ahead of the synced one */
+	struct slow_saves slow;	       /* the synced saves */
+	uint64_t max_unsaved;	       /* written minus the ranges of the fresh save, at each one */
+	_Atomic uint64_t fresh_bytes;  /* the ranges of the latest fresh save */
+	uint64_t synced_beyond;	       /* a synced save with more than the latest fresh one */
+	_Atomic uint64_t synced_bytes; /* the ranges of the latest synced save */
+	uint64_t max_gap;	       /* the most the fresh state was ahead of the synced one */
 	int saves;
+	atomic_int in_synced; /* a synced save is being made */
+	int during_synced;    /* fresh saves made meanwhile */
 };
 
 static uint64_t ranges_sum(const struct byte_range *r, size_t n)
@@ -402,10 +406,12 @@ static int fresh_save(void *arg, const char *key, uint64_t total, const struct b
 		if (p.bytes_done > saved && p.bytes_done - saved > s->max_unsaved)
 			s->max_unsaved = p.bytes_done - saved;
 	}
-	s->fresh_bytes = saved;
-	if (saved > s->synced_bytes && saved - s->synced_bytes > s->max_gap)
-		s->max_gap = saved - s->synced_bytes;
+	atomic_store(&s->fresh_bytes, saved);
+	uint64_t synced = atomic_load(&s->synced_bytes);
+	if (saved > synced && saved - synced > s->max_gap)
+		s->max_gap = saved - synced;
 	s->saves++;
+	s->during_synced += atomic_load(&s->in_synced);
 	return 0;
 }
 
@@ -415,10 +421,13 @@ static int fresh_synced_save(void *arg, const char *key, uint64_t total, const s
 	struct fresh_saves *s = arg;
 	uint64_t saved = ranges_sum(r, n);
 	/* The last save, of the whole file after its fsync, is ahead of every fresh one. */
-	if (saved > s->fresh_bytes && saved < total)
+	if (saved > atomic_load(&s->fresh_bytes) && saved < total)
 		s->synced_beyond = saved;
-	s->synced_bytes = saved;
-	return slow_save(&s->slow, key, total, r, n);
+	atomic_store(&s->synced_bytes, saved);
+	atomic_store(&s->in_synced, 1);
+	int rc = slow_save(&s->slow, key, total, r, n);
+	atomic_store(&s->in_synced, 0);
+	return rc;
 }
 
 static void test_fresh_saves_keep_up_while_syncs_lag(void **state)
@@ -429,6 +438,8 @@ static void test_fresh_saves_keep_up_while_syncs_lag(void **state)
 	assert_true(s.slow.saves >= 1);
 	assert_true(s.saves > 2 * s.slow.saves);
 	assert_int_equal(s.synced_beyond, 0);
+	if (s.during_synced == 0)
+		fail_msg("no fresh save while one of %d synced saves was made", s.slow.saves);
 	/* A fresh step (1 MiB), a libcurl buffer, and what arrives while a save is posted. */
 	if (s.max_unsaved > (3u << 20))
 		fail_msg("%llu bytes written beyond the fresh state being saved",

@@ -891,6 +891,64 @@ static void test_partials_fresh(void **state)
 	assert_int_equal(fresh_loaded(x), 100);
 }
 
+/* Rows of partials for this sha256 in the database file alone, as a copy of it without its WAL. */
+static int64_t partial_rows_in_db_file(struct fx *x, const char *sha256)
+{
+	char copy[PATH_MAX + 8];
+	snprintf(copy, sizeof copy, "%s.copy", x->db);
+	FILE *in = fopen(x->db, "rb"), *out = fopen(copy, "wb");
+	assert_non_null(in);
+	assert_non_null(out);
+	char buf[65536];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_open(copy, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM partials WHERE sha256 = ?1",
+					    -1, &st, NULL),
+			 SQLITE_OK);
+	sqlite3_bind_text(st, 1, sha256, -1, SQLITE_TRANSIENT);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	int64_t rows = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	char side[PATH_MAX + 16];
+	unlink(copy);
+	snprintf(side, sizeof side, "%s-wal", copy);
+	unlink(side);
+	snprintf(side, sizeof side, "%s-shm", copy);
+	unlink(side);
+	return rows;
+}
+
+/*
+ * Neither save waits for the disk while it holds the write lock; a synced
+ * save is made durable after its commit by a checkpoint, so its row is in
+ * the database file itself, while a fresh save's stays in the WAL.
+ */
+static void test_partials_synced_checkpointed(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	const char *dir = "models--o--r";
+	struct byte_range r = {0, 100};
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('a'), 1000, &r, 1, &e), 0);
+	assert_int_equal(partial_rows_in_db_file(x, hex('a')), 1);
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('b'), 1000, &r, 1, &e), 0);
+	assert_int_equal(partial_rows_in_db_file(x, hex('b')), 0);
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('b'), 1000, &r, 1, &e), 0);
+	assert_int_equal(partial_rows_in_db_file(x, hex('b')), 1);
+	int64_t sync_level = -1;
+	assert_int_equal(catalog_query_int(x->c, "PRAGMA synchronous", NULL, 0, &sync_level,
+					   "read synchronous", &e),
+			 0);
+	assert_int_equal(sync_level, 2);
+}
+
 static void test_partials(void **state)
 {
 	struct fx *x = *state;
@@ -1130,6 +1188,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials_fresh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_partials_synced_checkpointed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
