@@ -13,9 +13,13 @@
 # limit_rate per connection), rss (peak RSS for the two file sizes), cancel
 # (cancel latency), resume (bytes fetched twice after kill -9, capped and
 # unthrottled), trace (how far the SHA-256 trails the bytes written, from
-# xfer-get --progress). --before adds the xfer-get of another build as the
-# client "before" to open and cap; --perf records one unthrottled xfer-get
-# (and the before one) with perf record -g and perf stat into PREFIX.*.
+# xfer-get --progress), lag (how far the fresh resume state trails the
+# bytes written, sampled every 5 ms by bench/save_lag.py: what a kill -9
+# would lose of them; three unthrottled runs, and three of the before
+# build). --before adds the xfer-get of another build as the client
+# "before" to open, cap, resume and lag; --perf records one unthrottled
+# xfer-get (and the before one) with perf record -g and perf stat into
+# PREFIX.*.
 # curl+sync is curl -o followed by sync(1) of the file: an unverified
 # download that is on the disk when it ends, as rbee's is. --out-dir DIR
 # writes the clients' files in DIR (say /dev/shm, to take the disk out of
@@ -30,7 +34,7 @@ SIZE_MIB=1024
 RSS_SIZE_MIB=4096
 ROUNDS=3
 CANCELS=50
-STAGES=open,cap,rss,cancel,resume,trace
+STAGES=open,cap,rss,cancel,resume,trace,lag
 RESULTS=
 BEFORE=
 PERF=
@@ -42,7 +46,7 @@ CAP_BPS=41943040  # the same in bytes/s (nginx's m is MiB)
 CONNS=8
 
 usage() {
-	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -255,6 +259,22 @@ if has_stage trace; then
 	done
 fi
 
+if has_stage lag; then
+	{
+		echo "| unthrottled run | samples | fresh state behind the written bytes, MiB: median | p90 | p99 | max |"
+		echo "|---|---|---|---|---|---|"
+	} >"$T/lag.md"
+	for k in 1 2 3; do
+		for b in "rbee:$XG" ${BEFORE:+"before:$BEFORE/xfer-get"}; do
+			rm -f "$T/out/"*
+			sync
+			python3 "$BENCH_SRC/bench/save_lag.py" "${b%%:*} $k" "${b#*:}" "$BASE/f.bin" \
+				"$T/out/l.part" "$((SIZE_MIB * 1048576))" "$(cat "$T/www/f.bin.sha256")" \
+				"$CONNS" >>"$T/lag.md"
+		done
+	done
+fi
+
 [ -n "$RESULTS" ] && cp "$TSV" "$RESULTS"
 [ -n "$RESULTS" ] && [ -f "$T/cancel.tsv" ] && cp "$T/cancel.tsv" "$RESULTS.cancel"
 [ -n "$RESULTS" ] && [ -f "$T/resume.tsv" ] && cp "$T/resume.tsv" "$RESULTS.resume"
@@ -264,4 +284,5 @@ echo
 python3 "$BENCH_SRC/bench/report.py" --tsv "$TSV" --cancel "$T/cancel.tsv" --resume "$T/resume.tsv" \
 	--cap-bps "$CAP_BPS" --connections "$CONNS"
 [ -f "$T/trace.md" ] && { echo; cat "$T/trace.md"; }
+[ -f "$T/lag.md" ] && { echo; cat "$T/lag.md"; }
 exit 0

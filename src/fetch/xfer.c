@@ -233,8 +233,10 @@ int xfer_start(struct xfer_engine *eng, const struct xfer_request *req, struct x
 		x->resume = *req->resume;
 		x->has_resume = 1;
 	}
-	x->snap_step =
-	    x->has_resume && x->resume.save_fresh ? FRESH_SAVE_STEP : eng->cfg.flush_bytes;
+	int fresh = x->has_resume && x->resume.save_fresh;
+	x->snap_step = fresh ? FRESH_SAVE_STEP : eng->cfg.flush_bytes;
+	x->unsaved_max = fresh ? UNSAVED_FRESH_STEPS * (uint64_t)FRESH_SAVE_STEP
+			       : UNSAVED_FLUSH_STEPS * (uint64_t)eng->cfg.flush_bytes;
 	x->refresh_fn = req->refresh_url;
 	x->refresh_arg = req->refresh_arg;
 	x->progress_fn = req->on_progress;

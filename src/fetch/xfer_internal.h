@@ -53,13 +53,20 @@
 /*
  * With resume state, the bytes written but not yet in a saved state are
  * held to this many flush steps: past it, the connections pause until the
- * helper's save catches up. Where the network outruns the disk, the saves
+ * saver's save catches up. Where the network outruns the disk, the saves
  * (each an fdatasync) would otherwise trail the written bytes by hundreds
- * of MiB, and a crash would lose all of them. With fresh saves the hold
- * is the same: one of 4 or 8 MiB for them cost the daemon's pulls 10 to
- * 18 % (docs/reliability.md, item 4).
+ * of MiB, and a crash would lose all of them.
  */
 #define UNSAVED_FLUSH_STEPS 4
+/*
+ * With fresh saves the hold is this many of their steps (8 MiB), so a
+ * kill -9 loses at most that much of the written bytes. It costs nothing
+ * while the fresh saves never wait: made behind the synced saves, or as
+ * catalog commits (which waited for ext4's journal now and then), the
+ * hold paused the pulls, and a daemon's were 4 to 18 % slower with a hold
+ * of 4 or 8 MiB (docs/reliability.md, item 4).
+ */
+#define UNSAVED_FRESH_STEPS 8
 /*
  * With fresh saves (xfer_resume_ops.save_fresh), the done ranges are
  * posted for a save this often, and the bytes written but not yet synced
@@ -198,7 +205,8 @@ struct xfer {
 	uint64_t limit; /* bytes accepted in whole-file mode */
 	struct xfer_resume_ops resume;
 	int has_resume;
-	uint64_t snap_step; /* the done ranges are posted for a save this often */
+	uint64_t snap_step;   /* the done ranges are posted for a save this often */
+	uint64_t unsaved_max; /* the hold: written bytes not yet in a save */
 	xfer_refresh_fn refresh_fn;
 	void *refresh_arg;
 	xfer_progress_fn progress_fn;

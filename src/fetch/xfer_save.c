@@ -33,8 +33,7 @@ int xfer_saves_behind(struct xfer *x)
 {
 	uint64_t saved = atomic_load_explicit(&x->a_saved, memory_order_acquire);
 	uint64_t synced = atomic_load_explicit(&x->a_synced, memory_order_acquire);
-	return x->written - saved >= UNSAVED_FLUSH_STEPS * x->eng->cfg.flush_bytes ||
-	       x->written - synced >= UNSYNCED_MAX;
+	return x->written - saved >= x->unsaved_max || x->written - synced >= UNSYNCED_MAX;
 }
 
 static int save_synced(struct xfer *x, const struct byte_range *r, size_t n)

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/err.h"
 #include "core/log.h"
@@ -200,6 +201,20 @@ int catalog_prepare(struct catalog *c, const char *sql, sqlite3_stmt **st, struc
 	return rc == SQLITE_OK ? 0 : catalog_fail(c, rc, "prepare", e);
 }
 
+void catalog_put_le64(unsigned char *p, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+uint64_t catalog_get_le64(const unsigned char *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
 int catalog_sync_wal(struct catalog *c, struct err *e)
 {
 	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
@@ -345,6 +360,7 @@ int catalog_open(const char *db_path, struct catalog **out, struct err *e)
 		return err_set(e, ERR_INVALID, "catalog: empty path");
 	struct catalog *c = xcalloc(1, sizeof *c);
 	c->path = xstrdup(db_path);
+	c->fresh_dir = -1;
 	int rc =
 	    sqlite3_open_v2(db_path, &c->db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
@@ -384,6 +400,8 @@ void catalog_close(struct catalog *c)
 	if (!c)
 		return;
 	sqlite3_close(c->db);
+	if (c->fresh_dir >= 0)
+		close(c->fresh_dir);
 	free(c->path);
 	free(c);
 }

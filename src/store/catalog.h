@@ -304,7 +304,7 @@ struct catalog_partial {
 	char repo_dir[256];
 	char sha256[65];
 	uint64_t total_size;
-	uint64_t done_bytes; /* sum of the ranges of the latest save, fresh or synced */
+	uint64_t done_bytes; /* sum of the ranges of the latest synced save (or first fresh one) */
 	int64_t updated_ms;
 };
 
@@ -322,9 +322,12 @@ int catalog_partial_save(struct catalog *c, const char *repo_dir, const char *sh
 			 struct err *e);
 /*
  * The same for ranges whose bytes are written but not synced: they hold
- * only until the system restarts, so they are kept beside the synced ones
- * with the boot id (core/util.h boot_id), and the commit does not wait for
- * the disk either. A process that crashes loses none of them.
+ * only until the system restarts, so they are kept with the boot id
+ * (core/util.h boot_id) in a small file per partial beside the database
+ * (resume-fresh/), written over without a sync: no commit, so nothing
+ * waits for the disk (the first one of a partial also makes its row). A
+ * process that crashes loses none of them. catalog_partial_load prefers
+ * them while they are of the running boot, whole, and of the row's size.
  */
 int catalog_partial_save_fresh(struct catalog *c, const char *repo_dir, const char *sha256,
 			       uint64_t total_size, const struct byte_range *ranges, size_t n,

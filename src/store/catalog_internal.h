@@ -4,7 +4,8 @@
  * helpers below; catalog_model.c writes models (put, status, delete, and
  * what a removal leaves); catalog_read.c reads them (get, find, list,
  * totals); catalog_blob.c keeps the blob records; catalog_partial.c the
- * resume ranges of partial blobs; catalog_job.c the job rows.
+ * resume ranges of partial blobs, and catalog_fresh.c the fresh ones, kept
+ * in files beside the database; catalog_job.c the job rows.
  *
  * Every helper takes the connection it works on; none keeps state, so the
  * threading rule of catalog.h (one connection, one thread at a time) is the
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/caps.h"
 #include "store/catalog.h"
 
 struct err;
@@ -24,10 +26,35 @@ struct err;
 struct catalog {
 	sqlite3 *db;
 	char *path;
+	int fresh_dir;	     /* resume-fresh/ beside the database, once opened; else -1 */
+	unsigned fresh_turn; /* the slot of the next fresh state written (catalog_fresh.c) */
 };
 
 /* Longest model or job id we store. */
 #define CATALOG_ID_MAX 2048
+
+/* Stored ranges and records: 64-bit little-endian numbers. */
+void catalog_put_le64(unsigned char *p, uint64_t v);
+uint64_t catalog_get_le64(const unsigned char *p);
+/* The most bytes of ranges a fresh state holds (16 a range). */
+#define CATALOG_FRESH_RANGES_MAX (CAP_XFER_RANGES * 16)
+/*
+ * Fresh states (catalog_fresh.c): ranges as the catalog stores them (16
+ * bytes each). write puts them over the partial's file without a sync
+ * (1 when it made the file, else 0 or an error);
+ * read gives the latest whole one of the running boot in *ranges (free()
+ * it), or ERR_NOT_FOUND (and removes a file that holds none); remove
+ * drops the file.
+ */
+int catalog_fresh_write(struct catalog *c, const char *repo_dir, const char *sha256, uint64_t total,
+			const unsigned char *ranges, size_t len, struct err *e);
+int catalog_fresh_read(struct catalog *c, const char *repo_dir, const char *sha256, uint64_t *total,
+		       unsigned char **ranges, size_t *len);
+void catalog_fresh_remove(struct catalog *c, const char *repo_dir, const char *sha256);
+/* The file name of a partial's fresh state, and one record of it in out (tests). */
+void catalog_fresh_name(const char *repo_dir, const char *sha256, char out[65]);
+size_t catalog_fresh_record(const char *boot, uint64_t seq, uint64_t total,
+			    const unsigned char *ranges, size_t len, unsigned char *out);
 
 /* Maps a SQLite result to an ERR_* code and says which catalog and step failed. */
 int catalog_fail(struct catalog *c, int src, const char *what, struct err *e);

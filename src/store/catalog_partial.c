@@ -14,20 +14,6 @@
 #include "core/util.h"
 #include "store/catalog_internal.h"
 
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v |= (uint64_t)p[i] << (8 * i);
-	return v;
-}
-
 static int check_partial_key(const char *repo_dir, const char *sha256, struct err *e)
 {
 	return catalog_check_key(repo_dir, sha256, "partial", e);
@@ -62,8 +48,8 @@ static int encode_ranges(const char *sha256, uint64_t total_size, const struct b
 	unsigned char *b = xmalloc(m * 16 + 1);
 	*done = 0;
 	for (size_t i = 0; i < m; i++) {
-		put_le64(b + 16 * i, r[i].start);
-		put_le64(b + 16 * i + 8, r[i].end);
+		catalog_put_le64(b + 16 * i, r[i].start);
+		catalog_put_le64(b + 16 * i + 8, r[i].end);
 		*done += r[i].end - r[i].start;
 	}
 	free(r);
@@ -75,25 +61,27 @@ static int encode_ranges(const char *sha256, uint64_t total_size, const struct b
 }
 
 /*
- * Both saves write one row. A synced save keeps the fresh ranges (newer
- * than the synced ones while the transfer runs) and a fresh save keeps the
- * synced ones, each unless the row was for another total_size.
+ * A synced save writes the row; the fresh columns of an earlier version of
+ * the schema are cleared, as fresh states now live in files
+ * (catalog_fresh.c).
  */
-static const char *const save_sql[2] = {
+static const char save_sql[] =
     "INSERT INTO partials(repo_dir, sha256, total_size, done_bytes, ranges, updated_ms)"
     " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(repo_dir, sha256) DO UPDATE SET"
-    " fresh_ranges = CASE WHEN total_size = excluded.total_size THEN fresh_ranges END,"
-    " fresh_boot = CASE WHEN total_size = excluded.total_size THEN fresh_boot ELSE '' END,"
-    " total_size = excluded.total_size, done_bytes = excluded.done_bytes,"
-    " ranges = excluded.ranges, updated_ms = excluded.updated_ms",
-    "INSERT INTO partials(repo_dir, sha256, total_size, done_bytes, ranges, updated_ms,"
-    " fresh_ranges, fresh_boot) VALUES(?1, ?2, ?3, ?4, x'', ?6, ?5, ?7)"
-    " ON CONFLICT(repo_dir, sha256) DO UPDATE SET"
+    " fresh_ranges = NULL, fresh_boot = '', total_size = excluded.total_size,"
+    " done_bytes = excluded.done_bytes, ranges = excluded.ranges,"
+    " updated_ms = excluded.updated_ms";
+/*
+ * The first fresh state of a partial also makes its row, with no synced
+ * ranges (those of another size go), so the partial is listed (and can be
+ * removed) before its first synced save.
+ */
+static const char fresh_row_sql[] =
+    "INSERT INTO partials(repo_dir, sha256, total_size, done_bytes, ranges, updated_ms)"
+    " VALUES(?1, ?2, ?3, ?4, x'', ?6) ON CONFLICT(repo_dir, sha256) DO UPDATE SET"
     " ranges = CASE WHEN total_size = excluded.total_size THEN ranges ELSE x'' END,"
-    " total_size = excluded.total_size, done_bytes = excluded.done_bytes,"
-    " fresh_ranges = excluded.fresh_ranges, fresh_boot = excluded.fresh_boot,"
-    " updated_ms = excluded.updated_ms",
-};
+    " fresh_ranges = NULL, fresh_boot = '', total_size = excluded.total_size,"
+    " done_bytes = excluded.done_bytes, updated_ms = excluded.updated_ms";
 
 static int partial_save(struct catalog *c, const char *repo_dir, const char *sha256,
 			uint64_t total_size, const struct byte_range *ranges, size_t n, int fresh,
@@ -108,17 +96,24 @@ static int partial_save(struct catalog *c, const char *repo_dir, const char *sha
 	rc = encode_ranges(sha256, total_size, ranges, n, &blob, &len, &done, e);
 	if (rc)
 		return rc;
+	if (fresh) {
+		rc = catalog_fresh_write(c, repo_dir, sha256, total_size, blob, len, e);
+		if (rc <= 0) {
+			free(blob);
+			return rc;
+		}
+	}
 	sqlite3_stmt *st;
-	rc = catalog_prepare(c, save_sql[fresh], &st, e);
+	rc = catalog_prepare(c, fresh ? fresh_row_sql : save_sql, &st, e);
 	/*
-	 * Neither commit waits for the disk while it holds the write lock (in
-	 * WAL mode, synchronous=NORMAL syncs the WAL at checkpoints only): a
-	 * FULL commit syncs the WAL under it, tens of ms while a partial is
-	 * written back, and a fresh save of another connection, which must
-	 * never wait for the disk, would wait for it. A fresh save is worth
-	 * nothing after a restart of the system anyway. A synced save is made
-	 * durable after its commit by a passive checkpoint, which syncs the
-	 * WAL without the write lock. The connection is back to FULL after.
+	 * The commit does not wait for the disk while it holds the write lock
+	 * (in WAL mode, synchronous=NORMAL syncs the WAL at checkpoints only):
+	 * a FULL commit syncs the WAL under it, tens of ms while a partial is
+	 * written back, and every other writer of the catalog would wait for
+	 * it. A passive checkpoint then makes a synced save durable, syncing
+	 * the WAL without the write lock (a fresh save's row is worth nothing
+	 * after a restart of the system). The connection is back to FULL
+	 * after.
 	 */
 	if (!rc)
 		rc = catalog_exec(c, "PRAGMA synchronous=NORMAL", "unsynced commits", e);
@@ -127,10 +122,9 @@ static int partial_save(struct catalog *c, const char *repo_dir, const char *sha
 		catalog_bind_str(st, 2, sha256);
 		sqlite3_bind_int64(st, 3, (sqlite3_int64)total_size);
 		sqlite3_bind_int64(st, 4, (sqlite3_int64)done);
-		sqlite3_bind_blob(st, 5, blob, (int)len, SQLITE_TRANSIENT);
+		if (!fresh)
+			sqlite3_bind_blob(st, 5, blob, (int)len, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 6, wall_ms());
-		if (fresh)
-			catalog_bind_str(st, 7, boot_id());
 		int s = sqlite3_step(st);
 		if (s != SQLITE_DONE)
 			rc = catalog_fail(c, s, "save partial", e);
@@ -169,8 +163,8 @@ static int decode_ranges(const unsigned char *b, size_t len, uint64_t total,
 	size_t m = len / 16;
 	struct byte_range *r = xmalloc((m ? m : 1) * sizeof *r);
 	for (size_t i = 0; i < m; i++) {
-		r[i].start = get_le64(b + 16 * i);
-		r[i].end = get_le64(b + 16 * i + 8);
+		r[i].start = catalog_get_le64(b + 16 * i);
+		r[i].end = catalog_get_le64(b + 16 * i + 8);
 		if (r[i].start >= r[i].end || r[i].end > total ||
 		    (i > 0 && r[i].start <= r[i - 1].end)) {
 			free(r);
@@ -192,7 +186,7 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 		return rc;
 	sqlite3_stmt *st;
 	rc = catalog_prepare(c,
-			     "SELECT total_size, ranges, fresh_ranges, fresh_boot FROM partials"
+			     "SELECT total_size, ranges FROM partials"
 			     " WHERE repo_dir = ?1 AND sha256 = ?2",
 			     &st, e);
 	if (rc)
@@ -200,23 +194,29 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 	catalog_bind_str(st, 1, repo_dir);
 	catalog_bind_str(st, 2, sha256);
 	int s = sqlite3_step(st);
-	if (s == SQLITE_DONE) {
-		rc = err_set(e, ERR_NOT_FOUND, "no resume state for %s/blobs/%s.partial", repo_dir,
-			     sha256);
-		goto out;
-	}
-	if (s != SQLITE_ROW) {
+	if (s != SQLITE_DONE && s != SQLITE_ROW) {
 		rc = catalog_fail(c, s, "load partial", e);
 		goto out;
 	}
-	uint64_t total = (uint64_t)sqlite3_column_int64(st, 0);
-	const char *boot = (const char *)sqlite3_column_text(st, 3);
-	/* Fresh ranges whose boot is over, or that are damaged, give way to the synced ones. */
-	if (boot && boot[0] && strcmp(boot, boot_id()) == 0 &&
-	    sqlite3_column_type(st, 2) == SQLITE_BLOB &&
-	    decode_ranges(sqlite3_column_blob(st, 2), (size_t)sqlite3_column_bytes(st, 2), total,
-			  ranges, n) == 0) {
-		*total_size = total;
+	int row = s == SQLITE_ROW;
+	uint64_t total = row ? (uint64_t)sqlite3_column_int64(st, 0) : 0, ftotal = 0;
+	/*
+	 * A fresh state of the running boot wins over the synced ranges (it is
+	 * saved after them), unless the row is for another size; a damaged one
+	 * gives way to them.
+	 */
+	unsigned char *fb = NULL;
+	size_t flen = 0;
+	if (catalog_fresh_read(c, repo_dir, sha256, &ftotal, &fb, &flen) == 0 &&
+	    (!row || ftotal == total) && decode_ranges(fb, flen, ftotal, ranges, n) == 0) {
+		free(fb);
+		*total_size = ftotal;
+		goto out;
+	}
+	free(fb);
+	if (!row) {
+		rc = err_set(e, ERR_NOT_FOUND, "no resume state for %s/blobs/%s.partial", repo_dir,
+			     sha256);
 		goto out;
 	}
 	if (decode_ranges(sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), total,
@@ -237,6 +237,7 @@ int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *
 	int rc = check_partial_key(repo_dir, sha256, e);
 	if (rc)
 		return rc;
+	catalog_fresh_remove(c, repo_dir, sha256);
 	return catalog_run_keys(c, "DELETE FROM partials WHERE repo_dir = ?1 AND sha256 = ?2",
 				(const char *[]){repo_dir, sha256}, 2, "delete partial", e);
 }

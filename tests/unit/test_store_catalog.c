@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -828,21 +829,55 @@ static long long fresh_loaded(struct fx *x)
 	return done;
 }
 
-static void set_fresh_boot(struct fx *x, const char *boot)
+/* The path of the fresh state file of hex('f') in "models--o--r". */
+static void fresh_path(struct fx *x, char *out, size_t size)
 {
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
-	char *sql = sqlite3_mprintf("UPDATE partials SET fresh_boot = %Q", boot);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_free(sql);
-	sqlite3_close(db);
+	char name[65];
+	catalog_fresh_name("models--o--r", hex('f'), name);
+	snprintf(out, size, "%s/resume-fresh/%s", x->dir, name);
+}
+
+/* Writes a whole record of ranges [0, done) under boot into slot (0 or 1) of the fresh file. */
+static void put_fresh_record(struct fx *x, const char *boot, uint64_t seq, uint64_t total,
+			     uint64_t done, int slot)
+{
+	unsigned char r[16], rec[4096];
+	for (int i = 0; i < 8; i++) {
+		r[i] = 0;
+		r[8 + i] = (unsigned char)(done >> (8 * i));
+	}
+	size_t n = catalog_fresh_record(boot, seq, total, r, 16, rec);
+	char path[PATH_MAX + 80];
+	fresh_path(x, path, sizeof path);
+	int fd = open(path, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	/* The slots are CATALOG_FRESH_RANGES_MAX + 136 bytes apart. */
+	off_t at = slot ? (off_t)(8 + 3 * 8 + BOOT_ID_LEN + CATALOG_FRESH_RANGES_MAX + 64) : 0;
+	assert_int_equal(pwrite(fd, rec, n, at), (ssize_t)n);
+	close(fd);
+}
+
+/* Flips one byte of the fresh file at off. */
+static void damage_fresh(struct fx *x, off_t off)
+{
+	char path[PATH_MAX + 80];
+	fresh_path(x, path, sizeof path);
+	int fd = open(path, O_RDWR);
+	assert_true(fd >= 0);
+	unsigned char c;
+	assert_int_equal(pread(fd, &c, 1, off), 1);
+	c ^= 0x5a;
+	assert_int_equal(pwrite(fd, &c, 1, off), 1);
+	close(fd);
 }
 
 /*
  * Ranges saved without a sync hold while the system has not restarted:
- * they win over the synced ones under the same boot id, and give way to
- * them under another one (a restart: the page cache that held their bytes
- * is gone) or none.
+ * they are kept in a file of their own beside the database, win over the
+ * synced ones under the same boot id, and give way to them under another
+ * one (a restart: the page cache that held their bytes is gone), when
+ * damaged, or when the row is for another size. Of the two slots the
+ * latest whole one counts, so a write cut by a kill leaves the one before.
  */
 static void test_partials_fresh(void **state)
 {
@@ -851,44 +886,64 @@ static void test_partials_fresh(void **state)
 	const char *dir = "models--o--r";
 	if (!boot_id()[0])
 		skip();
-	struct byte_range synced = {0, 100}, fresh = {0, 700};
+	char path[PATH_MAX + 80];
+	fresh_path(x, path, sizeof path);
+	struct stat st;
+	struct byte_range synced = {0, 100}, fresh = {0, 700}, fresher = {0, 800};
+	/* The first fresh save also makes the row, with no synced ranges yet. */
 	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
-	/* A first fresh save has no synced ranges under it yet. */
-	set_fresh_boot(x, "another-boot");
-	assert_int_equal(fresh_loaded(x), 0);
-	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
-	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 1000, &synced, 1, &e), 0);
+	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(fresh_loaded(x), 700);
-	set_fresh_boot(x, "another-boot");
-	assert_int_equal(fresh_loaded(x), 100);
-	set_fresh_boot(x, "");
-	assert_int_equal(fresh_loaded(x), 100);
-	/* A fresh save keeps the synced ranges; both go with a state of another size. */
+	struct catalog_partial *list = NULL;
+	size_t n = 0;
+	assert_int_equal(catalog_partial_list(x->c, &list, &n, &e), 0);
+	assert_int_equal(n, 1);
+	free(list);
+	/* Another boot's state: gone with a restart, and its file with it. */
+	put_fresh_record(x, "another-boot", 1, 1000, 900, 0);
+	put_fresh_record(x, "another-boot", 2, 1000, 900, 1);
+	assert_int_equal(fresh_loaded(x), 0);
+	assert_int_equal(stat(path, &st), -1);
+	/* Fresh and synced: the fresh state wins under this boot. */
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 1000, &synced, 1, &e), 0);
 	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
-	set_fresh_boot(x, "another-boot");
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresher, 1, &e), 0);
+	assert_int_equal(fresh_loaded(x), 800);
+	/* A cut write of the latest slot (0 here) leaves the slot before it. */
+	damage_fresh(x, 0);
+	assert_int_equal(fresh_loaded(x), 700);
+	put_fresh_record(x, boot_id(), (uint64_t)now_us() + 1000000, 1000, 900, 0);
+	assert_int_equal(fresh_loaded(x), 900);
+	damage_fresh(x, 60);
+	assert_int_equal(fresh_loaded(x), 700);
+	/* Both damaged: the synced ranges. */
+	damage_fresh(x, 8 + 3 * 8 + BOOT_ID_LEN + CATALOG_FRESH_RANGES_MAX + 64 + 70);
 	assert_int_equal(fresh_loaded(x), 100);
-	set_fresh_boot(x, boot_id());
+	/* A row of another size: the fresh state of the old one does not count. */
+	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 1000, &fresh, 1, &e), 0);
 	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 2000, &synced, 1, &e), 0);
 	assert_int_equal(fresh_loaded(x), 100);
+	/* The first fresh save of another size drops the synced ranges of the old one. */
+	assert_int_equal(catalog_partial_delete(x->c, dir, hex('f'), &e), 0);
+	assert_int_equal(stat(path, &st), -1);
+	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 2000, &synced, 1, &e), 0);
 	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 3000, &fresh, 1, &e), 0);
-	set_fresh_boot(x, "another-boot");
+	assert_int_equal(fresh_loaded(x), 700);
+	assert_int_equal(unlink(path), 0);
 	assert_int_equal(fresh_loaded(x), 0);
-	/* Fresh saves commit without waiting for the disk, then the connection syncs again. */
+	/* Saves leave the connection syncing its commits. */
 	int64_t sync_level = -1;
 	assert_int_equal(catalog_query_int(x->c, "PRAGMA synchronous", NULL, 0, &sync_level,
 					   "read synchronous", &e),
 			 0);
 	assert_int_equal(sync_level, 2);
-	/* Damaged fresh ranges give way to the synced ones. */
-	assert_int_equal(catalog_partial_save(x->c, dir, hex('f'), 3000, &synced, 1, &e), 0);
-	assert_int_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 3000, &fresh, 1, &e), 0);
-	sqlite3 *db;
-	assert_int_equal(sqlite3_open(x->db, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db, "UPDATE partials SET fresh_ranges = x'0102'", NULL, NULL, NULL),
-	    SQLITE_OK);
-	sqlite3_close(db);
-	assert_int_equal(fresh_loaded(x), 100);
+	/* A symlink in place of the file is not written through. */
+	char target[PATH_MAX + 16];
+	snprintf(target, sizeof target, "%s/elsewhere", x->dir);
+	assert_int_equal(symlink(target, path), 0);
+	assert_int_not_equal(catalog_partial_save_fresh(x->c, dir, hex('f'), 3000, &fresh, 1, &e),
+			     0);
+	assert_int_equal(stat(target, &st), -1);
 }
 
 /* Rows of partials for this sha256 in the database file alone, as a copy of it without its WAL. */
