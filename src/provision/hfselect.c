@@ -292,6 +292,8 @@ static int collect_set(const struct hf_listing *l, size_t i, const char *repo,
 	size_t *slot = idx + *n;
 	for (unsigned k = 0; k < count; k++)
 		slot[k] = l->n;
+	/* File i holds its own slot: another name of the same shard (".GGUF") must not take it. */
+	slot[no - 1] = i;
 	for (size_t j = 0; j < l->n; j++) {
 		unsigned no2, count2;
 		size_t stem2;

@@ -185,6 +185,16 @@ static void test_select_path_and_all(void **state)
 	assert_int_equal(n, 7);
 	assert_int_equal(hf_select(&l, SEL_ALL, "", "a/b", NULL, idx, 3, &n, &e), ERR_TOO_LARGE);
 	hf_listing_cleanup(&l);
+	/* The shard named is in the set, also when another name of it comes first (a fuzz find). */
+	static const char *const twins[] = {"m-00002-of-00002.GGUF", "m-00001-of-00002.gguf",
+					    "m-00002-of-00002.gguf"};
+	fill(&l, twins, 3);
+	assert_int_equal(
+	    hf_select(&l, SEL_PATH, "m-00002-of-00002.gguf", "a/b", NULL, idx, 16, &n, &e), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(idx[0], 1);
+	assert_int_equal(idx[1], 2);
+	hf_listing_cleanup(&l);
 }
 
 static void test_select_missing_shard(void **state)
