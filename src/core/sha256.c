@@ -58,6 +58,15 @@ void sha256_cleanup(struct sha256 *h)
 	h->ctx = NULL;
 }
 
+void sha256_buf_hex(const void *data, size_t n, char out[SHA256_HEX_LEN + 1])
+{
+	struct sha256 h = {0};
+	sha256_init(&h);
+	sha256_update(&h, data, n);
+	sha256_final_hex(&h, out);
+	sha256_cleanup(&h);
+}
+
 int sha256_fd(int fd, const char *what, struct cancel_token *cancel, char out[SHA256_HEX_LEN + 1],
 	      char oid[41], uint64_t *size, struct err *e)
 {

@@ -37,6 +37,8 @@ int sha256_hex_valid(const char *s);
 /* Writes 64 lowercase hex digits and a NUL. h can be reused after sha256_init. */
 void sha256_final_hex(struct sha256 *h, char out[SHA256_HEX_LEN + 1]);
 void sha256_cleanup(struct sha256 *h);
+/* The SHA-256 of n bytes at data, as 64 lowercase hex digits and a NUL: the one-shot form. */
+void sha256_buf_hex(const void *data, size_t n, char out[SHA256_HEX_LEN + 1]);
 
 /*
  * The one loop that hashes a file: the regular file open at fd, read from

@@ -110,11 +110,7 @@ static int guard_token_ok(const struct daemon *d, const char *auth)
 	if (n == 0 || n > CAP_TOKEN_LEN)
 		return 0;
 	char got[SHA256_HEX_LEN + 1];
-	struct sha256 h = {0};
-	sha256_init(&h);
-	sha256_update(&h, tok, n);
-	sha256_final_hex(&h, got);
-	sha256_cleanup(&h);
+	sha256_buf_hex(tok, n, got);
 	return CRYPTO_memcmp(got, d->token_sha, SHA256_HEX_LEN) == 0;
 }
 

@@ -308,13 +308,8 @@ int daemon_start(const struct daemon_config *cfg, struct provisioner *prov, stru
 	    max_conn > 2 * DAEMON_STREAM_RESERVE ? max_conn - DAEMON_STREAM_RESERVE : max_conn / 2;
 	if (d->max_streams > CAP_WATCHERS)
 		d->max_streams = CAP_WATCHERS;
-	if (cfg->token && cfg->token[0]) {
-		struct sha256 h = {0};
-		sha256_init(&h);
-		sha256_update(&h, cfg->token, strlen(cfg->token));
-		sha256_final_hex(&h, d->token_sha);
-		sha256_cleanup(&h);
-	}
+	if (cfg->token && cfg->token[0])
+		sha256_buf_hex(cfg->token, strlen(cfg->token), d->token_sha);
 
 	rc = http_access_init(d, cfg, e);
 	if (rc < 0)

@@ -121,10 +121,10 @@ size_t xfer_plan_live(const struct xfer_plan *p);
  * one window at the start instead of one per doubling.
  *
  * The first measure is the only one when the client was the bottleneck
- * in it. One thread serves every connection; when it spent only a share
- * idle of the window waiting for the network (the rest it worked, waited
- * for a CPU or the disk, or held the connections for its own saves), no
- * number of connections can bring more than rate / (1 - idle). When even
+ * in it. One thread serves every connection; when it was busy for a share
+ * of the window (working, waiting for a CPU or the disk, or holding the
+ * connections for its own saves: anything but waiting for the network),
+ * no number of connections can bring more than rate / busy. When even
  * that rate would pay for no more connections than the start, the start
  * is kept without a trial: on a path the client itself fills (loopback, a
  * fast LAN, a slow CPU or disk) the trial would only put eight

@@ -496,11 +496,7 @@ static int small_call(const struct s3_store *s, const char *method, const char *
 	if (rc)
 		return rc;
 	size_t len = body ? strlen(body) : 0;
-	struct sha256 h = {0};
-	sha256_init(&h);
-	sha256_update(&h, body ? body : "", len);
-	sha256_final_hex(&h, sha);
-	sha256_cleanup(&h);
+	sha256_buf_hex(body ? body : "", len, sha);
 	snprintf(what, sizeof(what), "S3 %s %.100s?%s", method, key, q[0].name);
 	struct s3_call *c = xcalloc(1, sizeof(*c));
 	c->s = s;

@@ -28,17 +28,19 @@
  *     resume save callbacks, and its syncer starts writeback of the
  *     written prefix early (sync_file_range) and fdatasyncs the partial
  *     (with a save_fresh op, the syncer calls save after each fdatasync
- *     and the saver save_fresh); the helper joins them before finishing. So the transfer thread
- * never blocks on the disk's sync, on the caller's catalog, or on the vendor, and the hash never
- *     waits behind the disk.
+ *     and the saver save_fresh); the helper joins them before finishing.
+ *     So the transfer thread never blocks on the disk's sync, on the
+ *     caller's catalog, or on the vendor, and the hash never waits behind
+ *     the disk.
  *   - The caller owns the struct xfer returned by xfer_start and frees it
  *     with xfer_free (which cancels it first if it still runs).
  *
  * Callbacks (resume ops, refresh_url) run on the transfer's helper, saver
  * and syncer threads, and may block. Two run at once only as save (on the
  * syncer) beside save_fresh (on the saver), so these two must not wait for
- * each other for long: that is what fresh saves are for; on_progress runs on the transfer thread
- * and must not. The engine does not touch the catalog: the caller wires the resume ops.
+ * each other for long: that is what fresh saves are for. on_progress runs
+ * on the transfer thread and must not block. The engine does not touch the
+ * catalog: the caller wires the resume ops.
  */
 #ifndef RBEE_FETCH_XFER_H
 #define RBEE_FETCH_XFER_H

@@ -60,11 +60,11 @@
 #define UNSAVED_FLUSH_STEPS 4
 /*
  * With fresh saves the hold is this many of their steps (8 MiB), so a
- * kill -9 loses at most that much of the written bytes. It costs nothing
- * while the fresh saves never wait: made behind the synced saves, or as
- * catalog commits (which waited for ext4's journal now and then), the
- * hold paused the pulls, and a daemon's were 4 to 18 % slower with a hold
- * of 4 or 8 MiB (docs/reliability.md, item 4).
+ * kill -9 loses about that much of the written bytes at most. While the
+ * fresh saves never wait it did not slow the daemon's pulls (run M): made
+ * behind the synced saves, or as catalog commits (which slept in the
+ * kernel now and then), they let a hold of 4 or 8 MiB pause the pulls,
+ * 4 to 18 % slower (docs/reliability.md, item 4).
  */
 #define UNSAVED_FRESH_STEPS 8
 /*

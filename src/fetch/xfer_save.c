@@ -11,9 +11,9 @@
  * bytes an fdatasync had put on disk first. The saver makes the fresh
  * saves; the syncer makes the synced ones, each after its fdatasync, so
  * that the fresh saves never wait behind the disk: a synced save's own
- * commit waits for it too (a state file's fsync, the catalog's WAL sync:
- * tens of ms, up to 0.1 s, while the partial is written back), and made
- * on the saver it let the fresh saves trail by the whole hold. Without a
+ * commit waits for it too (xfer-get's state file fsync took up to 0.12 s
+ * while the partial was written back), and made on the saver it let the
+ * fresh saves trail by the whole hold. Without a
  * fresh save op, every save is a synced one, made by the saver itself.
  */
 #include "fetch/xfer_internal.h"
@@ -144,10 +144,10 @@ static void syncer_save(struct xfer *x, struct saver *s)
 
 /*
  * Without resume state no save syncs the partial while it is written, and
- * writeback alone does not make the final fsync short: on a virtual disk
- * whose host caches the writes, the fsync's flush of the device cache
- * writes out every byte since the last flush, 0.6 to 0.9 s for a GiB here
- * with writeback started all along (bench/README.md, run N). So the syncer
+ * writeback alone does not make the final fsync short: on this machine's
+ * virtual disk (most likely cached by its host) the fsync's flush of the
+ * device cache costs what was written since the last flush, 0.6 to 0.9 s
+ * for a GiB with writeback started all along (bench/README.md, run N). So the syncer
  * flushes, an fdatasync per flush_bytes written back, as the synced saves
  * do with resume state. Called and returns with x->lock held; 1 when it
  * flushed.

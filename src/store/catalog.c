@@ -218,7 +218,7 @@ uint64_t catalog_get_le64(const unsigned char *p)
 int catalog_sync_wal(struct catalog *c, struct err *e)
 {
 	int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
-	/* Busy: another connection checkpoints now, and syncs the WAL itself. */
+	/* Busy: another connection checkpoints now; a later checkpoint syncs this commit. */
 	return rc == SQLITE_OK || rc == SQLITE_BUSY ? 0 : catalog_fail(c, rc, "checkpoint", e);
 }
 

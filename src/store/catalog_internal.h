@@ -7,9 +7,10 @@
  * resume ranges of partial blobs, and catalog_fresh.c the fresh ones, kept
  * in files beside the database; catalog_job.c the job rows.
  *
- * Every helper takes the connection it works on; none keeps state, so the
- * threading rule of catalog.h (one connection, one thread at a time) is the
- * only one.
+ * Every helper takes the connection it works on; the only state kept is
+ * the connection's own (its fresh-state folder and slot turn, in struct
+ * catalog), so the threading rule of catalog.h (one connection, one thread
+ * at a time) is the only one.
  */
 #ifndef RBEE_STORE_CATALOG_INTERNAL_H
 #define RBEE_STORE_CATALOG_INTERNAL_H

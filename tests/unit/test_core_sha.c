@@ -28,6 +28,12 @@ static void test_sha256(void **state)
 	assert_string_equal(out,
 			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 	sha256_cleanup(&h);
+	/* The one-shot form gives the same digests. */
+	sha256_buf_hex("abc", 3, out);
+	assert_string_equal(out,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	sha256_buf_hex("", 0, out);
+	assert_string_equal(out, SHA256_EMPTY);
 }
 
 static void test_hex_valid(void **state)
