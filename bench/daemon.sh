@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The daemon under load: `rbee-hive serve` pulls a file from nginx on
 # loopback (a URL model ref, http://127.0.0.1:PORT/...#sha256=HEX) through the
-# HTTP API with 8 connections, while /proc/PID/status is sampled. Reports per
+# HTTP API with 8 connections, while one light watcher (bench/daemon_pull.py)
+# samples /proc/PID/status and the job. Reports per
 # file size: startup (exec to the first answer of GET /v1/models, empty
 # catalog), the pull's wall time (the job's own updated_ms - created_ms), the
 # daemon's CPU time over the pull, and its peak RSS (VmHWM). In each round,
@@ -11,12 +12,15 @@
 # like the daemon, ends with the file on disk.
 #
 #   bench/daemon.sh [--build DIR] [--before DIR] [--sizes-mib "1024 4096"] [--rounds N]
-#                   [--data-dir-in DIR]
+#                   [--data-dir-in DIR] [--perf PREFIX]
 #
 # --before DIR adds a pull by the rbee-hive of another build to each round
 # (rows marked "before"). --data-dir-in DIR puts the daemon's data directory
 # and curl's output in DIR (say /dev/shm, to take the disk out of the
-# figures); the report names its file system.
+# figures); the report names its file system. --perf PREFIX adds, after the
+# rounds of the first size, one more pull per build recorded with `perf
+# record -g -p PID` into PREFIX.rbee.data (and PREFIX.before.data); those
+# pulls are not in the table.
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -27,6 +31,8 @@ API_PORT=18711
 CAP=40m
 BEFORE=
 DATA_IN=
+PERF=
+PERF_PID=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -35,7 +41,8 @@ while [ $# -gt 0 ]; do
 	--sizes-mib) SIZES=$2; shift 2 ;;
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--data-dir-in) DATA_IN=$2; shift 2 ;;
-	*) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+	--perf) PERF=$2; shift 2 ;;
+	*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
 
@@ -49,7 +56,7 @@ bench_tmp $((max * 2 + 512))
 bench_nginx
 T=$BENCH_T
 DPID=
-BENCH_CLEANUP+=('[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null')
+BENCH_CLEANUP+=('[ -n "$DPID" ] && kill -9 "$DPID" 2>/dev/null' '[ -n "$PERF_PID" ] && kill -INT "$PERF_PID" 2>/dev/null')
 D=$T
 [ -n "$DATA_IN" ] && bench_dir_in D "$DATA_IN"
 
@@ -59,8 +66,8 @@ now_ms() { date +%s%3N; }
 proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 
 # Prints "startup_ms pull_ms vmhwm_kib max_sampled_rss_kib state cpu_s".
-one_pull() { # file data_dir build
-	local file=$1 data=$2 bin=$3/rbee-hive hash url t0 t1 id state="" peak=0 rss cpu0 cpu1 job
+one_pull() { # file data_dir build [perf_file]
+	local file=$1 data=$2 bin=$3/rbee-hive perf=${4:-} hash url t0 t1 job_ms state peak cpu0 cpu1
 	hash=$(cat "$T/www/$file.sha256")
 	url="$BASE/$file#sha256=$hash"
 	mkdir -p "$data"
@@ -74,24 +81,19 @@ one_pull() { # file data_dir build
 		sleep 0.01
 	done
 	t1=$(now_ms)
+	if [ -n "$perf" ]; then
+		perf record -q -g -p "$DPID" -o "$perf" >/dev/null 2>&1 &
+		PERF_PID=$!
+		sleep 0.5 # perf attaches to every thread before the pull starts
+	fi
 	cpu0=$(proc_cpu "$DPID")
-	id=$(curl -fsS -H 'Content-Type: application/json' \
-		-d "{\"operation\":\"model_download\",\"model\":\"$url\"}" \
-		"http://127.0.0.1:$API_PORT/v1/jobs" | python3 -c 'import json,sys; print(json.load(sys.stdin)["job_id"])')
-	# Bounded: 20 ms samples for at most 10 minutes.
-	for i in $(seq 30000); do
-		rss=$(awk '/^VmRSS/ {print $2}' "/proc/$DPID/status" 2>/dev/null || echo 0)
-		[ "${rss:-0}" -gt "$peak" ] && peak=$rss
-		if [ $((i % 10)) = 0 ]; then
-			state=$(curl -fsS "http://127.0.0.1:$API_PORT/v1/jobs/$id" |
-				python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
-			case $state in succeeded | failed | cancelled) break ;; esac
-		fi
-		sleep 0.02
-	done
+	read -r job_ms peak state < <(python3 "$BENCH_SRC/bench/daemon_pull.py" "http://127.0.0.1:$API_PORT" "$DPID" "$url")
 	cpu1=$(proc_cpu "$DPID")
-	job=$(curl -fsS "http://127.0.0.1:$API_PORT/v1/jobs/$id")
-	[ "$state" = succeeded ] || echo "$job" >&2
+	if [ -n "$PERF_PID" ]; then
+		kill -INT "$PERF_PID"
+		wait "$PERF_PID" 2>/dev/null || true
+		PERF_PID=
+	fi
 	local hwm
 	hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$DPID/status")
 	kill "$DPID"
@@ -99,8 +101,6 @@ one_pull() { # file data_dir build
 	kill -9 "$DPID" 2>/dev/null || true
 	wait "$DPID" 2>/dev/null || true
 	DPID=
-	local job_ms
-	job_ms=$(echo "$job" | python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["updated_ms"] - j["created_ms"])')
 	echo "$((t1 - t0)) $job_ms $hwm $peak $state $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN {printf "%.2f", b - a}')"
 }
 
@@ -134,8 +134,32 @@ for s in $SIZES; do
 			awk -v s="$s" -v r="$r${BEFORE:+ ${b%%:*}}" -v st="$st" -v p="$pull" -v h="$hwm" -v k="$peak" -v state="$state" \
 				-v cpu="$cpu" -v cw="$cw" -v cc="$cc" -v oc="$oc" -v csw="$csw" \
 				'BEGIN {printf "| %d | %s | %d | %.2f | %.0f | %.2f | %.1f | %.1f | %s | %.2f / %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s, r, st, p / 1000, s / (p / 1000), cpu, h / 1024, k / 1024, state, cw, cc, csw, oc, p / 1000 / cw, p / 1000 / csw, cpu / (cc + oc)}'
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "${b%%:*}" "$pull" "$cw" "$cc" "$oc" "$cpu" >>"$T/rows.tsv"
 			rm -rf "$D/data-$s-$r"
 		done
 	done
+	if [ -n "$PERF" ] && [ "$s" = "${SIZES%% *}" ] && command -v perf >/dev/null 2>&1; then
+		for b in "rbee:$BUILD" ${BEFORE:+"before:$BEFORE"}; do
+			sync
+			one_pull "f$s.bin" "$D/data-perf" "${b#*:}" "$PERF.${b%%:*}.data" >/dev/null
+			rm -rf "$D/data-perf"
+		done
+	fi
 	rm -f "$T/www/f$s.bin"
 done
+echo
+echo "Medians per size and build (per-round ratios: median of each round's ratio):"
+echo
+python3 - "$T/rows.tsv" <<'PY'
+import statistics as st, sys
+rows = {}
+for line in open(sys.argv[1]):
+    s, b, pull, cw, cc, oc, cpu = line.split()
+    rows.setdefault((int(s), b), []).append((float(pull) / 1000, float(cw), float(cc), float(oc), float(cpu)))
+print("| file MiB | build | rounds | pull s | curl -o s | wall / curl (of medians) | wall / curl (per round) | CPU / (curl + openssl) (of medians) |")
+print("|---|---|---|---|---|---|---|---|")
+for (s, b), rs in sorted(rows.items()):
+    med = [st.median(c) for c in zip(*rs)]
+    per = st.median(r[0] / r[1] for r in rs)
+    print(f"| {s} | {b} | {len(rs)} | {med[0]:.2f} | {med[1]:.2f} | {med[0] / med[1]:.2f} | {per:.2f} | {med[4] / (med[2] + med[3]):.2f} |")
+PY
