@@ -38,6 +38,7 @@
 #define CAP_CONNECTIONS 1024	      /* HTTP connections at once */
 #define CAP_XFER_CONNECTIONS 64	      /* transfer connections per file */
 #define CAP_XFER_RANGES 4096	      /* done ranges kept per partial */
+#define CAP_FRESH_SWEEP 100000	      /* entries of resume-fresh/ the startup sweep reads */
 #define CAP_XFER_ACTIVE 256	      /* transfers queued or running in one engine */
 #define CAP_PEERS 16		      /* peer hives (serve --peer) */
 #define CAP_PEER_RANGES 1024	      /* ranges of one blob a peer may say it holds */

@@ -142,6 +142,18 @@ int job_persist_mark_interrupted(struct job_persist *p, struct err *e)
 	return catalog_jobs_mark_interrupted(p->cat, NULL, NULL, e);
 }
 
+void job_persist_sweep(struct job_persist *p)
+{
+	if (!p)
+		return;
+	struct err e = {0};
+	int n = catalog_fresh_sweep(p->cat, &e);
+	if (n < 0)
+		log_msg(LOG_WARN, NULL, "removing stale fresh resume states: %s", err_msg(&e));
+	else if (n > 0)
+		log_msg(LOG_INFO, NULL, "removed %d stale fresh resume states", n);
+}
+
 static const char *nonempty(const char *s)
 {
 	return s && s[0] ? s : NULL;

@@ -72,6 +72,11 @@ struct job_row {
 int job_persist_put(struct job_persist *p, const struct job_row *row, struct err *e);
 /* Marks every running job interrupted (done at start, after a crash or not). */
 int job_persist_mark_interrupted(struct job_persist *p, struct err *e);
+/*
+ * Removes the fresh resume states no partial can use (catalog_fresh_sweep),
+ * at startup before any transfer runs; a failure is logged, not returned.
+ */
+void job_persist_sweep(struct job_persist *p);
 /* Calls fn for each kept job, oldest first. */
 int job_persist_load(struct job_persist *p, void (*fn)(void *arg, const struct job_row *row),
 		     void *arg, struct err *e);

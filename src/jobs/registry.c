@@ -256,6 +256,7 @@ int job_registry_new(const struct job_registry_config *cfg, struct job_registry 
 	rc = job_persist_mark_interrupted(r->persist, e);
 	if (rc < 0)
 		goto fail;
+	job_persist_sweep(r->persist);
 	rc = job_persist_load(r->persist, job_load_row, r, e);
 	if (rc < 0)
 		goto fail;

@@ -344,6 +344,15 @@ int catalog_partial_load(struct catalog *c, const char *repo_dir, const char *sh
 /* Forgets the state (absent is not an error). */
 int catalog_partial_delete(struct catalog *c, const char *repo_dir, const char *sha256,
 			   struct err *e);
+/*
+ * Removes the fresh state files (above) that no partial has, or that hold
+ * no whole state of the running boot: after a restart of the system every
+ * file left by the boot before, and a file whose row a crash kept from
+ * being made. A file changed in the last minute is left, for a save that
+ * may be under way. Call it at startup, before transfers run. Returns how
+ * many it removed.
+ */
+int catalog_fresh_sweep(struct catalog *c, struct err *e);
 /* Every partial, ordered by repo folder and sha256; free(*out). */
 int catalog_partial_list(struct catalog *c, struct catalog_partial **out, size_t *n, struct err *e);
 

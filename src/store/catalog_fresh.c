@@ -20,12 +20,14 @@
  * pwrite leaves the other whole. A read takes the valid slot with the
  * highest seq under the running boot id.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/caps.h"
@@ -38,6 +40,8 @@
 #define FRESH_MAGIC "RBFRESH1"
 #define FRESH_HEAD (8 + 3 * 8 + BOOT_ID_LEN)
 #define FRESH_SLOT (FRESH_HEAD + CATALOG_FRESH_RANGES_MAX + SHA256_HEX_LEN)
+/* A file younger than this may belong to a save made right now: the sweep leaves it. */
+#define FRESH_SWEEP_MIN_AGE_S 60
 
 void catalog_fresh_name(const char *repo_dir, const char *sha256, char out[SHA256_HEX_LEN + 1])
 {
@@ -207,4 +211,74 @@ void catalog_fresh_remove(struct catalog *c, const char *repo_dir, const char *s
 	char name[SHA256_HEX_LEN + 1];
 	catalog_fresh_name(repo_dir, sha256, name);
 	unlinkat(dfd, name, 0);
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* 1 when the fresh file name in dfd holds a whole record of the running boot. */
+static int fresh_file_current(int dfd, const char *name)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int ok = 0;
+	for (int s = 0; s < 2 && !ok; s++) {
+		uint64_t seq, t;
+		unsigned char *r;
+		size_t l;
+		if (slot_load(fd, s, &seq, &t, &r, &l) == 0) {
+			free(r);
+			ok = 1;
+		}
+	}
+	close(fd);
+	return ok;
+}
+
+int catalog_fresh_sweep(struct catalog *c, struct err *e)
+{
+	int dfd = fresh_dir(c, 0, NULL);
+	if (dfd < 0)
+		return 0;
+	struct catalog_partial *parts;
+	size_t np;
+	if (catalog_partial_list(c, &parts, &np, e) < 0)
+		return ERR_IO;
+	char(*names)[SHA256_HEX_LEN + 1] = xcalloc(np ? np : 1, sizeof(*names));
+	for (size_t i = 0; i < np; i++)
+		catalog_fresh_name(parts[i].repo_dir, parts[i].sha256, names[i]);
+	free(parts);
+	qsort(names, np, sizeof(*names), name_cmp);
+	int removed = 0, dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+	DIR *dir = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+	if (!dir) {
+		if (dup_fd >= 0)
+			close(dup_fd);
+		free(names);
+		return err_set(e, ERR_IO, "catalog %s: read %s: %s", c->path, FRESH_DIR,
+			       strerror(errno));
+	}
+	rewinddir(dir); /* the duplicate shares its offset with the cached descriptor */
+	time_t now = time(NULL);
+	struct dirent *d;
+	/* Bounded: the folder holds a file per partial, and every other name is skipped. */
+	for (size_t seen = 0; seen < CAP_FRESH_SWEEP && (d = readdir(dir)); seen++) {
+		struct stat st;
+		if (!is_hex_lower(d->d_name, SHA256_HEX_LEN) ||
+		    fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    now - st.st_mtime < FRESH_SWEEP_MIN_AGE_S)
+			continue;
+		/* Of no partial (a crash between the file and its row), or of no whole state of
+		 * this boot. */
+		if ((!bsearch(d->d_name, names, np, sizeof(*names), name_cmp) ||
+		     !fresh_file_current(dfd, d->d_name)) &&
+		    unlinkat(dfd, d->d_name, 0) == 0)
+			removed++;
+	}
+	closedir(dir);
+	free(names);
+	return removed;
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/err.h"
@@ -946,6 +947,84 @@ static void test_partials_fresh(void **state)
 	assert_int_equal(stat(target, &st), -1);
 }
 
+/* Sets the times of the file at path to age_s seconds ago. */
+static void age_file(const char *path, int age_s)
+{
+	struct timespec t[2];
+	clock_gettime(CLOCK_REALTIME, &t[0]);
+	t[0].tv_sec -= age_s;
+	t[1] = t[0];
+	assert_int_equal(utimensat(AT_FDCWD, path, t, AT_SYMLINK_NOFOLLOW), 0);
+}
+
+/*
+ * The startup sweep removes the fresh states nothing can use: of another
+ * boot, or of no partial (a crash between the file and its row). It keeps
+ * the state of a partial of this boot, a file changed in the last minute
+ * (a save under way), and every name that is not one of its own.
+ */
+static void test_fresh_sweep(void **state)
+{
+	struct fx *x = *state;
+	struct err e = {0};
+	if (!boot_id()[0])
+		skip();
+	struct byte_range r = {0, 700};
+	char kept[PATH_MAX + 80], other_boot[PATH_MAX + 80], orphan[PATH_MAX + 80],
+	    young[PATH_MAX + 80], foreign[PATH_MAX + 80], name[65];
+	/* Nothing to sweep before the folder exists. */
+	assert_int_equal(catalog_fresh_sweep(x->c, &e), 0);
+	/* A partial of this boot (hex('f') in models--o--r, the helpers' file). */
+	assert_int_equal(
+	    catalog_partial_save_fresh(x->c, "models--o--r", hex('f'), 1000, &r, 1, &e), 0);
+	fresh_path(x, kept, sizeof kept);
+	/* A partial whose file holds another boot's state only. */
+	assert_int_equal(
+	    catalog_partial_save_fresh(x->c, "models--o--s", hex('b'), 1000, &r, 1, &e), 0);
+	catalog_fresh_name("models--o--s", hex('b'), name);
+	snprintf(other_boot, sizeof other_boot, "%s/resume-fresh/%s", x->dir, name);
+	unsigned char rec[4096], ranges[16] = {0};
+	size_t n = catalog_fresh_record("another-boot", 1, 1000, ranges, 16, rec);
+	int fd = open(other_boot, O_WRONLY | O_TRUNC);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, rec, n), (ssize_t)n);
+	close(fd);
+	/* States of no partial: an old one and one just written. */
+	assert_int_equal(
+	    catalog_partial_save_fresh(x->c, "models--o--t", hex('c'), 1000, &r, 1, &e), 0);
+	assert_int_equal(
+	    catalog_partial_save_fresh(x->c, "models--o--t", hex('d'), 1000, &r, 1, &e), 0);
+	catalog_fresh_name("models--o--t", hex('c'), name);
+	snprintf(orphan, sizeof orphan, "%s/resume-fresh/%s", x->dir, name);
+	catalog_fresh_name("models--o--t", hex('d'), name);
+	snprintf(young, sizeof young, "%s/resume-fresh/%s", x->dir, name);
+	assert_int_equal(sqlite3_exec(x->c->db,
+				      "DELETE FROM partials WHERE repo_dir = 'models--o--t'", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	/* A name the catalog never makes. */
+	snprintf(foreign, sizeof foreign, "%s/resume-fresh/notes.txt", x->dir);
+	fd = open(foreign, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	age_file(kept, 120);
+	age_file(other_boot, 120);
+	age_file(orphan, 120);
+	age_file(foreign, 120);
+	assert_int_equal(catalog_fresh_sweep(x->c, &e), 2);
+	struct stat st;
+	assert_int_equal(stat(kept, &st), 0);
+	assert_int_equal(stat(young, &st), 0);
+	assert_int_equal(stat(foreign, &st), 0);
+	assert_int_equal(stat(other_boot, &st), -1);
+	assert_int_equal(stat(orphan, &st), -1);
+	assert_int_equal(fresh_loaded(x), 700);
+	/* Once the young one has aged, it goes too. */
+	age_file(young, 120);
+	assert_int_equal(catalog_fresh_sweep(x->c, &e), 1);
+	assert_int_equal(stat(young, &st), -1);
+}
+
 /* Rows of partials for this sha256 in the database file alone, as a copy of it without its WAL. */
 static int64_t partial_rows_in_db_file(struct fx *x, const char *sha256)
 {
@@ -1243,6 +1322,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_interrupted_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials_fresh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fresh_sweep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_partials_synced_checkpointed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_uploads, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_jobs, setup, teardown),
