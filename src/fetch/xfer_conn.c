@@ -157,6 +157,7 @@ static void conn_bound_rcvbuf(struct xfer *x, struct xconn *c)
 
 void xconn_stop(struct xconn *c)
 {
+	xconn_flush(c); /* what it accepted is written before its request is gone */
 	if (c->st == C_RUNNING)
 		curl_multi_remove_handle(c->x->eng->multi, c->h);
 	if (c->paused)

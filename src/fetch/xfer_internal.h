@@ -47,6 +47,17 @@
 /* libcurl's receive buffer per connection: its largest (CURL_MAX_READ_SIZE),
  * for fewer recv and pwrite calls per MiB. */
 #define CURL_BUFFER (512 * 1024)
+/*
+ * libcurl hands the body to the write callback 16 KiB at a time (its
+ * CURL_MAX_WRITE_SIZE), whatever its buffer: written as they come, a GiB
+ * took 65,536 pwrite calls, and writes of 16 KiB cost ext4 about three
+ * times the CPU per byte of writes of 256 KiB (`dd` of a GiB into the page
+ * cache: 0.43 s of CPU with bs=16k, 0.15 s with bs=256k; bench/README.md). So
+ * each connection gathers what it is handed in a batch of this size, and
+ * writes it when full, when the loop's curl_multi_perform returns, and
+ * when the connection stops.
+ */
+#define WRITE_BATCH (256 * 1024)
 #define PROGRESS_MS 250	      /* rate and on_progress period */
 #define RATE_BURST_MIN 65536  /* the rate cap's bucket holds at least this */
 #define RATE_PAUSED_POLL_MS 5 /* the loop's wake-up while connections are paused */
@@ -118,6 +129,11 @@ struct xconn {
 	int fails;	/* consecutive failures without progress */
 	int moved;	/* has written bytes of this transfer (the ramp waits for it) */
 	int rcv_judged; /* its socket was judged for RCVBUF_CLIENT_BOUND (xfer_conn.c) */
+	/* Bytes accepted (pos or the plan slot's pos is past them) but not yet written. */
+	unsigned char *batch; /* WRITE_BATCH bytes, allocated at the first write */
+	size_t batch_len;
+	uint64_t batch_at;  /* the file offset of batch[0] */
+	unsigned batch_gen; /* x->gen they were accepted under */
 	/* set by the write callback for the current request */
 	int checked;
 	int discard;
@@ -369,6 +385,16 @@ void xfer_publish_prefix(struct xfer *x, int force);
 /* Hands a snapshot of the done ranges to the saver to fdatasync and save. */
 void xfer_post_snapshot(struct xfer *x);
 size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg);
+/*
+ * Writes c's batch and counts its bytes done (a cancelled transfer's, or
+ * one of a file started over since, are dropped). A write error is kept
+ * in c->io_errno, too many ranges in c->too_many_ranges: the request ends
+ * at its next callback, and xconn_done ends the transfer. Returns 0, or
+ * -1 on such an error.
+ */
+int xconn_flush(struct xconn *c);
+/* xconn_flush of every connection of every active transfer: after each curl_multi_perform. */
+void xfer_flush_all(struct xfer_engine *eng);
 curl_socket_t xconn_opensocket(void *arg, curlsocktype purpose, struct curl_sockaddr *a);
 
 /* Connections of x with a request running or waiting for a retry. */

@@ -6,6 +6,7 @@
  */
 #include "fetch/xfer_internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/cancel.h"
@@ -235,6 +236,8 @@ static void xfer_detach(struct xfer_engine *eng, struct xfer *x)
 		if (x->conns[i].h)
 			curl_easy_cleanup(x->conns[i].h);
 		x->conns[i].h = NULL;
+		free(x->conns[i].batch);
+		x->conns[i].batch = NULL;
 	}
 	if (x->cancel && x->watch > 0)
 		cancel_unwatch(x->cancel, x->watch);
@@ -280,6 +283,9 @@ void *xfer_engine_main(void *arg)
 			rate_refill(eng, now_ms());
 		int running = 0;
 		curl_multi_perform(eng->multi, &running);
+		/* Nothing accepted waits past the return: not the hasher, and not a request's end.
+		 */
+		xfer_flush_all(eng);
 		CURLMsg *m;
 		int left;
 		while ((m = curl_multi_info_read(eng->multi, &left))) {

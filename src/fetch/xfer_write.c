@@ -1,8 +1,9 @@
 /*
  * The write path of the transfer engine, on the transfer thread inside
  * curl_multi_perform: each answer judged before its first byte, bytes
- * written at their offset straight from libcurl's buffer, the rate cap's
- * tokens spent, and the grown prefix and done ranges handed to the helper.
+ * gathered per connection and written at their offset in batches, the rate
+ * cap's tokens spent, and the grown prefix and done ranges handed to the
+ * helper.
  * Also the socket opener that checks the address a hop resolved to.
  */
 #include "fetch/xfer_internal.h"
@@ -161,12 +162,84 @@ static int conn_check(struct xconn *c)
 	return 1;
 }
 
+/* Counts [pos, pos + w) of c's request done: the ranges, the sources, and the hand-offs. */
+static int conn_count_done(struct xconn *c, uint64_t pos, size_t w)
+{
+	struct xfer *x = c->x;
+	if (ranges_add(&x->done, pos, pos + w) < 0) {
+		c->too_many_ranges = 1;
+		return -1;
+	}
+	if (c->src >= 0) {
+		/* Kept for the repair after a digest mismatch: a failed add leaves
+		 * those bytes out of it, so the transfer ends instead. */
+		if (ranges_add(&x->peers[c->src].got, pos, pos + w) < 0) {
+			c->too_many_ranges = 1;
+			return -1;
+		}
+		x->peers[c->src].bytes += w;
+		atomic_fetch_add_explicit(&x->a_from_peers, w, memory_order_relaxed);
+	} else {
+		x->url_bytes += w;
+	}
+	x->written += w;
+	c->moved = 1;
+	atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
+	/*
+	 * Hand-offs from here, not only from the loop: at loopback speed one
+	 * curl_multi_perform can move tens of MiB per connection, and the
+	 * hasher and the resume saves must not wait for it to return.
+	 */
+	xfer_publish_prefix(x, 0);
+	if (x->written - x->flushed_written >= x->snap_step)
+		xfer_post_snapshot(x);
+	return 0;
+}
+
+/* Writes w bytes at pos of the file and counts them done; -1 with c's error set. */
+static int write_at(struct xconn *c, const unsigned char *data, size_t w, uint64_t pos)
+{
+	struct xfer *x = c->x;
+	size_t off = 0;
+	while (off < w) {
+		ssize_t r = pwrite(x->fd, data + off, w - off, (off_t)(pos + off));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			c->io_errno = r < 0 ? errno : EIO;
+			return -1;
+		}
+		off += (size_t)r;
+	}
+	return conn_count_done(c, pos, w);
+}
+
+int xconn_flush(struct xconn *c)
+{
+	struct xfer *x = c->x;
+	size_t len = c->batch_len;
+	c->batch_len = 0;
+	if (!len || atomic_load_explicit(&x->cancel_req, memory_order_relaxed) ||
+	    c->batch_gen != x->gen)
+		return 0;
+	return write_at(c, c->batch, len, c->batch_at);
+}
+
+void xfer_flush_all(struct xfer_engine *eng)
+{
+	for (struct xfer *x = eng->active; x; x = x->next)
+		for (int i = 0; i < x->nconn; i++)
+			if (x->conns[i].batch_len)
+				xconn_flush(&x->conns[i]);
+}
+
 size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct xconn *c = arg;
 	struct xfer *x = c->x;
 	size_t n = size * nmemb;
-	if (atomic_load_explicit(&x->cancel_req, memory_order_relaxed) || x->ended)
+	if (atomic_load_explicit(&x->cancel_req, memory_order_relaxed) || x->ended || c->io_errno ||
+	    c->too_many_ranges)
 		return 0;
 	if (!c->checked && !conn_check(c))
 		return 0;
@@ -205,50 +278,33 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 		w = 0;
 	else if ((uint64_t)w > end - pos)
 		w = (size_t)(end - pos);
-	size_t off = 0;
-	while (off < w) {
-		ssize_t r = pwrite(x->fd, data + off, w - off, (off_t)(pos + off));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0) {
-			c->io_errno = r < 0 ? errno : EIO;
-			return 0;
-		}
-		off += (size_t)r;
-	}
 	if (w > 0) {
-		if (ranges_add(&x->done, pos, pos + w) < 0) {
-			c->too_many_ranges = 1;
+		/* Accepted: into the batch (written when full), and the request moves on. */
+		if (c->batch_len &&
+		    (c->batch_at + c->batch_len != pos || c->batch_gen != x->gen ||
+		     c->batch_len + w > WRITE_BATCH) &&
+		    xconn_flush(c) < 0)
+			return 0;
+		if (!c->batch)
+			c->batch = xmalloc(WRITE_BATCH);
+		if (!c->batch_len) {
+			c->batch_at = pos;
+			c->batch_gen = x->gen;
+		}
+		size_t take = w <= WRITE_BATCH ? w : 0;
+		if (take) {
+			memcpy(c->batch + c->batch_len, data, take);
+			c->batch_len += take;
+		} else if (write_at(c, (const unsigned char *)data, w, pos) < 0) {
 			return 0;
 		}
 		if (c->seg >= 0)
 			x->plan.s[c->seg].pos = pos + w;
 		else
 			c->pos = pos + w;
-		if (c->src >= 0) {
-			/* Kept for the repair after a digest mismatch: a failed add leaves
-			 * those bytes out of it, so the transfer ends instead. */
-			if (ranges_add(&x->peers[c->src].got, pos, pos + w) < 0) {
-				c->too_many_ranges = 1;
-				return 0;
-			}
-			x->peers[c->src].bytes += w;
-			atomic_fetch_add_explicit(&x->a_from_peers, w, memory_order_relaxed);
-		} else {
-			x->url_bytes += w;
-		}
-		x->written += w;
 		c->fails = 0;
-		c->moved = 1;
-		atomic_store_explicit(&x->a_done, x->done.bytes, memory_order_relaxed);
-		/*
-		 * Hand-offs from here, not only from the loop: at loopback speed
-		 * one curl_multi_perform can move tens of MiB per connection, and
-		 * the hasher and the resume saves must not wait for it to return.
-		 */
-		xfer_publish_prefix(x, 0);
-		if (x->written - x->flushed_written >= x->snap_step)
-			xfer_post_snapshot(x);
+		if (c->batch_len == WRITE_BATCH && xconn_flush(c) < 0)
+			return 0;
 	}
 	if (w < n && c->seg < 0) {
 		/* Past the whole file: the server's file is not the one expected. */
