@@ -21,7 +21,9 @@
 # xfer-get (and the before one) with perf record -g and perf stat into
 # PREFIX.*.
 # curl+sync is curl -o followed by sync(1) of the file: an unverified
-# download that is on the disk when it ends, as rbee's is. --out-dir DIR
+# download that is on the disk when it ends, as rbee's is. curl+openssl is
+# curl -o, then openssl dgst -sha256 of the file; curl-tee-openssl the
+# one-pass verified pipeline, curl | tee FILE | openssl dgst -sha256. --out-dir DIR
 # writes the clients' files in DIR (say /dev/shm, to take the disk out of
 # the figures; the report names its file system) instead of beside the
 # served file. Everything else lives in one mktemp directory, removed at exit
@@ -46,7 +48,7 @@ CAP_BPS=41943040  # the same in bytes/s (nginx's m is MiB)
 CONNS=8
 
 usage() {
-	sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -142,6 +144,10 @@ CURL_CMD="curl -fsS -o @OUT@ @URL@"
 printf '#!/bin/sh\ncurl -fsS -o "$1" "$2" && openssl dgst -sha256 "$1"\n' >"$T/curl-openssl"
 chmod +x "$T/curl-openssl"
 CURL_SHA_CMD="$T/curl-openssl @OUT@ @URL@"
+# The one-pass verified pipeline: curl's bytes to the file and to OpenSSL's SHA-256 at once.
+printf '#!/bin/bash\nset -o pipefail\ncurl -fsS "$2" | tee "$1" | openssl dgst -sha256\n' >"$T/curl-tee"
+chmod +x "$T/curl-tee"
+CURL_TEE_CMD="$T/curl-tee @OUT@ @URL@"
 CURL_SYNC_CMD="$BENCH_SRC/bench/curl-sync @OUT@ @URL@"
 # OpenSSL's SHA-256 alone, of the served file (in the page cache): the CPU of hashing a GiB.
 OPENSSL_CMD="openssl dgst -sha256 $T/www/f.bin"
@@ -155,7 +161,8 @@ make_file f.bin "$SIZE_MIB"
 if has_stage open; then
 	run_scenario open "$BASE/f.bin" f.bin \
 		"rbee|$XG_CMD" "${BEFORE_TOOL[@]}" "curl|$CURL_CMD" "curl+sync|$CURL_SYNC_CMD" \
-		"openssl|$OPENSSL_CMD" "curl+openssl|$CURL_SHA_CMD" "aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
+		"openssl|$OPENSSL_CMD" "curl+openssl|$CURL_SHA_CMD" "curl-tee-openssl|$CURL_TEE_CMD" \
+		"aria2c|$ARIA_CMD" "wget2|$WGET2_CMD"
 fi
 if has_stage cap; then
 	run_scenario cap "$BASE/capped/f.bin" f.bin \
