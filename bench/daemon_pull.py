@@ -17,6 +17,8 @@ import sys
 import time
 import urllib.request
 
+from procfs import proc_value
+
 API, PID, MODEL = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 
 
@@ -27,23 +29,12 @@ def call(path, body=None):
         return json.load(resp)
 
 
-def rss_kib():
-    try:
-        with open(f"/proc/{PID}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
 body = json.dumps({"operation": "model_download", "model": MODEL}).encode()
 job_id = call("/v1/jobs", body)["job_id"]
 peak, job, deadline = 0, {}, time.monotonic() + 600
 i = 0
 while time.monotonic() < deadline:
-    peak = max(peak, rss_kib())
+    peak = max(peak, proc_value(PID, "status", "VmRSS") or 0)
     if i % 10 == 0:
         job = call(f"/v1/jobs/{job_id}")
         if job["state"] in ("succeeded", "failed", "cancelled"):

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 
+from procfs import proc_value
+
 MIB = 1048576
 PERIOD_S = 0.005
 LIMIT_S = 300  # one run is bounded
@@ -38,17 +40,6 @@ def fresh_sum(path):
     return total
 
 
-def written(pid):
-    try:
-        with open(f"/proc/{pid}/io") as f:
-            for line in f:
-                if line.startswith("wchar:"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def pct(v, p):
     return v[min(len(v) - 1, int(len(v) * p))]
 
@@ -63,7 +54,7 @@ def main():
     lags = []
     end = time.monotonic() + LIMIT_S
     while p.poll() is None and time.monotonic() < end:
-        w = written(p.pid)
+        w = proc_value(p.pid, "io", "wchar")
         s = fresh_sum(out + ".state.fresh")
         if w is not None and s > 0:
             lags.append(max(0, w - s) / MIB)

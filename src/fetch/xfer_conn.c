@@ -55,6 +55,7 @@ const char *xfer_host_for_log(const struct xfer *x, char *buf, size_t size)
 }
 
 /* Forget everything written: the next bytes start a new generation at 0. */
+/* The file starts over; every connection is stopped first, so no batch holds its old bytes. */
 static void restart_from_zero(struct xfer *x)
 {
 	ranges_clear(&x->done);

@@ -50,9 +50,10 @@
 /*
  * libcurl hands the body to the write callback 16 KiB at a time (its
  * CURL_MAX_WRITE_SIZE), whatever its buffer: written as they come, a GiB
- * took 65,536 pwrite calls, and writes of 16 KiB cost ext4 about three
- * times the CPU per byte of writes of 256 KiB (`dd` of a GiB into the page
- * cache: 0.43 s of CPU with bs=16k, 0.15 s with bs=256k; bench/README.md). So
+ * took about 65,700 pwrite calls, and writes of 16 KiB took about three
+ * times the CPU per byte of writes of 256 KiB (`dd` of a GiB from
+ * /dev/zero into the page cache on ext4: 0.43 s of CPU with bs=16k, 0.15 s
+ * with bs=256k; bench/README.md). So
  * each connection gathers what it is handed in a batch of this size, and
  * writes it when full, when the loop's curl_multi_perform returns, and
  * when the connection stops.
@@ -132,8 +133,7 @@ struct xconn {
 	/* Bytes accepted (pos or the plan slot's pos is past them) but not yet written. */
 	unsigned char *batch; /* WRITE_BATCH bytes, allocated at the first write */
 	size_t batch_len;
-	uint64_t batch_at;  /* the file offset of batch[0] */
-	unsigned batch_gen; /* x->gen they were accepted under */
+	uint64_t batch_at; /* the file offset of batch[0] */
 	/* set by the write callback for the current request */
 	int checked;
 	int discard;
@@ -386,8 +386,8 @@ void xfer_publish_prefix(struct xfer *x, int force);
 void xfer_post_snapshot(struct xfer *x);
 size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg);
 /*
- * Writes c's batch and counts its bytes done (a cancelled transfer's, or
- * one of a file started over since, are dropped). A write error is kept
+ * Writes c's batch and counts its bytes done (a cancelled transfer's are
+ * dropped). A write error is kept
  * in c->io_errno, too many ranges in c->too_many_ranges: the request ends
  * at its next callback, and xconn_done ends the transfer. Returns 0, or
  * -1 on such an error.

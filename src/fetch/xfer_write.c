@@ -8,6 +8,7 @@
  */
 #include "fetch/xfer_internal.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -219,8 +220,7 @@ int xconn_flush(struct xconn *c)
 	struct xfer *x = c->x;
 	size_t len = c->batch_len;
 	c->batch_len = 0;
-	if (!len || atomic_load_explicit(&x->cancel_req, memory_order_relaxed) ||
-	    c->batch_gen != x->gen)
+	if (!len || atomic_load_explicit(&x->cancel_req, memory_order_relaxed))
 		return 0;
 	return write_at(c, c->batch, len, c->batch_at);
 }
@@ -279,22 +279,21 @@ size_t xconn_write(char *data, size_t size, size_t nmemb, void *arg)
 	else if ((uint64_t)w > end - pos)
 		w = (size_t)(end - pos);
 	if (w > 0) {
-		/* Accepted: into the batch (written when full), and the request moves on. */
-		if (c->batch_len &&
-		    (c->batch_at + c->batch_len != pos || c->batch_gen != x->gen ||
-		     c->batch_len + w > WRITE_BATCH) &&
-		    xconn_flush(c) < 0)
+		/*
+		 * Accepted: into the batch (written when full), and the request
+		 * moves on. A batch is one request's next bytes: every request
+		 * ends in xconn_stop, which writes it.
+		 */
+		assert(!c->batch_len || c->batch_at + c->batch_len == pos);
+		if (c->batch_len + w > WRITE_BATCH && xconn_flush(c) < 0)
 			return 0;
 		if (!c->batch)
 			c->batch = xmalloc(WRITE_BATCH);
-		if (!c->batch_len) {
+		if (!c->batch_len)
 			c->batch_at = pos;
-			c->batch_gen = x->gen;
-		}
-		size_t take = w <= WRITE_BATCH ? w : 0;
-		if (take) {
-			memcpy(c->batch + c->batch_len, data, take);
-			c->batch_len += take;
+		if (w <= WRITE_BATCH) {
+			memcpy(c->batch + c->batch_len, data, w);
+			c->batch_len += w;
 		} else if (write_at(c, (const unsigned char *)data, w, pos) < 0) {
 			return 0;
 		}

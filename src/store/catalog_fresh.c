@@ -164,16 +164,16 @@ static int slot_load(int fd, int s, uint64_t *seq, uint64_t *total, unsigned cha
 	return 0;
 }
 
-int catalog_fresh_read(struct catalog *c, const char *repo_dir, const char *sha256, uint64_t *total,
-		       unsigned char **ranges, size_t *len)
+/*
+ * The latest whole record of the running boot in the fresh file name of
+ * dfd: 0 with its ranges in *ranges (free() it); ERR_NOT_FOUND when there
+ * is no such file, ERR_CORRUPT when it holds no such record.
+ */
+static int fresh_file_load(int dfd, const char *name, uint64_t *total, unsigned char **ranges,
+			   size_t *len)
 {
 	*ranges = NULL;
 	*len = 0;
-	int dfd = fresh_dir(c, 0, NULL);
-	if (dfd < 0)
-		return ERR_NOT_FOUND;
-	char name[SHA256_HEX_LEN + 1];
-	catalog_fresh_name(repo_dir, sha256, name);
 	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return ERR_NOT_FOUND;
@@ -195,12 +195,24 @@ int catalog_fresh_read(struct catalog *c, const char *repo_dir, const char *sha2
 		best_seq = seq;
 	}
 	close(fd);
-	/* Of another boot, or damaged whole: nothing to keep it for. */
-	if (!*ranges) {
-		unlinkat(dfd, name, 0);
+	return *ranges ? 0 : ERR_CORRUPT;
+}
+
+int catalog_fresh_read(struct catalog *c, const char *repo_dir, const char *sha256, uint64_t *total,
+		       unsigned char **ranges, size_t *len)
+{
+	*ranges = NULL;
+	*len = 0;
+	int dfd = fresh_dir(c, 0, NULL);
+	if (dfd < 0)
 		return ERR_NOT_FOUND;
-	}
-	return 0;
+	char name[SHA256_HEX_LEN + 1];
+	catalog_fresh_name(repo_dir, sha256, name);
+	int rc = fresh_file_load(dfd, name, total, ranges, len);
+	if (rc == ERR_CORRUPT)
+		unlinkat(dfd, name,
+			 0); /* of another boot, or damaged whole: nothing to keep it for */
+	return rc ? ERR_NOT_FOUND : 0;
 }
 
 void catalog_fresh_remove(struct catalog *c, const char *repo_dir, const char *sha256)
@@ -216,26 +228,6 @@ void catalog_fresh_remove(struct catalog *c, const char *repo_dir, const char *s
 static int name_cmp(const void *a, const void *b)
 {
 	return strcmp(a, b);
-}
-
-/* 1 when the fresh file name in dfd holds a whole record of the running boot. */
-static int fresh_file_current(int dfd, const char *name)
-{
-	int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	int ok = 0;
-	for (int s = 0; s < 2 && !ok; s++) {
-		uint64_t seq, t;
-		unsigned char *r;
-		size_t l;
-		if (slot_load(fd, s, &seq, &t, &r, &l) == 0) {
-			free(r);
-			ok = 1;
-		}
-	}
-	close(fd);
-	return ok;
 }
 
 int catalog_fresh_sweep(struct catalog *c, struct err *e)
@@ -273,10 +265,14 @@ int catalog_fresh_sweep(struct catalog *c, struct err *e)
 			continue;
 		/* Of no partial (a crash between the file and its row), or of no whole state of
 		 * this boot. */
+		uint64_t total;
+		unsigned char *ranges = NULL;
+		size_t len;
 		if ((!bsearch(d->d_name, names, np, sizeof(*names), name_cmp) ||
-		     !fresh_file_current(dfd, d->d_name)) &&
+		     fresh_file_load(dfd, d->d_name, &total, &ranges, &len) < 0) &&
 		    unlinkat(dfd, d->d_name, 0) == 0)
 			removed++;
+		free(ranges);
 	}
 	closedir(dir);
 	free(names);

@@ -519,8 +519,8 @@ static long long process_write_calls(void)
  * libcurl hands the body to the engine 16 KiB at a time; the engine
  * gathers it per connection and writes it in batches, so a fast answer of
  * BIG_SIZE takes far fewer write calls than the 3,072 that writing each
- * piece as it comes would (ext4 spends about three times the CPU per byte
- * on writes of 16 KiB as on writes of 256 KiB: WRITE_BATCH).
+ * piece as it comes would (writes of 16 KiB took about three times the
+ * CPU per byte of writes of 256 KiB: WRITE_BATCH).
  */
 static void test_writes_batched(void **state)
 {
