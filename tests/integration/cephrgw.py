@@ -21,6 +21,9 @@ import tempfile
 import time
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ports import free_block  # noqa: E402
+
 NEEDED = ("ceph-mon", "ceph-osd", "radosgw", "ceph", "ceph-authtool", "monmaptool",
           "radosgw-admin")
 
@@ -33,12 +36,17 @@ def available():
     return None
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+# The cluster's ports, one block below the ephemeral range: monitor v1 and
+# v2, the gateway, then the range the OSD and the gateway's messengers bind in.
+PORTS = 64
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 CONF = """[global]
@@ -94,8 +102,9 @@ class CephRGW:
     access_key = "RBEETESTACCESSKEY000"
     secret_key = "rbeetestsecretkey0000000000000000000000"
 
-    def __init__(self, timeout=90):
+    def __init__(self, timeout=120, attempts=3):
         self.timeout = timeout
+        self.attempts = attempts
         self.dir = None
         self.rgw_proc = None
         self.procs = []
@@ -110,7 +119,10 @@ class CephRGW:
         return r.stdout
 
     def ceph(self, *args, timeout=30):
-        return self.run("ceph", "-c", self.conf, *args, timeout=timeout)
+        # Bounded by Ceph itself too: a client that cannot reach the monitor
+        # fails with its own message instead of waiting for the kill.
+        return self.run("ceph", "-c", self.conf, "--connect-timeout",
+                        str(max(1, int(timeout) - 1)), *args, timeout=timeout)
 
     def daemon(self, *args):
         """Starts a daemon in the foreground of its own process group."""
@@ -123,35 +135,60 @@ class CephRGW:
 
     def wait(self, what, pred, deadline):
         while time.time() < deadline:
-            if pred():
-                return
             for p in self.procs:
                 if p.poll() is not None and p is not self.rgw_proc:
                     raise RuntimeError("%s exited with %s while waiting for %s; logs in %s"
                                        % (p.args[0], p.returncode, what, self.dir))
+            if pred():
+                return
             time.sleep(0.1)
-        raise RuntimeError("no %s within %d s; logs in %s" % (what, self.timeout, self.dir))
+        raise RuntimeError("no %s in time; logs in %s" % (what, self.dir))
 
     # The cluster
 
+    def log_tail(self, name, lines=15):
+        try:
+            with open(os.path.join(self.dir, "log", name), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
     def start(self):
+        """Starts the cluster; a start that fails (a port taken between the
+        pick and the bind, a daemon that dies) is cleaned up and made again
+        from nothing, on new ports, up to `attempts` times in all."""
         missing = available()
         if missing:
             raise RuntimeError("%s is not installed (scripts/install-deps test)" % missing)
+        end = time.time() + self.timeout
+        for attempt in range(1, self.attempts + 1):
+            # Each attempt its share of what is left (a normal start takes
+            # 6 to 10 s), so that one stuck attempt leaves time for the next.
+            left = end - time.time()
+            deadline = time.time() + left / (self.attempts - attempt + 1)
+            try:
+                return self.start_once(deadline)
+            except (RuntimeError, subprocess.TimeoutExpired) as e:
+                sys.stderr.write("cephrgw: start %d of %d failed: %s\n%s" % (
+                    attempt, self.attempts, e, self.log_tail("mon.a.log")))
+                self.stop()
+                if attempt == self.attempts:
+                    raise
+
+    def start_once(self, deadline):
         # Admin sockets must fit in 108 bytes: a short folder under /tmp.
         self.dir = tempfile.mkdtemp(prefix="rgw", dir="/tmp")
         d = self.dir
         for sub in ("run", "log", "mon", "osd/ceph-0", "rgw"):
             os.makedirs(os.path.join(d, sub))
         self.conf = os.path.join(d, "ceph.conf")
-        self.port = free_port()
+        base = free_block(PORTS)
+        self.port = base + 2
         self.endpoint = "http://127.0.0.1:%d" % self.port
-        base = 20000 + (os.getpid() * 7) % 30000
         fsid = str(uuid.uuid4())
         with open(self.conf, "w") as f:
-            f.write(CONF.format(fsid=fsid, d=d, mon1=base, mon2=base + 1, pmin=base + 2,
-                                pmax=base + 60, rgw=self.port))
-        deadline = time.time() + self.timeout
+            f.write(CONF.format(fsid=fsid, d=d, mon1=base, mon2=base + 1, pmin=base + 3,
+                                pmax=base + PORTS - 1, rgw=self.port))
         kr = os.path.join(d, "keyring")
         self.run("ceph-authtool", "--create-keyring", kr, "--gen-key", "-n", "mon.",
                  "--cap", "mon", "allow *")
@@ -169,17 +206,23 @@ class CephRGW:
         self.run("ceph-mon", "-c", self.conf, "--mkfs", "-i", "a", "--monmap", monmap,
                  "--keyring", kr)
         self.daemon("ceph-mon", "-i", "a")
+
+        def mon_answers():
+            r = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "5", "mon",
+                                "stat"], capture_output=True, text=True, timeout=10)
+            return r.returncode == 0
+        self.wait("ceph-mon answering on port %d" % (base + 1), mon_answers, deadline)
         osd_uuid = str(uuid.uuid4())
         out = self.ceph("osd", "new", osd_uuid, "0", timeout=max(5, deadline - time.time()))
         if out.strip() != "0":
             raise RuntimeError("ceph osd new: %r" % out)
         self.run("ceph-osd", "-c", self.conf, "-i", "0", "--mkfs", "--osd-uuid", osd_uuid,
-                 timeout=60)
+                 timeout=max(5, deadline - time.time()))
         self.daemon("ceph-osd", "-i", "0")
 
         def osd_up():
-            r = subprocess.run(["ceph", "-c", self.conf, "osd", "dump"], capture_output=True,
-                               text=True, timeout=10)
+            r = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "9", "osd",
+                                "dump"], capture_output=True, text=True, timeout=10)
             return any(line.startswith("osd.0 up") for line in r.stdout.splitlines())
         self.wait("osd.0 up", osd_up, deadline)
         self.start_rgw(deadline)
@@ -191,14 +234,7 @@ class CephRGW:
     def start_rgw(self, deadline=None):
         deadline = deadline or time.time() + self.timeout
         self.rgw_proc = self.daemon("radosgw", "-n", "client.rgw.t")
-
-        def port_open():
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return True
-            except OSError:
-                return False
-        self.wait("radosgw on port %d" % self.port, port_open, deadline)
+        self.wait("radosgw on port %d" % self.port, lambda: port_open(self.port), deadline)
 
     def stop_rgw(self, sig=signal.SIGKILL):
         """Stops the gateway alone (the store then looks down to the hives)."""

@@ -23,7 +23,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from cephrgw import free_port
+from ports import free_port
 from clihelp import CliMixin
 from daemonhelp import DaemonTestCase
 import fixtures

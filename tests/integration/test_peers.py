@@ -24,6 +24,7 @@ import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemonhelp import BIN, SRC, DaemonTestCase  # noqa: E402
+from ports import free_port  # noqa: E402
 
 sys.path.insert(0, os.path.join(SRC, "tests", "fakehub"))
 import fixtures  # noqa: E402
@@ -35,12 +36,6 @@ PAIR_FILE = "pair.Q4_K_M.gguf"
 # The CDN's cap per connection for the pair: slow enough that two hives
 # starting together see each other's progress long before either is done.
 PAIR_RATE = 3000000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakePeer:

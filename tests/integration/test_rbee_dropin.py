@@ -13,7 +13,6 @@ to 127.0.0.1), as a keeper on another machine of the LAN reaches it.
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemonhelp import BIN, DaemonTestCase, daemon_env  # noqa: E402
 import fixtures  # noqa: E402
 import rbeeclient  # noqa: E402
+from ports import free_port  # noqa: E402
 
 SMALL_REF = "org/small-GGUF:model.Q4_K_M.gguf"
 SMALL_ID = "hf:org/small-GGUF:model.Q4_K_M.gguf"
@@ -38,14 +38,6 @@ BAD_REF = "org/bad repo:model.Q4_K_M.gguf"
 GUI_PERCENT = re.compile(r"(\d+\.?\d*)%")
 TRACKER_LINE = re.compile(r"Downloaded \d+(\.\d+)? [kKMGT]?i?B / \d+(\.\d+)? [kKMGT]?i?B "
                           r"\(\d+(\.\d+)?%\)")
-
-
-def free_port(bind="127.0.0.1"):
-    s = socket.socket()
-    s.bind((bind, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def rbee_env(hub_url, home):

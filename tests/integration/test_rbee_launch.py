@@ -16,7 +16,6 @@ Every connection goes to 127.0.0.1; one daemon binds 0.0.0.0.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -25,16 +24,11 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from daemonhelp import BIN, DaemonTestCase, daemon_env, stop_daemon  # noqa: E402
 from hostile_wire import exchange, request  # noqa: E402
+from ports import free_port  # noqa: E402
 
 TOKEN = "launch-secret-4b1d"
 QUEEN = "http://127.0.0.1:7833"
 JSON_HDR = [("Content-Type", "application/json")]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(port, method, path, doc=None, host=True, headers=(), timeout=5.0):
