@@ -12,7 +12,7 @@
 # like the daemon, ends with the file on disk.
 #
 #   bench/daemon.sh [--build DIR] [--before DIR] [--sizes-mib "1024 4096"] [--rounds N]
-#                   [--data-dir-in DIR] [--perf PREFIX]
+#                   [--data-dir-in DIR] [--perf PREFIX] [--no-peers] [--smaps MIB]
 #
 # --before DIR adds a pull by the rbee-hive of another build to each round
 # (rows marked "before"). --data-dir-in DIR puts the daemon's data directory
@@ -20,7 +20,10 @@
 # figures); the report names its file system. --perf PREFIX adds, after the
 # rounds of the first size, one more pull per build recorded with `perf
 # record -g -p PID` into PREFIX.rbee.data (and PREFIX.before.data); those
-# pulls are not in the table.
+# pulls are not in the table. --no-peers leaves curl and openssl out (for
+# many rounds of the daemon's peak RSS alone). --smaps MIB prints, for each
+# pull whose VmHWM reached MIB, what was resident at its highest sampled
+# VmRSS, by kind of mapping (daemon_pull.py reads /proc/PID/smaps).
 set -euo pipefail
 
 BUILD=$(cd "$(dirname "$0")/.." && pwd)/build-bench
@@ -33,6 +36,8 @@ BEFORE=
 DATA_IN=
 PERF=
 PERF_PID=
+PEERS=1
+SMAPS=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -42,6 +47,8 @@ while [ $# -gt 0 ]; do
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--data-dir-in) DATA_IN=$2; shift 2 ;;
 	--perf) PERF=$2; shift 2 ;;
+	--no-peers) PEERS=; shift ;;
+	--smaps) SMAPS=$2; shift 2 ;;
 	*) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 	esac
 done
@@ -87,7 +94,8 @@ one_pull() { # file data_dir build [perf_file]
 		sleep 0.5 # perf attaches to every thread before the pull starts
 	fi
 	cpu0=$(proc_cpu "$DPID")
-	read -r job_ms peak state < <(python3 "$BENCH_SRC/bench/daemon_pull.py" "http://127.0.0.1:$API_PORT" "$DPID" "$url")
+	rm -f "$T/smaps.txt"
+	read -r job_ms peak state < <(python3 "$BENCH_SRC/bench/daemon_pull.py" "http://127.0.0.1:$API_PORT" "$DPID" "$url" ${SMAPS:+"$T/smaps.txt"})
 	cpu1=$(proc_cpu "$DPID")
 	if [ -n "$PERF_PID" ]; then
 		kill -INT "$PERF_PID"
@@ -117,13 +125,16 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for s in $SIZES; do
 	bench_make_file "f$s.bin" "$s"
 	for r in $(seq "$ROUNDS"); do
-		sync
-		read -r cw cc < <(timed curl -fsS -o "$D/curl.out" "$BASE/f$s.bin")
-		rm -f "$D/curl.out"
-		sync
-		read -r csw _ < <(timed "$BENCH_SRC/bench/curl-sync" "$D/curl.out" "$BASE/f$s.bin")
-		rm -f "$D/curl.out"
-		read -r _ oc < <(timed openssl dgst -sha256 "$T/www/f$s.bin")
+		cw=0 cc=0 csw=0 oc=0
+		if [ -n "$PEERS" ]; then
+			sync
+			read -r cw cc < <(timed curl -fsS -o "$D/curl.out" "$BASE/f$s.bin")
+			rm -f "$D/curl.out"
+			sync
+			read -r csw _ < <(timed "$BENCH_SRC/bench/curl-sync" "$D/curl.out" "$BASE/f$s.bin")
+			rm -f "$D/curl.out"
+			read -r _ oc < <(timed openssl dgst -sha256 "$T/www/f$s.bin")
+		fi
 		# The builds take turns going first: the first pull of a round runs slower
 		# on this disk (4 GiB, one build against itself: by 1.2 and 1.8 s).
 		builds=("rbee:$BUILD" ${BEFORE:+"before:$BEFORE"})
@@ -133,8 +144,12 @@ for s in $SIZES; do
 			read -r st pull hwm peak state cpu < <(one_pull "f$s.bin" "$D/data-$s-$r" "${b#*:}")
 			awk -v s="$s" -v r="$r${BEFORE:+ ${b%%:*}}" -v st="$st" -v p="$pull" -v h="$hwm" -v k="$peak" -v state="$state" \
 				-v cpu="$cpu" -v cw="$cw" -v cc="$cc" -v oc="$oc" -v csw="$csw" \
-				'BEGIN {printf "| %d | %s | %d | %.2f | %.0f | %.2f | %.1f | %.1f | %s | %.2f / %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", s, r, st, p / 1000, s / (p / 1000), cpu, h / 1024, k / 1024, state, cw, cc, csw, oc, p / 1000 / cw, p / 1000 / csw, cpu / (cc + oc)}'
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "${b%%:*}" "$pull" "$cw" "$cc" "$oc" "$cpu" >>"$T/rows.tsv"
+				'function ratio(a, b) {return b > 0 ? sprintf("%.2f", a / b) : "-"}
+				BEGIN {printf "| %d | %s | %d | %.2f | %.0f | %.2f | %.1f | %.1f | %s | %.2f / %.2f | %.2f | %.2f | %s | %s | %s |\n", s, r, st, p / 1000, s / (p / 1000), cpu, h / 1024, k / 1024, state, cw, cc, csw, oc, ratio(p / 1000, cw), ratio(p / 1000, csw), ratio(cpu, cc + oc)}'
+			if [ -n "$SMAPS" ] && [ -f "$T/smaps.txt" ] && [ "$hwm" -ge $((SMAPS * 1024)) ]; then
+				echo "$s MiB, round $r, ${b%%:*}: VmHWM $hwm KiB, $(cat "$T/smaps.txt")" >>"$T/smaps-over.txt"
+			fi
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "${b%%:*}" "$pull" "$cw" "$cc" "$oc" "$cpu" "$hwm" >>"$T/rows.tsv"
 			rm -rf "$D/data-$s-$r"
 		done
 	done
@@ -154,12 +169,23 @@ python3 - "$T/rows.tsv" <<'PY'
 import statistics as st, sys
 rows = {}
 for line in open(sys.argv[1]):
-    s, b, pull, cw, cc, oc, cpu = line.split()
-    rows.setdefault((int(s), b), []).append((float(pull) / 1000, float(cw), float(cc), float(oc), float(cpu)))
-print("| file MiB | build | rounds | pull s | curl -o s | wall / curl (of medians) | wall / curl (per round) | CPU / (curl + openssl) (of medians) |")
-print("|---|---|---|---|---|---|---|---|")
+    s, b, pull, cw, cc, oc, cpu, hwm = line.split()
+    rows.setdefault((int(s), b), []).append((float(pull) / 1000, float(cw), float(cc), float(oc), float(cpu),
+                                             int(hwm) / 1024))
+ratio = lambda a, b: "%.2f" % (a / b) if b > 0 else "-"
+print("| file MiB | build | rounds | pull s | curl -o s | wall / curl (of medians) | wall / curl (per round) | CPU / (curl + openssl) (of medians) | VmHWM MiB min / median / max | pulls at 20 MiB or more |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for (s, b), rs in sorted(rows.items()):
     med = [st.median(c) for c in zip(*rs)]
-    per = st.median(r[0] / r[1] for r in rs)
-    print(f"| {s} | {b} | {len(rs)} | {med[0]:.2f} | {med[1]:.2f} | {med[0] / med[1]:.2f} | {per:.2f} | {med[4] / (med[2] + med[3]):.2f} |")
+    per = ratio(st.median(r[0] / r[1] for r in rs), 1) if all(r[1] > 0 for r in rs) else "-"
+    hwm = [r[5] for r in rs]
+    print(f"| {s} | {b} | {len(rs)} | {med[0]:.2f} | {med[1]:.2f} | {ratio(med[0], med[1])} | {per} | "
+          f"{ratio(med[4], med[2] + med[3])} | {min(hwm):.1f} / {med[5]:.1f} / {max(hwm):.1f} | "
+          f"{sum(h >= 20 for h in hwm)} |")
 PY
+if [ -f "$T/smaps-over.txt" ]; then
+	echo
+	echo "Pulls whose VmHWM reached $SMAPS MiB, what was resident at the highest sampled VmRSS (KiB):"
+	echo
+	sed 's/^/- /' "$T/smaps-over.txt"
+fi
