@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/curl_mem.h"
 #include "core/log.h"
 #include "daemon/daemon.h"
 
@@ -54,6 +55,8 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
 	log_init_from_env();
+	/* Before any thread or handle: libcurl takes its memory functions from its first start. */
+	curl_mem_init();
 	if (argc < 2) {
 		usage(stderr);
 		return CLI_EXIT_USAGE;

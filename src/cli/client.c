@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli/sse.h"
+#include "core/curl_mem.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/parse.h"
@@ -69,7 +70,7 @@ int cli_client_init(struct cli_client *c, const char *url, const char *token_fil
 	}
 	if (rc < 0)
 		return rc;
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	curl_mem_init();
 	return 0;
 }
 
@@ -82,7 +83,6 @@ void cli_client_cleanup(struct cli_client *c)
 		free(c->auth);
 		c->auth = NULL;
 	}
-	curl_global_cleanup();
 }
 
 char *cli_url_segment(const char *s)

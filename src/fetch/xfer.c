@@ -16,13 +16,14 @@
 #include "core/cancel.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "core/curl_mem.h"
 
 static pthread_once_t process_once = PTHREAD_ONCE_INIT;
 
 /* What the engine sets up once per process: libcurl, and the mmap threshold (MMAP_THRESHOLD). */
 static void process_init_once(void)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	curl_mem_init();
 	/* A sanitizer's allocator is not glibc's and ignores it. */
 	if (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1)
 		log_debug("mallopt(M_MMAP_THRESHOLD) not taken");

@@ -37,6 +37,7 @@
 #include "core/sha256.h"
 #include "core/url.h"
 #include "fetch/ranges.h"
+#include "core/curl_mem.h"
 #include "fetch/xfer.h"
 
 #define HASH_CHUNK (512 * 1024) /* the helper reads the prefix back this much at a time */
@@ -44,9 +45,6 @@
 	(1024 * 1024)		     /* the grown prefix is handed to the helper this often        \
 				      */
 #define DISCARD_BODY_MAX (64 * 1024) /* an error body is read this far, then cut */
-/* libcurl's receive buffer per connection: its largest (CURL_MAX_READ_SIZE),
- * for fewer recv and pwrite calls per MiB. */
-#define CURL_BUFFER (512 * 1024)
 /*
  * libcurl hands the body to the write callback 16 KiB at a time (its
  * CURL_MAX_WRITE_SIZE), whatever its buffer: written as they come, a GiB
@@ -60,16 +58,17 @@
  */
 #define WRITE_BATCH (256 * 1024)
 /*
- * Both per-connection blocks above are larger than glibc's first mmap
- * threshold (128 KiB), so they start as mappings of their own; but glibc
- * raises the threshold to the size of the first mapped block freed, and
- * libcurl frees and allocates its buffer once per request (68 times for a
- * GiB in 16 MiB pieces). From then on the buffers came from the threads'
- * heaps, where a freed block between live ones stays resident: in 2 of 45
- * one-GiB pulls through the daemon, one heap grew to 7.8 MiB and the peak
- * RSS to 23.3 and 25.2 MiB instead of 16.8 to 18.1 (bench/README.md). The
- * engine pins the threshold here, once per process: every such block is
- * then its own mapping, returned to the system when freed.
+ * The engine's large blocks (the write batch, the hasher's read buffer,
+ * libcurl's receive buffer when the pool of core/curl_mem.c is out of
+ * slots) are larger than glibc's first mmap threshold (128 KiB), so they
+ * start as mappings of their own; but glibc raises the threshold to the
+ * size of the first mapped block freed, and from then on such blocks came
+ * from the threads' heaps, where a freed block between live ones stays
+ * resident (one heap grew to 7 to 11 MiB in some pulls, bench/README.md,
+ * run Q). The engine pins the threshold here, once per process: every
+ * such block is then its own mapping, returned to the system when freed.
+ * (libcurl's buffer, freed and allocated again for every request, is
+ * pooled instead: as a mapping per request it cost 5 % of the CPU.)
  */
 #define MMAP_THRESHOLD (128 * 1024)
 _Static_assert(MMAP_THRESHOLD < WRITE_BATCH && MMAP_THRESHOLD < CURL_BUFFER,

@@ -11,6 +11,7 @@
 
 #include "core/cancel.h"
 #include "core/caps.h"
+#include "core/curl_mem.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/parse.h"
@@ -180,7 +181,7 @@ int hf_client_init(struct hf_client *c, const struct prov_config *cfg, struct er
 	token_file_path(c->token_file, sizeof(c->token_file));
 	c->offline = cfg->offline || hf_env_true(getenv("HF_HUB_OFFLINE"));
 	snprintf(c->user_agent, sizeof(c->user_agent), "rbee-hive/%s", RBEE_VERSION);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	curl_mem_init();
 	return 0;
 }
 
@@ -194,7 +195,6 @@ void hf_client_cleanup(struct hf_client *c)
 	}
 	c->token = NULL;
 	c->user_agent[0] = '\0';
-	curl_global_cleanup();
 }
 
 void hf_resp_cleanup(struct hf_resp *r)

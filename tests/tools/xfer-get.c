@@ -34,6 +34,7 @@
 
 #include "core/cancel.h"
 #include "core/caps.h"
+#include "core/curl_mem.h"
 #include "core/err.h"
 #include "core/json.h"
 #include "core/log.h"
@@ -374,7 +375,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xfer-get: %s\n", e.msg);
 		return 2;
 	}
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	curl_mem_init();
 	struct xfer_engine *eng = NULL;
 	struct xfer *x = NULL;
 	struct cancel_token *cancel = cancel_new();
@@ -469,6 +470,5 @@ int main(int argc, char **argv)
 	xfer_free(x);
 	xfer_engine_free(eng);
 	cancel_unref(cancel);
-	curl_global_cleanup();
 	return rc == 0 ? 0 : rc == ERR_CANCELLED ? 130 : 1;
 }

@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "core/err.h"
+#include "core/curl_mem.h"
 #include "core/util.h"
 #include "daemon/daemon.h"
 #include "fake_provisioner.h"
@@ -752,7 +753,7 @@ static void test_stream_http10(void **state)
 
 int main(void)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	curl_mem_init();
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_health_and_ui, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_errors, setup, teardown),
@@ -770,6 +771,5 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stream_http10, setup, teardown),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-	curl_global_cleanup();
 	return rc;
 }

@@ -27,6 +27,7 @@
 #include "test_listen.h"
 
 #include "core/cancel.h"
+#include "core/curl_mem.h"
 #include "core/err.h"
 #include "core/util.h"
 #include "fetch/xfer.h"
@@ -589,6 +590,26 @@ static void test_freed_buffers_leave_no_pages(void **state)
 	assert_int_equal(left, 0);
 }
 
+/*
+ * libcurl allocates each request's receive buffer and frees it at the
+ * request's end: every one comes from the pool (core/curl_mem.c), and
+ * every one is back once the transfer is over.
+ */
+static void test_receive_buffers_pooled(void **state)
+{
+	struct curl_mem_stats a, b;
+	curl_mem_init();
+	curl_mem_stats(&a);
+	big_transfer(*state, NULL, NULL);
+	curl_mem_stats(&b);
+	print_message("%zu buffers from the pool, %zu from malloc, %zu idle with pages\n",
+		      b.taken - a.taken, b.fallback - a.fallback, b.warm_idle);
+	assert_true(b.taken > a.taken);
+	assert_int_equal(b.fallback, a.fallback);
+	assert_int_equal(b.in_use, 0);
+	assert_true(b.warm_idle >= 1);
+}
+
 static void test_config_checks(void **state)
 {
 	(void)state;
@@ -616,6 +637,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_fresh_saves_keep_up_while_syncs_lag, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_writes_batched, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_receive_buffers_pooled, setup, teardown),
 	    cmocka_unit_test(test_config_checks),
 	    cmocka_unit_test(test_freed_buffers_leave_no_pages),
 	};
