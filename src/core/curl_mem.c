@@ -5,10 +5,10 @@
  *
  *   - From glibc's heaps (glibc raises its mmap threshold to the size of
  *     the first such block freed), a freed buffer between live blocks
- *     stays resident: some pulls grew one heap to 7 to 11 MiB and the
+ *     stays resident: some pulls grew one heap to 6 to 11 MiB and the
  *     daemon's peak RSS to 26 MiB.
  *   - As mappings of their own (the threshold pinned, fetch's MMAP_THRESHOLD),
- *     every request paid a mapping and the faults of its pages: 5 to 6 %
+ *     every request paid a mapping and the faults of its pages: 5 to 7 %
  *     more CPU for a pull through the daemon.
  *
  * So blocks of exactly that size come from POOL_SLOTS slots of one

@@ -64,11 +64,11 @@
  * start as mappings of their own; but glibc raises the threshold to the
  * size of the first mapped block freed, and from then on such blocks came
  * from the threads' heaps, where a freed block between live ones stays
- * resident (one heap grew to 7 to 11 MiB in some pulls, bench/README.md,
+ * resident (one heap grew to 6 to 11 MiB in some pulls, bench/README.md,
  * run Q). The engine pins the threshold here, once per process: every
  * such block is then its own mapping, returned to the system when freed.
  * (libcurl's buffer, freed and allocated again for every request, is
- * pooled instead: as a mapping per request it cost 5 % of the CPU.)
+ * pooled instead: as a mapping per request it cost 5 to 7 % of the CPU.)
  */
 #define MMAP_THRESHOLD (128 * 1024)
 _Static_assert(MMAP_THRESHOLD < WRITE_BATCH && MMAP_THRESHOLD < CURL_BUFFER,
