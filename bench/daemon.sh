@@ -177,7 +177,7 @@ print("| file MiB | build | rounds | pull s | curl -o s | wall / curl (of median
 print("|---|---|---|---|---|---|---|---|---|---|")
 for (s, b), rs in sorted(rows.items()):
     med = [st.median(c) for c in zip(*rs)]
-    per = ratio(st.median(r[0] / r[1] for r in rs), 1) if all(r[1] > 0 for r in rs) else "-"
+    per = "%.2f" % st.median(r[0] / r[1] for r in rs) if all(r[1] > 0 for r in rs) else "-"
     hwm = [r[5] for r in rs]
     print(f"| {s} | {b} | {len(rs)} | {med[0]:.2f} | {med[1]:.2f} | {ratio(med[0], med[1])} | {per} | "
           f"{ratio(med[4], med[2] + med[3])} | {min(hwm):.1f} / {med[5]:.1f} / {max(hwm):.1f} | "

@@ -1,4 +1,5 @@
-"""One number of a /proc/PID file, for the bench scripts that sample a process."""
+"""/proc/PID of a process the bench scripts sample: one number of a file
+(proc_value), and what is resident, by kind of mapping (smaps_groups)."""
 
 
 def proc_value(pid, name, key):
@@ -17,7 +18,7 @@ def smaps_groups(pid):
     """Resident KiB of /proc/PID/smaps by kind of mapping: "[heap]",
     "[stack]", "libraries", "program", "anon N KiB" for anonymous mappings
     (by size, so that a grown heap of a thread stands out), or None."""
-    groups, name, size = {}, None, 0
+    groups, name = {}, None
     try:
         with open(f"/proc/{pid}/smaps") as f:
             for line in f:

@@ -7,7 +7,7 @@
  *     the first such block freed), a freed buffer between live blocks
  *     stays resident: some pulls grew one heap to 6 to 11 MiB and the
  *     daemon's peak RSS to 26 MiB.
- *   - As mappings of their own (the threshold pinned, fetch's MMAP_THRESHOLD),
+ *   - As mappings of their own (the threshold pinned, MMAP_THRESHOLD),
  *     every request paid a mapping and the faults of its pages: 5 to 7 %
  *     more CPU for a pull through the daemon.
  *
@@ -21,6 +21,7 @@
 #include "core/curl_mem.h"
 
 #include <curl/curl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -137,6 +138,9 @@ static void init_once(void)
 	if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, mem_malloc, mem_free, mem_realloc, mem_strdup,
 				 mem_calloc) != CURLE_OK)
 		log_warn("curl_global_init_mem failed");
+	/* A sanitizer's allocator is not glibc's and ignores it. */
+	if (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1)
+		log_debug("mallopt(M_MMAP_THRESHOLD) not taken");
 }
 
 void curl_mem_init(void)

@@ -16,7 +16,19 @@
  * Blocks of this size + 1, libcurl's allocation for it, come from a pool. */
 #define CURL_BUFFER (512 * 1024)
 
-/* Starts libcurl once per process (any thread, any number of times). */
+/*
+ * Blocks this large or larger are mappings of their own, returned when
+ * freed: glibc's mmap threshold starts at this size but rises to the size
+ * of the first mapped block freed, after which such blocks came from the
+ * threads' heaps, where a freed one between live ones stays resident (one
+ * heap grew to 6 to 11 MiB in some pulls, bench/README.md, run Q).
+ * curl_mem_init pins it for the process. (libcurl's receive buffer, freed
+ * and allocated again for every request, is pooled instead: as a mapping
+ * per request it cost 5 to 7 % of the CPU.)
+ */
+#define MMAP_THRESHOLD (128 * 1024)
+
+/* Starts libcurl once per process (any thread, any number of times) and pins MMAP_THRESHOLD. */
 void curl_mem_init(void);
 
 /* The pool's receive buffers: handed out from its slots, and by malloc

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,18 +15,6 @@
 #include "core/cancel.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "core/curl_mem.h"
-
-static pthread_once_t process_once = PTHREAD_ONCE_INIT;
-
-/* What the engine sets up once per process: libcurl, and the mmap threshold (MMAP_THRESHOLD). */
-static void process_init_once(void)
-{
-	curl_mem_init();
-	/* A sanitizer's allocator is not glibc's and ignores it. */
-	if (mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) != 1)
-		log_debug("mallopt(M_MMAP_THRESHOLD) not taken");
-}
 
 /* Public API */
 
@@ -36,7 +23,7 @@ int xfer_engine_new(const struct xfer_config *cfg, struct xfer_engine **out, str
 	static const struct xfer_config defaults = {0};
 	if (!cfg)
 		cfg = &defaults;
-	pthread_once(&process_once, process_init_once);
+	curl_mem_init(); /* libcurl and the process's memory rules, once */
 	struct xfer_engine *eng = xcalloc(1, sizeof(*eng));
 	eng->cfg = *cfg;
 	struct xfer_config *c = &eng->cfg;

@@ -36,8 +36,8 @@
 #include "core/gitblob.h"
 #include "core/sha256.h"
 #include "core/url.h"
-#include "fetch/ranges.h"
 #include "core/curl_mem.h"
+#include "fetch/ranges.h"
 #include "fetch/xfer.h"
 
 #define HASH_CHUNK (512 * 1024) /* the helper reads the prefix back this much at a time */
@@ -57,22 +57,9 @@
  * when the connection stops.
  */
 #define WRITE_BATCH (256 * 1024)
-/*
- * The engine's large blocks (the write batch, the hasher's read buffer,
- * libcurl's receive buffer when the pool of core/curl_mem.c is out of
- * slots) are larger than glibc's first mmap threshold (128 KiB), so they
- * start as mappings of their own; but glibc raises the threshold to the
- * size of the first mapped block freed, and from then on such blocks came
- * from the threads' heaps, where a freed block between live ones stays
- * resident (one heap grew to 6 to 11 MiB in some pulls, bench/README.md,
- * run Q). The engine pins the threshold here, once per process: every
- * such block is then its own mapping, returned to the system when freed.
- * (libcurl's buffer, freed and allocated again for every request, is
- * pooled instead: as a mapping per request it cost 5 to 7 % of the CPU.)
- */
-#define MMAP_THRESHOLD (128 * 1024)
-_Static_assert(MMAP_THRESHOLD < WRITE_BATCH && MMAP_THRESHOLD < CURL_BUFFER,
-	       "the per-connection blocks must be above the pinned mmap threshold");
+/* Each connection's batch is a mapping of its own, returned when freed (core/curl_mem.h). */
+_Static_assert(WRITE_BATCH >= MMAP_THRESHOLD,
+	       "the write batch must be at the mmap threshold or above");
 #define PROGRESS_MS 250	      /* rate and on_progress period */
 #define RATE_BURST_MIN 65536  /* the rate cap's bucket holds at least this */
 #define RATE_PAUSED_POLL_MS 5 /* the loop's wake-up while connections are paused */

@@ -118,11 +118,20 @@ class CephRGW:
                                                    (r.stderr or r.stdout)[-800:]))
         return r.stdout
 
-    def ceph(self, *args, timeout=30):
+    def ceph_argv(self, args, timeout):
         # Bounded by Ceph itself too: a client that cannot reach the monitor
         # fails with its own message instead of waiting for the kill.
-        return self.run("ceph", "-c", self.conf, "--connect-timeout",
-                        str(max(1, int(timeout) - 1)), *args, timeout=timeout)
+        return ["ceph", "-c", self.conf, "--connect-timeout", str(max(1, int(timeout) - 1)),
+                *args]
+
+    def ceph(self, *args, timeout=30):
+        return self.run(*self.ceph_argv(args, timeout), timeout=timeout)
+
+    def probe(self, *args, timeout=10):
+        """One ceph command that may fail: its output, or None."""
+        r = subprocess.run(self.ceph_argv(args, timeout), capture_output=True, text=True,
+                           timeout=timeout)
+        return r.stdout if r.returncode == 0 else None
 
     def daemon(self, *args):
         """Starts a daemon in the foreground of its own process group."""
@@ -206,12 +215,8 @@ class CephRGW:
         self.run("ceph-mon", "-c", self.conf, "--mkfs", "-i", "a", "--monmap", monmap,
                  "--keyring", kr)
         self.daemon("ceph-mon", "-i", "a")
-
-        def mon_answers():
-            r = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "5", "mon",
-                                "stat"], capture_output=True, text=True, timeout=10)
-            return r.returncode == 0
-        self.wait("ceph-mon answering on port %d" % (base + 1), mon_answers, deadline)
+        self.wait("ceph-mon answering on port %d" % (base + 1),
+                  lambda: self.probe("mon", "stat") is not None, deadline)
         osd_uuid = str(uuid.uuid4())
         out = self.ceph("osd", "new", osd_uuid, "0", timeout=max(5, deadline - time.time()))
         if out.strip() != "0":
@@ -221,9 +226,8 @@ class CephRGW:
         self.daemon("ceph-osd", "-i", "0")
 
         def osd_up():
-            r = subprocess.run(["ceph", "-c", self.conf, "--connect-timeout", "9", "osd",
-                                "dump"], capture_output=True, text=True, timeout=10)
-            return any(line.startswith("osd.0 up") for line in r.stdout.splitlines())
+            dump = self.probe("osd", "dump") or ""
+            return any(line.startswith("osd.0 up") for line in dump.splitlines())
         self.wait("osd.0 up", osd_up, deadline)
         self.start_rgw(deadline)
         self.run("radosgw-admin", "-c", self.conf, "user", "create", "--uid", "rbee",

@@ -569,10 +569,10 @@ static long resident_pages(uintptr_t p, size_t len)
 }
 
 /*
- * libcurl frees its receive buffer after each request and allocates it
- * again for the next; glibc would raise its mmap threshold at the first
- * free, and later buffers would come from the heap, where a freed one
- * between live ones stays resident. Once an engine exists, a freed buffer
+ * Blocks as large as libcurl's buffer, freed and allocated again: glibc
+ * would raise its mmap threshold at the first free, and later blocks would
+ * come from the heap, where a freed one between live ones stays resident.
+ * Once an engine exists (curl_mem_init pins the threshold), a freed block
  * of that size is a mapping returned to the system.
  */
 static void test_freed_buffers_leave_no_pages(void **state)
